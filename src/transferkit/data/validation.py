@@ -1,0 +1,92 @@
+"""Checks that run before any long work: a run fails here, in seconds, rather than an hour into training."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Sequence
+
+from transferkit.data.dataset import Dataset
+from transferkit.data.images import check_image_file
+from transferkit.errors import DataError
+
+MAX_TEXT_CHARS = 100_000
+
+
+class DataWarning(UserWarning):
+    """Legal but suspicious data: a tiny class, duplicates across splits, ..."""
+
+
+def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: int = 2) -> None:
+    """Check one dataset: readable images, usable texts, enough classes (for training), no empty class."""
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.origin}: the {role} data has no examples.")
+    if dataset.from_files:
+        problems = []
+        for path, row in zip(dataset.items, dataset.row_ids):
+            problem = check_image_file(path)
+            if problem:
+                where = path if row == path else f"{row} ({path})"
+                problems.append(f"{where} {problem}")
+        if problems:
+            more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise DataError(
+                f"{dataset.origin}: {len(problems)} image file(s) cannot be used:\n  "
+                + "\n  ".join(problems[:5])
+                + more
+                + "\nRemove or replace them and run again."
+            )
+    if dataset.modality == "text":
+        long = [row for row, text in zip(dataset.row_ids, dataset.items) if len(text) > MAX_TEXT_CHARS]
+        if long:
+            warnings.warn(
+                f"{long[0]}: text longer than {MAX_TEXT_CHARS:,} characters ({len(long)} such); it is truncated "
+                "to the encoder's maximum length.",
+                DataWarning,
+                stacklevel=2,
+            )
+    if dataset.labels is not None and role == "training":
+        counts = Counter(dataset.labels)
+        if len(counts) < min_classes:
+            raise DataError(
+                f"{dataset.origin}: the {role} data has only {len(counts)} class ({', '.join(counts)}); "
+                f"a classifier needs at least {min_classes}. Add examples of other classes."
+            )
+        tiny = sorted(name for name, n in counts.items() if n < 2)
+        if tiny:
+            warnings.warn(
+                f"{dataset.origin}: class(es) {tiny} have a single example; results for them are unreliable.",
+                DataWarning,
+                stacklevel=2,
+            )
+
+
+def validate_splits(train: Dataset, others: Sequence[Dataset]) -> None:
+    """Labels in validation/test data must exist in training; duplicates across splits are warned about."""
+    known = set(train.labels or [])
+    train_keys = None
+    for other in others:
+        if other.modality != train.modality:
+            raise DataError(
+                f"{other.origin}: holds {other.modality} data but the training data ({train.origin}) holds "
+                f"{train.modality} data."
+            )
+        if other.labels is not None:
+            unseen = sorted(set(other.labels) - known)
+            if unseen:
+                rows = [row for row, label in zip(other.row_ids, other.labels) if label in unseen]
+                raise DataError(
+                    f"{rows[0]}: label '{unseen[0]}' never appears in the training data ({train.origin}); "
+                    f"{len(rows)} row(s) have unseen labels {unseen[:5]}. Add training examples of those classes "
+                    "or remove the rows."
+                )
+        if train_keys is None:
+            train_keys = set(train.item_keys())
+        duplicates = [row for row, key in zip(other.row_ids, other.item_keys()) if key in train_keys]
+        if duplicates:
+            warnings.warn(
+                f"{other.origin}: {len(duplicates)} example(s) also appear in the training data (first: "
+                f"{duplicates[0]}); the measured accuracy will be optimistic.",
+                DataWarning,
+                stacklevel=2,
+            )

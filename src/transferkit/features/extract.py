@@ -1,0 +1,184 @@
+"""Batched feature extraction in ``torch.inference_mode``, through the cache."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import Dataset
+from transferkit.features.cache import FeatureCache
+
+log = logging.getLogger("transferkit")
+
+
+class PreparedItems(TorchDataset):
+    """A dataset's items passed through ``backbone.prepare`` (decoding and resizing happen in loader workers)."""
+
+    def __init__(self, dataset: Dataset, backbone: Backbone, order: np.ndarray | None = None) -> None:
+        self.items = dataset.items
+        self.prepare = backbone.prepare
+        self.order = np.arange(len(dataset)) if order is None else order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.prepare(self.items[int(self.order[index])])
+
+
+@dataclass
+class ExtractionStats:
+    """What the last extraction did: how many examples came from the cache and how many ran the backbone."""
+
+    total: int = 0
+    from_cache: int = 0
+    computed: int = 0
+    seconds: float = 0.0
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_backbone(
+    backbone: Backbone,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+    output: Callable[[Backbone, Any], torch.Tensor] | None = None,
+    description: str = "extracting features",
+) -> np.ndarray:
+    """Run ``output(backbone, batch)`` (default: pooled features) over every example; returns ``(N, D)`` float32.
+
+    Texts are batched by length (less padding), results are returned in the dataset's order.
+    """
+    device = resolve_device(device)
+    output = output or (lambda model, batch: model.forward_features(batch))
+    order = None
+    if dataset.modality == "text":
+        order = np.argsort([len(t) for t in dataset.items], kind="stable")
+    loader = DataLoader(
+        PreparedItems(dataset, backbone, order),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=backbone.collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    was_training = backbone.training
+    backbone.eval().to(device)
+    if device.type == "cpu" and dataset.modality == "image":
+        backbone.to(memory_format=torch.channels_last)
+    chunks: list[np.ndarray] = []
+    reporter = _Progress(len(dataset), description, enabled=progress)
+    use_amp = device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
+        for batch in loader:
+            batch = backbone.batch_to(batch, device)
+            out = output(backbone, batch)
+            chunks.append(out.float().cpu().numpy())
+            reporter.advance(len(chunks[-1]))
+    reporter.close()
+    backbone.train(was_training)
+    features = np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
+    if order is not None:
+        restored = np.empty_like(features)
+        restored[order] = features
+        features = restored
+    return features.astype(np.float32, copy=False)
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: Dataset,
+    *,
+    cache: FeatureCache | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+    stats: ExtractionStats | None = None,
+) -> np.ndarray:
+    """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``."""
+    start = time.perf_counter()
+    stats = stats if stats is not None else ExtractionStats()
+    stats.total = len(dataset)
+    if cache is None:
+        features = run_backbone(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
+                                progress=progress)
+        stats.computed, stats.from_cache = len(dataset), 0
+    else:
+        key = backbone.cache_key()
+        keys = dataset.item_keys()
+        features, hits = cache.lookup(key, keys)
+        missing = np.flatnonzero(~hits)
+        if len(missing):
+            # Each distinct missing example runs once, even if it repeats in the data.
+            first_of: dict[str, int] = {}
+            for i in missing:
+                first_of.setdefault(keys[i], int(i))
+            unique = np.fromiter(first_of.values(), dtype=np.int64)
+            computed = run_backbone(backbone, dataset.subset(unique), batch_size=batch_size, device=device,
+                                    num_workers=num_workers, progress=progress)
+            cache.store(key, [keys[i] for i in unique], computed, meta=backbone.describe())
+            if features is None:
+                features = np.zeros((len(dataset), computed.shape[1]), dtype=np.float32)
+            row_of = {keys[i]: row for row, i in enumerate(unique)}
+            features[missing] = computed[[row_of[keys[i]] for i in missing]]
+            stats.computed = len(unique)
+        else:
+            stats.computed = 0
+        stats.from_cache = int(hits.sum())
+    stats.seconds = time.perf_counter() - start
+    log.info("features of %s: %d examples (%d from cache, %d computed) in %.1f s", dataset.origin, stats.total,
+             stats.from_cache, stats.computed, stats.seconds)
+    return features
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a few plain log lines otherwise (no per-step spam in CI logs)."""
+
+    def __init__(self, total: int, description: str, enabled: bool) -> None:
+        self.total, self.done, self.description = total, 0, description
+        self.enabled = enabled and total > 0
+        self.bar = None
+        self.next_log = 0.25
+        self.start = time.perf_counter()
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+        elif self.done / self.total >= self.next_log and self.done < self.total:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            log.info("%s: %d/%d (%.0f/s)", self.description, self.done, self.total, rate)
+            self.next_log += 0.25
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
