@@ -1,0 +1,35 @@
+# The two commands of the README. Both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Same results run after run, and steady timings on small machines (see docs/performance notes in README).
+export OMP_NUM_THREADS ?= 2
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test install clean bench
+
+$(BIN)/transferkit: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,dev]'
+	touch $(BIN)/transferkit
+
+install: $(BIN)/transferkit
+
+demo: install
+	$(BIN)/transferkit demo --output demo-output
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra
+
+bench: install
+	$(BIN)/python benchmarks/probe_cache.py
+	$(BIN)/python benchmarks/extract_throughput.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

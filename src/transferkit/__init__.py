@@ -1,0 +1,51 @@
+"""transferkit: take pretrained models and a small labelled dataset, get the best adapted model and an honest
+account of how much transfer helped.
+
+The verbs are functions: ``transferkit.fit``, ``evaluate``, ``predict``, ``load_model``, ``list_models``. Heavy
+libraries (torch, timm, transformers) load on first use, not at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from transferkit._version import __version__
+from transferkit.errors import (
+    ArtifactError,
+    BackboneError,
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    TransferkitError,
+)
+
+_LAZY = {
+    "fit": "transferkit.api",
+    "evaluate": "transferkit.api",
+    "predict": "transferkit.api",
+    "list_models": "transferkit.api",
+    "FitResult": "transferkit.api",
+    "FitConfig": "transferkit.config",
+    "load_model": "transferkit.artifacts",
+    "save_model": "transferkit.artifacts",
+    "load_data": "transferkit.data.sources",
+    "from_arrays": "transferkit.data.sources",
+    "create_backbone": "transferkit.backbones.registry",
+    "LinearProbe": "transferkit.strategies.linear_probe",
+}
+
+__all__ = ["__version__", "ArtifactError", "BackboneError", "ConfigError", "DataError", "DataNotFoundError",
+           "TransferkitError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

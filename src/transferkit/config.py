@@ -1,0 +1,97 @@
+"""Run configurations: typed, validated at construction, saved next to every output.
+
+The CLI and YAML files build the same objects as the Python API, so a run is described the same way everywhere.
+Unknown keys and wrong types are errors that name the option.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from transferkit._version import __version__
+from transferkit.errors import ConfigError
+
+STRATEGIES = ("linear-probe",)
+DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
+
+
+class FitConfig(BaseModel):
+    """Everything that decides what ``fit`` does. Paths are strings; ``None`` means "chosen for you"."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL, Parquet)")
+    val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data")
+    test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
+    backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
+    strategy: Literal["linear-probe"] = Field("linear-probe", description="how the backbone is adapted")
+    output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
+    overwrite: bool = Field(False, description="replace a model already in the output folder")
+    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
+    text_column: str | None = Field(None, description="text column of a table (default: text, sentence, review, content)")
+    path_column: str | None = Field(None, description="image-path column of a table (default: path, image, filepath, file)")
+    encoding: str = Field("utf-8", description="text encoding of table files")
+    shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class (few-shot experiments)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for testing when no test data is given")
+    seed: int = Field(0, ge=0, description="seed of every random choice (splits, sampling, folds)")
+    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
+    no_cache: bool = Field(False, description="do not read or write the feature cache")
+    baselines: list[Literal["raw", "scratch"]] = Field(default_factory=lambda: ["raw"], description="baselines run on the same split: raw (pixels / TF-IDF), scratch (same architecture from random weights)")
+    probe_c: float | None = Field(None, gt=0, description="fixed inverse regularisation of the probe; default chosen on validation data")
+    max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    progress: bool = Field(True, description="show progress of long steps")
+
+    def resolved(self, **facts: Any) -> dict[str, Any]:
+        """The config as saved next to outputs: every option's value plus facts decided during the run."""
+        return {"transferkit_version": __version__, **self.model_dump(), **facts}
+
+
+def _describe_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "(config)"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(FitConfig.model_fields)
+            lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
+        else:
+            lines.append(f"option '{field}': {error['msg']} (got {error.get('input')!r})")
+    return f"{origin}: " + "; ".join(lines)
+
+
+def make_config(origin: str = "options", **values: Any) -> FitConfig:
+    """Build a FitConfig, turning validation problems into one ConfigError that names each option."""
+    try:
+        return FitConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, origin)) from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) config file into a mapping of options; errors name the file and the problem."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of option: value, got {type(data).__name__}.")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def merge_config(file_values: dict[str, Any], flag_values: dict[str, Any], origin: str) -> FitConfig:
+    """Defaults < config file < flags given on the command line (``None`` means "not given")."""
+    values = dict(file_values)
+    values.update({k: v for k, v in flag_values.items() if v is not None})
+    return make_config(origin, **values)

@@ -1,0 +1,1 @@
+"""Metrics, baselines and the verdict on whether transfer helped."""

@@ -1,0 +1,61 @@
+"""Did transfer help? A paired comparison on the same test examples, decided by a confidence interval."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+HELPED, NO_DIFFERENCE, HURT = "helped", "no measurable difference", "hurt"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Accuracy of the transferred model minus a baseline's, on the same examples.
+
+    ``ci_low`` / ``ci_high`` bound the difference with ``confidence`` (paired bootstrap over test examples).
+    The verdict is ``helped`` when the whole interval is above zero, ``hurt`` when it is below, and
+    ``no measurable difference`` otherwise: a single number never decides.
+    """
+
+    baseline: str
+    model_accuracy: float
+    baseline_accuracy: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def sentence(self) -> str:
+        points = 100 * self.difference
+        interval = f"{100 * self.ci_low:+.1f} to {100 * self.ci_high:+.1f}"
+        if self.verdict == HELPED:
+            return f"transfer helped: {points:+.1f} points over the {self.baseline} baseline ({self.confidence:.0%} interval {interval})"
+        if self.verdict == HURT:
+            return f"transfer hurt (negative transfer): {points:+.1f} points against the {self.baseline} baseline ({self.confidence:.0%} interval {interval})"
+        return f"no measurable difference from the {self.baseline} baseline: {points:+.1f} points ({self.confidence:.0%} interval {interval})"
+
+
+def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str,
+            confidence: float = 0.95, n_boot: int = 5000, seed: int = 0) -> Comparison:
+    """Paired bootstrap of the accuracy difference between two sets of predictions of the same examples."""
+    y_true, model_pred, baseline_pred = map(np.asarray, (y_true, model_pred, baseline_pred))
+    model_correct = (model_pred == y_true).astype(np.float64)
+    base_correct = (baseline_pred == y_true).astype(np.float64)
+    diff = model_correct - base_correct
+    rng = np.random.default_rng(seed)
+    n = len(diff)
+    boots = np.empty(n_boot)
+    for start in range(0, n_boot, 500):
+        stop = min(start + 500, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        boots[start:stop] = diff[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    verdict = HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
+    return Comparison(baseline, float(model_correct.mean()), float(base_correct.mean()), float(diff.mean()),
+                      float(low), float(high), confidence, verdict)

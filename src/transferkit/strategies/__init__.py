@@ -1,0 +1,1 @@
+"""How a model is adapted: linear probe (here), fine-tuning, LoRA, distillation, domain adaptation (later)."""

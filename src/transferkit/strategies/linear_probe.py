@@ -1,0 +1,147 @@
+"""The linear probe: logistic regression on frozen (cached) features, as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from transferkit.errors import ConfigError
+
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
+LARGE_DATA = 10_000
+
+
+class LinearProbe(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on standardised features, with the inverse regularisation strength ``C``
+    chosen on validation data.
+
+    Parameters
+    ----------
+    C : float or None
+        Fixed inverse regularisation strength; ``None`` chooses it from ``Cs``.
+    Cs : sequence of float
+        Candidates for ``C`` (default ``1e-4 .. 1e2``, 7 values on a log scale).
+    cv : int
+        Folds of the stratified cross-validation that chooses ``C`` when no validation data is passed to ``fit``
+        (fewer when the smallest class has fewer examples). Above 10,000 examples one stratified 20 % hold-out is used.
+    standardize : bool
+        Scale features to zero mean and unit variance first (scale only, for sparse input).
+    max_iter : int
+        Iterations of the L-BFGS solver.
+    random_state : int
+        Seed of the folds.
+
+    Attributes: ``classes_``, ``C_`` (the chosen C), ``validation_scores_`` (C -> mean validation accuracy),
+    ``scaler_``, ``model_``.
+    """
+
+    def __init__(self, C: float | None = None, Cs: Sequence[float] = DEFAULT_CS, cv: int = 5,
+                 standardize: bool = True, max_iter: int = 1000, random_state: int = 0) -> None:
+        self.C = C
+        self.Cs = Cs
+        self.cv = cv
+        self.standardize = standardize
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        if self.C is not None and not self.C > 0:
+            raise ConfigError(f"LinearProbe: C must be positive; got {self.C}.")
+        if self.C is None and (len(self.Cs) == 0 or any(not c > 0 for c in self.Cs)):
+            raise ConfigError(f"LinearProbe: Cs must be a non-empty list of positive numbers; got {list(self.Cs)}.")
+        if self.cv < 2:
+            raise ConfigError(f"LinearProbe: cv must be at least 2; got {self.cv}.")
+
+    def _new_model(self, C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, solver="lbfgs", max_iter=self.max_iter)
+
+    def _transform(self, X):
+        return self.scaler_.transform(X) if self.scaler_ is not None else X
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "LinearProbe":
+        """Fit on ``(X, y)``; ``C`` is chosen on ``(X_val, y_val)`` when given, else by cross-validation on ``X``."""
+        self._check_params()
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ConfigError(f"LinearProbe: needs at least 2 classes; got {len(self.classes_)}.")
+        sparse = sp.issparse(X)
+        self.scaler_ = StandardScaler(with_mean=not sparse).fit(X) if self.standardize else None
+        Xs = self._transform(X)
+        if self.C is not None:
+            self.C_ = float(self.C)
+            self.validation_scores_ = {}
+        else:
+            self.validation_scores_ = self._select_C(Xs, y, X_val, y_val)
+            best = max(self.validation_scores_.values())
+            # Among equally good values, the strongest regularisation (smallest C) generalises best.
+            self.C_ = min(c for c, s in self.validation_scores_.items() if s >= best - 1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model_ = self._new_model(self.C_).fit(Xs, y)
+        return self
+
+    def _select_C(self, Xs, y, X_val, y_val) -> dict[float, float]:
+        if X_val is not None:
+            Xv = self._transform(validate_data(self, X_val, reset=False, accept_sparse="csr"))
+            splits = [(Xs, y, Xv, np.asarray(y_val))]
+        else:
+            counts = np.unique(y, return_counts=True)[1]
+            if counts.min() < 2:
+                return {1.0: 0.0}
+            if len(y) > LARGE_DATA:
+                splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=self.random_state)
+            else:
+                splitter = StratifiedKFold(n_splits=min(self.cv, int(counts.min())), shuffle=True,
+                                           random_state=self.random_state)
+            splits = [(Xs[a], y[a], Xs[b], y[b]) for a, b in splitter.split(np.zeros(len(y)), y)]
+        scores = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for C in self.Cs:
+                accs = [np.mean(self._new_model(C).fit(xa, ya).predict(xb) == yb) for xa, ya, xb, yb in splits]
+                scores[float(C)] = float(np.mean(accs))
+        return scores
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, accept_sparse="csr")
+        return self.model_.decision_function(self._transform(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, accept_sparse="csr")
+        return self.model_.predict_proba(self._transform(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def to_head(self):
+        """The fitted probe as a :class:`~transferkit.heads.LinearHead` computing the same probabilities."""
+        import torch
+
+        from transferkit.heads import LinearHead
+
+        check_is_fitted(self, "model_")
+        coef, intercept = self.model_.coef_, self.model_.intercept_
+        if coef.shape[0] == 1:  # binary: softmax([0, z]) equals sigmoid(z)
+            coef = np.vstack([np.zeros_like(coef), coef])
+            intercept = np.concatenate([[0.0], intercept])
+        head = LinearHead(coef.shape[1], coef.shape[0])
+        with torch.no_grad():
+            if self.scaler_ is not None:
+                if self.scaler_.mean_ is not None:
+                    head.mean.copy_(torch.as_tensor(self.scaler_.mean_, dtype=torch.float32))
+                head.scale.copy_(torch.as_tensor(self.scaler_.scale_, dtype=torch.float32))
+            head.linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            head.linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+        return head
