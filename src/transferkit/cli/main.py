@@ -175,14 +175,14 @@ def predict(
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:
-        _write_predictions(rows, output)
+        _write_predictions(rows, output, loaded.classes)
         typer.echo(f"wrote {len(rows)} predictions to {output}")
     else:
         for row in rows:
             typer.echo(json.dumps(row))
 
 
-def _write_predictions(rows: list[dict], path: Path) -> None:
+def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None:
     from transferkit._io import atomic_write_text
 
     if path.suffix.lower() == ".csv":
@@ -191,13 +191,16 @@ def _write_predictions(rows: list[dict], path: Path) -> None:
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        classes = list(rows[0]["probabilities"]) if rows else []
         writer.writerow(["input", "label", *[f"p_{c}" for c in classes]])
         for row in rows:
-            writer.writerow([row["input"], row["label"], *[f"{row['probabilities'].get(c, 0.0):.6f}" for c in classes]])
+            writer.writerow([row["input"], row["label"], *[_cell(row["probabilities"].get(c)) for c in classes]])
         atomic_write_text(path, buffer.getvalue())
     else:
         atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _cell(probability: float | None) -> str:
+    return "" if probability is None else f"{probability:.6f}"
 
 
 @app.command()
