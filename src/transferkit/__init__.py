@@ -33,6 +33,7 @@ _LAZY = {
     "from_arrays": "transferkit.data.sources",
     "create_backbone": "transferkit.backbones.registry",
     "LinearProbe": "transferkit.strategies.linear_probe",
+    "rank": "transferkit.selection.ranking",
 }
 
 __all__ = ["__version__", "ArtifactError", "BackboneError", "ConfigError", "DataError", "DataNotFoundError",

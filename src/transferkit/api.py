@@ -113,6 +113,11 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
     classes = train.classes
     backbone_name = config.backbone or DEFAULT_BACKBONES[train.modality]
+    ranking_facts: dict[str, Any] = {}
+    if backbone_name == "auto":
+        from transferkit.selection.ranking import choose_backbone
+
+        backbone_name, ranking_facts = choose_backbone(train, config)
 
     from transferkit.backbones import create_backbone
 
@@ -165,6 +170,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         backbone=backbone_name, classes=classes, modality=train.modality,
         n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
         probe_C=probe.C_, data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
+        **ranking_facts,
     )
     all_metrics = {"test": metrics, "baselines": baselines, "comparisons": [c.to_dict() for c in comparisons],
                    "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()}},

@@ -26,7 +26,7 @@ class FitConfig(BaseModel):
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL, Parquet)")
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data")
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
-    backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
+    backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
     strategy: Literal["linear-probe"] = Field("linear-probe", description="how the backbone is adapted")
     output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
     overwrite: bool = Field(False, description="replace a model already in the output folder")

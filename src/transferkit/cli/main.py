@@ -60,7 +60,7 @@ def main_options(
 @app.command()
 def fit(
     data: Optional[str] = typer.Argument(None, help="Training data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text. auto: rank the installed backbones by LogME on the training data and use the best."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the model in (weights, config, metrics, run config, model card)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (the same names as these flags, with _ or -); flags given here override it."),
@@ -237,7 +237,7 @@ def demo(
 
 
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["transferkit.cli.rank"]
 
 
 def _register_commands() -> None:
@@ -257,4 +257,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's app: command modules register on `transferkit.cli.main.app`, not on `__main__`.
+    from transferkit.cli.main import main as _main
+
+    _main()
