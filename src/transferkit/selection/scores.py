@@ -126,7 +126,8 @@ def logme_score(features, labels, *, max_iter: int = 100, tol: float = 1e-6) -> 
     labels : array (N,)
         Class labels; at least two classes.
     max_iter, tol : int, float
-        The iteration stops when ``alpha / beta`` changes by less than ``tol`` (relative) for every class.
+        The iteration stops for a class when ``alpha / beta`` changes by less than ``tol`` (relative), or its
+        evidence by less than ``tol / 1000`` per example.
 
     Returns
     -------
@@ -135,37 +136,51 @@ def logme_score(features, labels, *, max_iter: int = 100, tol: float = 1e-6) -> 
     """
     features = _check_matrix(features, "logme_score")
     codes, n_classes = _check_labels(labels, features.shape[0], "logme_score")
-    n, d = features.shape
+    n = features.shape[0]
     targets = np.zeros((n, n_classes))
     targets[np.arange(n), codes] = 1.0
     sigma, _, project = _spectrum(features)
     rank = len(sigma)
     z2 = project(targets) ** 2                                   # (r, C): squared coordinates of y in U's basis
-    outside = np.maximum((targets * targets).sum(axis=0) - z2.sum(axis=0), 0.0)  # ||y||^2 - ||U^T y||^2, (C,)
+    if rank >= n:  # U spans R^N: no part of y lies outside (and rounding must not invent one)
+        outside = np.zeros(n_classes)
+    else:           # ||y||^2 - ||U^T y||^2, (C,); differences at rounding level are zero
+        norms = (targets * targets).sum(axis=0)
+        outside = norms - z2.sum(axis=0)
+        outside[outside <= 16 * n * _EPS * norms] = 0.0
     s = sigma[:, None]                                           # (r, 1)
     alpha, beta = np.ones(n_classes), np.ones(n_classes)
+    evidence = _logme_evidence(alpha, beta, sigma, z2, outside, n, rank)
     for _ in range(max_iter):
         denom = alpha + beta * s                                 # (r, C)
         gamma = (beta * s / denom).sum(axis=0)
-        m2 = (beta ** 2 * s * z2 / denom ** 2).sum(axis=0)       # ||m||^2
-        res2 = (alpha ** 2 * z2 / denom ** 2).sum(axis=0) + outside  # ||F m - y||^2
+        m2 = (s * z2 * (beta / denom) ** 2).sum(axis=0)          # ||m||^2
+        res2 = (z2 * (alpha / denom) ** 2).sum(axis=0) + outside  # ||F m - y||^2
         new_alpha = gamma / np.maximum(m2, _TINY)
         new_beta = np.maximum(n - gamma, _TINY) / np.maximum(res2, _TINY)
         ratio, new_ratio = alpha / beta, new_alpha / new_beta
         alpha, beta = new_alpha, new_beta
-        if np.all(np.abs(new_ratio - ratio) <= tol * np.abs(ratio)):
+        new_evidence = _logme_evidence(alpha, beta, sigma, z2, outside, n, rank)
+        # Stop when alpha / beta settles, or when the evidence does (its maximum may lie at beta -> infinity,
+        # the noise-free limit, when N <= D: then beta grows without bound while the evidence converges).
+        settled = np.abs(new_ratio - ratio) <= tol * np.abs(ratio)
+        flat = np.abs(new_evidence - evidence) <= tol * 1e-3 * n
+        evidence = new_evidence
+        if np.all(settled | flat):
             break
-    evidence = _logme_evidence(alpha, beta, sigma, z2, outside, n, d, rank)
     return float(np.mean(evidence) / n)
 
 
-def _logme_evidence(alpha, beta, sigma, z2, outside, n: int, d: int, rank: int) -> np.ndarray:
-    """The log evidence (C,) at ``(alpha, beta)`` (C,) each, in the singular basis (see :func:`logme_score`)."""
+def _logme_evidence(alpha, beta, sigma, z2, outside, n: int, rank: int) -> np.ndarray:
+    """The log evidence (C,) at ``(alpha, beta)`` (C,) each, in the singular basis (see :func:`logme_score`).
+
+    ``log|A| = sum_i log(alpha + beta s_i) + (D - r) log alpha``; its ``(D - r) log alpha`` cancels against part of
+    ``D/2 log alpha``, leaving ``r/2 log alpha``.
+    """
     s = sigma[:, None]
     denom = alpha + beta * s
-    m2 = (beta ** 2 * s * z2 / denom ** 2).sum(axis=0)
-    res2 = (alpha ** 2 * z2 / denom ** 2).sum(axis=0) + outside
-    # log|A| = sum_i log(alpha + beta s_i) + (D - r) log alpha; its (D - r) log alpha cancels part of D/2 log alpha.
+    m2 = (s * z2 * (beta / denom) ** 2).sum(axis=0)
+    res2 = (z2 * (alpha / denom) ** 2).sum(axis=0) + outside
     log_det = np.log(denom).sum(axis=0)
     return (n / 2 * np.log(beta) + rank / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
             - beta / 2 * res2 - alpha / 2 * m2 - log_det / 2)
