@@ -54,7 +54,7 @@ def test_scores_are_those_of_the_candidates_features_and_source_logits(image_fol
     assert logme == sorted(logme, reverse=True)
     assert result.best in (TINY_IMAGE_BACKBONE, OTHER_TINY_IMAGE)
     table = result.table()
-    assert "LogME" in table and "raw (pixels)" in table and "n/a: LEEP for raw" in table
+    assert "LogME" in table and "raw (pixels)" in table and "n/a: LEEP, NCE for raw: the raw input has no source classifier" in table
 
 
 def test_a_second_ranking_runs_no_backbone_and_fit_reuses_the_features(image_folder: Path, tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_backbone_without_source_classifier_has_no_leep_or_nce(text_csv: Path,
     assert "no source classifier" in row.not_applicable["leep"] and "nce" in row.not_applicable
     raw = result.row("raw")
     assert raw.description.startswith("TF-IDF") and raw.num_features == 15  # 16 texts: at most N - 1 dimensions
-    assert "n/a: LEEP for" in result.table()
+    assert f"n/a: LEEP, NCE for {tiny_text_model}: no source classifier" in result.table()
 
 
 def test_validate_measures_accuracy_and_the_weighted_tau(image_folder: Path, tmp_path: Path, monkeypatch) -> None:

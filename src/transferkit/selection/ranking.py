@@ -117,9 +117,13 @@ class Ranking:
                  align(head), "-" * (sum(widths) + 2 * (len(widths) - 1))]
         lines += [align(cells) for cells in body]
         lines.append(_verdict_line(self))
+        missing: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         for row in self.rows:
-            for score, why in row.not_applicable.items():
-                lines.append(f"n/a: {SCORES[score].title} for {row.name}: {why}")
+            for why in dict.fromkeys(row.not_applicable.values()):
+                scores = tuple(SCORES[s].title for s, w in row.not_applicable.items() if w == why)
+                missing.setdefault((why, scores), []).append(row.name)
+        for (why, scores), names in missing.items():
+            lines.append(f"n/a: {', '.join(scores)} for {', '.join(names)}: {why}")
         reasons = {why for row in self.rows for why in row.not_run.values()}
         for why in sorted(reasons):
             lines.append(f"not run: {why}")

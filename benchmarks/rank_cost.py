@@ -1,0 +1,193 @@
+"""What ranking costs, side by side in one run: feature extraction alone, ranking, and one epoch of fine-tuning.
+
+For each task (Fashion-MNIST, 300 labelled images; VADER movies, 400 labelled snippets) and all its candidates:
+
+1. extraction alone: build each backbone and extract its pooled features of the labelled data (no cache);
+2. ranking, cold: ``rank`` with an empty cache (build, features + source logits in one pass, all five scores,
+   the raw-input row), and warm: the same ranking again, served from the cache;
+3. fine-tuning every candidate for one epoch on the same data: the engine's ``fit(strategy="finetune",
+   epochs=1)`` when this installation has it; otherwise a plain full fine-tune in a bare PyTorch loop (the
+   backbone and a linear head, AdamW, cross-entropy, batch 32, every parameter trainable, same preprocessing).
+
+Steps 1 and 2 run twice, alternating, and the faster of the two is reported (the machine is shared). Targets:
+ranking < 1.2x extraction alone; ranking >= 20x cheaper than fine-tuning every candidate for one epoch.
+
+Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/rank_cost.py [--quick]
+Saves benchmarks/results/rank_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rank_common import IMAGE_CANDIDATES, TEXT_CANDIDATES, environment, fashion_task, save, threads, vader_task  # noqa: E402
+
+RANK_OVER_EXTRACTION_MAX = 1.2
+FINETUNE_OVER_RANK_MIN = 20.0
+
+
+def _build(name: str, modality: str, seed: int = 0):
+    import torch
+
+    from transferkit.backbones import create_backbone
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return create_backbone(name, **({"max_length": 256} if modality == "text" else {}))
+
+
+def extraction_alone(train, candidates: list[str], batch_size: int) -> dict[str, float]:
+    from transferkit.features.extract import extract_features
+
+    seconds = {}
+    for name in candidates:
+        start = time.perf_counter()
+        backbone = _build(name, train.modality)
+        extract_features(backbone, train, cache=None, batch_size=batch_size, progress=False)
+        seconds[name] = time.perf_counter() - start
+        del backbone
+        gc.collect()
+    return seconds
+
+
+def ranking(train, candidates: list[str], batch_size: int, cache_dir: str) -> tuple[float, object]:
+    from transferkit.selection.ranking import rank
+
+    start = time.perf_counter()
+    result = rank(train, candidates, cache_dir=cache_dir, batch_size=batch_size, progress=False)
+    return time.perf_counter() - start, result
+
+
+def plain_finetune_epoch(name: str, train, batch_size: int = 32, seed: int = 0) -> float:
+    """One epoch of full fine-tuning (backbone + linear head, every parameter trained) in a bare PyTorch loop."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+    start = time.perf_counter()
+    backbone = _build(name, train.modality, seed)
+    classes = train.classes
+    labels = train.label_array(classes)
+
+    class Labelled(Dataset):
+        def __len__(self) -> int:
+            return len(train)
+
+        def __getitem__(self, i: int):
+            return backbone.prepare(train.items[i]), int(labels[i])
+
+    def collate(items):
+        return backbone.collate([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(Labelled(), batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    head = nn.Linear(backbone.num_features, len(classes))
+    if train.modality == "image":
+        backbone.to(memory_format=torch.channels_last)
+    parameters = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
+    backbone.train()
+    for batch, target in loader:
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(head(backbone.forward_features(batch)), target)
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    del backbone, optimizer
+    gc.collect()
+    return seconds
+
+
+def engine_finetune_epoch(name: str, train, test) -> float:
+    from transferkit.api import fit
+
+    start = time.perf_counter()
+    fit(train, test=test, backbone=name, strategy="finetune", epochs=1, baselines=[], no_cache=True,
+        progress=False)
+    return time.perf_counter() - start
+
+
+def run_task(task: str, train, test, candidates: list[str], batch_size: int, finetune_reason: str | None) -> dict:
+    print(f"== {task}: {len(train)} labelled {train.modality} examples, candidates: {', '.join(candidates)}")
+    extraction_runs, rank_runs, warm = [], [], None
+    for repeat in range(2):
+        extraction_runs.append(extraction_alone(train, candidates, batch_size))
+        with tempfile.TemporaryDirectory(prefix="tk-rank-cost-") as cache_dir:
+            cold, result = ranking(train, candidates, batch_size, cache_dir)
+            rank_runs.append({"total": cold, "rows": {r.name: dict(r.seconds) for r in result.rows}})
+            if repeat == 0:
+                warm, _ = ranking(train, candidates, batch_size, cache_dir)
+        print(f"   repeat {repeat + 1}: extraction alone {sum(extraction_runs[-1].values()):.1f} s, "
+              f"ranking (cold cache) {cold:.1f} s")
+    extraction = min(sum(run.values()) for run in extraction_runs)
+    best_rank = min(rank_runs, key=lambda r: r["total"])
+    finetune: dict[str, float] = {}
+    method = "engine: fit(strategy='finetune', epochs=1)" if finetune_reason is None else \
+        "plain PyTorch loop: full fine-tune, 1 epoch, batch 32, AdamW (the engine's finetune is not in this build)"
+    for name in candidates:
+        if finetune_reason is None:
+            finetune[name] = engine_finetune_epoch(name, train, test)
+        else:
+            finetune[name] = plain_finetune_epoch(name, train)
+        print(f"   fine-tune 1 epoch {name}: {finetune[name]:.1f} s")
+    finetune_total = sum(finetune.values())
+    ratio_rank = best_rank["total"] / extraction
+    ratio_ft = finetune_total / best_rank["total"]
+    print(f"   extraction alone {extraction:.1f} s | ranking {best_rank['total']:.1f} s (x{ratio_rank:.2f}) | "
+          f"warm ranking {warm:.2f} s | fine-tune all, 1 epoch {finetune_total:.1f} s "
+          f"(x{ratio_ft:.1f} the ranking)\n")
+    return {
+        "task": task, "n_examples": len(train), "candidates": candidates,
+        "extraction_alone_s": {"best_total": extraction, "runs": extraction_runs},
+        "ranking_cold_s": {"best_total": best_rank["total"], "runs": rank_runs},
+        "ranking_warm_s": warm,
+        "finetune_one_epoch_s": {"method": method, "per_candidate": finetune, "total": finetune_total},
+        "ranking_over_extraction": ratio_rank,
+        "finetune_over_ranking": ratio_ft,
+        "targets_met": {f"ranking < {RANK_OVER_EXTRACTION_MAX}x extraction": ratio_rank < RANK_OVER_EXTRACTION_MAX,
+                        f"fine-tune >= {FINETUNE_OVER_RANK_MIN}x ranking": ratio_ft >= FINETUNE_OVER_RANK_MIN},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer examples (a smoke run; figures not comparable)")
+    parser.add_argument("--batch-size", type=int, default=64, help="extraction batch size (default 64)")
+    args = parser.parse_args()
+    n_threads = threads()
+    from transferkit.selection.ranking import finetune_unavailable_reason
+
+    finetune_reason = finetune_unavailable_reason()
+    print(f"threads: {n_threads}; device: cpu; fine-tune timing: "
+          f"{'engine' if finetune_reason is None else 'plain PyTorch loop (' + finetune_reason + ')'}\n")
+    scale = 0.1 if args.quick else 1.0
+    fashion_train, fashion_test = fashion_task(shots=max(3, int(30 * scale)), n_test_per_class=2)
+    movies_train, movies_test = vader_task("movies", max(10, int(200 * scale)), 5)
+    results = [
+        run_task("fashion-mnist", fashion_train, fashion_test, IMAGE_CANDIDATES, args.batch_size, finetune_reason),
+        run_task("vader-movies", movies_train, movies_test, TEXT_CANDIDATES, args.batch_size, finetune_reason),
+    ]
+    print(f"{'task':<15} {'extract s':>10} {'rank s':>8} {'rank/extract':>13} {'warm rank s':>12} "
+          f"{'fine-tune s':>12} {'fine-tune/rank':>15}")
+    for r in results:
+        print(f"{r['task']:<15} {r['extraction_alone_s']['best_total']:>10.1f} {r['ranking_cold_s']['best_total']:>8.1f} "
+              f"{r['ranking_over_extraction']:>13.2f} {r['ranking_warm_s']:>12.2f} "
+              f"{r['finetune_one_epoch_s']['total']:>12.1f} {r['finetune_over_ranking']:>15.1f}")
+    path = save("rank_cost" + ("_quick" if args.quick else ""), {
+        "benchmark": "rank_cost", "environment": environment(n_threads),
+        "finetune_method": results[0]["finetune_one_epoch_s"]["method"],
+        "targets": {"ranking_over_extraction_max": RANK_OVER_EXTRACTION_MAX,
+                    "finetune_over_ranking_min": FINETUNE_OVER_RANK_MIN},
+        "tasks": results})
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
