@@ -36,6 +36,8 @@ class FitResult:
     skipped_baselines: dict[str, str] = field(default_factory=dict)
     output: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: False on the other processes of a multi-process (DDP) run: they train, the main process evaluates and saves.
+    is_main_process: bool = True
 
     @property
     def accuracy(self) -> float:
@@ -77,7 +79,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     """
     from transferkit.data.splits import sample_per_class, stratified_split
     from transferkit.data.validation import validate_dataset, validate_splits
-    from transferkit.evaluation.baselines import BASELINES, PENDING_BASELINES
+    from transferkit.evaluation.baselines import BASELINES, choose_baselines
 
     if config is None:
         values = {"data": _origin(data), "val": _origin(val), "test": _origin(test), **options}
@@ -89,9 +91,10 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     test = test if test is not None else config.test
     if data is None:
         raise ConfigError("no training data: give a folder of images per class or a table file.")
-    pending = [b for b in config.baselines if b in PENDING_BASELINES]
-    if pending:
-        raise ConfigError(f"baseline '{pending[0]}' is not available: {PENDING_BASELINES[pending[0]]}. Use --baselines raw.")
+    if config.strategy != "linear-probe" or (config.baselines and "scratch" in config.baselines):
+        from transferkit.strategies.requirements import check_training_installed
+
+        check_training_installed(config.strategy if config.strategy != "linear-probe" else "the scratch baseline")
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 
@@ -112,6 +115,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     if test_ds is None:
         train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
     classes = train.classes
+    baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
     backbone_name = config.backbone or DEFAULT_BACKBONES[train.modality]
     ranking_facts: dict[str, Any] = {}
     if backbone_name == "auto":
@@ -130,57 +134,90 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         )
     timings["load"] = time.perf_counter() - start
 
-    from transferkit.features.cache import FeatureCache
-    from transferkit.features.extract import extract_features
-
-    cache = None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir())
-    extract = dict(cache=cache, batch_size=config.batch_size, device=config.device,
-                   num_workers=config.num_workers, progress=config.progress)
-    start = time.perf_counter()
-    X_train = extract_features(backbone, train, **extract)
-    X_val = extract_features(backbone, val_ds, **extract) if val_ds is not None else None
-    X_test = extract_features(backbone, test_ds, **extract)
-    timings["features"] = time.perf_counter() - start
-
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.evaluation.verdict import compare
-    from transferkit.model import TransferModel
-    from transferkit.strategies.linear_probe import LinearProbe
 
-    start = time.perf_counter()
-    y_train, y_test = train.label_array(classes), test_ds.label_array(classes)
-    probe = LinearProbe(C=config.probe_c, random_state=config.seed)
-    probe.fit(X_train, y_train, X_val, val_ds.label_array(classes) if val_ds is not None else None)
-    model = TransferModel(backbone, probe.to_head(), classes, strategy=config.strategy)
-    proba = model.head_proba(X_test)
-    y_pred = proba.argmax(axis=1)
-    metrics = classification_metrics(y_test, y_pred, classes)
-    timings["probe"] = time.perf_counter() - start
+    y_test = test_ds.label_array(classes)
+    is_main = True
+    extra_files: dict[str, str] = {}
+    if config.strategy == "linear-probe":
+        from transferkit.features.cache import FeatureCache
+        from transferkit.features.extract import extract_features
+
+        cache = None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir())
+        extract = dict(cache=cache, batch_size=config.batch_size, device=config.device,
+                       num_workers=config.num_workers, progress=config.progress)
+        start = time.perf_counter()
+        X_train = extract_features(backbone, train, **extract)
+        X_val = extract_features(backbone, val_ds, **extract) if val_ds is not None else None
+        X_test = extract_features(backbone, test_ds, **extract)
+        timings["features"] = time.perf_counter() - start
+
+        from transferkit.model import TransferModel
+        from transferkit.strategies.linear_probe import LinearProbe
+
+        start = time.perf_counter()
+        y_train = train.label_array(classes)
+        probe = LinearProbe(C=config.probe_c, random_state=config.seed)
+        probe.fit(X_train, y_train, X_val, val_ds.label_array(classes) if val_ds is not None else None)
+        model = TransferModel(backbone, probe.to_head(), classes, strategy=config.strategy)
+        proba = model.head_proba(X_test)
+        timings["probe"] = time.perf_counter() - start
+        strategy_facts: dict[str, Any] = {"probe_C": probe.C_}
+        strategy_metrics: dict[str, Any] = {
+            "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()}}}
+    else:
+        from transferkit.strategies.run import train_with_strategy
+
+        start = time.perf_counter()
+        trained = train_with_strategy(config, backbone, train, val_ds, classes)
+        timings["training"] = time.perf_counter() - start
+        model, is_main = trained.model, trained.is_main_process
+        proba = None
+        if is_main:
+            start = time.perf_counter()
+            proba = model.predict_proba(test_ds, batch_size=config.batch_size, device=config.device,
+                                        num_workers=config.num_workers, cache=None, progress=config.progress)
+            timings["test_predictions"] = time.perf_counter() - start
+        strategy_facts = {"training": {k: v for k, v in trained.facts.items() if k != "history"}}
+        strategy_metrics = {"training": trained.facts}
+        if trained.outcome.metrics_csv and is_main:
+            extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
+    y_pred = proba.argmax(axis=1) if proba is not None else None
+    metrics = classification_metrics(y_test, y_pred, classes) if y_pred is not None else {}
 
     baselines, comparisons = {}, []
-    for name in config.baselines:
+    for name in baseline_names:
+        if not is_main and name != "scratch":
+            continue  # other processes of a multi-process run only join the baselines that train
         start = time.perf_counter()
-        result = BASELINES[name](train, test_ds, classes, seed=config.seed)
+        result = BASELINES[name](train, test_ds, classes, seed=config.seed, config=config, backbone=backbone_name,
+                                 val=val_ds)
+        timings[f"baseline_{name}"] = time.perf_counter() - start
+        if not is_main or result.predictions is None:
+            continue
         baselines[name] = {**classification_metrics(y_test, result.predictions, classes),
                            "description": result.description, **result.extra}
         comparisons.append(compare(y_test, y_pred, result.predictions, name, seed=config.seed))
-        timings[f"baseline_{name}"] = time.perf_counter() - start
 
     resolved = config.resolved(
         backbone=backbone_name, classes=classes, modality=train.modality,
         n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
-        probe_C=probe.C_, data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
-        **ranking_facts,
+        data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
+        baselines_run=list(baselines), baselines_not_run=skipped_baselines, **strategy_facts, **ranking_facts,
     )
+    result = FitResult(model, resolved, metrics, baselines, comparisons, skipped_baselines=skipped_baselines,
+                       timings=timings, is_main_process=is_main)
+    if not is_main:
+        return result
     all_metrics = {"test": metrics, "baselines": baselines, "comparisons": [c.to_dict() for c in comparisons],
-                   "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()}},
-                   "timings_s": timings}
-    result = FitResult(model, resolved, metrics, baselines, comparisons, timings=timings)
+                   "baselines_not_run": skipped_baselines, **strategy_metrics, "timings_s": timings}
     if config.output is not None:
         from transferkit.artifacts import save_model
 
         result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
-                                   overwrite=config.overwrite, extra_files={"summary.txt": result.summary() + "\n"})
+                                   overwrite=config.overwrite,
+                                   extra_files={"summary.txt": result.summary() + "\n", **extra_files})
     return result
 
 

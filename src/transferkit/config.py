@@ -13,8 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
+from transferkit.strategies.options import FineTuneConfig, L2SPConfig, LoraConfig
 
-STRATEGIES = ("linear-probe",)
+STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp")
+#: Strategies that train the backbone through the engine (everything but the linear probe).
+TRAINING_STRATEGIES = ("finetune", "lp-ft", "lora", "l2sp")
 DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
 
 
@@ -27,7 +30,7 @@ class FitConfig(BaseModel):
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data")
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
-    strategy: Literal["linear-probe"] = Field("linear-probe", description="how the backbone is adapted")
+    strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights)")
     output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
     overwrite: bool = Field(False, description="replace a model already in the output folder")
     label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
@@ -42,10 +45,34 @@ class FitConfig(BaseModel):
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
     cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
     no_cache: bool = Field(False, description="do not read or write the feature cache")
-    baselines: list[Literal["raw", "scratch"]] = Field(default_factory=lambda: ["raw"], description="baselines run on the same split: raw (pixels / TF-IDF), scratch (same architecture from random weights)")
+    baselines: list[Literal["raw", "scratch"]] | None = Field(None, description="baselines run on the same split: raw (pixels / TF-IDF), scratch (same architecture from random weights, trained for the same budget); default raw, plus scratch for training strategies on small data")
     probe_c: float | None = Field(None, gt=0, description="fixed inverse regularisation of the probe; default chosen on validation data")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
     progress: bool = Field(True, description="show progress of long steps")
+    # --- training strategies (finetune, lp-ft, lora, l2sp) ---------------------------------------------------
+    epochs: int = Field(10, gt=0, description="training: maximum epochs (early stopping may end sooner)")
+    lr: float | None = Field(None, gt=0, description="training: learning rate of the backbone (default: 1e-4 for finetune, lp-ft and l2sp, 1e-3 for lora)")
+    head_lr: float | None = Field(None, gt=0, description="training: learning rate of the head (default: 10 x lr for a new head, lr for lp-ft's probed head)")
+    weight_decay: float = Field(0.01, ge=0, description="training: AdamW weight decay (not on biases and norms; l2sp uses its own penalty instead)")
+    warmup: float = Field(0.1, ge=0, lt=1, description="training: part of the steps with a linear learning-rate warm-up, before cosine decay")
+    accumulate: int = Field(1, gt=0, description="training: gradient accumulation, batches per optimiser step")
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = Field("auto", description="training: numeric precision; auto = bf16 mixed on GPUs that have it, fp16 mixed on older GPUs, fp32 on the CPU")
+    patience: int = Field(3, ge=0, description="training: early stopping after this many epochs without a better validation accuracy (0 = off)")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="training: part of each class held out of the training data for early stopping and checkpoint selection when no validation data is given")
+    augment: Literal["none", "light", "medium", "heavy"] = Field("light", description="training: augmentation preset; images: flips, random resized crops, rotation, colour jitter, TrivialAugment, random erasing; text: token masking and dropout")
+    auto_augment: Literal["randaugment", "trivialaugment", "none"] | None = Field(None, description="training, images: RandAugment or TrivialAugment instead of the preset's choice")
+    mixup: float = Field(0.0, ge=0, description="training, images: mixup alpha (0 = off)")
+    cutmix: float = Field(0.0, ge=0, description="training, images: cutmix alpha (0 = off)")
+    resume: bool = Field(False, description="training: continue an interrupted run from its last checkpoint (same options and output or work_dir)")
+    work_dir: str | None = Field(None, description="training: folder for checkpoints and logs (default: under the transferkit cache, one per output folder)")
+    tracking_uri: str | None = Field(None, description="training: MLflow tracking URI (default: a SQLite store in the transferkit cache, sqlite:///.../mlflow/mlflow.db); off disables MLflow")
+    devices: int = Field(1, gt=0, description="training: processes / GPUs to train on (with distributed=ddp, or under torchrun)")
+    distributed: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = Field("auto", description="training: Lightning's multi-device strategy (ddp for several processes or GPUs)")
+    deterministic: bool = Field(True, description="training: deterministic algorithms, seeded (same run, same weights)")
+    init_from: str | None = Field(None, description="training: initialise the backbone from this checkpoint (.safetensors, or a transferkit model folder); tensors whose names and shapes match load, 1- and 3-channel input stems are converted, the rest is reported")
+    finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="finetune, lp-ft and l2sp: freezing, per-layer learning-rate decay, gradual unfreezing")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="lora: rank, alpha, dropout, target layers")
+    l2sp: L2SPConfig = Field(default_factory=L2SPConfig, description="l2sp: strengths of the pull to the pretrained weights (alpha) and of the head's decay (beta)")
 
     def resolved(self, **facts: Any) -> dict[str, Any]:
         """The config as saved next to outputs: every option's value plus facts decided during the run."""
@@ -57,7 +84,9 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "(config)"
         if error["type"] == "extra_forbidden":
-            allowed = ", ".join(FitConfig.model_fields)
+            section = FitConfig.model_fields.get(str(error["loc"][0])) if len(error["loc"]) > 1 else None
+            owner = section.annotation if section is not None and isinstance(section.annotation, type) else FitConfig
+            allowed = ", ".join(getattr(owner, "model_fields", FitConfig.model_fields))
             lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
         else:
             lines.append(f"option '{field}': {error['msg']} (got {error.get('input')!r})")
@@ -93,5 +122,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def merge_config(file_values: dict[str, Any], flag_values: dict[str, Any], origin: str) -> FitConfig:
     """Defaults < config file < flags given on the command line (``None`` means "not given")."""
     values = dict(file_values)
-    values.update({k: v for k, v in flag_values.items() if v is not None})
+    for key, value in flag_values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **{k: v for k, v in value.items() if v is not None}}
+        elif isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                values[key] = value
+        else:
+            values[key] = value
     return make_config(origin, **values)

@@ -2,8 +2,10 @@
 
 - ``raw``: the same linear probe on the raw input: pixels (downscaled to at most 32x32) for images, TF-IDF word
   uni- and bi-grams for text. With few labels and simple images this is hard to beat (see the sklearn-digits example).
-- ``scratch`` (the same architecture trained from random weights) needs the training engine and is registered
-  by it; a run lists the baselines that did not run and why.
+- ``scratch``: the same architecture from random weights, trained by the engine for the same budget (epochs,
+  batch, augmentation, early stopping) as the run (:mod:`transferkit.evaluation.scratch`). On by default for the
+  training strategies when the training data is small (it doubles the training time); a run lists the baselines
+  that did not run and why.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class BaselineResult:
     extra: dict
 
 
-def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 0) -> BaselineResult:
+def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 0, **_: Any) -> BaselineResult:
     """The linear probe on raw inputs, C chosen the same way as for the transferred features."""
     from transferkit.strategies.linear_probe import LinearProbe
 
@@ -80,5 +82,29 @@ def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 
     return BaselineResult("raw", description, probe.classes_[proba.argmax(1)], proba, {"C": probe.C_})
 
 
-BASELINES: dict[str, Callable[..., BaselineResult]] = {"raw": raw_baseline}
-PENDING_BASELINES = {"scratch": "the from-scratch baseline needs the training engine (fine-tuning), not installed in this version"}
+from transferkit.evaluation.scratch import scratch_baseline  # noqa: E402  (light: imports torch when it runs)
+
+BASELINES: dict[str, Callable[..., BaselineResult]] = {"raw": raw_baseline, "scratch": scratch_baseline}
+PENDING_BASELINES: dict[str, str] = {}
+#: The from-scratch baseline runs by default up to this many training examples (it trains a second network).
+SCRATCH_AUTO_MAX_EXAMPLES = 2000
+
+
+def choose_baselines(requested: list[str] | None, strategy: str, n_train: int) -> tuple[list[str], dict[str, str]]:
+    """The baselines a run executes, and those it does not with the reason (reported beside the verdict).
+
+    ``requested = None`` means the default: ``raw`` always; ``scratch`` for strategies that train the backbone when
+    the training data has at most :data:`SCRATCH_AUTO_MAX_EXAMPLES` examples.
+    """
+    if requested is not None:
+        chosen = list(dict.fromkeys(requested))
+        skipped = {name: "not requested (--baselines)" for name in BASELINES if name not in chosen}
+        return chosen, skipped
+    if strategy == "linear-probe":
+        return ["raw"], {"scratch": "not run by default with the linear probe, which trains no network; ask for it "
+                                    "with --baselines raw,scratch"}
+    if n_train > SCRATCH_AUTO_MAX_EXAMPLES:
+        return ["raw"], {"scratch": f"not run by default on more than {SCRATCH_AUTO_MAX_EXAMPLES} training examples "
+                                    f"({n_train}: it would double the training time); ask for it with "
+                                    "--baselines raw,scratch"}
+    return ["raw", "scratch"], {}

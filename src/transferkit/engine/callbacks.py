@@ -1,0 +1,48 @@
+"""Engine callbacks: an epoch-by-epoch record of the run (printed as plain log lines when not on a terminal)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+
+log = logging.getLogger("transferkit")
+
+
+def _scalar(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class EpochRecorder(pl.Callback):
+    """Keeps one row per finished epoch (losses, validation accuracy, learning rate, seconds); with ``echo``,
+    logs each row as one line (progress for logs and CI, where a live bar would be noise)."""
+
+    def __init__(self, run_name: str, echo: bool) -> None:
+        self.run_name = run_name
+        self.echo = echo
+        self.history: list[dict[str, float | int | None]] = []
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row: dict[str, float | int | None] = {"epoch": trainer.current_epoch}
+        for key in ("train_loss_epoch", "val_loss", "val_accuracy"):
+            row[key.removesuffix("_epoch")] = _scalar(metrics.get(key))
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        row["lr"] = max((g["lr"] for g in optimizer.param_groups), default=None) if optimizer else None
+        row["seconds"] = round(time.perf_counter() - self._start, 2)
+        self.history.append(row)
+        if self.echo and trainer.is_global_zero:
+            parts = [f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",) and isinstance(v, float)]
+            log.info("%s: epoch %d/%d  %s", self.run_name, trainer.current_epoch + 1, trainer.max_epochs,
+                     "  ".join(parts))

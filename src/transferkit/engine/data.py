@@ -1,0 +1,82 @@
+"""Training and validation data for the engine: labelled examples, seeded shuffling, per-process shards."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import Dataset as TorchDataset
+
+from transferkit.errors import ConfigError
+
+
+class LabelledExamples(TorchDataset):
+    """``(prepare(items[i]), labels[i])`` pairs. ``prepare`` runs in loader workers (decoding, augmentation)."""
+
+    def __init__(self, items: Sequence[Any] | np.ndarray, labels: np.ndarray, prepare: Callable[[Any], Any]) -> None:
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} labels")
+        self.items = items
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.prepare = prepare
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.prepare(self.items[index]), int(self.labels[index])
+
+
+class LabelledCollate:
+    """Stacks prepared examples with ``collate`` and labels into a tensor; ``batch_transform`` (mixup, cutmix,
+    token masking) then sees the whole batch. A class, not a closure, so that loader workers can pickle it."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any],
+                 batch_transform: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]] | None = None) -> None:
+        self.collate = collate
+        self.batch_transform = batch_transform
+
+    def __call__(self, batch: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
+        inputs = self.collate([example for example, _ in batch])
+        targets = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        if self.batch_transform is not None:
+            inputs, targets = self.batch_transform(inputs, targets)
+        return inputs, targets
+
+
+class EngineData(pl.LightningDataModule):
+    """Loaders for one run. The training order is a seeded permutation per epoch (``DistributedSampler``'s), split
+    across processes; one process with batch ``B`` sees, step by step, the union of what ``k`` processes with
+    batch ``B / k`` see, so single- and multi-process runs make the same updates."""
+
+    def __init__(self, train: TorchDataset, val: TorchDataset, *, batch_size: int, seed: int,
+                 train_collate: Callable, val_collate: Callable, num_workers: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.seed, self.num_workers, self.pin_memory = batch_size, seed, num_workers, pin_memory
+        self.train_collate, self.val_collate = train_collate, val_collate
+
+    def _per_process_batch(self) -> tuple[int, int, int]:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if self.batch_size % world:
+            raise ConfigError(
+                f"option 'batch_size' ({self.batch_size}) must be divisible by the number of processes ({world}); "
+                f"it is the global batch, split evenly across processes."
+            )
+        return self.batch_size // world, world, rank
+
+    def _loader(self, dataset: TorchDataset, shuffle: bool, collate: Callable) -> DataLoader:
+        batch, world, rank = self._per_process_batch()
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True, self.train_collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False, self.val_collate)

@@ -1,0 +1,103 @@
+"""The LightningModule every strategy trains through: a model, a plan, an optimiser and a schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transferkit.engine.freezing import keep_frozen_batchnorm_eval
+from transferkit.engine.plan import ParamGroup, TrainingPlan
+from transferkit.engine.rng import collect_rng_states, restore_rng_states
+from transferkit.engine.settings import EngineSettings
+
+
+def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def optimizer_groups(groups: list[ParamGroup], weight_decay: float) -> list[dict[str, Any]]:
+    """Torch optimiser groups from plan groups; biases and normalisation weights (1-D tensors) get no weight decay."""
+    out = []
+    for group in groups:
+        decay = group.weight_decay if group.weight_decay is not None else weight_decay
+        matrices = [p for p in group.params if p.ndim > 1]
+        vectors = [p for p in group.params if p.ndim <= 1]
+        if matrices:
+            out.append({"params": matrices, "lr": group.lr, "weight_decay": decay, "name": group.name, **group.extra})
+        if vectors:
+            out.append({"params": vectors, "lr": group.lr, "weight_decay": 0.0, "name": f"{group.name}.no_decay",
+                        **group.extra})
+    return out
+
+
+class AdaptationModule(pl.LightningModule):
+    """Trains ``model`` (inputs -> logits) by the loss terms of ``plan``; validates accuracy and cross-entropy."""
+
+    def __init__(self, model: nn.Module, plan: TrainingPlan, settings: EngineSettings) -> None:
+        super().__init__()
+        self.model = model
+        self.plan = plan
+        self.settings = settings
+        self._sync = False
+
+    def train(self, mode: bool = True) -> "AdaptationModule":
+        super().train(mode)
+        if mode:
+            keep_frozen_batchnorm_eval(self.model)
+        return self
+
+    def setup(self, stage: str) -> None:
+        self._sync = self.trainer.world_size > 1
+
+    def on_train_epoch_start(self) -> None:
+        if self.plan.changes_trainable:
+            self.plan.on_epoch_start(self.model, self.current_epoch)
+            self.model.train()
+        keep_frozen_batchnorm_eval(self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["transferkit_rng"] = collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "transferkit_rng" in checkpoint:
+            restore_rng_states(checkpoint["transferkit_rng"])
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        return self.model(inputs)
+
+    def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        terms = self.plan.loss_terms(self.model, inputs, targets)
+        loss = terms["cross_entropy"] if len(terms) == 1 and "cross_entropy" in terms else sum(terms.values())
+        size = len(targets)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        if len(terms) > 1:
+            for name, value in terms.items():
+                self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        inputs, targets = batch
+        logits = self.model(inputs)
+        size = len(targets)
+        self.log("val_loss", F.cross_entropy(logits.float(), targets), on_epoch=True, sync_dist=self._sync,
+                 batch_size=size)
+        self.log("val_accuracy", (logits.argmax(dim=1) == targets).float().mean(), on_epoch=True, prog_bar=True,
+                 sync_dist=self._sync, batch_size=size)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = optimizer_groups(self.plan.param_groups(self.model, self.settings.lr), self.settings.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=self.settings.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(round(self.settings.warmup_fraction * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

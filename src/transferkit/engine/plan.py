@@ -1,0 +1,52 @@
+"""What a strategy tells the engine: which parameters train, at which learning rates, and which loss terms.
+
+A strategy never writes a training loop. It subclasses :class:`TrainingPlan` and overrides at most three methods:
+
+- :meth:`TrainingPlan.param_groups`: the optimiser's groups, each with a name and a learning rate. Parameters frozen
+  for the whole run are left out; those unfrozen later are included from the start (with ``requires_grad`` off
+  they get no gradient, and the optimiser skips them until then);
+- :meth:`TrainingPlan.loss_terms`: a dict of named scalar loss terms, summed by the engine (cross-entropy by
+  default; L2-SP adds its penalty, a domain-adaptation method would add an alignment term);
+- :meth:`TrainingPlan.on_epoch_start`: changes of what is trainable during training (gradual unfreezing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class ParamGroup:
+    """One optimiser group: ``params`` trained at learning rate ``lr``. ``name`` labels it in logs and tests."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr: float
+    weight_decay: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingPlan:
+    """The engine-facing side of a strategy. The default trains every parameter with cross-entropy."""
+
+    #: Whether the model's parameters may change their ``requires_grad`` during training (gradual unfreezing).
+    changes_trainable: bool = False
+
+    def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
+        """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""
+        return [ParamGroup("all", [p for p in model.parameters() if p.requires_grad], lr)]
+
+    def loss_terms(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named scalar loss terms for one batch; the engine minimises their sum.
+
+        ``targets`` are class indices ``(N,)`` (int64) or class probabilities ``(N, classes)`` (mixup / cutmix).
+        """
+        return {"cross_entropy": F.cross_entropy(model(inputs), targets)}
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Called before each training epoch (counted from 0), also after resuming; may change ``requires_grad``."""

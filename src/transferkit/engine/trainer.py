@@ -1,0 +1,226 @@
+"""``run_training``: the one place a Lightning Trainer is built and run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset as TorchDataset
+
+from transferkit.engine.plan import TrainingPlan
+from transferkit.engine.settings import MONITORS, EngineSettings
+from transferkit.errors import ConfigError
+
+log = logging.getLogger("transferkit")
+
+# Messages Lightning prints on every run that say nothing about this run.
+_QUIET_WARNINGS = (
+    r".*LeafSpec.*",
+    r".*does not have many workers.*",
+    r".*in eval mode at the start of training.*",
+    r".*is smaller than the logging interval.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*Experiment logs directory .* exists.*",
+    r".*`isinstance\(treespec, LeafSpec\)`.*",
+)
+
+
+@dataclass
+class TrainingOutcome:
+    """What a run did. ``is_main_process`` is false on the other processes of a multi-process run."""
+
+    best_epoch: int | None
+    best_score: float | None
+    monitor: str
+    epochs_run: int
+    stopped_early: bool
+    global_step: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: str | None = None
+    is_main_process: bool = True
+    world_size: int = 1
+    precision: str = "32-true"
+    metrics_csv: str | None = None
+    mlflow_uri: str | None = None
+    mlflow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+def accelerator_and_devices(device: str, devices: int | str) -> tuple[str, int | str | list[int]]:
+    """Lightning's ``accelerator`` and ``devices`` from transferkit's ``device`` (cpu, cuda, cuda:N, auto)."""
+    if device == "auto":
+        return ("gpu" if torch.cuda.is_available() else "cpu"), devices
+    if device == "cpu":
+        return "cpu", devices
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"option 'device' is {device!r} but no CUDA GPU is available here; use --device cpu.")
+        _, _, index = device.partition(":")
+        return "gpu", [int(index)] if index else devices
+    if device == "mps":
+        return "mps", devices
+    raise ConfigError(f"option 'device' must be cpu, cuda, cuda:N, mps or auto; got {device!r}.")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs, fp32 on the CPU."""
+    if precision == "32":
+        return "32-true"
+    if precision != "auto":
+        return precision
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _distribution(settings: EngineSettings) -> Any:
+    if settings.distributed == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # Parameters that get no gradient in some step (a pooler the features skip) must not stall the reduction.
+        return DDPStrategy(find_unused_parameters=True)
+    return settings.distributed
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            text = value if isinstance(value, (int, float, bool)) or value is None else str(value)
+            out[name] = text[:500] if isinstance(text, str) else text
+    return out
+
+
+def _loggers(settings: EngineSettings, resume: bool) -> tuple[list[Any], Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(settings.work_dir), name="", version="")]
+    mlflow_logger = None
+    uri = settings.mlflow_uri
+    if uri is not None:
+        try:
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ImportError as exc:  # pragma: no cover - mlflow-skinny is in the train extra
+            raise ConfigError("MLflow logging needs mlflow-skinny (`pip install 'transferkit[train]'`); or pass "
+                              "--tracking-uri off.") from exc
+        run_id_file = settings.work_dir / "mlflow_run_id.txt"
+        run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+        mlflow_logger = MLFlowLogger(experiment_name=settings.experiment, run_name=settings.run_name,
+                                     tracking_uri=uri, run_id=run_id,
+                                     artifact_location=(settings.work_dir / "mlflow-artifacts").resolve().as_uri())
+        loggers.append(mlflow_logger)
+    return loggers, mlflow_logger
+
+
+def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val: TorchDataset,
+                 settings: EngineSettings, *, train_collate: Callable, val_collate: Callable,
+                 callbacks: Sequence[Any] = ()) -> TrainingOutcome:
+    """Train ``model`` by ``plan`` on ``train``, validating on ``val`` after every epoch; on return ``model``
+    holds the weights of the best validation epoch.
+
+    Checks that can fail fast (a resume with nothing to resume, a device that is not here) run before any work.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+    from transferkit.engine.callbacks import EpochRecorder
+    from transferkit.engine.data import EngineData
+    from transferkit.engine.module import AdaptationModule
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    accelerator, devices = accelerator_and_devices(settings.device, settings.devices)
+    precision = resolve_precision(settings.precision, accelerator)
+    resume_from = None
+    if settings.resume:
+        if not settings.last_checkpoint.is_file():
+            raise ConfigError(
+                f"--resume: no checkpoint to resume from at {settings.last_checkpoint}. Give the same --work-dir "
+                "(or --output) as the interrupted run, or run without --resume."
+            )
+        resume_from = str(settings.last_checkpoint)
+    elif settings.checkpoint_dir.is_dir():
+        for old in settings.checkpoint_dir.glob("*.ckpt"):
+            old.unlink()
+        if settings.metrics_csv.is_file():
+            settings.metrics_csv.unlink()
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    mode, direction = settings.monitor, MONITORS[settings.monitor]
+    checkpoint = ModelCheckpoint(dirpath=str(settings.checkpoint_dir), filename="best-epoch{epoch}", monitor=mode,
+                                 mode=direction, save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    on_terminal = settings.progress and sys.stderr.isatty()
+    recorder = EpochRecorder(settings.run_name, echo=settings.progress and not on_terminal)
+    all_callbacks: list[Any] = [checkpoint, recorder, *callbacks]
+    if settings.patience > 0:
+        all_callbacks.append(EarlyStopping(monitor=mode, mode=direction, patience=settings.patience))
+    if on_terminal:
+        all_callbacks.append(RichProgressBar(leave=False))
+    loggers, mlflow_logger = _loggers(settings, resume=resume_from is not None)
+
+    module = AdaptationModule(model, plan, settings)
+    data = EngineData(train, val, batch_size=settings.batch_size, seed=settings.seed, train_collate=train_collate,
+                      val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu")
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, strategy=_distribution(settings), precision=precision,
+        max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate,
+        deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
+        callbacks=all_callbacks, logger=loggers, log_every_n_steps=settings.log_every_n_steps,
+        enable_progress_bar=on_terminal, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=str(settings.work_dir), use_distributed_sampler=False,
+    )
+    start = time.perf_counter()
+    module.train()  # the whole model in training mode, except frozen BatchNorm layers
+    try:
+        with warnings.catch_warnings():
+            for pattern in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            if mlflow_logger is not None and trainer.is_global_zero and settings.log_params:
+                mlflow_logger.log_hyperparams(_flatten(settings.log_params))
+            trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+    seconds = time.perf_counter() - start
+    if mlflow_logger is not None and trainer.is_global_zero and mlflow_logger.run_id:
+        (settings.work_dir / "mlflow_run_id.txt").write_text(mlflow_logger.run_id + "\n")
+
+    best_path = checkpoint.best_model_path
+    best_epoch = None
+    if best_path:
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+        best_epoch = int(state["epoch"])
+    model.eval()
+    early = next((c for c in all_callbacks if isinstance(c, EarlyStopping)), None)
+    score = checkpoint.best_model_score
+    outcome = TrainingOutcome(
+        best_epoch=best_epoch, best_score=float(score) if score is not None else None, monitor=mode,
+        epochs_run=trainer.current_epoch, stopped_early=bool(early and early.stopped_epoch > 0),
+        global_step=trainer.global_step, seconds=round(seconds, 2), history=recorder.history,
+        resumed_from=resume_from, is_main_process=trainer.is_global_zero, world_size=trainer.world_size,
+        precision=precision, metrics_csv=str(settings.metrics_csv) if settings.metrics_csv.is_file() else None,
+        mlflow_uri=settings.mlflow_uri, mlflow_run_id=getattr(mlflow_logger, "run_id", None),
+    )
+    if not settings.keep_checkpoints:
+        if trainer.world_size > 1:
+            trainer.strategy.barrier("transferkit-best-loaded")
+        if trainer.is_global_zero:
+            for old in settings.checkpoint_dir.glob("*.ckpt"):
+                old.unlink()
+    return outcome

@@ -1,0 +1,45 @@
+"""One config per training strategy: typed fields with a help text each, validated at construction.
+
+They are light (pydantic only), so :class:`~transferkit.config.FitConfig` nests them (``finetune``, ``lora``,
+``l2sp``), the CLI fills them from flags (``--freeze``, ``--lora-rank``, ...) and a YAML file from mappings
+(``lora: {rank: 4}``). Saved with every model in ``run_config.yaml``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FineTuneConfig(BaseModel):
+    """Full or partial fine-tuning (also the second stage of LP-FT, and the base of L2-SP)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    freeze: int = Field(0, ge=0, description="layer groups frozen for the whole run, counted from the input (the "
+                                             "backbone's layer_groups(): stem, stages, ...); 0 trains them all")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="per-layer learning-rate decay: the top layer group "
+                                  "trains at lr * decay, the next at lr * decay^2, ... (the head at lr); 1 = off")
+    unfreeze_every: int = Field(0, ge=0, description="gradual unfreezing: start with the backbone frozen and unfreeze "
+                                "one more layer group, from the top, every N epochs (0 = off)")
+
+
+class LoraConfig(BaseModel):
+    """Low-rank adapters (PEFT's LoRA) on the backbone; the head trains fully. Merged into the weights for export."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    rank: int = Field(8, gt=0, description="rank r of each adapter (W + B A with A: r x in, B: out x r)")
+    alpha: float = Field(16.0, gt=0, description="scaling: the update B A is multiplied by alpha / rank")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapters' input")
+    targets: list[str] | None = Field(None, description="names (or name suffixes) of the layers to adapt; default: the "
+                                      "attention query and value projections of a transformer, the linear and "
+                                      "pointwise-convolution layers of a CNN")
+
+
+class L2SPConfig(BaseModel):
+    """Fine-tuning held near the pretrained weights (L2-SP, Li et al. 2018)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    alpha: float = Field(0.1, ge=0, description="strength of alpha/2 * ||w - w_pretrained||^2 over the backbone")
+    beta: float = Field(0.01, ge=0, description="strength of beta/2 * ||w||^2 over the new head")

@@ -1,0 +1,178 @@
+"""Train a model by a strategy through the engine: the path ``fit`` takes for every strategy but the linear probe.
+
+Order of work: every check that can fail (options against the backbone, resume, devices, augmentation), then the
+validation split, the model (backbone + a new head, seeded), the strategy's preparation, the engine's run, and the
+strategy's finalisation. A finished stage leaves its weights in its run folder, so ``--resume`` after an
+interruption in a later stage (the from-scratch baseline) does not train the finished stage again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import TrainingStrategy
+
+log = logging.getLogger("transferkit")
+
+FINAL_WEIGHTS = "final-weights.pt"
+FINAL_OUTCOME = "outcome.json"
+
+
+@dataclass
+class TrainedModel:
+    """A trained :class:`~transferkit.model.TransferModel`, the engine's account of the run, and facts to save."""
+
+    model: Any
+    outcome: Any
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.outcome.is_main_process
+
+
+def default_tracking_uri() -> str:
+    """MLflow's store when none is given: one SQLite file in the transferkit cache for every run."""
+    from transferkit.backbones.packaged import cache_root
+
+    folder = cache_root() / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+
+
+def run_folder(config: Any, train: Dataset) -> Path:
+    """Where a run keeps checkpoints and logs: ``work_dir``, else a folder in the cache keyed by the output folder
+    (so that ``--resume`` with the same ``--output`` finds it), else keyed by the options and the data (the same
+    on every process of a multi-process run)."""
+    if config.work_dir:
+        return Path(config.work_dir)
+    from transferkit.backbones.packaged import cache_root
+
+    if config.output:
+        output = Path(config.output).resolve()
+        key = hashlib.blake2b(str(output).encode(), digest_size=6).hexdigest()
+        return cache_root() / "runs" / f"{output.name}-{key}"
+    text = json.dumps({**config.model_dump(), "resume": False}, sort_keys=True, default=str) + train.fingerprint()
+    return cache_root() / "runs" / f"run-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
+
+
+def engine_settings(config: Any, folder: Path, *, lr: float, run_name: str, log_params: dict[str, Any]):
+    """The engine's settings for one stage of a run, from a :class:`~transferkit.config.FitConfig`."""
+    from transferkit.engine.settings import EngineSettings
+
+    distributed = config.distributed
+    if config.devices > 1 and distributed == "auto":
+        distributed = "ddp"
+    return EngineSettings(
+        work_dir=folder, epochs=config.epochs, batch_size=config.batch_size, lr=lr, weight_decay=config.weight_decay,
+        warmup_fraction=config.warmup, accumulate=config.accumulate, precision=config.precision,
+        patience=config.patience, seed=config.seed, deterministic=config.deterministic, device=config.device,
+        devices=config.devices, distributed=distributed, num_workers=config.num_workers, resume=config.resume,
+        tracking_uri=config.tracking_uri or default_tracking_uri(), run_name=run_name, progress=config.progress,
+        log_params=log_params,
+    )
+
+
+def _check(config: Any, strategy: TrainingStrategy, backbone: Backbone, settings: Any, folder: Path) -> None:
+    strategy.check(backbone)
+    if backbone.modality == "text" and (config.mixup or config.cutmix):
+        raise ConfigError("options 'mixup' and 'cutmix' mix images; for text use --augment (token masking).")
+    if config.batch_size % config.devices:
+        raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by 'devices' "
+                          f"({config.devices}): it is the global batch, split evenly across processes.")
+    if config.devices > 1 and strategy.changes_trainable:
+        raise ConfigError("gradual unfreezing (--unfreeze-every) changes which parameters train during the run, "
+                          "which DDP does not allow; use it with --devices 1, or freeze with --freeze instead.")
+    if config.resume and not (settings.last_checkpoint.is_file() or (folder / FINAL_WEIGHTS).is_file()):
+        raise ConfigError(
+            f"--resume: nothing to resume in {folder} (no checkpoint). Give the same --output or --work-dir as the "
+            "interrupted run, or run without --resume."
+        )
+    from transferkit.engine.trainer import accelerator_and_devices
+
+    accelerator_and_devices(config.device, config.devices)
+
+
+def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Dataset | None, classes: Sequence[str],
+                        *, strategy: TrainingStrategy | None = None, stage: str | None = None,
+                        lr: float | None = None, callbacks: Sequence[Any] = (),
+                        facts: dict[str, Any] | None = None) -> TrainedModel:
+    """Train ``backbone`` + a new head on ``train`` by ``strategy`` (default: the one ``config.strategy`` names).
+
+    ``val`` drives early stopping and checkpoint selection; without it ``config.val_fraction`` of each class of
+    ``train`` is held out. ``stage`` names the sub-folder of the run folder ("scratch" for the baseline).
+    """
+    from transferkit.data.augmentation import BatchMixing, augmentation_for
+    from transferkit.data.splits import stratified_split
+    from transferkit.engine.data import LabelledCollate, LabelledExamples
+    from transferkit.engine.trainer import run_training
+    from transferkit.heads import LinearHead
+    from transferkit.model import TransferModel
+    from transferkit.strategies.registry import build_strategy
+
+    strategy = strategy or build_strategy(config)
+    stage = stage or strategy.name
+    lr = lr or config.lr or strategy.default_lr
+    folder = run_folder(config, train) / stage
+    run_facts = {"strategy": strategy.name, "stage": stage, "lr": lr, **(facts or {})}
+    settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
+                               log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
+    _check(config, strategy, backbone, settings, folder)
+    augmentation = augmentation_for(backbone.modality, config.augment, config.auto_augment)
+    init_report = None
+    if config.init_from:
+        from transferkit.strategies.weight_transfer import load_backbone_weights
+
+        init_report = load_backbone_weights(backbone, config.init_from)
+        run_facts["init_from"] = {"path": config.init_from, **init_report.summary()}
+
+    held_out = val is None
+    if held_out:
+        train, val = stratified_split(train, config.val_fraction, config.seed, names=("train", "validation"))
+    run_facts.update(n_train=len(train), n_val=len(val), val_held_out_of_train=held_out,
+                     augmentation={"preset": config.augment, **augmentation.to_dict()})
+
+    torch.manual_seed(config.seed)
+    model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)), classes, strategy=strategy.name)
+    strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config})
+    run_facts.update(strategy.describe(model))
+
+    if backbone.modality == "image":
+        prepare_train = backbone.prepare if augmentation.is_identity else augmentation.build(backbone.prepare)
+        batch_transform = BatchMixing(len(classes), config.mixup, config.cutmix) if (config.mixup or config.cutmix) else None
+    else:
+        prepare_train = backbone.prepare
+        batch_transform = None if augmentation.is_identity else augmentation.build(backbone.tokenizer)
+    train_set = LabelledExamples(train.items, train.label_array(classes), prepare_train)
+    val_set = LabelledExamples(val.items, val.label_array(classes), backbone.prepare)
+
+    final = folder / FINAL_WEIGHTS
+    if config.resume and final.is_file():
+        from transferkit.engine.trainer import TrainingOutcome
+
+        log.info("%s: finished in the interrupted run; its weights are reloaded from %s", stage, final)
+        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        outcome = TrainingOutcome(**json.loads((folder / FINAL_OUTCOME).read_text()))
+    else:
+        final.unlink(missing_ok=True)
+        outcome = run_training(model, strategy, train_set, val_set, settings,
+                               train_collate=LabelledCollate(backbone.collate, batch_transform),
+                               val_collate=LabelledCollate(backbone.collate), callbacks=callbacks)
+        if outcome.is_main_process:
+            torch.save(model.state_dict(), final)
+            (folder / FINAL_OUTCOME).write_text(json.dumps(outcome.to_dict(), default=str))
+    strategy.finalize(model)
+    model.eval()
+    run_facts["training"] = outcome.to_dict()
+    run_facts["history"] = outcome.history
+    return TrainedModel(model, outcome, run_facts)

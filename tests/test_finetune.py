@@ -1,0 +1,171 @@
+"""finetune on a tiny CNN: what is frozen stays bit-identical, what trains moves, BatchNorm of frozen parts stays in
+eval mode, per-layer learning rates and gradual unfreezing do what was asked, and the saved model reloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+import transferkit as tk
+from conftest import TINY_IMAGE_BACKBONE, _class_image
+from transferkit.backbones import create_backbone
+from transferkit.config import make_config
+from transferkit.data.sources import from_arrays
+from transferkit.errors import ConfigError
+from transferkit.strategies.run import train_with_strategy
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    labels = [name for name in ("cat", "dog", "fox") for _ in range(10)]
+    arrays = np.stack([_class_image(rng, ("cat", "dog", "fox").index(name), size=24) for name in labels])
+    data = from_arrays(arrays, labels, origin="tiny-images")
+    return data.subset(np.arange(0, 30, 3)), data.subset(np.setdiff1d(np.arange(30), np.arange(0, 30, 3)))
+
+
+def config(tmp_path: Path, **options):
+    values = dict(strategy="finetune", epochs=2, batch_size=8, tracking_uri="off", progress=False,
+                  work_dir=str(tmp_path / "work"), augment="none", device="cpu", patience=0)
+    values.update(options)
+    return make_config(**values)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def group_states(backbone) -> list[dict[str, torch.Tensor]]:
+    return [snapshot(group) for group in backbone.layer_groups()]
+
+
+class BatchNormModes(pl.Callback):
+    """Records, at every training step, which BatchNorm layers are in training mode, by layer group."""
+
+    def __init__(self, backbone) -> None:
+        self.groups = backbone.layer_groups()
+        self.modes: list[list[set[bool]]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.modes.append([{m.training for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+                           for g in self.groups])
+
+
+class TrainableGroups(pl.Callback):
+    """Which layer groups are trainable in each epoch, and their weights at the end of each epoch."""
+
+    def __init__(self, backbone) -> None:
+        self.backbone = backbone
+        self.groups = backbone.layer_groups()
+        self.by_epoch: list[list[bool]] = []
+        self.states: list[list[dict[str, torch.Tensor]]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.by_epoch.append([all(p.requires_grad for p in g.parameters()) for g in self.groups])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.states.append(group_states(self.backbone))
+
+
+class InitialLRs(pl.Callback):
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.lrs = {g["name"]: g["initial_lr"] for g in trainer.optimizers[0].param_groups}
+
+
+def test_freeze_first_groups_keeps_them_bit_identical_and_in_eval_mode(images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    n = len(backbone.layer_groups())
+    before = group_states(backbone)
+    classifier_before = snapshot(backbone.model.get_classifier())
+    modes = BatchNormModes(backbone)
+    trained = train_with_strategy(config(tmp_path, finetune={"freeze": 2}, lr=1e-2), backbone, train, val,
+                                  train.classes, callbacks=[modes])
+    after = group_states(trained.model.backbone)
+    for index in range(n):
+        same = all(torch.equal(before[index][k], after[index][k]) for k in before[index])
+        assert same == (index < 2), f"layer group {index}: frozen={index < 2} but unchanged={same}"
+    assert all(torch.equal(v, snapshot(backbone.model.get_classifier())[k]) for k, v in classifier_before.items())
+    # BatchNorm running statistics of frozen groups are buffers: unchanged too (checked above); and their mode:
+    assert modes.modes and all(m[0] == {False} and m[1] == {False} for m in modes.modes)
+    assert all(True in m[n - 1] for m in modes.modes if m[n - 1])
+    assert trained.facts["trainable_parameters"] < trained.facts["total_parameters"]
+
+
+def test_full_finetuning_moves_every_group_and_the_head(images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    before = group_states(backbone)
+    trained = train_with_strategy(config(tmp_path, lr=1e-2), backbone, train, val, train.classes)
+    after = group_states(trained.model.backbone)
+    for index, (a, b) in enumerate(zip(before, after)):
+        assert any(not torch.equal(a[k], b[k]) for k in a), f"layer group {index} did not train"
+
+
+def test_per_layer_learning_rates_are_what_was_asked(images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    n = len(backbone.layer_groups())
+    record = InitialLRs()
+    train_with_strategy(config(tmp_path, epochs=1, lr=1e-3, head_lr=5e-3, finetune={"freeze": 1, "layer_lr_decay": 0.5}),
+                        backbone, train, val, train.classes, callbacks=[record])
+    expected = {f"backbone.group{i}": 1e-3 * 0.5 ** (n - i) for i in range(1, n)}
+    expected["head"] = 5e-3
+    got = {name.removesuffix(".no_decay"): lr for name, lr in record.lrs.items()}
+    assert got == pytest.approx(expected)
+    assert "backbone.group0" not in got
+
+
+def test_gradual_unfreezing_follows_the_schedule(images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    n = len(backbone.layer_groups())
+    before = group_states(backbone)
+    record = TrainableGroups(backbone)
+    train_with_strategy(config(tmp_path, epochs=3, lr=1e-2, finetune={"unfreeze_every": 1}), backbone, train, val,
+                        train.classes, callbacks=[record])
+    assert record.by_epoch == [[False] * n, [False] * (n - 1) + [True], [False] * (n - 2) + [True, True]]
+    for epoch, state in enumerate(record.states):
+        for index in range(n):
+            unchanged = all(torch.equal(before[index][k], state[index][k]) for k in before[index])
+            assert unchanged == (index < n - epoch), (epoch, index)
+
+
+def test_freeze_beyond_the_layer_groups_fails_before_training(images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    n = len(backbone.layer_groups())
+    with pytest.raises(ConfigError, match=rf"'finetune.freeze' \(--freeze\) is {n + 1}.*has {n} layer groups"):
+        train_with_strategy(config(tmp_path, finetune={"freeze": n + 1}), backbone, train, val, train.classes)
+    assert not (tmp_path / "work").exists()
+
+
+def test_gradual_unfreezing_with_several_processes_is_refused(images, tmp_path: Path) -> None:
+    train, val = images
+    with pytest.raises(ConfigError, match="--unfreeze-every"):
+        train_with_strategy(config(tmp_path, devices=2, finetune={"unfreeze_every": 1}),
+                            create_backbone(TINY_IMAGE_BACKBONE), train, val, train.classes)
+
+
+def test_fit_saves_the_finetuned_backbone_and_reloads_to_the_same_predictions(images, tmp_path: Path) -> None:
+    train, test = images
+    out = tmp_path / "model"
+    result = tk.fit(train, test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", epochs=2, batch_size=8,
+                    output=str(out), tracking_uri="off", progress=False, work_dir=str(tmp_path / "work"),
+                    baselines=["raw"], lr=1e-2, device="cpu")
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["strategy"] == "finetune" and saved["backbone"]["weights_included"] is True
+    assert (out / "training_log.csv").read_text().startswith("epoch,")
+    reloaded = tk.load_model(out)
+    assert reloaded.backbone.weights_digest() == result.model.backbone.weights_digest()
+    before = result.model.predict_proba(test, device="cpu", progress=False)
+    after = reloaded.predict_proba(test, device="cpu", progress=False)
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    assert result.skipped_baselines == {"scratch": "not requested (--baselines)"}
+    assert "not run: scratch" in (out / "summary.txt").read_text()
