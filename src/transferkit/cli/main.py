@@ -61,7 +61,7 @@ def main_options(
 def fit(
     data: Optional[str] = typer.Argument(None, help="Training data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text. auto: rank the installed backbones by LogME on the training data and use the best."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the model in (weights, config, metrics, run config, model card)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (the same names as these flags, with _ or -); flags given here override it."),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data (same form as DATA). Default: C is chosen by cross-validation on the training data."),
@@ -72,7 +72,7 @@ def fit(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: text, sentence, review or content)."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table (default: path, image, filepath or file); relative paths are relative to the table."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines run on the same split: raw (pixels or TF-IDF + logistic regression)."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines run on the same split: raw (pixels or TF-IDF + logistic regression), scratch (the same architecture from random weights, same training budget). Default: raw, plus scratch for training strategies on up to 2,000 examples."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per backbone forward pass (default 64)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loader processes decoding images (default 0)."),
@@ -82,6 +82,34 @@ def fit(
     probe_c: Optional[float] = typer.Option(None, "--probe-c", help="Fixed inverse regularisation of the probe (default: chosen on validation data)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Text backbones: maximum tokens per text (default 256)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a model already in the output folder."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training: maximum epochs (default 10; early stopping may end sooner).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Training: learning rate of the backbone (default 1e-4; lora 1e-3).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Training: learning rate of the head (default 10 x lr for a new head, lr for lp-ft and lora).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Training: AdamW weight decay (default 0.01).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Training: part of the steps with learning-rate warm-up (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Training: gradient accumulation, batches per optimiser step (default 1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Training: auto (bf16/fp16 mixed on GPUs, fp32 on CPU), 32, 16-mixed or bf16-mixed.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Training: early stopping after N epochs without better validation accuracy (default 3; 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Training: part of each class held out for early stopping when --val is not given (default 0.15).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="Training: augmentation preset none, light (default), medium or heavy (images: flips, crops, rotation, colour jitter, TrivialAugment, erasing; text: token masking and dropout).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    auto_augment: Optional[str] = typer.Option(None, "--auto-augment", help="Training, images: randaugment, trivialaugment or none instead of the preset's choice.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    mixup: Optional[float] = typer.Option(None, "--mixup", help="Training, images: mixup alpha (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    cutmix: Optional[float] = typer.Option(None, "--cutmix", help="Training, images: cutmix alpha (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    freeze: Optional[int] = typer.Option(None, "--freeze", help="finetune, lp-ft, l2sp: freeze the first K layer groups (from the input) for the whole run.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    layer_lr_decay: Optional[float] = typer.Option(None, "--layer-lr-decay", help="finetune, lp-ft, l2sp: per-layer learning-rate decay from the top (e.g. 0.7; default 1 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    unfreeze_every: Optional[int] = typer.Option(None, "--unfreeze-every", help="finetune, lp-ft, l2sp: gradual unfreezing, one more layer group from the top every N epochs (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="lora: adapter rank (default 8).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="lora: scaling alpha (update x alpha / rank; default 16).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout", help="lora: dropout on the adapters' input (default 0.05).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="lora: comma-separated layer names or suffixes to adapt (default: attention query/value; CNN linear and 1x1 convolutions).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    l2sp_alpha: Optional[float] = typer.Option(None, "--l2sp-alpha", help="l2sp: pull towards the pretrained weights (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    l2sp_beta: Optional[float] = typer.Option(None, "--l2sp-beta", help="l2sp: weight decay of the new head (default 0.01).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Training: initialise the backbone from a checkpoint (.safetensors, .pt, or a model folder); what matches loads, the rest is reported.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    resume: Optional[bool] = typer.Option(None, "--resume", help="Training: continue an interrupted run from its last checkpoint (give the same options and --output or --work-dir).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="Training: folder for checkpoints and logs (default: in the transferkit cache, one per --output).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Training: MLflow tracking URI (default: SQLite in the transferkit cache; off to disable).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Training: processes / GPUs (default 1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    distributed: Optional[str] = typer.Option(None, "--distributed", help="Training: auto, ddp, ddp_spawn or fsdp (Lightning strategies; ddp with --devices N or under torchrun).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
 ) -> None:
@@ -97,13 +125,23 @@ def fit(
                      num_workers=num_workers, device=device, cache_dir=cache_dir, no_cache=no_cache,
                      probe_c=probe_c, max_length=max_length, overwrite=overwrite,
                      baselines=[b.strip() for b in baselines.split(",") if b.strip()] if baselines else None,
-                     progress=False if quiet else None)
+                     progress=False if quiet else None, epochs=epochs, lr=lr, head_lr=head_lr,
+                     weight_decay=weight_decay, warmup=warmup, accumulate=accumulate, precision=precision,
+                     patience=patience, val_fraction=val_fraction, augment=augment, auto_augment=auto_augment,
+                     mixup=mixup, cutmix=cutmix, init_from=init_from, resume=resume, work_dir=work_dir,
+                     tracking_uri=tracking_uri, devices=devices, distributed=distributed,
+                     finetune=dict(freeze=freeze, layer_lr_decay=layer_lr_decay, unfreeze_every=unfreeze_every),
+                     lora=dict(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
+                               targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None),
+                     l2sp=dict(alpha=l2sp_alpha, beta=l2sp_beta))
         cfg = merge_config(file_values, flags, str(config) if config else "options")
         from transferkit.api import fit as fit_fn
 
         result = fit_fn(config=cfg)
     except TransferkitError as exc:
         _fail(exc)
+    if not result.is_main_process:
+        return  # the other processes of a multi-process run train; the main one reports
     if as_json:
         typer.echo(json.dumps({"test": result.metrics, "baselines": result.baselines,
                                "comparisons": [c.to_dict() for c in result.comparisons]}, indent=2))
