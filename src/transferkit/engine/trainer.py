@@ -30,6 +30,7 @@ _QUIET_WARNINGS = (
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*Experiment logs directory .* exists.*",
     r".*`isinstance\(treespec, LeafSpec\)`.*",
+    r".*sync_dist=True.*when logging on epoch level.*",
 )
 
 
