@@ -33,5 +33,9 @@ class ArtifactError(TransferkitError, ValueError):
     """A saved model folder is missing files, was tampered with, or is not a transferkit model."""
 
 
+class ExportError(ArtifactError):
+    """A model could not be exported, or the exported file does not compute what the original computes."""
+
+
 class NotFittedError(TransferkitError, AttributeError):
     """An estimator was used before ``fit``."""

@@ -43,11 +43,12 @@ class ImagePreprocessing:
         left, top = (new_w - size) // 2, (new_h - size) // 2
         if (new_w, new_h) != (size, size):
             image = image.crop((left, top, left + size, top + size))
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(array).permute(2, 0, 1)
-        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
-        return (tensor - mean) / std
+        # uint8 first, then float32 in numpy: converting a PIL image straight to float32 is several times slower.
+        # The arithmetic ((x / 255 - mean) / std in float32) is unchanged, so the values are bit-identical.
+        array = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+        array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        # (3, H, W) whose memory is (H, W, 3): batches stacked from these are channels-last without another copy.
+        return torch.from_numpy(array).permute(2, 0, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "image", **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
@@ -91,6 +92,33 @@ class TimmBackbone(Backbone):
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
 
+    def inference_features(self, batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features` for frozen inference, faster on the CPU; the same values to 1e-4.
+
+        On the CPU in float32 it runs a frozen copy of the network with BatchNorm folded into the convolutions and
+        ReLU/ReLU6 fused into them (see :mod:`transferkit.backbones._inference`). The copy is built on the first
+        batch, checked against :meth:`forward_features` on that batch, and rebuilt whenever a weight changes
+        (fine-tuning); a network that cannot be optimised simply runs as it is. Shapes: ``(N, 3, H, W)`` ->
+        ``(N, num_features)``.
+        """
+        if batch.device.type != "cpu" or batch.dtype != torch.float32 or self.training or torch.is_grad_enabled():
+            return self.forward_features(batch)
+        fast = self._inference_copy(batch)
+        return fast(batch) if fast is not None else self.forward_features(batch)
+
+    def _inference_copy(self, example: torch.Tensor) -> nn.Module | None:
+        from transferkit.backbones._inference import optimize_for_inference
+
+        # A weight changed in place bumps its version counter; a replaced weight has a new data pointer.
+        signature = tuple((t.data_ptr(), t._version) for t in (*self.model.parameters(), *self.model.buffers()))
+        cached = self.__dict__.get("_inference_state")
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        fast = optimize_for_inference(_PooledFeatures(self.model), example)
+        # Kept outside nn.Module's registries: not a submodule, not in state_dict, not moved by .to().
+        object.__setattr__(self, "_inference_state", (signature, fast))
+        return fast
+
     @property
     def has_source_head(self) -> bool:
         return getattr(self.model, "num_classes", 0) > 0
@@ -114,6 +142,17 @@ class TimmBackbone(Backbone):
             if members:
                 out.append(members[0] if len(members) == 1 else nn.ModuleList(members))
         return out
+
+
+class _PooledFeatures(nn.Module):
+    """A timm model's pooled features as a plain ``forward`` (what :func:`optimize_for_inference` rewrites)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
 
 
 def preprocessing_from_timm(model: nn.Module, crop_pct: float = 1.0) -> ImagePreprocessing:

@@ -275,7 +275,7 @@ def demo(
 
 
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
-COMMAND_MODULES: list[str] = ["transferkit.cli.rank"]
+COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export"]
 
 
 def _register_commands() -> None:

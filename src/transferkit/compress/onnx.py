@@ -1,0 +1,416 @@
+"""ONNX export of a backbone (pooled features) or an adapted model (logits), checked against PyTorch.
+
+The graph takes what the backbone's ``collate`` produces:
+
+- images: ``pixels`` ``(batch, 3, H, W)`` float32, already resized and normalised (the preprocessing is written into
+  the file's metadata); H and W are fixed, the batch is dynamic;
+- texts: ``input_ids`` and ``attention_mask`` ``(batch, sequence)`` int64, both dynamic.
+
+It returns ``features`` ``(batch, num_features)`` or ``logits`` ``(batch, classes)``. Export uses
+``torch.onnx.export(dynamo=True)`` with the weights inside the one file. Every export is followed by a parity check:
+PyTorch and ONNX Runtime run the same inputs at several batch sizes (and text lengths) and the largest absolute
+difference must stay within a tolerance, else :class:`~transferkit.errors.ExportError`.
+
+:class:`OnnxFeatureExtractor` runs an exported backbone over a dataset with ONNX Runtime, in the role of
+:func:`transferkit.features.extract.run_backbone`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit._version import __version__
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError, ExportError
+from transferkit.features.extract import restore_training_modes, training_modes
+
+log = logging.getLogger("transferkit")
+
+IMAGE_INPUTS = ("pixels",)
+TEXT_INPUTS = ("input_ids", "attention_mask")
+# Largest absolute difference allowed between PyTorch and ONNX Runtime outputs (features or logits). Float32
+# kernels differ in summation order; for the models here the difference is about 1e-5.
+DEFAULT_TOLERANCE = 1e-3
+_SAMPLE_TEXTS = (
+    "ok",
+    "a short sentence",
+    "A somewhat longer sentence, with punctuation and a few more words in it.",
+    "The exported graph must handle any number of texts and any length up to the tokenizer's limit, so the check "
+    "uses texts of very different lengths in one batch.",
+)
+
+
+@dataclass
+class ParityReport:
+    """The outcome of running PyTorch and ONNX Runtime on the same inputs.
+
+    ``max_abs_diff`` is the largest absolute difference over every output value of every checked batch.
+    """
+
+    max_abs_diff: float
+    tolerance: float
+    examples: int
+    batch_sizes: list[int]
+    input_source: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_abs_diff <= self.tolerance)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass
+class OnnxExport:
+    """Where an export went, what it computes, and its parity check."""
+
+    path: Path
+    output: str
+    inputs: list[str]
+    parity: ParityReport | None
+    seconds: float
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "output": self.output, "inputs": self.inputs, "seconds": self.seconds,
+                "size_bytes": self.path.stat().st_size if self.path.exists() else None,
+                "parity": self.parity.to_dict() if self.parity else None}
+
+
+class _ImageGraph(nn.Module):
+    """``fn(module, pixels)`` with the graph's input name as the argument name."""
+
+    def __init__(self, module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.module, self.fn = module, fn
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.module, pixels)
+
+
+class _TextGraph(nn.Module):
+    """``fn(module, {"input_ids": ..., "attention_mask": ...})`` with positional tensor inputs."""
+
+    def __init__(self, module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.module, self.fn = module, fn
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.module, {"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def input_names(modality: str) -> tuple[str, ...]:
+    """Names of the graph inputs for a modality (``pixels``; or ``input_ids``, ``attention_mask``)."""
+    if modality == "image":
+        return IMAGE_INPUTS
+    if modality == "text":
+        return TEXT_INPUTS
+    raise ExportError(f"cannot export a backbone of modality '{modality}'; image and text backbones are supported.")
+
+
+def batch_inputs(batch: Any, modality: str) -> tuple[torch.Tensor, ...]:
+    """A collated batch as the graph's positional inputs."""
+    if modality == "text":
+        return tuple(batch[name].to(torch.int64) for name in TEXT_INPUTS)
+    return (batch.float(),)
+
+
+def onnx_feed(batch: Any, modality: str) -> dict[str, np.ndarray]:
+    """A collated batch as ONNX Runtime input arrays (C-contiguous)."""
+    return {name: np.ascontiguousarray(t.detach().cpu().numpy())
+            for name, t in zip(input_names(modality), batch_inputs(batch, modality))}
+
+
+def sample_batches(backbone: Backbone, data: Dataset | None = None, *, sizes: Sequence[int] = (1, 3, 4),
+                   seed: int = 0) -> tuple[list[Any], str]:
+    """Collated batches of the given sizes for a parity check, and where their examples came from.
+
+    From ``data`` when given (its first examples, through the backbone's own preprocessing); otherwise random
+    images of varied sizes, or texts of varied lengths.
+    """
+    total = int(sum(sizes))
+    if data is not None:
+        if data.modality != backbone.modality:
+            raise ConfigError(f"{data.origin}: holds {data.modality} data, but the model takes {backbone.modality} "
+                              "input; give check data of the model's kind.")
+        if len(data) == 0:
+            raise ConfigError(f"{data.origin}: no examples to check the export on.")
+        items = [data.items[i % len(data)] for i in range(total)]
+        source = f"{min(total, len(data))} examples of {data.origin}"
+    elif backbone.modality == "text":
+        items = [_SAMPLE_TEXTS[i % len(_SAMPLE_TEXTS)] for i in range(total)]
+        source = "sample texts of varied length"
+    else:
+        rng = np.random.default_rng(seed)
+        items = [rng.integers(0, 256, size=(int(rng.integers(24, 300)), int(rng.integers(24, 300)), 3),
+                              dtype=np.uint8) for _ in range(total)]
+        source = "random images of varied size"
+    batches, start = [], 0
+    for size in sizes:
+        batches.append(backbone.collate([backbone.prepare(item) for item in items[start:start + size]]))
+        start += size
+    return batches, source
+
+
+def _dynamic_shapes(modality: str, backbone: Backbone) -> dict[str, dict[int, Any]]:
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    if modality == "text":
+        sequence = torch.export.Dim("sequence", min=1, max=int(getattr(backbone, "max_length", 512)))
+        return {name: {0: batch, 1: sequence} for name in TEXT_INPUTS}
+    return {IMAGE_INPUTS[0]: {0: batch}}
+
+
+def _export_graph(graph: nn.Module, example: tuple[torch.Tensor, ...], path: Path, output_name: str,
+                  dynamic_shapes: dict[str, dict[int, Any]], opset_version: int | None) -> None:
+    """``torch.onnx.export`` (dynamo) to ``path``, weights inside the file, written atomically."""
+    names = list(dynamic_shapes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        # The exporter reports its steps on stdout and warns about internals; neither is for the user.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, example, partial, dynamo=True, external_data=False,
+                              dynamic_shapes=dynamic_shapes, input_names=names,
+                              output_names=[output_name], opset_version=opset_version, verbose=False)
+        os.replace(partial, path)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip().splitlines()
+        raise ExportError(
+            f"exporting to {path} failed ({type(cause).__name__}: {reason[0] if reason else 'no message'}). "
+            "The model's forward pass must be traceable by torch.export; a custom layer may need a simpler form."
+        ) from exc
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        onnx.save(model, partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file written here (output kind, preprocessing, classes, version)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (default: PyTorch's current thread count, so
+    that comparisons use the same number) and one inter-op thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"{path}: ONNX Runtime cannot load this file ({type(exc).__name__}: {exc}).") from exc
+
+
+def check_parity(reference: Callable[[Any], torch.Tensor], path: str | Path, batches: Sequence[Any], modality: str,
+                 *, tolerance: float = DEFAULT_TOLERANCE, input_source: str = "given batches",
+                 session: Any = None) -> ParityReport:
+    """Run ``reference(batch)`` (PyTorch) and the ONNX file on every batch; raise if they differ by more than
+    ``tolerance`` (largest absolute difference of any output value).
+
+    Returns the :class:`ParityReport` when the check passes; raises :class:`~transferkit.errors.ExportError` naming
+    the file and the difference when it fails.
+    """
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be a non-negative number; got {tolerance}.")
+    session = session if session is not None else onnx_session(path)
+    worst, examples, sizes = 0.0, 0, []
+    for batch in batches:
+        with torch.inference_mode():
+            expected = reference(batch).float().cpu().numpy()
+        got = session.run(None, onnx_feed(batch, modality))[0]
+        if got.shape != expected.shape:
+            raise ExportError(f"{path}: output shape {got.shape} differs from PyTorch's {expected.shape} for a batch "
+                              f"of {len(expected)}; the export did not keep the dynamic dimensions.")
+        difference = float(np.max(np.abs(got.astype(np.float64) - expected))) if expected.size else 0.0
+        if not np.isfinite(difference):
+            difference = float("inf")
+        worst = max(worst, difference)
+        examples += len(expected)
+        sizes.append(len(expected))
+    report = ParityReport(worst, float(tolerance), examples, sizes, input_source)
+    if not report.passed:
+        raise ExportError(
+            f"{path}: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.3g} on {examples} examples "
+            f"({input_source}), more than the tolerance {tolerance:g}. The file is kept for inspection; do not "
+            "deploy it. If a difference this size is acceptable for your use, raise the tolerance (--tolerance)."
+        )
+    return report
+
+
+def export_backbone(backbone: Backbone, path: str | Path, *, check: bool = True,
+                    tolerance: float = DEFAULT_TOLERANCE, data: Dataset | None = None,
+                    opset_version: int | None = None) -> OnnxExport:
+    """Write ``backbone`` as an ONNX graph that returns pooled features ``(batch, num_features)``.
+
+    Inputs are described in the module docstring. With ``check`` (default), PyTorch and ONNX Runtime are run on
+    batches of 1, 3 and 4 examples (from ``data`` when given) and must agree within ``tolerance``.
+    """
+    return _export(backbone, backbone, lambda module, batch: module.forward_features(batch), path, "features",
+                   check=check, tolerance=tolerance, data=data, opset_version=opset_version,
+                   extra={"num_features": str(backbone.num_features)})
+
+
+def export_model(model: nn.Module, path: str | Path, *, check: bool = True, tolerance: float = DEFAULT_TOLERANCE,
+                 data: Dataset | None = None, opset_version: int | None = None) -> OnnxExport:
+    """Write an adapted model (:class:`~transferkit.model.TransferModel`) as an ONNX graph returning logits
+    ``(batch, classes)``, in the order of ``model.classes`` (also stored in the file's metadata)."""
+    return _export(model, model.backbone, lambda module, batch: module(batch), path, "logits", check=check,
+                   tolerance=tolerance, data=data, opset_version=opset_version,
+                   extra={"classes": json.dumps(list(model.classes)), "strategy": str(model.strategy)})
+
+
+def _export(module: nn.Module, backbone: Backbone, fn: Callable[[nn.Module, Any], torch.Tensor], path: str | Path,
+            output_name: str, *, check: bool, tolerance: float, data: Dataset | None, opset_version: int | None,
+            extra: dict[str, str]) -> OnnxExport:
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be a non-negative number; got {tolerance}.")
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a folder; give a file path such as {path / 'model.onnx'}.")
+    start = time.perf_counter()
+    modality = backbone.modality
+    names = input_names(modality)
+    modes = training_modes(module)
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    module.eval().to("cpu")
+    try:
+        export_example, _ = sample_batches(backbone, sizes=(2,))
+        graph = _TextGraph(module, fn) if modality == "text" else _ImageGraph(module, fn)
+        _export_graph(graph, batch_inputs(export_example[0], modality), path, output_name,
+                      _dynamic_shapes(modality, backbone), opset_version)
+        metadata = {"producer": f"transferkit {__version__}", "output": output_name, "modality": modality,
+                    "inputs": json.dumps(list(names)), "backbone": backbone.name,
+                    "preprocessing": json.dumps(backbone.preprocessing, sort_keys=True), **extra}
+        _add_metadata(path, metadata)
+        parity = None
+        if check:
+            batches, source = sample_batches(backbone, data)
+            parity = check_parity(lambda batch: fn(module, batch), path, batches, modality, tolerance=tolerance,
+                                  input_source=source)
+    finally:
+        restore_training_modes(modes)
+        module.to(device)
+    seconds = time.perf_counter() - start
+    log.info("exported %s to %s in %.1f s%s", output_name, path, seconds,
+             f" (max difference {parity.max_abs_diff:.2e})" if parity else "")
+    return OnnxExport(path, output_name, list(names), parity, seconds, metadata)
+
+
+def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
+                        tolerance: float = DEFAULT_TOLERANCE, data: Any = None, overwrite: bool = False,
+                        **data_options: Any) -> OnnxExport:
+    """Export a model folder written by ``fit`` to ONNX (default: ``FOLDER/model.onnx``) and check it.
+
+    ``data`` (a path or :class:`~transferkit.data.Dataset`) supplies the parity-check inputs; ``data_options``
+    (``label_column``, ``text_column``, ...) are passed to the data loader.
+    """
+    from transferkit.artifacts import load_model
+
+    folder = Path(folder)
+    model = load_model(folder)
+    path = Path(output) if output is not None else folder / "model.onnx"
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite to replace it or choose another --output.")
+    dataset = None
+    if data is not None:
+        if isinstance(data, Dataset):
+            dataset = data
+        else:
+            from transferkit.data.sources import load_data
+
+            dataset = load_data(data, **{k: v for k, v in data_options.items() if v is not None})
+    return export_model(model, path, tolerance=tolerance, data=dataset)
+
+
+class OnnxFeatureExtractor:
+    """Pooled features from an exported backbone, computed by ONNX Runtime.
+
+    The same role as :func:`~transferkit.features.extract.run_backbone`: ``run(dataset)`` prepares every example
+    with ``backbone``'s own preprocessing and returns ``(N, num_features)`` float32 in the dataset's order.
+    ``threads`` is ONNX Runtime's intra-op thread count (default: PyTorch's current one).
+    """
+
+    def __init__(self, path: str | Path, backbone: Backbone, *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.backbone = backbone
+        self.threads = threads
+        self._session = None
+
+    @classmethod
+    def from_backbone(cls, backbone: Backbone, path: str | Path, *, threads: int | None = None,
+                      tolerance: float = DEFAULT_TOLERANCE) -> "OnnxFeatureExtractor":
+        """Export ``backbone`` to ``path`` (checked) and return an extractor for it."""
+        export_backbone(backbone, path, tolerance=tolerance)
+        return cls(path, backbone, threads=threads)
+
+    @property
+    def session(self):
+        if self._session is None:
+            if not self.path.is_file():
+                raise ExportError(f"{self.path}: no such ONNX file; export the backbone first (export_backbone).")
+            self._session = onnx_session(self.path, self.threads)
+        return self._session
+
+    def features_of_batch(self, batch: Any) -> np.ndarray:
+        """Features ``(n, num_features)`` of one collated batch."""
+        return self.session.run(None, onnx_feed(batch, self.backbone.modality))[0]
+
+    def run(self, dataset: Dataset, *, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+        """Features of every example of ``dataset``, ``(N, num_features)`` float32, in the dataset's order."""
+        from transferkit.features.extract import batches_in_order, restore_order
+
+        if dataset.modality != self.backbone.modality:
+            raise ConfigError(f"{dataset.origin}: holds {dataset.modality} data, but this extractor takes "
+                              f"{self.backbone.modality} input.")
+        loader, order = batches_in_order(self.backbone, dataset, batch_size=batch_size, num_workers=num_workers)
+        chunks = [self.features_of_batch(batch) for batch in loader]
+        width = self.session.get_outputs()[0].shape[-1]
+        features = np.concatenate(chunks) if chunks else np.zeros((0, int(width) if isinstance(width, int) else 0),
+                                                                     np.float32)
+        return restore_order(features, order).astype(np.float32, copy=False)
