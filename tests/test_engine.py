@@ -139,6 +139,11 @@ def test_checkpoints_are_removed_after_success_and_the_csv_log_stays(tmp_path: P
     lines = Path(outcome.metrics_csv).read_text().splitlines()
     assert "val_accuracy" in lines[0] and "train_loss_epoch" in lines[0]
     assert len(outcome.history) == 2 and outcome.history[1]["val_accuracy"] is not None
+    import csv
+
+    rows = list(csv.DictReader(Path(outcome.metrics_csv).open()))
+    epoch_losses = [float(r["train_loss_epoch"]) for r in rows if r.get("train_loss_epoch")]
+    assert epoch_losses == pytest.approx([h["train_loss"] for h in outcome.history], rel=1e-5)
 
 
 def test_plain_log_lines_when_not_on_a_terminal(tmp_path: Path, caplog) -> None:

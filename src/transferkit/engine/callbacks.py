@@ -36,8 +36,10 @@ class EpochRecorder(pl.Callback):
             return
         metrics = trainer.callback_metrics
         row: dict[str, float | int | None] = {"epoch": trainer.current_epoch}
-        for key in ("train_loss_epoch", "val_loss", "val_accuracy"):
-            row[key.removesuffix("_epoch")] = _scalar(metrics.get(key))
+        # the module logs its epoch loss after the callbacks' epoch-end hooks; ask it directly
+        row["train_loss"] = pl_module.epoch_train_loss() if hasattr(pl_module, "epoch_train_loss") else None
+        for key in ("val_loss", "val_accuracy"):
+            row[key] = _scalar(metrics.get(key))
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         row["lr"] = max((g["lr"] for g in optimizer.param_groups), default=None) if optimizer else None
         row["seconds"] = round(time.perf_counter() - self._start, 2)

@@ -48,6 +48,8 @@ class AdaptationModule(pl.LightningModule):
         self.plan = plan
         self.settings = settings
         self._sync = False
+        self._sums: dict[str, torch.Tensor | float] = {}
+        self._count = 0
 
     def train(self, mode: bool = True) -> "AdaptationModule":
         super().train(mode)
@@ -78,12 +80,25 @@ class AdaptationModule(pl.LightningModule):
         inputs, targets = batch
         terms = self.plan.loss_terms(self.model, inputs, targets)
         loss = terms["cross_entropy"] if len(terms) == 1 and "cross_entropy" in terms else sum(terms.values())
+        # Sums kept as tensors and logged once per epoch: Lightning's per-call logging costs about a millisecond,
+        # which a small model's step would feel; the step value is logged every `log_every_n_steps` batches.
         size = len(targets)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        if len(terms) > 1:
-            for name, value in terms.items():
-                self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=size)
+        for name, value in (("loss", loss), *terms.items()) if len(terms) > 1 else (("loss", loss),):
+            self._sums[name] = self._sums.get(name, 0.0) + value.detach() * size
+        self._count += size
+        if batch_idx % self.settings.log_every_n_steps == 0:
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
         return loss
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of the epoch so far (weighted by batch size)."""
+        return float(self._sums["loss"] / self._count) if self._count else None
+
+    def on_train_epoch_end(self) -> None:
+        for name, total in self._sums.items():
+            key = "train_loss_epoch" if name == "loss" else f"train_{name}"
+            self.log(key, total / max(self._count, 1), on_step=False, on_epoch=True)
+        self._sums, self._count = {}, 0
 
     def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
         inputs, targets = batch

@@ -144,6 +144,8 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)  # "experiment ... creating it"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # database set-up messages
     accelerator, devices = accelerator_and_devices(settings.device, settings.devices)
     precision = resolve_precision(settings.precision, accelerator)
     resume_from = None
