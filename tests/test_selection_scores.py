@@ -17,7 +17,7 @@ from transferkit.selection import (
     nce_score,
     shrinkage_h_score,
 )
-from transferkit.selection.scores import ledoit_wolf_shrinkage
+from transferkit.selection.scores import ledoit_wolf_shrinkage, logme_no_intercept_score
 
 
 def _features(n: int, d: int, classes: int, seed: int = 0, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +41,22 @@ def _source_probabilities(n: int, z: int, labels: np.ndarray, seed: int = 0) -> 
 
 # --- LogME ----------------------------------------------------------------------------------------------------
 
-def _direct_logme(features: np.ndarray, labels: np.ndarray) -> float:
-    """Max over (alpha, beta) of log N(y; 0, I/beta + F F^T/alpha) per class, by a generic optimiser, / N, mean."""
+def _log_evidence(y: np.ndarray, covariance: np.ndarray, intercept: bool) -> float:
+    """log N(y; 0, C), or with an intercept b (flat prior) integrated out: log of the integral over b of
+    N(y - b 1; 0, C), by the Gaussian integral exp(-q/2) * sqrt(2 pi / (1^T C^-1 1))."""
+    if not intercept:
+        return multivariate_normal(np.zeros(len(y)), covariance).logpdf(y)
+    ones = np.ones(len(y))
+    inv_y, inv_1 = np.linalg.solve(covariance, y), np.linalg.solve(covariance, ones)
+    precision_1 = ones @ inv_1
+    quadratic = y @ inv_y - (ones @ inv_y) ** 2 / precision_1
+    log_det = np.linalg.slogdet(covariance)[1]
+    return -0.5 * (quadratic + log_det + (len(y) - 1) * np.log(2 * np.pi) + np.log(precision_1))
+
+
+def _direct_logme(features: np.ndarray, labels: np.ndarray, intercept: bool = False) -> float:
+    """Max over (alpha, beta) of the evidence of y under N(0, I/beta + F F^T/alpha) per class (optionally with a
+    flat-prior intercept), by a generic optimiser, / N, mean over classes."""
     n = features.shape[0]
     gram = features @ features.T
     values = []
@@ -51,7 +65,7 @@ def _direct_logme(features: np.ndarray, labels: np.ndarray) -> float:
 
         def negative_evidence(log_params: np.ndarray) -> float:
             alpha, beta = np.exp(log_params)
-            return -multivariate_normal(np.zeros(n), np.eye(n) / beta + gram / alpha).logpdf(y)
+            return -_log_evidence(y, np.eye(n) / beta + gram / alpha, intercept)
 
         best = minimize(negative_evidence, x0=[0.0, 0.0], method="Nelder-Mead",
                         options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
@@ -59,19 +73,43 @@ def _direct_logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.parametrize("intercept", [False, True])
 @pytest.mark.parametrize("n, d", [(40, 6), (24, 50)])  # tall (eigendecomposition path) and wide (SVD path)
-def test_logme_equals_the_evidence_maximised_by_a_generic_optimiser(n: int, d: int) -> None:
+def test_logme_equals_the_evidence_maximised_by_a_generic_optimiser(n: int, d: int, intercept: bool) -> None:
     features, labels = _features(n, d, 3, seed=n)
-    assert logme_score(features, labels) == pytest.approx(_direct_logme(features, labels), abs=1e-6)
+    features += 0.7  # a common offset, which only the intercept absorbs
+    expected = _direct_logme(features, labels, intercept)
+    assert logme_score(features, labels, intercept=intercept) == pytest.approx(expected, abs=1e-6)
 
 
-def test_logme_is_invariant_to_global_feature_scale_and_rotation() -> None:
+def test_logme_defaults_to_the_intercept_and_the_registry_has_both() -> None:
+    features, labels = _features(50, 5, 3)
+    assert logme_score(features, labels) == logme_score(features, labels, intercept=True)
+    assert SCORES["logme"](features, labels) == logme_score(features, labels, intercept=True)
+    assert SCORES["logme_no_intercept"](features, labels) == logme_score(features, labels, intercept=False)
+
+
+def test_logme_with_intercept_ignores_a_constant_added_to_the_features() -> None:
+    features, labels = _features(60, 10, 3, seed=6)
+    shifted = features + np.random.default_rng(0).normal(size=10) * 10
+    assert logme_score(shifted, labels) == pytest.approx(logme_score(features, labels), abs=1e-9)
+
+
+def test_logme_stays_finite_when_targets_lie_in_the_span_of_rank_deficient_features() -> None:
+    features, labels = _features(30, 40, 2, seed=4)
+    features = np.vstack([features, features[:5]])  # duplicated examples: rank < N, y exactly in the span
+    labels = np.concatenate([labels, labels[:5]])
+    for intercept in (False, True):
+        assert np.isfinite(logme_score(features, labels, intercept=intercept))
+
+
+@pytest.mark.parametrize("intercept", [False, True])
+def test_logme_is_invariant_to_global_feature_scale_and_rotation(intercept: bool) -> None:
     features, labels = _features(60, 12, 4)
     rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(12, 12)))[0]
-    reference = logme_score(features, labels)
-    assert logme_score(features * 1e3, labels) == pytest.approx(reference, abs=1e-7)
-    assert logme_score(features * 1e-3, labels) == pytest.approx(reference, abs=1e-7)
-    assert logme_score(features @ rotation, labels) == pytest.approx(reference, abs=1e-7)
+    reference = logme_score(features, labels, intercept=intercept)
+    for transformed in (features * 1e3, features * 1e-3, features @ rotation):
+        assert logme_score(transformed, labels, intercept=intercept) == pytest.approx(reference, abs=1e-7)
 
 
 def test_logme_prefers_informative_features() -> None:
@@ -268,6 +306,7 @@ def test_leep_names_the_fix_when_given_logits() -> None:
 
 def test_registry_lookup() -> None:
     assert get_score("logme").function is logme_score
+    assert get_score("logme-no-intercept").function is logme_no_intercept_score
     assert get_score("Shrinkage-HScore").function is shrinkage_h_score
-    with pytest.raises(ConfigError, match="logme, leep, nce, hscore, shrinkage_hscore"):
+    with pytest.raises(ConfigError, match="logme, leep, nce, hscore, shrinkage_hscore, logme_no_intercept"):
         get_score("accuracy")

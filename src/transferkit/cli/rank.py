@@ -21,7 +21,7 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
 def rank(
     data: str = typer.Argument(..., help="Labelled data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="Comma-separated backbones to rank: names from `transferkit models`, timm:ARCH, hf:MODEL_ID, random:NAME, local folders. Default: every installed backbone of the data's modality."),
-    scores: Optional[str] = typer.Option(None, "--scores", help="Comma-separated scores: logme, leep, nce, hscore, shrinkage_hscore (default: all). LEEP and NCE need a backbone that kept its source classifier."),
+    scores: Optional[str] = typer.Option(None, "--scores", help="Comma-separated scores: logme, leep, nce, hscore, shrinkage_hscore (the default), logme_no_intercept (LogME exactly as published, without an intercept). LEEP and NCE need a backbone that kept its source classifier."),
     sort_by: Optional[str] = typer.Option(None, "--sort-by", help="Score that orders the table (default: the first of --scores)."),
     validate: bool = typer.Option(False, "--validate", help="Also measure each candidate's held-out accuracy (linear probe; one-epoch fine-tune when available) and the weighted Kendall tau between every score and every accuracy."),
     test: Optional[str] = typer.Option(None, "--test", help="Held-out data for --validate (same form as DATA). Default: a stratified part of DATA (--test-fraction)."),

@@ -17,7 +17,7 @@ class RankConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     candidates: list[str] | None = Field(None, description="backbone names to rank (`transferkit models`, timm:ARCH, hf:MODEL_ID, random:NAME, a local folder); default: every installed backbone of the data's modality")
-    scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES), description="transferability scores to compute: logme, leep, nce, hscore, shrinkage_hscore")
+    scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES), description="transferability scores to compute: logme, leep, nce, hscore, shrinkage_hscore (the default), logme_no_intercept (the paper's exact LogME)")
     sort_by: str | None = Field(None, description="score that orders the table (default: the first of `scores`)")
     raw_baseline: bool = Field(True, description="add the raw input (pixels, or TF-IDF reduced by truncated SVD) as a row of the ranking")
     raw_dims: int = Field(256, gt=1, description="dimensions the TF-IDF matrix is reduced to (truncated SVD) before scoring")
