@@ -11,7 +11,7 @@ import torch
 from scipy.stats import weightedtau
 
 from conftest import TINY_IMAGE_BACKBONE
-from transferkit.backbones import create_backbone
+from transferkit.backbones import Backbone, create_backbone
 from transferkit.data.sources import load_data
 from transferkit.errors import ConfigError
 from transferkit.features import FeatureCache, extract_features, run_backbone
@@ -66,9 +66,65 @@ def test_a_second_ranking_runs_no_backbone_and_fit_reuses_the_features(image_fol
     assert second.row(TINY_IMAGE_BACKBONE).scores == first.row(TINY_IMAGE_BACKBONE).scores
     # the features went under the backbone's ordinary key: plain extraction finds every one of them
     stats = ExtractionStats()
-    extract_features(_seeded(TINY_IMAGE_BACKBONE), load_data(image_folder), cache=FeatureCache(cache_dir),
-                     stats=stats, progress=False)
+    cached = extract_features(_seeded(TINY_IMAGE_BACKBONE), load_data(image_folder), cache=FeatureCache(cache_dir),
+                              stats=stats, progress=False)
     assert stats.from_cache == 18 and stats.computed == 0
+    fresh = extract_features(_seeded(TINY_IMAGE_BACKBONE), load_data(image_folder), cache=None, progress=False)
+    np.testing.assert_allclose(cached, fresh, rtol=1e-5, atol=1e-5)
+
+
+class _TwoHeads(Backbone):
+    """A backbone that is not a timm model but keeps a source classifier: each output runs on its own."""
+
+    modality = "image"
+    num_features = 5
+
+    def __init__(self) -> None:
+        super().__init__("two-heads")
+        generator = torch.Generator().manual_seed(0)
+        self.trunk = torch.nn.Linear(12, 5)
+        self.head = torch.nn.Linear(12, 7)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=generator)
+
+    @property
+    def preprocessing(self) -> dict:
+        return {"kind": "image", "flatten": 12}
+
+    def prepare(self, item) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(item, dtype=np.float32).reshape(-1)[:12])
+
+    def collate(self, prepared) -> torch.Tensor:
+        return torch.stack(list(prepared))
+
+    def forward_features(self, batch) -> torch.Tensor:
+        return self.trunk(batch)
+
+    @property
+    def has_source_head(self) -> bool:
+        return True
+
+    def source_logits(self, batch) -> torch.Tensor:
+        return self.head(batch)
+
+
+def test_one_pass_extraction_through_the_cache_for_any_backbone_with_a_source_head(tmp_path: Path) -> None:
+    from transferkit.data.sources import from_arrays
+    from transferkit.selection._extract import extract
+
+    images = np.random.default_rng(0).integers(0, 255, (10, 4, 3), dtype=np.uint8)
+    data = from_arrays(np.concatenate([images, images[:3]]), ["a", "b"] * 6 + ["a"])
+    backbone = _TwoHeads()
+    cache = FeatureCache(tmp_path / "cache")
+    first = extract(backbone, data, with_logits=True, cache=cache, progress=False)
+    batch = backbone.collate([backbone.prepare(item) for item in data.items])
+    with torch.inference_mode():
+        np.testing.assert_allclose(first.features, backbone.forward_features(batch).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(first.source_logits, backbone.source_logits(batch).numpy(), rtol=1e-6)
+    assert first.computed == 10  # the three repeated images ran once
+    second = extract(backbone, data, with_logits=True, cache=cache, progress=False)
+    assert second.computed == 0 and second.from_cache == 13
+    np.testing.assert_array_equal(second.source_logits, first.source_logits)
 
 
 def test_features_and_logits_in_one_pass_equal_the_two_separate_outputs() -> None:
@@ -126,6 +182,18 @@ def test_finetune_is_reported_not_run_exactly_when_fit_lacks_the_strategy() -> N
     assert (reason is None) == has_finetune
     if reason is not None:
         assert "finetune" in reason
+
+
+def test_validate_fine_tunes_each_candidate_when_the_engine_has_finetune(image_folder: Path, tmp_path: Path) -> None:
+    reason = ranking_module.finetune_unavailable_reason()
+    result = rank(image_folder, [TINY_IMAGE_BACKBONE], validate=True, scores=["logme"], cache_dir=str(tmp_path / "c"),
+                  progress=False)
+    row = result.row(TINY_IMAGE_BACKBONE)
+    if reason is None:
+        assert 0.0 <= row.accuracy["finetune"] <= 1.0 and row.seconds["finetune"] > 0
+    else:
+        assert row.not_run["finetune"] == reason
+    assert "finetune" not in result.row("raw").accuracy
 
 
 def test_weighted_tau_orders() -> None:

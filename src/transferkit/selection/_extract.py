@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,11 +44,42 @@ def _shares_trunk(backbone: Backbone) -> bool:
             and type(backbone).source_logits is TimmBackbone.source_logits)
 
 
+# Per backbone: whether its source logits are its classifier applied to its pooled features (checked once).
+_HEAD_ON_FEATURES: "weakref.WeakKeyDictionary[Backbone, bool]" = weakref.WeakKeyDictionary()
+
+
+def _classifier_on_features(backbone: Backbone, batch):
+    """The timm classifier if ``source_logits(x) == classifier(forward_features(x))`` for this backbone (checked
+    on two examples of the first batch, in eval mode), else ``None``."""
+    import torch
+
+    classifier = backbone.model.get_classifier() if hasattr(backbone.model, "get_classifier") else None
+    if not isinstance(classifier, torch.nn.Module):
+        return None
+    if backbone not in _HEAD_ON_FEATURES:
+        sample = batch[:2]
+        reference = backbone.source_logits(sample)
+        mapped = classifier(backbone.forward_features(sample))
+        scale = float(reference.abs().max()) + 1.0
+        _HEAD_ON_FEATURES[backbone] = bool(mapped.shape == reference.shape
+                                           and torch.allclose(mapped, reference, rtol=1e-5, atol=1e-5 * scale))
+    return classifier if _HEAD_ON_FEATURES[backbone] else None
+
+
 def features_and_logits(backbone: Backbone, batch):
-    """``[features | source logits]`` for one batch, shape ``(n, D + Z)``; the network trunk runs once."""
+    """``[features | source logits]`` for one batch, shape ``(n, D + Z)``; the network trunk runs once.
+
+    For timm backbones the features come from the same (fast, frozen) path as ordinary feature extraction and
+    the logits from the classifier applied to them; otherwise each output runs on its own.
+    """
     import torch
 
     if _shares_trunk(backbone):
+        classifier = _classifier_on_features(backbone, batch)
+        if classifier is not None:
+            fast = getattr(backbone, "inference_features", backbone.forward_features)
+            features = fast(batch)
+            return torch.cat([features.float(), classifier(features).float()], dim=1)
         model = backbone.model
         trunk = model.forward_features(batch)
         features, logits = model.forward_head(trunk, pre_logits=True), model.forward_head(trunk)

@@ -433,14 +433,17 @@ def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test:
 
 def _finetune_accuracy(row: CandidateResult, train: Dataset, test: Dataset, config: RankConfig) -> None:
     from transferkit.api import fit
+    from transferkit.config import FitConfig
     from transferkit.errors import TransferkitError
 
+    # A measurement, not a run to keep: no experiment tracking where the engine offers to turn it off.
+    quiet = {"tracking_uri": "off"} if "tracking_uri" in FitConfig.model_fields else {}
     start = time.perf_counter()
     try:
         result = fit(train, test=test, backbone=row.name, strategy="finetune", epochs=config.finetune_epochs,
                      baselines=[], seed=config.seed, batch_size=config.batch_size, device=config.device,
                      num_workers=config.num_workers, cache_dir=config.cache_dir, no_cache=config.no_cache,
-                     max_length=config.max_length, progress=config.progress)
+                     max_length=config.max_length, progress=config.progress, **quiet)
     except TransferkitError as exc:
         row.not_run["finetune"] = f"fine-tune accuracy of {row.name}: {exc}"
         return
