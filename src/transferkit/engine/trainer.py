@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -139,6 +140,7 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
     from transferkit.engine.callbacks import EpochRecorder
+    from transferkit.engine.checkpoint_io import StreamingCheckpointIO
     from transferkit.engine.data import EngineData
     from transferkit.engine.module import AdaptationModule
 
@@ -186,7 +188,7 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
         deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
         callbacks=all_callbacks, logger=loggers, log_every_n_steps=settings.log_every_n_steps,
         enable_progress_bar=on_terminal, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=str(settings.work_dir), use_distributed_sampler=False,
+        default_root_dir=str(settings.work_dir), use_distributed_sampler=False, plugins=[StreamingCheckpointIO()],
     )
     start = time.perf_counter()
     module.train()  # the whole model in training mode, except frozen BatchNorm layers
@@ -206,9 +208,15 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
     best_path = checkpoint.best_model_path
     best_epoch = None
     if best_path:
-        state = torch.load(best_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
-        best_epoch = int(state["epoch"])
+        named = re.fullmatch(r"best-epoch(\d+)\.ckpt", Path(best_path).name)
+        best_epoch = int(named.group(1)) if named else None
+        if best_epoch is None or best_epoch != trainer.current_epoch - 1:
+            # memory-mapped: only the weights are read, not the optimiser state beside them
+            state = torch.load(best_path, map_location="cpu", weights_only=True, mmap=True)
+            module.load_state_dict(state["state_dict"])
+            best_epoch = int(state["epoch"])
+            del state
+        # else the last epoch was the best: the model holds its weights already
     model.eval()
     early = next((c for c in all_callbacks if isinstance(c, EarlyStopping)), None)
     score = checkpoint.best_model_score
