@@ -211,3 +211,38 @@ def test_bad_settings_name_the_option(tmp_path: Path) -> None:
         _settings(tmp_path, accumulate=0)
     with pytest.raises(ConfigError, match="'precision'"):
         _settings(tmp_path, precision="8-bit")
+
+
+def test_activation_checkpointing_gives_the_same_gradients_and_can_be_undone(tiny_text_model: Path) -> None:
+    from transferkit.backbones import create_backbone
+    from transferkit.engine.memory import disable_activation_checkpointing, enable_activation_checkpointing
+
+    backbone = create_backbone(str(tiny_text_model))
+    batch = backbone.collate(["a wonderful, moving film", "dull"])
+
+    def gradients() -> dict[str, torch.Tensor]:
+        backbone.train().zero_grad()
+        torch.manual_seed(0)  # the same dropout masks; checkpointing replays them
+        backbone.forward_features(batch).pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None}
+
+    calls = []
+    inner = next(m for n, m in backbone.named_modules() if n.endswith("layer.0.intermediate.dense"))
+    inner.register_forward_hook(lambda *_: calls.append(1))
+    plain = gradients()
+    assert len(calls) == 1
+    wrapped = enable_activation_checkpointing(backbone.layer_groups())
+    assert wrapped >= 3  # embeddings and both transformer layers
+    checkpointed = gradients()
+    assert len(calls) == 3  # forward, then recomputed during the backward pass
+    assert plain.keys() == checkpointed.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5)
+    disable_activation_checkpointing(backbone)
+    assert all("forward" not in vars(m) for m in backbone.modules())
+
+
+def test_activation_checkpointing_skips_batchnorm_layers() -> None:
+    from transferkit.engine.memory import enable_activation_checkpointing
+
+    assert enable_activation_checkpointing([_model()]) == 0

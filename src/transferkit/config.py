@@ -69,6 +69,7 @@ class FitConfig(BaseModel):
     devices: int = Field(1, gt=0, description="training: processes / GPUs to train on (with distributed=ddp, or under torchrun)")
     distributed: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = Field("auto", description="training: Lightning's multi-device strategy (ddp for several processes or GPUs)")
     deterministic: bool = Field(True, description="training: deterministic algorithms, seeded (same run, same weights)")
+    activation_checkpointing: bool = Field(False, description="training: recompute each layer group's activations in the backward pass instead of keeping them (much less memory for long inputs and large batches, about a third more compute)")
     init_from: str | None = Field(None, description="training: initialise the backbone from this checkpoint (.safetensors, or a transferkit model folder); tensors whose names and shapes match load, 1- and 3-channel input stems are converted, the rest is reported")
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="finetune, lp-ft and l2sp: freezing, per-layer learning-rate decay, gradual unfreezing")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="lora: rank, alpha, dropout, target layers")

@@ -144,6 +144,15 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
 
     torch.manual_seed(config.seed)
     model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)), classes, strategy=strategy.name)
+    if config.activation_checkpointing:
+        from transferkit.engine.memory import enable_activation_checkpointing
+
+        wrapped = enable_activation_checkpointing(backbone.layer_groups())
+        if not wrapped:
+            raise ConfigError(f"--activation-checkpointing: every layer group of backbone '{backbone.name}' holds "
+                              "BatchNorm layers, whose statistics recomputation would update twice; it applies to "
+                              "transformer encoders. Lower --batch-size (with --accumulate) instead.")
+        run_facts["activation_checkpointing"] = wrapped
     strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config})
     run_facts.update(strategy.describe(model))
 
@@ -171,6 +180,10 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
         if outcome.is_main_process:
             torch.save(model.state_dict(), final)
             (folder / FINAL_OUTCOME).write_text(json.dumps(outcome.to_dict(), default=str))
+    if config.activation_checkpointing:
+        from transferkit.engine.memory import disable_activation_checkpointing
+
+        disable_activation_checkpointing(model)
     strategy.finalize(model)
     model.eval()
     run_facts["training"] = outcome.to_dict()

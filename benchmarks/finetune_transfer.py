@@ -1,0 +1,150 @@
+"""Does fine-tuning beat the linear probe and training from scratch? Side by side in one run, on packaged weights:
+
+- ``fashion``: EfficientNet-Lite0 (ImageNet) on Fashion-MNIST, ``--shots`` labelled images per class (default 100),
+  tested on a stratified sample of the official test split;
+- ``vader``: all-MiniLM-L6-v2 on the VADER movie-review snippets (binary sentiment), ``--text-shots`` per class
+  (default 400), tested on held-out snippets of the same domain.
+
+For each task, on the same training examples and the same test examples: the linear probe (cached features,
+C by cross-validation), ``finetune`` (every layer, AdamW, warm-up + cosine, light augmentation, early stopping on a
+15 % validation part), ``lp-ft`` (the probe as the starting head, then the same fine-tuning), and the from-scratch
+baseline (the same architecture from random weights, the same budget). Differences come with a 95 % paired
+bootstrap interval (``transferkit.evaluation.verdict.compare``).
+
+Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/finetune_transfer.py [--tasks fashion,vader] [--quick]
+Saves benchmarks/results/finetune_transfer.json (or finetune_transfer_quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_task(task: str, shots: int, n_test: int, seed: int = 0):
+    """(backbone name, training set, test set) with ``shots`` examples per class and ``n_test`` test examples."""
+    from transferkit.data.builtin import load_fashion_mnist, load_vader
+    from transferkit.data.splits import sample_per_class, stratified_split
+
+    if task == "fashion":
+        train = sample_per_class(load_fashion_mnist("train"), shots, seed)
+        test = sample_per_class(load_fashion_mnist("test"), n_test // 10, seed)
+        return "efficientnet_lite0", train, test
+    if task == "vader":
+        pool, held_out = stratified_split(load_vader("movies"), 0.5, seed, names=("train pool", "test pool"))
+        return "all-MiniLM-L6-v2", sample_per_class(pool, shots, seed), sample_per_class(held_out, n_test // 2, seed)
+    raise SystemExit(f"unknown task {task!r}; choose fashion or vader")
+
+
+def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int, lr: float | None,
+             work: Path, seed: int = 0, echo=print) -> dict:
+    """Every contender on one task; returns accuracies, comparisons, times and the commands' options."""
+    import transferkit as tk
+    from transferkit.evaluation.scratch import scratch_baseline
+    from transferkit.evaluation.verdict import compare
+    from transferkit.features.cache import FeatureCache
+
+    backbone, train, test = load_task(task, shots, n_test, seed)
+    classes = train.classes
+    y_test = test.label_array(classes)
+    common = dict(test=test, backbone=backbone, seed=seed, progress=False, tracking_uri="off", device="cpu",
+                  batch_size=batch_size, cache_dir=str(work / "features"))
+    training = dict(epochs=epochs, lr=lr, baselines=["raw"], work_dir=str(work / "runs"))
+    rows: dict[str, dict] = {}
+    predictions = {}
+
+    start = time.perf_counter()
+    probe = tk.fit(train, strategy="linear-probe", baselines=["raw"], **common)
+    predictions["linear-probe"] = probe.model.predict_proba(test, batch_size=batch_size, device="cpu",
+                                                            cache=FeatureCache(work / "features"),
+                                                            progress=False).argmax(1)
+    rows["linear-probe"] = {"accuracy": probe.accuracy, "seconds": round(time.perf_counter() - start, 1)}
+    rows["raw"] = {"accuracy": probe.baselines["raw"]["accuracy"], "description": probe.baselines["raw"]["description"]}
+    echo(f"[{task}] linear probe {probe.accuracy:.4f} (raw {rows['raw']['accuracy']:.4f})")
+
+    for strategy in ("finetune", "lp-ft"):
+        start = time.perf_counter()
+        result = tk.fit(train, strategy=strategy, **common, **training)
+        predictions[strategy] = result.model.predict_proba(test, batch_size=batch_size, device="cpu",
+                                                           progress=False).argmax(1)
+        facts = result.config["training"]
+        rows[strategy] = {"accuracy": result.accuracy, "seconds": round(time.perf_counter() - start, 1),
+                          "epochs_run": facts["training"]["epochs_run"], "best_epoch": facts["training"]["best_epoch"],
+                          "lr": facts["lr"]}
+        echo(f"[{task}] {strategy} {result.accuracy:.4f} ({rows[strategy]['seconds']:.0f} s)")
+
+    from transferkit.config import make_config
+
+    start = time.perf_counter()
+    config = make_config(strategy="finetune", epochs=epochs, batch_size=batch_size, seed=seed, progress=False,
+                         tracking_uri="off", device="cpu", work_dir=str(work / "runs"))
+    scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=backbone)
+    predictions["scratch"] = scratch.predictions
+    rows["scratch"] = {"accuracy": float((scratch.predictions == y_test).mean()),
+                       "seconds": round(time.perf_counter() - start, 1), **scratch.extra}
+    echo(f"[{task}] scratch {rows['scratch']['accuracy']:.4f} ({rows['scratch']['seconds']:.0f} s)")
+
+    comparisons = {}
+    for model in ("finetune", "lp-ft"):
+        for baseline in ("linear-probe", "scratch"):
+            c = compare(y_test, predictions[model], predictions[baseline], baseline, seed=seed)
+            comparisons[f"{model} vs {baseline}"] = {"difference": round(c.difference, 4),
+                                                     "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
+                                                     "verdict": c.verdict}
+    return {"backbone": backbone, "shots_per_class": shots, "n_train": len(train), "n_test": len(test),
+            "epochs": epochs, "batch_size": batch_size, "results": rows, "comparisons": comparisons}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="fashion,vader")
+    parser.add_argument("--shots", type=int, default=100, help="Fashion-MNIST labelled images per class")
+    parser.add_argument("--text-shots", type=int, default=400, help="VADER labelled snippets per class")
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
+    args = parser.parse_args()
+    if args.quick:
+        args.shots, args.text_shots, args.n_test, args.epochs = 20, 100, 300, 2
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    import torch
+
+    torch.set_num_threads(threads)
+    report = {"benchmark": "finetune_transfer", "threads": threads, "machine": platform.machine(),
+              "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]), "tasks": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks.split(","):
+            shots = args.shots if task == "fashion" else args.text_shots
+            report["tasks"][task] = run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs,
+                                             batch_size=args.batch_size, lr=None, work=Path(tmp) / task)
+    for task, r in report["tasks"].items():
+        print(f"\n{task}: {r['backbone']}, {r['shots_per_class']} per class ({r['n_train']} train), "
+              f"{r['n_test']} test, up to {r['epochs']} epochs")
+        for name, row in r["results"].items():
+            seconds = f"{row['seconds']:7.0f} s" if "seconds" in row else ""
+            print(f"  {name:<14} {row['accuracy']:.4f} {seconds}")
+        for name, c in r["comparisons"].items():
+            print(f"  {name:<26} {100 * c['difference']:+6.1f} points ({100 * c['ci_low']:+.1f} to "
+                  f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
+    RESULTS.mkdir(exist_ok=True)
+    name = "finetune_transfer_quick.json" if args.quick else "finetune_transfer.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nsaved {RESULTS / name}")
+
+
+if __name__ == "__main__":
+    main()
