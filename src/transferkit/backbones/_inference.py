@@ -85,24 +85,36 @@ class FusedConv2d(nn.Module):
         self.activation = activation
         post = _FUSABLE.get(type(activation)) if activation is not None else ("none", [])
         self._post_op = post if _onednn_available() else None
+        self._shifted: dict[tuple[int, int], torch.Tensor] = {}
 
-    def _padding_for(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _padding_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """The input, weight and symmetric padding that give this layer's output for ``x``."""
         if not self.same:
-            return x, self.padding
+            return x, self.weight, self.padding
         top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
         if top == bottom and left == right:  # symmetric: the convolution pads for free
-            return x, (top, left)
-        return pad_like_input(x, top, bottom, left, right), (0, 0)
+            return x, self.weight, (top, left)
+        # "Same" padding puts at most one more row (column) after than before. With one more zero tap at the start of
+        # the kernel, symmetric padding by the larger amount computes exactly the same sums without copying the
+        # input: cheaper for depthwise convolutions, whose cost is reading the input; dense ones copy instead.
+        if self.groups > 1 and self.dilation == (1, 1):
+            shift = (bottom - top, right - left)
+            weight = self._shifted.get(shift)
+            if weight is None or weight.device != self.weight.device:
+                weight = F.pad(self.weight, (shift[1], 0, shift[0], 0))
+                self._shifted[shift] = weight
+            return x, weight, (bottom, right)
+        return pad_like_input(x, top, bottom, left, right), self.weight, (0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, padding = self._padding_for(x)
+        x, weight, padding = self._padding_for(x)
         if self._post_op is not None and x.device.type == "cpu" and x.dtype == torch.float32:
             attr, scalars = self._post_op
             return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, list(padding), list(self.stride), list(self.dilation), self.groups,
+                x, weight, self.bias, list(padding), list(self.stride), list(self.dilation), self.groups,
                 attr, scalars, "")
-        out = F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        out = F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
         return self.activation(out) if self.activation is not None else out
 
 

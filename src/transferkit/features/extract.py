@@ -1,4 +1,9 @@
-"""Batched feature extraction in ``torch.inference_mode``, through the cache."""
+"""Batched feature extraction in ``torch.inference_mode``, through the cache.
+
+Two runtimes compute the same pooled features (to about 1e-5): ``"torch"`` (default; on the CPU a frozen,
+BatchNorm-folded copy of a CNN runs in small chunks, see :func:`forward_batch`) and ``"onnx"`` (the backbone exported
+once to ONNX and run by ONNX Runtime on the CPU; checked against PyTorch on the first batch of every run).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError, ExportError
 from transferkit.features.cache import FeatureCache
 
 log = logging.getLogger("transferkit")
@@ -115,6 +121,33 @@ def restore_order(outputs: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return restored
 
 
+RUNTIMES = ("torch", "onnx")
+
+
+def _onnx_output(backbone: Backbone) -> Callable[[Backbone, Any], torch.Tensor]:
+    """Pooled features from ONNX Runtime, compared with PyTorch on the first examples it sees (1e-4, scaled by the
+    features' magnitude above 1); a larger difference raises rather than returning different features."""
+    from transferkit.backbones._onnx_graph import feature_session, onnx_feed
+
+    session, path = feature_session(backbone)
+    checked = False
+
+    def output(model: Backbone, batch: Any) -> torch.Tensor:
+        nonlocal checked
+        features = torch.from_numpy(session.run(None, onnx_feed(batch, model.modality))[0])
+        if not checked:
+            expected = model.forward_features(batch).float()
+            difference = float((features - expected).abs().max()) if expected.numel() else 0.0
+            allowed = 1e-4 * max(1.0, float(expected.abs().max()) if expected.numel() else 1.0)
+            if not difference <= allowed:
+                raise ExportError(f"{path}: ONNX Runtime's features differ from PyTorch's by {difference:.2e} "
+                                  f"(allowed {allowed:.1e}); delete the file to re-export it, or use runtime='torch'.")
+            checked = True
+        return features
+
+    return output
+
+
 def training_modes(module: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
     """Every submodule's train/eval flag, to put back after a temporary ``eval()``.
 
@@ -140,12 +173,24 @@ def run_backbone(
     progress: bool = True,
     output: Callable[[Backbone, Any], torch.Tensor] | None = None,
     description: str = "extracting features",
+    runtime: str = "torch",
 ) -> np.ndarray:
     """Run ``output(backbone, batch)`` (default: pooled features) over every example; returns ``(N, D)`` float32.
 
     Texts are batched by length (less padding), results are returned in the dataset's order. See
-    :func:`forward_batch` for how each batch runs.
+    :func:`forward_batch` for how each batch runs. ``runtime="onnx"`` computes the pooled features with ONNX
+    Runtime on the CPU (exported once per backbone into the cache folder); it takes no custom ``output``.
     """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
+    if runtime == "onnx":
+        if output is not None:
+            raise ConfigError("runtime='onnx' computes pooled features only; use runtime='torch' for other outputs.")
+        if resolve_device("cpu" if device == "auto" else device).type != "cpu":
+            raise ConfigError(f"runtime='onnx' runs on the CPU; got device {device!r}. Use device='cpu' or "
+                              "runtime='torch'.")
+        device = "cpu"
+        output = _onnx_output(backbone)
     device = resolve_device(device)
     loader, order = batches_in_order(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
                                      pin_memory=device.type == "cuda")
@@ -180,14 +225,19 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     stats: ExtractionStats | None = None,
+    runtime: str = "torch",
 ) -> np.ndarray:
-    """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``."""
+    """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``.
+
+    ``runtime`` is ``"torch"`` or ``"onnx"`` (see :func:`run_backbone`); both fill the same cache entries, since
+    they compute the same features to about 1e-5.
+    """
     start = time.perf_counter()
     stats = stats if stats is not None else ExtractionStats()
     stats.total = len(dataset)
     if cache is None:
         features = run_backbone(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
-                                progress=progress)
+                                progress=progress, runtime=runtime)
         stats.computed, stats.from_cache = len(dataset), 0
     else:
         key = backbone.cache_key()
@@ -201,7 +251,7 @@ def extract_features(
                 first_of.setdefault(keys[i], int(i))
             unique = np.fromiter(first_of.values(), dtype=np.int64)
             computed = run_backbone(backbone, dataset.subset(unique), batch_size=batch_size, device=device,
-                                    num_workers=num_workers, progress=progress)
+                                    num_workers=num_workers, progress=progress, runtime=runtime)
             cache.store(key, [keys[i] for i in unique], computed, meta=backbone.describe())
             if features is None:
                 features = np.zeros((len(dataset), computed.shape[1]), dtype=np.float32)
