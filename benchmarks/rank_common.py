@@ -61,7 +61,8 @@ def environment(n_threads: int) -> dict:
 
     return {"threads": n_threads, "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "device": "cpu",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv,
+            "load_average_1_5_15_min_at_save": list(os.getloadavg())}
 
 
 def save(name: str, payload: dict) -> Path:

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -304,7 +305,9 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     validate_dataset(train, role="training")
     test = test if test is not None else config.test
     test_ds = None
-    if test is not None:
+    if test is not None and not config.validate:
+        warnings.warn("rank: test data is only used with validate=True (--validate); it was not read.", stacklevel=2)
+    elif test is not None:
         test_ds = load_data(test, **read)
         validate_dataset(test_ds, role="evaluation")
         validate_splits(train, [test_ds])
@@ -320,7 +323,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     _check_candidates(names, modality, train.origin)
     classes = train.classes
     y_train = train.label_array(classes)
-    y_test = test_ds.label_array(classes) if (config.validate and test_ds is not None) else None
+    y_test = test_ds.label_array(classes) if test_ds is not None else None
 
     cache = None
     if not config.no_cache:
@@ -356,7 +359,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
                                                      -rows[i].scores.get(primary, 0.0), i))
     rows = [rows[i] for i in order]
     ranking = Ranking(rows, list(config.scores), primary, modality, classes, len(train),
-                      len(test_ds) if (config.validate and test_ds is not None) else 0, notes=notes)
+                      len(test_ds) if test_ds is not None else 0, notes=notes)
     if config.validate:
         ranking.correlations = _correlations(rows, config.scores)
     ranking.seconds = time.perf_counter() - start_all
