@@ -120,7 +120,8 @@ class FusedConv2d(nn.Module):
 
 def _is_same_padding_conv(module: nn.Module) -> bool:
     """timm's ``Conv2dSame`` (dynamic TensorFlow padding); found by name so timm need not be imported here."""
-    return isinstance(module, nn.Conv2d) and type(module).__name__ == "Conv2dSame"
+    return isinstance(module, nn.Conv2d) and type(module).__name__ == "Conv2dSame" \
+        and tuple(module.padding) == (0, 0) and module.padding_mode == "zeros"
 
 
 def _plain_conv(module: nn.Module) -> bool:

@@ -101,7 +101,8 @@ class TimmBackbone(Backbone):
         (fine-tuning); a network that cannot be optimised simply runs as it is. Shapes: ``(N, 3, H, W)`` ->
         ``(N, num_features)``.
         """
-        if batch.device.type != "cpu" or batch.dtype != torch.float32 or self.training or torch.is_grad_enabled():
+        if batch.device.type != "cpu" or batch.dtype != torch.float32 or torch.is_grad_enabled() \
+                or any(m.training for m in self.modules()):
             return self.forward_features(batch)
         fast = self._inference_copy(batch)
         return fast(batch) if fast is not None else self.forward_features(batch)

@@ -31,8 +31,6 @@ import torch
 from torch import nn
 
 from transferkit._version import __version__
-from transferkit.backbones.base import Backbone
-from transferkit.data.dataset import Dataset
 from transferkit.backbones._onnx_graph import (  # noqa: F401  (re-exported: part of this module's API)
     IMAGE_INPUTS,
     TEXT_INPUTS,
@@ -43,6 +41,8 @@ from transferkit.backbones._onnx_graph import (  # noqa: F401  (re-exported: par
     onnx_session,
     sample_batches,
 )
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, ExportError
 from transferkit.features.extract import restore_training_modes, training_modes
 
