@@ -183,3 +183,19 @@ def test_lora_model_saves_merged_and_reloads(texts, tiny_text_model, tmp_path: P
     reloaded = tk.load_model(out)
     np.testing.assert_allclose(result.model.predict_proba(test, device="cpu", progress=False),
                                reloaded.predict_proba(test, device="cpu", progress=False), atol=1e-6)
+
+
+def test_a_dead_feature_dimension_does_not_blow_up_the_probe_head() -> None:
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    X[:, 3] = rng.normal(size=60) * 1e-33  # a dead dimension, as all-MiniLM-L6-v2 has two
+    y = (X[:, 0] > 0).astype(int)
+    head = LinearProbe(C=1.0).fit(X, y).to_head()
+    assert float(head.scale[3]) == 1.0
+    nudged = X.copy()
+    nudged[:, 3] += 1e-6  # a rounding-sized change of the features, as fine-tuning makes at once
+    with torch.no_grad():
+        before, after = head(torch.from_numpy(X)), head(torch.from_numpy(nudged))
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)

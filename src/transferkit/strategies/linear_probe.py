@@ -20,6 +20,20 @@ DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
 LARGE_DATA = 10_000
 
 
+#: Features whose spread is below this fraction of the largest one are constant (float32 features carry about seven
+#: significant digits): they are scaled by 1, not by their near-zero deviation.
+RELATIVE_SCALE_FLOOR = 1e-6
+
+
+def _floor_scale(scaler: StandardScaler) -> None:
+    """Scale near-constant features by 1. Some encoders have dead dimensions (all-MiniLM-L6-v2 has two whose
+    deviation is about 1e-33): dividing by it turns any rounding difference into logits of 1e20 or more, and makes
+    fine-tuning from the probe (lp-ft) diverge at once."""
+    scale = scaler.scale_
+    if scale is not None and scale.size:
+        scaler.scale_ = np.where(scale < RELATIVE_SCALE_FLOOR * float(np.max(scale)), 1.0, scale)
+
+
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression on standardised features, with the inverse regularisation strength ``C``
     chosen on validation data.
@@ -76,6 +90,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"LinearProbe: needs at least 2 classes; got {len(self.classes_)}.")
         sparse = sp.issparse(X)
         self.scaler_ = StandardScaler(with_mean=not sparse).fit(X) if self.standardize else None
+        if self.scaler_ is not None:
+            _floor_scale(self.scaler_)
         Xs = self._transform(X)
         if self.C is not None:
             self.C_ = float(self.C)
