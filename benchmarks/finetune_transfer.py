@@ -12,7 +12,8 @@ baseline (the same architecture from random weights, the same budget). Differenc
 bootstrap interval (``transferkit.evaluation.verdict.compare``).
 
 Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/finetune_transfer.py [--tasks fashion,vader] [--quick]
-Saves benchmarks/results/finetune_transfer.json (or finetune_transfer_quick.json).
+Saves benchmarks/results/finetune_transfer.json (or finetune_transfer_quick.json); tasks run separately are merged
+into one file, each with the command that produced it.
 """
 
 from __future__ import annotations
@@ -142,7 +143,15 @@ def main() -> None:
                   f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
     RESULTS.mkdir(exist_ok=True)
     name = "finetune_transfer_quick.json" if args.quick else "finetune_transfer.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
+    path = RESULTS / name
+    if path.is_file():  # tasks run separately (they take long) share one file; each keeps its own command
+        previous = json.loads(path.read_text())
+        for task, entry in previous.get("tasks", {}).items():
+            if task not in report["tasks"]:
+                report["tasks"][task] = entry
+    for task in args.tasks.split(","):
+        report["tasks"][task]["command"] = report["command"]
+    path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nsaved {RESULTS / name}")
 
 
