@@ -169,3 +169,21 @@ def test_fit_saves_the_finetuned_backbone_and_reloads_to_the_same_predictions(im
     np.testing.assert_allclose(before, after, atol=1e-6)
     assert result.skipped_baselines == {"scratch": "not requested (--baselines)"}
     assert "not run: scratch" in (out / "summary.txt").read_text()
+
+
+def test_default_baselines_follow_the_strategy_and_the_data_size() -> None:
+    from transferkit.evaluation.baselines import SCRATCH_AUTO_MAX_EXAMPLES, choose_baselines
+
+    assert choose_baselines(None, "finetune", 500) == (["raw", "scratch"], {})
+    names, skipped = choose_baselines(None, "lora", SCRATCH_AUTO_MAX_EXAMPLES + 1)
+    assert names == ["raw"] and "--baselines raw,scratch" in skipped["scratch"]
+    names, skipped = choose_baselines(None, "linear-probe", 100)
+    assert names == ["raw"] and "linear probe" in skipped["scratch"]
+    assert choose_baselines(["scratch"], "linear-probe", 100) == (["scratch"], {"raw": "not requested (--baselines)"})
+
+
+def test_options_are_reachable_from_python_with_the_config_objects() -> None:
+    config = tk.FitConfig(strategy="lora", lora=tk.LoraConfig(rank=4), finetune=tk.FineTuneConfig(freeze=1))
+    assert config.lora.rank == 4 and config.finetune.freeze == 1 and config.l2sp == tk.L2SPConfig()
+    with pytest.raises(ConfigError, match="option 'finetune.layer_lr_decay'"):
+        make_config(finetune={"layer_lr_decay": 1.5})

@@ -27,7 +27,7 @@ class FitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL, Parquet)")
-    val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data")
+    val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data, and training strategies hold out val_fraction of it for early stopping")
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
     strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights)")
@@ -40,7 +40,7 @@ class FitConfig(BaseModel):
     shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class (few-shot experiments)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for testing when no test data is given")
     seed: int = Field(0, ge=0, description="seed of every random choice (splits, sampling, folds)")
-    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
+    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass; for training strategies, the global training batch (split across processes)")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
     cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
