@@ -187,3 +187,20 @@ def test_options_are_reachable_from_python_with_the_config_objects() -> None:
     assert config.lora.rank == 4 and config.finetune.freeze == 1 and config.l2sp == tk.L2SPConfig()
     with pytest.raises(ConfigError, match="option 'finetune.layer_lr_decay'"):
         make_config(finetune={"layer_lr_decay": 1.5})
+
+
+@pytest.mark.parametrize("strategy, bn_statistics, frozen", [("finetune", "frozen", True), ("lp-ft", "auto", True),
+                                                              ("finetune", "auto", False)])
+def test_batchnorm_statistics_frozen_or_updated(strategy, bn_statistics, frozen, images, tmp_path: Path) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    bn = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats_before = [m.running_mean.clone() for m in bn]
+    weights_before = [m.weight.detach().clone() for m in bn]
+    modes = BatchNormModes(backbone)
+    train_with_strategy(config(tmp_path, strategy=strategy, lr=1e-2, no_cache=True,
+                               finetune={"bn_statistics": bn_statistics}),
+                        backbone, train, val, train.classes, callbacks=[modes])
+    assert all(m == [{not frozen}] * len(m) for m in modes.modes)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(stats_before, bn)) == frozen
+    assert any(not torch.equal(a, m.weight) for a, m in zip(weights_before, bn))  # their weights train either way

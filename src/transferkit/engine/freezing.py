@@ -32,9 +32,12 @@ def frozen_batchnorm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if is_frozen_batchnorm(m)]
 
 
-def keep_frozen_batchnorm_eval(model: nn.Module) -> int:
-    """Put every frozen BatchNorm layer of a model in training mode back into eval mode; returns how many."""
-    layers = frozen_batchnorm_layers(model) if model.training else []
+def keep_frozen_batchnorm_eval(model: nn.Module, every_batchnorm: bool = False) -> int:
+    """Put every frozen BatchNorm layer (every one with ``every_batchnorm``) of a model in training mode back into
+    eval mode; returns how many."""
+    if not model.training:
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)] if every_batchnorm else frozen_batchnorm_layers(model)
     for layer in layers:
         layer.eval()
     return len(layers)

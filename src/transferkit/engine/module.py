@@ -54,7 +54,7 @@ class AdaptationModule(pl.LightningModule):
     def train(self, mode: bool = True) -> "AdaptationModule":
         super().train(mode)
         if mode:
-            keep_frozen_batchnorm_eval(self.model)
+            keep_frozen_batchnorm_eval(self.model, self.plan.batchnorm_eval)
         return self
 
     def setup(self, stage: str) -> None:
@@ -64,7 +64,7 @@ class AdaptationModule(pl.LightningModule):
         if self.plan.changes_trainable:
             self.plan.on_epoch_start(self.model, self.current_epoch)
             self.model.train()
-        keep_frozen_batchnorm_eval(self.model)
+        keep_frozen_batchnorm_eval(self.model, self.plan.batchnorm_eval)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferkit_rng"] = collect_rng_states()

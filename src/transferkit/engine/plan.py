@@ -36,6 +36,8 @@ class TrainingPlan:
 
     #: Whether the model's parameters may change their ``requires_grad`` during training (gradual unfreezing).
     changes_trainable: bool = False
+    #: Keep every BatchNorm layer in eval mode (pretrained running statistics) while training, not only frozen ones.
+    batchnorm_eval: bool = False
 
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""

@@ -28,11 +28,15 @@ class FineTune(TrainingStrategy):
 
     name = "finetune"
     default_lr = 1e-4
+    #: ``bn_statistics = "auto"`` keeps the pretrained BatchNorm statistics when true.
+    freezes_batchnorm_statistics_by_default = False
 
     def __init__(self, config: FineTuneConfig | None = None, head_lr: float | None = None) -> None:
         super().__init__(head_lr)
         self.config = config or FineTuneConfig()
         self.changes_trainable = self.config.unfreeze_every > 0
+        self.batchnorm_eval = self.config.bn_statistics == "frozen" or (
+            self.config.bn_statistics == "auto" and self.freezes_batchnorm_statistics_by_default)
         self._groups: list[nn.Module] = []
 
     def check(self, backbone: Backbone) -> None:

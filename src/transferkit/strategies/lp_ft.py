@@ -5,7 +5,8 @@ Stage one is the linear probe on frozen, cached features (:class:`~transferkit.s
 its ``C`` chosen on the validation data); :meth:`~LinearProbe.to_head` turns it into the model's head. Stage two
 fine-tunes backbone and head together, as ``finetune`` does with the same options. Because the head starts
 good, the early gradients do not tear the pretrained features apart; the head trains at the backbone's learning
-rate rather than ten times it.
+rate rather than ten times it, and BatchNorm layers keep their pretrained statistics by default (the probe was
+fitted on features computed with them; ``bn_statistics = "update"`` lets them move).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class LinearProbeThenFineTune(FineTune):
     """:class:`FineTune` whose head is first fitted as a linear probe on the pretrained features."""
 
     name = "lp-ft"
+    freezes_batchnorm_statistics_by_default = True
 
     def head_learning_rate(self, lr: float) -> float:
         return self.head_lr if self.head_lr is not None else lr

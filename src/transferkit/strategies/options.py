@@ -7,6 +7,8 @@ They are light (pydantic only), so :class:`~transferkit.config.FitConfig` nests 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,6 +23,10 @@ class FineTuneConfig(BaseModel):
                                   "trains at lr * decay, the next at lr * decay^2, ... (the head at lr); 1 = off")
     unfreeze_every: int = Field(0, ge=0, description="gradual unfreezing: start with the backbone frozen and unfreeze "
                                 "one more layer group, from the top, every N epochs (0 = off)")
+    bn_statistics: Literal["auto", "update", "frozen"] = Field(
+        "auto", description="BatchNorm running statistics while training: update (batch statistics, the usual), "
+        "frozen (the pretrained statistics, layers in eval mode; their weights still train), auto = frozen for lp-ft "
+        "(its probe was fitted on features made with the pretrained statistics), update otherwise")
 
 
 class LoraConfig(BaseModel):
