@@ -204,3 +204,42 @@ def test_batchnorm_statistics_frozen_or_updated(strategy, bn_statistics, frozen,
     assert all(m == [{not frozen}] * len(m) for m in modes.modes)
     assert all(torch.equal(a, m.running_mean) for a, m in zip(stats_before, bn)) == frozen
     assert any(not torch.equal(a, m.weight) for a, m in zip(weights_before, bn))  # their weights train either way
+
+
+def test_a_finished_fit_leaves_logs_but_no_weights_in_its_run_folder(images, tmp_path: Path) -> None:
+    train, test = images
+    tk.fit(train, test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", epochs=1, batch_size=8,
+           tracking_uri="off", progress=False, work_dir=str(tmp_path / "work"), baselines=["scratch"], device="cpu")
+    assert (tmp_path / "work" / "finetune" / "metrics.csv").is_file()
+    assert (tmp_path / "work" / "scratch" / "metrics.csv").is_file()
+    assert not list((tmp_path / "work").rglob("*.pt")) and not list((tmp_path / "work").rglob("*.ckpt"))
+
+
+def test_resume_reuses_a_finished_stage_and_starts_the_one_not_reached(images, tmp_path: Path, monkeypatch,
+                                                                       caplog) -> None:
+    import logging
+
+    from transferkit.evaluation import baselines as baselines_module
+
+    train, test = images
+    options = dict(test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", epochs=1, batch_size=8, lr=1e-2,
+                   tracking_uri="off", progress=False, work_dir=str(tmp_path / "work"), baselines=["raw", "scratch"],
+                   device="cpu", output=str(tmp_path / "model"))
+    reference = tk.fit(train, **{**options, "work_dir": str(tmp_path / "reference"),
+                                 "output": str(tmp_path / "reference-model")})
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("interrupted before the scratch baseline")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(baselines_module.BASELINES, "scratch", crash)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            tk.fit(train, **options)
+    assert (tmp_path / "work" / "finetune" / "final-weights.pt").is_file()
+    assert not (tmp_path / "work" / "scratch").exists()
+    caplog.set_level(logging.INFO, logger="transferkit")
+    resumed = tk.fit(train, **{**options, "resume": True})
+    assert any("finished in the interrupted run" in r.getMessage() for r in caplog.records)
+    assert resumed.accuracy == reference.accuracy
+    assert resumed.model.backbone.weights_digest() == reference.model.backbone.weights_digest()
+    assert resumed.baselines["scratch"]["accuracy"] == reference.baselines["scratch"]["accuracy"]

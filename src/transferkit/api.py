@@ -125,6 +125,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
     from transferkit.backbones import create_backbone
 
+    import torch
+
+    torch.manual_seed(config.seed)  # random:... backbones start from the same weights for the same seed
     backbone = create_backbone(backbone_name, max_length=config.max_length) if train.modality == "text" \
         else create_backbone(backbone_name)
     if backbone.modality != train.modality:
@@ -218,6 +221,10 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
                                    overwrite=config.overwrite,
                                    extra_files={"summary.txt": result.summary() + "\n", **extra_files})
+    if config.strategy != "linear-probe" or "scratch" in baselines:
+        from transferkit.strategies.run import finish_run
+
+        finish_run(config, train)
     return result
 
 

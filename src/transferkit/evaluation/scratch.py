@@ -31,6 +31,9 @@ def scratch_baseline(train: Dataset, test: Dataset, classes: list[str], seed: in
     config = (config or FitConfig()).model_copy(update={"init_from": None, "seed": seed})
     name = backbone if backbone.startswith("random:") else f"random:{backbone}"
     options = {"max_length": config.max_length} if train.modality == "text" else {}
+    import torch
+
+    torch.manual_seed(seed)  # the same random start for the same seed
     network = create_backbone(name, **options)
     trained = train_with_strategy(config, network, train, val, classes,
                                   strategy=FineTune(FineTuneConfig(), head_lr=SCRATCH_LR), stage="scratch",

@@ -83,6 +83,11 @@ def engine_settings(config: Any, folder: Path, *, lr: float, run_name: str, log_
     )
 
 
+def _has_progress(folder: Path) -> bool:
+    """Whether a stage of a run left something to resume from: a checkpoint, or its finished weights."""
+    return (folder / "checkpoints" / "last.ckpt").is_file() or (folder / FINAL_WEIGHTS).is_file()
+
+
 def _check(config: Any, strategy: TrainingStrategy, backbone: Backbone, settings: Any, folder: Path) -> None:
     strategy.check(backbone)
     if backbone.modality == "text" and (config.mixup or config.cutmix):
@@ -93,10 +98,10 @@ def _check(config: Any, strategy: TrainingStrategy, backbone: Backbone, settings
     if config.devices > 1 and strategy.changes_trainable:
         raise ConfigError("gradual unfreezing (--unfreeze-every) changes which parameters train during the run, "
                           "which DDP does not allow; use it with --devices 1, or freeze with --freeze instead.")
-    if config.resume and not (settings.last_checkpoint.is_file() or (folder / FINAL_WEIGHTS).is_file()):
+    if config.resume and not _has_progress(folder) and not any(_has_progress(f) for f in folder.parent.glob("*/")):
         raise ConfigError(
-            f"--resume: nothing to resume in {folder} (no checkpoint). Give the same --output or --work-dir as the "
-            "interrupted run, or run without --resume."
+            f"--resume: nothing to resume in {folder.parent} (no checkpoint). Give the same --output or --work-dir "
+            "as the interrupted run, or run without --resume."
         )
     from transferkit.engine.trainer import accelerator_and_devices
 
@@ -128,6 +133,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
                                log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
     _check(config, strategy, backbone, settings, folder)
+    # A stage the interrupted run had not reached starts afresh; one it had started continues.
+    settings.resume = config.resume and settings.last_checkpoint.is_file()
     augmentation = augmentation_for(backbone.modality, config.augment, config.auto_augment)
     init_report = None
     if config.init_from:
@@ -189,3 +196,11 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     run_facts["training"] = outcome.to_dict()
     run_facts["history"] = outcome.history
     return TrainedModel(model, outcome, run_facts)
+
+
+def finish_run(config: Any, train: Dataset) -> None:
+    """After the whole ``fit`` succeeded: drop the finished stages' weights (kept only for ``--resume``); logs stay."""
+    root = run_folder(config, train)
+    if root.is_dir():
+        for weights in root.glob(f"*/{FINAL_WEIGHTS}"):
+            weights.unlink(missing_ok=True)
