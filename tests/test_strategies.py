@@ -20,9 +20,9 @@ from transferkit.errors import ConfigError
 from transferkit.heads import LinearHead
 from transferkit.model import TransferModel
 from transferkit.strategies.l2sp import L2SP
-from transferkit.strategies.lora import LoRA, default_targets
+from transferkit.strategies.lora import default_targets
 from transferkit.strategies.lp_ft import LinearProbeThenFineTune
-from transferkit.strategies.options import L2SPConfig, LoraConfig
+from transferkit.strategies.options import L2SPConfig
 from transferkit.strategies.run import train_with_strategy
 
 
