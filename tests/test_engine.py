@@ -246,3 +246,17 @@ def test_activation_checkpointing_skips_batchnorm_layers() -> None:
     from transferkit.engine.memory import enable_activation_checkpointing
 
     assert enable_activation_checkpointing([_model()]) == 0
+
+
+def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(_model(), tmp_path, epochs=3, tracking_uri=uri, callbacks=[_Interrupt(epoch=1, batch=2)])
+    outcome = _train(_model(), tmp_path, epochs=3, tracking_uri=uri, resume=True)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("transferkit").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == outcome.mlflow_run_id
+    epochs = [m.step for m in client.get_metric_history(outcome.mlflow_run_id, "val_accuracy")]
+    assert len(epochs) == 3

@@ -157,11 +157,10 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
                 "(or --output) as the interrupted run, or run without --resume."
             )
         resume_from = str(settings.last_checkpoint)
-    elif settings.checkpoint_dir.is_dir():
+    else:  # a fresh run: nothing of an earlier one in this folder may be mistaken for this one's
         for old in settings.checkpoint_dir.glob("*.ckpt"):
-            old.unlink()
-        if settings.metrics_csv.is_file():
-            settings.metrics_csv.unlink()
+            old.unlink(missing_ok=True)
+        settings.metrics_csv.unlink(missing_ok=True)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
 
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -195,14 +194,15 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
         with warnings.catch_warnings():
             for pattern in _QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=pattern)
-            if mlflow_logger is not None and trainer.is_global_zero and settings.log_params:
-                mlflow_logger.log_hyperparams(_flatten(settings.log_params))
+            if mlflow_logger is not None and trainer.is_global_zero:
+                if settings.log_params:
+                    mlflow_logger.log_hyperparams(_flatten(settings.log_params))
+                # written first, so that a resumed run continues the same MLflow run
+                (settings.work_dir / "mlflow_run_id.txt").write_text(mlflow_logger.run_id + "\n")
             trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
     seconds = time.perf_counter() - start
-    if mlflow_logger is not None and trainer.is_global_zero and mlflow_logger.run_id:
-        (settings.work_dir / "mlflow_run_id.txt").write_text(mlflow_logger.run_id + "\n")
 
     best_path = checkpoint.best_model_path
     best_epoch = None
@@ -232,5 +232,5 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
             trainer.strategy.barrier("transferkit-best-loaded")
         if trainer.is_global_zero:
             for old in settings.checkpoint_dir.glob("*.ckpt"):
-                old.unlink()
+                old.unlink(missing_ok=True)
     return outcome
