@@ -260,3 +260,22 @@ def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path: Path) -> None:
     assert len(runs) == 1 and runs[0].info.run_id == outcome.mlflow_run_id
     epochs = [m.step for m in client.get_metric_history(outcome.mlflow_run_id, "val_accuracy")]
     assert len(epochs) == 3
+
+
+def test_precision_and_device_resolution(monkeypatch) -> None:
+    from transferkit.engine.trainer import accelerator_and_devices, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "32-true" and resolve_precision("32", "gpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "gpu") == "16-mixed"
+    assert accelerator_and_devices("cpu", 2) == ("cpu", 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        accelerator_and_devices("cuda:1", 1)
+    with pytest.raises(ConfigError, match="'device'"):
+        accelerator_and_devices("tpu", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert accelerator_and_devices("cuda:1", 1) == ("gpu", [1])
