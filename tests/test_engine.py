@@ -279,3 +279,16 @@ def test_precision_and_device_resolution(monkeypatch) -> None:
         accelerator_and_devices("tpu", 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert accelerator_and_devices("cuda:1", 1) == ("gpu", [1])
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path: Path) -> None:
+    def plain(seed: int = 0) -> nn.Module:  # no BatchNorm or dropout: the split of a batch must not matter
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 2))
+
+    whole, halves = plain(), plain()
+    a = _train(whole, tmp_path / "whole", batch_size=12, accumulate=1, epochs=2)
+    b = _train(halves, tmp_path / "halves", batch_size=6, accumulate=2, epochs=2)
+    assert a.global_step == b.global_step == 2 * 72 // 12  # optimiser steps, not batches
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(halves.state_dict()[key], value, atol=1e-6, rtol=1e-5)
