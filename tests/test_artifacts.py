@@ -65,6 +65,15 @@ def test_random_backbone_weights_are_saved(image_folder: Path, tmp_path: Path) -
         assert ra["probabilities"] == pytest.approx(rb["probabilities"], abs=1e-5)
 
 
+def test_image_size_is_used_and_reloaded(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small-input"
+    result = tk.fit(str(image_folder), backbone=TINY_IMAGE_BACKBONE, image_size=48, output=str(out),
+                    test_fraction=0.34, progress=False)
+    assert result.model.backbone.prepare(np.zeros((32, 32, 3), dtype=np.uint8)).shape == (3, 48, 48)
+    assert result.config["image_size"] == 48
+    assert tk.load_model(out).backbone.preprocessing["input_size"] == 48
+
+
 def test_tampered_weights_are_detected(text_model) -> None:
     _, out = text_model
     data = bytearray((out / "model.safetensors").read_bytes())

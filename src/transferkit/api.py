@@ -128,8 +128,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     import torch
 
     torch.manual_seed(config.seed)  # random:... backbones start from the same weights for the same seed
-    backbone = create_backbone(backbone_name, max_length=config.max_length) if train.modality == "text" \
-        else create_backbone(backbone_name)
+    backbone = create_backbone(backbone_name, **config.backbone_options(train.modality))
     if backbone.modality != train.modality:
         raise ConfigError(
             f"backbone '{backbone_name}' takes {backbone.modality} input but {train.origin} holds {train.modality} "

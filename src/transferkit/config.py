@@ -48,6 +48,7 @@ class FitConfig(BaseModel):
     baselines: list[Literal["raw", "scratch"]] | None = Field(None, description="baselines run on the same split: raw (pixels / TF-IDF), scratch (same architecture from random weights, trained for the same budget); default raw, plus scratch for training strategies on small data")
     probe_c: float | None = Field(None, gt=0, description="fixed inverse regularisation of the probe; default chosen on validation data")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    image_size: int | None = Field(None, ge=16, le=2048, description="image backbones: input resolution in pixels (square) instead of the one the backbone was pretrained at; e.g. 112 for 28x28 images costs a quarter of 224's compute")
     progress: bool = Field(True, description="show progress of long steps")
     # --- training strategies (finetune, lp-ft, lora, l2sp) ---------------------------------------------------
     epochs: int = Field(10, gt=0, description="training: maximum epochs (early stopping may end sooner)")
@@ -74,6 +75,12 @@ class FitConfig(BaseModel):
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="finetune, lp-ft and l2sp: freezing, per-layer learning-rate decay, gradual unfreezing")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="lora: rank, alpha, dropout, target layers")
     l2sp: L2SPConfig = Field(default_factory=L2SPConfig, description="l2sp: strengths of the pull to the pretrained weights (alpha) and of the head's decay (beta)")
+
+    def backbone_options(self, modality: str) -> dict[str, Any]:
+        """The ``create_backbone`` options this run asks for: the token limit for text, the resolution for images."""
+        if modality == "text":
+            return {"max_length": self.max_length}
+        return {"image_size": self.image_size} if self.image_size else {}
 
     def resolved(self, **facts: Any) -> dict[str, Any]:
         """The config as saved next to outputs: every option's value plus facts decided during the run."""

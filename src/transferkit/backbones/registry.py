@@ -86,7 +86,8 @@ def create_backbone(name: str, *, pretrained: bool = True, **options: Any) -> Ba
 
 # --- timm -----------------------------------------------------------------------------------------------------
 
-def _timm_backbone(name: str, *, pretrained: bool, crop_pct: float = 1.0, **_: Any) -> Backbone:
+def _timm_backbone(name: str, *, pretrained: bool, crop_pct: float = 1.0, image_size: int | None = None,
+                   **_: Any) -> Backbone:
     import timm
 
     from transferkit.backbones.vision import TimmBackbone, preprocessing_from_timm
@@ -106,11 +107,11 @@ def _timm_backbone(name: str, *, pretrained: bool, crop_pct: float = 1.0, **_: A
             f"backbone '{name}': timm could not load pretrained weights ({type(exc).__name__}: {exc}). Without a "
             f"network, download the weights elsewhere and give them as 'timm:{arch}@/path/to/weights.safetensors'."
         ) from exc
-    return TimmBackbone(model.eval(), name, preprocessing_from_timm(model, crop_pct))
+    return TimmBackbone(model.eval(), name, preprocessing_from_timm(model, crop_pct, image_size))
 
 
 def _lite_builder(n: int) -> Builder:
-    def build(pretrained: bool = True, crop_pct: float = 1.0, **_: Any) -> Backbone:
+    def build(pretrained: bool = True, crop_pct: float = 1.0, image_size: int | None = None, **_: Any) -> Backbone:
         import timm
 
         from transferkit.backbones.vision import TimmBackbone, preprocessing_from_timm
@@ -119,7 +120,8 @@ def _lite_builder(n: int) -> Builder:
         if pretrained:
             target = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
             model.load_state_dict(packaged.load_lite_state_dict(n, target), strict=True)
-        return TimmBackbone(model.eval(), f"efficientnet_lite{n}", preprocessing_from_timm(model, crop_pct))
+        return TimmBackbone(model.eval(), f"efficientnet_lite{n}",
+                            preprocessing_from_timm(model, crop_pct, image_size))
 
     return build
 

@@ -156,9 +156,13 @@ class _PooledFeatures(nn.Module):
         return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
 
 
-def preprocessing_from_timm(model: nn.Module, crop_pct: float = 1.0) -> ImagePreprocessing:
+def preprocessing_from_timm(model: nn.Module, crop_pct: float = 1.0,
+                            image_size: int | None = None) -> ImagePreprocessing:
+    """The model's own preprocessing (timm's data config), at ``image_size`` pixels when given instead of the
+    resolution it was pretrained at (convolutional networks take any size; small images such as 28x28 digits
+    gain little from being enlarged to 224 px and cost four times the compute of 112 px)."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    size = int(image_size or cfg.get("input_size", (3, 224, 224))[-1])
     return ImagePreprocessing(
         input_size=size,
         crop_pct=crop_pct,

@@ -30,7 +30,7 @@ def scratch_baseline(train: Dataset, test: Dataset, classes: list[str], seed: in
         raise ConfigError("the scratch baseline needs the backbone name of the run it is compared with.")
     config = (config or FitConfig()).model_copy(update={"init_from": None, "seed": seed})
     name = backbone if backbone.startswith("random:") else f"random:{backbone}"
-    options = {"max_length": config.max_length} if train.modality == "text" else {}
+    options = config.backbone_options(train.modality)
     import torch
 
     torch.manual_seed(seed)  # the same random start for the same seed
