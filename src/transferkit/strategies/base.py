@@ -43,6 +43,13 @@ class TrainingStrategy(TrainingPlan):
         """Make the model ready for the engine. ``context`` holds the training data and the run config for
         strategies that need them (LP-FT fits its probe on cached features)."""
 
+    def training_examples(self, train: Any, labels: Any, prepare: Any) -> Any:
+        """The engine's training examples: ``(prepare(item), label)`` pairs. Distillation adds unlabelled examples
+        and each example's index (to find the teacher's cached outputs)."""
+        from transferkit.engine.data import LabelledExamples
+
+        return LabelledExamples(train.items, labels, prepare)
+
     def finalize(self, model: nn.Module) -> None:
         """After training: leave a plain model behind (no wrappers), and mark the backbone's weights as changed."""
         model.backbone.invalidate_digest()

@@ -160,7 +160,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
                               "BatchNorm layers, whose statistics recomputation would update twice; it applies to "
                               "transformer encoders. Lower --batch-size (with --accumulate) instead.")
         run_facts["activation_checkpointing"] = wrapped
-    strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config})
+    strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config,
+                             "augmented": not augmentation.is_identity})
     run_facts.update(strategy.describe(model))
 
     if backbone.modality == "image":
@@ -169,7 +170,7 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     else:
         prepare_train = backbone.prepare
         batch_transform = None if augmentation.is_identity else augmentation.build(backbone.tokenizer)
-    train_set = LabelledExamples(train.items, train.label_array(classes), prepare_train)
+    train_set = strategy.training_examples(train, train.label_array(classes), prepare_train)
     val_set = LabelledExamples(val.items, val.label_array(classes), backbone.prepare)
 
     final = folder / FINAL_WEIGHTS

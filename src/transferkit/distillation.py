@@ -1,0 +1,273 @@
+"""``distill``: a smaller student trained from saved teacher models, evaluated beside its teachers.
+
+The verb behind ``transferkit distill`` (the CLI calls :func:`distill`). The training itself is the ``distill``
+strategy on the shared engine (:mod:`transferkit.strategies.distill`); this module loads the teachers and the data,
+checks everything before any work, trains, evaluates the student and the teachers on the same test examples,
+optionally trains the same student without distillation for the same budget (``compare_plain``, with a paired
+verdict), and saves the student as an ordinary model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from transferkit.config import FitConfig, _describe_errors
+from transferkit.errors import ConfigError
+from transferkit.strategies.distill import DistillOptions
+
+log = logging.getLogger("transferkit")
+
+
+class DistillConfig(FitConfig):
+    """Everything that decides what ``distill`` does: the :class:`~transferkit.config.FitConfig` training options
+    (``backbone`` is the student) plus the teachers, unlabelled data and the distillation loss."""
+
+    strategy: Literal["distill"] = Field("distill", description="always distill")  # type: ignore[assignment]
+    teacher: list[str] = Field(default_factory=list, description="teacher model folders written by fit (or distill); "
+                               "several make an ensemble whose averaged probabilities are the soft targets")
+    unlabelled: str | None = Field(None, description="unlabelled data (an image folder or a table without labels) "
+                                   "used for the soft-target term only")
+    distill: DistillOptions = Field(default_factory=DistillOptions, description="temperature, soft/hard weighting, "
+                                    "feature matching, teacher-output cache")
+    compare_plain: bool = Field(False, description="also train the same student without distillation (plain "
+                                "fine-tuning on the labelled data, same budget) and report the paired difference")
+
+
+def make_distill_config(origin: str = "options", **values: Any) -> DistillConfig:
+    """Build a :class:`DistillConfig`; validation problems become one :class:`ConfigError` naming each option."""
+    if isinstance(values.get("teacher"), (str, Path)):
+        values["teacher"] = [str(values["teacher"])]
+    try:
+        return DistillConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, origin)) from None
+
+
+@dataclass
+class DistillResult:
+    """The student, its test metrics, the teachers' metrics on the same examples, and the plain-student comparison."""
+
+    model: Any
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    teachers: list[dict[str, Any]]
+    plain: dict[str, Any] | None = None
+    comparison: Any = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+    def summary(self) -> str:
+        rows = [(f"student {self.config['backbone']} (distill)", self.metrics["accuracy"],
+                 self.facts.get("total_parameters"))]
+        if self.plain is not None:
+            rows.append((f"student {self.config['backbone']} without distillation", self.plain["accuracy"],
+                         self.facts.get("total_parameters")))
+        rows += [(f"teacher {t['backbone']} ({t['path']})", t["accuracy"], t["parameters"]) for t in self.teachers]
+        if len(self.teachers) > 1 and "ensemble_accuracy" in self.config:
+            rows.append(("teacher ensemble", self.config["ensemble_accuracy"],
+                         sum(t["parameters"] for t in self.teachers)))
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{'model':<{width}}  accuracy  parameters", "-" * (width + 22)]
+        lines += [f"{name:<{width}}  {acc:8.4f}  {params or 0:>10,}" for name, acc, params in rows]
+        if self.comparison is not None:
+            c = self.comparison
+            lines.append(f"distillation vs plain training: {100 * c.difference:+.1f} points "
+                         f"({c.confidence:.0%} interval {100 * c.ci_low:+.1f} to {100 * c.ci_high:+.1f}; {c.verdict})")
+        return "\n".join(lines)
+
+
+def _backbone_options(config: FitConfig, modality: str) -> dict[str, Any]:
+    if modality == "text":
+        return {"max_length": config.max_length}
+    size = getattr(config, "image_size", None)
+    return {"image_size": size} if size else {}
+
+
+def _load_teachers(paths: list[str]) -> list[Any]:
+    from transferkit.artifacts import load_model
+
+    if not paths:
+        raise ConfigError("distill: give a teacher model folder (--teacher MODEL_DIR; repeat it for an ensemble).")
+    teachers = []
+    for path in paths:
+        if not Path(path).is_dir():
+            raise ConfigError(f"--teacher {path}: no such model folder; give a folder written by `transferkit fit`.")
+        teachers.append(load_model(path))
+    modalities = {t.modality for t in teachers}
+    if len(modalities) > 1:
+        raise ConfigError(f"--teacher: the teachers take different inputs ({', '.join(sorted(modalities))}).")
+    return teachers
+
+
+def distill(data: Any = None, *, teacher: Any = None, student: str | None = None,
+            config: DistillConfig | None = None, val: Any = None, test: Any = None, unlabelled: Any = None,
+            **options: Any) -> DistillResult:
+    """Train ``student`` (a backbone name) on ``data`` from ``teacher`` (a model folder, or a list of them for an
+    ensemble) and evaluate it, the teachers and (with ``compare_plain``) the plain student on the same test data.
+
+    ``data``, ``val``, ``test`` and ``unlabelled`` are paths or :class:`~transferkit.data.Dataset` objects; other
+    options are those of :class:`DistillConfig` (``epochs``, ``lr``, ``output``, ``distill={"temperature": 2}``,
+    ...). Teachers, data and options are all checked before any training.
+    """
+    from transferkit.api import _load, _origin
+    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.validation import validate_dataset, validate_splits
+
+    if config is None:
+        values = {"data": _origin(data), "val": _origin(val), "test": _origin(test),
+                  "unlabelled": _origin(unlabelled), **options}
+        if teacher is not None:
+            values["teacher"] = [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
+        if student is not None:
+            values["backbone"] = student
+        config = make_distill_config(**values)
+    elif options or teacher is not None or student is not None:
+        extra = dict(options)
+        if teacher is not None:
+            extra["teacher"] = [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
+        if student is not None:
+            extra["backbone"] = student
+        config = make_distill_config(**{**config.model_dump(), **extra})
+    data = data if data is not None else config.data
+    val = val if val is not None else config.val
+    test = test if test is not None else config.test
+    unlabelled = unlabelled if unlabelled is not None else config.unlabelled
+    if data is None:
+        raise ConfigError("distill: no training data; give a folder of images per class or a table file.")
+    if config.mixup or config.cutmix:
+        raise ConfigError("distill: --mixup and --cutmix mix labels, which the soft targets of each example cannot "
+                          "follow; use --augment instead.")
+    from transferkit.strategies.requirements import check_training_installed
+
+    check_training_installed("distill")
+    if config.output is not None:
+        from transferkit.artifacts import check_output_folder
+
+        check_output_folder(config.output, config.overwrite)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    teachers = _load_teachers(config.teacher)
+    train = _load(data, config, "training")
+    validate_dataset(train, role="training")
+    if train.modality != teachers[0].modality:
+        raise ConfigError(f"distill: the teachers take {teachers[0].modality} input but {train.origin} holds "
+                          f"{train.modality} data.")
+    val_ds = _load(val, config, "validation") if val is not None else None
+    test_ds = _load(test, config, "test") if test is not None else None
+    unlabelled_ds = None
+    if unlabelled is not None:
+        from transferkit.data.sources import load_data
+
+        unlabelled_ds = load_data(unlabelled, text_column=config.text_column, path_column=config.path_column,
+                                  encoding=config.encoding, unlabelled=True)
+        if unlabelled_ds.modality != train.modality:
+            raise ConfigError(f"--unlabelled {unlabelled_ds.origin}: holds {unlabelled_ds.modality} data, the training "
+                              f"data {train.modality}.")
+        unlabelled_ds.labels = None
+    others = [d for d in (val_ds, test_ds) if d is not None]
+    for other in others:
+        validate_dataset(other, role="evaluation")
+    validate_splits(train, others)
+    if config.shots is not None:
+        train = sample_per_class(train, config.shots, config.seed)
+    if test_ds is None:
+        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
+    classes = train.classes
+    student_name = config.backbone or teachers[0].backbone.name.removeprefix("random:")
+
+    import torch
+
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(config.seed)
+    backbone = create_backbone(student_name, **_backbone_options(config, train.modality))
+    if backbone.modality != train.modality:
+        raise ConfigError(f"--student {student_name} takes {backbone.modality} input but {train.origin} holds "
+                          f"{train.modality} data.")
+    timings["load"] = time.perf_counter() - start
+
+    from transferkit.evaluation.metrics import classification_metrics
+    from transferkit.strategies.distill import Distill
+    from transferkit.strategies.run import finish_run, train_with_strategy
+
+    strategy = Distill(teachers, config.distill, finetune=config.finetune, head_lr=config.head_lr,
+                       unlabelled=unlabelled_ds, cache_dir=None if config.no_cache else config.cache_dir,
+                       batch_size=config.batch_size, device=config.device)
+    if config.no_cache:
+        strategy.options = strategy.options.model_copy(update={"cache_teacher": False})
+    start = time.perf_counter()
+    trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
+    timings["training"] = time.perf_counter() - start
+    model = trained.model
+    predict = dict(batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
+                   progress=config.progress)
+    y_test = test_ds.label_array(classes)
+    proba = model.predict_proba(test_ds, cache=None, **predict)
+    metrics = classification_metrics(y_test, proba.argmax(axis=1), classes)
+
+    teacher_rows, teacher_probas = [], []
+    for path, t in zip(config.teacher, teachers):
+        from transferkit.features.cache import FeatureCache
+        from transferkit.api import default_cache_dir
+
+        cache = None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir())
+        p = t.predict_proba(test_ds, cache=cache, **predict)[:, [t.classes.index(c) for c in classes]]
+        teacher_probas.append(p)
+        teacher_rows.append({"path": str(path), "backbone": t.backbone.name, "accuracy":
+                             float(np.mean(p.argmax(axis=1) == y_test)),
+                             "parameters": int(sum(q.numel() for q in t.parameters()))})
+    facts = {k: v for k, v in trained.facts.items() if k != "history"}
+    extra_facts: dict[str, Any] = {}
+    if len(teachers) > 1:
+        extra_facts["ensemble_accuracy"] = float(np.mean(np.mean(teacher_probas, axis=0).argmax(axis=1) == y_test))
+
+    plain, comparison = None, None
+    if config.compare_plain:
+        from transferkit.evaluation.verdict import compare
+        from transferkit.strategies.finetune import FineTune
+
+        torch.manual_seed(config.seed)
+        plain_backbone = create_backbone(student_name, **_backbone_options(config, train.modality))
+        start = time.perf_counter()
+        plain_run = train_with_strategy(config, plain_backbone, train, val_ds, classes,
+                                        strategy=FineTune(config.finetune, head_lr=config.head_lr), stage="plain")
+        timings["plain_training"] = time.perf_counter() - start
+        plain_pred = plain_run.model.predict_proba(test_ds, cache=None, **predict).argmax(axis=1)
+        plain = {**classification_metrics(y_test, plain_pred, classes),
+                 "epochs_run": plain_run.outcome.epochs_run, "seconds": plain_run.outcome.seconds}
+        comparison = compare(y_test, proba.argmax(axis=1), plain_pred, "plain student", seed=config.seed)
+
+    resolved = config.resolved(backbone=student_name, classes=classes, modality=train.modality, n_train=len(train),
+                               n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
+                               n_unlabelled=len(unlabelled_ds) if unlabelled_ds is not None else 0,
+                               data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
+                               teachers=teacher_rows, **extra_facts)
+    result = DistillResult(model, resolved, metrics, teacher_rows, plain, comparison, facts, timings=timings)
+    if config.output is not None:
+        from transferkit.artifacts import save_model
+
+        all_metrics = {"test": metrics, "teachers": teacher_rows, "plain_student": plain,
+                       "comparisons": [comparison.to_dict()] if comparison is not None else [],
+                       "training": trained.facts, "timings_s": timings, **extra_facts}
+        extra_files = {"summary.txt": result.summary() + "\n"}
+        if trained.outcome.metrics_csv:
+            extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
+        result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
+                                   overwrite=config.overwrite, extra_files=extra_files)
+    finish_run(config, train)
+    return result
+
+
+__all__ = ["DistillConfig", "DistillResult", "distill", "make_distill_config"]

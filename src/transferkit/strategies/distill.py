@@ -1,0 +1,341 @@
+"""``distill``: train a student from one or several saved teachers (knowledge distillation).
+
+The student is a backbone + a new head, trained by the shared engine like ``finetune`` (the same freezing and
+per-layer learning-rate options); only the loss differs. For a training example ``i`` with student logits ``s_i``,
+teacher logits ``t_i`` (for an ensemble: see below), temperature ``T`` and soft-target weight ``alpha``:
+
+    soft_i = T^2 * KL(softmax(t_i / T) || softmax(s_i / T))                (Hinton, Vinyals and Dean 2015)
+    L_i    = alpha * soft_i + (1 - alpha) * CE(s_i, y_i)                   labelled example
+    L_i    = soft_i                                                        unlabelled example (no y_i)
+    loss   = mean_i L_i  (+ feature_weight * FitNets feature matching, optional)
+
+so a batch of labelled examples gives exactly :class:`~transferkit.losses.distillation.DistillationLoss`, and
+unlabelled examples (data from where the model will be used) add soft-target terms only. The engine receives the
+two parts as the named terms ``soft_targets`` and ``cross_entropy`` (``feature_matching`` when on).
+
+Ensembles: the soft targets are the teachers' averaged tempered probabilities, ``q_i = 1/K sum_k
+softmax(t_ik / T)``; they enter the formula as the logits ``T log q_i`` (whose tempered softmax is ``q_i``).
+
+Teachers are frozen. Their logits (and pooled features, for feature matching) are computed once, in inference
+mode, for every training example through each teacher's own preprocessing, and kept in the feature cache (keyed by
+the teachers' weights and the examples' content), so a second run on the same data runs no teacher at all. Only when
+the student's inputs are augmented *and* the teachers take the same preprocessing as the student do the teachers
+run on every augmented batch instead (they must see what the student sees). With augmentation and a different
+preprocessing, the teachers see the un-augmented example (recorded in the run's facts).
+
+Feature matching (Romero et al. 2015, FitNets): :class:`~transferkit.losses.distillation.FeatureMatchingLoss`
+between the student's pooled features and the teachers' (concatenated for an ensemble) through a learnable linear
+projection; the projection trains with the head's learning rate and is dropped after training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset as TorchDataset
+
+from transferkit.data.dataset import Dataset
+from transferkit.engine.plan import ParamGroup
+from transferkit.errors import ConfigError
+from transferkit.strategies.finetune import FineTune
+from transferkit.strategies.options import FineTuneConfig
+
+log = logging.getLogger("transferkit")
+
+#: Label of an unlabelled training example (ignored by the cross-entropy term, as in ``F.cross_entropy``).
+UNLABELLED = -100
+
+
+class DistillOptions(BaseModel):
+    """The loss of ``distill``: temperature, the soft/hard weighting, optional feature matching."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float = Field(4.0, gt=0, description="softmax temperature T of the soft targets (1 = the "
+                               "teachers' probabilities as they are); the soft term is scaled by T^2")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target term on labelled examples; 1 - alpha "
+                         "goes to the cross-entropy on the labels (unlabelled examples have the soft term only)")
+    feature_weight: float = Field(0.0, ge=0, description="weight of FitNets feature matching between the student's "
+                                  "pooled features and the teachers' through a learnable projection (0 = off)")
+    cache_teacher: bool = Field(True, description="compute the teachers' outputs once and keep them in the feature "
+                                "cache (ignored when the teachers must see the student's augmented inputs)")
+
+
+def ensemble_soft_logits(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits whose tempered softmax is the teachers' mean tempered probability.
+
+    ``teacher_logits`` ``(K, N, C)`` (``K`` teachers) -> ``(N, C)`` equal to ``T * log(mean_k softmax(t_k / T))``.
+    With one teacher this is its logits up to a per-row constant (the same soft targets).
+    """
+    if teacher_logits.shape[0] == 1:
+        return teacher_logits[0]
+    log_probs = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    return temperature * (torch.logsumexp(log_probs, dim=0) - float(np.log(teacher_logits.shape[0])))
+
+
+def distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+                       temperature: float, alpha: float) -> dict[str, torch.Tensor]:
+    """The two named terms of the module docstring's loss for one batch.
+
+    Shapes: ``student_logits`` and ``teacher_logits`` ``(N, C)``, ``labels`` ``(N,)`` class indices with
+    :data:`UNLABELLED` for unlabelled examples. Returns ``soft_targets`` = ``1/N sum_i w_i soft_i`` (``w_i = alpha``
+    when labelled, 1 otherwise) and ``cross_entropy`` = ``1/N sum_{i labelled} (1 - alpha) CE_i``; their sum is
+    the batch loss. Computed in float32.
+    """
+    student = student_logits.float()
+    teacher = teacher_logits.detach().float()
+    log_p_student = torch.log_softmax(student / temperature, dim=1)
+    log_p_teacher = torch.log_softmax(teacher / temperature, dim=1)
+    soft = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1) * temperature ** 2
+    labelled = labels != UNLABELLED
+    weights = torch.where(labelled, torch.full_like(soft, alpha), torch.ones_like(soft))
+    n = max(1, len(labels))
+    terms = {"soft_targets": (weights * soft).sum() / n}
+    if labelled.any():
+        ce = F.cross_entropy(student[labelled], labels[labelled], reduction="sum")
+        terms["cross_entropy"] = (1.0 - alpha) * ce / n
+    else:
+        terms["cross_entropy"] = student.sum() * 0.0
+    return terms
+
+
+class DistillExamples(TorchDataset):
+    """``(prepare(items[i]), (labels[i], i))``: the example's index travels with its label, so that the plan finds
+    the teachers' cached outputs for it. Unlabelled examples carry :data:`UNLABELLED`."""
+
+    def __init__(self, items: Sequence[Any] | np.ndarray, labels: np.ndarray, prepare: Any) -> None:
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} labels")
+        self.items, self.labels, self.prepare = items, np.asarray(labels, dtype=np.int64), prepare
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, tuple[int, int]]:
+        return self.prepare(self.items[index]), (int(self.labels[index]), int(index))
+
+
+def _all_items(train: Dataset, unlabelled: Dataset | None) -> Sequence[Any] | np.ndarray:
+    """The items of ``train`` followed by those of ``unlabelled`` (one array when both are arrays of one shape)."""
+    if unlabelled is None or len(unlabelled) == 0:
+        return train.items
+    if isinstance(train.items, np.ndarray) and isinstance(unlabelled.items, np.ndarray) \
+            and train.items.shape[1:] == unlabelled.items.shape[1:]:
+        return np.concatenate([train.items, unlabelled.items])
+    return [*list(train.items), *list(unlabelled.items)]
+
+
+def _join(labelled: Dataset, unlabelled: Dataset | None) -> Dataset:
+    if unlabelled is None or len(unlabelled) == 0:
+        return labelled
+    keys = None
+    if labelled._keys is not None and unlabelled._keys is not None:
+        keys = [*labelled._keys, *unlabelled._keys]
+    return Dataset(labelled.modality, _all_items(labelled, unlabelled), None,
+                   f"{labelled.origin} + {unlabelled.origin}", [*labelled.row_ids, *unlabelled.row_ids], _keys=keys)
+
+
+class Distill(FineTune):
+    """:class:`FineTune` of a student whose loss is the distillation loss of the module docstring.
+
+    ``teachers`` are loaded :class:`~transferkit.model.TransferModel` objects whose classes are those of the
+    training data (in any order); ``unlabelled`` adds examples for the soft-target term.
+    """
+
+    name = "distill"
+    default_lr = 1e-4
+
+    def __init__(self, teachers: Sequence[nn.Module], options: DistillOptions | None = None, *,
+                 finetune: FineTuneConfig | None = None, head_lr: float | None = None,
+                 unlabelled: Dataset | None = None, cache_dir: str | None = None, batch_size: int = 64,
+                 device: str = "auto", live_teachers: bool | None = None) -> None:
+        super().__init__(finetune, head_lr=head_lr)
+        if not teachers:
+            raise ConfigError("distill: give at least one teacher model (--teacher MODEL_DIR).")
+        self.teachers = list(teachers)
+        self.options = options or DistillOptions()
+        self.unlabelled = unlabelled
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+        self.device = device
+        self.live_teachers = live_teachers
+        self.projection: nn.Module | None = None
+        self._logits: torch.Tensor | None = None      # (K, N, C) in the student's class order
+        self._features: torch.Tensor | None = None    # (N, sum of teacher widths)
+        self._class_order: list[torch.Tensor] = []
+        self.facts_: dict[str, Any] = {}
+
+    # --- before training ------------------------------------------------------------------------------------
+    def _check_classes(self, classes: Sequence[str]) -> None:
+        self._class_order = []
+        for index, teacher in enumerate(self.teachers):
+            missing = sorted(set(classes) - set(teacher.classes))
+            if missing:
+                raise ConfigError(f"distill: teacher {index + 1} ({teacher.backbone.name}) does not know the classes "
+                                  f"{missing[:5]} of the training data (it knows {teacher.classes[:10]}); use a "
+                                  "teacher trained on the same classes.")
+            self._class_order.append(torch.tensor([teacher.classes.index(c) for c in classes], dtype=torch.int64))
+
+    def _teacher_outputs(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teachers' logits ``(K, N, C)`` (student class order) and pooled features ``(N, D)`` (when matching),
+        through the feature cache."""
+        from transferkit.features.cache import FeatureCache
+        from transferkit.features.extract import extract_features, run_backbone
+
+        want_features = self.options.feature_weight > 0
+        logits, features = [], []
+        for teacher, order in zip(self.teachers, self._class_order):
+            width = teacher.backbone.num_features
+            head = teacher.head.eval()
+
+            def output(backbone, batch, head=head):
+                pooled = backbone.forward_features(batch)
+                return torch.cat([pooled, head.to(pooled.device)(pooled)], dim=1)
+
+            cache = None
+            if self.options.cache_teacher:
+                from transferkit.backbones.packaged import cache_root
+
+                cache = FeatureCache(self.cache_dir or cache_root() / "features")
+            if cache is not None:
+                digest = hashlib.blake2b(digest_size=16)
+                digest.update(teacher.backbone.cache_key().encode())
+                for key, tensor in sorted(head.state_dict().items()):
+                    digest.update(key.encode())
+                    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+                key = f"teacher-{digest.hexdigest()}"
+                values, hits = cache.lookup(key, dataset.item_keys())
+                if not hits.all():
+                    missing = np.flatnonzero(~hits)
+                    computed = run_backbone(teacher.backbone, dataset.subset(missing), batch_size=self.batch_size,
+                                            device=self.device, progress=False, output=output,
+                                            description="teacher outputs")
+                    cache.store(key, [dataset.item_keys()[i] for i in missing], computed,
+                                meta={"teacher": teacher.backbone.describe(), "classes": teacher.classes})
+                    if values is None:
+                        values = np.zeros((len(dataset), computed.shape[1]), np.float32)
+                    values[missing] = computed
+                self.facts_.setdefault("teacher_outputs_from_cache", []).append(int(hits.sum()))
+            else:
+                values = run_backbone(teacher.backbone, dataset, batch_size=self.batch_size, device=self.device,
+                                      progress=False, output=output, description="teacher outputs")
+            values = torch.from_numpy(np.ascontiguousarray(values))
+            logits.append(values[:, width:][:, order])
+            features.append(values[:, :width])
+        return torch.stack(logits), (torch.cat(features, dim=1) if want_features else None)
+
+    def uses_live_teachers(self, student_preprocessing: dict[str, Any], augmented: bool) -> bool:
+        """Whether the teachers run on every (augmented) batch instead of once on the clean examples."""
+        if self.live_teachers is not None:
+            return self.live_teachers
+        same = all(t.backbone.preprocessing == student_preprocessing for t in self.teachers)
+        return augmented and same
+
+    def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
+        super().prepare(model, context)
+        train, classes = context["train"], context["classes"]
+        self._check_classes(classes)
+        augmented = bool(context.get("augmented", False))
+        self.live_ = self.uses_live_teachers(model.backbone.preprocessing, augmented)
+        self.facts_.update(teachers=[t.backbone.name for t in self.teachers], live_teachers=self.live_,
+                           n_unlabelled=len(self.unlabelled) if self.unlabelled is not None else 0,
+                           **self.options.model_dump())
+        if augmented and not self.live_:
+            self.facts_["teacher_inputs"] = "un-augmented examples (teacher preprocessing differs from the student's)"
+            warnings.warn("distill: the student's inputs are augmented but the teachers take another preprocessing; "
+                          "the teachers' outputs are computed once on the un-augmented examples.", stacklevel=2)
+        for teacher in self.teachers:
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        if not self.live_:
+            joined = _join(train, self.unlabelled)
+            self._logits, self._features = self._teacher_outputs(joined)
+            probs = torch.softmax(self._logits.float(), dim=-1).mean(dim=0)
+            y = torch.from_numpy(train.label_array(classes))
+            self.facts_["teacher_train_accuracy"] = float((probs[: len(y)].argmax(1) == y).float().mean())
+        if self.options.feature_weight > 0:
+            from transferkit.losses.distillation import FeatureMatchingLoss
+
+            width = sum(t.backbone.num_features for t in self.teachers)
+            self.projection = FeatureMatchingLoss(model.backbone.num_features, width)
+            model.distill_projection = self.projection  # moves and checkpoints with the model; removed after
+
+    def training_examples(self, train: Dataset, labels: np.ndarray, prepare: Any) -> TorchDataset:
+        """Labelled examples then the unlabelled ones, each with its index (see :class:`DistillExamples`)."""
+        items = _all_items(train, self.unlabelled)
+        if self.unlabelled is not None and len(self.unlabelled):
+            labels = np.concatenate([labels, np.full(len(self.unlabelled), UNLABELLED, np.int64)])
+        return DistillExamples(items, labels, prepare)
+
+    # --- engine side ------------------------------------------------------------------------------------------
+    def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
+        groups = super().param_groups(model, lr)
+        if self.projection is not None:
+            groups.append(ParamGroup("feature_projection", list(self.projection.parameters()),
+                                     self.head_learning_rate(lr)))
+        return groups
+
+    def _live_outputs(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, features = [], []
+        with torch.no_grad():
+            for teacher, order in zip(self.teachers, self._class_order):
+                device = inputs.device if isinstance(inputs, torch.Tensor) else next(iter(inputs.values())).device
+                if next(teacher.parameters()).device != device:
+                    teacher.to(device)
+                pooled = teacher.backbone.forward_features(inputs)
+                logits.append(teacher.head(pooled)[:, order.to(device)])
+                features.append(pooled)
+        return torch.stack(logits), (torch.cat(features, dim=1) if self.projection is not None else None)
+
+    def loss_terms(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        if targets.ndim != 2 or targets.shape[1] != 2:
+            raise ConfigError("distill: training batches must carry (label, index) pairs; mixup and cutmix are not "
+                              "supported with distillation.")
+        labels, index = targets[:, 0], targets[:, 1]
+        if self.live_:
+            teacher_logits, teacher_features = self._live_outputs(inputs)
+        else:
+            cpu_index = index.cpu()
+            teacher_logits = self._logits[:, cpu_index].to(labels.device, non_blocking=True)
+            teacher_features = None if self._features is None else \
+                self._features[cpu_index].to(labels.device, non_blocking=True)
+        features = model.backbone.forward_features(inputs)
+        logits = model.head(features)
+        soft_logits = ensemble_soft_logits(teacher_logits, self.options.temperature)
+        terms = distillation_terms(logits, soft_logits, labels, temperature=self.options.temperature,
+                                   alpha=self.options.alpha)
+        if self.projection is not None:
+            terms["feature_matching"] = self.options.feature_weight * self.projection(features, teacher_features)
+        return terms
+
+    # --- after training ---------------------------------------------------------------------------------------
+    def finalize(self, model: nn.Module) -> None:
+        if hasattr(model, "distill_projection"):
+            del model.distill_projection
+        for teacher in self.teachers:
+            teacher.to("cpu")
+        super().finalize(model)
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        facts = super().describe(model)
+        if hasattr(model, "distill_projection"):
+            facts["trainable_parameters"] -= sum(p.numel() for p in model.distill_projection.parameters())
+            facts["total_parameters"] -= sum(p.numel() for p in model.distill_projection.parameters())
+        teacher_params = [sum(p.numel() for p in t.parameters()) for t in self.teachers]
+        return {**facts, **self.facts_, "teacher_parameters": teacher_params}
+
+
+def teacher_fingerprint(teachers: Sequence[nn.Module]) -> str:
+    """A short hash naming the teachers (for run folders)."""
+    text = json.dumps([t.backbone.cache_key() for t in teachers])
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
