@@ -76,7 +76,8 @@ class TimmBackbone(Backbone):
     def __init__(self, model: nn.Module, name: str, preprocessing: ImagePreprocessing) -> None:
         super().__init__(name)
         self.model = model
-        self.num_features = int(model.num_features)
+        # pooled features come after the head convolution of MobileNetV3 / LCNet (head_hidden_size), when there is one
+        self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
         self.image_preprocessing = preprocessing
 
     @property
