@@ -1,0 +1,204 @@
+"""Does distillation beat training the same student without it, at the same data and budget? Side by side in one run.
+
+- ``fashion``: teacher EfficientNet-Lite2 (ImageNet weights) fine-tuned on ``--teacher-shots`` labelled
+  Fashion-MNIST images per class; students EfficientNet-Lite0 (ImageNet weights) and a small CNN
+  (timm ``mobilenetv3_small_050``, 0.6M parameters, random initialisation), each trained on ``--shots`` labelled
+  images per class (a subset of the teacher's) with and without distillation, and with distillation plus the rest
+  of the teacher's images as unlabelled data (their labels hidden; more steps per epoch, so not the same budget).
+  Every model runs at ``--image-size`` pixels (default 64; the packaged models' native 224-260 px cost 12-16x the
+  compute, which the 2-core CPU this was sized for cannot spend).
+- ``vader``: teacher all-mpnet-base-v2 as a linear probe on frozen features of ``--text-teacher-shots`` labelled
+  movie-review snippets per class (fine-tuning MPNet's 110M parameters does not fit the CPU budget); student
+  all-MiniLM-L6-v2 fine-tuned on ``--text-shots`` per class with and without distillation.
+
+Same data and budget: each pair (distilled / plain) uses the same training examples, validation split, epochs,
+batch size, learning rate and seed; only the loss differs. Mean over ``--seeds`` training seeds; paired bootstrap
+intervals per seed come from ``transferkit.evaluation.verdict.compare``. Teacher outputs are computed once per
+teacher and data (the feature cache), so the seeds do not rerun the teacher.
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill.py [--tasks fashion,vader] [--students lite0,cnn] [--quick]
+Saves benchmarks/results/distill.json (tasks run separately are merged, each with its command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STUDENTS = {"lite0": ("efficientnet_lite0", 3e-4), "cnn": ("random:timm:mobilenetv3_small_050", 3e-3)}
+
+
+def _data(task: str, args):
+    """(teacher training set, student labelled set, unlabelled set, test set)."""
+    import numpy as np
+
+    from transferkit.data.builtin import load_fashion_mnist, load_vader
+    from transferkit.data.splits import sample_per_class, stratified_split
+
+    if task == "fashion":
+        teacher_train = sample_per_class(load_fashion_mnist("train"), args.teacher_shots, 0)
+        test = sample_per_class(load_fashion_mnist("test"), args.n_test // 10, 0)
+        shots = args.shots
+    else:
+        pool, held_out = stratified_split(load_vader("movies"), 0.5, 0, names=("train pool", "test pool"))
+        teacher_train = sample_per_class(pool, args.text_teacher_shots, 0)
+        test = sample_per_class(held_out, args.n_test // 2, 0)
+        shots = args.text_shots
+    student = sample_per_class(teacher_train, shots, 1)
+    chosen = set(student.row_ids)
+    rest = np.array([i for i, r in enumerate(teacher_train.row_ids) if r not in chosen])
+    unlabelled = teacher_train.subset(rest[: args.unlabelled], origin=f"{teacher_train.origin} (labels hidden)")
+    unlabelled.labels = None
+    return teacher_train, student, unlabelled, test
+
+
+def _teacher(task: str, train, test, work: Path, args, echo) -> tuple[str, dict]:
+    import transferkit as tk
+
+    folder = work / f"teacher-{task}"
+    common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"],
+                  cache_dir=str(work / "features"), batch_size=args.batch_size, seed=0)
+    start = time.perf_counter()
+    if (folder / "config.json").is_file():
+        echo(f"[{task}] teacher reused from {folder}")
+        metrics = json.loads((folder / "metrics.json").read_text())["test"]
+        return str(folder), {"accuracy": metrics["accuracy"], "reused": True}
+    if task == "fashion":
+        result = tk.fit(train, backbone="efficientnet_lite2", strategy="finetune", epochs=args.teacher_epochs,
+                        lr=args.teacher_lr, augment="none", image_size=args.image_size, output=str(folder),
+                        work_dir=str(work / "runs-teacher"), patience=0, **common)
+    else:
+        result = tk.fit(train, backbone="all-mpnet-base-v2", strategy="linear-probe", max_length=args.max_length,
+                        output=str(folder), **common)
+    seconds = round(time.perf_counter() - start, 1)
+    echo(f"[{task}] teacher {result.config['backbone']} {result.config['strategy']}: {result.accuracy:.4f} "
+         f"({seconds:.0f} s)")
+    return str(folder), {"accuracy": result.accuracy, "seconds": seconds, "backbone": result.config["backbone"],
+                         "strategy": result.config["strategy"], "n_train": len(train)}
+
+
+def run_task(task: str, args, work: Path, echo=print) -> dict:
+    import numpy as np
+
+    from transferkit.distillation import distill
+
+    teacher_train, labelled, unlabelled, test = _data(task, args)
+    teacher_dir, teacher_row = _teacher(task, teacher_train, test, work, args, echo)
+    students = [s for s in args.students.split(",") if s] if task == "fashion" else ["minilm"]
+    out: dict = {"teacher": teacher_row, "n_labelled": len(labelled), "n_unlabelled": len(unlabelled),
+                 "n_test": len(test), "students": {}}
+    for key in students:
+        if task == "fashion":
+            name, lr = STUDENTS[key]
+            epochs = args.epochs if key == "lite0" else args.cnn_epochs
+            extra = dict(image_size=args.image_size, augment="none")
+        else:
+            name, lr, epochs = "all-MiniLM-L6-v2", args.text_lr, args.text_epochs
+            extra = dict(max_length=args.max_length, augment="none")
+        rows = []
+        for seed in range(args.seeds):
+            options = dict(teacher=teacher_dir, student=name, test=test, epochs=epochs, lr=lr, seed=seed,
+                           batch_size=args.batch_size, progress=False, tracking_uri="off", device="cpu",
+                           patience=0, cache_dir=str(work / "features"), work_dir=str(work / f"runs-{task}-{key}"),
+                           distill={"temperature": args.temperature, "alpha": args.alpha}, **extra)
+            start = time.perf_counter()
+            result = distill(labelled, compare_plain=True, **options)
+            seconds = round(time.perf_counter() - start, 1)
+            c = result.comparison
+            row = {"seed": seed, "distilled": result.accuracy, "plain": result.plain["accuracy"],
+                   "difference": round(c.difference, 4), "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
+                   "verdict": c.verdict, "seconds_both": seconds,
+                   "student_parameters": result.facts.get("total_parameters")}
+            if args.unlabelled and not args.no_unlabelled_run:
+                start = time.perf_counter()
+                with_u = distill(labelled, unlabelled=unlabelled, **options)
+                row["distilled_with_unlabelled"] = with_u.accuracy
+                row["seconds_with_unlabelled"] = round(time.perf_counter() - start, 1)
+            rows.append(row)
+            echo(f"[{task}] {key} seed {seed}: distilled {row['distilled']:.4f}  plain {row['plain']:.4f}  "
+                 f"({100 * row['difference']:+.1f} points)"
+                 + (f"  + unlabelled {row['distilled_with_unlabelled']:.4f}" if "distilled_with_unlabelled" in row
+                    else "") + f"  [{seconds:.0f} s]")
+        mean = {k: round(float(np.mean([r[k] for r in rows])), 4)
+                for k in ("distilled", "plain", "difference", "distilled_with_unlabelled") if k in rows[0]}
+        out["students"][key] = {"backbone": name, "lr": lr, "epochs": epochs, "per_seed": rows, "mean": mean,
+                                "target_met": bool(mean["difference"] >= 0.01)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="fashion,vader")
+    parser.add_argument("--students", default="lite0,cnn", help="fashion students: lite0, cnn")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--teacher-shots", type=int, default=200, help="Fashion-MNIST images per class for the teacher")
+    parser.add_argument("--shots", type=int, default=50, help="Fashion-MNIST labelled images per class for the students")
+    parser.add_argument("--text-teacher-shots", type=int, default=500)
+    parser.add_argument("--text-shots", type=int, default=150)
+    parser.add_argument("--unlabelled", type=int, default=500, help="unlabelled examples (teacher data, labels hidden)")
+    parser.add_argument("--no-unlabelled-run", action="store_true")
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--teacher-epochs", type=int, default=4)
+    parser.add_argument("--teacher-lr", type=float, default=5e-4)
+    parser.add_argument("--epochs", type=int, default=5, help="Lite0 student epochs")
+    parser.add_argument("--cnn-epochs", type=int, default=10)
+    parser.add_argument("--text-epochs", type=int, default=3)
+    parser.add_argument("--text-lr", type=float, default=1e-4)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.9)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-distill"),
+                        help="folder for the teachers, caches and runs (kept, so that a rerun reuses the teachers)")
+    parser.add_argument("--quick", action="store_true", help="one seed, small sets, 2 epochs")
+    args = parser.parse_args()
+    if args.quick:
+        args.teacher_shots, args.shots, args.unlabelled, args.n_test = 60, 20, 100, 300
+        args.text_teacher_shots, args.text_shots = 100, 50
+        args.teacher_epochs, args.epochs, args.cnn_epochs, args.text_epochs, args.seeds = 2, 2, 3, 2, 1
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    import torch
+
+    torch.set_num_threads(threads)
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": "distill", "threads": threads, "machine": platform.machine(),
+              "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]),
+              "settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
+    for task in args.tasks.split(","):
+        report["tasks"][task] = run_task(task, args, work)
+        report["tasks"][task]["command"] = report["command"]
+    for task, r in report["tasks"].items():
+        print(f"\n{task}: teacher {r['teacher']['accuracy']:.4f}; {r['n_labelled']} labelled, {r['n_unlabelled']} "
+              f"unlabelled, {r['n_test']} test")
+        for key, s in r["students"].items():
+            m = s["mean"]
+            print(f"  {key:<6} distilled {m['distilled']:.4f}  plain {m['plain']:.4f}  difference "
+                  f"{100 * m['difference']:+.1f} points (mean of {len(s['per_seed'])} seeds; target >= +1: "
+                  f"{'met' if s['target_met'] else 'missed'})"
+                  + (f"  distilled + unlabelled {m['distilled_with_unlabelled']:.4f}"
+                     if "distilled_with_unlabelled" in m else ""))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("distill_quick.json" if args.quick else "distill.json")
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        for task, entry in previous.get("tasks", {}).items():
+            report["tasks"].setdefault(task, entry)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
