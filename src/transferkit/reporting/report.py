@@ -1,0 +1,612 @@
+"""``transferkit report RUN_DIR``: one self-contained HTML file describing a run folder.
+
+The page holds every image as a base64 data URI and its CSS inline; it loads nothing (no scripts, fonts or
+styles from a network), so it opens anywhere, also offline and as an e-mail attachment. Sections appear when the
+run folder has the files they read (the list, with the shapes of the JSON files, is in ``docs/reports.md``):
+
+=====================  ==================================================================================
+section                files
+=====================  ==================================================================================
+model and config       ``config.json`` (model folder), ``run_config.yaml`` (the resolved options)
+data                   ``examples.json`` (counts per split, examples per class), ``run_config.yaml``
+learning curves        ``training_log.csv`` (the engine's per-epoch log), else ``metrics.json`` training history
+metrics and verdict    ``metrics.json`` (test metrics, baselines, comparisons, optional cross-validation)
+confusion matrix       ``metrics.json``
+hardest mistakes       ``examples.json`` (``hardest``), ``predictions.csv``
+ranking                ``ranking.json`` (:meth:`Ranking.to_dict`), or the ranking of ``--backbone auto``
+domain adaptation      ``adaptation.json`` (+ the PNG files it names)
+weight interpolation   ``interpolation.json``
+compressed variants    ``compression.json``
+any other              ``report_sections.json``: titled sections of text, tables and PNG / JPEG / SVG files
+=====================  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from transferkit._io import atomic_write_text
+from transferkit._version import __version__
+from transferkit.errors import ArtifactError
+
+REPORT_FILE = "report.html"
+RANKING_FILE = "ranking.json"
+ADAPTATION_FILE = "adaptation.json"
+INTERPOLATION_FILE = "interpolation.json"
+COMPRESSION_FILE = "compression.json"
+SECTIONS_FILE = "report_sections.json"
+KNOWN_FILES = ("metrics.json", "config.json", "run_config.yaml", "training_log.csv", "examples.json",
+               "predictions.csv", RANKING_FILE, ADAPTATION_FILE, INTERPOLATION_FILE, COMPRESSION_FILE, SECTIONS_FILE)
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".webp": "image/webp", ".svg": "image/svg+xml"}
+#: Larger image files named in a manifest are left out (with a note) rather than making the page huge.
+MAX_EMBEDDED_IMAGE_BYTES = 8 * 1024 * 1024
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2937;background:#f8fafc}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:1.6rem;margin:0 0 4px} h2{font-size:1.25rem;margin:0 0 12px;border-bottom:1px solid #e5e7eb;padding-bottom:6px}
+h3{font-size:1.05rem;margin:16px 0 8px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px 20px;margin:16px 0}
+nav a{margin-right:12px;color:#2563eb;text-decoration:none;font-size:.9rem}
+table{border-collapse:collapse;margin:8px 0;font-size:.9rem} th,td{border:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f1f5f9} td.num{text-align:right;font-variant-numeric:tabular-nums}
+img.plot{max-width:100%;height:auto;display:block;margin:8px 0}
+.thumbs{display:flex;flex-wrap:wrap;gap:6px} img.thumb{width:72px;height:72px;object-fit:contain;border:1px solid #e5e7eb;background:#fff;image-rendering:pixelated}
+.verdict{padding:8px 12px;border-radius:6px;margin:6px 0} .helped{background:#dcfce7} .hurt{background:#fee2e2} .same{background:#f1f5f9}
+.muted{color:#6b7280;font-size:.85rem} pre{background:#f1f5f9;padding:8px;overflow:auto;font-size:.8rem}
+.cards{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;min-width:140px}
+.card b{display:block;font-size:1.3rem}
+figure{margin:8px 0} figcaption{color:#6b7280;font-size:.85rem}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return _e(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else _e(value)
+    return _e(value)
+
+
+def _img(data: bytes, alt: str, mime: str = "image/png", css: str = "plot") -> str:
+    return (f'<img class="{css}" alt="{_e(alt)}" src="data:{mime};base64,'
+            f'{base64.b64encode(data).decode("ascii")}">')
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for value in row:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            cells.append(f'<td class="num">{_num(value)}</td>' if numeric else f"<td>{_e(value)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% score interval of a proportion (accuracy) measured on ``n`` examples."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+class _Run:
+    """The run folder's files, read once, each ``None`` when absent; a file that exists but cannot be read is an
+    error naming it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.notes: list[str] = []
+
+    def json(self, name: str) -> Any:
+        path = self.folder / name
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path}: not valid JSON ({exc}); fix or remove the file to write the report.") from None
+
+    def yaml(self, name: str) -> Any:
+        import yaml
+
+        path = self.folder / name
+        if not path.is_file():
+            return None
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path}: not valid YAML ({exc}).") from None
+
+    def csv_rows(self, name: str) -> list[dict[str, str]] | None:
+        path = self.folder / name
+        if not path.is_file():
+            return None
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    def image(self, name: Any, section: str) -> tuple[bytes, str] | None:
+        """A picture file named in a JSON file, only from inside the run folder."""
+        if not isinstance(name, str) or not name:
+            self.notes.append(f"{section}: an image entry is not a file name ({name!r}); left out.")
+            return None
+        path = (self.folder / name).resolve()
+        if self.folder.resolve() not in path.parents:
+            self.notes.append(f"{section}: {name} is outside the run folder; left out.")
+            return None
+        mime = IMAGE_TYPES.get(path.suffix.lower())
+        if mime is None or not path.is_file():
+            self.notes.append(f"{section}: {name} " + ("is missing" if mime else "is not a PNG, JPEG, GIF, WebP or "
+                                                       "SVG file") + "; left out.")
+            return None
+        if path.stat().st_size > MAX_EMBEDDED_IMAGE_BYTES:
+            self.notes.append(f"{section}: {name} is larger than {MAX_EMBEDDED_IMAGE_BYTES >> 20} MB; left out.")
+            return None
+        return path.read_bytes(), mime
+
+
+def _figures(run: _Run, entries: Any, section: str) -> str:
+    parts = []
+    for entry in entries or []:
+        name, caption = (entry.get("file"), entry.get("caption", "")) if isinstance(entry, dict) else (entry, "")
+        found = run.image(name, section)
+        if found is not None:
+            caption_html = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
+            parts.append(f"<figure>{_img(found[0], caption or str(name), found[1])}{caption_html}</figure>")
+    return "".join(parts)
+
+
+# --- sections ----------------------------------------------------------------------------------------------------
+
+def _overview(run: _Run, model: dict | None, options: dict | None, metrics: dict | None) -> str:
+    options = options or {}
+    cards = []
+    test = (metrics or {}).get("test") or {}
+    if "accuracy" in test:
+        low, high = wilson_interval(test["accuracy"], int(test.get("n", 0)))
+        cards.append(("test accuracy", f"{test['accuracy']:.3f}", f"95% interval {low:.3f} to {high:.3f}, "
+                                                                   f"{test.get('n')} examples"))
+    if "macro_f1" in test:
+        cards.append(("macro-F1", f"{test['macro_f1']:.3f}", ""))
+    backbone = (model or {}).get("backbone", {}).get("name") or options.get("backbone")
+    strategy = (model or {}).get("strategy") or options.get("strategy")
+    if backbone:
+        cards.append(("backbone", _e(backbone), _e(strategy or "")))
+    classes = (model or {}).get("classes") or options.get("classes") or []
+    if classes:
+        cards.append(("classes", str(len(classes)), _e(", ".join(map(str, classes[:8])) + (" ..." if len(classes) > 8 else ""))))
+    html_cards = "".join(f'<div class="card"><span class="muted">{_e(t)}</span><b>{v}</b>'
+                         f'<span class="muted">{s}</span></div>' for t, v, s in cards)
+    verdicts = "".join(_verdict_line(c) for c in (metrics or {}).get("comparisons", []))
+    return f'<div class="cards">{html_cards}</div>{verdicts}'
+
+
+def _verdict_line(comparison: dict[str, Any]) -> str:
+    from transferkit.evaluation.verdict import HELPED, HURT, Comparison
+
+    try:
+        sentence = Comparison(**comparison).sentence()
+    except TypeError:
+        sentence = f"{comparison.get('baseline')}: {comparison.get('verdict')}"
+    css = {HELPED: "helped", HURT: "hurt"}.get(comparison.get("verdict"), "same")
+    return f'<div class="verdict {css}">{_e(sentence)}</div>'
+
+
+_HEADLINE_OPTIONS = ("data", "val", "test", "backbone", "strategy", "modality", "n_train", "n_val", "n_test", "seed",
+                     "shots", "batch_size", "transferkit_version")
+_TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "augment", "precision", "patience")
+
+
+def _configuration(model: dict | None, options: dict | None, card: str | None) -> str:
+    parts = []
+    if options:
+        rows = [(k, json.dumps(options[k]) if isinstance(options[k], (dict, list)) else options[k])
+                for k in (*_HEADLINE_OPTIONS, *(_TRAINING_OPTIONS if options.get("strategy") != "linear-probe" else ()))
+                if k in options and options[k] is not None]
+        parts.append(_table(["option", "value"], rows))
+        import yaml
+
+        parts.append(f"<details><summary>all resolved options (run_config.yaml)</summary><pre>"
+                     f"{_e(yaml.safe_dump(options, sort_keys=False))}</pre></details>")
+    if model:
+        pre = model.get("backbone", {}).get("preprocessing")
+        if pre:
+            parts.append(f"<h3>preprocessing</h3><pre>{_e(json.dumps(pre, indent=1))}</pre>")
+    if card:
+        parts.append(f"<details><summary>model card (README.md)</summary><pre>{_e(card)}</pre></details>")
+    return "".join(parts)
+
+
+def _data(examples: dict | None, options: dict | None) -> str:
+    from transferkit.reporting import plots
+
+    parts = []
+    if examples and examples.get("counts"):
+        classes = examples.get("classes") or list(next(iter(examples["counts"].values())))
+        parts.append(_img(plots.class_counts(examples["counts"], classes), "examples per class and split"))
+        splits = list(examples["counts"])
+        rows = [[c, *[examples["counts"][s].get(c, 0) for s in splits]] for c in classes]
+        rows.append(["total", *[sum(examples["counts"][s].values()) for s in splits]])
+        parts.append(_table(["class", *splits], rows))
+    elif options and options.get("n_train"):
+        parts.append(f"<p>{options['n_train']} training, {options.get('n_test', 0)} test examples.</p>")
+    if examples and examples.get("class_examples"):
+        parts.append("<h3>examples of each class</h3>")
+        for name, items in examples["class_examples"].items():
+            parts.append(f"<h4>{_e(name)}</h4>{_examples_html(items, examples.get('modality'))}")
+    return "".join(parts)
+
+
+def _examples_html(items: Sequence[dict], modality: str | None) -> str:
+    if modality == "text":
+        return "<ul>" + "".join(f"<li>{_e(i.get('text', ''))} <span class='muted'>({_e(i.get('row_id', ''))})</span></li>"
+                                for i in items) + "</ul>"
+    thumbs = []
+    for item in items:
+        uri = item.get("thumbnail")
+        if isinstance(uri, str) and uri.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")):
+            thumbs.append(f'<img class="thumb" alt="{_e(item.get("row_id", ""))}" title="{_e(item.get("row_id", ""))}" '
+                          f'src="{_e(uri)}">')
+        else:
+            thumbs.append(f"<span class='muted'>{_e(item.get('row_id', ''))}</span>")
+    return f'<div class="thumbs">{"".join(thumbs)}</div>'
+
+
+def epoch_history(log_rows: list[dict[str, str]] | None, metrics: dict | None) -> list[dict[str, Any]]:
+    """One row per epoch from the engine's CSV log (Lightning writes step and epoch values on separate rows:
+    the last value of each column within an epoch is kept), else from ``metrics.json``'s training history."""
+    if log_rows:
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for row in log_rows:
+            try:
+                epoch = int(float(row.get("epoch") or "nan"))
+            except ValueError:
+                continue
+            target = by_epoch.setdefault(epoch, {"epoch": epoch})
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value not in (None, ""):
+                    try:
+                        target[key] = float(value)
+                    except ValueError:
+                        pass
+        if by_epoch:
+            return [by_epoch[e] for e in sorted(by_epoch)]
+    history = ((metrics or {}).get("training") or {}).get("history")
+    return list(history) if isinstance(history, list) else []
+
+
+def _learning_curves(history: list[dict[str, Any]], metrics: dict | None) -> str:
+    from transferkit.reporting import plots
+
+    training = ((metrics or {}).get("training") or {}).get("training") or {}
+    parts = [_img(plots.learning_curves(history), "learning curves: loss and validation accuracy per epoch")]
+    facts = [(k, training[k]) for k in ("best_epoch", "best_score", "monitor", "epochs_run", "stopped_early",
+                                        "global_step", "seconds", "precision") if k in training]
+    if facts:
+        parts.append(_table(["training", "value"], facts))
+    return "".join(parts)
+
+
+def _metrics(metrics: dict, predictions: list[dict[str, str]] | None) -> str:
+    from transferkit.reporting import plots
+
+    test = metrics.get("test") or {}
+    rows, bars = [], []
+    entries = [("model", test)] + [(f"baseline: {k}", v) for k, v in (metrics.get("baselines") or {}).items()]
+    for name, m in entries:
+        if "accuracy" not in m:
+            continue
+        low, high = wilson_interval(m["accuracy"], int(m.get("n", 0)))
+        rows.append([name, m["accuracy"], f"{low:.3f} to {high:.3f}", m.get("macro_f1"), m.get("n"),
+                     m.get("description", "")])
+        bars.append((name, float(m["accuracy"]), low, high))
+    parts = []
+    if bars:
+        parts.append(_img(plots.accuracy_with_intervals(bars), "test accuracy of the model and the baselines"))
+        parts.append(_table(["", "accuracy", "95% interval (Wilson)", "macro-F1", "examples", "what"], rows))
+    if predictions:
+        spread = _bootstrap_macro_f1(predictions, test.get("classes") or [])
+        if spread:
+            parts.append(f"<p class='muted'>macro-F1 of the model: 95% bootstrap interval {spread[0]:.3f} to "
+                         f"{spread[1]:.3f} (1,000 resamples of the {len(predictions)} test predictions).</p>")
+    comparisons = metrics.get("comparisons") or []
+    if comparisons:
+        parts.append("<h3>verdict against the baselines</h3>")
+        parts.append(_img(plots.verdict_intervals(comparisons), "accuracy difference against each baseline"))
+        parts.append("".join(_verdict_line(c) for c in comparisons))
+    for name, why in (metrics.get("baselines_not_run") or {}).items():
+        parts.append(f"<p class='muted'>not run: {_e(name)} ({_e(why)})</p>")
+    cv = _cross_validation(metrics.get("cross_validation"))
+    if cv:
+        parts.append("<h3>cross-validation</h3>")
+        parts.append(_img(plots.fold_spread(cv), "metric per cross-validation fold"))
+        parts.append(_table(["metric", "mean", "std", "folds"],
+                            [[k, _mean(v), _std(v), len(v)] for k, v in cv.items()]))
+    per_class = test.get("per_class") or {}
+    if per_class:
+        parts.append("<h3>per class</h3>")
+        parts.append(_table(["class", "precision", "recall", "F1", "support"],
+                            [[c, r["precision"], r["recall"], r["f1"], r["support"]] for c, r in per_class.items()]))
+    return "".join(parts)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _std(values: Sequence[float]) -> float:
+    mean = _mean(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
+
+
+def _cross_validation(cv: Any) -> dict[str, list[float]]:
+    """``{"metric": [per-fold values]}`` or ``{"folds": [{"metric": value}, ...]}`` -> ``{metric: [values]}``."""
+    if not isinstance(cv, dict):
+        return {}
+    if isinstance(cv.get("folds"), list):
+        out: dict[str, list[float]] = {}
+        for fold in cv["folds"]:
+            for key, value in (fold.items() if isinstance(fold, dict) else []):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out.setdefault(key, []).append(float(value))
+        return out
+    return {k: [float(x) for x in v] for k, v in cv.items()
+            if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
+
+
+def _bootstrap_macro_f1(predictions: list[dict[str, str]], classes: Sequence[str], n_boot: int = 1000,
+                        seed: int = 0) -> tuple[float, float] | None:
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    names = list(classes) or sorted({r["true"] for r in predictions} | {r["predicted"] for r in predictions})
+    index = {c: i for i, c in enumerate(names)}
+    try:
+        y_true = np.array([index[r["true"]] for r in predictions])
+        y_pred = np.array([index[r["predicted"]] for r in predictions])
+    except KeyError:
+        return None
+    if len(y_true) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    labels = np.arange(len(names))
+    values = [f1_score(y_true[i], y_pred[i], labels=labels, average="macro", zero_division=0)
+              for i in (rng.integers(0, len(y_true), len(y_true)) for _ in range(n_boot))]
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _confusion(test: dict) -> str:
+    from transferkit.reporting import plots
+
+    return _img(plots.confusion_matrix(test["confusion_matrix"], test["classes"]),
+                "confusion matrix (rows: true class, columns: predicted class)")
+
+
+def _hardest(examples: dict) -> str:
+    items = examples.get("hardest") or []
+    total = examples.get("n_misclassified", len(items))
+    if not items:
+        return "<p>No test example was misclassified.</p>"
+    rows = []
+    for item in items:
+        if examples.get("modality") == "text":
+            shown = _e(item.get("text", ""))
+        else:
+            shown = _examples_html([item], "image")
+        rows.append(f"<tr><td>{shown}</td><td>{_e(item.get('true'))}</td><td>{_e(item.get('predicted'))}</td>"
+                    f"<td class='num'>{_num(item.get('p_true'), 3)}</td><td class='num'>{_num(item.get('p_predicted'), 3)}"
+                    f"</td><td class='muted'>{_e(item.get('row_id', ''))}</td></tr>")
+    return (f"<p>{len(items)} of {total} misclassified test examples, lowest probability of the true class first.</p>"
+            "<table><thead><tr><th>example</th><th>true</th><th>predicted</th><th>p(true)</th><th>p(predicted)</th>"
+            f"<th>row</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _ranking(ranking: dict) -> str:
+    from transferkit.reporting import plots
+
+    rows = ranking.get("rows") or []
+    score = ranking.get("sort_by") or next(iter(ranking.get("scores") or []), None)
+    if not rows or not score:
+        return ""
+    measured = next((a for a in ("linear_probe", "finetune") if any(a in (r.get("accuracy") or {}) for r in rows)), None)
+    parts = [_img(plots.ranking_scores(rows, score, measured), f"candidates ranked by {score}")]
+    scores = list(ranking.get("scores") or [score])
+    accuracies = [a for a in ("linear_probe", "finetune") if any(a in (r.get("accuracy") or {}) for r in rows)]
+    table_rows = [[i, r.get("name"), *[(r.get("scores") or {}).get(s, "n/a") for s in scores],
+                   *[(r.get("accuracy") or {}).get(a, "not run") for a in accuracies]] for i, r in enumerate(rows, 1)]
+    parts.append(_table(["#", "candidate", *scores, *[f"{a} accuracy" for a in accuracies]], table_rows))
+    for score_name, by_accuracy in (ranking.get("correlations") or {}).items():
+        for accuracy, facts in (by_accuracy or {}).items():
+            tau = facts.get("weighted_tau") if isinstance(facts, dict) else facts
+            parts.append(f"<p class='muted'>weighted Kendall tau of {_e(score_name)} against {_e(accuracy)} "
+                         f"accuracy: {_num(tau, 3)}</p>")
+    if ranking.get("best"):
+        parts.append(f"<p>best candidate: <b>{_e(ranking['best'])}</b></p>")
+    return "".join(parts)
+
+
+def _auto_ranking(options: dict) -> dict | None:
+    facts = options.get("backbone_ranking")
+    if not isinstance(facts, dict) or not facts.get("candidates"):
+        return None
+    score = facts.get("score", "logme")
+    rows = [{"name": c.get("name"), "kind": "backbone", "scores": {score: c.get(score)}} for c in facts["candidates"]]
+    return {"rows": rows, "scores": [score], "sort_by": score, "best": options.get("backbone")}
+
+
+def _adaptation(run: _Run, data: dict) -> str:
+    from transferkit.reporting import plots
+
+    parts = []
+    if data.get("method"):
+        parts.append(f"<p>method: <b>{_e(data['method'])}</b></p>")
+    distance = data.get("a_distance")
+    if isinstance(distance, dict) and distance:
+        parts.append(_table(["proxy A-distance (0: domains indistinguishable, 2: separable)", "value"],
+                            [[k, v] for k, v in distance.items()]))
+    elif isinstance(distance, (int, float)):
+        parts.append(_table(["proxy A-distance", "value"], [["", distance]]))
+    values = data.get("metrics")
+    if isinstance(values, dict) and values:
+        parts.append(_table(["metric", "value"], [[k, v] for k, v in values.items()]))
+    embeddings = data.get("embeddings")
+    if isinstance(embeddings, dict):
+        for name, entry in embeddings.items():
+            points, groups = (entry or {}).get("points"), (entry or {}).get("groups")
+            if isinstance(points, list) and isinstance(groups, list) and len(points) == len(groups) and points:
+                parts.append(_img(plots.embedding(points, groups, title=f"features {name}"),
+                                  f"2-D embedding of the features {name}"))
+    parts.append(_figures(run, data.get("images"), ADAPTATION_FILE))
+    return "".join(parts)
+
+
+def _interpolation(data: dict) -> str:
+    from transferkit.reporting import plots
+
+    alphas, values = data.get("alphas"), data.get("values")
+    if not (isinstance(alphas, list) and isinstance(values, list) and len(alphas) == len(values) and alphas):
+        return ""
+    metric = str(data.get("metric", "validation accuracy"))
+    extra = {k: v for k, v in (data.get("extra") or {}).items() if isinstance(v, list) and len(v) == len(alphas)}
+    best = data.get("best_alpha")
+    parts = [_img(plots.alpha_curve(alphas, values, metric, best if isinstance(best, (int, float)) else None, extra),
+                  f"{metric} against the interpolation weight alpha")]
+    parts.append(_table(["alpha", metric, *extra], [[a, v, *[extra[k][i] for k in extra]]
+                                                    for i, (a, v) in enumerate(zip(alphas, values))]))
+    return "".join(parts)
+
+
+def _compression(data: dict) -> str:
+    from transferkit.reporting import plots
+
+    variants = [v for v in (data.get("variants") or []) if isinstance(v, dict)]
+    if not variants:
+        return ""
+    columns = list(dict.fromkeys(k for v in variants for k in v))
+    parts = []
+    for x in ("size_mb", "latency_ms"):
+        if sum(isinstance(v.get(x), (int, float)) for v in variants) >= 1 and any("accuracy" in v for v in variants):
+            parts.append(_img(plots.tradeoff(variants, x), f"accuracy against {x}"))
+    parts.append(_table(columns, [[v.get(c, "") for c in columns] for v in variants]))
+    if data.get("note"):
+        parts.append(f"<p class='muted'>{_e(data['note'])}</p>")
+    return "".join(parts)
+
+
+def _custom(run: _Run, entry: dict) -> str:
+    parts = []
+    for paragraph in str(entry.get("text", "")).split("\n\n"):
+        if paragraph.strip():
+            parts.append(f"<p>{_e(paragraph.strip())}</p>")
+    table = entry.get("table")
+    if isinstance(table, dict) and isinstance(table.get("columns"), list) and isinstance(table.get("rows"), list):
+        parts.append(_table(table["columns"], [r for r in table["rows"] if isinstance(r, list)]))
+    parts.append(_figures(run, entry.get("images"), SECTIONS_FILE))
+    return "".join(parts)
+
+
+# --- the page ----------------------------------------------------------------------------------------------------
+
+def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
+    """The HTML text of the report of ``run_dir`` (see the module docstring for what is read)."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: no such run folder; give the folder `transferkit fit --output` wrote.")
+    if not any((folder / name).is_file() for name in KNOWN_FILES):
+        raise ArtifactError(f"{folder}: holds none of the files a report is made from ({', '.join(KNOWN_FILES)}); "
+                            "give a model folder written by `transferkit fit --output`, or a run folder.")
+    run = _Run(folder)
+    model = run.json("config.json")
+    options = run.yaml("run_config.yaml")
+    options = options if isinstance(options, dict) else None
+    metrics = run.json("metrics.json")
+    metrics = metrics if isinstance(metrics, dict) else None
+    examples = run.json("examples.json")
+    predictions = run.csv_rows("predictions.csv")
+    card_path = folder / "README.md"
+    card = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
+
+    sections: list[tuple[str, str, str]] = []
+
+    def add(key: str, heading: str, build: Callable[[], str]) -> None:
+        body = build()
+        if body:
+            sections.append((key, heading, body))
+
+    add("overview", "Overview", lambda: _overview(run, model, options, metrics))
+    if options or model:
+        add("configuration", "Configuration", lambda: _configuration(model, options, card))
+    if examples or options:
+        add("data", "Data", lambda: _data(examples, options))
+    history = epoch_history(run.csv_rows("training_log.csv"), metrics)
+    if history:
+        add("learning-curves", "Learning curves", lambda: _learning_curves(history, metrics))
+    if metrics and (metrics.get("test") or metrics.get("baselines")):
+        add("metrics", "Metrics and verdict", lambda: _metrics(metrics, predictions))
+    test = (metrics or {}).get("test") or {}
+    if test.get("confusion_matrix") and test.get("classes"):
+        add("confusion-matrix", "Confusion matrix", lambda: _confusion(test))
+    if isinstance(examples, dict) and "hardest" in examples:
+        add("mistakes", "Hardest misclassified examples", lambda: _hardest(examples))
+    ranking = run.json(RANKING_FILE)
+    if not isinstance(ranking, dict) and options:
+        ranking = _auto_ranking(options)
+    if isinstance(ranking, dict):
+        add("ranking", "Transferability ranking", lambda: _ranking(ranking))
+    adaptation = run.json(ADAPTATION_FILE)
+    if isinstance(adaptation, dict):
+        add("adaptation", "Domain adaptation", lambda: _adaptation(run, adaptation))
+    interpolation = run.json(INTERPOLATION_FILE)
+    if isinstance(interpolation, dict):
+        add("interpolation", "Weight interpolation", lambda: _interpolation(interpolation))
+    compression = run.json(COMPRESSION_FILE)
+    if isinstance(compression, dict):
+        add("compression", "Compressed variants", lambda: _compression(compression))
+    manifest = run.json(SECTIONS_FILE)
+    entries = manifest.get("sections") if isinstance(manifest, dict) else manifest
+    for k, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict):
+            add(f"extra-{k}", str(entry.get("title") or f"section {k + 1}"), lambda entry=entry: _custom(run, entry))
+    if run.notes:
+        sections.append(("notes", "Notes", "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in run.notes) + "</ul>"))
+
+    if title is None:
+        backbone = (model or {}).get("backbone", {}).get("name") or (options or {}).get("backbone")
+        strategy = (model or {}).get("strategy") or (options or {}).get("strategy")
+        title = f"transferkit report: {backbone} + {strategy}" if backbone else f"transferkit report: {folder.name}"
+    nav = "".join(f'<a href="#{key}">{_e(heading)}</a>' for key, heading, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(heading)}</h2>{content}</section>' for key, heading, content in sections)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+            f"<h1>{_e(title)}</h1><p class='muted'>{_e(folder.resolve())} · transferkit {_e(__version__)}</p>"
+            f"<nav>{nav}</nav>{body}</main></body></html>\n")
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``); returns its path."""
+    path = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
+    if path.is_dir():
+        raise ArtifactError(f"report output {path} is a folder; give a file path such as {path / REPORT_FILE}.")
+    atomic_write_text(path, build_report(run_dir))
+    return path

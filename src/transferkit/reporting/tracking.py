@@ -1,0 +1,160 @@
+"""Experiment tracking: every finished run is one MLflow run with its parameters, metrics, report and model.
+
+The store is the training engine's: ``tracking_uri`` (a ``FitConfig`` option, ``--tracking-uri``) or, when not
+given, one SQLite file in the transferkit cache (:func:`transferkit.strategies.run.default_tracking_uri`);
+``off`` disables tracking. Runs of the training strategies already have an MLflow run opened by the engine (its
+parameters and per-epoch metrics are logged while training); the test metrics, the report and the model folder are
+added to that same run. A linear-probe run, which has no engine, gets a new run with the same content.
+
+Tracking never loses a result: if the store cannot be reached the run is still saved, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("transferkit")
+
+EXPERIMENT = "transferkit"
+TRACKING_FILE = "tracking.json"
+
+
+def resolve_tracking_uri(value: str | None) -> str | None:
+    """The MLflow tracking URI a run uses: ``value``, else the default SQLite store; ``None`` when off."""
+    if value is not None and value.strip().lower() in ("off", "none", ""):
+        return None
+    if value:
+        return value
+    from transferkit.strategies.run import default_tracking_uri
+
+    return default_tracking_uri()
+
+
+def _artifact_location(uri: str) -> str | None:
+    """New experiments of a SQLite store keep their artifacts beside the database file (not in the working dir)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a ``metrics.json`` mapping worth comparing across runs, as ``{name: value}``."""
+    out: dict[str, float] = {}
+    test = metrics.get("test") or {}
+    for key in ("accuracy", "macro_f1"):
+        if isinstance(test.get(key), (int, float)):
+            out[f"test_{key}"] = float(test[key])
+    for name, values in (metrics.get("baselines") or {}).items():
+        for key in ("accuracy", "macro_f1"):
+            if isinstance(values.get(key), (int, float)):
+                out[f"baseline_{name}_{key}"] = float(values[key])
+    for comparison in metrics.get("comparisons") or []:
+        name = comparison.get("baseline")
+        for key in ("difference", "ci_low", "ci_high"):
+            if isinstance(comparison.get(key), (int, float)):
+                out[f"vs_{name}_{key}"] = float(comparison[key])
+    for name, seconds in (metrics.get("timings_s") or {}).items():
+        if isinstance(seconds, (int, float)):
+            out[f"seconds_{name}"] = float(seconds)
+    return out
+
+
+def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict[str, Any],
+              folder: str | Path | None = None, report: str | Path | None = None, run_id: str | None = None,
+              run_name: str = "fit", experiment: str = EXPERIMENT, tags: dict[str, str] | None = None) -> str | None:
+    """Log a finished run to MLflow; returns its run id (``None`` when tracking is off or failed).
+
+    ``run_id`` continues a run the engine opened (its parameters are already there); otherwise a new run is made in
+    ``experiment`` with ``params`` (nested options flattened to ``a.b`` keys). ``metrics`` is the ``metrics.json``
+    mapping (see :func:`flat_metrics`); a training history in it is logged per epoch for new runs. ``report`` (a
+    file) is logged at the run's top level, ``folder`` (the saved model) under ``model/``; when ``folder`` is given
+    ``tracking.json`` (URI, experiment, run id) is written into it afterwards.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri is None:
+        return None
+    try:
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        log.warning("tracking: mlflow is not installed (`pip install 'transferkit[train]'`); the run is not tracked. "
+                    "Pass --tracking-uri off to silence this.")
+        return None
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        now = int(time.time() * 1000)
+        if run_id is None:
+            found = client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found is not None else client.create_experiment(
+                experiment, artifact_location=_artifact_location(uri))
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags or {})
+            run_id = run.info.run_id
+            from transferkit.engine.trainer import _flatten
+
+            flat = [Param(k[:250], "" if v is None else str(v)) for k, v in _flatten(params).items()]
+            for start in range(0, len(flat), 100):
+                client.log_batch(run_id, params=flat[start:start + 100])
+            history = ((metrics.get("training") or {}).get("history")) or []
+            epoch_metrics = [Metric(key, float(value), now, int(row.get("epoch", step)))
+                             for step, row in enumerate(history) for key, value in row.items()
+                             if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool)]
+            for start in range(0, len(epoch_metrics), 500):
+                client.log_batch(run_id, metrics=epoch_metrics[start:start + 500])
+        else:
+            for key, value in (tags or {}).items():
+                client.set_tag(run_id, key, value)
+        values = [Metric(k, v, now, 0) for k, v in flat_metrics(metrics).items()]
+        if values:
+            client.log_batch(run_id, metrics=values)
+        if report is not None and Path(report).is_file():
+            client.log_artifact(run_id, str(report))
+        if folder is not None:
+            client.log_artifacts(run_id, str(folder), artifact_path="model")
+        client.set_terminated(run_id)
+    except Exception as exc:  # the store is down, a permission problem, ...: the saved model stays valid
+        log.warning("tracking: could not log the run to %s (%s: %s); the model is saved all the same.", uri,
+                    type(exc).__name__, exc)
+        return None
+    if folder is not None:
+        from transferkit._io import atomic_write_json
+
+        atomic_write_json(Path(folder) / TRACKING_FILE, {"tracking_uri": uri, "experiment": experiment,
+                                                        "run_id": run_id})
+    log.info("tracked: MLflow run %s in %s", run_id, uri)
+    return run_id
+
+
+def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
+    """What ``fit`` does at its end: the report into the output folder (unless ``config.report`` is false), then
+    the MLflow run. Returns the MLflow run id, or ``None``."""
+    report_path = None
+    if result.output is not None and config.report:
+        try:
+            from transferkit.reporting.report import write_report
+
+            report_path = write_report(result.output)
+        except ImportError as exc:
+            log.warning("report: not written (%s); install matplotlib (`pip install 'transferkit[report]'`) or pass "
+                        "--no-report.", exc)
+    training = (result.config.get("training") or {}).get("training") or {}
+    run_id = training.get("mlflow_run_id") if training.get("mlflow_uri") else None
+    tags = {"transferkit.strategy": str(result.config.get("strategy")),
+            "transferkit.backbone": str(result.config.get("backbone")),
+            "transferkit.version": str(result.config.get("transferkit_version"))}
+    if result.output is not None:
+        tags["transferkit.output"] = str(Path(result.output).resolve())
+    return track_run(tracking_uri=config.tracking_uri, params=result.config, metrics=metrics, folder=result.output,
+                     report=report_path, run_id=run_id, run_name=f"{result.config.get('backbone')} "
+                                                                 f"{result.config.get('strategy')}", tags=tags)
+
+
+def read_tracking(folder: str | Path) -> dict[str, Any] | None:
+    """The ``tracking.json`` of a model folder (URI, experiment, run id), or ``None``."""
+    path = Path(folder) / TRACKING_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,158 @@
+"""A loaded model folder that turns decoded inputs (RGB images, texts) into class probabilities.
+
+Two runtimes compute the same probabilities (to about 1e-5): ``torch`` (the model as :func:`load_model` gives it,
+with the fast frozen-CNN path of the feature extractor) and ``onnx`` (ONNX Runtime on the model's logits graph:
+``MODEL/model.onnx`` when ``transferkit export`` wrote one, else a checked export kept in the transferkit cache).
+Both prepare inputs with the backbone's own preprocessing, so a served model sees what it saw in training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from transferkit.errors import ConfigError
+
+log = logging.getLogger("transferkit")
+
+RUNTIMES = ("torch", "onnx")
+
+
+def onnx_path_for(folder: str | Path) -> Path:
+    """The ONNX file the ``onnx`` runtime uses for a model folder: its own ``model.onnx`` if that is a logits graph,
+    else ``TRANSFERKIT_CACHE/serving/<weights sha256>.onnx``."""
+    from transferkit.artifacts import WEIGHTS_FILE, read_config
+
+    folder = Path(folder)
+    own = folder / "model.onnx"
+    if own.is_file():
+        from transferkit.compress.onnx import read_metadata
+
+        try:
+            if read_metadata(own).get("output") == "logits":
+                return own
+        except Exception:  # not readable as ONNX: fall back to an export of our own
+            pass
+    from transferkit.backbones.packaged import cache_root
+
+    digest = read_config(folder)["files"][WEIGHTS_FILE]
+    return cache_root() / "serving" / f"{digest[:32]}.onnx"
+
+
+def prepare_onnx(folder: str | Path) -> Path:
+    """Make sure the ``onnx`` runtime's file exists (export it, checked against PyTorch, if not); returns its path.
+    Run once before starting several workers, so that they do not all export at once."""
+    path = onnx_path_for(folder)
+    if not path.is_file():
+        from transferkit.artifacts import load_model
+        from transferkit.compress.onnx import export_model
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        export_model(load_model(folder), partial)
+        partial.replace(path)
+        log.info("serve: exported the model to ONNX at %s", path)
+    return path
+
+
+class Predictor:
+    """Class probabilities for batches of decoded inputs; thread-safe (one batch runs at a time).
+
+    ``predict_proba(items)`` takes RGB :class:`PIL.Image.Image` objects (image models) or strings (text models)
+    and returns ``(len(items), len(classes))`` float32 rows in ``classes`` order.
+    """
+
+    def __init__(self, folder: str | Path, *, runtime: str = "torch", device: str = "cpu",
+                 threads: int | None = None) -> None:
+        from transferkit.artifacts import load_model, read_config
+
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
+        if runtime == "onnx" and device not in ("cpu", "auto"):
+            raise ConfigError(f"runtime onnx runs on the CPU; got device {device!r}. Use --device cpu or --runtime torch.")
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.folder = Path(folder)
+        self.config = read_config(self.folder)
+        self.model = load_model(self.folder)
+        self.runtime = runtime
+        self.device = device
+        self.classes: list[str] = list(self.model.classes)
+        self.modality: str = self.model.modality
+        self.temperature = float(getattr(self.model, "temperature", 1.0) or 1.0)
+        self._lock = threading.Lock()
+        self._session = None
+        if runtime == "onnx":
+            from transferkit.backbones._onnx_graph import onnx_session
+
+            self.onnx_file = prepare_onnx(self.folder)
+            self._session = onnx_session(self.onnx_file, threads)
+
+    def _dataset(self, items: Sequence[Any]):
+        from transferkit.data.dataset import Dataset
+
+        return Dataset(self.modality, list(items), None, "request", [f"item {i}" for i in range(len(items))])
+
+    def predict_proba(self, items: Sequence[Any]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, len(self.classes)), np.float32)
+        with self._lock:
+            if self._session is None:
+                return self.model.predict_proba(self._dataset(items), batch_size=max(len(items), 1),
+                                                device=self.device, progress=False).astype(np.float32, copy=False)
+            return self._onnx_proba(items)
+
+    def _onnx_proba(self, items: Sequence[Any]) -> np.ndarray:
+        from transferkit.backbones._onnx_graph import onnx_feed
+        from transferkit.features.extract import batches_in_order, restore_order
+
+        backbone = self.model.backbone
+        loader, order = batches_in_order(backbone, self._dataset(items), batch_size=len(items))
+        logits = np.concatenate([self._session.run(None, onnx_feed(batch, self.modality))[0] for batch in loader])
+        logits = restore_order(logits, order).astype(np.float64) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def warm_up(self) -> None:
+        """One prediction on a synthetic input, so that the first request does not pay for one-time set-up."""
+        if self.modality == "text":
+            self.predict_proba(["warm-up"])
+        else:
+            from PIL import Image
+
+            self.predict_proba([Image.new("RGB", (64, 64), (128, 128, 128))])
+
+    def info(self) -> dict[str, Any]:
+        """The model card: what the model is, its classes and preprocessing, and its test metrics."""
+        backbone = self.config.get("backbone", {})
+        card = self.folder / "README.md"
+        metrics_file = self.folder / "metrics.json"
+        test = {}
+        if metrics_file.is_file():
+            try:
+                test = (json.loads(metrics_file.read_text(encoding="utf-8")).get("test") or {})
+            except ValueError:
+                test = {}
+        return {
+            "name": self.folder.name,
+            "modality": self.modality,
+            "classes": self.classes,
+            "strategy": self.config.get("strategy"),
+            "backbone": backbone.get("name"),
+            "num_features": backbone.get("num_features"),
+            "preprocessing": backbone.get("preprocessing"),
+            "temperature": self.temperature,
+            "transferkit_version": self.config.get("transferkit_version"),
+            "created": self.config.get("created"),
+            "test_metrics": {k: test[k] for k in ("accuracy", "macro_f1", "n") if k in test},
+            "model_card": card.read_text(encoding="utf-8") if card.is_file() else None,
+            "runtime": self.runtime,
+        }
