@@ -216,10 +216,15 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
                    "baselines_not_run": skipped_baselines, **strategy_metrics, "timings_s": timings}
     if config.output is not None:
         from transferkit.artifacts import save_model
+        from transferkit.reporting.evidence import fit_evidence
 
+        extra_files.update(fit_evidence(train, test_ds, y_test, proba, classes, val=val_ds, seed=config.seed))
         result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
                                    overwrite=config.overwrite,
                                    extra_files={"summary.txt": result.summary() + "\n", **extra_files})
+    from transferkit.reporting.tracking import record_fit
+
+    record_fit(config, result, all_metrics)  # the report in the output folder, then the MLflow run
     if config.strategy != "linear-probe" or "scratch" in baselines:
         from transferkit.strategies.run import finish_run
 

@@ -83,6 +83,7 @@ def fit(
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Text backbones: maximum tokens per text (default 256)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image backbones: input resolution in pixels instead of the pretrained one (e.g. 112 for 28x28 images: a quarter of 224's compute)."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a model already in the output folder."),
+    report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Write report.html into the output folder at the end (default: on)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training: maximum epochs (default 10; early stopping may end sooner).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Training: learning rate of the backbone (default 1e-4; lora 1e-3).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Training: learning rate of the head (default 10 x lr for a new head, lr for lp-ft and lora).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
@@ -126,7 +127,7 @@ def fit(
                      test_fraction=test_fraction, label_column=label_column, text_column=text_column,
                      path_column=path_column, encoding=encoding, seed=seed, batch_size=batch_size,
                      num_workers=num_workers, device=device, cache_dir=cache_dir, no_cache=no_cache,
-                     probe_c=probe_c, max_length=max_length, image_size=image_size, overwrite=overwrite,
+                     probe_c=probe_c, max_length=max_length, image_size=image_size, overwrite=overwrite, report=report,
                      baselines=[b.strip() for b in baselines.split(",") if b.strip()] if baselines else None,
                      progress=False if quiet else None, epochs=epochs, lr=lr, head_lr=head_lr,
                      weight_decay=weight_decay, warmup=warmup, accumulate=accumulate, precision=precision,
@@ -280,7 +281,7 @@ def demo(
 
 
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
-COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export"]
+COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve"]
 
 
 def _register_commands() -> None:
