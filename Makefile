@@ -9,14 +9,14 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench chromium
 
 $(BIN)/transferkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,dev]'
 	touch $(BIN)/transferkit
 
 install: $(BIN)/transferkit
@@ -24,7 +24,11 @@ install: $(BIN)/transferkit
 demo: install
 	$(BIN)/transferkit demo --output demo-output
 
-test: install
+# Headless Chromium for the report's browser test (Debian's package; needs root, as on CI).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install chromium
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra
 
 bench: install
