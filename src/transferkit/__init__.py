@@ -37,6 +37,11 @@ _LAZY = {
     "create_backbone": "transferkit.backbones.registry",
     "LinearProbe": "transferkit.strategies.linear_probe",
     "rank": "transferkit.selection.ranking",
+    "cross_validate": "transferkit.evaluation.cross_validation",
+    "CVResult": "transferkit.evaluation.cross_validation",
+    "tune": "transferkit.tuning.search",
+    "TuneConfig": "transferkit.tuning.search",
+    "TuneResult": "transferkit.tuning.search",
 }
 
 __all__ = ["__version__", "ArtifactError", "BackboneError", "ConfigError", "DataError", "DataNotFoundError",

@@ -52,6 +52,13 @@ class FitResult:
         lines += [f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}" for name, m in rows]
         lines += [f"verdict: {c.sentence()}" for c in self.comparisons]
         lines += [f"not run: {name} ({why})" for name, why in self.skipped_baselines.items()]
+        calibration = self.metrics.get("calibration")
+        if calibration:
+            scaling = self.config.get("temperature_scaling")
+            lines.append(f"calibration: ECE {calibration['ece']:.4f}, NLL {calibration['nll']:.4f}"
+                         + (f" (temperature {scaling['temperature']:.3f} fitted on validation data)" if scaling else ""))
+        if self.config.get("plan"):
+            lines.append(f"auto: {self.config['plan']['explanation']}")
         return "\n".join(lines)
 
 
@@ -91,6 +98,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     test = test if test is not None else config.test
     if data is None:
         raise ConfigError("no training data: give a folder of images per class or a table file.")
+    if config.budget is not None and config.strategy != "auto":
+        raise ConfigError("option 'budget' is used by --strategy auto (the planner fits its choice in the budget); "
+                          "with another strategy, bound the run with --epochs.")
     if config.strategy != "linear-probe" or (config.baselines and "scratch" in config.baselines):
         from transferkit.strategies.requirements import check_training_installed
 
@@ -101,7 +111,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         check_output_folder(config.output, config.overwrite)
 
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    start = run_started = time.perf_counter()
     train = _load(data, config, "training")
     validate_dataset(train, role="training")
     val_ds = _load(val, config, "validation") if val is not None else None
@@ -135,6 +145,27 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
             f"data; choose a {train.modality} backbone (`transferkit models`)."
         )
     timings["load"] = time.perf_counter() - start
+    plan_facts: dict[str, Any] = {}
+    training_callbacks: list[Any] = []
+    if config.strategy == "auto":
+        from transferkit.features.cache import FeatureCache
+        from transferkit.strategies.planner import plan_strategy
+
+        start = time.perf_counter()
+        scratch_runs = "scratch" in choose_baselines(config.baselines, "finetune", len(train))[0]
+        plan = plan_strategy(train, config, backbone, budget_s=config.budget, started=run_started,
+                             cache=None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir()),
+                             ranking_facts=ranking_facts, scratch_runs=scratch_runs)
+        log.info("%s", plan.explanation)
+        config = config.model_copy(update={"strategy": plan.strategy, **({"epochs": plan.epochs} if plan.epochs else {})})
+        baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
+        if plan.training_time_limit_s is not None:
+            from transferkit.engine.time_limit import time_limit
+
+            training_callbacks.append(time_limit(plan.training_time_limit_s))
+        plan_facts = {"strategy_requested": "auto", "plan": plan.to_dict()}
+        timings["plan"] = time.perf_counter() - start
+    calibration_facts: dict[str, Any] = {}
 
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.evaluation.verdict import compare
@@ -163,6 +194,14 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         probe = LinearProbe(C=config.probe_c, random_state=config.seed)
         probe.fit(X_train, y_train, X_val, val_ds.label_array(classes) if val_ds is not None else None)
         model = TransferModel(backbone, probe.to_head(), classes, strategy=config.strategy)
+        if config.calibrate:
+            from transferkit.evaluation.calibration import fit_temperature_on_logits, out_of_fold_probe_logits
+
+            if X_val is not None:
+                calibration_facts = fit_temperature_on_logits(model, model.head_logits(X_val), val_ds.label_array(classes))
+            else:
+                logits = out_of_fold_probe_logits(X_train, y_train, probe.C_, seed=config.seed)
+                calibration_facts = {**fit_temperature_on_logits(model, logits, y_train), "on": "out-of-fold logits"}
         proba = model.head_proba(X_test)
         timings["probe"] = time.perf_counter() - start
         strategy_facts: dict[str, Any] = {"probe_C": probe.C_}
@@ -172,9 +211,18 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         from transferkit.strategies.run import train_with_strategy
 
         start = time.perf_counter()
-        trained = train_with_strategy(config, backbone, train, val_ds, classes)
+        trained = train_with_strategy(config, backbone, train, val_ds, classes, callbacks=training_callbacks)
         timings["training"] = time.perf_counter() - start
         model, is_main = trained.model, trained.is_main_process
+        if config.calibrate and is_main:
+            from transferkit.data.splits import stratified_split
+            from transferkit.evaluation.calibration import fit_temperature
+
+            # without --val, the part of the training data train_with_strategy held out (never trained on)
+            held_out = val_ds if val_ds is not None else stratified_split(
+                train, config.val_fraction, config.seed, names=("train", "validation"))[1]
+            calibration_facts = fit_temperature(model, held_out, batch_size=config.batch_size, device=config.device,
+                                                num_workers=config.num_workers)
         proba = None
         if is_main:
             start = time.perf_counter()
@@ -187,6 +235,10 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
             extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
     y_pred = proba.argmax(axis=1) if proba is not None else None
     metrics = classification_metrics(y_test, y_pred, classes) if y_pred is not None else {}
+    if proba is not None:
+        from transferkit.evaluation.calibration import calibration_summary
+
+        metrics["calibration"] = calibration_summary(y_test, proba)
 
     baselines, comparisons = {}, []
     for name in baseline_names:
@@ -207,6 +259,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
         data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
         baselines_run=list(baselines), baselines_not_run=skipped_baselines, **strategy_facts, **ranking_facts,
+        **plan_facts, **({"temperature_scaling": calibration_facts} if calibration_facts else {}),
     )
     result = FitResult(model, resolved, metrics, baselines, comparisons, skipped_baselines=skipped_baselines,
                        timings=timings, is_main_process=is_main)
@@ -222,6 +275,11 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
                                    overwrite=config.overwrite,
                                    extra_files={"summary.txt": result.summary() + "\n", **extra_files})
+        if config.calibrate and proba is not None:
+            from transferkit.evaluation.calibration import reliability_diagram
+
+            reliability_diagram(y_test, proba, result.output / "reliability.png",
+                                title=f"{backbone_name} ({config.strategy}), test data")
     from transferkit.reporting.tracking import record_fit
 
     record_fit(config, result, all_metrics)  # the report in the output folder, then the MLflow run

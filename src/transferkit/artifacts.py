@@ -95,6 +95,7 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
             "transferkit_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "strategy": model.strategy,
+            "temperature": float(getattr(model, "temperature", 1.0)),
             "modality": model.modality,
             "classes": model.classes,
             "backbone": {
@@ -181,7 +182,8 @@ def load_model(folder: str | Path):
         raise ArtifactError(f"{folder}: unknown head type {head_spec['type']}.")
     head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
     _load_state(head, {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}, folder)
-    model = TransferModel(backbone, head, config["classes"], strategy=config.get("strategy", "linear-probe"))
+    model = TransferModel(backbone, head, config["classes"], strategy=config.get("strategy", "linear-probe"),
+                          temperature=float(config.get("temperature", 1.0)))
     return model.eval()
 
 

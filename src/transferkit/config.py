@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
 from transferkit.strategies.options import FineTuneConfig, L2SPConfig, LoraConfig
 
-STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp")
+STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
 #: Strategies that train the backbone through the engine (everything but the linear probe).
 TRAINING_STRATEGIES = ("finetune", "lp-ft", "lora", "l2sp")
 DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
@@ -30,7 +30,9 @@ class FitConfig(BaseModel):
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data, and training strategies hold out val_fraction of it for early stopping")
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
-    strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights)")
+    strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
+    budget: float | None = Field(None, gt=0, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
+    calibrate: bool = Field(False, description="fit a temperature on validation data (--val, else the part held out for early stopping, else out-of-fold probe logits) so that predicted probabilities match accuracy; saved with the model and applied by predict")
     output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
     overwrite: bool = Field(False, description="replace a model already in the output folder")
     report: bool = Field(True, description="write report.html (configuration, data, learning curves, metrics and verdict, confusion matrix, hardest mistakes) into the output folder at the end")
@@ -82,6 +84,13 @@ class FitConfig(BaseModel):
         if modality == "text":
             return {"max_length": self.max_length}
         return {"image_size": self.image_size} if self.image_size else {}
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_seconds(cls, value: Any) -> Any:
+        from transferkit.strategies.budget import parse_duration
+
+        return parse_duration(value) if isinstance(value, str) else value
 
     def resolved(self, **facts: Any) -> dict[str, Any]:
         """The config as saved next to outputs: every option's value plus facts decided during the run."""

@@ -15,14 +15,21 @@ from transferkit.features.extract import extract_features
 
 
 class TransferModel(nn.Module):
-    """``head(backbone.forward_features(x))`` with class names. ``forward`` returns logits ``(N, classes)``."""
+    """``head(backbone.forward_features(x))`` with class names. ``forward`` returns logits ``(N, classes)``.
 
-    def __init__(self, backbone: Backbone, head: nn.Module, classes: Sequence[str], strategy: str = "linear-probe") -> None:
+    ``temperature`` (default 1) divides the logits before the softmax of :meth:`head_proba` / :meth:`predict_proba`
+    (temperature scaling, fitted on validation data by :mod:`transferkit.evaluation.calibration`); it never changes
+    the predicted class.
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module, classes: Sequence[str], strategy: str = "linear-probe",
+                 temperature: float = 1.0) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.classes = list(classes)
         self.strategy = strategy
+        self.temperature = float(temperature)
 
     @property
     def modality(self) -> str:
@@ -31,22 +38,38 @@ class TransferModel(nn.Module):
     def forward(self, batch: Any) -> torch.Tensor:
         return self.head(self.backbone.forward_features(batch))
 
+    def head_logits(self, features: np.ndarray) -> np.ndarray:
+        """Logits ``(N, classes)`` (before temperature) from precomputed backbone features ``(N, num_features)``."""
+        with torch.inference_mode():
+            return self.head.eval()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).float().numpy()
+
     def head_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)`` from precomputed backbone features ``(N, num_features)``."""
-        with torch.inference_mode():
-            logits = self.head.eval()(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
-            return torch.softmax(logits.float(), dim=1).numpy()
+        logits = torch.from_numpy(self.head_logits(features))
+        return torch.softmax(logits / self.temperature, dim=1).numpy()
+
+    def predict_logits(self, data: Dataset, *, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
+                       cache: FeatureCache | None = None, progress: bool = True) -> np.ndarray:
+        """Logits ``(N, classes)`` (before temperature) for every example of ``data``."""
+        features = self._features(data, batch_size=batch_size, device=device, num_workers=num_workers, cache=cache,
+                                  progress=progress)
+        return self.head_logits(features)
 
     def predict_proba(self, data: Dataset, *, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
                       cache: FeatureCache | None = None, progress: bool = True) -> np.ndarray:
-        """Class probabilities for every example of ``data`` (order of ``self.classes``)."""
+        """Class probabilities for every example of ``data`` (order of ``self.classes``), temperature applied."""
+        features = self._features(data, batch_size=batch_size, device=device, num_workers=num_workers, cache=cache,
+                                  progress=progress)
+        return self.head_proba(features)
+
+    def _features(self, data: Dataset, *, batch_size: int, device: str, num_workers: int,
+                  cache: FeatureCache | None, progress: bool) -> np.ndarray:
         if data.modality != self.modality:
             from transferkit.errors import DataError
 
             raise DataError(f"{data.origin}: holds {data.modality} data, but this model takes {self.modality} input.")
-        features = extract_features(self.backbone, data, cache=cache, batch_size=batch_size, device=device,
-                                    num_workers=num_workers, progress=progress)
-        return self.head_proba(features)
+        return extract_features(self.backbone, data, cache=cache, batch_size=batch_size, device=device,
+                                num_workers=num_workers, progress=progress)
 
     def predict(self, data: Dataset, **kwargs: Any) -> list[str]:
         proba = self.predict_proba(data, **kwargs)

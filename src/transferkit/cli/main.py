@@ -61,7 +61,9 @@ def main_options(
 def fit(
     data: Optional[str] = typer.Argument(None, help="Training data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text. auto: rank the installed backbones by LogME on the training data and use the best."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), auto (a planner chooses from the data and --budget, and explains why)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="--strategy auto: time budget of the run: seconds (600) or 90s, 20m, 1.5h; the planner's choice and its epochs fit in it."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate", help="Fit a temperature on validation data (saved with the model, applied by predict) and save reliability.png."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the model in (weights, config, metrics, run config, model card)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (the same names as these flags, with _ or -); flags given here override it."),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data (same form as DATA). Default: C is chosen by cross-validation on the training data."),
@@ -123,7 +125,7 @@ def fit(
         from transferkit.config import load_config_file, merge_config
 
         file_values = load_config_file(config) if config is not None else {}
-        flags = dict(data=data, backbone=backbone, strategy=strategy, output=output, val=val, test=test, shots=shots,
+        flags = dict(data=data, backbone=backbone, strategy=strategy, budget=budget, calibrate=calibrate, output=output, val=val, test=test, shots=shots,
                      test_fraction=test_fraction, label_column=label_column, text_column=text_column,
                      path_column=path_column, encoding=encoding, seed=seed, batch_size=batch_size,
                      num_workers=num_workers, device=device, cache_dir=cache_dir, no_cache=no_cache,
@@ -281,7 +283,8 @@ def demo(
 
 
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
-COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve"]
+COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve",
+                              "transferkit.cli.cv", "transferkit.cli.tune"]
 
 
 def _register_commands() -> None:

@@ -40,13 +40,11 @@ class Comparison:
         return f"no measurable difference from the {self.baseline} baseline: {points:+.1f} points ({self.confidence:.0%} interval {interval})"
 
 
-def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str,
-            confidence: float = 0.95, n_boot: int = 5000, seed: int = 0) -> Comparison:
-    """Paired bootstrap of the accuracy difference between two sets of predictions of the same examples."""
-    y_true, model_pred, baseline_pred = map(np.asarray, (y_true, model_pred, baseline_pred))
-    model_correct = (model_pred == y_true).astype(np.float64)
-    base_correct = (baseline_pred == y_true).astype(np.float64)
-    diff = model_correct - base_correct
+def paired_bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, n_boot: int = 5000,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired per-example ``differences`` ``(N,)`` (resampling
+    examples with replacement, ``n_boot`` times)."""
+    diff = np.asarray(differences, dtype=np.float64)
     rng = np.random.default_rng(seed)
     n = len(diff)
     boots = np.empty(n_boot)
@@ -56,6 +54,21 @@ def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarra
         boots[start:stop] = diff[idx].mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(boots, [alpha, 1 - alpha])
-    verdict = HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
+    return float(low), float(high)
+
+
+def verdict_of(low: float, high: float) -> str:
+    """``helped`` when the whole interval is above zero, ``hurt`` when below, else ``no measurable difference``."""
+    return HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
+
+
+def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str,
+            confidence: float = 0.95, n_boot: int = 5000, seed: int = 0) -> Comparison:
+    """Paired bootstrap of the accuracy difference between two sets of predictions of the same examples."""
+    y_true, model_pred, baseline_pred = map(np.asarray, (y_true, model_pred, baseline_pred))
+    model_correct = (model_pred == y_true).astype(np.float64)
+    base_correct = (baseline_pred == y_true).astype(np.float64)
+    diff = model_correct - base_correct
+    low, high = paired_bootstrap_interval(diff, confidence, n_boot, seed)
     return Comparison(baseline, float(model_correct.mean()), float(base_correct.mean()), float(diff.mean()),
-                      float(low), float(high), confidence, verdict)
+                      low, high, confidence, verdict_of(low, high))

@@ -1,0 +1,241 @@
+"""``fit --strategy auto``: choose among linear-probe, lp-ft, finetune and lora from the data and a time budget.
+
+What the planner looks at, all measured on the training data before any training:
+
+- labels per class (the smallest and the median count), the number of classes and the modality;
+- the backbone's transferability: its LogME score on the training features (and the ranking, when ``--backbone
+  auto`` chose the backbone);
+- the gap between the linear probe on the frozen features and the same probe on raw inputs (pixels or TF-IDF),
+  both cross-validated on the training data: how much the pretrained features are worth here;
+- the cost of each strategy, from a timed probe of the step time (forward + backward + update of one training
+  batch on a copy of the backbone) times the steps an epoch takes, plus the probe's measured cost.
+
+The rules, in order (thresholds are the module constants below):
+
+1. Fewer than :data:`FEW_SHOT_MAX` labels per class (median): the linear probe. With so few labels, updating
+   millions of weights overfits and distorts the pretrained features; the probe is the strong choice in the
+   few-shot regime (Kumar et al. 2022; Kornblith et al. 2019), and it is the cheapest.
+2. Up to :data:`LARGE_DATA_MIN` labels per class: lp-ft, which fine-tunes from the probe's head and keeps the
+   features near the pretrained ones (Kumar et al. 2022), unless the probe loses to the raw inputs (the
+   features are poor for this data, a probe head is a poor start): then finetune.
+3. From :data:`LARGE_DATA_MIN` labels per class: finetune, enough labels to move every weight; lora instead for
+   backbones of more than :data:`LORA_MIN_PARAMETERS` parameters (low-rank adapters match full fine-tuning on
+   large transformers at a fraction of the trainable parameters; Hu et al. 2021).
+4. The budget: a training strategy gets as many epochs (up to ``epochs``) as its estimated cost allows in the time
+   left after planning (halved when the from-scratch baseline also runs). If not even :data:`MIN_EPOCHS` fit,
+   the planner falls back to the linear probe, whose cost it has already paid (the features are cached). Training
+   also stops when the time is spent (a time limit on the engine), so an estimate that was off cannot overrun it.
+
+The choice and its reasons are one paragraph, printed and saved in the run config (``plan``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transferkit.data.dataset import Dataset
+
+log = logging.getLogger("transferkit")
+
+FEW_SHOT_MAX = 20
+LARGE_DATA_MIN = 300
+LORA_MIN_PARAMETERS = 60_000_000
+MIN_EPOCHS = 2
+#: The probe loses to raw inputs by more than this (accuracy) before lp-ft gives way to finetune.
+POOR_FEATURES_GAP = 0.0
+#: LoRA's step is costed as full fine-tuning's (an upper bound: the backward pass still runs through the base).
+LORA_STEP_FACTOR = 1.0
+TIMED_STEPS = 2
+
+
+@dataclass
+class StrategyPlan:
+    """The planner's decision: a strategy, the epochs it may train, why, and the facts behind it."""
+
+    strategy: str
+    epochs: int | None
+    explanation: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    estimates_s: dict[str, float] = field(default_factory=dict)
+    budget_s: float | None = None
+    planning_s: float = 0.0
+    training_time_limit_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def time_training_step(backbone, train: Dataset, classes: list[str], batch_size: int, device: str = "cpu",
+                       steps: int = TIMED_STEPS) -> float:
+    """Seconds of one training step (forward, cross-entropy, backward, AdamW update) on a batch of real training
+    examples, median of ``steps`` timed steps after one warm-up, on a copy of ``backbone`` (BatchNorm statistics
+    and weights of the original stay untouched)."""
+    import torch
+
+    from transferkit.features.extract import resolve_device
+    from transferkit.heads import LinearHead
+
+    device_t = resolve_device(device)
+    copy_ = copy.deepcopy(backbone).to(device_t).train()
+    head = LinearHead(copy_.num_features, len(classes)).to(device_t)
+    n = min(batch_size, len(train))
+    items = [copy_.prepare(train.items[i]) for i in range(n)]
+    batch = copy_.batch_to(copy_.collate(items), device_t)
+    labels = torch.as_tensor(train.label_array(classes)[:n], device=device_t)
+    params = [p for p in [*copy_.parameters(), *head.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(head(copy_.forward_features(batch)), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device_t.type == "cuda":
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - start)
+    del copy_, head, optimizer
+    return float(np.median(times)) * batch_size / n  # a partial batch is scaled to a full one
+
+
+def _cv_accuracy(probe) -> float:
+    return float(max(probe.validation_scores_.values())) if probe.validation_scores_ else float("nan")
+
+
+def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | None = None, cache=None,
+                  ranking_facts: dict[str, Any] | None = None, started: float | None = None,
+                  scratch_runs: bool = False, lora_min_parameters: int = LORA_MIN_PARAMETERS) -> StrategyPlan:
+    """Choose a strategy for ``train`` with ``backbone`` (see the module docstring for the rules).
+
+    ``started`` is when the run began (``time.perf_counter()``), so that loading and planning count against
+    ``budget_s``; ``scratch_runs`` says whether the from-scratch baseline will train too (it takes as long).
+    """
+    from transferkit.evaluation.baselines import RawInputEncoder
+    from transferkit.features.extract import ExtractionStats, extract_features
+    from transferkit.selection.scores import logme_score
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    started = time.perf_counter() if started is None else started
+    t0 = time.perf_counter()
+    classes = train.classes
+    y = train.label_array(classes)
+    counts = np.bincount(y, minlength=len(classes))
+    per_class_min, per_class_median = int(counts.min()), float(np.median(counts))
+    n_params = int(sum(p.numel() for p in backbone.parameters()))
+    facts: dict[str, Any] = {"n_train": len(train), "n_classes": len(classes), "modality": train.modality,
+                             "per_class_min": per_class_min, "per_class_median": per_class_median,
+                             "backbone": backbone.name, "backbone_parameters": n_params}
+    if ranking_facts and "backbone_ranking" in ranking_facts:
+        ranked = ranking_facts["backbone_ranking"]["candidates"]
+        facts["ranking"] = [r["name"] for r in ranked]
+
+    # the probe and the raw baseline, cross-validated on the training data (features through the cache)
+    stats = ExtractionStats()
+    X = extract_features(backbone, train, cache=cache, batch_size=config.batch_size, device=config.device,
+                         num_workers=config.num_workers, progress=config.progress, stats=stats)
+    start = time.perf_counter()
+    probe = LinearProbe(random_state=config.seed).fit(X, y)
+    probe_fit_s = time.perf_counter() - start
+    encoder = RawInputEncoder().fit(train)
+    raw = LinearProbe(standardize=train.modality == "image", random_state=config.seed).fit(encoder.transform(train), y)
+    probe_acc, raw_acc = _cv_accuracy(probe), _cv_accuracy(raw)
+    facts.update(probe_cv_accuracy=probe_acc, raw_cv_accuracy=raw_acc, probe_minus_raw=probe_acc - raw_acc,
+                 feature_seconds=round(stats.seconds, 3), features_from_cache=stats.from_cache)
+    try:
+        facts["logme"] = float(logme_score(X, y))
+    except Exception as exc:  # a score is informative only; the plan does not depend on it
+        facts["logme"] = None
+        log.debug("planner: LogME failed (%s)", exc)
+
+    # cost estimates (seconds)
+    probe_cost = stats.seconds + probe_fit_s
+    estimates: dict[str, float] = {"linear-probe": round(probe_cost, 2)}
+    wants_training = per_class_median >= FEW_SHOT_MAX
+    epoch_s = None
+    if wants_training:
+        step_s = time_training_step(backbone, train, classes, config.batch_size, config.device)
+        n_fit = len(train) * (1 - config.val_fraction)
+        n_val = len(train) * config.val_fraction
+        steps = math.ceil(n_fit / config.batch_size)
+        infer_s = step_s / 3 / config.batch_size  # a forward pass is about a third of a training step
+        epoch_s = steps * step_s + n_val * infer_s
+        facts.update(step_seconds=round(step_s, 4), steps_per_epoch=steps, epoch_seconds_estimate=round(epoch_s, 2))
+        test_s = len(train) * config.test_fraction / (1 - config.test_fraction) * infer_s
+        per_epochs = config.epochs
+        estimates["finetune"] = round(per_epochs * epoch_s + test_s, 2)
+        estimates["lp-ft"] = round(probe_cost + per_epochs * epoch_s + test_s, 2)
+        estimates["lora"] = round(per_epochs * epoch_s * LORA_STEP_FACTOR + test_s, 2)
+
+    # the rules
+    size = f"{per_class_median:g} labelled examples per class (median; smallest {per_class_min}) in {len(classes)} classes of {train.modality} data"
+    gap_text = (f"the linear probe on {backbone.name}'s frozen features reaches {probe_acc:.3f} cross-validated "
+                f"accuracy against {raw_acc:.3f} for raw inputs ({100 * (probe_acc - raw_acc):+.1f} points)")
+    if not wants_training:
+        strategy = "linear-probe"
+        reason = (f"with fewer than {FEW_SHOT_MAX} labels per class, updating the backbone's weights overfits and "
+                  "distorts its features, so the linear probe on cached features is used")
+    elif per_class_median < LARGE_DATA_MIN:
+        if probe_acc - raw_acc < POOR_FEATURES_GAP:
+            strategy = "finetune"
+            reason = (f"with {FEW_SHOT_MAX} to {LARGE_DATA_MIN} labels per class there is enough to fine-tune, and "
+                      "since the probe loses to raw inputs the features must change: a probe head would be a poor "
+                      "start, so the whole network is fine-tuned")
+        else:
+            strategy = "lp-ft"
+            reason = (f"with {FEW_SHOT_MAX} to {LARGE_DATA_MIN} labels per class fine-tuning can help, and starting "
+                      "from the probe's head (lp-ft) keeps the useful pretrained features from being torn apart by "
+                      "the first gradients")
+    elif n_params > lora_min_parameters:
+        strategy = "lora"
+        reason = (f"with {LARGE_DATA_MIN} or more labels per class the network should adapt, and for a backbone of "
+                  f"{n_params / 1e6:.0f}M parameters low-rank adapters get close to full fine-tuning while training "
+                  "a small fraction of the weights")
+    else:
+        strategy = "finetune"
+        reason = (f"with {LARGE_DATA_MIN} or more labels per class there is enough data to move every weight, so "
+                  "the whole network is fine-tuned")
+
+    planning_s = time.perf_counter() - t0
+    elapsed = time.perf_counter() - started
+    epochs = None
+    limit = None
+    budget_text = ""
+    if strategy != "linear-probe":
+        epochs = config.epochs
+        if budget_s is not None:
+            left = max(budget_s - elapsed, 0.0)
+            share = left / 2 if scratch_runs else left
+            per_epoch = epoch_s * (LORA_STEP_FACTOR if strategy == "lora" else 1.0)
+            fit_epochs = int(share // per_epoch) if per_epoch > 0 else config.epochs
+            if fit_epochs < MIN_EPOCHS:
+                budget_text = (f" That would need about {MIN_EPOCHS * per_epoch:.0f} s for {MIN_EPOCHS} epochs"
+                               f"{' (and as long again for the from-scratch baseline)' if scratch_runs else ''}, but "
+                               f"the budget leaves {left:.0f} s, so the linear probe is used, whose features are "
+                               "already computed.")
+                reason += "; but the budget is too small for it"
+                strategy, epochs = "linear-probe", None
+            else:
+                epochs = min(config.epochs, fit_epochs)
+                limit = share
+                budget_text = (f" Each epoch is estimated at {per_epoch:.1f} s from a timed training step, so "
+                               f"{epochs} epoch{'s' if epochs != 1 else ''} fit in the {left:.0f} s the budget "
+                               f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
+                               f"training stops at {share:.0f} s in any case.")
+    logme_text = f" (LogME {facts['logme']:.3f})" if facts.get("logme") is not None else ""
+    costs = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items())
+    explanation = (f"Strategy {strategy}: the training data has {size}; {gap_text}"
+                   f"{logme_text}. "
+                   f"{reason[0].upper() + reason[1:]}.{budget_text}"
+                   f"{f' Estimated costs at {config.epochs} epochs: {costs}.' if len(estimates) > 1 else ''}"
+                   f"{f' Budget {budget_s:.0f} s.' if budget_s is not None else ''}")
+    return StrategyPlan(strategy=strategy, epochs=epochs, explanation=explanation, facts=facts,
+                        estimates_s=estimates, budget_s=budget_s, planning_s=round(planning_s, 3),
+                        training_time_limit_s=round(limit, 2) if limit is not None else None)

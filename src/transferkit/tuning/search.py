@@ -1,0 +1,446 @@
+"""Hyper-parameter search over the options of any strategy (Optuna).
+
+Each trial draws values for the options of a search space (``lr``, ``weight_decay``, ``finetune.freeze``,
+``lora.rank``, ``augment``, ``probe_c``, ...; any :class:`~transferkit.config.FitConfig` option, nested sections
+written ``section.option``), builds the run's config with them and scores it:
+
+- ``objective="val"``: trained on the training part of the data and scored by accuracy on a stratified validation
+  part (``val_fraction``; the test data is never seen). Training strategies report the validation accuracy after
+  every epoch to Optuna through the engine (``optuna_integration.PyTorchLightningPruningCallback``), and bad trials
+  are pruned mid-run by the median rule (``MedianPruner``: a trial is stopped when its best epoch so far is worse
+  than the median of earlier trials at the same epoch).
+- ``objective="cv"``: the mean accuracy over stratified folds (:mod:`transferkit.evaluation.cross_validation`),
+  reported fold by fold, pruned after a fold by the same rule.
+
+Frozen features (the probe, and lp-ft's probe stage) come from the feature cache, so a probe sweep costs one
+extraction. The study lives in a database: by default a SQLite file in the output folder (``study.db``), so that a
+search that was interrupted resumes with the trials already done (``n_trials`` is the total the study should
+reach; finished and pruned trials count, a trial a killed process left running is marked failed once its
+heartbeat is older than :data:`GRACE_PERIOD_S`), and any SQLAlchemy URL (``postgresql://...``) lets several
+machines work on one study. The first trial of a new study runs the defaults (where the space contains them), so
+the best configuration found is never one that scored below the defaults.
+
+Outputs: ``best_config.yaml``, ready for ``transferkit fit --config``; ``top_trials.json`` and one
+``trials/trial-N.yaml`` per top trial (configs to fit and combine, e.g. as a model soup); ``tune.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from transferkit.config import DEFAULT_BACKBONES, FitConfig, make_config
+from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError
+
+log = logging.getLogger("transferkit")
+
+HEARTBEAT_S = 20
+GRACE_PERIOD_S = 60
+LINEAR_PROBE = "linear-probe"
+
+
+class TuneConfig(BaseModel):
+    """How the search runs (the run being tuned is a :class:`~transferkit.config.FitConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    n_trials: int = Field(20, gt=0, description="trials the study should have finished in total (a resumed study runs only the missing ones)")
+    timeout: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
+    objective: Literal["val", "cv"] = Field("val", description="val: accuracy on a stratified validation part of the data; cv: mean accuracy over stratified folds")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="objective val: part of each class held out for scoring")
+    folds: int = Field(3, ge=2, description="objective cv: number of folds")
+    pruning: bool = Field(True, description="stop bad trials early (median rule, per epoch or per fold)")
+    storage: str | None = Field(None, description="Optuna storage URL (sqlite:///path.db, postgresql://...); default sqlite:///OUTPUT/study.db")
+    study_name: str | None = Field(None, description="study name in the storage (default: strategy and data fingerprint)")
+    space: dict[str, Any] | None = Field(None, description="search space: option -> {low, high, log} or {choices: [...]} or a list of choices; default per strategy")
+    top_k: int = Field(5, gt=0, description="trials listed (and saved as configs) as the top runs")
+    output: str | None = Field(None, description="folder for study.db, best_config.yaml, top_trials.json, trials/")
+
+
+def default_space(strategy: str) -> dict[str, Any]:
+    """The options searched when no space is given, per strategy."""
+    if strategy == LINEAR_PROBE:
+        return {"probe_c": {"low": 1e-4, "high": 1e2, "log": True}}
+    common = {"weight_decay": {"low": 1e-4, "high": 1e-1, "log": True},
+              "augment": {"choices": ["none", "light", "medium"]}}
+    if strategy == "lora":
+        return {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"choices": [4, 8, 16]},
+                "lora.alpha": {"choices": [8.0, 16.0, 32.0]}, **common}
+    space = {"lr": {"low": 1e-5, "high": 1e-3, "log": True},
+             "finetune.layer_lr_decay": {"low": 0.5, "high": 1.0}, **common}
+    if strategy == "l2sp":
+        space["l2sp.alpha"] = {"low": 1e-3, "high": 1.0, "log": True}
+    return space
+
+
+def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, spec in space.items():
+        if isinstance(spec, (list, tuple)):
+            spec = {"choices": list(spec)}
+        if not isinstance(spec, dict) or not ("choices" in spec or {"low", "high"} <= set(spec)):
+            raise ConfigError(f"search space option '{name}': give {{low: .., high: .., log: true|false}} or "
+                              f"{{choices: [...]}} (or a list of choices); got {spec!r}.")
+        extra = set(spec) - {"choices", "low", "high", "log", "step"}
+        if extra:
+            raise ConfigError(f"search space option '{name}': unknown keys {sorted(extra)}; allowed: low, high, log, "
+                              "step, choices.")
+        if "choices" in spec and not spec["choices"]:
+            raise ConfigError(f"search space option '{name}': choices is empty.")
+        if "low" in spec and not spec["low"] < spec["high"]:
+            raise ConfigError(f"search space option '{name}': low ({spec['low']}) must be below high ({spec['high']}).")
+        out[name] = dict(spec)
+    return out
+
+
+def _with_params(base: FitConfig, params: dict[str, Any], origin: str = "search space") -> FitConfig:
+    values = base.model_dump()
+    for name, value in params.items():
+        section, _, option = name.partition(".")
+        if option:
+            if not isinstance(values.get(section), dict):
+                raise ConfigError(f"{origin}: '{name}': '{section}' is not a section of the run's options.")
+            values[section] = {**values[section], option: value}
+        else:
+            values[name] = value
+    return make_config(origin, **values)
+
+
+def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    if "choices" in spec:
+        return trial.suggest_categorical(name, spec["choices"])
+    low, high = spec["low"], spec["high"]
+    if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool):
+        return trial.suggest_int(name, low, high, log=bool(spec.get("log", False)), step=int(spec.get("step", 1)))
+    return trial.suggest_float(name, float(low), float(high), log=bool(spec.get("log", False)),
+                               step=spec.get("step"))
+
+
+def _defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str, Any]:
+    """The base config's values of the searched options, where the space contains them."""
+    values = base.model_dump()
+    out = {}
+    for name, spec in space.items():
+        section, _, option = name.partition(".")
+        value = values[section][option] if option else values.get(name)
+        if value is None:
+            continue
+        if ("choices" in spec and value in spec["choices"]) or \
+                ("low" in spec and spec["low"] <= value <= spec["high"]):
+            out[name] = value
+    return out
+
+
+@dataclass
+class TuneResult:
+    """The study after the search: the best trial, the top ones, where everything was written."""
+
+    study_name: str
+    storage: str
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_config: FitConfig | None
+    top: list[dict[str, Any]]
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_run_now: int
+    output: Path | None = None
+    best_config_path: Path | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [f"study '{self.study_name}' ({self.storage}): {self.n_complete} complete, {self.n_pruned} pruned, "
+                 f"{self.n_failed} failed; {self.n_run_now} run now in {self.seconds:.0f} s"]
+        if self.best_value is not None:
+            lines.append(f"best: {self.best_value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items()))
+        for row in self.top:
+            lines.append(f"  trial {row['trial']:>3}  {row['value']:.4f}  " +
+                         ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items()))
+        if self.best_config_path is not None:
+            lines.append(f"best config: {self.best_config_path} (transferkit fit --config {self.best_config_path})")
+        lines += self.notes
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study_name": self.study_name, "storage": self.storage, "best_value": self.best_value,
+                "best_params": self.best_params, "top": self.top, "n_complete": self.n_complete,
+                "n_pruned": self.n_pruned, "n_failed": self.n_failed, "n_run_now": self.n_run_now,
+                "best_config": str(self.best_config_path) if self.best_config_path else None,
+                "seconds": round(self.seconds, 2)}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    tune_keys = set(TuneConfig.model_fields)
+    return ({k: v for k, v in options.items() if k not in tune_keys},
+            {k: v for k, v in options.items() if k in tune_keys})
+
+
+def make_tune_config(**values: Any) -> TuneConfig:
+    try:
+        return TuneConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"option '{'.'.join(map(str, e['loc']))}': {e['msg']} (got {e.get('input')!r})"
+                             for e in exc.errors())
+        raise ConfigError(f"tune: {problems}") from None
+
+
+def _storage(url: str) -> Any:
+    import optuna
+
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_PERIOD_S)
+    return url
+
+
+class _Objective:
+    """Scores one trial's config (see the module docstring)."""
+
+    def __init__(self, base: FitConfig, tune: TuneConfig, space: dict[str, dict[str, Any]], dataset: Dataset,
+                 backbone_name: str, runs_dir: Path) -> None:
+        from transferkit.data.splits import stratified_split
+
+        self.base, self.tune, self.space, self.dataset = base, tune, space, dataset
+        self.backbone_name, self.runs_dir = backbone_name, runs_dir
+        self.classes = dataset.classes
+        self.calls = 0
+        if tune.objective == "val":
+            self.train, self.val = stratified_split(dataset, tune.val_fraction, base.seed, names=("train", "validation"))
+        else:
+            from transferkit.evaluation.cross_validation import stratified_folds
+
+            self.splits = stratified_folds(dataset.label_array(self.classes), tune.folds, 1, base.seed)
+        self._frozen = None
+
+    def _probe(self, config: FitConfig):
+        from transferkit.evaluation.cross_validation import _ProbeOnFeatures
+
+        if self._frozen is None:
+            import torch
+
+            from transferkit.api import default_cache_dir
+            from transferkit.backbones import create_backbone
+            from transferkit.features.cache import FeatureCache
+
+            torch.manual_seed(config.seed)
+            options = {"max_length": config.max_length} if self.dataset.modality == "text" else {}
+            self._frozen = create_backbone(self.backbone_name, **options)
+            self._cache = FeatureCache(config.cache_dir or default_cache_dir())
+        return _ProbeOnFeatures(self._frozen, config, self._cache)
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        self.calls += 1
+        params = {name: _suggest(trial, name, spec) for name, spec in self.space.items()}
+        config = _with_params(self.base, params)
+        work = self.runs_dir / f"trial-{trial.number}"
+        if self.tune.objective == "val":
+            if config.strategy == LINEAR_PROBE:
+                proba, _ = self._probe(config)(self.train, self.val, self.classes)
+                return float(np.mean(proba.argmax(1) == self.val.label_array(self.classes)))
+            return self._train_and_score(config, trial, work)
+        scores = []
+        for index, (a, b) in enumerate(self.splits):
+            train, test = self.dataset.subset(a), self.dataset.subset(b)
+            if config.strategy == LINEAR_PROBE:
+                proba, _ = self._probe(config)(train, test, self.classes)
+            else:
+                from transferkit.evaluation.cross_validation import _train_fold
+
+                proba, _ = _train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"))
+            scores.append(float(np.mean(proba.argmax(1) == test.label_array(self.classes))))
+            trial.report(float(np.mean(scores)), step=index)
+            if self.tune.pruning and index < len(self.splits) - 1 and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {index + 1}: mean accuracy {np.mean(scores):.4f}")
+        trial.set_user_attr("fold_accuracies", scores)
+        return float(np.mean(scores))
+
+    def _train_and_score(self, config: FitConfig, trial: Any, work: Path) -> float:
+        import torch
+
+        from transferkit.backbones import create_backbone
+        from transferkit.strategies.run import train_with_strategy
+
+        callbacks = []
+        if self.tune.pruning:
+            from optuna_integration import PyTorchLightningPruningCallback
+
+            callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val_accuracy"))
+        torch.manual_seed(config.seed)
+        options = {"max_length": config.max_length} if self.dataset.modality == "text" else {}
+        backbone = create_backbone(self.backbone_name, **options)
+        trained = train_with_strategy(config.model_copy(update={"work_dir": str(work), "output": None}), backbone,
+                                      self.train, self.val, self.classes, callbacks=callbacks)
+        trial.set_user_attr("epochs_run", trained.outcome.epochs_run)
+        trial.set_user_attr("best_epoch", trained.outcome.best_epoch)
+        return float(trained.outcome.best_score)
+
+
+def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: TuneConfig | None = None,
+         **options: Any) -> TuneResult:
+    """Search the options of ``config.strategy`` on ``data`` with Optuna; see the module docstring.
+
+    ``options`` are :class:`~transferkit.config.FitConfig` options (the run being tuned) and
+    :class:`TuneConfig` options (``n_trials``, ``objective``, ``storage``, ``space``, ``output``, ...).
+    Everything (the space against the run's options, the storage, the data) is checked before the first trial.
+    """
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ConfigError("transferkit tune needs Optuna: pip install 'transferkit[tune]'.") from exc
+    from transferkit.data.sources import load_data
+    from transferkit.data.splits import sample_per_class
+    from transferkit.data.validation import validate_dataset
+
+    started = time.perf_counter()
+    fit_options, tune_options = _split_options(options)
+    if tune_config is None:
+        tune_config = make_tune_config(**tune_options)
+    elif tune_options:
+        tune_config = make_tune_config(**{**tune_config.model_dump(), **tune_options})
+    if config is None:
+        origin = data if isinstance(data, str) else None
+        config = make_config(**({"data": origin} if origin else {}), **fit_options)
+    elif fit_options:
+        config = make_config(**{**config.model_dump(), **fit_options})
+    if config.strategy == "auto":
+        raise ConfigError("tune searches the options of one strategy; give --strategy linear-probe, finetune, lp-ft, "
+                          "lora or l2sp.")
+    if config.strategy != LINEAR_PROBE:
+        from transferkit.strategies.requirements import check_training_installed
+
+        check_training_installed(config.strategy)
+        if tune_config.pruning:
+            try:
+                import optuna_integration  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError("pruning training trials needs optuna-integration: pip install "
+                                  "'transferkit[tune]', or pass --no-pruning.") from exc
+    space = _normalise_space(tune_config.space or default_space(config.strategy))
+    for name, spec in space.items():  # every option exists and takes the space's values
+        probe_value = spec["choices"][0] if "choices" in spec else spec["low"]
+        _with_params(config, {name: probe_value}, origin=f"search space option '{name}'")
+    data = data if data is not None else config.data
+    if data is None:
+        raise ConfigError("no data to tune on: give a folder of images per class or a table file.")
+    dataset = data if isinstance(data, Dataset) else load_data(
+        data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
+        encoding=config.encoding)
+    validate_dataset(dataset, role="training")
+    if config.shots is not None:
+        dataset = sample_per_class(dataset, config.shots, config.seed)
+    backbone_name = config.backbone or DEFAULT_BACKBONES[dataset.modality]
+    if backbone_name == "auto":
+        from transferkit.selection.ranking import choose_backbone
+
+        backbone_name, _ = choose_backbone(dataset, config)
+
+    output = Path(tune_config.output) if tune_config.output else None
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    if tune_config.storage:
+        url = tune_config.storage
+    else:
+        from transferkit.backbones.packaged import cache_root
+
+        folder = output if output is not None else cache_root() / "tuning"
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{(folder / 'study.db').resolve()}"
+    name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=_storage(url), load_if_exists=True, direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=5),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if tune_config.pruning
+            else optuna.pruners.NopPruner())
+    except Exception as exc:  # a bad URL, an unreachable database, a missing driver
+        raise ConfigError(f"tune: cannot open the study storage {url!r}: {exc}") from None
+
+    from optuna.trial import TrialState
+
+    def count(*states: Any) -> int:
+        return len(study.get_trials(deepcopy=False, states=states))
+
+    finished = count(TrialState.COMPLETE, TrialState.PRUNED)
+    if finished == 0 and count(TrialState.RUNNING, TrialState.WAITING) == 0:
+        defaults = _defaults_in(space, config)
+        if len(defaults) == len(space):
+            study.enqueue_trial(defaults)
+    remaining = max(tune_config.n_trials - finished, 0)
+    if config.work_dir:
+        runs_dir = Path(config.work_dir) / name
+    else:
+        from transferkit.backbones.packaged import cache_root
+
+        runs_dir = (output if output is not None else cache_root() / "tuning") / "runs" / name
+    objective = _Objective(config, tune_config, space, dataset, backbone_name, runs_dir)
+    if remaining:
+        log.info("tune: study '%s' has %d finished trials; running %d more", name, finished, remaining)
+
+        def stop_at_total(study_: Any, trial: Any) -> None:  # several workers on one study stop at the total too
+            if count(TrialState.COMPLETE, TrialState.PRUNED) >= tune_config.n_trials:
+                study_.stop()
+
+        study.optimize(objective, n_trials=remaining, timeout=tune_config.timeout, catch=(),
+                       callbacks=[stop_at_total], gc_after_trial=True)
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda t: (-t.value, t.number))
+    result = TuneResult(name, url, None, {}, None, [], len(complete), count(TrialState.PRUNED),
+                        count(TrialState.FAIL), objective.calls)
+    if complete:
+        best = complete[0]
+        result.best_value, result.best_params = float(best.value), dict(best.params)
+        result.best_config = _with_params(config, best.params)
+        result.top = [{"trial": t.number, "value": float(t.value), "params": dict(t.params),
+                       **({"fold_accuracies": t.user_attrs["fold_accuracies"]} if "fold_accuracies" in t.user_attrs else {})}
+                      for t in complete[: tune_config.top_k]]
+    result.seconds = time.perf_counter() - started
+    if output is not None and result.best_config is not None:
+        _write_outputs(result, config, output, dataset)
+    return result
+
+
+def runnable_config(config: FitConfig) -> dict[str, Any]:
+    """The options of ``config`` that differ from the defaults, as a YAML-ready mapping for ``fit --config``."""
+    values = config.model_dump(exclude_defaults=True)
+    for key in ("output", "overwrite", "resume", "work_dir"):
+        values.pop(key, None)
+    return values
+
+
+def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: Dataset) -> None:
+    import yaml
+
+    from transferkit._io import atomic_write_json, atomic_write_text
+
+    header = (f"# best of study '{result.study_name}' ({result.storage}): objective {result.best_value:.4f}\n"
+              f"# run it: transferkit fit --config {output / 'best_config.yaml'} --output MODEL_FOLDER\n")
+    if base.data is None:
+        header += f"# data was given as an in-memory dataset ({dataset.origin}): add 'data: PATH' to run it\n"
+    path = output / "best_config.yaml"
+    atomic_write_text(path, header + yaml.safe_dump(runnable_config(result.best_config), sort_keys=False))
+    result.best_config_path = path
+    trials = output / "trials"
+    trials.mkdir(exist_ok=True)
+    for row in result.top:
+        trial_path = trials / f"trial-{row['trial']}.yaml"
+        atomic_write_text(trial_path, f"# trial {row['trial']}: objective {row['value']:.4f}\n" +
+                          yaml.safe_dump(runnable_config(_with_params(base, row["params"])), sort_keys=False))
+        row["config"] = str(trial_path)
+    atomic_write_json(output / "top_trials.json", result.top)
+    atomic_write_json(output / "tune.json", json.loads(json.dumps(result.to_dict(), default=str)))
