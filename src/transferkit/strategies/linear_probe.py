@@ -81,10 +81,19 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def _transform(self, X):
         return self.scaler_.transform(X) if self.scaler_ is not None else X
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "LinearProbe":
-        """Fit on ``(X, y)``; ``C`` is chosen on ``(X_val, y_val)`` when given, else by cross-validation on ``X``."""
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None) -> "LinearProbe":
+        """Fit on ``(X, y)``; ``C`` is chosen on ``(X_val, y_val)`` when given, else by cross-validation on ``X``.
+
+        ``sample_weight`` ``(N,)`` weighs the training examples (importance weights of source examples for domain
+        adaptation); the cross-validation folds are then scored by weighted accuracy, which estimates the accuracy
+        under the distribution the weights describe."""
         self._check_params()
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (len(y),) or not np.all(np.isfinite(sample_weight)) or sample_weight.min() < 0:
+                raise ConfigError(f"LinearProbe: sample_weight must be {len(y)} finite numbers >= 0; got shape "
+                                  f"{sample_weight.shape}.")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ConfigError(f"LinearProbe: needs at least 2 classes; got {len(self.classes_)}.")
@@ -97,19 +106,20 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             self.C_ = float(self.C)
             self.validation_scores_ = {}
         else:
-            self.validation_scores_ = self._select_C(Xs, y, X_val, y_val)
+            self.validation_scores_ = self._select_C(Xs, y, X_val, y_val, sample_weight)
             best = max(self.validation_scores_.values())
             # Among equally good values, the strongest regularisation (smallest C) generalises best.
             self.C_ = min(c for c, s in self.validation_scores_.items() if s >= best - 1e-12)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model_ = self._new_model(self.C_).fit(Xs, y)
+            self.model_ = self._new_model(self.C_).fit(Xs, y, sample_weight=sample_weight)
         return self
 
-    def _select_C(self, Xs, y, X_val, y_val) -> dict[float, float]:
+    def _select_C(self, Xs, y, X_val, y_val, sample_weight=None) -> dict[float, float]:
+        w = np.ones(len(y)) if sample_weight is None else sample_weight
         if X_val is not None:
             Xv = self._transform(validate_data(self, X_val, reset=False, accept_sparse="csr"))
-            splits = [(Xs, y, Xv, np.asarray(y_val))]
+            splits = [(Xs, y, w, Xv, np.asarray(y_val), np.ones(len(y_val)))]
         else:
             counts = np.unique(y, return_counts=True)[1]
             if counts.min() < 2:
@@ -119,12 +129,13 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             else:
                 splitter = StratifiedKFold(n_splits=min(self.cv, int(counts.min())), shuffle=True,
                                            random_state=self.random_state)
-            splits = [(Xs[a], y[a], Xs[b], y[b]) for a, b in splitter.split(np.zeros(len(y)), y)]
+            splits = [(Xs[a], y[a], w[a], Xs[b], y[b], w[b]) for a, b in splitter.split(np.zeros(len(y)), y)]
         scores = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for C in self.Cs:
-                accs = [np.mean(self._new_model(C).fit(xa, ya).predict(xb) == yb) for xa, ya, xb, yb in splits]
+                accs = [np.average(self._new_model(C).fit(xa, ya, sample_weight=wa).predict(xb) == yb,
+                                   weights=wb if wb.sum() > 0 else None) for xa, ya, wa, xb, yb, wb in splits]
                 scores[float(C)] = float(np.mean(accs))
         return scores
 

@@ -1,0 +1,67 @@
+"""``transferkit adapt``: domain adaptation with unlabelled target data. Thin: parse, build the config, call, print."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from transferkit.cli.main import _fail, _setup, app
+from transferkit.errors import TransferkitError
+
+
+@app.command()
+def adapt(
+    source: str = typer.Option(..., "--source", help="Labelled source data: a folder with one sub-folder per class, or a table with a label column and a text or image-path column."),
+    target: str = typer.Option(..., "--target", help="Unlabelled target data: a folder of images, or a table with a text or image-path column (a label column, if any, is ignored)."),
+    target_labels: Optional[str] = typer.Option(None, "--target-labels", help="For the report only: the label column of the target table, or a labelled copy of the target data. The result then says how far the label-free choice is from the best in hindsight; no choice reads these labels."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="dann, cdan, dan, coral, mcc, entropy, self-train, iw (instance weighting), coral-features (CORAL re-colouring + probe), subspace (subspace alignment + probe), source-only, or auto (default: try them and keep the validator's choice)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for the adapted model (load_model / predict read it), with adaptation.json and embedding.png."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone name (`transferkit models`) or local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text."),
+    validator: Optional[str] = typer.Option(None, "--validator", help="Label-free score that picks method, trade-off and checkpoint: im (default), snd, dev, entropy."),
+    candidates: Optional[str] = typer.Option(None, "--candidates", help="With --method auto: comma-separated methods to try (default: all)."),
+    tradeoff: Optional[float] = typer.Option(None, "--tradeoff", help="Weight of the adaptation loss (default: a small grid per method, chosen by the validator)."),
+    weighting: Optional[str] = typer.Option(None, "--weighting", help="iw: density-ratio (default), kmm or selection."),
+    train_backbone: bool = typer.Option(False, "--train-backbone", help="Fine-tune the backbone too (slower); default: frozen backbone, cached features, a trained bottleneck head."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs per candidate (default 10)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per domain in a batch (default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-3 on frozen features, 1e-4 with --train-backbone)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of the source table (default: label, class, category or target)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of the tables (default: text, sentence, review or content)."),
+    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of the tables (default: path, image, filepath or file)."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help="2-D embedding of the before/after plot: pca (default), tsne, none."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (default auto)."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the feature cache."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in the output folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the adaptation report as JSON."),
+) -> None:
+    """Adapt a model trained on labelled SOURCE data to unlabelled TARGET data; a label-free validator picks the
+    method, its weight and the checkpoint."""
+    _setup(quiet or as_json)
+    try:
+        from transferkit.strategies.adaptation.config import make_adapt_config
+        from transferkit.strategies.adaptation.run import adapt as adapt_fn
+
+        options = dict(source=source, target=target, target_labels=target_labels, method=method, output=output,
+                       backbone=backbone, validator=validator, tradeoff=tradeoff, weighting=weighting,
+                       train_backbone=train_backbone or None, epochs=epochs, batch_size=batch_size, lr=lr,
+                       label_column=label_column, text_column=text_column, path_column=path_column,
+                       encoding=encoding, embedding=embedding, seed=seed, device=device, cache_dir=cache_dir,
+                       no_cache=no_cache or None, overwrite=overwrite or None,
+                       progress=False if (quiet or as_json) else None,
+                       candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None)
+        config = make_adapt_config(**{k: v for k, v in options.items() if v is not None})
+        result = adapt_fn(config=config)
+    except TransferkitError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2, default=str))
+        return
+    typer.echo(result.summary())
+    if result.output is not None:
+        typer.echo(f"saved: {result.output}")

@@ -1,0 +1,131 @@
+"""Label-free validators: scores of a domain-adapted model that need no target labels (higher is better).
+
+Used by ``adapt`` to choose the method, its trade-off weight and the checkpoint. Each validator reads a
+:class:`ValidationData` (what the candidate model predicts) and returns one float.
+
+| name | needs | paper |
+|---|---|---|
+| ``dev`` | source validation predictions, labels and importance weights | You et al. 2019 (DEV) |
+| ``snd`` | target predictions | Saito et al. 2021 (SND) |
+| ``im`` | target predictions | information maximisation (Gomes et al. 2010; Liang et al. 2020, SHOT) |
+| ``entropy`` | target predictions | Grandvalet and Bengio 2005; Morerio et al. 2018 |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from transferkit.errors import ConfigError
+
+#: Target rows used by SND (an N x N similarity; a seeded subset beyond this).
+SND_MAX_ROWS = 2000
+_EPS = 1e-12
+
+
+@dataclass
+class ValidationData:
+    """What a candidate model predicts. ``target_proba`` ``(M, C)`` on the unlabelled target data;
+    ``source_val_proba`` ``(V, C)`` with ``source_val_labels`` ``(V,)`` on held-out labelled source data, and
+    ``source_val_weights`` ``(V,)`` their importance weights ``p_target(x) / p_source(x)`` (for DEV)."""
+
+    target_proba: np.ndarray
+    source_val_proba: np.ndarray | None = None
+    source_val_labels: np.ndarray | None = None
+    source_val_weights: np.ndarray | None = None
+
+
+def _entropies(proba: np.ndarray) -> np.ndarray:
+    proba = np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0)
+    return -(proba * np.log(proba)).sum(axis=1)
+
+
+def entropy_score(data: ValidationData) -> float:
+    """``-mean_i H(p_i)`` over the target predictions (nats): confident predictions score higher. Blind to a
+    model that confidently predicts one class for everything; prefer ``im`` or ``snd``."""
+    return float(-_entropies(data.target_proba).mean())
+
+
+def information_maximization_score(data: ValidationData) -> float:
+    """``H(mean_i p_i) - mean_i H(p_i)``: the mutual information between inputs and predicted classes.
+
+    High when each prediction is confident (low mean entropy) and the classes are used evenly (high entropy of
+    the marginal), so it does not reward collapsing onto one class. In ``[0, log C]``.
+    """
+    proba = np.asarray(data.target_proba, dtype=np.float64)
+    marginal = proba.mean(axis=0, keepdims=True)
+    return float(_entropies(marginal)[0] - _entropies(proba).mean())
+
+
+def snd_score(data: ValidationData, temperature: float = 0.05, seed: int = 0) -> float:
+    """Soft neighbourhood density.
+
+    Paper: K. Saito, D. Kim, P. Teterwak, S. Sclaroff, T. Darrell, K. Saenko (2021), "Tune it the Right Way:
+    Unsupervised Validation of Domain Adaptation via Soft Neighborhood Density", ICCV.
+
+    Formula, with ``q_i = p_i / ||p_i||`` the L2-normalised target predictions ``(M, C)``:
+
+        S_ij = q_i . q_j  (i != j),   P_ij = exp(S_ij / T) / sum_{k != i} exp(S_ik / T),
+        SND  = mean_i ( -sum_j P_ij log P_ij )
+
+    High when every target example has many close neighbours in prediction space (dense, well-separated
+    clusters). ``T = 0.05`` as in the paper. Computed on at most :data:`SND_MAX_ROWS` rows (a seeded subset).
+    """
+    proba = np.asarray(data.target_proba, dtype=np.float64)
+    if len(proba) > SND_MAX_ROWS:
+        proba = proba[np.random.default_rng(seed).choice(len(proba), SND_MAX_ROWS, replace=False)]
+    if len(proba) < 2:
+        raise ConfigError("the snd validator needs at least 2 target examples.")
+    q = proba / np.maximum(np.linalg.norm(proba, axis=1, keepdims=True), _EPS)
+    logits = q @ q.T / temperature
+    np.fill_diagonal(logits, -np.inf)
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return float(_entropies(weights).mean())
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """Deep embedded validation: the importance-weighted source validation risk with a control variate.
+
+    Paper: K. You, X. Wang, M. Long, M. I. Jordan (2019), "Towards Accurate Model Selection in Deep Unsupervised
+    Domain Adaptation", ICML.
+
+    Formula, with per-example losses ``l_i`` on held-out source data and density ratios ``w_i``:
+
+        L_i = w_i l_i,   eta = -Cov(L, w) / Var(w),   risk = mean(L) + eta * mean(w) - eta
+
+    The control variate uses that ``E[w] = 1``; it lowers the variance of the weighted estimate. Lower is better.
+    """
+    losses, weights = np.asarray(losses, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    weighted = weights * losses
+    variance = weights.var(ddof=1) if len(weights) > 1 else 0.0
+    eta = -np.cov(weighted, weights, ddof=1)[0, 1] / variance if variance > _EPS else 0.0
+    return float(weighted.mean() + eta * weights.mean() - eta)
+
+
+def dev_score(data: ValidationData) -> float:
+    """``-dev_risk`` of the cross-entropy on the held-out source data (higher is better)."""
+    if data.source_val_proba is None or data.source_val_labels is None or data.source_val_weights is None:
+        raise ConfigError("the dev validator needs held-out source predictions, labels and importance weights.")
+    proba = np.asarray(data.source_val_proba, dtype=np.float64)
+    labels = np.asarray(data.source_val_labels, dtype=np.int64)
+    losses = -np.log(np.clip(proba[np.arange(len(labels)), labels], _EPS, 1.0))
+    return -dev_risk(losses, data.source_val_weights)
+
+
+VALIDATORS: dict[str, Callable[[ValidationData], float]] = {
+    "dev": dev_score,
+    "snd": snd_score,
+    "im": information_maximization_score,
+    "entropy": entropy_score,
+}
+
+
+def validate(name: str, data: ValidationData) -> float:
+    """The score of validator ``name`` (see :data:`VALIDATORS`); higher is better."""
+    if name not in VALIDATORS:
+        raise ConfigError(f"unknown validator {name!r}; choose one of {', '.join(VALIDATORS)}.")
+    return VALIDATORS[name](data)

@@ -1,0 +1,38 @@
+"""Domain adaptation: labelled source data, unlabelled target data, and a model chosen without target labels.
+
+- :mod:`~transferkit.strategies.adaptation.plan`: the trained methods (DAN, Deep CORAL, DANN, CDAN, MCC, entropy
+  minimisation, self-training, instance-weighted fine-tuning) as one plan on the shared engine;
+- :mod:`~transferkit.strategies.adaptation.feature_alignment`: CORAL re-colouring and subspace alignment of cached
+  features, then the linear probe (no training loop);
+- :mod:`~transferkit.strategies.adaptation.instance_weights`: density-ratio weights, kernel mean matching, source
+  selection;
+- :mod:`~transferkit.strategies.adaptation.run`: :func:`adapt`, which tries candidates and keeps the one a
+  label-free validator (:mod:`transferkit.evaluation.validators`) prefers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "adapt": "transferkit.strategies.adaptation.run",
+    "AdaptResult": "transferkit.strategies.adaptation.run",
+    "AdaptConfig": "transferkit.strategies.adaptation.config",
+    "METHODS": "transferkit.strategies.adaptation.config",
+    "CoralRecoloring": "transferkit.strategies.adaptation.feature_alignment",
+    "SubspaceAlignment": "transferkit.strategies.adaptation.feature_alignment",
+    "density_ratio_weights": "transferkit.strategies.adaptation.instance_weights",
+    "kernel_mean_matching": "transferkit.strategies.adaptation.instance_weights",
+    "source_selection": "transferkit.strategies.adaptation.instance_weights",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'transferkit.strategies.adaptation' has no attribute {name!r}")

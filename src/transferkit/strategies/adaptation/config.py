@@ -1,0 +1,105 @@
+"""``AdaptConfig``: everything that decides what ``adapt`` does; typed, validated at construction, saved with the
+outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transferkit._version import __version__
+from transferkit.errors import ConfigError
+
+#: Methods trained through the engine (a bottleneck head, and the backbone with ``train_backbone``).
+TRAINED_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train")
+#: Methods that transform cached features and fit the linear probe: no training loop at all.
+FEATURE_METHODS = ("coral-features", "subspace")
+#: Every method ``adapt`` knows; ``auto`` tries several and keeps the one the label-free validator prefers.
+METHODS = (*TRAINED_METHODS, "iw", *FEATURE_METHODS)
+METHOD_CHOICES = (*METHODS, "auto")
+#: What ``auto`` tries by default (every method).
+AUTO_CANDIDATES = METHODS
+
+#: Trade-off weights tried for each trained method when none is given (the validator picks one).
+DEFAULT_TRADEOFFS: dict[str, tuple[float, ...]] = {
+    "source-only": (0.0,),
+    "dan": (0.3, 1.0),
+    "coral": (1.0, 10.0),
+    "dann": (0.3, 1.0),
+    "cdan": (0.3, 1.0),
+    "mcc": (0.3, 1.0),
+    "entropy": (0.1, 0.3),
+    "self-train": (0.3, 1.0),
+}
+
+
+class AdaptConfig(BaseModel):
+    """Options of :func:`~transferkit.adapt`. ``None`` means "chosen for you"."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    source: str | None = Field(None, description="labelled source data: a folder with one sub-folder per class, or a table with a label column")
+    target: str | None = Field(None, description="unlabelled target data: a folder of images, or a table with a text or image-path column")
+    target_labels: str | None = Field(None, description="only to report how good the label-free choice was: the name of a label column in the target table, or a labelled dataset of the target domain; never used for any choice")
+    method: Literal["source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "iw", "coral-features", "subspace", "auto"] = Field("auto", description="source-only, dan (multi-kernel MMD), coral (Deep CORAL), dann, cdan (CDAN+E), mcc, entropy, self-train (pseudo-labels), iw (instance weighting), coral-features (CORAL re-colouring of cached features + probe), subspace (subspace alignment + probe), auto (try candidates, keep the validator's choice)")
+    candidates: list[str] | None = Field(None, description="auto: the methods to try (default: all)")
+    validator: Literal["dev", "snd", "im", "entropy"] = Field("im", description="label-free score that chooses method, trade-off and checkpoint: im (information maximisation), snd (soft neighbourhood density), dev (importance-weighted source validation), entropy")
+    tradeoff: float | None = Field(None, ge=0, description="weight of the adaptation loss term; default: each value of the method's grid is tried and the validator picks")
+    weighting: Literal["density-ratio", "kmm", "selection"] = Field("density-ratio", description="iw: how source examples are weighted: density ratio from a domain classifier, kernel mean matching, or selection of the source examples closest to the target")
+    selection_fraction: float = Field(0.5, gt=0, le=1, description="iw with weighting=selection: part of the source kept")
+    train_backbone: bool = Field(False, description="also train the backbone (fine-tuning); default: the backbone stays frozen and a bottleneck head is trained on cached features")
+    backbone: str | None = Field(None, description="backbone name (`transferkit models`) or local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
+    output: str | None = Field(None, description="folder for the saved model and the adaptation report")
+    overwrite: bool = Field(False, description="replace a model already in the output folder")
+    label_column: str | None = Field(None, description="label column of the source table")
+    text_column: str | None = Field(None, description="text column of the tables")
+    path_column: str | None = Field(None, description="image-path column of the tables")
+    encoding: str = Field("utf-8", description="text encoding of table files")
+    seed: int = Field(0, ge=0, description="seed of every random choice")
+    epochs: int = Field(10, gt=0, description="training epochs per candidate (one epoch = one pass over the larger domain)")
+    min_steps_per_epoch: int = Field(50, ge=1, description="an epoch has at least this many batches (small domains are cycled), so that small data still trains for enough steps")
+    batch_size: int = Field(64, gt=0, description="examples per domain in a training batch; examples per backbone forward pass")
+    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3 for a frozen backbone's head; 1e-4 for the backbone with train_backbone, 10x that for the head)")
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the head and discriminator (default: 10 x lr with train_backbone, else lr)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    hidden: int = Field(256, gt=0, description="width of the bottleneck layer the adaptation losses align")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout after the bottleneck")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="part of each source class held out (DEV validation, source accuracy)")
+    threshold_start: float = Field(0.95, gt=0, lt=1, description="self-train: confidence needed for a pseudo-label at the start")
+    threshold_end: float = Field(0.8, gt=0, lt=1, description="self-train: confidence needed at the end (the threshold moves linearly)")
+    embedding: Literal["pca", "tsne", "none"] = Field("pca", description="2-D embedding of the before/after plot (none: no plot)")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes")
+    cache_dir: str | None = Field(None, description="feature cache folder")
+    no_cache: bool = Field(False, description="do not read or write the feature cache")
+    max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    work_dir: str | None = Field(None, description="folder for the engine's checkpoints and logs (default: a temporary folder)")
+    progress: bool = Field(True, description="show progress of long steps")
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        unknown = [v for v in value if v not in METHODS]
+        if unknown or not value:
+            raise ValueError(f"unknown or no candidate methods {unknown}; choose from {', '.join(METHODS)}")
+        return list(dict.fromkeys(value))
+
+    def resolved(self, **facts: Any) -> dict[str, Any]:
+        return {"transferkit_version": __version__, **self.model_dump(), **facts}
+
+
+def make_adapt_config(**values: Any) -> AdaptConfig:
+    """An :class:`AdaptConfig`, with validation problems turned into one :class:`ConfigError` naming each option."""
+    try:
+        return AdaptConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            option = ".".join(str(p) for p in error["loc"]) or "(config)"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown option '{option}'; allowed: {', '.join(AdaptConfig.model_fields)}")
+            else:
+                problems.append(f"option '{option}': {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError("adapt: " + "; ".join(problems)) from None
