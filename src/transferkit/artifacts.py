@@ -29,6 +29,9 @@ from transferkit.errors import ArtifactError, ConfigError
 
 FORMAT = "transferkit-model"
 FORMAT_VERSION = 1
+#: The newest format this version reads: 2 adds folders of other kinds (multi-task, ensemble, stacked features;
+#: see :mod:`transferkit.artifact_kinds`). Single models are still written as format 1.
+READABLE_FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 REQUIRED_FILES = ("config.json", WEIGHTS_FILE)
 
@@ -138,7 +141,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{folder / 'config.json'}: not valid JSON ({exc}).") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ArtifactError(f"{folder / 'config.json'}: not a transferkit model config.")
-    if config.get("format_version", 0) > FORMAT_VERSION:
+    if config.get("format_version", 0) > READABLE_FORMAT_VERSION:
         raise ArtifactError(f"{folder}: written by a newer transferkit (format {config['format_version']}); upgrade.")
     for name, expected in config.get("files", {}).items():
         path = folder / name
@@ -151,8 +154,12 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_model(folder: str | Path):
-    """Load a model folder written by :func:`save_model` (safetensors and JSON only; nothing is unpickled)."""
+def load_model(folder: str | Path, task: str | None = None):
+    """Load a model folder written by :func:`save_model` (safetensors and JSON only; nothing is unpickled).
+
+    Folders of other kinds (multi-task, ensemble, stacked features) load as their own model classes; ``task``
+    picks one task of a multi-task model as a single-task model.
+    """
     from safetensors.torch import load_file
 
     from transferkit.backbones import create_backbone
@@ -165,6 +172,10 @@ def load_model(folder: str | Path):
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except Exception as exc:
         raise ArtifactError(f"{folder / WEIGHTS_FILE}: cannot be read as safetensors ({exc}).") from exc
+    if config.get("kind", "single") != "single" or task is not None:
+        from transferkit.artifact_kinds import load_kind
+
+        return load_kind(folder, config, tensors, task)
     spec = config["backbone"]
     included = spec.get("weights_included", False)
     name = spec["name"].removeprefix("random:") if included else spec["name"]

@@ -284,8 +284,8 @@ def demo(
 
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
 COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve",
-                              "transferkit.cli.cv", "transferkit.cli.tune",
-                              "transferkit.cli.adapt"]
+                              "transferkit.cli.cv", "transferkit.cli.tune", "transferkit.cli.multitask",
+                              "transferkit.cli.fuse", "transferkit.cli.adapt"]
 
 
 def _register_commands() -> None:

@@ -40,6 +40,8 @@ class EpochRecorder(pl.Callback):
         row["train_loss"] = pl_module.epoch_train_loss() if hasattr(pl_module, "epoch_train_loss") else None
         for key in ("val_loss", "val_accuracy"):
             row[key] = _scalar(metrics.get(key))
+        for key in sorted(k for k in metrics if k.startswith(("val_loss_", "val_accuracy_"))):  # per task
+            row[key] = _scalar(metrics[key])
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         row["lr"] = max((g["lr"] for g in optimizer.param_groups), default=None) if optimizer else None
         row["seconds"] = round(time.perf_counter() - self._start, 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -50,33 +50,53 @@ class LabelledCollate:
 class EngineData(pl.LightningDataModule):
     """Loaders for one run. The training order is a seeded permutation per epoch (``DistributedSampler``'s), split
     across processes; one process with batch ``B`` sees, step by step, the union of what ``k`` processes with
-    batch ``B / k`` see, so single- and multi-process runs make the same updates."""
+    batch ``B / k`` see, so single- and multi-process runs make the same updates.
 
-    def __init__(self, train: TorchDataset, val: TorchDataset, *, batch_size: int, seed: int,
-                 train_collate: Callable, val_collate: Callable, num_workers: int = 0, pin_memory: bool = False) -> None:
+    Multi-task runs pass mappings ``{task: dataset}`` (and ``{task: collate}``) and ``task_batch_sizes``: each
+    training step then holds one batch of every task (Lightning's ``CombinedLoader``, ``max_size_cycle``: an epoch
+    ends when the task with the most batches has seen each of its examples once; the others start over), and
+    validation has one loader per task, in the mapping's order.
+    """
+
+    def __init__(self, train: TorchDataset | Mapping[str, TorchDataset], val: TorchDataset | Mapping[str, TorchDataset],
+                 *, batch_size: int, seed: int, train_collate: Callable | Mapping[str, Callable],
+                 val_collate: Callable | Mapping[str, Callable], num_workers: int = 0, pin_memory: bool = False,
+                 task_batch_sizes: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
         self.batch_size, self.seed, self.num_workers, self.pin_memory = batch_size, seed, num_workers, pin_memory
         self.train_collate, self.val_collate = train_collate, val_collate
+        self.task_batch_sizes = dict(task_batch_sizes or {})
 
-    def _per_process_batch(self) -> tuple[int, int, int]:
+    def _per_process_batch(self, size: int | None = None, option: str = "batch_size") -> tuple[int, int, int]:
+        size = self.batch_size if size is None else size
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        if self.batch_size % world:
+        if size % world:
             raise ConfigError(
-                f"option 'batch_size' ({self.batch_size}) must be divisible by the number of processes ({world}); "
+                f"option '{option}' ({size}) must be divisible by the number of processes ({world}); "
                 f"it is the global batch, split evenly across processes."
             )
-        return self.batch_size // world, world, rank
+        return size // world, world, rank
 
-    def _loader(self, dataset: TorchDataset, shuffle: bool, collate: Callable) -> DataLoader:
-        batch, world, rank = self._per_process_batch()
+    def _loader(self, dataset: TorchDataset, shuffle: bool, collate: Callable, size: int | None = None,
+                option: str = "batch_size") -> DataLoader:
+        batch, world, rank = self._per_process_batch(size, option)
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Any:
+        if isinstance(self.train_set, Mapping):
+            from lightning.pytorch.utilities import CombinedLoader
+
+            loaders = {task: self._loader(dataset, True, self.train_collate[task], self.task_batch_sizes[task],
+                                          f"batch size of task {task}")
+                       for task, dataset in self.train_set.items()}
+            return CombinedLoader(loaders, mode="max_size_cycle")
         return self._loader(self.train_set, True, self.train_collate)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Any:
+        if isinstance(self.val_set, Mapping):
+            return [self._loader(dataset, False, self.val_collate[task]) for task, dataset in self.val_set.items()]
         return self._loader(self.val_set, False, self.val_collate)

@@ -50,6 +50,7 @@ class AdaptationModule(pl.LightningModule):
         self._sync = False
         self._sums: dict[str, torch.Tensor | float] = {}
         self._count = 0
+        self._val_sums: dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True) -> "AdaptationModule":
         super().train(mode)
@@ -76,13 +77,11 @@ class AdaptationModule(pl.LightningModule):
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.model(inputs)
 
-    def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, targets = batch
-        terms = self.plan.loss_terms(self.model, inputs, targets)
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        terms, size = self.plan.batch_terms(self.model, batch)
         loss = terms["cross_entropy"] if len(terms) == 1 and "cross_entropy" in terms else sum(terms.values())
         # Sums kept as tensors and logged once per epoch: Lightning's per-call logging costs about a millisecond,
         # which a small model's step would feel; the step value is logged every `log_every_n_steps` batches.
-        size = len(targets)
         for name, value in (("loss", loss), *terms.items()) if len(terms) > 1 else (("loss", loss),):
             self._sums[name] = self._sums.get(name, 0.0) + value.detach() * size
         self._count += size
@@ -100,14 +99,45 @@ class AdaptationModule(pl.LightningModule):
             self.log(key, total / max(self._count, 1), on_step=False, on_epoch=True)
         self._sums, self._count = {}, 0
 
-    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets = batch
+        if self.plan.tasks is not None:
+            self._task_validation_step(inputs, targets, self.plan.tasks[dataloader_idx])
+            return
         logits = self.model(inputs)
         size = len(targets)
         self.log("val_loss", F.cross_entropy(logits.float(), targets), on_epoch=True, sync_dist=self._sync,
                  batch_size=size)
         self.log("val_accuracy", (logits.argmax(dim=1) == targets).float().mean(), on_epoch=True, prog_bar=True,
                  sync_dist=self._sync, batch_size=size)
+
+    def _task_validation_step(self, inputs: Any, targets: torch.Tensor, task: str) -> None:
+        logits = self.plan.task_logits(self.model, inputs, task).float()
+        sums = torch.stack([F.cross_entropy(logits, targets, reduction="sum"),
+                            (logits.argmax(dim=1) == targets).sum().float(),
+                            torch.tensor(float(len(targets)), device=logits.device)]).detach()
+        self._val_sums[task] = self._val_sums[task] + sums if task in self._val_sums else sums
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = {}
+
+    def on_validation_epoch_end(self) -> None:
+        """Multi-task plans: ``val_loss_<task>`` and ``val_accuracy_<task>`` per task, and their means as
+        ``val_loss`` and ``val_accuracy`` (what early stopping and checkpoint selection monitor)."""
+        if self.plan.tasks is None or not self._val_sums:
+            return
+        losses, accuracies = [], []
+        for task in self.plan.tasks:
+            sums = self._val_sums[task]
+            if self._sync:
+                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            loss, correct, count = (float(v) for v in sums)
+            losses.append(loss / max(count, 1.0))
+            accuracies.append(correct / max(count, 1.0))
+            self.log(f"val_loss_{task}", losses[-1], on_epoch=True)
+            self.log(f"val_accuracy_{task}", accuracies[-1], on_epoch=True)
+        self.log("val_loss", sum(losses) / len(losses), on_epoch=True)
+        self.log("val_accuracy", sum(accuracies) / len(accuracies), on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = optimizer_groups(self.plan.param_groups(self.model, self.settings.lr), self.settings.weight_decay)

@@ -8,6 +8,10 @@ A strategy never writes a training loop. It subclasses :class:`TrainingPlan` and
 - :meth:`TrainingPlan.loss_terms`: a dict of named scalar loss terms, summed by the engine (cross-entropy by
   default; L2-SP adds its penalty, a domain-adaptation method would add an alignment term);
 - :meth:`TrainingPlan.on_epoch_start`: changes of what is trainable during training (gradual unfreezing).
+
+A multi-task plan sets :attr:`TrainingPlan.tasks`: the engine then takes one training dataset per task (each step
+is a mapping ``{task: (inputs, targets)}``, see :meth:`TrainingPlan.batch_terms`) and one validation dataset per
+task, and monitors the mean of the per-task validation figures.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class TrainingPlan:
     changes_trainable: bool = False
     #: Keep every BatchNorm layer in eval mode (pretrained running statistics) while training, not only frozen ones.
     batchnorm_eval: bool = False
+    #: Task names of a multi-task plan, in the order of its validation datasets; ``None`` for one task.
+    tasks: list[str] | None = None
 
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""
@@ -49,6 +55,16 @@ class TrainingPlan:
         ``targets`` are class indices ``(N,)`` (int64) or class probabilities ``(N, classes)`` (mixup / cutmix).
         """
         return {"cross_entropy": F.cross_entropy(model(inputs), targets)}
+
+    def batch_terms(self, model: nn.Module, batch: Any) -> tuple[dict[str, torch.Tensor], int]:
+        """Loss terms of one training batch and its number of examples. The default unpacks ``(inputs, targets)``
+        and calls :meth:`loss_terms`; a multi-task plan receives ``{task: (inputs, targets)}``."""
+        inputs, targets = batch
+        return self.loss_terms(model, inputs, targets), len(targets)
+
+    def task_logits(self, model: nn.Module, inputs: Any, task: str) -> torch.Tensor:
+        """Logits of ``task`` for validation (multi-task plans only)."""
+        return model(inputs, task=task)
 
     def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
         """Called before each training epoch (counted from 0), also after resuming; may change ``requires_grad``."""

@@ -9,7 +9,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -127,11 +127,15 @@ def _loggers(settings: EngineSettings, resume: bool) -> tuple[list[Any], Any]:
     return loggers, mlflow_logger
 
 
-def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val: TorchDataset,
-                 settings: EngineSettings, *, train_collate: Callable, val_collate: Callable,
-                 callbacks: Sequence[Any] = ()) -> TrainingOutcome:
+def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Mapping[str, TorchDataset],
+                 val: TorchDataset | Mapping[str, TorchDataset], settings: EngineSettings, *,
+                 train_collate: Callable | Mapping[str, Callable], val_collate: Callable | Mapping[str, Callable],
+                 callbacks: Sequence[Any] = (), task_batch_sizes: Mapping[str, int] | None = None) -> TrainingOutcome:
     """Train ``model`` by ``plan`` on ``train``, validating on ``val`` after every epoch; on return ``model``
     holds the weights of the best validation epoch.
+
+    A multi-task plan (``plan.tasks``) takes mappings ``{task: dataset}`` and ``{task: collate}`` and the share of
+    each training step's batch per task (``task_batch_sizes``); see :class:`~transferkit.engine.data.EngineData`.
 
     Checks that can fail fast (a resume with nothing to resume, a device that is not here) run before any work.
     """
@@ -178,7 +182,8 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset, val:
 
     module = AdaptationModule(model, plan, settings)
     data = EngineData(train, val, batch_size=settings.batch_size, seed=settings.seed, train_collate=train_collate,
-                      val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu")
+                      val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu",
+                      task_batch_sizes=task_batch_sizes)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, strategy=_distribution(settings), precision=precision,

@@ -2,8 +2,9 @@
 
 from transferkit.heads.bottleneck import BottleneckHead
 from transferkit.heads.linear import LinearHead
+from transferkit.heads.multitask import HeadSet
 
 #: Head class names (as saved in a model folder's config.json) -> classes.
 HEAD_TYPES = {"LinearHead": LinearHead, "BottleneckHead": BottleneckHead}
 
-__all__ = ["HEAD_TYPES", "BottleneckHead", "LinearHead"]
+__all__ = ["HEAD_TYPES", "BottleneckHead", "HeadSet", "LinearHead"]

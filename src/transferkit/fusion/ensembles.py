@@ -1,0 +1,130 @@
+"""Ensembles in output space: the mean of the members' class probabilities, uniform or weighted.
+
+Weighted: the weights ``w`` on the simplex minimise the validation log-loss of the mixture,
+``-1/N sum_n log sum_m w_m P_m(y_n | x_n)`` (a convex problem in ``w``), parametrised as ``w = softmax(z)`` and
+solved by L-BFGS from the uniform weights. The result is never worse than the uniform mean on the validation
+log-loss (if the solver ended higher, the uniform weights are kept). Members may have different backbones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from transferkit.errors import ConfigError
+from transferkit.fusion._common import accuracy_and_loss, as_dataset, as_model
+
+ENSEMBLE_WEIGHTINGS = ("uniform", "fitted")
+
+
+def mixture_log_loss(member_proba: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    """Mean negative log-likelihood of the mixture ``sum_m w_m P_m``; ``member_proba`` is ``(M, N, C)``."""
+    picked = member_proba[:, np.arange(len(y)), y]  # (M, N)
+    return float(-np.mean(np.log(np.clip(weights @ picked, 1e-12, None))))
+
+
+def fit_ensemble_weights(member_proba: np.ndarray, y: np.ndarray, max_iter: int = 500) -> np.ndarray:
+    """Weights ``(M,)`` on the simplex minimising :func:`mixture_log_loss` on ``(member_proba, y)``."""
+    from scipy.optimize import minimize
+
+    count = member_proba.shape[0]
+    uniform = np.full(count, 1.0 / count)
+    if count == 1:
+        return uniform
+    picked = np.clip(member_proba[:, np.arange(len(y)), y].astype(np.float64), 1e-12, None)  # (M, N)
+
+    def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        q = np.clip(w @ picked, 1e-300, None)
+        loss = -np.mean(np.log(q))
+        grad_w = -np.mean(picked / q, axis=1)
+        return float(loss), w * (grad_w - w @ grad_w)
+
+    solution = minimize(objective, np.zeros(count), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    w = np.exp(solution.x - solution.x.max())
+    w /= w.sum()
+    if mixture_log_loss(member_proba, y, w) > mixture_log_loss(member_proba, y, uniform):
+        return uniform
+    return w
+
+
+@dataclass
+class EnsembleResult:
+    model: Any
+    weighting: str
+    weights: list[float]
+    members: list[dict[str, Any]]
+    val: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": f"{self.weighting} ensemble", "weights": self.weights, "members": self.members,
+                "val": self.val}
+
+    def summary(self) -> str:
+        lines = [f"{'member':<40}  weight  val accuracy"]
+        for w, m in zip(self.weights, self.members):
+            acc = m.get("val_accuracy")
+            lines.append(f"{m['name'][-40:]:<40}  {w:6.3f}  {acc if acc is not None else float('nan'):12.4f}")
+        for key in ("uniform", "fitted"):
+            if key in self.val:
+                lines.append(f"{key + ' ensemble':<40}          {self.val[key]['accuracy']:12.4f}  "
+                             f"(log-loss {self.val[key]['log_loss']:.4f})")
+        return "\n".join(lines)
+
+
+def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted", output: str | Path | None = None,
+             overwrite: bool = False, batch_size: int = 64, device: str = "auto", label_column: str | None = None,
+             text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+             progress: bool = False) -> EnsembleResult:
+    """An ensemble of ``models`` (model folders or models; any backbones, one label set and modality).
+
+    ``weighting = "fitted"`` fits the weights on ``val``; ``"uniform"`` averages (``val`` then only adds figures).
+    """
+    from transferkit.artifacts import check_output_folder
+    from transferkit.fusion.models import EnsembleModel
+
+    if weighting not in ENSEMBLE_WEIGHTINGS:
+        raise ConfigError(f"ensemble: weighting must be one of {', '.join(ENSEMBLE_WEIGHTINGS)}; got {weighting!r}.")
+    if len(models) < 2:
+        raise ConfigError(f"ensemble: give at least two models; got {len(models)}.")
+    if output is not None:
+        check_output_folder(output, overwrite)
+    names = [str(m) if isinstance(m, (str, Path)) else f"model {i}" for i, m in enumerate(models)]
+    loaded = [as_model(m, f"ensemble model {i}") for i, m in enumerate(models)]
+    uniform_model = EnsembleModel(loaded)  # checks modality and label sets
+    val_ds = as_dataset(val, "validation", label_column=label_column, text_column=text_column,
+                        path_column=path_column, encoding=encoding, required=weighting == "fitted")
+    members = [{"name": n, "backbone": getattr(m, "backbone", None) and m.backbone.name,
+                "strategy": getattr(m, "strategy", None)} for n, m in zip(names, loaded)]
+    weights = np.asarray(uniform_model.weights)
+    figures: dict[str, Any] = {}
+    if val_ds is not None:
+        y = val_ds.label_array(uniform_model.classes)
+        member_proba = uniform_model.member_probabilities(val_ds, batch_size=batch_size, device=device, cache=None,
+                                                          progress=progress)
+        for info, proba in zip(members, member_proba):
+            info["val_accuracy"], info["val_log_loss"] = accuracy_and_loss(proba, y)
+        if weighting == "fitted":
+            weights = fit_ensemble_weights(member_proba, y)
+        for key, w in (("uniform", np.asarray(uniform_model.weights)), ("fitted", weights)):
+            if key == "fitted" and weighting != "fitted":
+                continue
+            accuracy, loss = accuracy_and_loss(np.tensordot(w, member_proba, axes=1), y)
+            figures[key] = {"accuracy": accuracy, "log_loss": loss}
+    weights = weights / weights.sum()
+    model = EnsembleModel(loaded, weights.tolist(), classes=uniform_model.classes)
+    result = EnsembleResult(model, weighting, [float(w) for w in weights], members, figures)
+    if output is not None:
+        from transferkit.artifact_kinds import save_ensemble
+
+        result.output = save_ensemble(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
+                                      overwrite=overwrite,
+                                      extra_files={"ensemble.json": json.dumps(result.to_dict(), indent=2) + "\n",
+                                                   "summary.txt": result.summary() + "\n"})
+    return result

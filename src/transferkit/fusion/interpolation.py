@@ -1,0 +1,188 @@
+"""Weight interpolation between the pretrained and the fine-tuned model (WiSE-FT: Wortsman et al. 2022, "Robust
+fine-tuning of zero-shot models").
+
+``theta(alpha) = (1 - alpha) theta_pretrained + alpha theta_finetuned`` over every weight of backbone and head.
+The pretrained end is the pretrained backbone with a linear probe as its head (fitted here on the training data,
+or given as a linear-probe model folder), so that both ends are classifiers for the same classes. ``alpha`` is
+swept over a grid and chosen on validation data (accuracy, then log-loss); alpha 0 is exactly the probe, alpha 1
+exactly the fine-tuned model. Interpolation often keeps most of fine-tuning's gain on the training distribution
+while recovering the pretrained model's robustness under distribution shift.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError
+from transferkit.fusion._common import (accuracy_and_loss, as_dataset, check_same_architecture, cpu_state, load_state,
+                                        predict_kwargs, single_models, weighted_state)
+
+log = logging.getLogger("transferkit")
+
+DEFAULT_ALPHAS = tuple(round(float(a), 2) for a in np.linspace(0.0, 1.0, 11))
+
+
+def interpolate_states(pretrained: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor],
+                       alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * pretrained + alpha * finetuned`` tensor by tensor (exactly an end at alpha 0 or 1)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"interpolation alpha must be in [0, 1]; got {alpha}.")
+    return weighted_state([pretrained, finetuned], [1.0 - alpha, alpha])
+
+
+@dataclass
+class InterpolationResult:
+    """The chosen model, its ``alpha``, and the curve: per alpha, accuracy and log-loss on each dataset."""
+
+    model: Any
+    alpha: float
+    curve: list[dict[str, Any]]
+    output: Path | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "interpolate", "alpha": self.alpha, "curve": self.curve, **self.facts}
+
+    def summary(self) -> str:
+        names = [k[: -len("_accuracy")] for k in self.curve[0] if k.endswith("_accuracy")]
+        lines = ["alpha  " + "  ".join(f"{n + ' acc':>14}" for n in names)]
+        for row in self.curve:
+            mark = "  <- chosen" if row["alpha"] == self.alpha else ""
+            lines.append(f"{row['alpha']:5.2f}  " + "  ".join(f"{row[n + '_accuracy']:14.4f}" for n in names) + mark)
+        return "\n".join(lines)
+
+
+def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, pretrained: Any = None,
+                        batch_size: int = 64, device: str = "auto", seed: int = 0, probe_c: float | None = None,
+                        cache_dir: str | None = None, progress: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The pretrained end of the line: ``pretrained`` (a linear-probe model folder) when given, else the pretrained
+    backbone named by the fine-tuned model with a linear probe fitted on ``train`` (C chosen on ``val``)."""
+    from transferkit.backbones import create_backbone
+    from transferkit.features.cache import FeatureCache
+    from transferkit.features.extract import extract_features
+    from transferkit.model import TransferModel
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    if pretrained is not None:
+        return single_models([pretrained], "interpolate")[0], {"pretrained": str(pretrained)}
+    name = finetuned.backbone.name
+    if name.startswith("random:"):
+        raise ConfigError(f"interpolate: the fine-tuned model's backbone '{name}' has no pretrained weights to "
+                          "interpolate towards; give the other end as --pretrained (a model folder).")
+    if train is None:
+        raise ConfigError("interpolate: give training data (--train) to fit the linear probe of the pretrained end, "
+                          "or a linear-probe model folder as --pretrained.")
+    options = {"max_length": finetuned.backbone.preprocessing["max_length"]} if finetuned.modality == "text" else {}
+    backbone = create_backbone(name, **options)
+    if backbone.modality == "image":
+        backbone.image_preprocessing = type(backbone.image_preprocessing).from_dict(finetuned.backbone.preprocessing)
+    cache = FeatureCache(cache_dir) if cache_dir else _default_cache()
+    extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
+    classes = finetuned.classes
+    probe = LinearProbe(C=probe_c, random_state=seed).fit(
+        extract_features(backbone, train, **extract), train.label_array(classes),
+        extract_features(backbone, val, **extract), val.label_array(classes))
+    if len(probe.classes_) != len(classes):
+        raise ConfigError(f"interpolate: the training data holds {len(probe.classes_)} of the fine-tuned model's "
+                          f"{len(classes)} classes; the probe needs examples of every class.")
+    model = TransferModel(backbone, probe.to_head(), classes, strategy="linear-probe").eval()
+    return model, {"pretrained": f"{name} + linear probe (C={probe.C_:g}) fitted on {len(train)} examples"}
+
+
+def _default_cache():
+    from transferkit.api import default_cache_dir
+    from transferkit.features.cache import FeatureCache
+
+    return FeatureCache(default_cache_dir())
+
+
+def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any = None,
+                alphas: Sequence[float] | None = None, eval_sets: dict[str, Any] | None = None,
+                output: str | Path | None = None, overwrite: bool = False, batch_size: int = 64,
+                device: str = "auto", seed: int = 0, probe_c: float | None = None, cache_dir: str | None = None,
+                label_column: str | None = None, text_column: str | None = None, path_column: str | None = None,
+                encoding: str = "utf-8", progress: bool = False) -> InterpolationResult:
+    """Sweep ``alpha`` between the pretrained end and ``finetuned`` (a model folder or model), choose it on ``val``.
+
+    ``eval_sets`` (name -> data) are evaluated at every alpha too (for example a shifted test domain); they never
+    influence the choice. With ``output``, the chosen model is saved there with ``interpolation.json`` (the curve)
+    and ``interpolation.png`` (accuracy against alpha).
+    """
+    from transferkit.artifacts import check_output_folder
+
+    if output is not None:
+        check_output_folder(output, overwrite)
+    alphas = sorted({float(a) for a in (alphas if alphas is not None else DEFAULT_ALPHAS)})
+    if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
+        raise ConfigError(f"interpolate: alphas must be numbers in [0, 1]; got {alphas}.")
+    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    finetuned_model = single_models([finetuned], "interpolate")[0]
+    val_ds = as_dataset(val, "validation", **columns)
+    train_ds = as_dataset(train, "training", **columns, required=False)
+    sets = {"val": val_ds, **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
+    start_model, facts = pretrained_endpoint(finetuned_model, train=train_ds, val=val_ds, pretrained=pretrained,
+                                             batch_size=batch_size, device=device, seed=seed, probe_c=probe_c,
+                                             cache_dir=cache_dir, progress=progress)
+    check_same_architecture([finetuned_model, start_model], ["the fine-tuned model", "the pretrained end"],
+                            "interpolate")
+    theta_pre, theta_ft = cpu_state(start_model), cpu_state(finetuned_model)
+    labels = {name: d.label_array(finetuned_model.classes) for name, d in sets.items()}
+    working = copy.deepcopy(finetuned_model)  # the caller's model keeps its weights
+    curve = []
+    kwargs = predict_kwargs(batch_size, device, progress)
+    for alpha in alphas:
+        load_state(working, interpolate_states(theta_pre, theta_ft, alpha))
+        row: dict[str, Any] = {"alpha": alpha}
+        for name, dataset in sets.items():
+            accuracy, loss = accuracy_and_loss(working.predict_proba(dataset, **kwargs), labels[name])
+            row[f"{name}_accuracy"], row[f"{name}_log_loss"] = accuracy, loss
+        curve.append(row)
+        log.info("interpolate: alpha %.2f  val accuracy %.4f", alpha, row["val_accuracy"])
+    best = max(curve, key=lambda r: (r["val_accuracy"], -r["val_log_loss"]))
+    load_state(working, interpolate_states(theta_pre, theta_ft, best["alpha"]))
+    working.strategy = "interpolated"
+    facts.update(finetuned=str(finetuned) if isinstance(finetuned, (str, Path)) else "model",
+                 alphas=alphas, chosen_on="validation accuracy, then log-loss")
+    result = InterpolationResult(working, best["alpha"], curve, facts=facts)
+    if output is not None:
+        from transferkit.artifacts import save_model
+
+        metrics = {"fusion": result.to_dict(), "validation": {"accuracy": best["val_accuracy"],
+                                                              "log_loss": best["val_log_loss"]}}
+        result.output = save_model(working, output, metrics=metrics, run_config=result.to_dict(), overwrite=overwrite,
+                                   include_backbone=True,
+                                   extra_files={"interpolation.json": json.dumps(result.to_dict(), indent=2) + "\n",
+                                                "summary.txt": result.summary() + "\n"})
+        plot_curve(curve, best["alpha"], Path(result.output) / "interpolation.png")
+    return result
+
+
+def plot_curve(curve: list[dict[str, Any]], chosen: float, path: Path) -> Path:
+    """Accuracy against alpha, one line per dataset, the chosen alpha marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = [r["alpha"] for r in curve]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for key in [k for k in curve[0] if k.endswith("_accuracy")]:
+        ax.plot(alphas, [r[key] for r in curve], marker="o", label=key[: -len("_accuracy")])
+    ax.axvline(chosen, color="grey", linestyle="--", linewidth=1, label=f"chosen alpha {chosen:g}")
+    ax.set_xlabel("alpha (0 = pretrained + probe, 1 = fine-tuned)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("weight interpolation")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

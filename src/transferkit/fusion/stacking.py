@@ -1,0 +1,169 @@
+"""Stacking features of several pretrained backbones: each backbone's cached features, optionally reduced by PCA
+(fitted on the training features, per backbone, so that a wide backbone does not drown a narrow one), are
+concatenated and a linear probe (:class:`~transferkit.strategies.linear_probe.LinearProbe`, C chosen on the
+validation data) is fitted on them. The backbone set can be given by name or taken from a ranking (``rank``):
+its best ``top`` pretrained rows.
+
+Features come from the feature cache, so stacking backbones that were ranked or probed before costs no backbone
+pass; the single backbones' probes are fitted beside it on the same features for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from transferkit.errors import ConfigError
+from transferkit.fusion._common import accuracy_and_loss, as_dataset
+
+
+def backbones_from_ranking(ranking: Any, top: int | None = None) -> list[str]:
+    """Pretrained backbone names, best first, from a :class:`~transferkit.selection.ranking.Ranking`, its
+    ``to_dict()`` / ``transferkit rank --json`` output, or the path of such a JSON file."""
+    if isinstance(ranking, (str, Path)):
+        path = Path(ranking)
+        if not path.is_file():
+            raise ConfigError(f"stack: ranking file {path} does not exist; save one with `transferkit rank DATA "
+                              "--json > ranking.json`.")
+        try:
+            ranking = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ConfigError(f"stack: {path} is not a JSON ranking ({exc}).") from exc
+    rows = ranking.get("rows") if isinstance(ranking, dict) else [vars(r) for r in getattr(ranking, "rows", [])]
+    if not rows:
+        raise ConfigError("stack: the ranking has no rows.")
+    names = [row["name"] for row in rows if row.get("kind") != "raw"]
+    if top is not None:
+        if top < 1:
+            raise ConfigError(f"stack: top must be at least 1; got {top}.")
+        names = names[:top]
+    if not names:
+        raise ConfigError("stack: the ranking holds no pretrained backbone.")
+    return names
+
+
+@dataclass
+class StackResult:
+    model: Any
+    backbones: list[str]
+    reduce: int | None
+    probe_C: float
+    val: dict[str, Any] = field(default_factory=dict)
+    single: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "stack", "backbones": self.backbones, "reduce": self.reduce, "probe_C": self.probe_C,
+                "val": self.val, "single_backbones": self.single}
+
+    def summary(self) -> str:
+        sets = list(self.val)
+        lines = [f"{'features':<44}" + "".join(f"  {s + ' acc':>12}" for s in sets)]
+        for name, figures in self.single.items():
+            lines.append(f"{name[-44:]:<44}" + "".join(f"  {figures[s]['accuracy']:12.4f}" for s in sets))
+        label = " + ".join(self.backbones) + (f" (PCA {self.reduce} each)" if self.reduce else "")
+        lines.append(f"{label[-44:]:<44}" + "".join(f"  {self.val[s]['accuracy']:12.4f}" for s in sets))
+        return "\n".join(lines)
+
+
+def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranking: Any = None,
+          top: int | None = None, reduce: int | None = None, eval_sets: dict[str, Any] | None = None,
+          output: str | Path | None = None, overwrite: bool = False, probe_c: float | None = None, seed: int = 0,
+          batch_size: int = 64, device: str = "auto", cache_dir: str | None = None, no_cache: bool = False,
+          max_length: int = 256, compare_single: bool = True, label_column: str | None = None,
+          text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+          progress: bool = False) -> StackResult:
+    """Fit a linear probe on the concatenated features of ``backbones`` (or the ``top`` rows of ``ranking``).
+
+    ``reduce`` keeps that many PCA components per backbone. ``val`` chooses the probe's C (cross-validation on
+    ``train`` when not given); ``eval_sets`` (name -> data) are only evaluated. With ``compare_single``, each
+    backbone's own probe is evaluated beside the stack.
+    """
+    from sklearn.decomposition import PCA
+
+    from transferkit.api import default_cache_dir
+    from transferkit.artifacts import check_output_folder
+    from transferkit.backbones import create_backbone
+    from transferkit.features.cache import FeatureCache
+    from transferkit.features.extract import extract_features
+    from transferkit.fusion.models import StackedModel
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    if ranking is not None:
+        if backbones:
+            raise ConfigError("stack: give the backbones or a ranking, not both.")
+        backbones = backbones_from_ranking(ranking, top)
+    elif top is not None and backbones:
+        backbones = list(backbones)[:top]
+    if not backbones:
+        raise ConfigError("stack: give at least one backbone (names, or a ranking from `transferkit rank`).")
+    if len(set(backbones)) != len(backbones):
+        raise ConfigError(f"stack: backbones repeat: {list(backbones)}.")
+    if reduce is not None and reduce < 1:
+        raise ConfigError(f"stack: reduce (PCA components per backbone) must be at least 1; got {reduce}.")
+    if output is not None:
+        check_output_folder(output, overwrite)
+    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    train_ds = as_dataset(train, "training", **columns)
+    val_ds = as_dataset(val, "validation", **columns, required=False)
+    sets = {**({"val": val_ds} if val_ds is not None else {}),
+            **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
+    classes = train_ds.classes
+    built = []
+    for name in backbones:
+        torch.manual_seed(seed)
+        backbone = create_backbone(name, max_length=max_length) if train_ds.modality == "text" else create_backbone(name)
+        if backbone.modality != train_ds.modality:
+            raise ConfigError(f"stack: backbone '{name}' takes {backbone.modality} input but the data is "
+                              f"{train_ds.modality}.")
+        built.append(backbone)
+    cache = None if no_cache else FeatureCache(cache_dir or default_cache_dir())
+    extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
+    train_features = [extract_features(b, train_ds, **extract) for b in built]
+    set_features = {s: [extract_features(b, d, **extract) for b in built] for s, d in sets.items()}
+    y_train = train_ds.label_array(classes)
+    labels = {s: d.label_array(classes) for s, d in sets.items()}
+
+    reducers: list[dict[str, torch.Tensor] | None] = []
+    for features in train_features:
+        if reduce is None:
+            reducers.append(None)
+            continue
+        components = min(reduce, features.shape[1], len(features))
+        pca = PCA(n_components=components, random_state=seed).fit(features)
+        reducers.append({"mean": torch.as_tensor(pca.mean_, dtype=torch.float32),
+                         "components": torch.as_tensor(pca.components_, dtype=torch.float32)})
+    holder = StackedModel(built, reducers, torch.nn.Identity(), classes)
+    X_train = holder.transform(train_features)
+    X_val = holder.transform(set_features["val"]) if val_ds is not None else None
+    probe = LinearProbe(C=probe_c, random_state=seed).fit(X_train, y_train, X_val,
+                                                          labels["val"] if val_ds is not None else None)
+    model = StackedModel(built, reducers, probe.to_head(), classes).eval()
+    figures = {}
+    for s in sets:
+        accuracy, loss = accuracy_and_loss(model.head_proba(holder.transform(set_features[s])), labels[s])
+        figures[s] = {"accuracy": accuracy, "log_loss": loss}
+    single: dict[str, dict[str, Any]] = {}
+    if compare_single and sets:
+        for index, name in enumerate(backbones):
+            own = LinearProbe(C=probe_c, random_state=seed).fit(
+                train_features[index], y_train, set_features["val"][index] if val_ds is not None else None,
+                labels["val"] if val_ds is not None else None)
+            single[name] = {}
+            for s in sets:
+                accuracy, loss = accuracy_and_loss(own.predict_proba(set_features[s][index]), labels[s])
+                single[name][s] = {"accuracy": accuracy, "log_loss": loss}
+    result = StackResult(model, list(backbones), reduce, float(probe.C_), figures, single)
+    if output is not None:
+        from transferkit.artifact_kinds import save_stacked
+
+        result.output = save_stacked(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
+                                     overwrite=overwrite,
+                                     extra_files={"stack.json": json.dumps(result.to_dict(), indent=2) + "\n",
+                                                  "summary.txt": result.summary() + "\n"})
+    return result
