@@ -101,6 +101,24 @@ def test_nan_label_in_jsonl_names_the_row(tmp_path: Path) -> None:
         load_data(path)
 
 
+def test_nested_label_or_text_in_jsonl_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": ["x", "y"]}\n')
+    with pytest.raises(DataError, match=r"t.jsonl row 2: the label \('label'\) is a list"):
+        load_data(path)
+    path.write_text('{"text": {"body": "a"}, "label": "x"}\n{"text": "b", "label": "y"}\n')
+    with pytest.raises(DataError, match=r"t.jsonl row 1: the text \('text'\) is a dict, not a string"):
+        load_data(path)
+
+
+def test_extremely_long_texts_are_truncated_to_max_length(tiny_text_model: Path) -> None:
+    from transferkit.backbones import create_backbone
+
+    backbone = create_backbone(str(tiny_text_model), max_length=16)
+    batch = backbone.collate([backbone.prepare("word " * 200_000), backbone.prepare("short")])
+    assert batch["input_ids"].shape == (2, 16)
+
+
 def test_empty_text_cell_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text('text,label\ngood,pos\n"   ",neg\n')

@@ -82,15 +82,25 @@ def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "
     return Dataset("text", items, label_list, origin, [f"{origin}[{i}]" for i in range(len(items))])
 
 
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+
+
+def _label_cell(value: Any, where: str, column: str = "label") -> str:
+    """One label as a string (``3.0`` -> ``"3"``); missing, empty and nested (list / object) values are errors
+    naming ``where`` (a row or an index)."""
+    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
+        raise DataError(f"{where}: the {column} is a {type(value).__name__} ({str(value)[:40]}); a label must be "
+                        "a string or a number.")
+    if _is_blank(value):
+        raise DataError(f"{where}: the {column} is missing or empty. Fill it in or drop the row.")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def _labels_to_str(labels: list[Any], origin: str) -> list[str]:
-    out = []
-    for i, label in enumerate(labels):
-        if label is None or (isinstance(label, float) and np.isnan(label)) or str(label).strip() == "":
-            raise DataError(f"{origin}: label {i} is missing or empty; every example needs a label.")
-        if isinstance(label, (float, np.floating)) and float(label).is_integer():
-            label = int(label)
-        out.append(str(label).strip())
-    return out
+    return [_label_cell(label, f"{origin}: label {i}") for i, label in enumerate(labels)]
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -245,14 +255,8 @@ def load_table(
     row_ids = [_row_name(path, i, kind) for i in range(len(table))]
     labels = None
     if require_labels:
-        raw = table[label_col].tolist()
-        labels = []
-        for i, value in enumerate(raw):
-            if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
-                raise DataError(f"{row_ids[i]}: the label ('{label_col}') is missing or empty. Fill it in or drop the row.")
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            labels.append(str(value).strip())
+        labels = [_label_cell(value, row_ids[i], f"label ('{label_col}')")
+                  for i, value in enumerate(table[label_col].tolist())]
     if text_col is not None:
         texts = table[text_col].tolist()
         _check_texts(texts, row_ids, column=text_col)
@@ -272,5 +276,7 @@ def load_table(
 
 def _check_texts(texts: Sequence[Any], row_ids: Sequence[str], column: str = "text") -> None:
     for i, text in enumerate(texts):
-        if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
+        if isinstance(text, (list, tuple, dict, set, np.ndarray)):
+            raise DataError(f"{row_ids[i]}: the text ('{column}') is a {type(text).__name__}, not a string.")
+        if _is_blank(text):
             raise DataError(f"{row_ids[i]}: the text ('{column}') is missing or empty. Fill it in or drop the row.")
