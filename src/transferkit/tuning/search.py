@@ -131,6 +131,10 @@ def _defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str,
     for name, spec in space.items():
         section, _, option = name.partition(".")
         value = values[section][option] if option else values.get(name)
+        if value is None and name == "lr" and base.strategy != LINEAR_PROBE:
+            from transferkit.strategies.registry import build_strategy
+
+            value = build_strategy(base).default_lr  # what the run uses when lr is not given
         if value is None:
             continue
         if ("choices" in spec and value in spec["choices"]) or \
@@ -202,7 +206,11 @@ def _storage(url: str) -> Any:
     import optuna
 
     if url.startswith(("sqlite:", "postgresql", "mysql")):
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_PERIOD_S)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_PERIOD_S)
     return url
 
 
@@ -418,7 +426,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
 def runnable_config(config: FitConfig) -> dict[str, Any]:
     """The options of ``config`` that differ from the defaults, as a YAML-ready mapping for ``fit --config``."""
     values = config.model_dump(exclude_defaults=True)
-    for key in ("output", "overwrite", "resume", "work_dir"):
+    for key in ("output", "overwrite", "resume", "work_dir", "progress"):
         values.pop(key, None)
     return values
 

@@ -1,0 +1,114 @@
+"""tune: a study that is stopped or killed and restarted continues with the trials already done; pruning reports
+through the engine; the best configuration runs with fit --config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthetic_texts import synthetic_dataset, write_synthetic_csv
+from test_cli import CLI, run
+from transferkit.errors import ConfigError
+from transferkit.tuning.search import default_space, tune
+
+optuna = pytest.importorskip("optuna")
+
+
+def test_a_stopped_study_resumes_with_its_trials(tiny_text_model: Path, tmp_path: Path) -> None:
+    data = synthetic_dataset(8)
+    common = dict(backbone=str(tiny_text_model), device="cpu", progress=False, cache_dir=str(tmp_path / "cache"),
+                  output=str(tmp_path / "tune"), study_name="probe")
+    first = tune(data, n_trials=3, **common)
+    assert first.n_complete == 3 and first.n_run_now == 3
+    storage = f"sqlite:///{(tmp_path / 'tune' / 'study.db').resolve()}"
+    assert first.storage == storage
+    before = {t.number: (t.params, t.value) for t in optuna.load_study(study_name="probe", storage=storage).trials}
+    second = tune(data, n_trials=5, **common)
+    assert second.n_run_now == 2 and second.n_complete == 5  # only the missing trials ran
+    trials = optuna.load_study(study_name="probe", storage=storage).trials
+    assert {t.number: (t.params, t.value) for t in trials[:3]} == before
+    third = tune(data, n_trials=5, **common)
+    assert third.n_run_now == 0 and third.best_value == second.best_value
+    assert all(1e-4 <= t.params["probe_c"] <= 1e2 for t in trials)
+    best = yaml.safe_load((tmp_path / "tune" / "best_config.yaml").read_text())
+    assert best["probe_c"] == pytest.approx(second.best_params["probe_c"])
+    assert len(second.top) == 5 and all(Path(row["config"]).is_file() for row in second.top)
+
+
+def test_training_trials_report_every_epoch_to_the_pruner(tiny_text_model: Path, tmp_path: Path) -> None:
+    result = tune(synthetic_dataset(8), strategy="finetune", backbone=str(tiny_text_model), epochs=3, batch_size=8,
+                  patience=0, augment="none", tracking_uri="off", device="cpu", progress=False, n_trials=2,
+                  space={"lr": {"low": 1e-5, "high": 1e-2, "log": True}}, storage=f"sqlite:///{tmp_path / 's.db'}",
+                  work_dir=str(tmp_path / "work"))
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 's.db'}")
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert sorted(trial.intermediate_values) == [0, 1, 2]  # one report per epoch, from the engine's callback
+        assert trial.value == pytest.approx(max(trial.intermediate_values.values()))
+    assert study.trials[0].params["lr"] == pytest.approx(1e-4)  # the first trial of a new study runs the defaults
+
+
+def test_cv_objective_reports_per_fold(tiny_text_model: Path, tmp_path: Path) -> None:
+    result = tune(synthetic_dataset(6), backbone=str(tiny_text_model), objective="cv", folds=3, n_trials=2,
+                  device="cpu", progress=False, storage=f"sqlite:///{tmp_path / 'cv.db'}")
+    assert result.n_complete == 2 and len(result.top[0]["fold_accuracies"]) == 3
+
+
+def test_bad_search_spaces_fail_before_any_trial(tmp_path: Path) -> None:
+    data = synthetic_dataset(4)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        tune(data, space={"learning_rate": [0.1]}, storage=f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(ConfigError, match="lora.rank"):
+        tune(data, strategy="lora", space={"lora.rank": {"low": 0, "high": 4}}, storage=f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(ConfigError, match="low .* must be below high"):
+        tune(data, space={"probe_c": {"low": 2.0, "high": 1.0}})
+    assert set(default_space("lora")) >= {"lr", "lora.rank"} and "probe_c" in default_space("linear-probe")
+
+
+def test_killed_search_resumes_from_the_command_line(tiny_text_model: Path, tmp_path: Path) -> None:
+    csv = write_synthetic_csv(tmp_path / "texts.csv", per_class=8)
+    out = tmp_path / "tune"
+    args = ["tune", str(csv), "--backbone", str(tiny_text_model), "--device", "cpu", "--cache-dir",
+            str(tmp_path / "cache"), "--output", str(out), "--study-name", "s", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*CLI, *args, "--n-trials", "1000"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    done: list = []
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                done = optuna.load_study(study_name="s", storage=storage).get_trials(
+                    states=(optuna.trial.TrialState.COMPLETE,))
+            except Exception:  # the study is not created yet
+                continue
+            if len(done) >= 3:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(done) >= 3
+    killed_at = {t.number: t.params for t in done}
+    total = len(optuna.load_study(study_name="s", storage=storage).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,))) + 2
+    result = run(*args, "--n-trials", str(total))
+    study = optuna.load_study(study_name="s", storage=storage)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == total and f"{total} complete" in result.stdout
+    assert all(study.trials[n].params == p for n, p in killed_at.items())  # earlier trials kept as they were
+    best = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert best["data"] == str(csv) and "probe_c" in best
+    import transferkit as tk
+    from transferkit.config import load_config_file, make_config
+
+    config = make_config(**{**load_config_file(out / "best_config.yaml"), "progress": False, "report": False, "tracking_uri": "off"})
+    assert tk.fit(config=config).accuracy >= 0  # the saved configuration is ready to run
