@@ -153,6 +153,14 @@ def test_gradual_unfreezing_with_several_processes_is_refused(images, tmp_path: 
                             create_backbone(TINY_IMAGE_BACKBONE), train, val, train.classes)
 
 
+def test_the_global_batch_must_split_over_every_process_of_every_machine(images, tmp_path: Path) -> None:
+    train, val = images
+    with pytest.raises(ConfigError, match=r"'batch_size' \(6\).*'devices' x 'num_nodes' = 4"):
+        train_with_strategy(config(tmp_path, devices=2, num_nodes=2, batch_size=6),
+                            create_backbone(TINY_IMAGE_BACKBONE), train, val, train.classes)
+    assert not (tmp_path / "work").exists()
+
+
 def test_fit_saves_the_finetuned_backbone_and_reloads_to_the_same_predictions(images, tmp_path: Path) -> None:
     train, test = images
     out = tmp_path / "model"

@@ -71,6 +71,7 @@ class FitConfig(BaseModel):
     work_dir: str | None = Field(None, description="training: folder for checkpoints and logs (default: under the transferkit cache, one per output folder)")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI of the run (params, per-epoch metrics, test metrics, report, model folder) (default: a SQLite store in the transferkit cache, sqlite:///.../mlflow/mlflow.db); off disables MLflow")
     devices: int = Field(1, gt=0, description="training: processes / GPUs to train on (with distributed=ddp, or under torchrun)")
+    num_nodes: int = Field(1, gt=0, description="training: machines taking part in a multi-node run (each with `devices` processes; launched by torchrun or a cluster scheduler such as SLURM)")
     distributed: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = Field("auto", description="training: Lightning's multi-device strategy (ddp for several processes or GPUs)")
     deterministic: bool = Field(True, description="training: deterministic algorithms, seeded (same run, same weights)")
     activation_checkpointing: bool = Field(False, description="training: recompute each layer group's activations in the backward pass instead of keeping them (much less memory for long inputs and large batches, about a third more compute)")

@@ -16,7 +16,7 @@ MONITORS = {"val_accuracy": "max", "val_loss": "min"}
 class EngineSettings:
     """Settings of one training run (a plain dataclass; :class:`~transferkit.config.FitConfig` fills it).
 
-    ``batch_size`` is the global batch: with ``devices = 2`` each process sees half of it, so a run gives the same
+    ``batch_size`` is the global batch: with ``devices = 2`` (or ``num_nodes = 2`` machines) each process sees half of it, so a run gives the same
     updates whatever the number of processes. ``work_dir`` holds ``checkpoints/`` (``last.ckpt`` for resuming,
     the best one for the result) and ``metrics.csv``; MLflow writes to ``tracking_uri`` (default: a SQLite file
     in ``work_dir``; ``"off"`` disables it), with ``log_params`` (the run's resolved options) as its parameters.
@@ -36,6 +36,7 @@ class EngineSettings:
     deterministic: bool = True
     device: str = "auto"
     devices: int | str = 1
+    num_nodes: int = 1
     distributed: str = "auto"
     num_workers: int = 0
     resume: bool = False
@@ -61,6 +62,7 @@ class EngineSettings:
             (self.patience >= 0, "patience", "zero (no early stopping) or more"),
             (self.monitor in MONITORS, "monitor", f"one of {', '.join(MONITORS)}"),
             (self.num_workers >= 0, "num_workers", "zero or more"),
+            (self.num_nodes >= 1, "num_nodes", "at least 1"),
         ]
         for ok, option, expected in checks:
             if not ok:

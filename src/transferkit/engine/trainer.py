@@ -186,7 +186,8 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
                       task_batch_sizes=task_batch_sizes)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, strategy=_distribution(settings), precision=precision,
+        accelerator=accelerator, devices=devices, num_nodes=settings.num_nodes, strategy=_distribution(settings),
+        precision=precision,
         max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate,
         deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
         callbacks=all_callbacks, logger=loggers, log_every_n_steps=settings.log_every_n_steps,

@@ -71,13 +71,14 @@ def engine_settings(config: Any, folder: Path, *, lr: float, run_name: str, log_
     from transferkit.engine.settings import EngineSettings
 
     distributed = config.distributed
-    if config.devices > 1 and distributed == "auto":
+    if (config.devices > 1 or config.num_nodes > 1) and distributed == "auto":
         distributed = "ddp"
     return EngineSettings(
         work_dir=folder, epochs=config.epochs, batch_size=config.batch_size, lr=lr, weight_decay=config.weight_decay,
         warmup_fraction=config.warmup, accumulate=config.accumulate, precision=config.precision,
         patience=config.patience, seed=config.seed, deterministic=config.deterministic, device=config.device,
-        devices=config.devices, distributed=distributed, num_workers=config.num_workers, resume=config.resume,
+        devices=config.devices, num_nodes=config.num_nodes, distributed=distributed, num_workers=config.num_workers,
+        resume=config.resume,
         tracking_uri=config.tracking_uri or default_tracking_uri(), run_name=run_name, progress=config.progress,
         log_params=log_params,
     )
@@ -92,10 +93,11 @@ def _check(config: Any, strategy: TrainingStrategy, backbone: Backbone, settings
     strategy.check(backbone)
     if backbone.modality == "text" and (config.mixup or config.cutmix):
         raise ConfigError("options 'mixup' and 'cutmix' mix images; for text use --augment (token masking).")
-    if config.batch_size % config.devices:
-        raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by 'devices' "
-                          f"({config.devices}): it is the global batch, split evenly across processes.")
-    if config.devices > 1 and strategy.changes_trainable:
+    processes = config.devices * config.num_nodes
+    if config.batch_size % processes:
+        raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by the number of processes "
+                          f"('devices' x 'num_nodes' = {processes}): it is the global batch, split evenly across them.")
+    if processes > 1 and strategy.changes_trainable:
         raise ConfigError("gradual unfreezing (--unfreeze-every) changes which parameters train during the run, "
                           "which DDP does not allow; use it with --devices 1, or freeze with --freeze instead.")
     if config.resume and not _has_progress(folder) and not any(_has_progress(f) for f in folder.parent.glob("*/")):
