@@ -207,8 +207,7 @@ def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dat
     from transferkit.strategies.run import train_with_strategy
 
     torch.manual_seed(config.seed)
-    options = {"max_length": config.max_length} if train.modality == "text" else {}
-    backbone = create_backbone(backbone_name, **options)
+    backbone = create_backbone(backbone_name, **config.backbone_options(train.modality))
     fold_config = config.model_copy(update={"work_dir": fold_dir, "output": None, "resume": False})
     trained = train_with_strategy(fold_config, backbone, train, None, classes)
     facts: dict[str, Any] = {"epochs_run": trained.outcome.epochs_run, "best_epoch": trained.outcome.best_epoch,
@@ -325,11 +324,10 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
 
         cache_root = default_cache_dir()
     cache = FeatureCache(cache_root)
-    options_bb = {"max_length": config.max_length} if dataset.modality == "text" else {}
     frozen = None
     if needs_frozen:
         torch.manual_seed(config.seed)
-        frozen_backbone = create_backbone(backbone_name, **options_bb)
+        frozen_backbone = create_backbone(backbone_name, **config.backbone_options(dataset.modality))
         if frozen_backbone.modality != dataset.modality:
             raise ConfigError(f"backbone '{backbone_name}' takes {frozen_backbone.modality} input but "
                               f"{dataset.origin} holds {dataset.modality} data.")

@@ -244,8 +244,7 @@ class _Objective:
             from transferkit.features.cache import FeatureCache
 
             torch.manual_seed(config.seed)
-            options = {"max_length": config.max_length} if self.dataset.modality == "text" else {}
-            self._frozen = create_backbone(self.backbone_name, **options)
+            self._frozen = create_backbone(self.backbone_name, **config.backbone_options(self.dataset.modality))
             self._cache = FeatureCache(config.cache_dir or default_cache_dir())
         return _ProbeOnFeatures(self._frozen, config, self._cache)
 
@@ -289,8 +288,7 @@ class _Objective:
 
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val_accuracy"))
         torch.manual_seed(config.seed)
-        options = {"max_length": config.max_length} if self.dataset.modality == "text" else {}
-        backbone = create_backbone(self.backbone_name, **options)
+        backbone = create_backbone(self.backbone_name, **config.backbone_options(self.dataset.modality))
         trained = train_with_strategy(config.model_copy(update={"work_dir": str(work), "output": None}), backbone,
                                       self.train, self.val, self.classes, callbacks=callbacks)
         trial.set_user_attr("epochs_run", trained.outcome.epochs_run)
