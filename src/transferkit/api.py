@@ -315,7 +315,10 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
     y_true = dataset.label_array(model.classes)
     cache = FeatureCache(cache_dir or default_cache_dir())
     proba = model.predict_proba(dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
-    return classification_metrics(y_true, proba.argmax(axis=1), model.classes)
+    from transferkit.evaluation.calibration import calibration_summary
+
+    return {**classification_metrics(y_true, proba.argmax(axis=1), model.classes),
+            "calibration": calibration_summary(y_true, proba)}
 
 
 def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: int = 64, device: str = "auto",
