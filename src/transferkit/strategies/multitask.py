@@ -207,6 +207,21 @@ class MultiTaskResult:
         return "\n".join(lines)
 
 
+#: Options that mean the same for a multi-task run as for ``fit``; the engine's settings are made from them.
+SHARED_TRAINING_OPTIONS = ("epochs", "batch_size", "weight_decay", "warmup", "accumulate", "precision", "patience",
+                           "seed", "deterministic", "device", "devices", "distributed", "num_workers", "resume",
+                           "tracking_uri", "progress", "work_dir", "output")
+
+
+def _training_view(config: MultiTaskConfig) -> Any:
+    """A :class:`~transferkit.config.FitConfig` with this run's training options (the rest at their defaults),
+    so that the engine's settings are made exactly as for ``fit``."""
+    from transferkit.config import make_config
+
+    return make_config("multitask options", strategy="finetune",
+                       **{name: getattr(config, name) for name in SHARED_TRAINING_OPTIONS})
+
+
 def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[TaskData], *,
                     callbacks: tuple = ()) -> Any:
     """Train ``backbone`` + one new head per task on the tasks' training data through the engine; returns a
@@ -228,7 +243,7 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
                              head_lr=config.head_lr, seed=config.seed)
     lr = config.lr or strategy.default_lr
     folder = run_folder(config, tasks[0].train) / strategy.name
-    settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} multitask",
+    settings = engine_settings(_training_view(config), folder, lr=lr, run_name=f"{backbone.name} multitask",
                                log_params=config.resolved(backbone=backbone.name, lr=lr))
     strategy.check(backbone)
     if config.batch_size % config.devices:
@@ -354,8 +369,10 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     modality = tasks[0].train.modality
     backbone_name = config.backbone or DEFAULT_BACKBONES[modality]
     torch.manual_seed(config.seed)
-    backbone = create_backbone(backbone_name, max_length=config.max_length) if modality == "text" \
-        else create_backbone(backbone_name)
+    if modality == "text":
+        backbone = create_backbone(backbone_name, max_length=config.max_length)
+    else:
+        backbone = create_backbone(backbone_name, **({"image_size": config.image_size} if config.image_size else {}))
     if backbone.modality != modality:
         raise ConfigError(f"backbone '{backbone_name}' takes {backbone.modality} input but the tasks hold {modality} "
                           "data; choose a backbone of that modality (`transferkit models`).")

