@@ -323,15 +323,25 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
 
 def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: int = 64, device: str = "auto",
             text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
-            progress: bool = True) -> list[dict[str, Any]]:
+            progress: bool = True, runtime: str = "torch", onnx_file: str | None = None,
+            model_dir: str | None = None) -> list[dict[str, Any]]:
     """Predictions for ``inputs``: a folder of images, a table, an image array, or a list of strings.
 
     Returns one dict per example: ``input`` (its path, row or index), ``label`` and ``probabilities`` (class ->
-    probability, the ``top_k`` most likely when given).
+    probability, the ``top_k`` most likely when given). ``runtime="onnx"`` computes them with ONNX Runtime on the
+    CPU from the model folder's ``model.onnx`` (``transferkit export``; an int8 one from ``transferkit compress``)
+    or ``onnx_file``; ``model_dir`` names the folder when ``model`` is already loaded.
     """
     from transferkit.data.sources import from_arrays, load_data
     from transferkit.data.validation import validate_dataset
 
+    if runtime not in ("torch", "onnx"):
+        raise ConfigError(f"runtime must be torch or onnx; got {runtime!r}.")
+    if runtime == "onnx":
+        from transferkit.compress.runtime import model_onnx_path
+
+        folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
+        onnx_path = model_onnx_path(folder, onnx_file)
     model = _as_model(model)
     if isinstance(inputs, str) and not os.path.exists(inputs) and model.modality == "text":
         inputs = [inputs]
@@ -342,7 +352,12 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
     else:
         dataset = from_arrays(inputs if isinstance(inputs, np.ndarray) else list(inputs), origin="inputs")
     validate_dataset(dataset, role="prediction")
-    proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress)
+    if runtime == "onnx":
+        from transferkit.compress.runtime import OnnxClassifier
+
+        proba = OnnxClassifier(model, onnx_path).predict_proba(dataset, batch_size=batch_size)
+    else:
+        proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress)
     out = []
     for row, p in zip(dataset.row_ids, proba):
         order = np.argsort(-p)[: top_k or len(p)]

@@ -48,7 +48,7 @@ def backbone_options(preprocessing: dict[str, Any]) -> dict[str, Any]:
     """The ``create_backbone`` options that reproduce a backbone's preprocessing."""
     if preprocessing.get("kind") == "text":
         return {"max_length": preprocessing["max_length"], "normalize": preprocessing["normalize"]}
-    return {"crop_pct": preprocessing["crop_pct"]}
+    return {"crop_pct": preprocessing["crop_pct"], "image_size": preprocessing["input_size"]}
 
 
 def is_model_folder(path: str | Path) -> bool:
@@ -181,6 +181,10 @@ def load_model(folder: str | Path, task: str | None = None):
     name = spec["name"].removeprefix("random:") if included else spec["name"]
     backbone = create_backbone(name, pretrained=not included, **spec.get("options", {}))
     backbone.name = spec["name"]
+    if spec.get("architecture_changes"):  # structured pruning: shrink the layers before loading their weights
+        from transferkit.compress.prune import apply_architecture_changes
+
+        apply_architecture_changes(backbone, spec["architecture_changes"])
     if included:
         state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
         _load_state(backbone, state, folder)

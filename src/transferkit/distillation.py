@@ -228,7 +228,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
         teacher_rows.append({"path": str(path), "backbone": t.backbone.name, "accuracy":
                              float(np.mean(p.argmax(axis=1) == y_test)),
                              "parameters": int(sum(q.numel() for q in t.parameters()))})
-    facts = {k: v for k, v in trained.facts.items() if k != "history"}
+    facts = dict(trained.facts)
     extra_facts: dict[str, Any] = {}
     if len(teachers) > 1:
         extra_facts["ensemble_accuracy"] = float(np.mean(np.mean(teacher_probas, axis=0).argmax(axis=1) == y_test))

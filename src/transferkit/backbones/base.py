@@ -90,5 +90,7 @@ class Backbone(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What a saved model records about its backbone (enough to rebuild it from the registry)."""
-        return {"name": self.name, "modality": self.modality, "num_features": self.num_features,
-                "preprocessing": self.preprocessing}
+        described = {"name": self.name, "modality": self.modality, "num_features": self.num_features,
+                     "preprocessing": self.preprocessing}
+        changes = getattr(self, "architecture_changes", None)  # layers shrunk by structured pruning
+        return {**described, "architecture_changes": changes} if changes else described

@@ -197,6 +197,8 @@ def predict(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions to this file (.jsonl or .csv) instead of printing them."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)."),
+    onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="With --runtime onnx: this ONNX file instead of MODEL/model.onnx."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
     """Predict the class of each input with MODEL; prints one JSON line per input (label and probabilities)."""
@@ -218,7 +220,8 @@ def predict(
             missing = next(i for i in inputs if not Path(i).exists())
             raise TransferkitError(f"{missing}: no such file or folder.")
         rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
-                          path_column=path_column, encoding=encoding, progress=not quiet)
+                          path_column=path_column, encoding=encoding, progress=not quiet, runtime=runtime,
+                          onnx_file=onnx_file, model_dir=model)
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:
@@ -286,7 +289,8 @@ def demo(
 # Commands that live in their own modules register themselves on `app` when imported (keep them light at import).
 COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve",
                               "transferkit.cli.cv", "transferkit.cli.tune", "transferkit.cli.multitask",
-                              "transferkit.cli.fuse", "transferkit.cli.adapt"]
+                              "transferkit.cli.fuse", "transferkit.cli.adapt", "transferkit.cli.distill",
+                              "transferkit.cli.compress"]
 
 
 def _register_commands() -> None:
