@@ -89,6 +89,15 @@ class Predictor:
         self.temperature = float(getattr(self.model, "temperature", 1.0) or 1.0)
         self._lock = threading.Lock()
         self._session = None
+        self._torch_device = None
+        if runtime == "torch":
+            from transferkit.features.extract import resolve_device
+
+            self._torch_device = resolve_device(device)
+            self.model.eval()
+            self.model.backbone.to(self._torch_device)  # the head runs on the CPU, on the pooled features
+            if self._torch_device.type == "cpu" and self.modality == "image":
+                self.model.backbone.to(memory_format=torch.channels_last)
         if runtime == "onnx":
             from transferkit.backbones._onnx_graph import onnx_session
 
@@ -104,10 +113,22 @@ class Predictor:
         if not items:
             return np.zeros((0, len(self.classes)), np.float32)
         with self._lock:
-            if self._session is None:
-                return self.model.predict_proba(self._dataset(items), batch_size=max(len(items), 1),
-                                                device=self.device, progress=False).astype(np.float32, copy=False)
-            return self._onnx_proba(items)
+            return self._torch_proba(items) if self._session is None else self._onnx_proba(items)
+
+    def _torch_proba(self, items: Sequence[Any]) -> np.ndarray:
+        """One forward pass over the whole request batch: the backbone's own prepare / collate, then the feature
+        path of :func:`~transferkit.features.extract.forward_batch` (the fast frozen CNN on the CPU) and the head
+        with the model's temperature, as :meth:`TransferModel.predict_proba` computes them."""
+        import torch
+
+        from transferkit.features.extract import forward_batch
+
+        backbone = self.model.backbone
+        batch = backbone.batch_to(backbone.collate([backbone.prepare(item) for item in items]), self._torch_device)
+        use_amp = self._torch_device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(self._torch_device.type, enabled=use_amp, dtype=torch.float16):
+            features = forward_batch(backbone, batch).float().cpu().numpy()
+        return self.model.head_proba(features).astype(np.float32, copy=False)
 
     def _onnx_proba(self, items: Sequence[Any]) -> np.ndarray:
         from transferkit.backbones._onnx_graph import onnx_feed
