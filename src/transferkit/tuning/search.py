@@ -5,7 +5,8 @@ Each trial draws values for the options of a search space (``lr``, ``weight_deca
 written ``section.option``), builds the run's config with them and scores it:
 
 - ``objective="val"``: trained on the training part of the data and scored by accuracy on a stratified validation
-  part (``val_fraction``; the test data is never seen). Training strategies report the validation accuracy after
+  part (``val_fraction``; the test data is never seen). Training strategies also stop early and pick their best
+  epoch on that part, so the objective is slightly optimistic; confirm the winner with ``transferkit cv``. Training strategies report the validation accuracy after
   every epoch to Optuna through the engine (``optuna_integration.PyTorchLightningPruningCallback``), and bad trials
   are pruned mid-run by the median rule (``MedianPruner``: a trial is stopped when its best epoch so far is worse
   than the median of earlier trials at the same epoch).
@@ -403,7 +404,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
                 study_.stop()
 
         study.optimize(objective, n_trials=remaining, timeout=tune_config.timeout, catch=(),
-                       callbacks=[stop_at_total], gc_after_trial=True)
+                       callbacks=[stop_at_total], gc_after_trial=config.strategy != LINEAR_PROBE)  # 1-2 s a call
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-t.value, t.number))
     result = TuneResult(name, url, None, {}, None, [], len(complete), count(TrialState.PRUNED),
