@@ -4,8 +4,9 @@ Why ONNX Runtime: ``torch.ao.quantization.quantize_dynamic`` still runs in torch
 replacement, torchao, was slower than float32 on the CPUs measured here), while ONNX Runtime's int8 kernels are
 maintained and were both about 4x smaller and about 2x faster than float32 for Linear-heavy models. Two methods:
 
-- ``dynamic`` (text encoders and other Linear-heavy models): weights of ``MatMul`` / ``Gemm`` stored as int8, the
-  activations' scale computed per batch at run time; no calibration data. Each weight matrix shrinks 4x.
+- ``dynamic`` (text encoders and other Linear-heavy models): weights of ``MatMul`` / ``Gemm`` and embedding tables
+  (``Gather``) stored as int8, the activations' scale computed per batch at run time; no calibration data. Each
+  weight matrix shrinks 4x.
 - ``static`` (convolutional networks): QDQ format, weights int8 per output channel, activation ranges fixed
   beforehand from ``calibration`` examples run through the float model (min-max). This is the path for
   convolutions: dynamic quantization of ``Conv`` makes ``ConvInteger`` nodes that ONNX Runtime runs slowly.
@@ -129,7 +130,7 @@ def quantize_onnx(float_path: str | Path, output: str | Path, *, method: str,
             warnings.simplefilter("ignore")
             if method == "dynamic":
                 quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8, per_channel=per_channel,
-                                 op_types_to_quantize=["MatMul", "Gemm", "Attention"])
+                                 op_types_to_quantize=["MatMul", "Gemm", "Attention", "Gather"])
             else:
                 feeds = list(calibration_feeds or [])
                 if not feeds:
