@@ -25,6 +25,9 @@ The rules, in order (thresholds are the module constants below):
    left after planning (halved when the from-scratch baseline also runs). If not even :data:`MIN_EPOCHS` fit,
    the planner falls back to the linear probe, whose cost it has already paid (the features are cached). Training
    also stops when the time is spent (a time limit on the engine), so an estimate that was off cannot overrun it.
+5. Enough updates: fine-tuning that can take fewer than :data:`MIN_TRAINING_STEPS` optimiser steps in all (epochs
+   allowed x steps per epoch) barely moves a new head, let alone the backbone (the warm-up alone takes a tenth of
+   them); the linear probe, fitted to convergence, is then the better use of the data.
 
 The choice and its reasons are one paragraph, printed and saved in the run config (``plan``).
 """
@@ -48,6 +51,7 @@ FEW_SHOT_MAX = 20
 LARGE_DATA_MIN = 300
 LORA_MIN_PARAMETERS = 60_000_000
 MIN_EPOCHS = 2
+MIN_TRAINING_STEPS = 60
 #: The probe loses to raw inputs by more than this (accuracy) before lp-ft gives way to finetune.
 POOR_FEATURES_GAP = 0.0
 #: LoRA's step is costed as full fine-tuning's (an upper bound: the backward pass still runs through the base).
@@ -229,6 +233,12 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
                                f"{epochs} epoch{'s' if epochs != 1 else ''} fit in the {left:.0f} s the budget "
                                f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
                                f"training stops at {share:.0f} s in any case.")
+        total_steps = epochs * math.ceil(facts["steps_per_epoch"] / config.accumulate) if epochs is not None else None
+        if total_steps is not None and total_steps < MIN_TRAINING_STEPS:
+            budget_text += (f" But {epochs} epoch{'s' if epochs != 1 else ''} of {facts['steps_per_epoch']} steps make "
+                            f"only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few for "
+                            f"fine-tuning to move, so the linear probe, fitted to convergence, is used instead.")
+            strategy, epochs, limit = "linear-probe", None, None
     logme_text = f" (LogME {facts['logme']:.3f})" if facts.get("logme") is not None else ""
     costs = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items())
     explanation = (f"Strategy {strategy}: the training data has {size}; {gap_text}"
