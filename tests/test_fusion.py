@@ -357,3 +357,43 @@ def test_fuse_cli_end_to_end(finetuned_runs, tiny_text_model, other_text_model, 
     assert bad.exit_code == 2 and "must be one of" in bad.output
     mixed = runner.invoke(app, ["fuse", runs[0], str(tmp_path / "stack"), "--method", "soup", "--val", csv])
     assert mixed.exit_code == 2 and "one backbone and one head" in mixed.output
+
+
+def test_image_models_with_batchnorm_interpolate_and_soup(image_folder):
+    """CNN weights (BatchNorm statistics and counters included) interpolate and average; given ends stay exact."""
+    import transferkit as tk
+    from conftest import TINY_IMAGE_BACKBONE
+    from transferkit.backbones import create_backbone
+    from transferkit.data.sources import load_data
+    from transferkit.fusion.interpolation import interpolate
+    from transferkit.heads import LinearHead
+    from transferkit.model import TransferModel
+
+    data = load_data(image_folder)
+    models = []
+    for seed in range(3):
+        torch.manual_seed(0)
+        backbone = create_backbone(TINY_IMAGE_BACKBONE)
+        torch.manual_seed(seed + 1)
+        with torch.no_grad():
+            for name, tensor in backbone.state_dict().items():
+                if tensor.is_floating_point():
+                    tensor.add_(0.01 * torch.randn_like(tensor))
+                elif name.endswith("num_batches_tracked"):
+                    tensor.fill_(10 * (seed + 1))
+        models.append(TransferModel(backbone, LinearHead(backbone.num_features, 3), data.classes,
+                                    strategy="finetune").eval())
+    counters = [k for k in models[0].state_dict() if k.endswith("num_batches_tracked")]
+    assert counters
+    uniform = tk.fuse("soup", models, soup="uniform")
+    state = uniform.model.state_dict()
+    assert int(state[counters[0]]) == 10  # integer buffers: from one ingredient, not averaged
+    key = next(k for k in state if k.endswith("running_var"))
+    expected = sum(m.state_dict()[key].double() for m in models) / 3
+    torch.testing.assert_close(state[key].double(), expected, rtol=0, atol=1e-6)
+    greedy = tk.fuse("soup", models, val=data)
+    assert greedy.val_accuracy >= max(i["val_accuracy"] for i in greedy.ingredients)
+    ends = interpolate(models[1], data, pretrained=models[0], alphas=[0.0, 1.0])
+    pre, ft = models[0].state_dict(), models[1].state_dict()
+    chosen = ends.model.state_dict()
+    assert all(torch.equal(chosen[k], (pre if ends.alpha == 0.0 else ft)[k]) for k in chosen)

@@ -66,6 +66,7 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
                         cache_dir: str | None = None, progress: bool = False) -> tuple[Any, dict[str, Any]]:
     """The pretrained end of the line: ``pretrained`` (a linear-probe model folder) when given, else the pretrained
     backbone named by the fine-tuned model with a linear probe fitted on ``train`` (C chosen on ``val``)."""
+    from transferkit.artifacts import backbone_options
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
@@ -81,10 +82,10 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
     if train is None:
         raise ConfigError("interpolate: give training data (--train) to fit the linear probe of the pretrained end, "
                           "or a linear-probe model folder as --pretrained.")
-    options = {"max_length": finetuned.backbone.preprocessing["max_length"]} if finetuned.modality == "text" else {}
-    backbone = create_backbone(name, **options)
-    if backbone.modality == "image":
-        backbone.image_preprocessing = type(backbone.image_preprocessing).from_dict(finetuned.backbone.preprocessing)
+    backbone = create_backbone(name, **backbone_options(finetuned.backbone.preprocessing))
+    if backbone.preprocessing != finetuned.backbone.preprocessing:
+        raise ConfigError(f"interpolate: backbone '{name}' rebuilt here prepares its input differently from the "
+                          "fine-tuned model; give the pretrained end as --pretrained.")
     cache = FeatureCache(cache_dir) if cache_dir else _default_cache()
     extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
     classes = finetuned.classes
