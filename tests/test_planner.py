@@ -58,11 +58,11 @@ def test_budget_too_small_falls_back_to_the_probe(backbone) -> None:
         assert some.training_time_limit_s <= some.budget_s
 
 
-def test_too_few_updates_for_fine_tuning_means_the_probe(backbone) -> None:
-    config = make_config(batch_size=16, progress=False, device="cpu", no_cache=True, epochs=2)
-    short = planner.plan_strategy(synthetic_dataset(40), config, backbone)  # 2 epochs x 7 steps
-    assert short.strategy == "linear-probe" and "optimiser updates" in short.explanation
+def test_too_few_updates_for_a_new_head_means_lp_ft(backbone) -> None:
+    config = make_config(batch_size=64, progress=False, device="cpu", no_cache=True, epochs=2)
+    short = planner.plan_strategy(synthetic_dataset(planner.LARGE_DATA_MIN), config, backbone)  # 2 epochs x 12 steps
     assert short.facts["steps_per_epoch"] * 2 < planner.MIN_TRAINING_STEPS
+    assert short.strategy == "lp-ft" and "optimiser updates" in short.explanation and short.epochs == 2
 
 
 def test_durations_parse() -> None:

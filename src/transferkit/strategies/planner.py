@@ -25,9 +25,10 @@ The rules, in order (thresholds are the module constants below):
    left after planning (halved when the from-scratch baseline also runs). If not even :data:`MIN_EPOCHS` fit,
    the planner falls back to the linear probe, whose cost it has already paid (the features are cached). Training
    also stops when the time is spent (a time limit on the engine), so an estimate that was off cannot overrun it.
-5. Enough updates: fine-tuning that can take fewer than :data:`MIN_TRAINING_STEPS` optimiser steps in all (epochs
-   allowed x steps per epoch) barely moves a new head, let alone the backbone (the warm-up alone takes a tenth of
-   them); the linear probe, fitted to convergence, is then the better use of the data.
+5. Enough updates: fine-tuning from a new head that can take fewer than :data:`MIN_TRAINING_STEPS` optimiser steps
+   in all (epochs allowed x steps per epoch) barely trains that head, let alone the backbone (the warm-up alone
+   takes a tenth of them); finetune and lora then give way to lp-ft, whose head starts as the converged probe, so
+   that the few updates only refine it.
 
 The choice and its reasons are one paragraph, printed and saved in the run config (``plan``).
 """
@@ -234,11 +235,11 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
                                f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
                                f"training stops at {share:.0f} s in any case.")
         total_steps = epochs * math.ceil(facts["steps_per_epoch"] / config.accumulate) if epochs is not None else None
-        if total_steps is not None and total_steps < MIN_TRAINING_STEPS:
+        if total_steps is not None and total_steps < MIN_TRAINING_STEPS and strategy in ("finetune", "lora"):
             budget_text += (f" But {epochs} epoch{'s' if epochs != 1 else ''} of {facts['steps_per_epoch']} steps make "
-                            f"only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few for "
-                            f"fine-tuning to move, so the linear probe, fitted to convergence, is used instead.")
-            strategy, epochs, limit = "linear-probe", None, None
+                            f"only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few to train "
+                            f"a new head, so lp-ft is used instead, whose head starts as the converged probe.")
+            strategy = "lp-ft"
     logme_text = f" (LogME {facts['logme']:.3f})" if facts.get("logme") is not None else ""
     costs = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items())
     explanation = (f"Strategy {strategy}: the training data has {size}; {gap_text}"
