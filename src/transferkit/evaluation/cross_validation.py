@@ -304,7 +304,8 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone
 
-        backbone_name, ranking_facts = choose_backbone(dataset, config)  # ranking sees no labels it would not see in fit
+        # chosen once on all the data, test folds' labels included: a mild optimism, stated in the docs
+        backbone_name, ranking_facts = choose_backbone(dataset, config)
 
     import torch
 
