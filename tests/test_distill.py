@@ -107,7 +107,7 @@ def images():
 
 
 def _common(tmp: Path, **options):
-    values = dict(epochs=2, batch_size=8, tracking_uri="off", progress=False, device="cpu", augment="none",
+    values = dict(epochs=1, batch_size=8, tracking_uri="off", progress=False, device="cpu", augment="none",
                   patience=0, work_dir=str(tmp / "work"), cache_dir=str(tmp / "features"))
     values.update(options)
     return values
@@ -118,7 +118,7 @@ def teacher(images, tmp_path_factory) -> Path:
     train, test = images
     folder = tmp_path_factory.mktemp("teacher") / "model"
     tk.fit(train, test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", output=str(folder), baselines=["raw"],
-           lr=1e-2, **_common(folder.parent))
+           lr=1e-2, **_common(folder.parent, epochs=3))
     return folder
 
 
