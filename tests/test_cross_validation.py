@@ -107,6 +107,7 @@ def test_training_strategy_runs_every_baseline_on_the_same_folds(tiny_text_model
     assert {c.baseline for c in result.comparisons} == {"raw", "scratch", "linear-probe"}
     assert all(f["n_test"] == 9 and f["facts"]["model"]["epochs_run"] == 1 for f in result.folds)
     assert (tmp_path / "work" / "repeat0-fold1").is_dir()
+    assert not list((tmp_path / "work").rglob("final-weights.pt"))  # no fold leaves weights behind
     assert "ece" in result.summary["model"] and 0 <= result.summary["model"]["ece"]["mean"] <= 1
 
 

@@ -222,6 +222,9 @@ def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dat
                                                device=config.device, num_workers=config.num_workers)["temperature"]
     proba = trained.model.predict_proba(test, batch_size=config.batch_size, device=config.device,
                                         num_workers=config.num_workers, cache=None, progress=config.progress)
+    from transferkit.strategies.run import finish_run
+
+    finish_run(fold_config, train)  # the fold's finished weights are kept only for --resume, which cv does not do
     return proba, facts
 
 
@@ -372,6 +375,10 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
                 oof[name][repeat, test_idx] = b_pred
                 record["metrics"][name] = _fold_metrics(y_test, b_proba, b_pred, classes)
                 record["facts"][name] = b_facts
+            if "scratch" in baseline_names:
+                from transferkit.strategies.run import finish_run
+
+                finish_run(config.model_copy(update={"init_from": None}), train)
             record["seconds"] = round(time.perf_counter() - fold_start, 3)
             records.append(record)
             log.info("cross-validation %s (%d/%d): accuracy %.4f%s", tag, index + 1, n_folds,

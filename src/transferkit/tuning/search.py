@@ -290,8 +290,14 @@ class _Objective:
             callbacks.append(PyTorchLightningPruningCallback(trial, monitor="val_accuracy"))
         torch.manual_seed(config.seed)
         backbone = create_backbone(self.backbone_name, **config.backbone_options(self.dataset.modality))
-        trained = train_with_strategy(config.model_copy(update={"work_dir": str(work), "output": None}), backbone,
-                                      self.train, self.val, self.classes, callbacks=callbacks)
+        trial_config = config.model_copy(update={"work_dir": str(work), "output": None})
+        try:
+            trained = train_with_strategy(trial_config, backbone, self.train, self.val, self.classes,
+                                          callbacks=callbacks)
+        finally:
+            from transferkit.strategies.run import finish_run
+
+            finish_run(trial_config, self.train)  # no trial keeps its weights (a pruned one neither)
         trial.set_user_attr("epochs_run", trained.outcome.epochs_run)
         trial.set_user_attr("best_epoch", trained.outcome.best_epoch)
         return float(trained.outcome.best_score)
