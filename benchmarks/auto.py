@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--budget-image", type=float, default=300.0)
     parser.add_argument("--budget-text", type=float, default=180.0)
     parser.add_argument("--output", default=str(RESULTS / "auto.json"))
+    parser.add_argument("--merge", default="", help="comma-separated result files of other runs (e.g. one setting run "
+                        "on its own) whose rows join this file's, then the table is printed")
     args = parser.parse_args()
 
     import torch
@@ -175,6 +177,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     saved = json.loads(out.read_text()) if out.is_file() else {}
     rows: list[dict] = saved.get("rows", [])
+    for other in [m.strip() for m in args.merge.split(",") if m.strip()]:
+        extra = json.loads(Path(other).read_text())
+        rows.extend(r for r in extra["rows"] if (r["setting"], r["seed"], r["strategy"]) not in
+                    {(x["setting"], x["seed"], x["strategy"]) for x in rows})
+        saved.setdefault("merged", []).append({"file": other, "command": extra.get("command")})
     done = {(r["setting"], r["seed"], r["strategy"]) for r in rows}
     work = Path(tempfile.mkdtemp(prefix="tk-auto-bench-"))
     cache = Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit")) / "features"
@@ -187,7 +194,7 @@ def main() -> None:
                                   "test": "100 images / 200 texts per class, the same for every seed",
                                   "budgets_s": {"image": args.budget_image, "text": args.budget_text},
                                   "batch_size": args.batch_size},
-                   "rows": rows, "table": table}
+                   "merged": saved.get("merged", []), "rows": rows, "table": table}
         out.write_text(json.dumps(payload, indent=2, default=str))
 
     for name in [s.strip() for s in args.settings.split(",") if s.strip()]:
