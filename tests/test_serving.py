@@ -176,6 +176,7 @@ def test_several_workers_answer(image_server) -> None:
 
 
 @pytest.mark.parametrize("case", ["corrupt", "empty", "oversized_file", "too_many_pixels", "too_many_files",
+                                  "far_too_many_files",
                                   "json_body", "no_content_type", "unknown_field", "unknown_query", "bad_top_k",
                                   "no_files", "text_field_as_file", "declared_too_large"])
 def test_image_requests_that_are_refused(image_server, case) -> None:
@@ -196,6 +197,9 @@ def test_image_requests_that_are_refused(image_server, case) -> None:
     elif case == "too_many_files":
         answer = httpx.post(url, files=_files(*[good] * 5))
         code, words = 413, ["5 files in one request", "limit is 4"]
+    elif case == "far_too_many_files":  # refused by the form parser, before the files are kept
+        answer = httpx.post(url, files=_files(*[good] * 9))
+        code, words = 413, ["more than 4 files", "limit is 4"]
     elif case == "json_body":
         answer = httpx.post(url, json={"texts": ["hello"]})
         code, words = 415, ["image model", "multipart/form-data", "application/json"]

@@ -11,6 +11,8 @@ import math
 from typing import Any, Sequence
 
 DPI = 100
+#: Above this many classes, axes show no class names (they would overlap); the tables beside the plots have them.
+MAX_LABELLED_CLASSES = 60
 _PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04")
 
 
@@ -90,9 +92,10 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str]) ->
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    labels = [c if len(c) <= 18 else c[:17] + "…" for c in classes]
-    ax.set_xticks(range(n), labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
-    ax.set_yticks(range(n), labels)
+    if n <= MAX_LABELLED_CLASSES:
+        labels = [c if len(c) <= 18 else c[:17] + "…" for c in classes]
+        ax.set_xticks(range(n), labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
+        ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 25:
@@ -116,8 +119,11 @@ def class_counts(counts: dict[str, dict[str, int]], classes: Sequence[str]) -> b
     for k, split in enumerate(splits):
         ax.bar(x + (k - (len(splits) - 1) / 2) * width, [counts[split].get(c, 0) for c in classes], width,
                label=split, color=_PALETTE[k % len(_PALETTE)])
-    ax.set_xticks(x, [c if len(c) <= 14 else c[:13] + "…" for c in classes], rotation=45 if n > 4 else 0,
-                  ha="right" if n > 4 else "center")
+    if n <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(x, [c if len(c) <= 14 else c[:13] + "…" for c in classes], rotation=45 if n > 4 else 0,
+                      ha="right" if n > 4 else "center")
+    else:
+        ax.set_xlabel(f"{n} classes (in the order of the table below)")
     ax.set_ylabel("examples")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)

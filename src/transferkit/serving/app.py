@@ -248,17 +248,17 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
 
 async def _image_inputs(request: Request, model: Any, settings: ServeConfig):
     from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException
 
     try:
         form = await request.form(max_files=settings.max_batch + 1, max_fields=16,
                                   max_part_size=settings.max_file_bytes)
-    except MultiPartException as exc:
-        message = str(exc)
-        status = 413 if "Too many" in message or "exceeded" in message.lower() else 400
-        raise _fail(status, f"multipart body: {message} (at most {settings.max_batch} files per request).") from None
-    except Exception as exc:
-        raise _fail(400, f"multipart body cannot be parsed ({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # Starlette answers parser limits with its own HTTPException(400) around them
+        message = str(getattr(exc, "detail", None) or exc)
+        if "too many files" in message.lower():
+            raise _fail(413, f"more than {settings.max_batch} files in one request; the limit is "
+                             f"{settings.max_batch}.") from None
+        status = 413 if "too many" in message.lower() or "exceeded" in message.lower() else 400
+        raise _fail(status, f"multipart body cannot be parsed: {message}") from None
     unknown = sorted({key for key in form.keys() if key != "files"})
     if unknown:
         raise _fail(422, f"unknown form field(s) {', '.join(repr(u) for u in unknown)}; send images as file parts "
