@@ -48,16 +48,23 @@ def _finite(values: Sequence[Any]) -> list[float | None]:
 
 
 def learning_curves(history: Sequence[dict[str, Any]], title: str = "") -> bytes:
-    """Losses (left) and validation accuracy (right) per epoch, from rows ``{"epoch", "train_loss", "val_loss",
-    "val_accuracy", ...}`` (any of them may be missing)."""
+    """Losses (left) and validation accuracy (right) per epoch (shown from 1), from rows ``{"epoch" (from 0),
+    "train_loss" or "train_loss_epoch", "val_loss", "val_accuracy", other "train_<term>" losses}``; any may be
+    missing."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
-    for key, color in (("train_loss", _PALETTE[0]), ("val_loss", _PALETTE[1])):
+    train_key = "train_loss_epoch" if any("train_loss_epoch" in row for row in history) else "train_loss"
+    # the strategy's own loss terms (train_l2sp, train_mmd, ...) as dashed lines beside the total
+    terms = sorted({k for row in history for k in row if k.startswith("train_")} - {train_key, "train_loss",
+                                                                                      "train_loss_step"})
+    series = [(train_key, "train loss", _PALETTE[0], "-"), ("val_loss", "validation loss", _PALETTE[1], "-")]
+    series += [(k, k.replace("_", " "), _PALETTE[(3 + i) % len(_PALETTE)], "--") for i, k in enumerate(terms)]
+    for key, label, color, style in series:
         values = _finite([row.get(key) for row in history])
         points = [(e, v) for e, v in zip(epochs, values) if v is not None]
         if points:
-            loss_ax.plot(*zip(*points), marker="o", color=color, label=key.replace("_", " "))
+            loss_ax.plot(*zip(*points), marker="o", color=color, ls=style, label=label)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     loss_ax.set_title("loss")
@@ -73,8 +80,11 @@ def learning_curves(history: Sequence[dict[str, Any]], title: str = "") -> bytes
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_title("validation accuracy")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     return _png(fig)

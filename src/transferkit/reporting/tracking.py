@@ -130,28 +130,38 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
     return run_id
 
 
-def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
-    """What ``fit`` does at its end: the report into the output folder (unless ``config.report`` is false), then
-    the MLflow run. Returns the MLflow run id, or ``None``."""
+def finish_run(folder: str | Path | None, *, params: dict[str, Any], metrics: dict[str, Any],
+               tracking_uri: str | None = None, report: bool = True, run_id: str | None = None,
+               run_name: str = "run", tags: dict[str, str] | None = None) -> str | None:
+    """The end of any run that saved ``folder`` (fit, adapt, distill, tune, ...): its report (unless ``report`` is
+    false; a missing matplotlib is a warning), then its MLflow run (see :func:`track_run`). ``params`` are the
+    run's resolved options, ``metrics`` its ``metrics.json`` mapping. Returns the MLflow run id, or ``None``."""
     report_path = None
-    if result.output is not None and config.report:
+    if folder is not None and report:
         try:
             from transferkit.reporting.report import write_report
 
-            report_path = write_report(result.output)
+            report_path = write_report(folder)
         except ImportError as exc:
             log.warning("report: not written (%s); install matplotlib (`pip install 'transferkit[report]'`) or pass "
                         "--no-report.", exc)
+    tags = dict(tags or {})
+    if folder is not None:
+        tags["transferkit.output"] = str(Path(folder).resolve())
+    return track_run(tracking_uri=tracking_uri, params=params, metrics=metrics, folder=folder, report=report_path,
+                     run_id=run_id, run_name=run_name, tags=tags)
+
+
+def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
+    """What ``fit`` does at its end: :func:`finish_run` with the engine's MLflow run when it trained one."""
     training = (result.config.get("training") or {}).get("training") or {}
     run_id = training.get("mlflow_run_id") if training.get("mlflow_uri") else None
     tags = {"transferkit.strategy": str(result.config.get("strategy")),
             "transferkit.backbone": str(result.config.get("backbone")),
             "transferkit.version": str(result.config.get("transferkit_version"))}
-    if result.output is not None:
-        tags["transferkit.output"] = str(Path(result.output).resolve())
-    return track_run(tracking_uri=config.tracking_uri, params=result.config, metrics=metrics, folder=result.output,
-                     report=report_path, run_id=run_id, run_name=f"{result.config.get('backbone')} "
-                                                                 f"{result.config.get('strategy')}", tags=tags)
+    return finish_run(result.output, params=result.config, metrics=metrics, tracking_uri=config.tracking_uri,
+                      report=config.report, run_id=run_id, tags=tags,
+                      run_name=f"{result.config.get('backbone')} {result.config.get('strategy')}")
 
 
 def read_tracking(folder: str | Path) -> dict[str, Any] | None:
