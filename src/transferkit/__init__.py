@@ -37,6 +37,8 @@ _LAZY = {
     "create_backbone": "transferkit.backbones.registry",
     "LinearProbe": "transferkit.strategies.linear_probe",
     "rank": "transferkit.selection.ranking",
+    "write_report": "transferkit.reporting.report",
+    "serve": "transferkit.serving.server",
     "distill": "transferkit.distillation",
     "DistillConfig": "transferkit.distillation",
     "DistillResult": "transferkit.distillation",
