@@ -81,8 +81,9 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
     except ImportError:
-        log.warning("tracking: mlflow is not installed (`pip install 'transferkit[train]'`); the run is not tracked. "
-                    "Pass --tracking-uri off to silence this.")
+        if tracking_uri:  # asked for by name: say why nothing was logged; by default, tracking is simply skipped
+            log.warning("tracking: mlflow is not installed (`pip install 'transferkit[train]'`); the run is not "
+                        "tracked in %s.", tracking_uri)
         return None
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
