@@ -102,12 +102,14 @@ def _preprocess(float_path: Path, out: Path) -> Path:
     the float file itself when that step fails (the quantizer then works on the plain graph)."""
     from onnxruntime.quantization import quant_pre_process
 
-    try:
-        quant_pre_process(str(float_path), str(out), skip_symbolic_shape=False)
-        return out
-    except Exception as exc:  # noqa: BLE001 - an optional optimisation step
-        log.info("quantization pre-processing skipped (%s: %s)", type(exc).__name__, exc)
-        return float_path
+    for symbolic in (True, False):  # symbolic shape inference fails on some dynamic text graphs; ONNX's then
+        try:
+            quant_pre_process(str(float_path), str(out), skip_symbolic_shape=not symbolic)
+            return out
+        except Exception as exc:  # noqa: BLE001 - an optional optimisation step
+            log.info("quantization pre-processing%s failed (%s: %s)", " with symbolic shapes" if symbolic else "",
+                     type(exc).__name__, exc)
+    return float_path
 
 
 def quantize_onnx(float_path: str | Path, output: str | Path, *, method: str,
