@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=None,
                         help="Fashion-MNIST: input resolution for every contender (default: the backbone's 224 px)")
+    parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default "
+                        "finetune_transfer.json, or finetune_transfer_quick.json with --quick)")
     parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -147,7 +149,7 @@ def main() -> None:
             print(f"  {name:<26} {100 * c['difference']:+6.1f} points ({100 * c['ci_low']:+.1f} to "
                   f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
     RESULTS.mkdir(exist_ok=True)
-    name = "finetune_transfer_quick.json" if args.quick else "finetune_transfer.json"
+    name = args.out or ("finetune_transfer_quick.json" if args.quick else "finetune_transfer.json")
     path = RESULTS / name
     if path.is_file():  # tasks run separately (they take long) share one file; each keeps its own command
         previous = json.loads(path.read_text())
