@@ -45,6 +45,7 @@ class AdaptConfig(BaseModel):
     candidates: list[str] | None = Field(None, description="auto: the methods to try (default: all)")
     validator: Literal["dev", "snd", "im", "entropy"] = Field("im", description="label-free score that chooses method, trade-off and checkpoint: im (information maximisation), snd (soft neighbourhood density), dev (importance-weighted source validation), entropy")
     tradeoff: float | None = Field(None, ge=0, description="weight of the adaptation loss term; default: each value of the method's grid is tried and the validator picks")
+    tradeoffs: dict[str, list[float]] | None = Field(None, description="trade-off weights to try per method, e.g. {dann: [0.1, 1.0]} (replaces the default grid of the methods named)")
     weighting: Literal["density-ratio", "kmm", "selection"] = Field("density-ratio", description="iw: how source examples are weighted: density ratio from a domain classifier, kernel mean matching, or selection of the source examples closest to the target")
     selection_fraction: float = Field(0.5, gt=0, le=1, description="iw with weighting=selection: part of the source kept")
     train_backbone: bool = Field(False, description="also train the backbone (fine-tuning); default: the backbone stays frozen and a bottleneck head is trained on cached features")
@@ -57,6 +58,8 @@ class AdaptConfig(BaseModel):
     encoding: str = Field("utf-8", description="text encoding of table files")
     seed: int = Field(0, ge=0, description="seed of every random choice")
     epochs: int = Field(10, gt=0, description="training epochs per candidate (one epoch = one pass over the larger domain)")
+    warm_start: bool = Field(False, description="train source-only first, then start every other trained method from it (for adapt_epochs more epochs) instead of from scratch: cheaper, and the usual practice for adversarial methods")
+    adapt_epochs: int | None = Field(None, gt=0, description="with warm_start: epochs of each method after the source-only start (default: epochs)")
     min_steps_per_epoch: int = Field(50, ge=1, description="an epoch has at least this many batches (small domains are cycled), so that small data still trains for enough steps")
     batch_size: int = Field(64, gt=0, description="examples per domain in a training batch; examples per backbone forward pass")
     lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3 for a frozen backbone's head; 1e-4 for the backbone with train_backbone, 10x that for the head)")
@@ -85,6 +88,19 @@ class AdaptConfig(BaseModel):
         if unknown or not value:
             raise ValueError(f"unknown or no candidate methods {unknown}; choose from {', '.join(METHODS)}")
         return list(dict.fromkeys(value))
+
+    @field_validator("tradeoffs")
+    @classmethod
+    def _known_tradeoffs(cls, value: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+        if value is None:
+            return value
+        for method, weights in value.items():
+            if method not in DEFAULT_TRADEOFFS or method == "source-only":
+                raise ValueError(f"method {method!r} has no trade-off weight; give weights for "
+                                 f"{', '.join(m for m in DEFAULT_TRADEOFFS if m != 'source-only')}")
+            if not weights or any(not w >= 0 for w in weights):
+                raise ValueError(f"trade-offs of {method!r} must be a non-empty list of numbers >= 0; got {weights}")
+        return value
 
     def resolved(self, **facts: Any) -> dict[str, Any]:
         return {"transferkit_version": __version__, **self.model_dump(), **facts}

@@ -149,8 +149,12 @@ def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
     grid: list[tuple[str, float | None]] = []
     for method in methods:
         if method in TRAINED_METHODS:
-            values = (0.0,) if method == "source-only" else \
-                ((config.tradeoff,) if config.tradeoff is not None else DEFAULT_TRADEOFFS[method])
+            if method == "source-only":
+                values: Sequence[float] = (0.0,)
+            elif config.tradeoff is not None:
+                values = (config.tradeoff,)
+            else:
+                values = (config.tradeoffs or {}).get(method, DEFAULT_TRADEOFFS[method])
             grid += [(method, float(v)) for v in values]
         else:
             grid.append((method, None))
@@ -160,7 +164,7 @@ def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
 
 
 def _name(method: str, tradeoff: float | None) -> str:
-    return method if tradeoff is None or method == "source-only" else f"{method}@{tradeoff:g}"
+    return method if tradeoff is None or method in ("source-only", "iw") else f"{method}@{tradeoff:g}"
 
 
 # --- the context every candidate reads ----------------------------------------------------------------------------
@@ -231,7 +235,7 @@ def _network_outputs(ctx: _Context, network, which: str, what: str = "proba") ->
                         num_workers=ctx.config.num_workers, progress=False, output=output)
 
 
-def _train_candidate(ctx: _Context, method: str, tradeoff: float) -> Candidate:
+def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Candidate | None = None) -> Candidate:
     import torch
 
     from transferkit.engine.data import LabelledCollate, LabelledExamples
@@ -258,12 +262,21 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float) -> Candidate:
                           threshold_start=config.threshold_start, threshold_end=config.threshold_end)
     torch.manual_seed(config.seed)  # every candidate starts from the same head (and backbone)
     head = BottleneckHead(ctx.X_train.shape[1], len(ctx.classes), hidden=config.hidden, dropout=config.dropout)
-    head.set_standardization(torch.from_numpy(np.vstack([ctx.X_train, ctx.X_target])))
+    if not train_backbone:
+        # Frozen features: standardised once. A trained backbone's features move (and a random one's start near
+        # zero, whose tiny deviations would scale every later change up), so the LayerNorm alone scales them.
+        head.set_standardization(torch.from_numpy(np.vstack([ctx.X_train, ctx.X_target])))
     backbone = copy.deepcopy(ctx.backbone) if train_backbone else None
     if backbone is not None:
         backbone.invalidate_digest()
         for parameter in backbone.parameters():
             parameter.requires_grad_(True)
+    epochs = config.epochs
+    if start_from is not None:  # warm start: the source-only model's weights
+        head.load_state_dict(start_from.head.state_dict())
+        if backbone is not None:
+            backbone.load_state_dict(start_from.backbone.state_dict())
+        epochs = config.adapt_epochs or config.epochs
     network = AdaptationNetwork(head, backbone, plan.auxiliary_modules(config.hidden, len(ctx.classes)))
     weights = ctx.train_weights if method == "iw" else None
     min_length = config.min_steps_per_epoch * config.batch_size
@@ -285,7 +298,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float) -> Candidate:
     scored = ScoredCheckpoint(score, name=config.validator)
     name = _name(method, tradeoff)
     settings = EngineSettings(
-        work_dir=ctx.work_dir / name.replace("@", "-"), epochs=config.epochs, batch_size=config.batch_size, lr=lr,
+        work_dir=ctx.work_dir / name.replace("@", "-"), epochs=epochs, batch_size=config.batch_size, lr=lr,
         weight_decay=config.weight_decay, warmup_fraction=0.0, patience=0, seed=config.seed, device=config.device,
         num_workers=config.num_workers, tracking_uri="off", run_name=f"adapt {name}", progress=config.progress,
         log_every_n_steps=50)
@@ -299,20 +312,28 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float) -> Candidate:
     if ctx.evaluation is not None:
         eval_proba = target_proba if ctx.eval_is_target else _network_outputs(ctx, network, "eval")
     aligned = (_network_outputs(ctx, network, "train", "embed"), _network_outputs(ctx, network, "target", "embed"))
+    facts: dict[str, Any] = {"epochs_run": outcome.epochs_run, "lr": lr, "head_lr": head_lr,
+                             "warm_start": start_from is not None}
+    if method == "iw":
+        from transferkit.strategies.adaptation.instance_weights import effective_sample_size
+
+        # what the weighted source looks like: rows drawn in proportion to their weights
+        aligned = (_weighted_resample(aligned[0], weights, config.seed), aligned[1])
+        facts.update(weighting=config.weighting, effective_sample_size=round(effective_sample_size(weights), 1))
     if backbone is not None:
         backbone.invalidate_digest()
     return Candidate(
-        name=name, method=method, tradeoff=tradeoff, head=network.head, backbone=backbone,
+        name=name, method=method, tradeoff=None if method == "iw" else tradeoff, head=network.head, backbone=backbone,
         scores=ctx.all_scores(target_proba, val_proba),
         target_proba=target_proba, source_val_accuracy=float(np.mean(val_proba.argmax(1) == ctx.y_val)),
         seconds=time.perf_counter() - start, best_epoch=scored.best_epoch, epoch_scores=scored.history,
-        eval_proba=eval_proba, aligned=aligned, facts={"epochs_run": outcome.epochs_run, "lr": lr, "head_lr": head_lr},
+        eval_proba=eval_proba, aligned=aligned, facts=facts,
     )
 
 
 def _probe_candidate(ctx: _Context, method: str) -> Candidate:
-    """``iw`` on frozen features, ``coral-features`` and ``subspace``: the linear probe on (weighted / aligned)
-    cached source features; its head reads raw target features."""
+    """``coral-features`` and ``subspace``: the linear probe on aligned cached source features; its head reads raw
+    target features."""
     import torch
 
     from transferkit.strategies.adaptation.feature_alignment import feature_aligner
@@ -322,24 +343,13 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
     start = time.perf_counter()
     probe = LinearProbe(random_state=config.seed)
     facts: dict[str, Any] = {}
-    if method == "iw":
-        weights = ctx.train_weights
-        probe.fit(ctx.X_train, ctx.y_train, sample_weight=weights)
-        head = probe.to_head()
-        source_aligned = _weighted_resample(ctx.X_train, weights, config.seed)
-        target_aligned = ctx.X_target
-        val_proba = probe.predict_proba(ctx.X_val)
-        facts = {"weighting": config.weighting, "effective_sample_size": round(float(weights.sum() ** 2 /
-                                                                                      (weights ** 2).sum()), 1)}
-    else:
-        aligner = feature_aligner(method).fit(np.vstack([ctx.X_train, ctx.X_val]), ctx.X_target)
-        probe.fit(aligner.transform(ctx.X_train), ctx.y_train)
-        head = aligner.head_from_probe(probe.to_head())
-        source_aligned = aligner.transform(ctx.X_train)
-        target_aligned = aligner.transform_target(ctx.X_target) if hasattr(aligner, "transform_target") \
-            else ctx.X_target
-        val_proba = probe.predict_proba(aligner.transform(ctx.X_val))
-    facts["probe_C"] = probe.C_
+    aligner = feature_aligner(method).fit(np.vstack([ctx.X_train, ctx.X_val]), ctx.X_target)
+    probe.fit(aligner.transform(ctx.X_train), ctx.y_train)
+    head = aligner.head_from_probe(probe.to_head())
+    source_aligned = aligner.transform(ctx.X_train)
+    target_aligned = aligner.transform_target(ctx.X_target) if hasattr(aligner, "transform_target") else ctx.X_target
+    val_proba = probe.predict_proba(aligner.transform(ctx.X_val))
+    facts = {"probe_C": probe.C_}
     head.eval()
 
     def proba(features: np.ndarray) -> np.ndarray:
@@ -399,6 +409,12 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         from transferkit.artifacts import check_output_folder
 
         check_output_folder(config.output, config.overwrite)
+    if config.output is not None and config.embedding != "none":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ConfigError("the before/after embedding plot needs matplotlib: pip install 'transferkit[report]', "
+                              "or pass --embedding none.")
     if config.train_backbone or any(m in TRAINED_METHODS for m, _ in _candidate_grid(config)):
         from transferkit.strategies.requirements import check_training_installed
 
@@ -488,8 +504,12 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     try:
         for method, tradeoff in grid:
             log.info("adapt: candidate %s", _name(method, tradeoff))
-            if method in TRAINED_METHODS or (method == "iw" and config.train_backbone):
-                candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0))
+            if method in TRAINED_METHODS or method == "iw":
+                start_from = None
+                if config.warm_start and method != "source-only":
+                    start_from = next(c for c in candidates if c.method == "source-only")
+                candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0,
+                                                   start_from))
             else:
                 candidates.append(_probe_candidate(ctx, method))
     finally:

@@ -1,0 +1,73 @@
+"""``transferkit adapt`` from the command line: a tiny text model end to end, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TEXTS
+from transferkit.cli.main import _register_commands, app
+
+_register_commands()
+
+
+def _write(path: Path, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def domains(tmp_path):
+    source = [(t, label) for label, texts in TEXTS.items() for t in texts]
+    target = [(f"honestly, {t}!!", label) for t, label in source]
+    return (_write(tmp_path / "source.csv", source, ("text", "label")),
+            _write(tmp_path / "target.csv", target, ("text", "sentiment")))
+
+
+def test_adapt_cli_end_to_end(domains, tmp_path, tiny_text_model):
+    source, target = domains
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(app, [
+        "adapt", "--source", str(source), "--target", str(target), "--target-labels", "sentiment",
+        "--method", "auto", "--candidates", "dann,coral-features", "--tradeoff", "0.5", "--epochs", "1",
+        "--batch-size", "8", "--backbone", str(tiny_text_model), "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "<- chosen" in result.output and "best in hindsight" in result.output
+    report = json.loads((out / "adaptation.json").read_text())
+    assert {r["name"] for r in report["candidates"]} == {"source-only", "dann@0.5", "coral-features"}
+    assert report["target_labels"]["n"] == 16
+    assert (out / "embedding.png").read_bytes()[:4] == b"\x89PNG"
+    predicted = CliRunner().invoke(app, ["predict", str(out), "what a great film"])
+    assert predicted.exit_code == 0, predicted.output
+    assert "positive" in predicted.output or "negative" in predicted.output
+    again = CliRunner().invoke(app, ["adapt", "--source", str(source), "--target", str(target),
+                                     "--method", "coral-features", "--backbone", str(tiny_text_model),
+                                     "--output", str(out), "--quiet"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "magic"], "option 'method'"),
+    (["--target-labels", "label"], "--target-labels 'label'"),
+    (["--validator", "accuracy"], "option 'validator'"),
+])
+def test_adapt_cli_errors(domains, extra, message):
+    source, target = domains
+    result = CliRunner().invoke(app, ["adapt", "--source", str(source), "--target", str(target), *extra])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_adapt_cli_rejects_mismatched_modalities(domains, image_folder):
+    source, _ = domains
+    result = CliRunner().invoke(app, ["adapt", "--source", str(image_folder), "--target", str(source),
+                                      "--method", "coral-features"])
+    assert result.exit_code == 2
+    assert "one modality" in result.output
