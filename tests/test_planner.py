@@ -89,7 +89,7 @@ def test_fit_auto_command_trains_within_the_budget(tiny_text_model: Path, tmp_pa
     csv = write_synthetic_csv(tmp_path / "texts.csv", per_class=30)
     out = tmp_path / "model"
     proc = run("fit", str(csv), "--backbone", str(tiny_text_model), "--strategy", "auto", "--budget", "5m",
-               "--epochs", "4", "--batch-size", "4", "--tracking-uri", "off", "--device", "cpu", "--no-report",
+               "--epochs", "4", "--batch-size", "4", "--baselines", "raw", "--tracking-uri", "off", "--device", "cpu", "--no-report",
                "--work-dir", str(tmp_path / "work"), "--output", str(out), "-q")
     assert "auto: Strategy " in proc.stdout
     saved = yaml.safe_load((out / "run_config.yaml").read_text())
