@@ -10,7 +10,10 @@ For each seed, the few labelled examples per class, the validation and the test 
 by every contender. "Alone" is ``transferkit.multitask`` with one task, which is exactly ``finetune`` (a test
 checks it). Same budget: every contender sees each of its training examples the same number of times (the same
 epochs; the multi-task run's epochs are over both datasets, proportional sampling), with the same learning rate,
-batch size and schedule. Validation is per task; early stopping is off so that budgets stay equal, and the best
+batch size and schedule. That gives the multi-task run more, smaller optimiser steps per task than a task alone;
+the control "alone, matched steps" trains each task alone with its share of the multi-task batch as its batch
+size, so that it makes the same steps with the same examples per step, and only the sharing of the backbone
+differs. Validation is per task; early stopping is off so that budgets stay equal, and the best
 epoch (mean validation accuracy for the multi-task run) is kept.
 
 Sized for a shared 2-core CPU (say so when quoting): few labels, short texts (``--max-length``), small images
@@ -93,11 +96,11 @@ def domain_tasks(domain: str, seed: int, args) -> tuple[str, dict]:
 
 
 def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args, work: Path, weighting: str,
-                  domain: str) -> dict:
+                  domain: str, batch_size: int | None = None) -> dict:
     import transferkit as tk
 
     epochs, lr = (args.epochs, args.lr) if domain == "text" else (args.image_epochs, args.image_lr)
-    options = dict(backbone=backbone, seed=seed, epochs=epochs, batch_size=args.batch_size, lr=lr,
+    options = dict(backbone=backbone, seed=seed, epochs=epochs, batch_size=batch_size or args.batch_size, lr=lr,
                    patience=0, augment="none", tracking_uri="off", progress=False, device="cpu",
                    sampling="proportional", weighting=weighting, work_dir=str(work / "run"),
                    cache_dir=str(work / "cache"), finetune={"freeze": args.freeze})
@@ -133,28 +136,46 @@ def run_domain(domain: str, args, echo=print) -> dict:
                                                                 Path(tmp) / f"mt-{weighting}", weighting, domain)
                 echo(f"{domain} seed {seed} multitask ({weighting}): {row[f'multitask ({weighting})']['accuracy']} "
                      f"{row[f'multitask ({weighting})']['seconds']} s")
+            shares = row[f"multitask ({weightings[0]})"]["task_batch_sizes"]
             for name in names:
                 alone = run_contender(backbone, tasks, [name], seed, args, Path(tmp) / f"alone-{name}", "fixed",
                                       domain)
                 row[f"alone: {name}"] = alone
                 echo(f"{domain} seed {seed} {name} alone: {alone['accuracy'][name]:.4f} {alone['seconds']} s")
+                if args.matched_steps:
+                    # the task's share of the multi-task batch as its batch: the same optimiser steps and the same
+                    # examples per step as in the multi-task run; only the sharing differs
+                    matched = run_contender(backbone, tasks, [name], seed, args, Path(tmp) / f"matched-{name}",
+                                            "fixed", domain, batch_size=shares[name])
+                    row[f"alone, matched steps: {name}"] = matched
+                    echo(f"{domain} seed {seed} {name} alone (batch {shares[name]}, {matched['steps']} steps): "
+                         f"{matched['accuracy'][name]:.4f} {matched['seconds']} s")
         per_seed.append(row)
 
     names = list(per_seed[0]["n"])
     summary: dict = {}
+    def stats(values):
+        return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "per_seed": values.tolist()}
+
     for name in names:
         alone = np.array([r[f"alone: {name}"]["accuracy"][name] for r in per_seed])
-        entry = {"alone": {"mean": float(alone.mean()), "std": float(alone.std(ddof=1)) if len(alone) > 1 else 0.0,
-                           "per_seed": alone.tolist()}}
+        entry = {"alone": stats(alone)}
+        baselines = {"alone": alone}
+        if args.matched_steps:
+            matched = np.array([r[f"alone, matched steps: {name}"]["accuracy"][name] for r in per_seed])
+            entry["alone, matched steps"] = stats(matched)
+            baselines["alone, matched steps"] = matched
         for weighting in weightings:
             mt = np.array([r[f"multitask ({weighting})"]["accuracy"][name] for r in per_seed])
-            diff = mt - alone
-            entry[f"multitask ({weighting})"] = {
-                "mean": float(mt.mean()), "std": float(mt.std(ddof=1)) if len(mt) > 1 else 0.0, "per_seed": mt.tolist(),
-                "difference_mean": float(diff.mean()),
-                "difference_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
-                "seeds_better": int((diff > 0).sum()), "seeds_worse": int((diff < 0).sum()),
-                "verdict": _verdict(diff)}
+            entry[f"multitask ({weighting})"] = {**stats(mt), "against": {}}
+            for base_name, base in baselines.items():
+                diff = mt - base
+                entry[f"multitask ({weighting})"]["against"][base_name] = {
+                    "difference_mean": float(diff.mean()),
+                    "difference_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+                    "seeds_better": int((diff > 0).sum()), "seeds_worse": int((diff < 0).sum()),
+                    "verdict": _verdict(diff)}
         summary[name] = entry
     seconds = {k: float(np.mean([r[k]["seconds"] for r in per_seed])) for k in per_seed[0] if k not in ("seed", "n")}
     return {"backbone": backbone, "seeds": seeds, "summary": summary, "mean_seconds": seconds, "per_seed": per_seed,
@@ -197,6 +218,8 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=0, help="layer groups of the backbone frozen (from the input)")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--no-matched-steps", dest="matched_steps", action="store_false",
+                        help="leave out the control run of each task alone with its multi-task share of the batch")
     parser.add_argument("--output", default=str(RESULTS / "multitask.json"))
     args = parser.parse_args()
 
@@ -219,12 +242,12 @@ def main() -> None:
         out.write_text(json.dumps(saved, indent=2) + "\n")
         print(f"\n{domain} ({result['backbone']}), test accuracy, mean ± std over seeds {result['seeds']}:")
         for task, entry in result["summary"].items():
-            line = f"  {task:<12} alone {entry['alone']['mean']:.4f} ± {entry['alone']['std']:.4f}"
+            print(f"  {task}")
             for key, value in entry.items():
-                if key != "alone":
-                    line += (f" | {key} {value['mean']:.4f} ± {value['std']:.4f} "
-                             f"({100 * value['difference_mean']:+.1f} pts, {value['verdict']})")
-            print(line)
+                line = f"    {key:<24} {value['mean']:.4f} ± {value['std']:.4f}"
+                for base, c in value.get("against", {}).items():
+                    line += f" | vs {base}: {100 * c['difference_mean']:+.1f} pts ({c['verdict']})"
+                print(line)
         print(f"  mean seconds per run: {result['mean_seconds']}")
     print(f"saved {out}")
 
