@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from transferkit.errors import ConfigError, DataError
 from transferkit.strategies.adaptation.config import (
     AUTO_CANDIDATES,
     DEFAULT_TRADEOFFS,
-    FEATURE_METHODS,
     TRAINED_METHODS,
     AdaptConfig,
     make_adapt_config,
@@ -342,7 +341,6 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
     config = ctx.config
     start = time.perf_counter()
     probe = LinearProbe(random_state=config.seed)
-    facts: dict[str, Any] = {}
     aligner = feature_aligner(method).fit(np.vstack([ctx.X_train, ctx.X_val]), ctx.X_target)
     probe.fit(aligner.transform(ctx.X_train), ctx.y_train)
     head = aligner.head_from_probe(probe.to_head())
