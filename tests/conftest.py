@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs are not tracked in MLflow unless a test asks for it (tracking costs about a second a run); the tracking
+# tests give their own store, and test_reporting checks the default store with this variable removed.
+os.environ.setdefault("TRANSFERKIT_TRACKING_URI", "off")
 
 # A tiny random timm CNN (160 px input, 256-d features): unit tests of the image path run in seconds.
 TINY_IMAGE_BACKBONE = "random:timm:test_efficientnet"

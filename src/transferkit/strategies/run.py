@@ -42,9 +42,14 @@ class TrainedModel:
 
 
 def default_tracking_uri() -> str:
-    """MLflow's store when none is given: one SQLite file in the transferkit cache for every run."""
+    """MLflow's store when none is given: ``$TRANSFERKIT_TRACKING_URI`` when set (any MLflow URI, or ``off``), else
+    one SQLite file in the transferkit cache for every run."""
+    import os
+
     from transferkit.backbones.packaged import cache_root
 
+    if os.environ.get("TRANSFERKIT_TRACKING_URI", "").strip():
+        return os.environ["TRANSFERKIT_TRACKING_URI"].strip()
     folder = cache_root() / "mlflow"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
