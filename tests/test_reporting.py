@@ -254,3 +254,39 @@ def test_wilson_interval_contains_the_estimate_and_narrows_with_n() -> None:
     assert low10 < low1000 < 0.8 < high1000 < high10
     assert wilson_interval(1.0, 6)[1] == pytest.approx(1.0) and wilson_interval(0.0, 6)[0] == 0.0
     assert wilson_interval(1.0, 6)[0] == pytest.approx(0.6097, abs=1e-4)  # 6 of 6 right is not proof of 100%
+
+
+def test_bootstrap_macro_f1_matches_scikit_learn_on_each_resample() -> None:
+    from sklearn.metrics import f1_score
+
+    from transferkit.reporting.report import bootstrap_macro_f1
+
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 4, 60)
+    y_pred = np.where(rng.random(60) < 0.7, y_true, rng.integers(0, 4, 60))
+    low, high = bootstrap_macro_f1(y_true, y_pred, 4, n_boot=400, seed=3)
+    boot = np.random.default_rng(3).integers(0, 60, size=(100, 60))  # the first chunk, drawn the same way
+    reference = [f1_score(y_true[i], y_pred[i], labels=np.arange(4), average="macro", zero_division=0) for i in boot]
+    ours = bootstrap_macro_f1(y_true, y_pred, 4, n_boot=100, seed=3, confidence=0.0)  # the median, twice
+    assert ours[0] == pytest.approx(float(np.quantile(reference, 0.5)))
+    point = f1_score(y_true, y_pred, average="macro")
+    assert low < point < high and 0.0 <= low and high <= 1.0
+
+
+def test_default_store_and_the_environment_variable(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from transferkit import fit
+    from transferkit.backbones.packaged import cache_root
+
+    monkeypatch.delenv("TRANSFERKIT_TRACKING_URI", raising=False)
+    fit(str(image_folder), backbone=TINY_IMAGE_BACKBONE, output=str(tmp_path / "a"), progress=False, device="cpu",
+        report=False)
+    tracking = json.loads((tmp_path / "a" / "tracking.json").read_text())
+    assert tracking["tracking_uri"] == f"sqlite:///{(cache_root() / 'mlflow' / 'mlflow.db').resolve()}"
+    assert MlflowClient(tracking_uri=tracking["tracking_uri"]).get_run(tracking["run_id"]).info.status == "FINISHED"
+    other = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("TRANSFERKIT_TRACKING_URI", other)
+    fit(str(image_folder), backbone=TINY_IMAGE_BACKBONE, output=str(tmp_path / "b"), progress=False, device="cpu",
+        report=False)
+    assert json.loads((tmp_path / "b" / "tracking.json").read_text())["tracking_uri"] == other

@@ -371,26 +371,48 @@ def _cross_validation(cv: Any) -> dict[str, list[float]]:
             if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
 
 
-def _bootstrap_macro_f1(predictions: list[dict[str, str]], classes: Sequence[str], n_boot: int = 1000,
-                        seed: int = 0) -> tuple[float, float] | None:
-    import numpy as np
-    from sklearn.metrics import f1_score
+def bootstrap_macro_f1(y_true, y_pred, n_classes: int, n_boot: int = 1000, seed: int = 0,
+                       confidence: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of macro-F1 over resampled test examples (class indices ``(N,)``).
 
+    Per resample, F1 of class c is ``2 TP_c / (true_c + predicted_c)`` (0 when the class is neither present nor
+    predicted, as scikit-learn's ``zero_division=0``), averaged over all ``n_classes``; counts come from one
+    ``bincount`` per chunk of resamples.
+    """
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    n = len(y_true)
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, n_boot, 100):
+        size = min(100, n_boot - start)
+        index = rng.integers(0, n, size=(size, n))
+        t, p = y_true[index], y_pred[index]
+        offset = (np.arange(size) * n_classes)[:, None]
+        length = size * n_classes
+        true_count = np.bincount((t + offset).ravel(), minlength=length).reshape(size, n_classes)
+        pred_count = np.bincount((p + offset).ravel(), minlength=length).reshape(size, n_classes)
+        hits = np.bincount((t + offset)[t == p], minlength=length).reshape(size, n_classes)
+        denominator = true_count + pred_count
+        f1 = np.divide(2 * hits, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
+        values.append(f1.mean(axis=1))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(np.concatenate(values), [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def _bootstrap_macro_f1(predictions: list[dict[str, str]], classes: Sequence[str]) -> tuple[float, float] | None:
     names = list(classes) or sorted({r["true"] for r in predictions} | {r["predicted"] for r in predictions})
     index = {c: i for i, c in enumerate(names)}
     try:
-        y_true = np.array([index[r["true"]] for r in predictions])
-        y_pred = np.array([index[r["predicted"]] for r in predictions])
+        y_true = [index[r["true"]] for r in predictions]
+        y_pred = [index[r["predicted"]] for r in predictions]
     except KeyError:
         return None
-    if len(y_true) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    labels = np.arange(len(names))
-    values = [f1_score(y_true[i], y_pred[i], labels=labels, average="macro", zero_division=0)
-              for i in (rng.integers(0, len(y_true), len(y_true)) for _ in range(n_boot))]
-    low, high = np.quantile(values, [0.025, 0.975])
-    return float(low), float(high)
+    return bootstrap_macro_f1(y_true, y_pred, len(names))
 
 
 def _confusion(test: dict) -> str:

@@ -1,8 +1,8 @@
 """Experiment tracking: every finished run is one MLflow run with its parameters, metrics, report and model.
 
 The store is the training engine's: ``tracking_uri`` (a ``FitConfig`` option, ``--tracking-uri``) or, when not
-given, one SQLite file in the transferkit cache (:func:`transferkit.strategies.run.default_tracking_uri`);
-``off`` disables tracking. Runs of the training strategies already have an MLflow run opened by the engine (its
+given, ``$TRANSFERKIT_TRACKING_URI``, else one SQLite file in the transferkit cache
+(:func:`transferkit.strategies.run.default_tracking_uri`); ``off`` disables tracking. Runs of the training strategies already have an MLflow run opened by the engine (its
 parameters and per-epoch metrics are logged while training); the test metrics, the report and the model folder are
 added to that same run. A linear-probe run, which has no engine, gets a new run with the same content.
 
@@ -24,14 +24,13 @@ TRACKING_FILE = "tracking.json"
 
 
 def resolve_tracking_uri(value: str | None) -> str | None:
-    """The MLflow tracking URI a run uses: ``value``, else the default SQLite store; ``None`` when off."""
-    if value is not None and value.strip().lower() in ("off", "none", ""):
-        return None
-    if value:
-        return value
-    from transferkit.strategies.run import default_tracking_uri
+    """The MLflow tracking URI a run uses: ``value``, else the engine's default (``$TRANSFERKIT_TRACKING_URI``, else
+    the SQLite store in the transferkit cache); ``None`` when that is ``off``."""
+    if not value:
+        from transferkit.strategies.run import default_tracking_uri
 
-    return default_tracking_uri()
+        value = default_tracking_uri()
+    return None if value.strip().lower() in ("off", "none", "") else value
 
 
 def _artifact_location(uri: str) -> str | None:
