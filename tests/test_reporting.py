@@ -290,3 +290,31 @@ def test_default_store_and_the_environment_variable(image_folder: Path, tmp_path
     fit(str(image_folder), backbone=TINY_IMAGE_BACKBONE, output=str(tmp_path / "b"), progress=False, device="cpu",
         report=False)
     assert json.loads((tmp_path / "b" / "tracking.json").read_text())["tracking_uri"] == other
+
+
+def test_the_shapes_adapt_and_fuse_write_are_read(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from transferkit.reporting import build_report
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    Image.new("RGB", (90, 60), (20, 120, 200)).save(folder / "embedding.png")
+    (folder / "adaptation.json").write_text(json.dumps({
+        "method": "coral", "chosen": {"name": "coral x1"}, "embedding_plot": "embedding.png",
+        "domain_gap": {"measure": "proxy A-distance", "before": 1.8, "after": 0.9},
+        "candidates": [{"name": "source-only", "method": "source-only", "proxy_a_distance": 1.8},
+                       {"name": "coral x1", "method": "coral", "proxy_a_distance": 0.9, "target_accuracy": 0.7}],
+        "target_labels": {"chosen_accuracy": 0.7, "source_only_accuracy": 0.6}}))
+    (folder / "interpolation.json").write_text(json.dumps({"method": "interpolate", "alpha": 0.4, "curve": [
+        {"alpha": a, "val_accuracy": 0.5 + a / 4, "test_accuracy": 0.5 + a / 5} for a in (0.0, 0.4, 1.0)]}))
+    (folder / "tradeoff.json").write_text(json.dumps({"model": "m", "test": "t.csv", "n_test": 50, "threads": 1,
+        "rows": [{"name": "float", "runtime": "pytorch", "accuracy": 0.9, "size_bytes": 17_000_000,
+                  "latency_ms": {"1": 11.0, "32": 90.0}, "accuracy_change": 0.0, "size_ratio": 1.0},
+                 {"name": "int8", "runtime": "onnxruntime", "accuracy": 0.89, "size_bytes": 4_400_000,
+                  "latency_ms": {"1": 5.0, "32": 40.0}, "accuracy_change": -0.01, "size_ratio": 0.26}]}))
+    page = build_report(folder)
+    assert "coral x1" in page and "source_only_accuracy" in page and "1.8" in page
+    assert ">Compressed variants</h2>" in page and "latency_ms_batch32" in page and 'alt="accuracy against size_mb"' in page
+    assert 'alt="2-D embedding of source and target features"' in page
+    assert "val accuracy against the interpolation weight alpha" in page and "test accuracy" in page

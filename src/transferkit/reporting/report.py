@@ -14,9 +14,9 @@ metrics and verdict    ``metrics.json`` (test metrics, baselines, comparisons, o
 confusion matrix       ``metrics.json``
 hardest mistakes       ``examples.json`` (``hardest``), ``predictions.csv``
 ranking                ``ranking.json`` (:meth:`Ranking.to_dict`), or the ranking of ``--backbone auto``
-domain adaptation      ``adaptation.json`` (+ the PNG files it names)
-weight interpolation   ``interpolation.json``
-compressed variants    ``compression.json``
+domain adaptation      ``adaptation.json`` (+ the PNG files it names; also the shape ``transferkit adapt`` writes)
+weight interpolation   ``interpolation.json`` (also the ``curve`` shape ``transferkit fuse`` writes)
+compressed variants    ``compression.json``, else ``tradeoff.json`` (``transferkit compress``)
 any other              ``report_sections.json``: titled sections of text, tables and PNG / JPEG / SVG files
 =====================  ==================================================================================
 """
@@ -40,9 +40,11 @@ RANKING_FILE = "ranking.json"
 ADAPTATION_FILE = "adaptation.json"
 INTERPOLATION_FILE = "interpolation.json"
 COMPRESSION_FILE = "compression.json"
+TRADEOFF_FILE = "tradeoff.json"
 SECTIONS_FILE = "report_sections.json"
 KNOWN_FILES = ("metrics.json", "config.json", "run_config.yaml", "training_log.csv", "examples.json",
-               "predictions.csv", RANKING_FILE, ADAPTATION_FILE, INTERPOLATION_FILE, COMPRESSION_FILE, SECTIONS_FILE)
+               "predictions.csv", RANKING_FILE, ADAPTATION_FILE, INTERPOLATION_FILE, COMPRESSION_FILE, TRADEOFF_FILE,
+               SECTIONS_FILE)
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp", ".svg": "image/svg+xml"}
 #: Larger image files named in a manifest are left out (with a note) rather than making the page huge.
@@ -479,16 +481,28 @@ def _adaptation(run: _Run, data: dict) -> str:
 
     parts = []
     if data.get("method"):
-        parts.append(f"<p>method: <b>{_e(data['method'])}</b></p>")
+        chosen = data.get("chosen")
+        chosen_text = f" (chosen: {_e(chosen.get('name'))})" if isinstance(chosen, dict) and chosen.get("name") else ""
+        parts.append(f"<p>method: <b>{_e(data['method'])}</b>{chosen_text}</p>")
     distance = data.get("a_distance")
+    gap = data.get("domain_gap")  # the shape `transferkit adapt` writes
+    if distance is None and isinstance(gap, dict):
+        distance = {k: v for k, v in gap.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if isinstance(distance, dict) and distance:
         parts.append(_table(["proxy A-distance (0: domains indistinguishable, 2: separable)", "value"],
                             [[k, v] for k, v in distance.items()]))
     elif isinstance(distance, (int, float)):
         parts.append(_table(["proxy A-distance", "value"], [["", distance]]))
     values = data.get("metrics")
+    if not isinstance(values, dict) and isinstance(data.get("target_labels"), dict):
+        values = {k: v for k, v in data["target_labels"].items() if isinstance(v, (int, float, str))}
     if isinstance(values, dict) and values:
         parts.append(_table(["metric", "value"], [[k, v] for k, v in values.items()]))
+    candidates = [c for c in (data.get("candidates") or []) if isinstance(c, dict)]
+    if candidates:
+        columns = [k for k in ("name", "method", "tradeoff", "proxy_a_distance", "target_accuracy")
+                   if any(k in c for c in candidates)]
+        parts.append(_table(columns, [[c.get(k, "") for k in columns] for c in candidates]))
     embeddings = data.get("embeddings")
     if isinstance(embeddings, dict):
         for name, entry in embeddings.items():
@@ -496,7 +510,10 @@ def _adaptation(run: _Run, data: dict) -> str:
             if isinstance(points, list) and isinstance(groups, list) and len(points) == len(groups) and points:
                 parts.append(_img(plots.embedding(points, groups, title=f"features {name}"),
                                   f"2-D embedding of the features {name}"))
-    parts.append(_figures(run, data.get("images"), ADAPTATION_FILE))
+    images = list(data.get("images") or [])
+    if isinstance(data.get("embedding_plot"), str):
+        images.insert(0, {"file": data["embedding_plot"], "caption": "2-D embedding of source and target features"})
+    parts.append(_figures(run, images, ADAPTATION_FILE))
     return "".join(parts)
 
 
@@ -504,6 +521,15 @@ def _interpolation(data: dict) -> str:
     from transferkit.reporting import plots
 
     alphas, values = data.get("alphas"), data.get("values")
+    curve = [row for row in (data.get("curve") or []) if isinstance(row, dict) and "alpha" in row]
+    if alphas is None and curve:  # the shape `transferkit fuse` writes: one row per alpha
+        keys = [k for k in curve[0] if k.endswith("_accuracy")]
+        main = "val_accuracy" if "val_accuracy" in keys else (keys[0] if keys else None)
+        if main is not None:
+            alphas = [row["alpha"] for row in curve]
+            values = [row.get(main) for row in curve]
+            data = {**data, "metric": main.replace("_", " "), "best_alpha": data.get("best_alpha", data.get("alpha")),
+                    "extra": {k.replace("_", " "): [row.get(k) for row in curve] for k in keys if k != main}}
     if not (isinstance(alphas, list) and isinstance(values, list) and len(alphas) == len(values) and alphas):
         return ""
     metric = str(data.get("metric", "validation accuracy"))
@@ -531,6 +557,28 @@ def _compression(data: dict) -> str:
     if data.get("note"):
         parts.append(f"<p class='muted'>{_e(data['note'])}</p>")
     return "".join(parts)
+
+
+def _from_tradeoff(data: Any) -> dict | None:
+    """``tradeoff.json`` (what ``transferkit compress`` writes) as the variants of ``compression.json``."""
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        return None
+    variants = []
+    for row in data["rows"]:
+        if not isinstance(row, dict):
+            continue
+        latency = row.get("latency_ms") if isinstance(row.get("latency_ms"), dict) else {}
+        variant = {"name": row.get("name"), "runtime": row.get("runtime"), "accuracy": row.get("accuracy"),
+                   "accuracy_change": row.get("accuracy_change")}
+        if isinstance(row.get("size_bytes"), (int, float)):
+            variant["size_mb"] = round(row["size_bytes"] / 1e6, 3)
+        variant["size_ratio"] = row.get("size_ratio")
+        for batch, value in latency.items():
+            variant["latency_ms" if str(batch) == "1" else f"latency_ms_batch{batch}"] = value
+        variants.append({k: v for k, v in variant.items() if v is not None})
+    note = f"{data.get('n_test')} test examples of {data.get('test')}; latency at batch 1 (latency_ms) and larger " \
+           f"batches, median, {data.get('threads')} thread(s)"
+    return {"variants": variants, "note": note}
 
 
 def _custom(run: _Run, entry: dict) -> str:
@@ -600,6 +648,8 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     if isinstance(interpolation, dict):
         add("interpolation", "Weight interpolation", lambda: _interpolation(interpolation))
     compression = run.json(COMPRESSION_FILE)
+    if not isinstance(compression, dict):
+        compression = _from_tradeoff(run.json(TRADEOFF_FILE))
     if isinstance(compression, dict):
         add("compression", "Compressed variants", lambda: _compression(compression))
     manifest = run.json(SECTIONS_FILE)

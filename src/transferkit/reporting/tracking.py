@@ -130,7 +130,7 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
     return run_id
 
 
-def finish_run(folder: str | Path | None, *, params: dict[str, Any], metrics: dict[str, Any],
+def report_and_track(folder: str | Path | None, *, params: dict[str, Any], metrics: dict[str, Any],
                tracking_uri: str | None = None, report: bool = True, run_id: str | None = None,
                run_name: str = "run", tags: dict[str, str] | None = None) -> str | None:
     """The end of any run that saved ``folder`` (fit, adapt, distill, tune, ...): its report (unless ``report`` is
@@ -153,13 +153,13 @@ def finish_run(folder: str | Path | None, *, params: dict[str, Any], metrics: di
 
 
 def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
-    """What ``fit`` does at its end: :func:`finish_run` with the engine's MLflow run when it trained one."""
+    """What ``fit`` does at its end: :func:`report_and_track` with the engine's MLflow run when it trained one."""
     training = (result.config.get("training") or {}).get("training") or {}
     run_id = training.get("mlflow_run_id") if training.get("mlflow_uri") else None
     tags = {"transferkit.strategy": str(result.config.get("strategy")),
             "transferkit.backbone": str(result.config.get("backbone")),
             "transferkit.version": str(result.config.get("transferkit_version"))}
-    return finish_run(result.output, params=result.config, metrics=metrics, tracking_uri=config.tracking_uri,
+    return report_and_track(result.output, params=result.config, metrics=metrics, tracking_uri=config.tracking_uri,
                       report=config.report, run_id=run_id, tags=tags,
                       run_name=f"{result.config.get('backbone')} {result.config.get('strategy')}")
 
