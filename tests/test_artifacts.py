@@ -24,7 +24,8 @@ def text_model(text_csv: Path, tiny_text_model: Path, tmp_path: Path):
 
 def test_folder_layout_and_contents(text_model) -> None:
     result, out = text_model
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors",
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "examples.json", "metrics.json",
+                                                       "model.safetensors", "predictions.csv", "report.html",
                                                        "run_config.yaml", "summary.txt"]
     config = json.loads((out / "config.json").read_text())
     assert config["classes"] == ["negative", "positive"]
