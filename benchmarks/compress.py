@@ -56,15 +56,21 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
     common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"], patience=0,
                   augment="none", batch_size=args.batch_size, work_dir=str(work / f"runs-{task}"),
                   output=str(folder), overwrite=True)
-    if task == "image":
+    if (folder / "config.json").is_file() and not args.retrain:
+        accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
+        backbone = json.loads((folder / "config.json").read_text())["backbone"]["name"]
+        echo(f"[{task}] model reused from {folder}: {accuracy:.4f}")
+        fitted = None
+    elif task == "image":
         fitted = tk.fit(train, backbone="efficientnet_lite0", strategy="finetune", epochs=args.epochs, lr=3e-4,
                         image_size=args.image_size, **common)
     else:
         fitted = tk.fit(train, backbone="all-MiniLM-L6-v2", strategy="finetune", epochs=args.text_epochs,
                         max_length=args.max_length, **common)
     train_seconds = round(time.perf_counter() - start, 1)
-    echo(f"[{task}] model {fitted.config['backbone']} {fitted.config['strategy']}: {fitted.accuracy:.4f} "
-         f"({train_seconds:.0f} s)")
+    if fitted is not None:
+        backbone, accuracy = fitted.config["backbone"], fitted.accuracy
+        echo(f"[{task}] model {backbone} finetune: {accuracy:.4f} ({train_seconds:.0f} s)")
     start = time.perf_counter()
     report = compress_model(folder, test, train=train, output=work / f"variants-{task}", overwrite=True,
                             variants=args.variants.split(","), recovery_epochs=args.recovery_epochs,
@@ -85,8 +91,8 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
         targets["onnx_latency_met"] = bool(ratio <= 0.8)
     if "int8" in rows:
         targets["int8_latency_ratio_batch1"] = round(rows["int8"].latency_ms["1"] / rows["float"].latency_ms["1"], 3)
-    return {"backbone": fitted.config["backbone"], "n_train": len(train), "n_test": len(test),
-            "train_seconds": train_seconds, "compress_seconds": round(time.perf_counter() - start, 1),
+    return {"backbone": backbone, "n_train": len(train), "n_test": len(test), "model_accuracy": accuracy,
+            "train_seconds": train_seconds if fitted is not None else "reused", "compress_seconds": round(time.perf_counter() - start, 1),
             "table": report.to_dict(), "targets": targets, "printed": report.table()}
 
 
@@ -104,6 +110,7 @@ def main() -> None:
     parser.add_argument("--recovery-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-compress"))
+    parser.add_argument("--retrain", action="store_true", help="fine-tune the model again even if --work holds it")
     parser.add_argument("--quick", action="store_true", help="small sets, one epoch")
     args = parser.parse_args()
     if args.quick:

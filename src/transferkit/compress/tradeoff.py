@@ -18,7 +18,8 @@ variant             runtime         what it is
 Columns: test accuracy (and its difference from ``float``), file size (safetensors for PyTorch variants, the
 ``.onnx`` file for ONNX Runtime ones), parameters (non-zero ones for magnitude pruning, whose file does not
 shrink), and the median CPU latency of one forward pass at batch 1 and batch 32 (inputs already prepared; a
-warm-up run first). Every variant that is a model is saved as a model folder under ``output``
+warm-up run first; the variants take turns, round after round, so that a change of load on the machine affects
+them alike). Every variant that is a model is saved as a model folder under ``output``
 (``load_model`` loads it; ONNX variants hold their ``model.onnx`` for ``predict --runtime onnx``). The table is
 returned, printed by the CLI, and saved as ``tradeoff.json`` in the model folder and in ``output``.
 """
@@ -95,25 +96,9 @@ class TradeoffReport:
             lines.append(f"{r.name:<11} {r.runtime:<13} {r.accuracy:8.4f} {100 * r.accuracy_change:+6.1f}p "
                          f"{r.size_bytes / 1e6:8.2f} {100 * r.size_ratio:5.0f}% {r.parameters:>11,} "
                          f"{r.latency_ms.get('1', float('nan')):8.2f} {r.latency_ms.get('32', float('nan')):8.2f}")
-        lines.append(f"({self.n_test} test examples of {self.test}; latency: median of repeated forward passes, "
+        lines.append(f"({self.n_test} test examples of {self.test}; latency: median over interleaved rounds, "
                      f"{self.threads} thread{'s' if self.threads != 1 else ''}; size relative to float)")
         return "\n".join(lines)
-
-
-def median_ms(fn: Callable[[], Any], *, min_seconds: float = 0.5, min_repeats: int = 3,
-              max_repeats: int = 100) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after one warm-up call; repeats until ``min_seconds`` have
-    passed (at least ``min_repeats``, at most ``max_repeats`` times)."""
-    fn()
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < min_repeats or (spent < min_seconds and len(times) < max_repeats):
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-    return 1000.0 * statistics.median(times)
 
 
 def latency_batches(backbone: Any, data: Dataset, sizes: Sequence[int] = LATENCY_BATCHES) -> dict[int, Any]:
@@ -125,25 +110,46 @@ def latency_batches(backbone: Any, data: Dataset, sizes: Sequence[int] = LATENCY
     return out
 
 
-def pytorch_latency(model: torch.nn.Module, batches: dict[int, Any]) -> dict[str, float]:
-    """Eager PyTorch: ``model(batch)`` in inference mode, per batch size (ms)."""
+def pytorch_calls(model: torch.nn.Module, batches: dict[int, Any]) -> dict[str, Callable[[], Any]]:
+    """One eager PyTorch forward pass per batch size: ``model(batch)`` in inference mode."""
     model.eval()
-    out = {}
-    with torch.inference_mode():
-        for size, batch in batches.items():
-            out[str(size)] = round(median_ms(lambda: model(batch)), 3)
-    return out
+
+    def call(batch: Any) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.inference_mode():
+                return model(batch)
+        return run
+
+    return {str(size): call(batch) for size, batch in batches.items()}
 
 
-def onnx_latency(session: Any, batches: dict[int, Any], modality: str) -> dict[str, float]:
-    """ONNX Runtime ``session.run`` per batch size (ms)."""
+def onnx_calls(session: Any, batches: dict[int, Any], modality: str) -> dict[str, Callable[[], Any]]:
+    """One ONNX Runtime ``session.run`` per batch size."""
     from transferkit.backbones._onnx_graph import onnx_feed
 
-    out = {}
-    for size, batch in batches.items():
-        feed = onnx_feed(batch, modality)
-        out[str(size)] = round(median_ms(lambda: session.run(None, feed)), 3)
-    return out
+    feeds = {str(size): onnx_feed(batch, modality) for size, batch in batches.items()}
+    return {size: (lambda feed=feed: session.run(None, feed)) for size, feed in feeds.items()}
+
+
+def interleaved_latency(timers: dict[str, dict[str, Callable[[], Any]]], *, min_rounds: int = 5,
+                        min_seconds: float = 2.0, max_rounds: int = 50) -> dict[str, dict[str, float]]:
+    """Median milliseconds of every call, measured in rounds that run each variant and batch size once in turn
+    (after one warm-up call each), so that a change of machine load affects every variant alike; at least
+    ``min_rounds`` rounds and ``min_seconds`` in all, at most ``max_rounds``."""
+    for calls in timers.values():
+        for call in calls.values():
+            call()
+    times: dict[str, dict[str, list[float]]] = {n: {size: [] for size in calls} for n, calls in timers.items()}
+    start, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or (time.perf_counter() - start < min_seconds and rounds < max_rounds):
+        for name, calls in timers.items():
+            for size, call in calls.items():
+                begin = time.perf_counter()
+                call()
+                times[name][size].append(time.perf_counter() - begin)
+        rounds += 1
+    return {name: {size: round(1000.0 * statistics.median(values), 3) for size, values in sizes.items()}
+            for name, sizes in times.items()}
 
 
 def state_size_bytes(model: torch.nn.Module, *, include_source_classifier: bool = False) -> int:
@@ -226,7 +232,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
         float_size = state_size_bytes(model)
         proba = model.predict_proba(test, cache=None, **predict)
         rows.append(VariantRow("float", "pytorch", "the model as saved (float32, eager)", _accuracy(proba, y),
-                               float_size, float_params, pytorch_latency(model, batches), path=str(model_dir)))
+                               float_size, float_params, {}, path=str(model_dir)))
+        timers = {"float": pytorch_calls(model, batches)}
         log.info("float: accuracy %.4f", rows[-1].accuracy)
         float_onnx = None
         if "onnx" in variants or wants_int8:
@@ -245,8 +252,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
                 rows.append(VariantRow("onnx", "onnxruntime", "float32 ONNX export (parity-checked)",
                                        _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
                                        float_onnx.stat().st_size, float_params,
-                                       onnx_latency(onnx_session(float_onnx, threads), batches, model.modality),
-                                       path=str(folder), facts={"parity": exported.parity.to_dict()}))
+                                       {}, path=str(folder), facts={"parity": exported.parity.to_dict()}))
+                timers["onnx"] = onnx_calls(onnx_session(float_onnx, threads), batches, model.modality)
         if wants_int8:
             from transferkit.compress.quantize import quantize_model
 
@@ -259,8 +266,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
             rows.append(VariantRow("int8", "onnxruntime", f"int8 {quantization} quantization (ONNX Runtime)",
                                    _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
                                    report.size_bytes, float_params,
-                                   onnx_latency(onnx_session(folder / "model.onnx", threads), batches, model.modality),
-                                   path=str(folder), facts=report.to_dict()))
+                                   {}, path=str(folder), facts=report.to_dict()))
+            timers["int8"] = onnx_calls(onnx_session(folder / "model.onnx", threads), batches, model.modality)
         for kind in ("magnitude", "structured"):
             if kind not in variants:
                 continue
@@ -289,7 +296,11 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
             rows.append(VariantRow(kind, "pytorch", described,
                                    _accuracy(pruned.predict_proba(test, cache=None, **predict), y),
                                    state_size_bytes(pruned), (nonzero if kind == "magnitude" else params) + head,
-                                   pytorch_latency(pruned, batches), path=str(folder), facts=facts))
+                                   {}, path=str(folder), facts=facts))
+            timers[kind] = pytorch_calls(pruned, batches)
+        latencies = interleaved_latency(timers)
+        for row in rows:
+            row.latency_ms = latencies[row.name]
     finally:
         torch.set_num_threads(previous_threads)
     reference = rows[0]
