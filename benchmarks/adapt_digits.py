@@ -8,8 +8,9 @@ each method's checkpoint and the method among them). Target labels are used only
 (coral-features, subspace) are left out: on a network trained from scratch there are no frozen features to align.
 
 Source domains:
-- ``fonts``: '0'..'9' drawn with the TrueType fonts of matplotlib and the system (random font, size, stroke
-  width, shear, horizontal squeeze, rotation, offset, blur), then put in MNIST's frame (the digit scaled into 20x20, centred by its centre of mass in
+- ``fonts``: '0'..'9' drawn with the fonts of matplotlib and of the system (``apt-get install fonts-urw-base35
+  fonts-bwht`` adds about 40, the bwht ones handwritten; random font, size, stroke width, shear, horizontal
+  squeeze, rotation, offset, blur), then put in MNIST's frame (the digit scaled into 20x20, centred by its centre of mass in
   28x28);
 - ``sklearn``: scikit-learn's 1,797 8x8 digits, upscaled to 20x20 and centred the same way.
 
@@ -28,8 +29,10 @@ import numpy as np
 
 from adapt_common import print_table, run_record, save, summarise, threads
 
-FONT_GLOBS = ("/usr/share/fonts/truetype/*/*.ttf",)
-SKIP_FONTS = ("STIXSiz", "STIXNonUni", "cmex", "cmsy", "cmmi", "LastResort", "MathTeX", "DisplayE")
+#: System fonts: Debian's fonts-dejavu and fonts-liberation (TrueType), fonts-urw-base35 and fonts-bwht
+#: (OpenType; bwht are handwriting fonts). Those not installed are simply not used.
+FONT_GLOBS = ("/usr/share/fonts/truetype/*/*.ttf", "/usr/share/fonts/opentype/*/*.otf")
+SKIP_FONTS = ("STIXSiz", "STIXNonUni", "cmex", "cmsy", "cmmi", "LastResort", "MathTeX", "DisplayE", "D050000L")
 
 
 def font_files() -> list[str]:

@@ -129,6 +129,15 @@ def test_warm_start_continues_from_the_source_only_model(domains):
     assert rows["mcc@1"]["warm_start"] is True and rows["source-only"]["warm_start"] is False
 
 
+def test_without_target_labels_nothing_reads_them_and_the_summary_says_so(domains):
+    source, target, _ = domains
+    result = _adapt((source, target, None), method="subspace", epochs=1, min_steps_per_epoch=5)
+    assert "target_labels" not in result.report and result.target_accuracy is None
+    assert all("target_accuracy" not in r for r in result.report["candidates"])
+    assert result.chosen.name == "subspace" and "target-acc" not in result.summary()
+    assert result.model.strategy == "adapt:subspace" and type(result.model.head).__name__ == "LinearHead"
+
+
 # --- validators ---------------------------------------------------------------------------------------------------
 
 def test_entropy_and_information_maximisation_known_values():

@@ -187,7 +187,6 @@ class _Context:
     val_weights: np.ndarray
     train_weights: np.ndarray | None
     work_dir: Path
-    extract: dict[str, Any]
 
     def validation(self, target_proba: np.ndarray, val_proba: np.ndarray):
         from transferkit.evaluation.validators import ValidationData
@@ -496,7 +495,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     owned_work_dir = config.work_dir is None
     work_dir = Path(config.work_dir) if config.work_dir else Path(tempfile.mkdtemp(prefix="transferkit-adapt-"))
     ctx = _Context(config, backbone_object, classes, train, val, target_ds, evaluation, eval_is_target, y_train,
-                   y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir, extract)
+                   y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir)
     candidates: list[Candidate] = []
     start = time.perf_counter()
     try:
