@@ -403,6 +403,24 @@ def test_adapted_model_saves_loads_and_predicts(tmp_path, tiny_text_model):
     assert {p["label"] for p in predictions} <= {"negative", "positive"}
 
 
+def test_fine_tuned_text_backbone_is_saved_with_its_weights(tmp_path, tiny_text_model):
+    import transferkit
+    from transferkit.artifacts import load_model
+    from conftest import TEXTS
+
+    texts = [t for group in TEXTS.values() for t in group]
+    labels = [label for label, group in TEXTS.items() for _ in group]
+    target = from_arrays([f"{t}, said nobody" for t in texts], origin="target")
+    result = transferkit.adapt(from_arrays(texts, labels, origin="reviews"), target, backbone=str(tiny_text_model),
+                               method="dann", tradeoff=1.0, train_backbone=True, epochs=1, min_steps_per_epoch=2,
+                               batch_size=8, output=str(tmp_path / "model"), embedding="none", progress=False)
+    config = json.loads((result.output / "config.json").read_text())
+    assert config["backbone"]["weights_included"] is True
+    loaded = load_model(result.output)
+    assert np.allclose(loaded.predict_proba(target, progress=False), result.model.predict_proba(target, progress=False),
+                       atol=1e-5)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
