@@ -3,7 +3,8 @@ fine-tuning of zero-shot models").
 
 ``theta(alpha) = (1 - alpha) theta_pretrained + alpha theta_finetuned`` over every weight of backbone and head.
 The pretrained end is the pretrained backbone with a linear probe as its head (fitted here on the training data,
-or given as a linear-probe model folder), so that both ends are classifiers for the same classes. ``alpha`` is
+its C by cross-validation there so that the validation data stays unseen by both ends; or given as a linear-probe
+model folder), so that both ends are classifiers for the same classes. ``alpha`` is
 swept over a grid and chosen on validation data (accuracy, then log-loss); alpha 0 is exactly the probe, alpha 1
 exactly the fine-tuned model. Interpolation often keeps most of fine-tuning's gain on the training distribution
 while recovering the pretrained model's robustness under distribution shift.
@@ -65,7 +66,8 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
                         batch_size: int = 64, device: str = "auto", seed: int = 0, probe_c: float | None = None,
                         cache_dir: str | None = None, progress: bool = False) -> tuple[Any, dict[str, Any]]:
     """The pretrained end of the line: ``pretrained`` (a linear-probe model folder) when given, else the pretrained
-    backbone named by the fine-tuned model with a linear probe fitted on ``train`` (C chosen on ``val``)."""
+    backbone named by the fine-tuned model with a linear probe fitted on ``train`` (C chosen by cross-validation on
+    ``train``; ``val`` is kept for choosing alpha)."""
     from transferkit.artifacts import backbone_options
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache
@@ -89,9 +91,10 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
     cache = FeatureCache(cache_dir) if cache_dir else _default_cache()
     extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
     classes = finetuned.classes
-    probe = LinearProbe(C=probe_c, random_state=seed).fit(
-        extract_features(backbone, train, **extract), train.label_array(classes),
-        extract_features(backbone, val, **extract), val.label_array(classes))
+    # C by cross-validation on the training data: the validation data stays unseen, so that the probe's
+    # validation accuracy (alpha 0) is as honest as the fine-tuned model's when alpha is chosen on it
+    probe = LinearProbe(C=probe_c, random_state=seed).fit(extract_features(backbone, train, **extract),
+                                                          train.label_array(classes))
     if len(probe.classes_) != len(classes):
         raise ConfigError(f"interpolate: the training data holds {len(probe.classes_)} of the fine-tuned model's "
                           f"{len(classes)} classes; the probe needs examples of every class.")
