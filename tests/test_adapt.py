@@ -444,3 +444,5 @@ def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
               backbone=PixelBackbone())
     with pytest.raises(ConfigError, match="--source"):
         adapt(None, target)
+    with pytest.raises(ConfigError, match="device"):
+        adapt(source, target, backbone=PixelBackbone(), device="tpu")

@@ -416,6 +416,9 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         from transferkit.strategies.requirements import check_training_installed
 
         check_training_installed("adapt")
+        from transferkit.engine.trainer import accelerator_and_devices
+
+        accelerator_and_devices(config.device, 1)  # a device that is not here fails now, not after the features
     timings: dict[str, float] = {}
     start = time.perf_counter()
     source_ds = _load(source, config, unlabelled=False, label_column=config.label_column)
