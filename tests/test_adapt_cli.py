@@ -65,6 +65,16 @@ def test_adapt_cli_errors(domains, extra, message):
     assert message in result.output
 
 
+def test_adapt_cli_reads_a_config_file_and_names_unknown_options(domains, tmp_path):
+    source, target = domains
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: dann\ntradeoffs: {dann: [0.1]}\nwarmstart: true\n")
+    result = CliRunner().invoke(app, ["adapt", "--source", str(source), "--target", str(target), "-c", str(bad)])
+    assert result.exit_code == 2 and "unknown option 'warmstart'" in result.output
+    missing = CliRunner().invoke(app, ["adapt", "--source", str(source)])
+    assert missing.exit_code == 2 and "--target" in missing.output
+
+
 def test_adapt_cli_rejects_mismatched_modalities(domains, image_folder):
     source, _ = domains
     result = CliRunner().invoke(app, ["adapt", "--source", str(image_folder), "--target", str(source),

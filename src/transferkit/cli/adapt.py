@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,9 +14,10 @@ from transferkit.errors import TransferkitError
 
 @app.command()
 def adapt(
-    source: str = typer.Option(..., "--source", help="Labelled source data: a folder with one sub-folder per class, or a table with a label column and a text or image-path column."),
-    target: str = typer.Option(..., "--target", help="Unlabelled target data: a folder of images, or a table with a text or image-path column (a label column, if any, is ignored)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Labelled source data: a folder with one sub-folder per class, or a table with a label column and a text or image-path column."),
+    target: Optional[str] = typer.Option(None, "--target", help="Unlabelled target data: a folder of images, or a table with a text or image-path column (a label column, if any, is ignored)."),
     target_labels: Optional[str] = typer.Option(None, "--target-labels", help="For the report only: the label column of the target table, or a labelled copy of the target data. The result then says how far the label-free choice is from the best in hindsight; no choice reads these labels."),
+    config_file: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (the names of AdaptConfig: tradeoffs, warm_start, adapt_epochs, threshold_start, ... as well as these flags); flags given here override it."),
     method: Optional[str] = typer.Option(None, "--method", "-m", help="dann, cdan, dan, coral, mcc, entropy, self-train, iw (instance weighting), coral-features (CORAL re-colouring + probe), subspace (subspace alignment + probe), source-only, or auto (default: try them and keep the validator's choice)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for the adapted model (load_model / predict read it), with adaptation.json and embedding.png."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone name (`transferkit models`) or local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text."),
@@ -44,6 +46,7 @@ def adapt(
     method, its weight and the checkpoint."""
     _setup(quiet or as_json)
     try:
+        from transferkit.config import load_config_file
         from transferkit.strategies.adaptation.config import make_adapt_config
         from transferkit.strategies.adaptation.run import adapt as adapt_fn
 
@@ -55,7 +58,9 @@ def adapt(
                        no_cache=no_cache or None, overwrite=overwrite or None,
                        progress=False if (quiet or as_json) else None,
                        candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None)
-        config = make_adapt_config(**{k: v for k, v in options.items() if v is not None})
+        values = load_config_file(config_file) if config_file is not None else {}
+        values.update({k: v for k, v in options.items() if v is not None})
+        config = make_adapt_config(**values)
         result = adapt_fn(config=config)
     except TransferkitError as exc:
         _fail(exc)
