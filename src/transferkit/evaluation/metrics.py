@@ -35,6 +35,10 @@ def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
     """A plain-text block: headline figures, per-class table, confusion matrix."""
     lines = [title] if title else []
     lines.append(f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   ({metrics['n']} examples)")
+    calibration = metrics.get("calibration")
+    if calibration:
+        lines.append(f"calibration: ECE {calibration['ece']:.4f}   NLL {calibration['nll']:.4f}   "
+                     f"mean confidence {calibration['mean_confidence']:.4f}")
     width = max(8, *(len(c) for c in metrics["classes"]))
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for name, row in metrics["per_class"].items():
