@@ -4,7 +4,6 @@ read back from a real SQLite store."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 import shutil
