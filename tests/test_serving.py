@@ -112,7 +112,7 @@ def image_server(models):
 
 @pytest.fixture(scope="module")
 def text_server(models):
-    server = Server(models["text"], "--max-batch", "3", "--max-text-chars", "200", "--batch-wait-ms", "20",
+    server = Server(models["text"], "--max-batch", "3", "--max-text-chars", "200", "--batch-wait-ms", "100",
                     cache=models["cache"])
     yield server
     server.stop()
@@ -284,7 +284,7 @@ def test_concurrent_text_requests_share_batches(text_server) -> None:
     assert all(a.status_code == 200 for a in answers)
     after = httpx.get(f"{text_server.url}/info").json()["batching"]
     inputs, batches = after["inputs_run"] - before["inputs_run"], after["batches_run"] - before["batches_run"]
-    assert inputs == 12 and batches < 12  # 20 ms of waiting let concurrent requests run together
+    assert inputs == 12 and batches < 12  # 100 ms of waiting let concurrent requests run together
 
 
 def test_micro_batcher_returns_each_caller_its_rows() -> None:
