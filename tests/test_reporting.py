@@ -317,3 +317,21 @@ def test_the_shapes_adapt_and_fuse_write_are_read(tmp_path: Path) -> None:
     assert ">Compressed variants</h2>" in page and "latency_ms_batch32" in page and 'alt="accuracy against size_mb"' in page
     assert 'alt="2-D embedding of source and target features"' in page
     assert "val accuracy against the interpolation weight alpha" in page and "test accuracy" in page
+
+
+def test_many_classes_still_give_readable_plots(tmp_path: Path) -> None:
+    from transferkit.reporting import build_report
+
+    classes = [f"class-{i:03d}" for i in range(80)]
+    rng = np.random.default_rng(0)
+    matrix = (np.eye(80, dtype=int) * 5 + rng.integers(0, 2, (80, 80))).tolist()
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"test": {
+        "accuracy": 0.7, "macro_f1": 0.68, "n": int(np.sum(matrix)), "classes": classes, "confusion_matrix": matrix,
+        "per_class": {c: {"precision": 0.7, "recall": 0.7, "f1": 0.7, "support": 5} for c in classes}}}))
+    page = build_report(folder)
+    images = re.findall(r'alt="confusion matrix[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    width, height = _png_size(base64.b64decode(images[0]))
+    assert 1000 <= width <= 1400 and 1000 <= height <= 1300  # capped, not 80 x 0.45 inches
+    assert page.count("class-079") == 1  # in the per-class table; not drawn as 80 overlapping tick labels
