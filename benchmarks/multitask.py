@@ -103,7 +103,7 @@ def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args,
     options = dict(backbone=backbone, seed=seed, epochs=epochs, batch_size=batch_size or args.batch_size, lr=lr,
                    patience=0, augment="none", tracking_uri="off", progress=False, device="cpu",
                    sampling="proportional", weighting=weighting, work_dir=str(work / "run"),
-                   cache_dir=str(work / "cache"), finetune={"freeze": args.freeze})
+                   cache_dir=str(work / "cache"), finetune={"freeze": args.freeze, "bn_statistics": args.bn_statistics})
     if domain == "text":
         options["max_length"] = args.max_length
     else:
@@ -185,7 +185,8 @@ def run_domain(domain: str, args, echo=print) -> dict:
                          "val_per_class": args.n_val if domain == "text" else args.n_val // 2,
                          "test_per_class": args.n_test if domain == "text" else args.n_test // 2,
                          "max_length": args.max_length, "image_size": args.image_size, "augment": "none",
-                         "sampling": "proportional", "early_stopping": "off (best epoch kept)"}}
+                         "sampling": "proportional", "early_stopping": "off (best epoch kept)",
+                         "bn_statistics": args.bn_statistics}}
 
 
 def _verdict(diff) -> str:
@@ -218,6 +219,9 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=0, help="layer groups of the backbone frozen (from the input)")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--bn-statistics", default="auto", choices=["auto", "update", "frozen"],
+                        help="BatchNorm running statistics while training (frozen: the pretrained ones; shared "
+                             "statistics are a compromise between tasks whose inputs differ)")
     parser.add_argument("--no-matched-steps", dest="matched_steps", action="store_false",
                         help="leave out the control run of each task alone with its multi-task share of the batch")
     parser.add_argument("--output", default=str(RESULTS / "multitask.json"))
