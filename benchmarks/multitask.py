@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=0, help="layer groups of the backbone frozen (from the input)")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--bn-statistics", default="auto", choices=["auto", "update", "frozen"],
+    parser.add_argument("--bn-statistics", default="update", choices=["auto", "update", "frozen"],
                         help="BatchNorm running statistics while training (frozen: the pretrained ones; shared "
                              "statistics are a compromise between tasks whose inputs differ)")
     parser.add_argument("--no-matched-steps", dest="matched_steps", action="store_false",

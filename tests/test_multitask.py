@@ -213,11 +213,30 @@ tasks:
 
     model = tk.load_model(out)
     assert model.task_classes == {"colour": ["blue", "green", "red"], "stripes": ["horizontal", "vertical"]}
+    # several tasks: BatchNorm layers kept their pretrained (here: initial) running statistics
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(0)
+    fresh = create_backbone(TINY_IMAGE_BACKBONE).state_dict()
+    trained = model.backbone.state_dict()
+    stats = [k for k in fresh if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(fresh[k], trained[k]) for k in stats)
+    assert any(not torch.equal(fresh[k], trained[k]) for k in fresh if k.endswith(".weight"))
     run_config = (out / "run_config.yaml").read_text()
     assert "weighting: uncertainty" in run_config and "task_batch_sizes" in run_config
 
     again = CliRunner().invoke(app, ["multitask", str(config), "--output", str(out)])
     assert again.exit_code == 2 and "already holds a model" in again.output
+
+
+def test_batchnorm_statistics_default():
+    from transferkit.strategies.multitask import MultiTaskPlan
+    from transferkit.strategies.options import FineTuneConfig
+
+    assert MultiTaskPlan(["a", "b"]).batchnorm_eval
+    assert not MultiTaskPlan(["a"]).batchnorm_eval  # one task: as finetune
+    assert not MultiTaskPlan(["a", "b"], config=FineTuneConfig(bn_statistics="update")).batchnorm_eval
+    assert MultiTaskPlan(["a"], config=FineTuneConfig(bn_statistics="frozen")).batchnorm_eval
 
 
 def test_config_errors(tmp_path, tiny_text_model):
