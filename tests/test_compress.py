@@ -95,19 +95,25 @@ def test_parity_check_fails_on_a_deliberately_broken_export(model_dir, exported,
     assert report.passed and report.max_abs_diff < 1e-3
 
 
-@pytest.mark.parametrize("method", ["dynamic", "static"])
-def test_a_quantized_model_loads_and_predicts(method, model_dir, exported, images, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method, signed", [("dynamic", False), ("static", False), ("static", True)])
+def test_a_quantized_model_loads_and_predicts(method, signed, model_dir, exported, images, tmp_path: Path) -> None:
     from transferkit.compress.quantize import quantize_model
 
     train, test = images
     model = tk.load_model(model_dir)
     path = tmp_path / f"int8-{method}.onnx"
     report = quantize_model(model, path, method=method, calibration=train if method == "static" else None,
-                            check=test, float_path=exported)
+                            check=test, float_path=exported, signed_activations=signed)
     assert report.method == method and report.check_examples == len(test)
     assert report.size_bytes < report.float_size_bytes
     if method == "static":  # convolutions as int8: the file is about a quarter of the float one
         assert report.size_ratio < 0.5 and report.calibration_examples == len(train)
+        import onnx
+
+        proto = onnx.load(str(path))
+        types = {i.name: i.data_type for i in proto.graph.initializer}
+        activations = {types.get(n.input[2]) for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+        assert activations == {onnx.TensorProto.INT8 if signed else onnx.TensorProto.UINT8}
     assert 0.0 <= report.agreement <= 1.0
     rows = tk.predict(model_dir, np.asarray(test.items), progress=False, runtime="onnx", onnx_file=str(path))
     assert len(rows) == len(test) and all(r["label"] in CLASSES for r in rows)

@@ -187,7 +187,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
                    magnitude_amount: float = 0.5, structured_amount: float = 0.3, heads: float = 0.0,
                    quantization: str = "auto", recovery_epochs: int = 1, recovery_lr: float = 1e-4,
                    batch_size: int = 32, threads: int | None = None, seed: int = 0, tolerance: float = 1e-3,
-                   overwrite: bool = False, max_calibration: int = 256, progress: bool = False,
+                   overwrite: bool = False, max_calibration: int = 256, signed_activations: bool = False,
+                   progress: bool = False,
                    label_column: str | None = None, text_column: str | None = None, path_column: str | None = None,
                    encoding: str = "utf-8") -> TradeoffReport:
     """Make the compressed ``variants`` of the model folder ``model_dir`` and measure them all on labelled
@@ -261,7 +262,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
             save_model(model, folder, include_backbone=True, overwrite=True,
                        metrics={"compression": {"variant": "int8", "method": quantization}})
             report = quantize_model(model, folder / "model.onnx", method=quantization, calibration=calib_ds,
-                                    check=test, float_path=float_onnx, max_calibration=max_calibration, seed=seed)
+                                    check=test, float_path=float_onnx, max_calibration=max_calibration,
+                                    signed_activations=signed_activations, seed=seed)
             runner = OnnxClassifier(model, folder / "model.onnx", threads=threads)
             rows.append(VariantRow("int8", "onnxruntime", f"int8 {quantization} quantization (ONNX Runtime)",
                                    _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
