@@ -208,3 +208,18 @@ def test_distill_command_end_to_end(images, teacher, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "transferkit.cli.main", "distill", str(root), "--student",
                           TINY_IMAGE_BACKBONE], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "--teacher" in bad.stderr
+
+
+def test_distillation_at_temperature_one_and_no_soft_weight_trains_the_plain_student(images, teacher,
+                                                                                      tmp_path: Path) -> None:
+    """Through the whole engine: the same seed, data and budget with T = 1 and alpha = 0 give the plain student."""
+    train, test = images
+    result = tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, test=test, lr=1e-2, compare_plain=True,
+                        distill={"temperature": 1.0, "alpha": 0.0}, **_common(tmp_path, epochs=2))
+    assert result.plain["accuracy"] == result.accuracy
+    distilled = [row["train_loss"] for row in result.facts["history"]]
+    assert all(np.isfinite(distilled))
+    plain_model = tk.fit(train, test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", lr=1e-2,
+                         baselines=["raw"], **_common(tmp_path / "plain", epochs=2)).model
+    np.testing.assert_allclose(result.model.predict_proba(test, device="cpu", progress=False),
+                               plain_model.predict_proba(test, device="cpu", progress=False), atol=1e-5)
