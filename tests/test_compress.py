@@ -248,3 +248,26 @@ def test_compress_and_predict_commands_end_to_end(model_dir, images, tmp_path: P
     assert predicted.returncode == 0, predicted.stderr
     lines = [json.loads(line) for line in predicted.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == len(test) and all(line["label"] in CLASSES for line in lines)
+
+
+def test_quantizing_a_text_model_leaves_the_working_directory_clean(tiny_text_model, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    from transferkit.backbones import create_backbone
+    from transferkit.compress.onnx import export_model_folder
+    from transferkit.compress.quantize import quantize_model
+    from transferkit.heads import LinearHead
+    from transferkit.model import TransferModel
+
+    torch.manual_seed(0)
+    backbone = create_backbone(str(tiny_text_model), max_length=32)
+    model = TransferModel(backbone, LinearHead(backbone.num_features, 2), ["neg", "pos"], strategy="finetune").eval()
+    tk.save_model(model, tmp_path / "text-model", include_backbone=True)
+    exported = export_model_folder(tmp_path / "text-model").path
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    texts = from_arrays(["a fine film", "dull and long, a waste of an evening"], ["pos", "neg"], origin="texts")
+    report = quantize_model(tk.load_model(tmp_path / "text-model"), tmp_path / "int8.onnx", method="dynamic",
+                            check=texts, float_path=exported)
+    assert report.size_bytes < report.float_size_bytes
+    assert list(cwd.iterdir()) == []  # ONNX Runtime's shape-inference dumps went to a scratch folder

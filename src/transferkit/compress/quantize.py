@@ -100,11 +100,17 @@ class _BatchReader:
 def _preprocess(float_path: Path, out: Path) -> Path:
     """ONNX Runtime's recommended pre-processing (shape inference, graph optimisation) before quantization;
     the float file itself when that step fails (the quantizer then works on the plain graph)."""
+    import contextlib
+    import tempfile
+
     from onnxruntime.quantization import quant_pre_process
 
     for symbolic in (True, False):  # symbolic shape inference fails on some dynamic text graphs; ONNX's then
         try:
-            quant_pre_process(str(float_path), str(out), skip_symbolic_shape=not symbolic)
+            # When symbolic inference fails, ONNX Runtime dumps the half-inferred graph and its weights (hundreds
+            # of MB) into the working directory: let it dump them into a folder that is then removed.
+            with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+                quant_pre_process(str(float_path.resolve()), str(out.resolve()), skip_symbolic_shape=not symbolic)
             return out
         except Exception as exc:  # noqa: BLE001 - an optional optimisation step
             log.info("quantization pre-processing%s failed (%s: %s)", " with symbolic shapes" if symbolic else "",
