@@ -117,7 +117,8 @@ def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args,
             "macro_f1": {n: result.metrics[n]["macro_f1"] for n in names},
             "seconds": round(seconds, 1), "best_epoch": training["best_epoch"], "steps": training["global_step"],
             "task_batch_sizes": result.training["task_batch_sizes"],
-            "learned_task_weights": result.training.get("learned_task_weights")}
+            "learned_task_weights": result.training.get("learned_task_weights"),
+            "pcgrad_conflicting_steps": result.training.get("pcgrad_conflicting_steps")}
 
 
 def run_domain(domain: str, args, echo=print) -> dict:

@@ -108,6 +108,9 @@ def test_two_text_tasks_train_save_and_predict(tmp_path, tiny_text_model, weight
     history = result.training["history"]
     for row in history:  # per-task validation figures, and their mean as the monitored value
         assert row["val_accuracy"] == pytest.approx((row["val_accuracy_sentiment"] + row["val_accuracy_length"]) / 2)
+    if weighting == "pcgrad":
+        record = result.training["pcgrad_conflicting_steps"]
+        assert 0 <= record["steps_with_conflict"] <= record["steps"] and record["steps"] > 0
     if weighting == "uncertainty":
         weights = result.training["learned_task_weights"]
         assert set(weights) == {"sentiment", "length"} and all(w != 1.0 for w in weights.values())
@@ -172,7 +175,7 @@ def test_pcgrad_gradient_on_the_backbone(tiny_text_model):
     rows = [torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                        for g, p in zip(torch.autograd.grad(losses[t], shared, allow_unused=True), shared)])
             for t in ("a", "b")]
-    assert float(rows[0] @ rows[1]) < 0
+    assert float(rows[0] @ rows[1]) < 0 and plan.conflicting_steps == 1
     expected = pcgrad_project(torch.stack(rows), torch.Generator().manual_seed(1 * 1_000_003 + 0))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     assert not torch.allclose(got, rows[0] + rows[1])  # the tasks conflicted somewhere

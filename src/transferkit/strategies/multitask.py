@@ -101,6 +101,8 @@ class MultiTaskPlan(FineTune):
         self.task_weights = {t: float((task_weights or {}).get(t, 1.0)) for t in self.tasks}
         self.seed = seed
         self._steps = 0
+        #: PCGrad: training steps in which some pair of tasks had conflicting gradients (a projection happened).
+        self.conflicting_steps = 0
 
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
         from transferkit.losses.task_weighting import UncertaintyWeighting
@@ -164,6 +166,9 @@ class MultiTaskPlan(FineTune):
             rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
                                    for g, p in zip(grads, shared)]))
         gradients = torch.stack(rows)
+        dots = gradients @ gradients.T
+        if bool((dots < 0).any()):
+            self.conflicting_steps += 1
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._steps)
         delta = pcgrad_project(gradients.cpu(), generator).to(gradients.device) - gradients.sum(dim=0)
         correction = gradients.new_zeros(())
@@ -294,6 +299,9 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
                            train_collate={t.name: LabelledCollate(backbone.collate, batch_transform) for t in tasks},
                            val_collate={t.name: LabelledCollate(backbone.collate) for t in tasks},
                            callbacks=callbacks, task_batch_sizes=batch_sizes)
+    if config.weighting == "pcgrad":
+        facts["pcgrad_conflicting_steps"] = {"steps_with_conflict": strategy.conflicting_steps,
+                                             "steps": strategy._steps}
     weighting = getattr(model, "task_weighting", None)
     if weighting is not None:
         facts["learned_task_weights"] = weighting.weights()
