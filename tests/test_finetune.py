@@ -214,6 +214,21 @@ def test_batchnorm_statistics_frozen_or_updated(strategy, bn_statistics, frozen,
     assert any(not torch.equal(a, m.weight) for a, m in zip(weights_before, bn))  # their weights train either way
 
 
+def test_auto_batchnorm_statistics_follow_pretraining_and_data_size() -> None:
+    from transferkit.strategies.finetune import FineTune
+    from transferkit.strategies.lp_ft import LinearProbeThenFineTune
+
+    pretrained = create_backbone(TINY_IMAGE_BACKBONE)
+    pretrained.name = "timm:test_efficientnet"  # as a pretrained backbone is named
+    random = create_backbone(TINY_IMAGE_BACKBONE)
+    finetune, lp_ft = FineTune(), LinearProbeThenFineTune()
+    limit = finetune.small_data_batchnorm_limit
+    assert finetune.keeps_pretrained_batchnorm(pretrained, 1_000)
+    assert not finetune.keeps_pretrained_batchnorm(pretrained, limit + 1)
+    assert not finetune.keeps_pretrained_batchnorm(random, 1_000)  # the scratch baseline must learn its statistics
+    assert lp_ft.keeps_pretrained_batchnorm(pretrained, limit + 1) and lp_ft.keeps_pretrained_batchnorm(random, 10)
+
+
 def test_a_finished_fit_leaves_logs_but_no_weights_in_its_run_folder(images, tmp_path: Path) -> None:
     train, test = images
     tk.fit(train, test=test, backbone=TINY_IMAGE_BACKBONE, strategy="finetune", epochs=1, batch_size=8,

@@ -30,6 +30,11 @@ class FineTune(TrainingStrategy):
     default_lr = 1e-4
     #: ``bn_statistics = "auto"`` keeps the pretrained BatchNorm statistics when true.
     freezes_batchnorm_statistics_by_default = False
+    #: ``bn_statistics = "auto"`` also keeps a *pretrained* backbone's statistics for training sets up to this size:
+    #: batch statistics of a few hundred examples (batches of 32) are noisy estimates of a shifted input
+    #: distribution, and on Fashion-MNIST (1,000 images, Lite0 at 112 px) fine-tuning reached 0.827 with the
+    #: pretrained statistics against 0.793 with updated ones (the probe: 0.813).
+    small_data_batchnorm_limit = 10_000
 
     def __init__(self, config: FineTuneConfig | None = None, head_lr: float | None = None) -> None:
         super().__init__(head_lr)
@@ -50,7 +55,19 @@ class FineTune(TrainingStrategy):
             warnings.warn(f"--freeze {n} freezes every layer group of '{backbone.name}': only the head trains. "
                           "--strategy linear-probe does the same faster (cached features).", stacklevel=2)
 
+    def keeps_pretrained_batchnorm(self, backbone: Backbone, n_train: int | None) -> bool:
+        """What ``bn_statistics = "auto"`` means for this run: the pretrained statistics are kept for LP-FT, and for
+        a pretrained backbone (not ``random:...``) on at most :attr:`small_data_batchnorm_limit` examples."""
+        if self.freezes_batchnorm_statistics_by_default:
+            return True
+        pretrained = not backbone.name.startswith("random:")
+        return pretrained and n_train is not None and n_train <= self.small_data_batchnorm_limit
+
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
+        if self.config.bn_statistics == "auto":
+            train = context.get("train")
+            self.batchnorm_eval = self.keeps_pretrained_batchnorm(model.backbone,
+                                                                  len(train) if train is not None else None)
         self._groups = list(model.backbone.layer_groups())
         set_trainable(model.backbone, False)
         set_trainable(model.head, True)

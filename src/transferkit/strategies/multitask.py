@@ -107,6 +107,9 @@ class MultiTaskPlan(FineTune):
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
         from transferkit.losses.task_weighting import UncertaintyWeighting
 
+        tasks = context.get("tasks")
+        if self.config.bn_statistics == "auto" and len(self.tasks) == 1 and tasks:  # one task: as finetune decides
+            self.batchnorm_eval = self.keeps_pretrained_batchnorm(model.backbone, len(tasks[0].train))
         self._groups = list(model.backbone.layer_groups())
         set_trainable(model.backbone, False)
         set_trainable(model.heads, True)

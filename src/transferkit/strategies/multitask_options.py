@@ -70,7 +70,7 @@ class MultiTaskConfig(BaseModel):
     augment: Literal["none", "light", "medium", "heavy"] = Field("light", description="augmentation preset (as for fit)")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
     image_size: int | None = Field(None, gt=0, description="image backbones: input resolution in pixels (default: the backbone's own)")
-    finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="freezing, per-layer learning-rate decay and BatchNorm statistics of the shared backbone (bn_statistics auto: the pretrained statistics are kept when there are several tasks, updated for one)")
+    finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="freezing, per-layer learning-rate decay and BatchNorm statistics of the shared backbone (bn_statistics auto: the pretrained statistics are kept when there are several tasks; for one, as finetune decides)")
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
     devices: int = Field(1, gt=0, description="processes / GPUs to train on")
     distributed: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = Field("auto", description="Lightning's multi-device strategy")

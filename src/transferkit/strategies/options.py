@@ -26,7 +26,8 @@ class FineTuneConfig(BaseModel):
     bn_statistics: Literal["auto", "update", "frozen"] = Field(
         "auto", description="BatchNorm running statistics while training: update (batch statistics, the usual), "
         "frozen (the pretrained statistics, layers in eval mode; their weights still train), auto = frozen for lp-ft "
-        "(its probe was fitted on features made with the pretrained statistics), update otherwise")
+        "(its probe was fitted on features made with the pretrained statistics) and for a pretrained backbone on up "
+        "to 10,000 training examples, update otherwise")
 
 
 class LoraConfig(BaseModel):
