@@ -8,6 +8,7 @@ libraries (torch, timm, transformers) load on first use, not at import.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from transferkit._version import __version__
@@ -19,6 +20,10 @@ from transferkit.errors import (
     DataNotFoundError,
     TransferkitError,
 )
+
+# MLflow configures its own loggers at INFO when it is first imported (after any level set before): database
+# set-up messages would interleave with results. A user's own MLFLOW_LOGGING_LEVEL wins.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 _LAZY = {
     "fit": "transferkit.api",
