@@ -143,6 +143,7 @@ def test_distill_trains_a_student_that_saves_loads_and_predicts(images, teacher,
     rows = tk.predict(out, test.items[:4], progress=False)
     assert len(rows) == 4 and rows[0]["label"] in CLASSES
     assert "distill" in (out / "summary.txt").read_text()
+    assert (out / "report.html").is_file()
 
     again = tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, test=test, lr=1e-2, **_common(tmp_path))
     n_train = again.facts["n_train"]

@@ -266,6 +266,13 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
             extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
         result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
                                    overwrite=config.overwrite, extra_files=extra_files)
+        from transferkit.reporting.tracking import report_and_track
+
+        training = trained.facts.get("training") or {}
+        report_and_track(result.output, params=resolved, metrics=all_metrics, tracking_uri=config.tracking_uri,
+                         report=config.report, run_name=f"distill {resolved.get('backbone', '')}".strip(),
+                         run_id=training.get("mlflow_run_id") if training.get("mlflow_uri") else None,
+                         tags={"transferkit.strategy": "distill"})
     finish_run(config, train)
     return result
 

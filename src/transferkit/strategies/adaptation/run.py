@@ -605,4 +605,8 @@ def _save(result: AdaptResult, ctx: _Context, config: AdaptConfig) -> Path:
         from transferkit._io import atomic_write_json
 
         atomic_write_json(folder / REPORT_FILE, json.loads(json.dumps(report, default=str)))
+    from transferkit.reporting.tracking import report_and_track
+
+    report_and_track(folder, params=resolved, metrics=metrics, run_name=f"adapt {chosen.name}",
+                     tags={"transferkit.strategy": f"adapt:{chosen.name}"})
     return folder
