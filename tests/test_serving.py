@@ -336,3 +336,61 @@ def test_serve_refuses_bad_options_before_starting(models, tmp_path: Path) -> No
     assert proc.returncode == 2 and "workers" in proc.stderr
     proc = run("serve", str(models["image"]), "--runtime", "tensorrt", check=False)
     assert proc.returncode == 2 and "runtime" in proc.stderr
+
+
+def _fuzz_settings():
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_fuzzed_json_bodies_never_get_a_server_error(text_server) -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False),
+                        st.text(max_size=300))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+    bodies = st.one_of(values, st.fixed_dictionaries({"texts": st.lists(st.text(max_size=250), max_size=5)},
+                                                     optional={"top_k": values}),
+                       st.dictionaries(st.sampled_from(["texts", "top_k", "path", "file"]), values, max_size=3))
+    url = f"{text_server.url}/predict"
+
+    @_fuzz_settings()
+    @given(body=bodies)
+    def check(body) -> None:
+        answer = httpx.post(url, json=body, timeout=60)
+        assert answer.status_code < 500, (body, answer.status_code, answer.text)
+        if answer.status_code == 200:
+            for prediction in answer.json()["predictions"]:
+                assert abs(sum(prediction["probabilities"].values()) - 1.0) < 1e-4
+        else:
+            assert answer.status_code in (400, 413, 415, 422) and answer.json()["detail"], answer.text
+
+    check()
+
+
+def test_fuzzed_uploads_and_content_types_never_get_a_server_error(image_server) -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    url = f"{image_server.url}/predict"
+    blobs = st.one_of(st.binary(max_size=2000), st.just(_png()), st.binary(max_size=64).map(lambda b: _png()[:40] + b))
+    content_types = st.sampled_from(["image/png", "application/octet-stream", "text/plain", ""])
+
+    @_fuzz_settings()
+    @given(files=st.lists(st.tuples(blobs, content_types), min_size=0, max_size=3),
+           field=st.sampled_from(["files", "file", "image"]), raw=st.one_of(st.none(), st.binary(max_size=200)),
+           header=st.sampled_from(["multipart/form-data; boundary=xyz", "application/json", "image/png", "text/csv"]))
+    def check(files, field, raw, header) -> None:
+        if raw is None:
+            answer = httpx.post(url, files=[(field, (f"f{i}", blob, kind)) for i, (blob, kind) in enumerate(files)]
+                                or None, timeout=60)
+        else:
+            answer = httpx.post(url, content=raw, headers={"content-type": header}, timeout=60)
+        assert answer.status_code < 500, (answer.status_code, answer.text)
+        if answer.status_code != 200:
+            assert answer.status_code in (400, 413, 415, 422) and answer.json()["detail"], answer.text
+
+    check()
