@@ -40,6 +40,8 @@ def test_a_stopped_study_resumes_with_its_trials(tiny_text_model: Path, tmp_path
     best = yaml.safe_load((tmp_path / "tune" / "best_config.yaml").read_text())
     assert best["probe_c"] == pytest.approx(second.best_params["probe_c"])
     assert len(second.top) == 5 and all(Path(row["config"]).is_file() for row in second.top)
+    page = (tmp_path / "tune" / "report.html").read_text(encoding="utf-8")
+    assert "Hyper-parameter search" in page and "probe_c" in page
 
 
 def test_training_trials_report_every_epoch_to_the_pruner(tiny_text_model: Path, tmp_path: Path) -> None:

@@ -457,3 +457,28 @@ def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: D
         row["config"] = str(trial_path)
     atomic_write_json(output / "top_trials.json", result.top)
     atomic_write_json(output / "tune.json", json.loads(json.dumps(result.to_dict(), default=str)))
+    _write_report(result, base, output)
+
+
+def _write_report(result: TuneResult, base: FitConfig, output: Path) -> None:
+    """The search's page: its summary and top trials as a section of the run report, beside the best options."""
+    import yaml
+
+    from transferkit._io import atomic_write_json, atomic_write_text
+    from transferkit.reporting.tracking import report_and_track
+
+    names = sorted({k for row in result.top for k in row["params"]})
+    section = {"title": "Hyper-parameter search",
+               "text": result.table().splitlines()[0] + (f"\n\nbest objective {result.best_value:.4f}; the best "
+                                                        f"options are in best_config.yaml."
+                                                        if result.best_value is not None else ""),
+               "table": {"columns": ["trial", "objective", *names],
+                         "rows": [[row["trial"], round(row["value"], 4), *[_fmt(row["params"].get(k)) for k in names]]
+                                  for row in result.top]}}
+    atomic_write_json(output / "report_sections.json", {"sections": [section]})
+    best = result.best_config.model_dump() if result.best_config is not None else base.model_dump()
+    atomic_write_text(output / "run_config.yaml", yaml.safe_dump(json.loads(json.dumps(best, default=str)),
+                                                                sort_keys=False))
+    report_and_track(output, params=best, metrics={"tune": json.loads(json.dumps(result.to_dict(), default=str))},
+                     tracking_uri=base.tracking_uri, report=base.report, run_name=f"tune {result.study_name}",
+                     tags={"transferkit.strategy": f"tune:{base.strategy}"})
