@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +69,28 @@ def _load(source: Any, config: FitConfig, role: str) -> Dataset:
                      path_column=config.path_column, encoding=config.encoding)
 
 
+def load_splits(data: Any, val: Any, test: Any, config: FitConfig) -> tuple[Dataset, Dataset | None, Dataset]:
+    """A run's training, validation and test data, loaded and checked (each set, and the sets against each other);
+    ``config.shots`` examples per class kept for training; without test data, ``config.test_fraction`` of each
+    class held out of the training data. The validation data stays ``None`` when not given."""
+    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.validation import validate_dataset, validate_splits
+
+    train = _load(data, config, "training")
+    validate_dataset(train, role="training")
+    val_ds = _load(val, config, "validation") if val is not None else None
+    test_ds = _load(test, config, "test") if test is not None else None
+    others = [d for d in (val_ds, test_ds) if d is not None]
+    for other in others:
+        validate_dataset(other, role="evaluation")
+    validate_splits(train, others)
+    if config.shots is not None:
+        train = sample_per_class(train, config.shots, config.seed)
+    if test_ds is None:
+        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
+    return train, val_ds, test_ds
+
+
 def _origin(source: Any) -> str | None:
     if source is None:
         return None
@@ -84,8 +106,6 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     Other options are those of :class:`~transferkit.config.FitConfig` (``backbone``, ``strategy``, ``output``, ...).
     Everything is checked before any backbone runs.
     """
-    from transferkit.data.splits import sample_per_class, stratified_split
-    from transferkit.data.validation import validate_dataset, validate_splits
     from transferkit.evaluation.baselines import BASELINES, choose_baselines
 
     if config is None:
@@ -112,18 +132,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
     timings: dict[str, float] = {}
     start = run_started = time.perf_counter()
-    train = _load(data, config, "training")
-    validate_dataset(train, role="training")
-    val_ds = _load(val, config, "validation") if val is not None else None
-    test_ds = _load(test, config, "test") if test is not None else None
-    others = [d for d in (val_ds, test_ds) if d is not None]
-    for other in others:
-        validate_dataset(other, role="evaluation")
-    validate_splits(train, others)
-    if config.shots is not None:
-        train = sample_per_class(train, config.shots, config.seed)
-    if test_ds is None:
-        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
+    train, val_ds, test_ds = load_splits(data, val, test, config)
     classes = train.classes
     baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
     backbone_name = config.backbone or DEFAULT_BACKBONES[train.modality]

@@ -121,9 +121,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     options are those of :class:`DistillConfig` (``epochs``, ``lr``, ``output``, ``distill={"temperature": 2}``,
     ...). Teachers, data and options are all checked before any training.
     """
-    from transferkit.api import _load, _origin
-    from transferkit.data.splits import sample_per_class, stratified_split
-    from transferkit.data.validation import validate_dataset, validate_splits
+    from transferkit.api import _origin, load_splits
 
     if config is None:
         values = {"data": _origin(data), "val": _origin(val), "test": _origin(test),
@@ -159,13 +157,10 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     timings: dict[str, float] = {}
     start = time.perf_counter()
     teachers = _load_teachers(config.teacher)
-    train = _load(data, config, "training")
-    validate_dataset(train, role="training")
+    train, val_ds, test_ds = load_splits(data, val, test, config)
     if train.modality != teachers[0].modality:
         raise ConfigError(f"distill: the teachers take {teachers[0].modality} input but {train.origin} holds "
                           f"{train.modality} data.")
-    val_ds = _load(val, config, "validation") if val is not None else None
-    test_ds = _load(test, config, "test") if test is not None else None
     unlabelled_ds = None
     if unlabelled is not None:
         from transferkit.data.sources import load_data
@@ -176,14 +171,6 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
             raise ConfigError(f"--unlabelled {unlabelled_ds.origin}: holds {unlabelled_ds.modality} data, the training "
                               f"data {train.modality}.")
         unlabelled_ds.labels = None
-    others = [d for d in (val_ds, test_ds) if d is not None]
-    for other in others:
-        validate_dataset(other, role="evaluation")
-    validate_splits(train, others)
-    if config.shots is not None:
-        train = sample_per_class(train, config.shots, config.seed)
-    if test_ds is None:
-        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("train", "test"))
     classes = train.classes
     student_name = config.backbone or teachers[0].backbone.name.removeprefix("random:")
 
