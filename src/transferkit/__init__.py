@@ -7,10 +7,9 @@ libraries (torch, timm, transformers) load on first use, not at import.
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
+from transferkit._lazy import lazy_getattr
 from transferkit._version import __version__
 from transferkit.errors import (
     ArtifactError,
@@ -65,12 +64,7 @@ __all__ = ["__version__", "ArtifactError", "BackboneError", "ConfigError", "Data
            "TransferkitError", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

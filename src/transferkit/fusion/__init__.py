@@ -8,8 +8,9 @@ calls); the methods are also functions of their own.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from transferkit._lazy import lazy_getattr
 
 METHODS = ("interpolate", "soup", "ensemble", "stack")
 
@@ -68,9 +69,4 @@ def fuse(method: str, models: Any = None, **options: Any) -> Any:
     return stack(list(models) if models else None, train, options.pop("val", None), **options)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'transferkit.fusion' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -7,9 +7,7 @@ the error codes, and ``docs/serving.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from transferkit._lazy import lazy_getattr
 _LAZY = {
     "ServeConfig": "transferkit.serving.settings",
     "make_serve_config": "transferkit.serving.settings",
@@ -21,10 +19,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'transferkit.serving' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from transferkit._lazy import lazy_getattr
 _LAZY = {
     "adapt": "transferkit.strategies.adaptation.run",
     "AdaptResult": "transferkit.strategies.adaptation.run",
@@ -29,10 +27,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'transferkit.strategies.adaptation' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
