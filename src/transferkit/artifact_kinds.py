@@ -15,16 +15,10 @@ unpickles. ``config.json`` carries ``"kind"`` (``multitask``, ``ensemble`` or ``
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-from transferkit._io import atomic_write_json, atomic_write_text
-from transferkit._version import __version__
-from transferkit.artifacts import FORMAT, WEIGHTS_FILE, _load_state, _sha256, backbone_options, check_output_folder
+from transferkit.artifacts import _load_state, backbone_spec, write_model_folder
 from transferkit.errors import ArtifactError
 
 KIND_FORMAT_VERSION = 2
@@ -35,38 +29,9 @@ def _write_folder(folder: str | Path, kind: str, tensors: dict[str, Any], descri
                   metrics: dict | None, run_config: dict | None, overwrite: bool, card: str,
                   extra_files: dict[str, str] | None = None,
                   fill: Callable[[Path], None] | None = None) -> Path:
-    import yaml
-    from safetensors.torch import save_file
-
-    folder = check_output_folder(folder, overwrite)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
-    try:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, "kind": kind})
-        if fill is not None:
-            fill(staging)
-        config = {"format": FORMAT, "format_version": KIND_FORMAT_VERSION, "kind": kind,
-                  "transferkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  **description, "files": {WEIGHTS_FILE: _sha256(staging / WEIGHTS_FILE)}}
-        atomic_write_json(staging / "config.json", config)
-        atomic_write_json(staging / "metrics.json", metrics or {})
-        atomic_write_text(staging / "run_config.yaml", yaml.safe_dump(run_config or {}, sort_keys=False))
-        atomic_write_text(staging / "README.md", card)
-        for name, text in (extra_files or {}).items():
-            atomic_write_text(staging / name, text)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
-
-
-def _backbone_spec(backbone: Any, included: bool) -> dict[str, Any]:
-    return {**backbone.describe(), "options": backbone_options(backbone.preprocessing),
-            "weights_included": included, "weights_digest": backbone.weights_digest()}
+    return write_model_folder(folder, tensors, {"format_version": KIND_FORMAT_VERSION, "kind": kind, **description},
+                              metrics=metrics, run_config=run_config, overwrite=overwrite, card=lambda _: card,
+                              weights_metadata={"kind": kind}, extra_files=extra_files, fill=fill)
 
 
 def _build_backbone(spec: dict[str, Any], folder: Path, state: dict[str, Any] | None):
@@ -100,7 +65,7 @@ def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None
     tensors.update({f"heads.{k}": v for k, v in model.heads.heads.state_dict().items()})
     description = {
         "strategy": "multitask", "modality": model.modality,
-        "backbone": _backbone_spec(model.backbone, included=True),
+        "backbone": backbone_spec(model.backbone, included=True),
         "tasks": {task: {"classes": classes, "head": {"type": "LinearHead", "in_features": model.heads.in_features,
                                                       "num_classes": len(classes)}}
                   for task, classes in model.task_classes.items()},
@@ -190,7 +155,7 @@ def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None,
             tensors.update({f"backbone.{index}.{k}": v for k, v in backbone.state_dict().items()})
     description = {
         "strategy": "stacked", "modality": model.modality, "classes": model.classes,
-        "backbones": [_backbone_spec(b, included=b.name.startswith("random:")) for b in model.backbones],
+        "backbones": [backbone_spec(b, included=b.name.startswith("random:")) for b in model.backbones],
         "reduce": reducers,
         "head": {"type": "LinearHead", "in_features": model.head.in_features, "num_classes": model.head.num_classes},
     }

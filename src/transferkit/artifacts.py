@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transferkit._io import atomic_write_json, atomic_write_text
 from transferkit._version import __version__
@@ -75,47 +75,41 @@ def check_output_folder(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
-def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
-               include_backbone: bool | None = None, overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
-    """Write ``model`` (a :class:`~transferkit.model.TransferModel`) to ``folder``; returns the folder path."""
+def backbone_spec(backbone, included: bool) -> dict[str, Any]:
+    """A backbone as ``config.json`` describes it: what it is, the options that rebuild its preprocessing, whether
+    its weights are in the folder, and the digest of the weights it was trained with."""
+    return {**backbone.describe(), "options": backbone_options(backbone.preprocessing), "weights_included": included,
+            "weights_digest": backbone.weights_digest()}
+
+
+def write_model_folder(folder: str | Path, tensors: dict[str, Any], header: dict[str, Any], *,
+                       metrics: dict | None, run_config: dict | None, overwrite: bool,
+                       card: Callable[[dict[str, Any]], str], weights_metadata: dict[str, str] | None = None,
+                       extra_files: dict[str, str] | None = None, fill: Callable[[Path], None] | None = None) -> Path:
+    """Write a model folder atomically: the weights (safetensors), ``config.json`` (``header`` plus the format,
+    library version, date and the weights' checksum), metrics, the resolved run config, the model card
+    (``card(config)``) and ``extra_files``; ``fill(staging)`` may add more files. Everything is written to a
+    staging folder beside ``folder`` and renamed into place at the end, so a crash never leaves a folder that looks
+    complete."""
     import yaml
     from safetensors.torch import save_file
 
     folder = check_output_folder(folder, overwrite)
-    backbone = model.backbone
-    if include_backbone is None:
-        include_backbone = model.strategy != "linear-probe" or backbone.name.startswith("random:")
-    tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    if include_backbone:
-        tensors.update({f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()})
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "transferkit_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "strategy": model.strategy,
-            "temperature": float(getattr(model, "temperature", 1.0)),
-            "modality": model.modality,
-            "classes": model.classes,
-            "backbone": {
-                **backbone.describe(),
-                "options": backbone_options(backbone.preprocessing),
-                "weights_included": include_backbone,
-                "weights_digest": backbone.weights_digest(),
-            },
-            "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
-                     "num_classes": model.head.num_classes,
-                     **({"options": model.head.options()} if hasattr(model.head, "options") else {})},
-            "files": {WEIGHTS_FILE: _sha256(staging / WEIGHTS_FILE)},
-        }
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, **(weights_metadata or {})})
+        if fill is not None:
+            fill(staging)
+        config = {"format": FORMAT, "format_version": header.get("format_version", FORMAT_VERSION),
+                  "transferkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  **{k: v for k, v in header.items() if k != "format_version"},
+                  "files": {WEIGHTS_FILE: _sha256(staging / WEIGHTS_FILE)}}
         atomic_write_json(staging / "config.json", config)
         atomic_write_json(staging / "metrics.json", metrics or {})
         atomic_write_text(staging / "run_config.yaml", yaml.safe_dump(run_config or {}, sort_keys=False))
-        atomic_write_text(staging / "README.md", _model_card(config, metrics or {}))
+        atomic_write_text(staging / "README.md", card(config))
         for name, text in (extra_files or {}).items():
             atomic_write_text(staging / name, text)
         if folder.exists():
@@ -125,6 +119,29 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
+               include_backbone: bool | None = None, overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+    """Write ``model`` (a :class:`~transferkit.model.TransferModel`) to ``folder``; returns the folder path."""
+    backbone = model.backbone
+    if include_backbone is None:
+        include_backbone = model.strategy != "linear-probe" or backbone.name.startswith("random:")
+    tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    if include_backbone:
+        tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
+    header = {
+        "strategy": model.strategy,
+        "temperature": float(getattr(model, "temperature", 1.0)),
+        "modality": model.modality,
+        "classes": model.classes,
+        "backbone": backbone_spec(backbone, include_backbone),
+        "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
+                 "num_classes": model.head.num_classes,
+                 **({"options": model.head.options()} if hasattr(model.head, "options") else {})},
+    }
+    return write_model_folder(folder, tensors, header, metrics=metrics, run_config=run_config, overwrite=overwrite,
+                              card=lambda config: _model_card(config, metrics or {}), extra_files=extra_files)
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
