@@ -114,6 +114,14 @@ def test_a_quantized_model_loads_and_predicts(method, signed, model_dir, exporte
         types = {i.name: i.data_type for i in proto.graph.initializer}
         activations = {types.get(n.input[2]) for n in proto.graph.node if n.op_type == "QuantizeLinear"}
         assert activations == {onnx.TensorProto.INT8 if signed else onnx.TensorProto.UINT8}
+        # the stem (the convolution reading the image) and the head stay float; every other convolution is int8
+        produced_by_dequantize = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+        quantized = [n.input[1] in produced_by_dequantize for n in convs]
+        image_input = proto.graph.input[0].name
+        assert not quantized[0] and image_input in convs[0].input and all(quantized[1:]), quantized
+        head = [n for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
+        assert head and not any(n.input[1] in produced_by_dequantize for n in head)
     assert 0.0 <= report.agreement <= 1.0
     rows = tk.predict(model_dir, np.asarray(test.items), progress=False, runtime="onnx", onnx_file=str(path))
     assert len(rows) == len(test) and all(r["label"] in CLASSES for r in rows)
