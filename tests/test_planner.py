@@ -35,15 +35,24 @@ def test_choice_follows_the_number_of_labels_per_class(backbone) -> None:
     assert "step_seconds" not in few.facts  # no training step timed when the probe is chosen on size alone
 
     medium = plan(backbone, 40, budget_s=3600)
-    expected = "lp-ft" if medium.facts["probe_minus_raw"] >= planner.POOR_FEATURES_GAP else "finetune"
-    assert medium.strategy == expected and medium.epochs == 10
+    assert medium.strategy == "lp-ft" and medium.epochs == 10 and "the probe is kept" in medium.explanation
     assert medium.facts["step_seconds"] > 0 and set(medium.estimates_s) == {"linear-probe", "finetune", "lp-ft", "lora"}
+    assert medium.facts["measured_on"] == medium.facts["n_train"]  # below PLANNER_SHOTS per class: all of it
 
+    # large data: the planner measures on a sample of PLANNER_SHOTS per class and scales the probe's cost up
     large = plan(backbone, planner.LARGE_DATA_MIN, budget_s=3600)
-    assert large.strategy == "finetune" and f"{planner.LARGE_DATA_MIN} or more labels" in large.explanation
-    assert large.facts["per_class_median"] == planner.LARGE_DATA_MIN and large.training_time_limit_s <= 3600
+    assert large.strategy == "lp-ft" and large.facts["per_class_median"] == planner.LARGE_DATA_MIN
+    assert large.facts["measured_on"] == large.facts["n_classes"] * planner.PLANNER_SHOTS < large.facts["n_train"]
+    assert large.training_time_limit_s <= 3600
     # the same data with a large backbone: low-rank adapters
-    assert plan(backbone, planner.LARGE_DATA_MIN, lora_min_parameters=1000).strategy == "lora"
+    lora = plan(backbone, planner.LARGE_DATA_MIN, lora_min_parameters=1000)
+    assert lora.strategy == "lora" and f"{planner.LARGE_DATA_MIN} or more labels" in lora.explanation
+
+
+def test_a_backbone_without_pretrained_weights_is_fine_tuned(tiny_text_model: Path) -> None:
+    random_backbone = create_backbone(f"random:{tiny_text_model}")
+    chosen = plan(random_backbone, 40, budget_s=3600)
+    assert chosen.strategy == "finetune" and "no pretrained weights" in chosen.explanation
 
 
 def test_budget_too_small_falls_back_to_the_probe(backbone) -> None:
@@ -60,7 +69,8 @@ def test_budget_too_small_falls_back_to_the_probe(backbone) -> None:
 
 def test_too_few_updates_for_a_new_head_means_lp_ft(backbone) -> None:
     config = make_config(batch_size=64, progress=False, device="cpu", no_cache=True, epochs=2)
-    short = planner.plan_strategy(synthetic_dataset(planner.LARGE_DATA_MIN), config, backbone)  # 2 epochs x 12 steps
+    short = planner.plan_strategy(synthetic_dataset(planner.LARGE_DATA_MIN), config, backbone,  # 2 epochs x 12 steps
+                                  lora_min_parameters=1000)
     assert short.facts["steps_per_epoch"] * 2 < planner.MIN_TRAINING_STEPS
     assert short.strategy == "lp-ft" and "optimiser updates" in short.explanation and short.epochs == 2
 

@@ -15,6 +15,7 @@ import transferkit as tk
 from conftest import TEXTS, TINY_IMAGE_BACKBONE, _class_image
 from transferkit.backbones import create_backbone
 from transferkit.config import make_config
+from transferkit.data.dataset import concat
 from transferkit.data.sources import from_arrays
 from transferkit.errors import ConfigError
 from transferkit.heads import LinearHead
@@ -78,9 +79,49 @@ def test_lp_ft_trains_backbone_and_probed_head(images, tmp_path: Path) -> None:
     train, val = images
     backbone = create_backbone(TINY_IMAGE_BACKBONE)
     start = {k: v.detach().clone() for k, v in backbone.named_parameters()}
-    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=1e-2), backbone, train, val, train.classes)
+    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=1e-2, finetune={"keep_probe": False}), backbone,
+                                  train, val, train.classes)
     assert trained.model.strategy == "lp-ft" and "probe_C" in trained.facts
-    assert distance(trained.model.backbone, start) > 0
+    assert distance(trained.model.backbone, start) > 0 and "final_choice" not in trained.facts
+
+
+@pytest.mark.parametrize("lr", [50.0, 1e-2])
+def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images, tmp_path: Path, lr: float) -> None:
+    train, val = images
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    start = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=lr), backbone, train, val, train.classes)
+    choice = trained.facts["final_choice"]
+    probe_acc, tuned_acc = choice["probe_val_accuracy"], choice["finetuned_val_accuracy"]
+    assert choice["kept"] == ("probe" if probe_acc >= tuned_acc else "fine-tuned"), choice
+    assert "probe_refit_on" not in choice  # the validation data was given: it is not trained on
+    moved = sum(not torch.equal(v, start[k]) for k, v in trained.model.backbone.state_dict().items())
+    if choice["kept"] == "probe":  # back to the pretrained weights and the probe head, exactly
+        assert moved == 0
+        features = torch.as_tensor(np.stack([backbone.prepare(x) for x in val.items]))
+        with torch.no_grad():
+            accuracy = float((trained.model(features).argmax(1).numpy() == val.label_array(train.classes)).mean())
+        assert accuracy == pytest.approx(probe_acc)
+    else:
+        assert moved > 0 and tuned_acc >= probe_acc
+    if lr == 50.0:  # a learning rate that wrecks the weights cannot beat the probe
+        assert choice["kept"] == "probe", choice
+
+
+def test_a_kept_probe_is_fitted_again_on_the_held_out_validation_examples_too(images, tmp_path: Path) -> None:
+    from transferkit.features.extract import extract_features
+    from transferkit.strategies.linear_probe import LinearProbe
+
+    train, other = images
+    data = concat([train, other], origin="tiny-images")
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    features = extract_features(backbone, data, device="cpu", progress=False)
+    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=50.0), backbone, data, None, data.classes)
+    choice = trained.facts["final_choice"]
+    assert choice["kept"] == "probe" and choice["probe_refit_on"] == len(data)
+    C = trained.facts["probe_C"]
+    expected = LinearProbe(C=C).fit(features, data.label_array(data.classes)).predict_proba(features)
+    np.testing.assert_allclose(trained.model.head_proba(features), expected, atol=1e-5)
 
 
 # --- l2sp -----------------------------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ def fit(
     layer_lr_decay: Optional[float] = typer.Option(None, "--layer-lr-decay", help="finetune, lp-ft, l2sp: per-layer learning-rate decay from the top (e.g. 0.7; default 1 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     unfreeze_every: Optional[int] = typer.Option(None, "--unfreeze-every", help="finetune, lp-ft, l2sp: gradual unfreezing, one more layer group from the top every N epochs (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     bn_statistics: Optional[str] = typer.Option(None, "--bn-statistics", help="finetune, lp-ft, l2sp: BatchNorm statistics while training: update, frozen (pretrained, layers in eval mode), or auto (frozen for lp-ft and for a pretrained backbone on up to 10,000 examples, update otherwise).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    keep_probe: Optional[bool] = typer.Option(None, "--keep-probe/--no-keep-probe", help="lp-ft: keep the probe as the result when no fine-tuning epoch beats it on the validation data (default: on).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="lora: adapter rank (default 8).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="lora: scaling alpha (update x alpha / rank; default 16).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout", help="lora: dropout on the adapters' input (default 0.05).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
@@ -139,7 +140,7 @@ def fit(
                      tracking_uri=tracking_uri, devices=devices, num_nodes=num_nodes, distributed=distributed,
                      activation_checkpointing=activation_checkpointing,
                      finetune=dict(freeze=freeze, layer_lr_decay=layer_lr_decay, unfreeze_every=unfreeze_every,
-                                   bn_statistics=bn_statistics),
+                                   bn_statistics=bn_statistics, keep_probe=keep_probe),
                      lora=dict(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
                                targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None),
                      l2sp=dict(alpha=l2sp_alpha, beta=l2sp_beta))

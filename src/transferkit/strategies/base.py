@@ -50,6 +50,11 @@ class TrainingStrategy(TrainingPlan):
 
         return LabelledExamples(train.items, labels, prepare)
 
+    def after_training(self, model: nn.Module, outcome: Any) -> dict[str, Any]:
+        """Right after the engine's run (``outcome``: its :class:`~transferkit.engine.trainer.TrainingOutcome`, the
+        model holding the best epoch's weights): a last choice of weights; returns facts for the run."""
+        return {}
+
     def finalize(self, model: nn.Module) -> None:
         """After training: leave a plain model behind (no wrappers), and mark the backbone's weights as changed."""
         model.backbone.invalidate_digest()

@@ -130,14 +130,19 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                 splitter = StratifiedKFold(n_splits=min(self.cv, int(counts.min())), shuffle=True,
                                            random_state=self.random_state)
             splits = [(Xs[a], y[a], w[a], Xs[b], y[b], w[b]) for a, b in splitter.split(np.zeros(len(y)), y)]
-        scores = {}
+        # One regularisation path per split, from the strongest regularisation up: each fit starts from the last
+        # one's solution (warm start), which the solver is then close to. On 5,000 x 1,280 Lite0 features this
+        # halved the search (113 -> 56 s, same C chosen; benchmarks/results/probe_path.json).
+        accs: dict[float, list[float]] = {float(C): [] for C in self.Cs}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for C in self.Cs:
-                accs = [np.average(self._new_model(C).fit(xa, ya, sample_weight=wa).predict(xb) == yb,
-                                   weights=wb if wb.sum() > 0 else None) for xa, ya, wa, xb, yb, wb in splits]
-                scores[float(C)] = float(np.mean(accs))
-        return scores
+            for xa, ya, wa, xb, yb, wb in splits:
+                model = self._new_model(min(self.Cs))
+                model.set_params(warm_start=True)
+                for C in sorted(accs):
+                    model.set_params(C=C).fit(xa, ya, sample_weight=wa)
+                    accs[C].append(float(np.average(model.predict(xb) == yb, weights=wb if wb.sum() > 0 else None)))
+        return {C: float(np.mean(values)) for C, values in accs.items()}
 
     def decision_function(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")

@@ -7,6 +7,13 @@ fine-tunes backbone and head together, as ``finetune`` does with the same option
 good, the early gradients do not tear the pretrained features apart; the head trains at the backbone's learning
 rate rather than ten times it, and BatchNorm layers keep their pretrained statistics by default (the probe was
 fitted on features computed with them; ``bn_statistics = "update"`` lets them move).
+
+The probe is the first candidate for the result: with ``keep_probe`` (the default), when no fine-tuning epoch
+reaches a higher validation accuracy than the probe's (ties go to the probe), the model goes back to the pretrained
+backbone and the probe head. Fine-tuning then did not help on the data held out to judge it, and the features stay
+unchanged. When that validation data was held out of the training data (no ``--val``), the kept probe is fitted
+again, with the same ``C``, on all of it: the result is then the probe of ``--strategy linear-probe`` on the same
+examples, rather than one that lost a validation split for nothing.
 """
 
 from __future__ import annotations
@@ -41,13 +48,36 @@ class LinearProbeThenFineTune(FineTune):
                        num_workers=config.num_workers, progress=config.progress)
         X_train = extract_features(model.backbone, train, **extract)
         X_val = extract_features(model.backbone, val, **extract)
-        y_val = val.label_array(classes)
+        y_train, y_val = train.label_array(classes), val.label_array(classes)
         probe = LinearProbe(C=config.probe_c, random_state=config.seed)
-        probe.fit(X_train, train.label_array(classes), X_val, y_val)
+        probe.fit(X_train, y_train, X_val, y_val)
         model.head = probe.to_head()
         self.probe_ = probe
         self.probe_val_accuracy_ = float(np.mean(probe.predict(X_val) == y_val))
+        # the probe's weights, to go back to when fine-tuning does not beat it (a copy on the CPU)
+        self._probe_state = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                             if self.config.keep_probe else None)
+        self._refit_on = ((np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]))
+                          if self.config.keep_probe and context.get("val_held_out") else None)
         super().prepare(model, context)
+
+    def after_training(self, model: nn.Module, outcome: Any) -> dict[str, Any]:
+        state, self._probe_state = getattr(self, "_probe_state", None), None
+        best = outcome.best_score if outcome.monitor == "val_accuracy" else None
+        if state is None or best is None:
+            return {}
+        refit_on, self._refit_on = getattr(self, "_refit_on", None), None
+        facts = {"probe_val_accuracy": self.probe_val_accuracy_, "finetuned_val_accuracy": best}
+        if best > self.probe_val_accuracy_:
+            return {**facts, "kept": "fine-tuned"}
+        model.load_state_dict(state)
+        if refit_on is not None:
+            from transferkit.strategies.linear_probe import LinearProbe
+
+            refit = LinearProbe(C=self.probe_.C_, random_state=self.probe_.random_state).fit(*refit_on)
+            model.head.load_state_dict(refit.to_head().state_dict())
+            facts["probe_refit_on"] = len(refit_on[1])
+        return {**facts, "kept": "probe"}
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         return {**super().describe(model), "probe_C": self.probe_.C_, "probe_val_accuracy": self.probe_val_accuracy_}

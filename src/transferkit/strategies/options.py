@@ -28,6 +28,8 @@ class FineTuneConfig(BaseModel):
         "frozen (the pretrained statistics, layers in eval mode; their weights still train), auto = frozen for lp-ft "
         "(its probe was fitted on features made with the pretrained statistics) and for a pretrained backbone on up "
         "to 10,000 training examples, update otherwise")
+    keep_probe: bool = Field(True, description="lp-ft: when no fine-tuning epoch beats the probe's accuracy on the "
+                             "validation data, the result is the probe itself (pretrained backbone, probe head)")
 
 
 class LoraConfig(BaseModel):

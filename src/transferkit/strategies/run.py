@@ -168,7 +168,7 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
                               "transformer encoders. Lower --batch-size (with --accumulate) instead.")
         run_facts["activation_checkpointing"] = wrapped
     strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config,
-                             "augmented": not augmentation.is_identity})
+                             "augmented": not augmentation.is_identity, "val_held_out": held_out})
     run_facts.update(strategy.describe(model))
 
     if backbone.modality == "image":
@@ -186,15 +186,22 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
 
         log.info("%s: finished in the interrupted run; its weights are reloaded from %s", stage, final)
         model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        outcome = TrainingOutcome(**json.loads((folder / FINAL_OUTCOME).read_text()))
+        saved = json.loads((folder / FINAL_OUTCOME).read_text())
+        if saved.get("final_choice"):
+            run_facts["final_choice"] = saved["final_choice"]
+        outcome = TrainingOutcome(**{k: v for k, v in saved.items() if k != "final_choice"})
     else:
         final.unlink(missing_ok=True)
         outcome = run_training(model, strategy, train_set, val_set, settings,
                                train_collate=LabelledCollate(backbone.collate, batch_transform),
                                val_collate=LabelledCollate(backbone.collate), callbacks=callbacks)
+        choice = strategy.after_training(model, outcome)
+        if choice:
+            run_facts["final_choice"] = choice
+            log.info("%s: %s", stage, ", ".join(f"{k} {v}" for k, v in choice.items()))
         if outcome.is_main_process:
             torch.save(model.state_dict(), final)
-            (folder / FINAL_OUTCOME).write_text(json.dumps(outcome.to_dict(), default=str))
+            (folder / FINAL_OUTCOME).write_text(json.dumps({**outcome.to_dict(), "final_choice": choice}, default=str))
     if config.activation_checkpointing:
         from transferkit.engine.memory import disable_activation_checkpointing
 
