@@ -127,6 +127,29 @@ def test_two_text_tasks_train_save_and_predict(tmp_path, tiny_text_model, weight
     assert one.classes == ["long", "short"]
     np.testing.assert_allclose(one.predict_proba(length, progress=False), proba, atol=1e-6)
     assert json.loads((tmp_path / "model" / "config.json").read_text())["kind"] == "multitask"
+    if weighting == "fixed":
+        _evaluate_and_predict_one_task_from_the_command_line(tmp_path, proba)
+
+
+def _evaluate_and_predict_one_task_from_the_command_line(tmp_path, proba) -> None:
+    import csv
+
+    from test_cli import run
+
+    table = tmp_path / "length.csv"
+    with open(table, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *((t, "long" if len(t) > 20 else "short") for t, _ in TEXT_ROWS)])
+    model = str(tmp_path / "model")
+    metrics = json.loads(run("evaluate", model, str(table), "--task", "length", "--json", "-q").stdout)
+    expected = float(np.mean(proba.argmax(axis=1) == np.array([0 if len(t) > 20 else 1 for t, _ in TEXT_ROWS])))
+    assert metrics["accuracy"] == pytest.approx(expected)
+    lines = run("predict", model, str(table), "--task", "sentiment", "-q").stdout.strip().splitlines()
+    assert len(lines) == len(TEXT_ROWS) and {json.loads(x)["label"] for x in lines} <= {"negative", "positive"}
+    missing = run("predict", model, "a text", "-q", check=False)
+    assert missing.returncode != 0 and "--task" in missing.stderr and "sentiment, length" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    wrong = run("evaluate", model, str(table), "--task", "colour", "-q", check=False)
+    assert wrong.returncode != 0 and "no task 'colour'" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_pcgrad_projection_removes_conflict():

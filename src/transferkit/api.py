@@ -299,25 +299,37 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     return result
 
 
-def _as_model(model: Any):
+def _as_model(model: Any, task: str | None = None):
+    """A model folder or a loaded model as a model with one set of classes: ``task`` picks one task of a multi-task
+    model (required for one; an error for any other model)."""
+    from transferkit.multitask_model import MultiTaskModel
+
     if isinstance(model, (str, os.PathLike)):
         from transferkit.artifacts import load_model
 
-        return load_model(model)
+        model = load_model(model, task=task)
+    elif task is not None:
+        if not isinstance(model, MultiTaskModel):
+            raise ConfigError(f"task={task!r} was given, but the model is not a multi-task one.")
+        model = model.task_model(task)
+    if isinstance(model, MultiTaskModel):
+        raise ConfigError(f"this is a multi-task model ({', '.join(model.tasks)}): choose one task with "
+                          f"--task (task=...), e.g. --task {model.tasks[0]}.")
     return model
 
 
 def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto", label_column: str | None = None,
              text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
-             cache_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | None = None, progress: bool = True, task: str | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class figures and the confusion matrix of ``model`` (a folder or a loaded model)
-    on labelled ``data``. Labels the model never saw are an error naming the rows."""
+    on labelled ``data``. Labels the model never saw are an error naming the rows. ``task``: the task of a
+    multi-task model to evaluate."""
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.features.cache import FeatureCache
 
-    model = _as_model(model)
+    model = _as_model(model, task)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
                         encoding=encoding)
     validate_dataset(dataset, role="evaluation")
@@ -333,13 +345,14 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
 def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: int = 64, device: str = "auto",
             text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
             progress: bool = True, runtime: str = "torch", onnx_file: str | None = None,
-            model_dir: str | None = None) -> list[dict[str, Any]]:
+            model_dir: str | None = None, task: str | None = None) -> list[dict[str, Any]]:
     """Predictions for ``inputs``: a folder of images, a table, an image array, or a list of strings.
 
     Returns one dict per example: ``input`` (its path, row or index), ``label`` and ``probabilities`` (class ->
     probability, the ``top_k`` most likely when given). ``runtime="onnx"`` computes them with ONNX Runtime on the
     CPU from the model folder's ``model.onnx`` (``transferkit export``; an int8 one from ``transferkit compress``)
-    or ``onnx_file``; ``model_dir`` names the folder when ``model`` is already loaded.
+    or ``onnx_file``; ``model_dir`` names the folder when ``model`` is already loaded. ``task``: the task of a
+    multi-task model to predict.
     """
     from transferkit.data.sources import from_arrays, load_data
     from transferkit.data.validation import validate_dataset
@@ -351,7 +364,7 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
         folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
         onnx_path = model_onnx_path(folder, onnx_file)
-    model = _as_model(model)
+    model = _as_model(model, task)
     if isinstance(inputs, str) and not os.path.exists(inputs) and model.modality == "text":
         inputs = [inputs]
     if isinstance(inputs, (str, os.PathLike)):

@@ -172,6 +172,7 @@ def evaluate(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    task: Optional[str] = typer.Option(None, "--task", help="The task to evaluate, for a multi-task model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
     """Print accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix of MODEL on DATA."""
@@ -181,7 +182,8 @@ def evaluate(
         from transferkit.evaluation.metrics import format_metrics
 
         metrics = evaluate_fn(model, data, batch_size=batch_size, device=device, label_column=label_column,
-                              text_column=text_column, path_column=path_column, encoding=encoding, progress=not quiet)
+                              text_column=text_column, path_column=path_column, encoding=encoding, progress=not quiet,
+                              task=task)
     except TransferkitError as exc:
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics, f"{model} on {data}"))
@@ -200,6 +202,7 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions to this file (.jsonl or .csv) instead of printing them."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)."),
     onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="With --runtime onnx: this ONNX file instead of MODEL/model.onnx."),
+    task: Optional[str] = typer.Option(None, "--task", help="The task to predict, for a multi-task model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
     """Predict the class of each input with MODEL; prints one JSON line per input (label and probabilities)."""
@@ -207,7 +210,7 @@ def predict(
     try:
         from transferkit.api import _as_model, predict as predict_fn
 
-        loaded = _as_model(model)
+        loaded = _as_model(model, task)
         source: object
         if len(inputs) == 1 and Path(inputs[0]).exists():
             source = inputs[0]
