@@ -46,7 +46,7 @@ def main() -> None:
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
     from transferkit.api import default_cache_dir
-    from transferkit.strategies.adaptation.run import adapt
+    from transferkit.adaptation import adapt
     from transferkit.strategies.linear_probe import LinearProbe
     from sklearn.model_selection import cross_val_score
 

@@ -36,7 +36,7 @@ def domains():
 
 
 def _adapt(domains, **options):
-    from transferkit.strategies.adaptation.run import adapt
+    from transferkit.adaptation import adapt
 
     source, target, target_labels = domains
     defaults = dict(backbone=PixelBackbone(), target_labels=target_labels, epochs=4, progress=False, no_cache=True,
@@ -424,7 +424,7 @@ def test_fine_tuned_text_backbone_is_saved_with_its_weights(tmp_path, tiny_text_
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
-    from transferkit.strategies.adaptation.run import adapt
+    from transferkit.adaptation import adapt
 
     source, target, _ = domains
     with pytest.raises(ConfigError, match="method"):

@@ -14,14 +14,9 @@ import numpy as np
 from transferkit.config import DEFAULT_BACKBONES, FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
+from transferkit.features.cache import default_cache_dir  # noqa: F401 (also public here)
 
 log = logging.getLogger("transferkit")
-
-
-def default_cache_dir() -> Path:
-    from transferkit.backbones.packaged import cache_root
-
-    return cache_root() / "features"
 
 
 @dataclass

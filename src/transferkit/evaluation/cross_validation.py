@@ -324,7 +324,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
     elif config.cache_dir:
         cache_root = Path(config.cache_dir)
     else:
-        from transferkit.api import default_cache_dir
+        from transferkit.features.cache import default_cache_dir
 
         cache_root = default_cache_dir()
     cache = FeatureCache(cache_root)

@@ -21,6 +21,13 @@ import numpy as np
 from transferkit._io import atomic_write_json
 
 
+def default_cache_dir() -> Path:
+    """The feature cache's default folder: ``features/`` under transferkit's cache root (``TRANSFERKIT_CACHE``)."""
+    from transferkit.backbones.packaged import cache_root
+
+    return cache_root() / "features"
+
+
 class FeatureCache:
     """Features by (backbone key, example key). ``root`` is created on first write."""
 

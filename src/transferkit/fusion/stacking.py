@@ -85,7 +85,7 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     """
     from sklearn.decomposition import PCA
 
-    from transferkit.api import default_cache_dir
+    from transferkit.features.cache import default_cache_dir
     from transferkit.artifacts import check_output_folder
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache

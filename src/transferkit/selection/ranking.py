@@ -327,7 +327,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
 
     cache = None
     if not config.no_cache:
-        from transferkit.api import default_cache_dir
+        from transferkit.features.cache import default_cache_dir
         from transferkit.features.cache import FeatureCache
 
         cache = FeatureCache(config.cache_dir or default_cache_dir())

@@ -203,9 +203,9 @@ class Distill(FineTune):
 
             cache = None
             if self.options.cache_teacher:
-                from transferkit.backbones.packaged import cache_root
+                from transferkit.features.cache import default_cache_dir
 
-                cache = FeatureCache(self.cache_dir or cache_root() / "features")
+                cache = FeatureCache(self.cache_dir or default_cache_dir())
             if cache is not None:
                 digest = hashlib.blake2b(digest_size=16)
                 digest.update(teacher.backbone.cache_key().encode())

@@ -36,14 +36,13 @@ class LinearProbeThenFineTune(FineTune):
         return self.head_lr if self.head_lr is not None else lr
 
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
-        from transferkit.backbones.packaged import cache_root
-        from transferkit.features.cache import FeatureCache
+        from transferkit.features.cache import FeatureCache, default_cache_dir
         from transferkit.features.extract import extract_features
         from transferkit.strategies.linear_probe import LinearProbe
 
         config, classes = context["config"], context["classes"]
         train, val = context["train"], context["val"]
-        cache = None if config.no_cache else FeatureCache(config.cache_dir or cache_root() / "features")
+        cache = None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir())
         extract = dict(cache=cache, batch_size=config.batch_size, device=config.device,
                        num_workers=config.num_workers, progress=config.progress)
         X_train = extract_features(model.backbone, train, **extract)

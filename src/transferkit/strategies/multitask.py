@@ -355,7 +355,7 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     datasets of some tasks directly, ``{task: {"train": Dataset, "val": ..., "test": ...}}`` (Python API), in
     place of their paths. Everything is checked before the backbone runs.
     """
-    from transferkit.api import default_cache_dir
+    from transferkit.features.cache import default_cache_dir
     from transferkit.backbones import create_backbone
     from transferkit.config import DEFAULT_BACKBONES
     from transferkit.evaluation.metrics import classification_metrics

@@ -240,7 +240,7 @@ class _Objective:
         if self._frozen is None:
             import torch
 
-            from transferkit.api import default_cache_dir
+            from transferkit.features.cache import default_cache_dir
             from transferkit.backbones import create_backbone
             from transferkit.features.cache import FeatureCache
 

@@ -6,16 +6,16 @@
   features, then the linear probe (no training loop);
 - :mod:`~transferkit.strategies.adaptation.instance_weights`: density-ratio weights, kernel mean matching, source
   selection;
-- :mod:`~transferkit.strategies.adaptation.run`: :func:`adapt`, which tries candidates and keeps the one a
-  label-free validator (:mod:`transferkit.evaluation.validators`) prefers.
+
+The verb itself, :func:`transferkit.adaptation.adapt` (it tries candidates and keeps the one a label-free validator,
+:mod:`transferkit.evaluation.validators`, prefers, then saves and reports), lives at the top level beside ``fit``
+and ``distill``, since it calls the reporting layer above the strategies.
 """
 
 from __future__ import annotations
 
 from transferkit._lazy import lazy_getattr
 _LAZY = {
-    "adapt": "transferkit.strategies.adaptation.run",
-    "AdaptResult": "transferkit.strategies.adaptation.run",
     "AdaptConfig": "transferkit.strategies.adaptation.config",
     "METHODS": "transferkit.strategies.adaptation.config",
     "CoralRecoloring": "transferkit.strategies.adaptation.feature_alignment",

@@ -1,5 +1,8 @@
 """``adapt``: labelled source data + unlabelled target data -> a model for the target, chosen without target labels.
 
+The methods are in :mod:`transferkit.strategies.adaptation`; this module is the verb (as ``api.fit`` and
+``distillation.distill`` are): it runs them, chooses, saves the model folder, writes the report and tracks the run.
+
 Order of work: every check that can fail (options, data, modalities, output folder), then the backbone's features
 of both domains (cached), importance weights of the held-out source examples (for DEV), the candidates (each
 method with each trade-off weight of its grid; every trained candidate's checkpoint chosen by the validator),
@@ -461,7 +464,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     if config.no_cache:
         cache = None
     else:
-        from transferkit.api import default_cache_dir
+        from transferkit.features.cache import default_cache_dir
 
         cache = FeatureCache(config.cache_dir or default_cache_dir())
     extract = dict(cache=cache, batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
