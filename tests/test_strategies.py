@@ -93,7 +93,7 @@ def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images,
     trained = train_with_strategy(config(tmp_path, "lp-ft", lr=lr), backbone, train, val, train.classes)
     choice = trained.facts["final_choice"]
     probe_acc, tuned_acc = choice["probe_val_accuracy"], choice["finetuned_val_accuracy"]
-    assert choice["kept"] == ("probe" if probe_acc >= tuned_acc else "fine-tuned"), choice
+    assert choice["kept"] == ("probe" if probe_acc > tuned_acc + 1e-6 else "fine-tuned"), choice
     assert "probe_refit_on" not in choice  # the validation data was given: it is not trained on
     moved = sum(not torch.equal(v, start[k]) for k, v in trained.model.backbone.state_dict().items())
     if choice["kept"] == "probe":  # back to the pretrained weights and the probe head, exactly
@@ -103,7 +103,7 @@ def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images,
             accuracy = float((trained.model(features).argmax(1).numpy() == val.label_array(train.classes)).mean())
         assert accuracy == pytest.approx(probe_acc)
     else:
-        assert moved > 0 and tuned_acc >= probe_acc
+        assert moved > 0 and tuned_acc >= probe_acc - 1e-6
     if lr == 50.0:  # a learning rate that wrecks the weights cannot beat the probe
         assert choice["kept"] == "probe", choice
 
@@ -119,9 +119,10 @@ def test_a_kept_probe_is_fitted_again_on_the_held_out_validation_examples_too(im
     trained = train_with_strategy(config(tmp_path, "lp-ft", lr=50.0), backbone, data, None, data.classes)
     choice = trained.facts["final_choice"]
     assert choice["kept"] == "probe" and choice["probe_refit_on"] == len(data)
-    C = trained.facts["probe_C"]
-    expected = LinearProbe(C=C).fit(features, data.label_array(data.classes)).predict_proba(features)
-    np.testing.assert_allclose(trained.model.head_proba(features), expected, atol=1e-5)
+    # the probe of --strategy linear-probe on all of it (C by cross-validation again)
+    expected = LinearProbe(random_state=0).fit(features, data.label_array(data.classes)).predict_proba(features)
+    # (the same optimum; L-BFGS sees the examples in another order, hence the tolerance)
+    np.testing.assert_allclose(trained.model.head_proba(features), expected, atol=1e-3)
 
 
 # --- l2sp -----------------------------------------------------------------------------------------------------

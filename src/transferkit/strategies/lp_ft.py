@@ -2,18 +2,20 @@
 Distort Pretrained Features and Underperform Out-of-Distribution").
 
 Stage one is the linear probe on frozen, cached features (:class:`~transferkit.strategies.linear_probe.LinearProbe`,
-its ``C`` chosen on the validation data); :meth:`~LinearProbe.to_head` turns it into the model's head. Stage two
+its ``C`` chosen by cross-validation on the training examples, so that the validation data stays unseen by the probe
+and judges it fairly against the fine-tuned epochs); :meth:`~LinearProbe.to_head` turns it into the model's head. Stage two
 fine-tunes backbone and head together, as ``finetune`` does with the same options. Because the head starts
 good, the early gradients do not tear the pretrained features apart; the head trains at the backbone's learning
 rate rather than ten times it, and BatchNorm layers keep their pretrained statistics by default (the probe was
 fitted on features computed with them; ``bn_statistics = "update"`` lets them move).
 
 The probe is the first candidate for the result: with ``keep_probe`` (the default), when no fine-tuning epoch
-reaches a higher validation accuracy than the probe's (ties go to the probe), the model goes back to the pretrained
-backbone and the probe head. Fine-tuning then did not help on the data held out to judge it, and the features stay
-unchanged. When that validation data was held out of the training data (no ``--val``), the kept probe is fitted
-again, with the same ``C``, on all of it: the result is then the probe of ``--strategy linear-probe`` on the same
-examples, rather than one that lost a validation split for nothing.
+reaches the probe's validation accuracy (ties go to fine-tuning), the model goes back to the pretrained backbone and
+the probe head: fine-tuning made the model worse on the data held out to judge it. (Choosing the probe's ``C`` on
+that same validation data would have made the comparison unfair: the best of seven values of ``C`` on 150 examples
+looked 4 points better than it was on Fashion-MNIST.) When the validation data was held out of the training data
+(no ``--val``), the kept probe is fitted again on all of it, ``C`` again by cross-validation: the result is then the
+probe of ``--strategy linear-probe`` on the same examples, rather than one that lost a validation split for nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import numpy as np
 from torch import nn
 
 from transferkit.strategies.finetune import FineTune
+
+#: Validation accuracies closer than this are equal (the engine logs them in float32).
+TIE_TOLERANCE = 1e-6
 
 
 class LinearProbeThenFineTune(FineTune):
@@ -49,7 +54,8 @@ class LinearProbeThenFineTune(FineTune):
         X_val = extract_features(model.backbone, val, **extract)
         y_train, y_val = train.label_array(classes), val.label_array(classes)
         probe = LinearProbe(C=config.probe_c, random_state=config.seed)
-        probe.fit(X_train, y_train, X_val, y_val)
+        probe.fit(X_train, y_train)
+        self._probe_options = dict(C=config.probe_c, random_state=config.seed)
         model.head = probe.to_head()
         self.probe_ = probe
         self.probe_val_accuracy_ = float(np.mean(probe.predict(X_val) == y_val))
@@ -67,13 +73,13 @@ class LinearProbeThenFineTune(FineTune):
             return {}
         refit_on, self._refit_on = getattr(self, "_refit_on", None), None
         facts = {"probe_val_accuracy": self.probe_val_accuracy_, "finetuned_val_accuracy": best}
-        if best > self.probe_val_accuracy_:
+        if best >= self.probe_val_accuracy_ - TIE_TOLERANCE:
             return {**facts, "kept": "fine-tuned"}
         model.load_state_dict(state)
         if refit_on is not None:
             from transferkit.strategies.linear_probe import LinearProbe
 
-            refit = LinearProbe(C=self.probe_.C_, random_state=self.probe_.random_state).fit(*refit_on)
+            refit = LinearProbe(**self._probe_options).fit(*refit_on)
             model.head.load_state_dict(refit.to_head().state_dict())
             facts["probe_refit_on"] = len(refit_on[1])
         return {**facts, "kept": "probe"}
