@@ -206,8 +206,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
 
     teacher_rows, teacher_probas = [], []
     for path, t in zip(config.teacher, teachers):
-        from transferkit.features.cache import FeatureCache
-        from transferkit.features.cache import default_cache_dir
+        from transferkit.features.cache import FeatureCache, default_cache_dir
 
         cache = None if config.no_cache else FeatureCache(config.cache_dir or default_cache_dir())
         p = t.predict_proba(test_ds, cache=cache, **predict)[:, [t.classes.index(c) for c in classes]]

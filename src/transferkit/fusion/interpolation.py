@@ -103,8 +103,7 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
 
 
 def _default_cache():
-    from transferkit.features.cache import default_cache_dir
-    from transferkit.features.cache import FeatureCache
+    from transferkit.features.cache import FeatureCache, default_cache_dir
 
     return FeatureCache(default_cache_dir())
 

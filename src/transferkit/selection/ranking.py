@@ -327,8 +327,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
 
     cache = None
     if not config.no_cache:
-        from transferkit.features.cache import default_cache_dir
-        from transferkit.features.cache import FeatureCache
+        from transferkit.features.cache import FeatureCache, default_cache_dir
 
         cache = FeatureCache(config.cache_dir or default_cache_dir())
     needs_source = any(SCORES[s].input == "source_probabilities" for s in config.scores)

@@ -189,7 +189,7 @@ class Distill(FineTune):
         """Teachers' logits ``(K, N, C)`` (student class order) and pooled features ``(N, D)`` (when matching),
         through the feature cache."""
         from transferkit.features.cache import FeatureCache
-        from transferkit.features.extract import extract_features, run_backbone
+        from transferkit.features.extract import run_backbone
 
         want_features = self.options.feature_weight > 0
         logits, features = [], []

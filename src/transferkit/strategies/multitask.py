@@ -355,11 +355,10 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     datasets of some tasks directly, ``{task: {"train": Dataset, "val": ..., "test": ...}}`` (Python API), in
     place of their paths. Everything is checked before the backbone runs.
     """
-    from transferkit.features.cache import default_cache_dir
     from transferkit.backbones import create_backbone
     from transferkit.config import DEFAULT_BACKBONES
     from transferkit.evaluation.metrics import classification_metrics
-    from transferkit.features.cache import FeatureCache
+    from transferkit.features.cache import FeatureCache, default_cache_dir
     from transferkit.strategies.requirements import check_training_installed
 
     if config is None:
