@@ -67,10 +67,13 @@ def _teacher(task: str, train, test, work: Path, args, echo) -> tuple[str, dict]
     import transferkit as tk
 
     folder = work / f"teacher-{task}"
+    # Teachers are calibrated (temperature scaling on held-out logits): their soft targets are then probabilities
+    # that mean what they say (an uncalibrated, strongly regularised probe's are nearly uniform).
     common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"],
-                  cache_dir=str(work / "features"), batch_size=args.batch_size, seed=0)
+                  cache_dir=str(work / "features"), batch_size=args.batch_size, seed=0, calibrate=True,
+                  overwrite=True)
     start = time.perf_counter()
-    if (folder / "config.json").is_file():
+    if (folder / "config.json").is_file() and "calibrate: true" in (folder / "run_config.yaml").read_text():
         echo(f"[{task}] teacher reused from {folder}")
         metrics = json.loads((folder / "metrics.json").read_text())["test"]
         return str(folder), {"accuracy": metrics["accuracy"], "reused": True}

@@ -166,6 +166,29 @@ def test_feature_matching_ensembles_and_unlabelled_data(images, teacher, tmp_pat
     assert facts["feature_weight"] == 0.5
 
 
+@pytest.mark.parametrize("live", [False, True])
+def test_soft_targets_use_each_teachers_calibrated_temperature(images, teacher, live: bool) -> None:
+    from transferkit.backbones import create_backbone
+    from transferkit.strategies.distill import Distill
+
+    train, _ = images
+    plain, calibrated = tk.load_model(teacher), tk.load_model(teacher)
+    calibrated.temperature = 2.5
+    outputs = []
+    for model in (plain, calibrated):
+        strategy = Distill([model], live_teachers=live, device="cpu")
+        strategy.options = strategy.options.model_copy(update={"cache_teacher": False})
+        strategy._check_classes(train.classes)
+        if live:
+            backbone = create_backbone(TINY_IMAGE_BACKBONE)
+            batch = backbone.collate([backbone.prepare(x) for x in train.items[:6]])
+            outputs.append(strategy._live_outputs(batch)[0])
+        else:
+            outputs.append(strategy._teacher_outputs(train.subset(np.arange(6)))[0])
+    torch.testing.assert_close(outputs[1], outputs[0] / 2.5)
+    assert outputs[0].abs().max() > 0
+
+
 def test_teachers_see_the_augmented_batch_when_they_share_the_students_preprocessing(images, teacher,
                                                                                       tmp_path: Path) -> None:
     train, test = images

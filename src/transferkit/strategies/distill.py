@@ -16,6 +16,12 @@ two parts as the named terms ``soft_targets`` and ``cross_entropy`` (``feature_m
 Ensembles: the soft targets are the teachers' averaged tempered probabilities, ``q_i = 1/K sum_k
 softmax(t_ik / T)``; they enter the formula as the logits ``T log q_i`` (whose tempered softmax is ``q_i``).
 
+A teacher's logits are divided by its saved temperature (``fit --calibrate``: temperature scaling on held-out
+logits), so that at ``T = 1`` the soft targets are the teacher's calibrated probabilities and ``T`` softens from
+there. This matters for linear-probe teachers: a strongly regularised probe (``C = 1e-4``) can be right 87 % of the
+time with a mean top probability of 0.62; uncalibrated, its tempered targets at ``T = 4`` are nearly uniform and the
+soft term teaches next to nothing (its value stayed near 0.02 through training).
+
 Teachers are frozen. Their logits (and pooled features, for feature matching) are computed once, in inference
 mode, for every training example through each teacher's own preprocessing, and kept in the feature cache (keyed by
 the teachers' weights and the examples' content), so a second run on the same data runs no teacher at all. Only when
@@ -229,7 +235,7 @@ class Distill(FineTune):
                 values = run_backbone(teacher.backbone, dataset, batch_size=self.batch_size, device=self.device,
                                       progress=False, output=output, description="teacher outputs")
             values = torch.from_numpy(np.ascontiguousarray(values))
-            logits.append(values[:, width:][:, order])
+            logits.append(values[:, width:][:, order] / teacher.temperature)
             features.append(values[:, :width])
         return torch.stack(logits), (torch.cat(features, dim=1) if want_features else None)
 
@@ -247,6 +253,7 @@ class Distill(FineTune):
         augmented = bool(context.get("augmented", False))
         self.live_ = self.uses_live_teachers(model.backbone.preprocessing, augmented)
         self.facts_.update(teachers=[t.backbone.name for t in self.teachers], live_teachers=self.live_,
+                           teacher_temperatures=[float(t.temperature) for t in self.teachers],
                            n_unlabelled=len(self.unlabelled) if self.unlabelled is not None else 0,
                            **self.options.model_dump())
         if augmented and not self.live_:
@@ -293,7 +300,7 @@ class Distill(FineTune):
                 if next(teacher.parameters()).device != device:
                     teacher.to(device)
                 pooled = teacher.backbone.forward_features(inputs)
-                logits.append(teacher.head(pooled)[:, order.to(device)])
+                logits.append(teacher.head(pooled)[:, order.to(device)] / teacher.temperature)
                 features.append(pooled)
         return torch.stack(logits), (torch.cat(features, dim=1) if self.projection is not None else None)
 
