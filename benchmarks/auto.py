@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--budget-image", type=float, default=300.0)
     parser.add_argument("--budget-text", type=float, default=180.0)
     parser.add_argument("--output", default=str(RESULTS / "auto.json"))
+    parser.add_argument("--no-reuse", action="store_true", help="run auto on its own even when a single-strategy run "
+                        "of the same choice exists (its time limit then applies)")
     parser.add_argument("--merge", default="", help="comma-separated result files of other runs (e.g. one setting run "
                         "on its own) whose rows join this file's, then the table is printed")
     args = parser.parse_args()
@@ -215,7 +217,7 @@ def main() -> None:
             plan = plan_only(name, seed, args, cache)
             same = next((r for r in rows if r["setting"] == name and r["seed"] == seed and r["strategy"] == plan["chosen"]
                          and (plan["epochs"] is None or plan["epochs"] == args.epochs)), None)
-            if same is not None:
+            if same is not None and not args.no_reuse:
                 row = {**same, "strategy": "auto", "reused": True, **plan,
                        "seconds": round(same["seconds"] + plan["planning_s"], 2)}
                 row["within_budget"] = row["seconds"] <= plan["budget_s"]
