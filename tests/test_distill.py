@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,34 @@ def test_soft_targets_use_each_teachers_calibrated_temperature(images, teacher, 
             outputs.append(strategy._teacher_outputs(train.subset(np.arange(6)))[0])
     torch.testing.assert_close(outputs[1], outputs[0] / 2.5)
     assert outputs[0].abs().max() > 0
+
+
+def test_an_under_confident_teacher_is_named_in_a_warning(images, teacher) -> None:
+    from transferkit.backbones import create_backbone
+    from transferkit.heads import LinearHead
+    from transferkit.model import TransferModel
+    from transferkit.strategies.distill import Distill
+
+    train, _ = images
+    facts = {}
+    for scale in (1.0, 0.01):  # logits shrunk 100x: the same argmax, near-uniform probabilities
+        model = tk.load_model(teacher)
+        with torch.no_grad():
+            model.head.linear.weight.mul_(scale)
+            model.head.linear.bias.mul_(scale)
+        strategy = Distill([model], device="cpu")
+        strategy.options = strategy.options.model_copy(update={"cache_teacher": False})
+        student = create_backbone(TINY_IMAGE_BACKBONE)
+        context = {"train": train, "val": train, "classes": train.classes, "config": None}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            strategy.prepare(TransferModel(student, LinearHead(student.num_features, len(CLASSES)), train.classes),
+                             context)
+        messages = [str(w.message) for w in caught if "under-confident" in str(w.message)]
+        facts[scale] = (strategy.facts_["teacher_confidence"][0], messages)
+    (sure, sure_warned), (shy, shy_warned) = facts[1.0], facts[0.01]
+    assert shy["accuracy"] == sure["accuracy"] > 0.5 and shy["mean_top_probability"] < 0.5 < sure["mean_top_probability"]
+    assert not sure_warned and len(shy_warned) == 1 and "teacher 1" in shy_warned[0] and "--calibrate" in shy_warned[0]
 
 
 def test_teachers_see_the_augmented_batch_when_they_share_the_students_preprocessing(images, teacher,

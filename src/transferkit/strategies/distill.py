@@ -57,6 +57,10 @@ from transferkit.strategies.options import FineTuneConfig
 
 log = logging.getLogger("transferkit")
 
+#: A teacher whose accuracy on the labelled examples exceeds its mean top probability by more than this is
+#: under-confident (a warning says to calibrate it).
+UNDER_CONFIDENCE_GAP = 0.15
+
 #: Label of an unlabelled training example (ignored by the cross-entropy term, as in ``F.cross_entropy``).
 UNLABELLED = -100
 
@@ -191,6 +195,23 @@ class Distill(FineTune):
                                   "teacher trained on the same classes.")
             self._class_order.append(torch.tensor([teacher.classes.index(c) for c in classes], dtype=torch.int64))
 
+    def _check_confidence(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Warn about an under-confident teacher: one whose mean top probability on the labelled examples is far
+        below its accuracy there. Its soft targets are then close to uniform and teach little; calibrating it
+        (``fit --calibrate``) fixes that (see the module docstring)."""
+        confidence = []
+        for index, (teacher, teacher_logits) in enumerate(zip(self.teachers, logits)):
+            probs = torch.softmax(teacher_logits.float(), dim=-1)
+            accuracy = float((probs.argmax(1) == y).float().mean())
+            mean_top = float(probs.max(1).values.mean())
+            confidence.append({"accuracy": accuracy, "mean_top_probability": mean_top})
+            if accuracy - mean_top > UNDER_CONFIDENCE_GAP:
+                warnings.warn(f"distill: teacher {index + 1} ({teacher.backbone.name}) is under-confident: right on "
+                              f"{accuracy:.0%} of the labelled examples with a mean top probability of {mean_top:.2f}"
+                              f" (temperature {teacher.temperature:g}); its soft targets are close to uniform. "
+                              "Calibrate it first: transferkit fit ... --calibrate.", stacklevel=3)
+        self.facts_["teacher_confidence"] = confidence
+
     def _teacher_outputs(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teachers' logits ``(K, N, C)`` (student class order) and pooled features ``(N, D)`` (when matching),
         through the feature cache."""
@@ -270,6 +291,7 @@ class Distill(FineTune):
             probs = torch.softmax(self._logits.float(), dim=-1).mean(dim=0)
             y = torch.from_numpy(train.label_array(classes))
             self.facts_["teacher_train_accuracy"] = float((probs[: len(y)].argmax(1) == y).float().mean())
+            self._check_confidence(self._logits[:, : len(y)], y)
         if self.options.feature_weight > 0:
             from transferkit.losses.distillation import FeatureMatchingLoss
 
