@@ -57,6 +57,17 @@ def test_training_trials_report_every_epoch_to_the_pruner(tiny_text_model: Path,
     assert study.trials[0].params["lr"] == pytest.approx(1e-4)  # the first trial of a new study runs the defaults
 
 
+def test_an_lp_ft_trial_that_keeps_its_probe_is_scored_as_the_probe(tiny_text_model: Path, tmp_path: Path) -> None:
+    # a learning rate that wrecks the weights: lp-ft returns its probe, and the trial's value is the probe's
+    result = tune(synthetic_dataset(8), strategy="lp-ft", backbone=str(tiny_text_model), epochs=2, batch_size=8,
+                  patience=0, augment="none", tracking_uri="off", device="cpu", progress=False, n_trials=1,
+                  space={"lr": [50.0]}, storage=f"sqlite:///{tmp_path / 's.db'}", work_dir=str(tmp_path / "work"))
+    trial = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 's.db'}").trials[0]
+    assert trial.user_attrs.get("kept") == "probe"
+    assert trial.intermediate_values  # the fine-tuning epochs, reported to the pruner, all below the probe
+    assert trial.value > max(trial.intermediate_values.values())
+
+
 def test_cv_objective_reports_per_fold(tiny_text_model: Path, tmp_path: Path) -> None:
     result = tune(synthetic_dataset(6), backbone=str(tiny_text_model), objective="cv", folds=3, n_trials=2,
                   device="cpu", progress=False, storage=f"sqlite:///{tmp_path / 'cv.db'}")

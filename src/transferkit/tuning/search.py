@@ -240,9 +240,8 @@ class _Objective:
         if self._frozen is None:
             import torch
 
-            from transferkit.features.cache import default_cache_dir
             from transferkit.backbones import create_backbone
-            from transferkit.features.cache import FeatureCache
+            from transferkit.features.cache import FeatureCache, default_cache_dir
 
             torch.manual_seed(config.seed)
             self._frozen = create_backbone(self.backbone_name, **config.backbone_options(self.dataset.modality))
@@ -300,6 +299,10 @@ class _Objective:
             finish_run(trial_config, self.train)  # no trial keeps its weights (a pruned one neither)
         trial.set_user_attr("epochs_run", trained.outcome.epochs_run)
         trial.set_user_attr("best_epoch", trained.outcome.best_epoch)
+        choice = trained.facts.get("final_choice") or {}
+        if choice.get("kept") == "probe":  # lp-ft returned its probe: the trial's model is that one
+            trial.set_user_attr("kept", "probe")
+            return float(choice["probe_val_accuracy"])
         return float(trained.outcome.best_score)
 
 
