@@ -20,7 +20,8 @@ def test_fit_finetune_with_options_and_the_scratch_baseline(text_csv: Path, tiny
     assert "(finetune)" in proc.stdout and "baseline: scratch" in proc.stdout and "baseline: raw" in proc.stdout
     assert proc.stdout.count("verdict:") == 2 and f"saved: {out}" in proc.stdout
     run_config = yaml.safe_load((out / "run_config.yaml").read_text())
-    assert run_config["finetune"] == {"freeze": 1, "layer_lr_decay": 0.8, "unfreeze_every": 0, "bn_statistics": "auto"}
+    assert run_config["finetune"] == {"freeze": 1, "layer_lr_decay": 0.8, "unfreeze_every": 0, "bn_statistics": "auto",
+                                     "keep_probe": True}
     assert run_config["augment"] == "medium" and run_config["training"]["augmentation"]["mask"] == 0.10
     metrics = json.loads((out / "metrics.json").read_text())
     assert {c["baseline"] for c in metrics["comparisons"]} == {"raw", "scratch"}
