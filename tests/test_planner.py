@@ -41,7 +41,8 @@ def test_choice_follows_the_number_of_labels_per_class(backbone) -> None:
 
     # large data: the planner measures on a sample of PLANNER_SHOTS per class and scales the probe's cost up
     large = plan(backbone, planner.LARGE_DATA_MIN, budget_s=3600)
-    assert large.strategy == "lp-ft" and large.facts["per_class_median"] == planner.LARGE_DATA_MIN
+    assert large.strategy == "finetune" and large.facts["per_class_median"] == planner.LARGE_DATA_MIN
+    assert f"{planner.LARGE_DATA_MIN} or more labels" in large.explanation
     assert large.facts["measured_on"] == large.facts["n_classes"] * planner.PLANNER_SHOTS < large.facts["n_train"]
     assert large.training_time_limit_s <= 3600
     # the same data with a large backbone: low-rank adapters
