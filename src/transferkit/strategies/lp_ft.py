@@ -55,7 +55,6 @@ class LinearProbeThenFineTune(FineTune):
         y_train, y_val = train.label_array(classes), val.label_array(classes)
         probe = LinearProbe(C=config.probe_c, random_state=config.seed)
         probe.fit(X_train, y_train)
-        self._probe_options = dict(C=config.probe_c, random_state=config.seed)
         model.head = probe.to_head()
         self.probe_ = probe
         self.probe_val_accuracy_ = float(np.mean(probe.predict(X_val) == y_val))
@@ -74,15 +73,15 @@ class LinearProbeThenFineTune(FineTune):
         refit_on, self._refit_on = getattr(self, "_refit_on", None), None
         facts = {"probe_val_accuracy": self.probe_val_accuracy_, "finetuned_val_accuracy": best}
         if best >= self.probe_val_accuracy_ - TIE_TOLERANCE:
-            return {**facts, "kept": "fine-tuned"}
+            return {**facts, "kept": "fine-tuned", "score": best}
         model.load_state_dict(state)
         if refit_on is not None:
-            from transferkit.strategies.linear_probe import LinearProbe
+            from sklearn.base import clone
 
-            refit = LinearProbe(**self._probe_options).fit(*refit_on)
+            refit = clone(self.probe_).fit(*refit_on)  # the same options, C chosen again on all the data
             model.head.load_state_dict(refit.to_head().state_dict())
             facts["probe_refit_on"] = len(refit_on[1])
-        return {**facts, "kept": "probe"}
+        return {**facts, "kept": "probe", "score": self.probe_val_accuracy_}
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         return {**super().describe(model), "probe_C": self.probe_.C_, "probe_val_accuracy": self.probe_val_accuracy_}

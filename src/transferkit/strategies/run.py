@@ -40,6 +40,13 @@ class TrainedModel:
     def is_main_process(self) -> bool:
         return self.outcome.is_main_process
 
+    @property
+    def best_score(self) -> float | None:
+        """The monitored validation figure of the weights the model holds: the engine's best epoch, unless the
+        strategy's last choice (``final_choice``, e.g. lp-ft keeping its probe) put other weights back."""
+        choice = self.facts.get("final_choice") or {}
+        return choice.get("score", self.outcome.best_score)
+
 
 def default_tracking_uri() -> str:
     """MLflow's store when none is given: ``$TRANSFERKIT_TRACKING_URI`` when set (any MLflow URI, or ``off``), else

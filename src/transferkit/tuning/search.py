@@ -299,11 +299,9 @@ class _Objective:
             finish_run(trial_config, self.train)  # no trial keeps its weights (a pruned one neither)
         trial.set_user_attr("epochs_run", trained.outcome.epochs_run)
         trial.set_user_attr("best_epoch", trained.outcome.best_epoch)
-        choice = trained.facts.get("final_choice") or {}
-        if choice.get("kept") == "probe":  # lp-ft returned its probe: the trial's model is that one
-            trial.set_user_attr("kept", "probe")
-            return float(choice["probe_val_accuracy"])
-        return float(trained.outcome.best_score)
+        if "kept" in (trained.facts.get("final_choice") or {}):
+            trial.set_user_attr("kept", trained.facts["final_choice"]["kept"])
+        return float(trained.best_score)  # of the model the trial returns (lp-ft may have kept its probe)
 
 
 def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: TuneConfig | None = None,
