@@ -276,3 +276,51 @@ def test_distillation_at_temperature_one_and_no_soft_weight_trains_the_plain_stu
                          baselines=["raw"], **_common(tmp_path / "plain", epochs=2)).model
     np.testing.assert_allclose(result.model.predict_proba(test, device="cpu", progress=False),
                                plain_model.predict_proba(test, device="cpu", progress=False), atol=1e-5)
+
+
+def test_tune_searches_the_distillation_options(images, teacher, tmp_path: Path) -> None:
+    import yaml
+
+    from transferkit.tuning.search import tune
+
+    train, _ = images
+    out = tmp_path / "tune"
+    result = tune(train, strategy="distill", teacher=str(teacher), backbone=TINY_IMAGE_BACKBONE, n_trials=3,
+                  pruning=False, output=str(out), lr=1e-3, **_common(tmp_path))
+    assert result.n_complete == 3
+    study = optuna_trials(out, result.study_name)
+    assert study[0].params == {"distill.temperature": 4.0, "distill.alpha": 0.9, "lr": 1e-3, "weight_decay": 0.01}
+    for trial in study:
+        assert 1.0 <= trial.params["distill.temperature"] <= 8.0 and 0.3 <= trial.params["distill.alpha"] <= 1.0
+    best = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert best["strategy"] == "distill" and best["teacher"] == [str(teacher)]
+    from transferkit.distillation import make_distill_config
+
+    config = make_distill_config(**{**best, **_common(tmp_path)})
+    assert config.distill.temperature == pytest.approx(result.best_params["distill.temperature"])
+    student = tk.distill(train, config=config)  # the best configuration runs as it is
+    assert student.config["distill"]["alpha"] == pytest.approx(result.best_params["distill.alpha"])
+
+
+def test_tune_checks_the_teachers_before_any_trial(images, teacher, tiny_text_model, tmp_path: Path) -> None:
+    from transferkit.tuning.search import tune
+
+    train, _ = images
+    with pytest.raises(ConfigError, match="give a teacher model folder"):
+        tune(train, strategy="distill", storage=f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(ConfigError, match="no such model folder"):
+        tune(train, strategy="distill", teacher=str(tmp_path / "missing"), storage=f"sqlite:///{tmp_path / 's.db'}")
+    from synthetic_texts import synthetic_dataset
+
+    text_teacher = tmp_path / "text-teacher"
+    tk.fit(synthetic_dataset(4), backbone=str(tiny_text_model), output=str(text_teacher), baselines=[], report=False,
+           **_common(tmp_path))
+    with pytest.raises(ConfigError, match="teachers take text input but tiny-images holds image data"):
+        tune(train, strategy="distill", teacher=str(text_teacher), storage=f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(ConfigError, match="--mixup and --cutmix"):
+        tune(train, strategy="distill", teacher=str(teacher), mixup=0.2, storage=f"sqlite:///{tmp_path / 's.db'}")
+
+
+def optuna_trials(output: Path, study_name: str) -> list:
+    optuna = pytest.importorskip("optuna")
+    return optuna.load_study(study_name=study_name, storage=f"sqlite:///{(output / 'study.db').resolve()}").trials

@@ -3,6 +3,7 @@ through the engine; the best configuration runs with fit --config."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,3 +126,37 @@ def test_killed_search_resumes_from_the_command_line(tiny_text_model: Path, tmp_
 
     config = make_config(**{**load_config_file(out / "best_config.yaml"), "progress": False, "report": False, "tracking_uri": "off"})
     assert tk.fit(config=config).accuracy >= 0  # the saved configuration is ready to run
+
+
+def test_the_top_trials_keep_their_weights_and_feed_a_greedy_soup(tiny_text_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tune"
+    result = tune(synthetic_dataset(8), strategy="finetune", backbone=str(tiny_text_model), epochs=2, batch_size=8,
+                  patience=0, augment="none", tracking_uri="off", device="cpu", progress=False, n_trials=3, top_k=2,
+                  pruning=False, soup=True, space={"lr": {"low": 1e-4, "high": 3e-2, "log": True}},
+                  output=str(out), work_dir=str(tmp_path / "work"))
+    kept = sorted(p.name for p in (out / "trials").iterdir() if p.is_dir())
+    assert kept == sorted(f"trial-{row['trial']}" for row in result.top)  # the third trial's weights were deleted
+    assert all(Path(row["model"]).is_dir() for row in result.top)
+    import transferkit as tk
+
+    for row in result.top:  # each kept model is the trial's: it scores the trial's value on the search's validation part
+        model = tk.load_model(row["model"])
+        assert json.loads((Path(row["model"]) / "metrics.json").read_text())["tune"]["objective"] == row["value"]
+        assert model.strategy == "finetune"
+    assert result.soup is not None and Path(result.soup["output"]).is_dir()
+    assert result.soup["val_accuracy"] >= result.soup["best_single_val_accuracy"]  # greedy: never below its start
+    assert result.soup["best_single_val_accuracy"] == pytest.approx(result.top[0]["value"])
+    soup_model = tk.load_model(result.soup["output"])
+    predictions = soup_model.predict(synthetic_dataset(2))
+    assert len(predictions) == len(synthetic_dataset(2)) and set(predictions) <= set(soup_model.classes)
+
+
+def test_keeping_models_is_refused_where_there_is_no_model_to_keep(tmp_path: Path) -> None:
+    data = synthetic_dataset(4)
+    with pytest.raises(ConfigError, match="--soup: give --output"):
+        tune(data, strategy="finetune", soup=True, storage=f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(ConfigError, match="--keep-models: needs --objective val"):
+        tune(data, strategy="finetune", keep_models=True, objective="cv", output=str(tmp_path / "o"))
+    with pytest.raises(ConfigError, match="linear-probe trials"):
+        tune(data, keep_models=True, output=str(tmp_path / "o"))
+    assert not (tmp_path / "o" / "study.db").exists()  # refused before the study was opened

@@ -138,8 +138,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def merge_config(file_values: dict[str, Any], flag_values: dict[str, Any], origin: str) -> FitConfig:
-    """Defaults < config file < flags given on the command line (``None`` means "not given")."""
+def merge_config(file_values: dict[str, Any], flag_values: dict[str, Any], origin: str,
+                 build: Any = None) -> FitConfig:
+    """Defaults < config file < flags given on the command line (``None`` means "not given"); ``build(origin,
+    **values)`` makes the config (default :func:`make_config`)."""
     values = dict(file_values)
     for key, value in flag_values.items():
         if value is None:
@@ -152,4 +154,4 @@ def merge_config(file_values: dict[str, Any], flag_values: dict[str, Any], origi
                 values[key] = value
         else:
             values[key] = value
-    return make_config(origin, **values)
+    return (build or make_config)(origin, **values)

@@ -95,7 +95,8 @@ def _backbone_options(config: FitConfig, modality: str) -> dict[str, Any]:
     return {"image_size": size} if size else {}
 
 
-def _load_teachers(paths: list[str]) -> list[Any]:
+def load_teachers(paths: list[str]) -> list[Any]:
+    """The teacher model folders, loaded and checked: they exist and take one kind of input."""
     from transferkit.artifacts import load_model
 
     if not paths:
@@ -109,6 +110,44 @@ def _load_teachers(paths: list[str]) -> list[Any]:
     if len(modalities) > 1:
         raise ConfigError(f"--teacher: the teachers take different inputs ({', '.join(sorted(modalities))}).")
     return teachers
+
+
+def load_unlabelled(config: FitConfig, unlabelled: Any, modality: str) -> Any:
+    """The unlabelled data of the soft-target term (a path or a dataset; ``None`` for none), its labels dropped."""
+    if unlabelled is None:
+        return None
+    from transferkit.data.sources import load_data
+
+    data = unlabelled if not isinstance(unlabelled, (str, Path)) else load_data(
+        unlabelled, text_column=config.text_column, path_column=config.path_column, encoding=config.encoding,
+        unlabelled=True)
+    if data.modality != modality:
+        raise ConfigError(f"--unlabelled {data.origin}: holds {data.modality} data, the training data {modality}.")
+    data.labels = None
+    return data
+
+
+def check_distill_options(config: FitConfig) -> None:
+    """Options that distillation cannot follow, refused before any work."""
+    if config.mixup or config.cutmix:
+        raise ConfigError("distill: --mixup and --cutmix mix labels, which the soft targets of each example cannot "
+                          "follow; use --augment instead.")
+
+
+def default_student(config: FitConfig, teachers: list[Any]) -> str:
+    """The student backbone: ``config.backbone``, or the first teacher's architecture (pretrained)."""
+    return config.backbone or teachers[0].backbone.name.removeprefix("random:")
+
+
+def distill_strategy(config: DistillConfig, teachers: list[Any], unlabelled: Any = None) -> Any:
+    """The ``distill`` training strategy of ``config`` with loaded ``teachers`` (a fresh one per run: it keeps the
+    teacher outputs of the run's training data)."""
+    from transferkit.strategies.distill import Distill
+
+    options = config.distill if not config.no_cache else config.distill.model_copy(update={"cache_teacher": False})
+    return Distill(teachers, options, finetune=config.finetune, head_lr=config.head_lr, unlabelled=unlabelled,
+                   cache_dir=None if config.no_cache else config.cache_dir, batch_size=config.batch_size,
+                   device=config.device)
 
 
 def distill(data: Any = None, *, teacher: Any = None, student: str | None = None,
@@ -144,9 +183,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     unlabelled = unlabelled if unlabelled is not None else config.unlabelled
     if data is None:
         raise ConfigError("distill: no training data; give a folder of images per class or a table file.")
-    if config.mixup or config.cutmix:
-        raise ConfigError("distill: --mixup and --cutmix mix labels, which the soft targets of each example cannot "
-                          "follow; use --augment instead.")
+    check_distill_options(config)
     from transferkit.strategies.requirements import check_training_installed
 
     check_training_installed("distill")
@@ -156,23 +193,14 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
         check_output_folder(config.output, config.overwrite)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    teachers = _load_teachers(config.teacher)
+    teachers = load_teachers(config.teacher)
     train, val_ds, test_ds = load_splits(data, val, test, config)
     if train.modality != teachers[0].modality:
         raise ConfigError(f"distill: the teachers take {teachers[0].modality} input but {train.origin} holds "
                           f"{train.modality} data.")
-    unlabelled_ds = None
-    if unlabelled is not None:
-        from transferkit.data.sources import load_data
-
-        unlabelled_ds = load_data(unlabelled, text_column=config.text_column, path_column=config.path_column,
-                                  encoding=config.encoding, unlabelled=True)
-        if unlabelled_ds.modality != train.modality:
-            raise ConfigError(f"--unlabelled {unlabelled_ds.origin}: holds {unlabelled_ds.modality} data, the training "
-                              f"data {train.modality}.")
-        unlabelled_ds.labels = None
+    unlabelled_ds = load_unlabelled(config, unlabelled, train.modality)
     classes = train.classes
-    student_name = config.backbone or teachers[0].backbone.name.removeprefix("random:")
+    student_name = default_student(config, teachers)
 
     import torch
 
@@ -186,14 +214,9 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     timings["load"] = time.perf_counter() - start
 
     from transferkit.evaluation.metrics import classification_metrics
-    from transferkit.strategies.distill import Distill
     from transferkit.strategies.run import finish_run, train_with_strategy
 
-    strategy = Distill(teachers, config.distill, finetune=config.finetune, head_lr=config.head_lr,
-                       unlabelled=unlabelled_ds, cache_dir=None if config.no_cache else config.cache_dir,
-                       batch_size=config.batch_size, device=config.device)
-    if config.no_cache:
-        strategy.options = strategy.options.model_copy(update={"cache_teacher": False})
+    strategy = distill_strategy(config, teachers, unlabelled_ds)
     start = time.perf_counter()
     trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     timings["training"] = time.perf_counter() - start

@@ -15,7 +15,9 @@ from transferkit.errors import TransferkitError
 @app.command()
 def tune(
     data: Optional[str] = typer.Argument(None, help="Labelled data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy whose options are searched: linear-probe (default), finetune, lp-ft, lora, l2sp."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy whose options are searched: linear-probe (default), finetune, lp-ft, lora, l2sp, distill (give --teacher)."),
+    teacher: Optional[list[str]] = typer.Option(None, "--teacher", "-t", help="distill: a teacher model folder; repeat for an ensemble. --backbone is the student (default: the teacher's architecture)."),
+    unlabelled: Optional[str] = typer.Option(None, "--unlabelled", help="distill: unlabelled data for the soft-target term."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone (as for fit)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of the run's options (as for fit); flags given here override it."),
     space: Optional[Path] = typer.Option(None, "--space", help="YAML file of the search space: option: {low: .., high: .., log: true} or option: [choice, ...]; nested options as section.option (lora.rank). Default: per strategy."),
@@ -28,6 +30,8 @@ def tune(
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name in the storage (default: strategy, backbone and data fingerprint)."),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Run every trial to the end."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Top trials listed and saved as configs (default 5)."),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Keep the top trials' weights as model folders in OUTPUT/trials/trial-N/ (--objective val, training strategies)."),
+    soup: bool = typer.Option(False, "--soup", help="After the search, a greedy soup of the top trials' weights on the validation part, saved in OUTPUT/soup (implies --keep-models)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for study.db, best_config.yaml, top_trials.json and trials/."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training strategies: maximum epochs per trial."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per batch."),
@@ -46,20 +50,22 @@ def tune(
     _setup(quiet or as_json)
     try:
         from transferkit.config import load_config_file, merge_config
-        from transferkit.tuning.search import make_tune_config, tune as tune_fn
+        from transferkit.tuning.search import make_tune_config, run_config as build_config, tune as tune_fn
 
         file_values = load_config_file(config) if config is not None else {}
-        flags = dict(data=data, strategy=strategy, backbone=backbone, epochs=epochs, batch_size=batch_size,
+        flags = dict(data=data, strategy=strategy, teacher=list(teacher) if teacher else None, unlabelled=unlabelled,
+                     backbone=backbone, epochs=epochs, batch_size=batch_size,
                      shots=shots, seed=seed, device=device, cache_dir=cache_dir, tracking_uri=tracking_uri,
                      label_column=label_column, text_column=text_column, path_column=path_column,
                      progress=False if (quiet or as_json) else None)
-        run_config = merge_config(file_values, flags, str(config) if config else "options")
+        run_config = merge_config(file_values, flags, str(config) if config else "options", build=build_config)
         space_values = load_config_file(space) if space is not None else None
         if space_values is not None:
             space_values = {k.replace("-", "_"): v for k, v in space_values.items()}
         tune_values = dict(n_trials=n_trials, timeout=timeout, objective=objective, folds=folds,
                            val_fraction=val_fraction, storage=storage, study_name=study_name,
-                           pruning=False if no_pruning else None, top_k=top_k, output=output, space=space_values)
+                           pruning=False if no_pruning else None, top_k=top_k, keep_models=keep_models or None,
+                           soup=soup or None, output=output, space=space_values)
         tune_config = make_tune_config(**{k: v for k, v in tune_values.items() if v is not None})
         result = tune_fn(config=run_config, tune_config=tune_config)
     except TransferkitError as exc:

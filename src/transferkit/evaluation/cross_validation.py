@@ -199,8 +199,9 @@ class _ProbeOnFeatures:
 
 
 def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dataset, classes: list[str],
-                fold_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """A training strategy on one fold: a fresh backbone (seeded), the engine, predictions of the test fold."""
+                fold_dir: str | None, strategy: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """A training strategy on one fold: a fresh backbone (seeded), the engine, predictions of the test fold.
+    ``strategy``: a fresh strategy object for the fold (default: the one ``config.strategy`` names)."""
     import torch
 
     from transferkit.backbones import create_backbone
@@ -209,7 +210,7 @@ def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dat
     torch.manual_seed(config.seed)
     backbone = create_backbone(backbone_name, **config.backbone_options(train.modality))
     fold_config = config.model_copy(update={"work_dir": fold_dir, "output": None, "resume": False})
-    trained = train_with_strategy(fold_config, backbone, train, None, classes)
+    trained = train_with_strategy(fold_config, backbone, train, None, classes, strategy=strategy)
     facts: dict[str, Any] = {"epochs_run": trained.outcome.epochs_run, "best_epoch": trained.outcome.best_epoch,
                              "training_seconds": trained.outcome.seconds}
     if config.calibrate:

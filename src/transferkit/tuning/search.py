@@ -21,14 +21,23 @@ heartbeat is older than :data:`GRACE_PERIOD_S`), and any SQLAlchemy URL (``postg
 machines work on one study. The first trial of a new study runs the defaults (where the space contains them), so
 the best configuration found is never one that scored below the defaults.
 
-Outputs: ``best_config.yaml``, ready for ``transferkit fit --config``; ``top_trials.json`` and one
-``trials/trial-N.yaml`` per top trial (configs to fit and combine, e.g. as a model soup); ``tune.json``.
+Any strategy can be searched, ``distill`` too (its teachers are loaded once; ``distill.temperature`` and
+``distill.alpha`` are in its default space).
+
+Outputs: ``best_config.yaml``, ready for ``transferkit fit --config`` (``distill --config`` for distill); ``top_trials.json`` and one
+``trials/trial-N.yaml`` per top trial; ``tune.json``. With ``keep_models`` the top trials' weights stay as model
+folders (``trials/trial-N/``; a trial that leaves the top has its folder deleted), and ``soup`` combines them
+after the search into a greedy model soup (``soup/``, :mod:`transferkit.fusion.soups`): the trials are
+fine-tuned from the same pretrained weights with different options, the setting in which averaging weights
+works. Its validation figure is measured on the part the trials were chosen on, so it is optimistic; confirm it
+on test data (``transferkit evaluate``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +72,10 @@ class TuneConfig(BaseModel):
     study_name: str | None = Field(None, description="study name in the storage (default: strategy and data fingerprint)")
     space: dict[str, Any] | None = Field(None, description="search space: option -> {low, high, log} or {choices: [...]} or a list of choices; default per strategy")
     top_k: int = Field(5, gt=0, description="trials listed (and saved as configs) as the top runs")
+    keep_models: bool = Field(False, description="keep the weights of the top_k trials as model folders in "
+                              "OUTPUT/trials/trial-N/ (objective val, training strategies), e.g. for a model soup")
+    soup: bool = Field(False, description="after the search, a greedy soup of the kept top trials' weights, each "
+                       "ingredient added only if it raises validation accuracy, saved in OUTPUT/soup (implies keep_models)")
     output: str | None = Field(None, description="folder for study.db, best_config.yaml, top_trials.json, trials/")
 
 
@@ -72,6 +85,9 @@ def default_space(strategy: str) -> dict[str, Any]:
         return {"probe_c": {"low": 1e-4, "high": 1e2, "log": True}}
     common = {"weight_decay": {"low": 1e-4, "high": 1e-1, "log": True},
               "augment": {"choices": ["none", "light", "medium"]}}
+    if strategy == "distill":
+        return {"distill.temperature": {"low": 1.0, "high": 8.0, "log": True}, "distill.alpha": {"low": 0.3, "high": 1.0},
+                "lr": {"low": 1e-5, "high": 1e-3, "log": True}, "weight_decay": common["weight_decay"]}
     if strategy == "lora":
         return {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"choices": [4, 8, 16]},
                 "lora.alpha": {"choices": [8.0, 16.0, 32.0]}, **common}
@@ -102,6 +118,16 @@ def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_config(origin: str = "options", **values: Any) -> FitConfig:
+    """The config of the run being tuned: a :class:`~transferkit.distillation.DistillConfig` for ``distill`` (it
+    names the teachers), a :class:`~transferkit.config.FitConfig` otherwise."""
+    if values.get("strategy") == "distill":
+        from transferkit.distillation import make_distill_config
+
+        return make_distill_config(origin, **values)
+    return make_config(origin, **values)
+
+
 def _with_params(base: FitConfig, params: dict[str, Any], origin: str = "search space") -> FitConfig:
     values = base.model_dump()
     for name, value in params.items():
@@ -112,7 +138,7 @@ def _with_params(base: FitConfig, params: dict[str, Any], origin: str = "search 
             values[section] = {**values[section], option: value}
         else:
             values[name] = value
-    return make_config(origin, **values)
+    return run_config(origin, **values)
 
 
 def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
@@ -132,7 +158,11 @@ def _defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str,
     for name, spec in space.items():
         section, _, option = name.partition(".")
         value = values[section][option] if option else values.get(name)
-        if value is None and name == "lr" and base.strategy != LINEAR_PROBE:
+        if value is None and name == "lr" and base.strategy == "distill":
+            from transferkit.strategies.distill import Distill
+
+            value = Distill.default_lr
+        elif value is None and name == "lr" and base.strategy != LINEAR_PROBE:
             from transferkit.strategies.registry import build_strategy
 
             value = build_strategy(base).default_lr  # what the run uses when lr is not given
@@ -162,6 +192,7 @@ class TuneResult:
     best_config_path: Path | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    soup: dict[str, Any] | None = None
 
     def table(self) -> str:
         lines = [f"study '{self.study_name}' ({self.storage}): {self.n_complete} complete, {self.n_pruned} pruned, "
@@ -172,7 +203,8 @@ class TuneResult:
             lines.append(f"  trial {row['trial']:>3}  {row['value']:.4f}  " +
                          ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items()))
         if self.best_config_path is not None:
-            lines.append(f"best config: {self.best_config_path} (transferkit fit --config {self.best_config_path})")
+            lines.append(f"best config: {self.best_config_path} (transferkit {run_verb(self.best_config)} --config "
+                         f"{self.best_config_path})")
         lines += self.notes
         return "\n".join(lines)
 
@@ -181,7 +213,7 @@ class TuneResult:
                 "best_params": self.best_params, "top": self.top, "n_complete": self.n_complete,
                 "n_pruned": self.n_pruned, "n_failed": self.n_failed, "n_run_now": self.n_run_now,
                 "best_config": str(self.best_config_path) if self.best_config_path else None,
-                "seconds": round(self.seconds, 2)}
+                "soup": self.soup, "notes": self.notes, "seconds": round(self.seconds, 2)}
 
 
 def _fmt(value: Any) -> str:
@@ -219,11 +251,13 @@ class _Objective:
     """Scores one trial's config (see the module docstring)."""
 
     def __init__(self, base: FitConfig, tune: TuneConfig, space: dict[str, dict[str, Any]], dataset: Dataset,
-                 backbone_name: str, runs_dir: Path) -> None:
+                 backbone_name: str, runs_dir: Path, make_strategy: Any = None) -> None:
         from transferkit.data.splits import stratified_split
 
         self.base, self.tune, self.space, self.dataset = base, tune, space, dataset
         self.backbone_name, self.runs_dir = backbone_name, runs_dir
+        self.make_strategy = make_strategy  # config -> a fresh strategy (distill: its teachers); None: by name
+        self.keep_dir: Path | None = None  # where the trials' models are saved (keep_models)
         self.classes = dataset.classes
         self.calls = 0
         if tune.objective == "val":
@@ -268,7 +302,8 @@ class _Objective:
             else:
                 from transferkit.evaluation.cross_validation import _train_fold
 
-                proba, _ = _train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"))
+                proba, _ = _train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"),
+                                       strategy=self.make_strategy(config) if self.make_strategy else None)
             scores.append(float(np.mean(proba.argmax(1) == test.label_array(self.classes))))
             trial.report(float(np.mean(scores)), step=index)
             if self.tune.pruning and index < len(self.splits) - 1 and trial.should_prune():
@@ -292,6 +327,7 @@ class _Objective:
         trial_config = config.model_copy(update={"work_dir": str(work), "output": None})
         try:
             trained = train_with_strategy(trial_config, backbone, self.train, self.val, self.classes,
+                                          strategy=self.make_strategy(config) if self.make_strategy else None,
                                           callbacks=callbacks)
         finally:
             from transferkit.strategies.run import finish_run
@@ -301,7 +337,14 @@ class _Objective:
         trial.set_user_attr("best_epoch", trained.outcome.best_epoch)
         if "kept" in (trained.facts.get("final_choice") or {}):
             trial.set_user_attr("kept", trained.facts["final_choice"]["kept"])
-        return float(trained.best_score)  # of the model the trial returns (lp-ft may have kept its probe)
+        score = float(trained.best_score)  # of the model the trial returns (lp-ft may have kept its probe)
+        if self.keep_dir is not None:
+            from transferkit.artifacts import save_model
+
+            save_model(trained.model, self.keep_dir / f"trial-{trial.number}", overwrite=True,
+                       metrics={"tune": {"trial": trial.number, "objective": score, "params": trial.params}},
+                       run_config=runnable_config(config))
+        return score
 
 
 def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: TuneConfig | None = None,
@@ -328,12 +371,18 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         tune_config = make_tune_config(**{**tune_config.model_dump(), **tune_options})
     if config is None:
         origin = data if isinstance(data, str) else None
-        config = make_config(**({"data": origin} if origin else {}), **fit_options)
+        config = run_config(**({"data": origin} if origin else {}), **fit_options)
     elif fit_options:
-        config = make_config(**{**config.model_dump(), **fit_options})
+        config = run_config(**{**config.model_dump(), **fit_options})
     if config.strategy == "auto":
         raise ConfigError("tune searches the options of one strategy; give --strategy linear-probe, finetune, lp-ft, "
-                          "lora or l2sp.")
+                          "lora, l2sp or distill.")
+    teachers = None
+    if config.strategy == "distill":
+        from transferkit.distillation import check_distill_options, load_teachers
+
+        check_distill_options(config)
+        teachers = load_teachers(config.teacher)  # checked (and loaded once) before any trial
     if config.strategy != LINEAR_PROBE:
         from transferkit.strategies.requirements import check_training_installed
 
@@ -344,6 +393,17 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
             except ImportError as exc:
                 raise ConfigError("pruning training trials needs optuna-integration: pip install "
                                   "'transferkit[tune]', or pass --no-pruning.") from exc
+    keep_models = tune_config.keep_models or tune_config.soup
+    if keep_models:
+        flag = "--soup" if tune_config.soup else "--keep-models"
+        if tune_config.output is None:
+            raise ConfigError(f"tune {flag}: give --output; the top trials' models are kept in OUTPUT/trials/.")
+        if tune_config.objective != "val":
+            raise ConfigError(f"tune {flag}: needs --objective val (a cv trial trains one model per fold and keeps "
+                              "none).")
+        if config.strategy == LINEAR_PROBE:
+            raise ConfigError(f"tune {flag}: linear-probe trials share the frozen backbone and refit in seconds; "
+                              "keep models of a training strategy (finetune, lp-ft, lora, l2sp, distill).")
     space = _normalise_space(tune_config.space or default_space(config.strategy))
     for name, spec in space.items():  # every option exists and takes the space's values
         probe_value = spec["choices"][0] if "choices" in spec else spec["low"]
@@ -357,7 +417,23 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
-    backbone_name = config.backbone or DEFAULT_BACKBONES[dataset.modality]
+    make_strategy = None
+    if teachers is not None:
+        from transferkit.distillation import distill_strategy, load_unlabelled
+
+        if dataset.modality != teachers[0].modality:
+            raise ConfigError(f"tune: the teachers take {teachers[0].modality} input but {dataset.origin} holds "
+                              f"{dataset.modality} data.")
+        unlabelled = load_unlabelled(config, config.unlabelled, dataset.modality)
+
+        def make_strategy(trial_config: Any) -> Any:
+            return distill_strategy(trial_config, teachers, unlabelled)
+    if teachers is not None:
+        from transferkit.distillation import default_student
+
+        backbone_name = default_student(config, teachers)
+    else:
+        backbone_name = config.backbone or DEFAULT_BACKBONES[dataset.modality]
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone
 
@@ -402,7 +478,22 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         from transferkit.backbones.packaged import cache_root
 
         runs_dir = (output if output is not None else cache_root() / "tuning") / "runs" / name
-    objective = _Objective(config, tune_config, space, dataset, backbone_name, runs_dir)
+    objective = _Objective(config, tune_config, space, dataset, backbone_name, runs_dir, make_strategy)
+    callbacks = []
+    if keep_models:
+        objective.keep_dir = output / "trials"
+
+        def keep_top_models(study_: Any, trial: Any) -> None:  # models of finished trials outside the top are deleted
+            finished_trials = study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                        TrialState.FAIL))
+            top = {t.number for t in sorted((t for t in finished_trials if t.state == TrialState.COMPLETE),
+                                            key=lambda t: (-t.value, t.number))[: tune_config.top_k]}
+            for t in finished_trials:
+                folder = objective.keep_dir / f"trial-{t.number}"
+                if t.number not in top and folder.is_dir():
+                    shutil.rmtree(folder)
+
+        callbacks.append(keep_top_models)
     if remaining:
         log.info("tune: study '%s' has %d finished trials; running %d more", name, finished, remaining)
 
@@ -411,7 +502,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
                 study_.stop()
 
         study.optimize(objective, n_trials=remaining, timeout=tune_config.timeout, catch=(),
-                       callbacks=[stop_at_total], gc_after_trial=config.strategy != LINEAR_PROBE)  # 1-2 s a call
+                       callbacks=[*callbacks, stop_at_total], gc_after_trial=config.strategy != LINEAR_PROBE)  # 1-2 s a call
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-t.value, t.number))
     result = TuneResult(name, url, None, {}, None, [], len(complete), count(TrialState.PRUNED),
@@ -423,15 +514,51 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         result.top = [{"trial": t.number, "value": float(t.value), "params": dict(t.params),
                        **({"fold_accuracies": t.user_attrs["fold_accuracies"]} if "fold_accuracies" in t.user_attrs else {})}
                       for t in complete[: tune_config.top_k]]
+    if keep_models:
+        for row in result.top:
+            folder = objective.keep_dir / f"trial-{row['trial']}"
+            if folder.is_dir():
+                row["model"] = str(folder)
+        if tune_config.soup:
+            result.soup = _soup_top(result, objective, config, output)
     result.seconds = time.perf_counter() - started
     if output is not None and result.best_config is not None:
         _write_outputs(result, config, output, dataset)
     return result
 
 
+def _soup_top(result: TuneResult, objective: _Objective, config: FitConfig, output: Path) -> dict[str, Any] | None:
+    """A greedy soup of the top trials' kept models on the search's validation part, saved in ``OUTPUT/soup``."""
+    from transferkit.fusion.soups import soup
+
+    kept = [row["model"] for row in result.top if "model" in row]
+    if len(kept) < 2:
+        result.notes.append(f"soup: left out, {len(kept)} top trial(s) with a kept model (a soup needs two; trials "
+                            "run before --keep-models kept none).")
+        return None
+    try:
+        souped = soup(kept, objective.val, method="greedy", output=output / "soup", overwrite=True,
+                      batch_size=config.batch_size, device=config.device)
+    except ConfigError as exc:  # e.g. LoRA trials of different ranks: weights of different shapes
+        result.notes.append(f"soup: left out: {exc}")
+        return None
+    used = [kept[i] for i in souped.used]
+    best_single = souped.best_ingredient_accuracy
+    result.notes.append(f"soup of {len(used)} of {len(kept)} top trials: validation accuracy {souped.val_accuracy:.4f} "
+                        f"(best single {best_single:.4f}); model in {souped.output}")
+    return {"models": used, "val_accuracy": souped.val_accuracy, "best_single_val_accuracy": best_single,
+            "output": str(souped.output)}
+
+
+def run_verb(config: FitConfig | None) -> str:
+    """The command that runs a tuned config: ``distill`` for distillation, ``fit`` otherwise."""
+    return "distill" if config is not None and config.strategy == "distill" else "fit"
+
+
 def runnable_config(config: FitConfig) -> dict[str, Any]:
-    """The options of ``config`` that differ from the defaults, as a YAML-ready mapping for ``fit --config``."""
-    values = config.model_dump(exclude_defaults=True)
+    """The options of ``config`` that differ from the defaults (and its strategy), as a YAML-ready mapping for
+    ``fit --config`` (``distill --config``)."""
+    values = {"strategy": config.strategy, **config.model_dump(exclude_defaults=True)}
     for key in ("output", "overwrite", "resume", "work_dir", "progress"):
         values.pop(key, None)
     return values
@@ -443,7 +570,8 @@ def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: D
     from transferkit._io import atomic_write_json, atomic_write_text
 
     header = (f"# best of study '{result.study_name}' ({result.storage}): objective {result.best_value:.4f}\n"
-              f"# run it: transferkit fit --config {output / 'best_config.yaml'} --output MODEL_FOLDER\n")
+              f"# run it: transferkit {run_verb(result.best_config)} --config {output / 'best_config.yaml'} "
+              "--output MODEL_FOLDER\n")
     if base.data is None:
         header += f"# data was given as an in-memory dataset ({dataset.origin}): add 'data: PATH' to run it\n"
     path = output / "best_config.yaml"
