@@ -108,10 +108,10 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
         if task == "fashion":
             name, lr = STUDENTS[key]
             epochs = args.epochs if key == "lite0" else args.cnn_epochs
-            extra = dict(image_size=args.image_size, augment="none")
+            extra = dict(image_size=args.image_size, augment=args.augment)
         else:
             name, lr, epochs = "all-MiniLM-L6-v2", args.text_lr, args.text_epochs
-            extra = dict(max_length=args.max_length, augment="none")
+            extra = dict(max_length=args.max_length, augment=args.augment)
         rows = []
         for seed in range(args.seeds):
             options = dict(teacher=teacher_dir, student=name, test=test, epochs=epochs, lr=lr, seed=seed,
@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--text-lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--augment", default="none", help="students' augmentation preset (both of each pair); with "
+                        "one, the teachers run live on the augmented inputs instead of from the cache")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--seeds", type=int, default=3)
