@@ -17,7 +17,9 @@ intervals per seed come from ``transferkit.evaluation.verdict.compare``. Teacher
 teacher and data (the feature cache), so the seeds do not rerun the teacher.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill.py [--tasks fashion,vader] [--students lite0,cnn] [--quick]
-Saves benchmarks/results/distill.json (tasks run separately are merged, each with its command).
+Saves benchmarks/results/distill.json, or ``--out NAME`` (tasks run separately are merged, each with its command);
+``--augment light --out distill_augment.json`` is the pair with augmented inputs (the teacher then runs live on each
+augmented batch when it shares the student's preprocessing, as Lite2 and Lite0 do).
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-distill"),
                         help="folder for the teachers, caches and runs (kept, so that a rerun reuses the teachers)")
+    parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default distill.json, "
+                        "distill_quick.json with --quick)")
     parser.add_argument("--quick", action="store_true", help="one seed, small sets, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -199,7 +203,7 @@ def main() -> None:
                   + (f"  distilled + unlabelled {m['distilled_with_unlabelled']:.4f}"
                      if "distilled_with_unlabelled" in m else ""))
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("distill_quick.json" if args.quick else "distill.json")
+    path = RESULTS / (args.out or ("distill_quick.json" if args.quick else "distill.json"))
     if path.is_file():
         previous = json.loads(path.read_text())
         for task, entry in previous.get("tasks", {}).items():

@@ -226,12 +226,48 @@ def test_teachers_see_the_augmented_batch_when_they_share_the_students_preproces
     assert result.facts["live_teachers"] is True and "teacher_outputs_from_cache" not in result.facts
 
 
+def test_mixup_mixes_the_batch_the_teachers_and_the_student_see(images, teacher, tmp_path: Path) -> None:
+    from transferkit.strategies.distill import Distill, DistillOptions
+
+    teacher_model = tk.load_model(teacher)
+    strategy = Distill([teacher_model], DistillOptions(mixup=0.4, temperature=2.0, alpha=0.5))
+    student = tk.load_model(teacher)  # a student of the teacher's own preprocessing
+    student.train()
+    strategy._check_classes(teacher_model.classes)
+    strategy.live_ = True
+    train, _ = images
+    batch = torch.stack([teacher_model.backbone.prepare(x) for x in train.items[:6]])
+    labels = torch.as_tensor(train.label_array(teacher_model.classes)[:6])
+    targets = torch.stack([labels, torch.arange(6)], dim=1)
+    torch.manual_seed(3)
+    terms = strategy.loss_terms(student, batch, targets)
+    torch.manual_seed(3)  # the same draw of lambda and of the permutation, done by hand
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    perm = torch.randperm(6)
+    mixed = lam * batch + (1 - lam) * batch[perm]
+    with torch.no_grad():
+        t = teacher_model.head(teacher_model.backbone.forward_features(mixed)) / teacher_model.temperature
+    s = student.head(student.backbone.forward_features(mixed))
+    expected_soft = distillation_terms(s, t, labels, temperature=2.0, alpha=0.5)["soft_targets"]
+    ce = lam * F.cross_entropy(s, labels) + (1 - lam) * F.cross_entropy(s, labels[perm])
+    assert float(terms["soft_targets"].detach()) == pytest.approx(float(expected_soft.detach()), rel=1e-4)
+    assert float(terms["cross_entropy"].detach()) == pytest.approx(float(0.5 * ce.detach()), rel=1e-4)
+    assert not torch.allclose(mixed, batch)  # the batch was really mixed
+    out = tmp_path / "student"
+    result = tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, output=str(out), lr=1e-2,
+                        distill={"mixup": 0.2}, **_common(tmp_path))
+    assert result.facts["live_teachers"] is True and result.facts["mixup"] == 0.2
+
+
 def test_bad_teachers_and_options_fail_before_training(images, teacher, tmp_path: Path) -> None:
     train, test = images
     with pytest.raises(ConfigError, match="no such model folder"):
         tk.distill(train, teacher=tmp_path / "missing", student=TINY_IMAGE_BACKBONE, **_common(tmp_path))
-    with pytest.raises(ConfigError, match="mixup"):
+    with pytest.raises(ConfigError, match="use distill's own mixup"):
         tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, mixup=0.2, **_common(tmp_path))
+    with pytest.raises(ConfigError, match="needs teachers that see the mixed images"):  # 32 px student, 24 px teacher
+        tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, distill={"mixup": 0.2},
+                   **_common(tmp_path, image_size=32))
     with pytest.raises(ConfigError, match="alpha"):
         tk.distill(train, teacher=teacher, student=TINY_IMAGE_BACKBONE, distill={"alpha": 1.5}, **_common(tmp_path))
     other = from_arrays(np.asarray(train.items), ["bird" if l == "cat" else l for l in train.labels], origin="other")
@@ -317,7 +353,7 @@ def test_tune_checks_the_teachers_before_any_trial(images, teacher, tiny_text_mo
            **_common(tmp_path))
     with pytest.raises(ConfigError, match="teachers take text input but tiny-images holds image data"):
         tune(train, strategy="distill", teacher=str(text_teacher), storage=f"sqlite:///{tmp_path / 's.db'}")
-    with pytest.raises(ConfigError, match="--mixup and --cutmix"):
+    with pytest.raises(ConfigError, match="options 'mixup' and 'cutmix'"):
         tune(train, strategy="distill", teacher=str(teacher), mixup=0.2, storage=f"sqlite:///{tmp_path / 's.db'}")
 
 

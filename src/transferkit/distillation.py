@@ -130,8 +130,9 @@ def load_unlabelled(config: FitConfig, unlabelled: Any, modality: str) -> Any:
 def check_distill_options(config: FitConfig) -> None:
     """Options that distillation cannot follow, refused before any work."""
     if config.mixup or config.cutmix:
-        raise ConfigError("distill: --mixup and --cutmix mix labels, which the soft targets of each example cannot "
-                          "follow; use --augment instead.")
+        raise ConfigError("distill: options 'mixup' and 'cutmix' mix labels, which cached soft targets cannot follow; "
+                          "use distill's own mixup (--mixup on the distill command, distill={'mixup': 0.2} from "
+                          "Python), where the teachers see the mixed images, or --augment.")
 
 
 def default_student(config: FitConfig, teachers: list[Any]) -> str:
@@ -217,6 +218,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     from transferkit.strategies.run import finish_run, train_with_strategy
 
     strategy = distill_strategy(config, teachers, unlabelled_ds)
+    strategy.check_mixup(backbone)
     start = time.perf_counter()
     trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     timings["training"] = time.perf_counter() - start

@@ -29,6 +29,13 @@ the student's inputs are augmented *and* the teachers take the same preprocessin
 run on every augmented batch instead (they must see what the student sees). With augmentation and a different
 preprocessing, the teachers see the un-augmented example (recorded in the run's facts).
 
+Mixup with live teachers (``mixup > 0``; "function matching", Beyer et al. 2022): each training batch is mixed,
+``x~ = lam x_i + (1 - lam) x_j`` with ``lam ~ Beta(mixup, mixup)`` and ``j`` a permutation of the batch, and the
+teachers run on ``x~`` too, so the soft targets belong to the mixed input (with cached outputs they could not: the
+teacher never saw it). The cross-entropy term becomes ``lam CE(s~, y_i) + (1 - lam) CE(s~, y_j)`` on pairs whose
+two examples are labelled; other pairs have the soft term only. It needs image teachers with the student's
+preprocessing.
+
 Feature matching (Romero et al. 2015, FitNets): :class:`~transferkit.losses.distillation.FeatureMatchingLoss`
 between the student's pooled features and the teachers' (concatenated for an ensemble) through a learnable linear
 projection; the projection trains with the head's learning rate and is dropped after training.
@@ -78,6 +85,8 @@ class DistillOptions(BaseModel):
                                   "pooled features and the teachers' through a learnable projection (0 = off)")
     cache_teacher: bool = Field(True, description="compute the teachers' outputs once and keep them in the feature "
                                 "cache (ignored when the teachers must see the student's augmented inputs)")
+    mixup: float = Field(0.0, ge=0, description="mixup alpha of the training batches, the teachers running live on the "
+                         "mixed images (function matching); images, teachers with the student's preprocessing; 0 = off")
 
 
 def ensemble_soft_logits(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -265,12 +274,24 @@ class Distill(FineTune):
         if self.live_teachers is not None:
             return self.live_teachers
         same = all(t.backbone.preprocessing == student_preprocessing for t in self.teachers)
-        return augmented and same
+        return (augmented or self.options.mixup > 0) and same
+
+    def check_mixup(self, student: nn.Module) -> None:
+        """Mixup needs teachers that run on the mixed batch: image models with the student's preprocessing."""
+        if self.options.mixup <= 0:
+            return
+        if student.modality != "image":
+            raise ConfigError("distill: option 'distill.mixup' mixes images; for text use --augment (token masking).")
+        if not self.uses_live_teachers(student.preprocessing, True):
+            raise ConfigError("distill: option 'distill.mixup' needs teachers that see the mixed images, i.e. with the "
+                              "student's preprocessing (the same image size and normalisation); give --image-size "
+                              "to both or a teacher of the same input, or leave mixup off.")
 
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
         super().prepare(model, context)
         train, classes = context["train"], context["classes"]
         self._check_classes(classes)
+        self.check_mixup(model.backbone)
         augmented = bool(context.get("augmented", False))
         self.live_ = self.uses_live_teachers(model.backbone.preprocessing, augmented)
         self.facts_.update(teachers=[t.backbone.name for t in self.teachers], live_teachers=self.live_,
@@ -331,6 +352,12 @@ class Distill(FineTune):
             raise ConfigError("distill: training batches must carry (label, index) pairs; mixup and cutmix are not "
                               "supported with distillation.")
         labels, index = targets[:, 0], targets[:, 1]
+        mixing = None
+        if self.options.mixup > 0 and model.training and len(labels) > 1:
+            lam = float(torch.distributions.Beta(self.options.mixup, self.options.mixup).sample())
+            perm = torch.randperm(len(labels), device=labels.device)
+            inputs = lam * inputs + (1.0 - lam) * inputs[perm]
+            mixing = (lam, perm)
         if self.live_:
             teacher_logits, teacher_features = self._live_outputs(inputs)
         else:
@@ -341,8 +368,16 @@ class Distill(FineTune):
         features = model.backbone.forward_features(inputs)
         logits = model.head(features)
         soft_logits = ensemble_soft_logits(teacher_logits, self.options.temperature)
-        terms = distillation_terms(logits, soft_logits, labels, temperature=self.options.temperature,
-                                   alpha=self.options.alpha)
+        options = dict(temperature=self.options.temperature, alpha=self.options.alpha)
+        if mixing is None:
+            terms = distillation_terms(logits, soft_logits, labels, **options)
+        else:
+            lam, perm = mixing
+            both = (labels != UNLABELLED) & (labels[perm] != UNLABELLED)
+            first = distillation_terms(logits, soft_logits, torch.where(both, labels, UNLABELLED), **options)
+            second = distillation_terms(logits, soft_logits, torch.where(both, labels[perm], UNLABELLED), **options)
+            terms = {"soft_targets": first["soft_targets"],
+                     "cross_entropy": lam * first["cross_entropy"] + (1.0 - lam) * second["cross_entropy"]}
         if self.projection is not None:
             terms["feature_matching"] = self.options.feature_weight * self.projection(features, teacher_features)
         return terms
