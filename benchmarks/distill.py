@@ -119,7 +119,8 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
             options = dict(teacher=teacher_dir, student=name, test=test, epochs=epochs, lr=lr, seed=seed,
                            batch_size=args.batch_size, progress=False, tracking_uri="off", device="cpu",
                            patience=0, cache_dir=str(work / "features"), work_dir=str(work / f"runs-{task}-{key}"),
-                           distill={"temperature": args.temperature, "alpha": args.alpha}, **extra)
+                           distill={"temperature": args.temperature, "alpha": args.alpha,
+                                    **({"mixup": args.mixup} if args.mixup and task == "fashion" else {})}, **extra)
             start = time.perf_counter()
             result = distill(labelled, compare_plain=True, **options)
             seconds = round(time.perf_counter() - start, 1)
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--augment", default="none", help="students' augmentation preset (both of each pair); with "
                         "one, the teachers run live on the augmented inputs instead of from the cache")
+    parser.add_argument("--mixup", type=float, default=0.0, help="images: mixup alpha for both students of a pair "
+                        "(the distilled one's teacher sees the mixed batch)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--seeds", type=int, default=3)

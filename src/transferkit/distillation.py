@@ -4,7 +4,7 @@ The verb behind ``transferkit distill`` (the CLI calls :func:`distill`). The tra
 strategy on the shared engine (:mod:`transferkit.strategies.distill`); this module loads the teachers and the data,
 checks everything before any work, trains, evaluates the student and the teachers on the same test examples,
 optionally trains the same student without distillation for the same budget (``compare_plain``, with a paired
-verdict), and saves the student as an ordinary model folder.
+verdict; with ``distill.mixup`` the plain student gets the same mixup), and saves the student as an ordinary model folder.
 """
 
 from __future__ import annotations
@@ -252,7 +252,9 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
         torch.manual_seed(config.seed)
         plain_backbone = create_backbone(student_name, **_backbone_options(config, train.modality))
         start = time.perf_counter()
-        plain_run = train_with_strategy(config, plain_backbone, train, val_ds, classes,
+        # the same input mixing for the plain student (the engine's mixup, labels mixed with the same weight)
+        plain_config = config.model_copy(update={"mixup": config.distill.mixup}) if config.distill.mixup else config
+        plain_run = train_with_strategy(plain_config, plain_backbone, train, val_ds, classes,
                                         strategy=FineTune(config.finetune, head_lr=config.head_lr), stage="plain")
         timings["plain_training"] = time.perf_counter() - start
         plain_pred = plain_run.model.predict_proba(test_ds, cache=None, **predict).argmax(axis=1)
