@@ -160,3 +160,24 @@ def test_keeping_models_is_refused_where_there_is_no_model_to_keep(tmp_path: Pat
     with pytest.raises(ConfigError, match="linear-probe trials"):
         tune(data, keep_models=True, output=str(tmp_path / "o"))
     assert not (tmp_path / "o" / "study.db").exists()  # refused before the study was opened
+
+
+def test_two_workers_share_one_journal_study(tiny_text_model: Path, tmp_path: Path) -> None:
+    csv = write_synthetic_csv(tmp_path / "texts.csv", per_class=8)
+    journal = tmp_path / "shared" / "study.log"
+    args = [*CLI, "tune", str(csv), "--backbone", str(tiny_text_model), "--device", "cpu", "--cache-dir",
+            str(tmp_path / "cache"), "--storage", f"journal:{journal}", "--study-name", "shared", "--n-trials", "12",
+            "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err[-2000:] for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(str(journal))))
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert 12 <= len(complete) <= 13  # the total is checked after each trial: a last trial may run on both
+    assert sum(r["n_run_now"] for r in results) == len(study.trials)  # every trial ran once, in one of the two
+    assert max(r["best_value"] for r in results) == max(t.value for t in complete)  # the last to finish saw all

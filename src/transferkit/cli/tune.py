@@ -26,7 +26,7 @@ def tune(
     objective: Optional[str] = typer.Option(None, "--objective", help="val (accuracy on a stratified validation part; default) or cv (mean over --folds stratified folds)."),
     folds: Optional[int] = typer.Option(None, "--folds", help="--objective cv: number of folds (default 3)."),
     val_fraction: Optional[float] = typer.Option(None, "--tune-val-fraction", help="--objective val: part of each class held out for scoring (default 0.2)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL shared by every worker (sqlite:///study.db, postgresql://...). Default: sqlite:///OUTPUT/study.db."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage shared by every worker: a database URL (sqlite:///study.db, postgresql://...) or journal:PATH (a log file that processes on one file system share, no database server). Default: sqlite:///OUTPUT/study.db."),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Study name in the storage (default: strategy, backbone and data fingerprint)."),
     no_pruning: bool = typer.Option(False, "--no-pruning", help="Run every trial to the end."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Top trials listed and saved as configs (default 5)."),

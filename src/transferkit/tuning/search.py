@@ -18,7 +18,8 @@ extraction. The study lives in a database: by default a SQLite file in the outpu
 search that was interrupted resumes with the trials already done (``n_trials`` is the total the study should
 reach; finished and pruned trials count, a trial a killed process left running is marked failed once its
 heartbeat is older than :data:`GRACE_PERIOD_S`), and any SQLAlchemy URL (``postgresql://...``) lets several
-machines work on one study. The first trial of a new study runs the defaults (where the space contains them), so
+machines work on one study; ``journal:PATH`` (Optuna's journal file storage) does the same for processes that
+share a file system, without a database server. The first trial of a new study runs the defaults (where the space contains them), so
 the best configuration found is never one that scored below the defaults.
 
 Any strategy can be searched, ``distill`` too (its teachers are loaded once; ``distill.temperature`` and
@@ -68,7 +69,9 @@ class TuneConfig(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="objective val: part of each class held out for scoring")
     folds: int = Field(3, ge=2, description="objective cv: number of folds")
     pruning: bool = Field(True, description="stop bad trials early (median rule, per epoch or per fold)")
-    storage: str | None = Field(None, description="Optuna storage URL (sqlite:///path.db, postgresql://...); default sqlite:///OUTPUT/study.db")
+    storage: str | None = Field(None, description="Optuna storage: a database URL (sqlite:///path.db, postgresql://..., "
+                                "mysql://...) or journal:PATH (an append-only log file that several processes on "
+                                "one file system share without a database server); default sqlite:///OUTPUT/study.db")
     study_name: str | None = Field(None, description="study name in the storage (default: strategy and data fingerprint)")
     space: dict[str, Any] | None = Field(None, description="search space: option -> {low, high, log} or {choices: [...]} or a list of choices; default per strategy")
     top_k: int = Field(5, gt=0, description="trials listed (and saved as configs) as the top runs")
@@ -238,6 +241,12 @@ def make_tune_config(**values: Any) -> TuneConfig:
 def _storage(url: str) -> Any:
     import optuna
 
+    if url.startswith("journal:"):  # an append-only log file: several processes, no database server
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         import warnings
 
