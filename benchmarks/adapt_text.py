@@ -23,7 +23,7 @@ from adapt_common import print_table, run_record, save, summarise, threads
 
 def sample(dataset, n: int, seed: int):
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(dataset), size=min(n, len(dataset)), replace=False))
+    idx = np.sort(rng.choice(len(dataset), size=min(n or len(dataset), len(dataset)), replace=False))
     return dataset.subset(idx)
 
 
@@ -31,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-source", type=int, default=2000)
-    parser.add_argument("--n-target", type=int, default=2000)
+    parser.add_argument("--n-target", type=int, default=None, help="tweets used as the unlabelled target (default: "
+                        "all 3,432; fewer: a random sample per seed)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--validator", default="im")
     parser.add_argument("--quick", action="store_true", help="1 seed, 600 texts per domain, 4 epochs")
