@@ -137,10 +137,14 @@ def test_greedy_soup_is_never_worse_than_its_best_ingredient(finetuned_runs, tmp
     accuracies = [i["val_accuracy"] for i in result.ingredients]
     assert result.val_accuracy >= max(accuracies)
     assert result.used[0] == int(np.argmax(accuracies)) or accuracies[result.used[0]] == max(accuracies)
-    running = max(accuracies)
-    for step in result.steps:  # ingredients tried best first; a run was added exactly when the soup improved
-        assert step["added"] == (step["soup_val_accuracy"] > running)
-        running = max(running, step["soup_val_accuracy"]) if step["added"] else running
+    best = int(np.argmax(accuracies))
+    running, running_loss = max(accuracies), result.ingredients[result.used[0]]["val_log_loss"]
+    for step in result.steps:  # tried best first; added exactly when accuracy rose, or held with a lower log loss
+        better = step["soup_val_accuracy"] > running or (step["soup_val_accuracy"] == running and
+                                                         step["soup_val_log_loss"] < running_loss)
+        assert step["added"] == better
+        if step["added"]:
+            running, running_loss = step["soup_val_accuracy"], step["soup_val_log_loss"]
     assert [s["candidate"] for s in result.steps] == sorted(
         [i for i in range(3) if i != result.used[0]], key=lambda i: (-accuracies[i], result.ingredients[i]["val_log_loss"]))
     measured = float(np.mean(np.asarray(result.model.predict(data, progress=False)) == np.asarray(data.labels)))

@@ -78,7 +78,7 @@ class TuneConfig(BaseModel):
     keep_models: bool = Field(False, description="keep the weights of the top_k trials as model folders in "
                               "OUTPUT/trials/trial-N/ (objective val, training strategies), e.g. for a model soup")
     soup: bool = Field(False, description="after the search, a greedy soup of the kept top trials' weights, each "
-                       "ingredient added only if it raises validation accuracy, saved in OUTPUT/soup (implies keep_models)")
+                       "ingredient added only if it raises validation accuracy (or keeps it with a lower log loss), saved in OUTPUT/soup (implies keep_models)")
     output: str | None = Field(None, description="folder for study.db, best_config.yaml, top_trials.json, trials/")
 
 
