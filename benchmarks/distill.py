@@ -120,7 +120,9 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
                            batch_size=args.batch_size, progress=False, tracking_uri="off", device="cpu",
                            patience=0, cache_dir=str(work / "features"), work_dir=str(work / f"runs-{task}-{key}"),
                            distill={"temperature": args.temperature, "alpha": args.alpha,
-                                    **({"mixup": args.mixup} if args.mixup and task == "fashion" else {})}, **extra)
+                                    **({"mixup": args.mixup} if args.mixup and task == "fashion" else {}),
+                                    **({"variants": args.variants} if args.variants and task == "vader" else {})},
+                           **extra)
             start = time.perf_counter()
             result = distill(labelled, compare_plain=True, **options)
             seconds = round(time.perf_counter() - start, 1)
@@ -170,6 +172,8 @@ def main() -> None:
                         "one, the teachers run live on the augmented inputs instead of from the cache")
     parser.add_argument("--mixup", type=float, default=0.0, help="images: mixup alpha for both students of a pair "
                         "(the distilled one's teacher sees the mixed batch)")
+    parser.add_argument("--variants", type=int, default=0, help="text: word-dropout versions of each labelled text, "
+                        "teacher outputs cached, read at random by both students of a pair")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--seeds", type=int, default=3)

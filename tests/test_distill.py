@@ -360,3 +360,52 @@ def test_tune_checks_the_teachers_before_any_trial(images, teacher, tiny_text_mo
 def optuna_trials(output: Path, study_name: str) -> list:
     optuna = pytest.importorskip("optuna")
     return optuna.load_study(study_name=study_name, storage=f"sqlite:///{(output / 'study.db').resolve()}").trials
+
+
+def test_text_versions_drop_words_reproducibly_and_keep_the_original() -> None:
+    from transferkit.strategies.distill import text_versions
+
+    texts = ["the film was a quiet delight from start to finish", "bad", "two words"]
+    versions = text_versions(texts, copies=3, dropout=0.3, seed=5)
+    assert len(versions) == 12 and versions[0::4] == texts  # version 0 of each example is the text itself
+    assert versions == text_versions(texts, copies=3, dropout=0.3, seed=5)
+    assert versions != text_versions(texts, copies=3, dropout=0.3, seed=6)
+    for index, text in enumerate(texts):
+        words = text.split()
+        for version in versions[index * 4 + 1: index * 4 + 4]:
+            kept = version.split()
+            assert 1 <= len(kept) <= len(words)
+            it = iter(words)
+            assert all(word in it for word in kept)  # words dropped, never reordered or invented
+    assert any(len(v.split()) < 9 for v in versions[1:4])
+
+
+def test_text_variants_train_from_cached_teacher_outputs_of_every_version(images, teacher, tiny_text_model,
+                                                                           tmp_path: Path) -> None:
+    from synthetic_texts import synthetic_dataset
+
+    data = synthetic_dataset(10)
+    text_teacher = tmp_path / "text-teacher"
+    tk.fit(data, backbone=str(tiny_text_model), output=str(text_teacher), baselines=[], report=False,
+           **_common(tmp_path))
+    result = tk.distill(data, teacher=text_teacher, student=str(tiny_text_model), lr=1e-3, compare_plain=True,
+                        distill={"variants": 2, "word_dropout": 0.2}, **_common(tmp_path, epochs=2))
+    assert result.facts["variants"] == 2 and result.facts["live_teachers"] is False
+    assert result.plain is not None and result.comparison is not None  # the plain student read the same versions
+    assert 0.0 <= result.facts["teacher_train_accuracy"] <= 1.0
+    # the student's examples point into the versions of their own example
+    from transferkit.strategies.distill import Distill, DistillOptions, VersionedExamples
+
+    strategy = Distill([tk.load_model(text_teacher)], DistillOptions(variants=3), cache_dir=str(tmp_path / "features"))
+    train = data.subset(np.arange(6))
+    student = tk.load_model(text_teacher)
+    strategy.prepare(student, {"train": train, "classes": list(student.classes), "augmented": False})
+    assert strategy._logits.shape[1] == 6 * 4
+    examples = strategy.training_examples(train, train.label_array(student.classes), lambda text: text)
+    assert isinstance(examples, VersionedExamples) and len(examples) == 6
+    for index in range(6):
+        text, (label, position) = examples[index]
+        assert index * 4 <= position < index * 4 + 4 and text == strategy._version_items[position]
+    with pytest.raises(ConfigError, match="word-dropout copies of texts"):
+        tk.distill(images[0], teacher=teacher, student=TINY_IMAGE_BACKBONE, distill={"variants": 2},
+                   **_common(tmp_path))

@@ -4,7 +4,8 @@ The verb behind ``transferkit distill`` (the CLI calls :func:`distill`). The tra
 strategy on the shared engine (:mod:`transferkit.strategies.distill`); this module loads the teachers and the data,
 checks everything before any work, trains, evaluates the student and the teachers on the same test examples,
 optionally trains the same student without distillation for the same budget (``compare_plain``, with a paired
-verdict; with ``distill.mixup`` the plain student gets the same mixup), and saves the student as an ordinary model folder.
+verdict; with ``distill.mixup`` the plain student gets the same mixup, with ``distill.variants`` the same text
+versions), and saves the student as an ordinary model folder.
 """
 
 from __future__ import annotations
@@ -254,8 +255,13 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
         start = time.perf_counter()
         # the same input mixing for the plain student (the engine's mixup, labels mixed with the same weight)
         plain_config = config.model_copy(update={"mixup": config.distill.mixup}) if config.distill.mixup else config
+        plain_strategy = FineTune(config.finetune, head_lr=config.head_lr)
+        if config.distill.variants:  # the same text versions, cross-entropy only (alpha 0 at T 1 is exactly that)
+            plain_options = config.distill.model_copy(update={"alpha": 0.0, "temperature": 1.0, "feature_weight": 0.0})
+            plain_strategy = distill_strategy(config.model_copy(update={"distill": plain_options}), teachers,
+                                              None)
         plain_run = train_with_strategy(plain_config, plain_backbone, train, val_ds, classes,
-                                        strategy=FineTune(config.finetune, head_lr=config.head_lr), stage="plain")
+                                        strategy=plain_strategy, stage="plain")
         timings["plain_training"] = time.perf_counter() - start
         plain_pred = plain_run.model.predict_proba(test_ds, cache=None, **predict).argmax(axis=1)
         plain = {**classification_metrics(y_test, plain_pred, classes),

@@ -27,6 +27,8 @@ def distill(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the soft-target term on labelled examples, in [0, 1] (default 0.9; the rest goes to the labels' cross-entropy).", rich_help_panel=PANEL),
     feature_weight: Optional[float] = typer.Option(None, "--feature-weight", help="Weight of feature matching between student and teacher features through a learnable projection (default 0 = off).", rich_help_panel=PANEL),
     mixup: Optional[float] = typer.Option(None, "--mixup", help="Images: mixup alpha of the training batches, the teachers running on the mixed images (function matching; teachers with the student's preprocessing). Default 0 = off.", rich_help_panel=PANEL),
+    variants: Optional[int] = typer.Option(None, "--variants", help="Text: word-dropout copies of each labelled text whose teacher outputs are cached; the student reads one at random each time (augmentation a teacher with another tokenizer can follow). Default 0 = off.", rich_help_panel=PANEL),
+    word_dropout: Optional[float] = typer.Option(None, "--word-dropout", help="Text variants: probability of dropping each word (default 0.1).", rich_help_panel=PANEL),
     no_teacher_cache: bool = typer.Option(False, "--no-teacher-cache", help="Recompute the teachers' outputs instead of reading them from the feature cache.", rich_help_panel=PANEL),
     compare_plain: bool = typer.Option(False, "--compare-plain", help="Also train the same student without distillation (same data and budget) and report the paired difference.", rich_help_panel=PANEL),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data (default: a part of DATA)."),
@@ -72,6 +74,7 @@ def distill(
         values.update({k: v for k, v in flags.items() if v is not None})
         loss = dict(values.get("distill") or {})
         loss.update({k: v for k, v in dict(temperature=temperature, alpha=alpha, feature_weight=feature_weight, mixup=mixup,
+                                           variants=variants, word_dropout=word_dropout,
                                            cache_teacher=False if no_teacher_cache else None).items() if v is not None})
         if loss:
             values["distill"] = loss

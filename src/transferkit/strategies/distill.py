@@ -36,6 +36,13 @@ teacher never saw it). The cross-entropy term becomes ``lam CE(s~, y_i) + (1 - l
 two examples are labelled; other pairs have the soft term only. It needs image teachers with the student's
 preprocessing.
 
+Text variants (``variants = M > 0``): the teachers cannot follow the student's token masking when they take another
+tokenizer, so augmentation moves before tokenisation: each labelled text gets ``M`` copies with words dropped
+(probability ``word_dropout`` each, at least one word kept, seeded per example and copy), the teachers' outputs on
+all ``M + 1`` versions are computed once and cached, and each time the student meets the example it reads one
+version drawn at random, with the teachers' outputs for exactly that version. An epoch is still one pass over the
+examples.
+
 Feature matching (Romero et al. 2015, FitNets): :class:`~transferkit.losses.distillation.FeatureMatchingLoss`
 between the student's pooled features and the teachers' (concatenated for an ensemble) through a learnable linear
 projection; the projection trains with the head's learning rate and is dropped after training.
@@ -87,6 +94,11 @@ class DistillOptions(BaseModel):
                                 "cache (ignored when the teachers must see the student's augmented inputs)")
     mixup: float = Field(0.0, ge=0, description="mixup alpha of the training batches, the teachers running live on the "
                          "mixed images (function matching); images, teachers with the student's preprocessing; 0 = off")
+    variants: int = Field(0, ge=0, le=32, description="text: word-dropout copies of each labelled text (besides the "
+                          "text itself) whose teacher outputs are cached; the student reads one of them, drawn at "
+                          "random, each time it meets the example. Augmentation any teacher can follow (the words are "
+                          "dropped before either tokenizer runs); 0 = off")
+    word_dropout: float = Field(0.1, gt=0, lt=1, description="text variants: probability that each word is dropped")
 
 
 def ensemble_soft_logits(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -141,6 +153,52 @@ class DistillExamples(TorchDataset):
 
     def __getitem__(self, index: int) -> tuple[Any, tuple[int, int]]:
         return self.prepare(self.items[index]), (int(self.labels[index]), int(index))
+
+
+class VersionedExamples(TorchDataset):
+    """Text variants: ``len`` is the number of examples; example ``i < n_labelled`` reads version ``v`` (drawn at
+    random each time) of its ``versions`` stored at ``i * versions + v``, and carries that position as its index
+    into the teachers' cached outputs. Unlabelled examples follow the versions, one each."""
+
+    def __init__(self, items: Sequence[Any], labels: np.ndarray, prepare: Any, versions: int, n_labelled: int) -> None:
+        if len(items) != n_labelled * versions + (len(labels) - n_labelled):
+            raise ValueError(f"{len(items)} items for {n_labelled} labelled examples x {versions} versions and "
+                             f"{len(labels) - n_labelled} unlabelled")
+        self.items, self.labels, self.prepare = items, np.asarray(labels, dtype=np.int64), prepare
+        self.versions, self.n_labelled = versions, n_labelled
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, tuple[int, int]]:
+        if index < self.n_labelled:
+            position = index * self.versions + int(torch.randint(self.versions, ()))
+        else:
+            position = self.n_labelled * self.versions + index - self.n_labelled
+        return self.prepare(self.items[position]), (int(self.labels[index]), position)
+
+
+def text_versions(texts: Sequence[str], copies: int, dropout: float, seed: int) -> list[str]:
+    """Each text followed by ``copies`` versions of it with each word dropped with probability ``dropout`` (at
+    least one word kept); the same texts, seed and settings give the same versions."""
+    out = []
+    for index, text in enumerate(texts):
+        words = str(text).split()
+        out.append(text)
+        for copy in range(copies):
+            rng = np.random.default_rng([seed, index, copy])
+            keep = rng.random(len(words)) >= dropout
+            if words and not keep.any():
+                keep[rng.integers(len(words))] = True
+            out.append(" ".join(w for w, k in zip(words, keep) if k))
+    return out
+
+
+def _with_items(dataset: Dataset, items: list[str]) -> Dataset:
+    """``dataset``'s versions as a dataset of their own (one row per version; no labels: the teachers' inputs)."""
+    versions = len(items) // max(1, len(dataset))
+    return Dataset(dataset.modality, items, None, f"{dataset.origin} (word-dropout versions)",
+                   [f"{r}#v{v}" for r in dataset.row_ids for v in range(versions)])
 
 
 def _all_items(train: Dataset, unlabelled: Dataset | None) -> Sequence[Any] | np.ndarray:
@@ -306,13 +364,28 @@ class Distill(FineTune):
             teacher.eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
+        self._versions = 1
+        if self.options.variants:
+            if train.modality != "text":
+                raise ConfigError("distill: option 'distill.variants' makes word-dropout copies of texts; for images "
+                                  "use --augment (the teachers then see each augmented batch).")
+            if self.live_:
+                raise ConfigError("distill: option 'distill.variants' is for teachers with another tokenizer than "
+                                  "the student's; these take the student's own input, so use --augment instead.")
+            self._versions = self.options.variants + 1
+            seed = int(getattr(context.get("config"), "seed", 0) or 0)
+            train = _with_items(train, text_versions(train.items, self.options.variants, self.options.word_dropout,
+                                                     seed))
         if not self.live_:
             joined = _join(train, self.unlabelled)
             self._logits, self._features = self._teacher_outputs(joined)
+            self._version_items = train.items
             probs = torch.softmax(self._logits.float(), dim=-1).mean(dim=0)
-            y = torch.from_numpy(train.label_array(classes))
-            self.facts_["teacher_train_accuracy"] = float((probs[: len(y)].argmax(1) == y).float().mean())
-            self._check_confidence(self._logits[:, : len(y)], y)
+            y = torch.from_numpy(context["train"].label_array(classes))
+            originals = torch.arange(len(y)) * self._versions  # version 0 of each example: the text itself
+            self.facts_["teacher_train_accuracy"] = float((probs[originals].argmax(1) == y).float().mean())
+            if self.options.alpha > 0 or self.unlabelled is not None:  # at alpha 0 the teachers teach nothing
+                self._check_confidence(self._logits[:, originals], y)
         if self.options.feature_weight > 0:
             from transferkit.losses.distillation import FeatureMatchingLoss
 
@@ -322,10 +395,13 @@ class Distill(FineTune):
 
     def training_examples(self, train: Dataset, labels: np.ndarray, prepare: Any) -> TorchDataset:
         """Labelled examples then the unlabelled ones, each with its index (see :class:`DistillExamples`)."""
-        items = _all_items(train, self.unlabelled)
-        if self.unlabelled is not None and len(self.unlabelled):
-            labels = np.concatenate([labels, np.full(len(self.unlabelled), UNLABELLED, np.int64)])
-        return DistillExamples(items, labels, prepare)
+        n_unlabelled = len(self.unlabelled) if self.unlabelled is not None else 0
+        if n_unlabelled:
+            labels = np.concatenate([labels, np.full(n_unlabelled, UNLABELLED, np.int64)])
+        if getattr(self, "_versions", 1) > 1:
+            items = list(self._version_items) + (list(self.unlabelled.items) if n_unlabelled else [])
+            return VersionedExamples(items, labels, prepare, self._versions, len(train))
+        return DistillExamples(_all_items(train, self.unlabelled), labels, prepare)
 
     # --- engine side ------------------------------------------------------------------------------------------
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
