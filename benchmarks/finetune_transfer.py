@@ -51,7 +51,7 @@ def load_task(task: str, shots: int, n_test: int, seed: int = 0):
 
 
 def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int, lr: float | None,
-             work: Path, seed: int = 0, echo=print, image_size: int | None = None) -> dict:
+             work: Path, seed: int = 0, echo=print, image_size: int | None = None, augment: str = "light") -> dict:
     """Every contender on one task; returns accuracies, comparisons, times and the commands' options."""
     import transferkit as tk
     from transferkit.evaluation.scratch import scratch_baseline
@@ -64,7 +64,7 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
     image_size = image_size if task == "fashion" else None
     common = dict(test=test, backbone=backbone, seed=seed, progress=False, tracking_uri="off", device="cpu",
                   batch_size=batch_size, cache_dir=str(work / "features"), image_size=image_size)
-    training = dict(epochs=epochs, lr=lr, baselines=["raw"], work_dir=str(work / "runs"))
+    training = dict(epochs=epochs, lr=lr, baselines=["raw"], work_dir=str(work / "runs"), augment=augment)
     rows: dict[str, dict] = {}
     predictions = {}
 
@@ -92,7 +92,8 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
 
     start = time.perf_counter()
     config = make_config(strategy="finetune", epochs=epochs, batch_size=batch_size, seed=seed, progress=False,
-                         tracking_uri="off", device="cpu", work_dir=str(work / "runs"), image_size=image_size)
+                         tracking_uri="off", device="cpu", work_dir=str(work / "runs"), image_size=image_size,
+                         augment=augment)
     scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=backbone)
     predictions["scratch"] = scratch.predictions
     rows["scratch"] = {"accuracy": float((scratch.predictions == y_test).mean()),
@@ -107,7 +108,7 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
                                                      "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
                                                      "verdict": c.verdict}
     return {"backbone": backbone, "shots_per_class": shots, "n_train": len(train), "n_test": len(test),
-            "epochs": epochs, "batch_size": batch_size, "image_size": image_size or "pretrained",
+            "epochs": epochs, "batch_size": batch_size, "image_size": image_size or "pretrained", "augment": augment,
             "results": rows, "comparisons": comparisons}
 
 
@@ -123,6 +124,7 @@ def main() -> None:
                         help="Fashion-MNIST: input resolution for every contender (default: the backbone's 224 px)")
     parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default "
                         "finetune_transfer.json, or finetune_transfer_quick.json with --quick)")
+    parser.add_argument("--augment", default="light", help="augmentation preset of every trained contender")
     parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -138,7 +140,7 @@ def main() -> None:
             shots = args.shots if task == "fashion" else args.text_shots
             report["tasks"][task] = run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs,
                                              batch_size=args.batch_size, lr=None, work=Path(tmp) / task,
-                                             image_size=args.image_size)
+                                             image_size=args.image_size, augment=args.augment)
     for task, r in report["tasks"].items():
         print(f"\n{task}: {r['backbone']}, {r['shots_per_class']} per class ({r['n_train']} train), "
               f"{r['n_test']} test, up to {r['epochs']} epochs")
