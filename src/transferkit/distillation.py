@@ -219,7 +219,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     from transferkit.strategies.run import finish_run, train_with_strategy
 
     strategy = distill_strategy(config, teachers, unlabelled_ds)
-    strategy.check_mixup(backbone)
+    strategy.check_options(backbone, augmented=config.augment != "none")
     start = time.perf_counter()
     trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     timings["training"] = time.perf_counter() - start

@@ -249,6 +249,8 @@ class Distill(FineTune):
         self._logits: torch.Tensor | None = None      # (K, N, C) in the student's class order
         self._features: torch.Tensor | None = None    # (N, sum of teacher widths)
         self._class_order: list[torch.Tensor] = []
+        self._versions = 1                            # text variants: versions per labelled example
+        self._version_items: list[str] = []
         self.facts_: dict[str, Any] = {}
 
     # --- before training ------------------------------------------------------------------------------------
@@ -334,23 +336,33 @@ class Distill(FineTune):
         same = all(t.backbone.preprocessing == student_preprocessing for t in self.teachers)
         return (augmented or self.options.mixup > 0) and same
 
-    def check_mixup(self, student: nn.Module) -> None:
-        """Mixup needs teachers that run on the mixed batch: image models with the student's preprocessing."""
-        if self.options.mixup <= 0:
-            return
-        if student.modality != "image":
-            raise ConfigError("distill: option 'distill.mixup' mixes images; for text use --augment (token masking).")
-        if not self.uses_live_teachers(student.preprocessing, True):
-            raise ConfigError("distill: option 'distill.mixup' needs teachers that see the mixed images, i.e. with the "
-                              "student's preprocessing (the same image size and normalisation); give --image-size "
-                              "to both or a teacher of the same input, or leave mixup off.")
+    def check_options(self, student: nn.Module, augmented: bool) -> None:
+        """Options the student's input cannot follow, refused before any work: mixup needs image teachers that run
+        on the mixed batch (the student's preprocessing); text variants need texts and teachers that do not see the
+        student's own augmented input."""
+        if self.options.mixup > 0:
+            if student.modality != "image":
+                raise ConfigError("distill: option 'distill.mixup' mixes images; for text use --augment (token "
+                                  "masking) or distill.variants.")
+            if not self.uses_live_teachers(student.preprocessing, True):
+                raise ConfigError("distill: option 'distill.mixup' needs teachers that see the mixed images, i.e. with "
+                                  "the student's preprocessing (the same image size and normalisation); give "
+                                  "--image-size to both or a teacher of the same input, or leave mixup off.")
+        if self.options.variants:
+            if student.modality != "text":
+                raise ConfigError("distill: option 'distill.variants' makes word-dropout copies of texts; for images "
+                                  "use --augment (the teachers then see each augmented batch).")
+            if self.uses_live_teachers(student.preprocessing, augmented):
+                raise ConfigError("distill: option 'distill.variants' is for teachers with another tokenizer than "
+                                  "the student's; these see the student's own augmented input, so use --augment "
+                                  "alone.")
 
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
         super().prepare(model, context)
         train, classes = context["train"], context["classes"]
         self._check_classes(classes)
-        self.check_mixup(model.backbone)
         augmented = bool(context.get("augmented", False))
+        self.check_options(model.backbone, augmented)
         self.live_ = self.uses_live_teachers(model.backbone.preprocessing, augmented)
         self.facts_.update(teachers=[t.backbone.name for t in self.teachers], live_teachers=self.live_,
                            teacher_temperatures=[float(t.temperature) for t in self.teachers],
@@ -366,12 +378,6 @@ class Distill(FineTune):
                 p.requires_grad_(False)
         self._versions = 1
         if self.options.variants:
-            if train.modality != "text":
-                raise ConfigError("distill: option 'distill.variants' makes word-dropout copies of texts; for images "
-                                  "use --augment (the teachers then see each augmented batch).")
-            if self.live_:
-                raise ConfigError("distill: option 'distill.variants' is for teachers with another tokenizer than "
-                                  "the student's; these take the student's own input, so use --augment instead.")
             self._versions = self.options.variants + 1
             seed = int(getattr(context.get("config"), "seed", 0) or 0)
             train = _with_items(train, text_versions(train.items, self.options.variants, self.options.word_dropout,
@@ -398,7 +404,7 @@ class Distill(FineTune):
         n_unlabelled = len(self.unlabelled) if self.unlabelled is not None else 0
         if n_unlabelled:
             labels = np.concatenate([labels, np.full(n_unlabelled, UNLABELLED, np.int64)])
-        if getattr(self, "_versions", 1) > 1:
+        if self._versions > 1:
             items = list(self._version_items) + (list(self.unlabelled.items) if n_unlabelled else [])
             return VersionedExamples(items, labels, prepare, self._versions, len(train))
         return DistillExamples(_all_items(train, self.unlabelled), labels, prepare)
