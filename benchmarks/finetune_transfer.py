@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default "
                         "finetune_transfer.json, or finetune_transfer_quick.json with --quick)")
     parser.add_argument("--augment", default="light", help="augmentation preset of every trained contender")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of finetune and lp-ft (default: theirs)")
     parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -139,7 +140,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             shots = args.shots if task == "fashion" else args.text_shots
             report["tasks"][task] = run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs,
-                                             batch_size=args.batch_size, lr=None, work=Path(tmp) / task,
+                                             batch_size=args.batch_size, lr=args.lr, work=Path(tmp) / task,
                                              image_size=args.image_size, augment=args.augment)
     for task, r in report["tasks"].items():
         print(f"\n{task}: {r['backbone']}, {r['shots_per_class']} per class ({r['n_train']} train), "

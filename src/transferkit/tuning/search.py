@@ -428,7 +428,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         dataset = sample_per_class(dataset, config.shots, config.seed)
     make_strategy = None
     if teachers is not None:
-        from transferkit.distillation import distill_strategy, load_unlabelled
+        from transferkit.distillation import default_student, distill_strategy, load_unlabelled
 
         if dataset.modality != teachers[0].modality:
             raise ConfigError(f"tune: the teachers take {teachers[0].modality} input but {dataset.origin} holds "
@@ -437,12 +437,9 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
 
         def make_strategy(trial_config: Any) -> Any:
             return distill_strategy(trial_config, teachers, unlabelled)
-    if teachers is not None:
-        from transferkit.distillation import default_student
 
-        backbone_name = default_student(config, teachers)
-    else:
-        backbone_name = config.backbone or DEFAULT_BACKBONES[dataset.modality]
+    backbone_name = default_student(config, teachers) if teachers is not None else \
+        (config.backbone or DEFAULT_BACKBONES[dataset.modality])
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone
 
