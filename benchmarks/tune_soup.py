@@ -23,13 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fusion import _accuracy, _compare  # noqa: E402  (the same scoring and paired intervals)
+# the same scoring and paired intervals; importing fusion also sets the offline environment (HF_HUB_OFFLINE, ...)
+from fusion import _accuracy, _compare  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

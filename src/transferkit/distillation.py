@@ -113,6 +113,13 @@ def load_teachers(paths: list[str]) -> list[Any]:
     return teachers
 
 
+def check_teacher_input(teachers: list[Any], data: Any) -> None:
+    """The teachers take the kind of input ``data`` holds."""
+    if data.modality != teachers[0].modality:
+        raise ConfigError(f"distill: the teachers take {teachers[0].modality} input but {data.origin} holds "
+                          f"{data.modality} data.")
+
+
 def load_unlabelled(config: FitConfig, unlabelled: Any, modality: str) -> Any:
     """The unlabelled data of the soft-target term (a path or a dataset; ``None`` for none), its labels dropped."""
     if unlabelled is None:
@@ -197,9 +204,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     start = time.perf_counter()
     teachers = load_teachers(config.teacher)
     train, val_ds, test_ds = load_splits(data, val, test, config)
-    if train.modality != teachers[0].modality:
-        raise ConfigError(f"distill: the teachers take {teachers[0].modality} input but {train.origin} holds "
-                          f"{train.modality} data.")
+    check_teacher_input(teachers, train)
     unlabelled_ds = load_unlabelled(config, unlabelled, train.modality)
     classes = train.classes
     student_name = default_student(config, teachers)

@@ -428,11 +428,9 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         dataset = sample_per_class(dataset, config.shots, config.seed)
     make_strategy = None
     if teachers is not None:
-        from transferkit.distillation import default_student, distill_strategy, load_unlabelled
+        from transferkit.distillation import check_teacher_input, default_student, distill_strategy, load_unlabelled
 
-        if dataset.modality != teachers[0].modality:
-            raise ConfigError(f"tune: the teachers take {teachers[0].modality} input but {dataset.origin} holds "
-                              f"{dataset.modality} data.")
+        check_teacher_input(teachers, dataset)
         unlabelled = load_unlabelled(config, config.unlabelled, dataset.modality)
 
         def make_strategy(trial_config: Any) -> Any:
