@@ -120,6 +120,7 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
                            batch_size=args.batch_size, progress=False, tracking_uri="off", device="cpu",
                            patience=0, cache_dir=str(work / "features"), work_dir=str(work / f"runs-{task}-{key}"),
                            distill={"temperature": args.temperature, "alpha": args.alpha,
+                                    "feature_weight": args.feature_weight,
                                     **({"mixup": args.mixup} if args.mixup and task == "fashion" else {}),
                                     **({"variants": args.variants} if args.variants and task == "vader" else {})},
                            **extra)
@@ -176,6 +177,8 @@ def main() -> None:
                         "teacher outputs cached, read at random by both students of a pair")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
+    parser.add_argument("--feature-weight", type=float, default=0.0, help="weight of feature matching between the "
+                        "student's pooled features and the teacher's, through a learnable projection (0 = off)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-distill"),
                         help="folder for the teachers, caches and runs (kept, so that a rerun reuses the teachers)")

@@ -51,11 +51,12 @@ def load_task(task: str, shots: int, n_test: int, seed: int = 0):
 
 
 def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int, lr: float | None,
-             work: Path, seed: int = 0, echo=print, image_size: int | None = None, augment: str = "light") -> dict:
-    """Every contender on one task; returns accuracies, comparisons, times and the commands' options."""
+             work: Path, seed: int = 0, echo=print, image_size: int | None = None, augment: str = "light",
+             lp_ft_lr: float | None = None) -> dict:
+    """Every contender on one task; returns accuracies, comparisons, times and the commands' options, and under
+    ``"_predictions"`` / ``"_y_test"`` the test predictions (for pooling seeds; not saved)."""
     import transferkit as tk
     from transferkit.evaluation.scratch import scratch_baseline
-    from transferkit.evaluation.verdict import compare
     from transferkit.features.cache import FeatureCache
 
     backbone, train, test = load_task(task, shots, n_test, seed)
@@ -64,7 +65,8 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
     image_size = image_size if task == "fashion" else None
     common = dict(test=test, backbone=backbone, seed=seed, progress=False, tracking_uri="off", device="cpu",
                   batch_size=batch_size, cache_dir=str(work / "features"), image_size=image_size)
-    training = dict(epochs=epochs, lr=lr, baselines=["raw"], work_dir=str(work / "runs"), augment=augment)
+    training = dict(epochs=epochs, baselines=["raw"], work_dir=str(work / "runs"), augment=augment)
+    learning_rates = {"finetune": lr, "lp-ft": lp_ft_lr if lp_ft_lr is not None else lr}
     rows: dict[str, dict] = {}
     predictions = {}
 
@@ -79,7 +81,7 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
 
     for strategy in ("finetune", "lp-ft"):
         start = time.perf_counter()
-        result = tk.fit(train, strategy=strategy, **common, **training)
+        result = tk.fit(train, strategy=strategy, lr=learning_rates[strategy], **common, **training)
         predictions[strategy] = result.model.predict_proba(test, batch_size=batch_size, device="cpu",
                                                            progress=False).argmax(1)
         facts = result.config["training"]
@@ -100,16 +102,41 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
                        "seconds": round(time.perf_counter() - start, 1), **scratch.extra}
     echo(f"[{task}] scratch {rows['scratch']['accuracy']:.4f} ({rows['scratch']['seconds']:.0f} s)")
 
-    comparisons = {}
+    return {"backbone": backbone, "shots_per_class": shots, "n_train": len(train), "n_test": len(test),
+            "epochs": epochs, "batch_size": batch_size, "image_size": image_size or "pretrained", "augment": augment,
+            "seed": seed, "results": rows, "comparisons": comparisons(y_test, predictions, seed),
+            "_predictions": predictions, "_y_test": y_test}
+
+
+def comparisons(y_test, predictions: dict, seed: int = 0) -> dict:
+    """finetune and lp-ft against the probe and the scratch baseline: differences with paired bootstrap intervals."""
+    from transferkit.evaluation.verdict import compare
+
+    out = {}
     for model in ("finetune", "lp-ft"):
         for baseline in ("linear-probe", "scratch"):
             c = compare(y_test, predictions[model], predictions[baseline], baseline, seed=seed)
-            comparisons[f"{model} vs {baseline}"] = {"difference": round(c.difference, 4),
-                                                     "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
-                                                     "verdict": c.verdict}
-    return {"backbone": backbone, "shots_per_class": shots, "n_train": len(train), "n_test": len(test),
-            "epochs": epochs, "batch_size": batch_size, "image_size": image_size or "pretrained", "augment": augment,
-            "results": rows, "comparisons": comparisons}
+            out[f"{model} vs {baseline}"] = {"difference": round(c.difference, 4), "ci_low": round(c.ci_low, 4),
+                                             "ci_high": round(c.ci_high, 4), "verdict": c.verdict}
+    return out
+
+
+def pooled(runs: list[dict]) -> dict:
+    """Several seeds of one task as one entry: per-seed rows, mean accuracies, and comparisons on the pooled test
+    predictions (every seed's test examples together; each seed draws its own training and test samples)."""
+    import numpy as np
+
+    names = list(runs[0]["results"])
+    y = np.concatenate([r["_y_test"] for r in runs])
+    predictions = {name: np.concatenate([r["_predictions"][name] for r in runs]) for name in runs[0]["_predictions"]}
+    entry = {k: v for k, v in runs[0].items() if k not in ("results", "comparisons", "seed", "n_test")
+             and not k.startswith("_")}
+    entry.update(seeds=len(runs), n_test_per_seed=runs[0]["n_test"],
+                 results={name: {"accuracy": round(float(np.mean([r["results"][name]["accuracy"] for r in runs])), 4),
+                                 "per_seed": [r["results"][name]["accuracy"] for r in runs]} for name in names},
+                 comparisons=comparisons(y, predictions),
+                 per_seed=[{k: v for k, v in r.items() if not k.startswith("_")} for r in runs])
+    return entry
 
 
 def main() -> None:
@@ -126,6 +153,9 @@ def main() -> None:
                         "finetune_transfer.json, or finetune_transfer_quick.json with --quick)")
     parser.add_argument("--augment", default="light", help="augmentation preset of every trained contender")
     parser.add_argument("--lr", type=float, default=None, help="learning rate of finetune and lp-ft (default: theirs)")
+    parser.add_argument("--lp-ft-lr", type=float, default=None, help="learning rate of lp-ft (default: --lr)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds (each draws its own training and test samples); "
+                        "with more than one, the comparisons pool every seed's test predictions")
     parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -139,12 +169,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks.split(","):
             shots = args.shots if task == "fashion" else args.text_shots
-            report["tasks"][task] = run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs,
-                                             batch_size=args.batch_size, lr=args.lr, work=Path(tmp) / task,
-                                             image_size=args.image_size, augment=args.augment)
+            runs = [run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, lp_ft_lr=args.lp_ft_lr, work=Path(tmp) / task / str(seed), seed=seed,
+                             image_size=args.image_size, augment=args.augment) for seed in range(args.seeds)]
+            report["tasks"][task] = pooled(runs) if len(runs) > 1 else \
+                {k: v for k, v in runs[0].items() if not k.startswith("_")}
     for task, r in report["tasks"].items():
+        tested = f"{r['n_test']} test" if "seeds" not in r else f"{r['seeds']} seeds x {r['n_test_per_seed']} test"
         print(f"\n{task}: {r['backbone']}, {r['shots_per_class']} per class ({r['n_train']} train), "
-              f"{r['n_test']} test, up to {r['epochs']} epochs")
+              f"{tested}, up to {r['epochs']} epochs")
         for name, row in r["results"].items():
             seconds = f"{row['seconds']:7.0f} s" if "seconds" in row else ""
             print(f"  {name:<14} {row['accuracy']:.4f} {seconds}")
