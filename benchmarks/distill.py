@@ -49,15 +49,21 @@ def _data(task: str, args):
     from transferkit.data.splits import sample_per_class, stratified_split
 
     if task == "fashion":
-        teacher_train = sample_per_class(load_fashion_mnist("train"), args.teacher_shots, 0)
+        pool = load_fashion_mnist("train")
         test = sample_per_class(load_fashion_mnist("test"), args.n_test // 10, 0)
-        shots = args.shots
+        shots, teacher_shots = args.shots, args.teacher_shots
     else:
         pool, held_out = stratified_split(load_vader("movies"), 0.5, 0, names=("train pool", "test pool"))
-        teacher_train = sample_per_class(pool, args.text_teacher_shots, 0)
         test = sample_per_class(held_out, args.n_test // 2, 0)
-        shots = args.text_shots
-    student = sample_per_class(teacher_train, shots, 1)
+        shots, teacher_shots = args.text_shots, args.text_teacher_shots
+    if args.teacher_data == "disjoint":  # the teacher never saw the students' examples
+        student = sample_per_class(pool, shots, 1)
+        taken = set(student.row_ids)
+        others = pool.subset(np.array([i for i, r in enumerate(pool.row_ids) if r not in taken]), origin=pool.origin)
+        teacher_train = sample_per_class(others, teacher_shots, 0)
+    else:  # the students' examples are part of the teacher's
+        teacher_train = sample_per_class(pool, teacher_shots, 0)
+        student = sample_per_class(teacher_train, shots, 1)
     chosen = set(student.row_ids)
     rest = np.array([i for i, r in enumerate(teacher_train.row_ids) if r not in chosen])
     # a seeded random sample of the rest: the rest is in the data's row order, and its first 200 VADER rows were
@@ -71,7 +77,7 @@ def _data(task: str, args):
 def _teacher(task: str, train, test, work: Path, args, echo) -> tuple[str, dict]:
     import transferkit as tk
 
-    folder = work / f"teacher-{task}"
+    folder = work / (f"teacher-{task}" + ("-disjoint" if args.teacher_data == "disjoint" else ""))
     # Teachers are calibrated (temperature scaling on held-out logits): their soft targets are then probabilities
     # that mean what they say (an uncalibrated, strongly regularised probe's are nearly uniform).
     common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"],
@@ -104,7 +110,8 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
     teacher_train, labelled, unlabelled, test = _data(task, args)
     teacher_dir, teacher_row = _teacher(task, teacher_train, test, work, args, echo)
     students = [s for s in args.students.split(",") if s] if task == "fashion" else ["minilm"]
-    out: dict = {"teacher": teacher_row, "n_labelled": len(labelled), "n_unlabelled": len(unlabelled),
+    out: dict = {"teacher": teacher_row, "teacher_data": args.teacher_data, "n_labelled": len(labelled),
+                 "n_unlabelled": len(unlabelled),
                  "n_test": len(test), "students": {}}
     for key in students:
         if task == "fashion":
@@ -160,6 +167,9 @@ def main() -> None:
     parser.add_argument("--text-shots", type=int, default=150)
     parser.add_argument("--unlabelled", type=int, default=500, help="unlabelled examples (teacher data, labels hidden)")
     parser.add_argument("--no-unlabelled-run", action="store_true")
+    parser.add_argument("--teacher-data", choices=("superset", "disjoint"), default="superset",
+                        help="superset: the students' labelled examples are among the teacher's training examples "
+                        "(its soft targets there are fitted ones); disjoint: the teacher is trained on other examples")
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--teacher-epochs", type=int, default=4)
     parser.add_argument("--teacher-lr", type=float, default=5e-4)

@@ -446,3 +446,40 @@ def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
         adapt(None, target)
     with pytest.raises(ConfigError, match="device"):
         adapt(source, target, backbone=PixelBackbone(), device="tpu")
+
+
+# --- the trade-off grid grows past its edge when the validator asks for it ------------------------------------------
+
+def _scored(method, tradeoff, im):
+    from transferkit.adaptation import Candidate
+
+    return Candidate(name=f"{method}@{tradeoff:g}", method=method, tradeoff=tradeoff, head=None, backbone=None,
+                     scores={"im": im}, target_proba=np.zeros((1, 2)), source_val_accuracy=0.0, seconds=0.0)
+
+
+def test_edge_step_follows_the_validator_past_the_largest_weight_only():
+    from transferkit.adaptation import _edge_step
+    from transferkit.strategies.adaptation.config import make_adapt_config
+
+    config = make_adapt_config(grid_expansions=2)
+    rising = [_scored("mcc", 0.3, 0.5), _scored("mcc", 1.0, 0.6)]
+    assert _edge_step(config, rising, "mcc") == pytest.approx(3.0)  # best at the edge: one step further
+    assert _edge_step(config, rising + [_scored("mcc", 3.0, 0.7)], "mcc") == pytest.approx(9.0)
+    # two steps past the default grid at most
+    assert _edge_step(config, rising + [_scored("mcc", 3.0, 0.7), _scored("mcc", 9.0, 0.8)], "mcc") is None
+    assert _edge_step(config, rising + [_scored("mcc", 3.0, 0.55)], "mcc") is None  # the edge lost: stop
+    assert _edge_step(config, [_scored("mcc", 0.3, 0.7), _scored("mcc", 1.0, 0.6)], "mcc") is None
+    for fixed in (dict(grid_expansions=0), dict(tradeoff=1.0), dict(tradeoffs={"mcc": [0.3, 1.0]})):
+        assert _edge_step(make_adapt_config(**fixed), rising, "mcc") is None, fixed  # a grid the user set is kept
+
+
+def test_auto_grid_expansion_is_the_validators_doing(domains):
+    result = _adapt(domains, method="mcc", epochs=2, min_steps_per_epoch=10)
+    rows = [r for r in result.report["candidates"] if r["method"] == "mcc"]
+    weights = [r["tradeoff"] for r in rows]
+    assert weights == [0.3, 1.0, 3.0, 9.0][: len(weights)] and len(weights) >= 2
+    for k in range(2, len(weights)):  # each step past the grid followed a win of the largest weight so far
+        assert max(rows[:k], key=lambda r: r["scores"]["im"])["tradeoff"] == weights[k - 1]
+        assert rows[k]["beyond_default_grid"] is True
+    if len(weights) < 4:  # it stopped because the edge lost
+        assert max(rows, key=lambda r: r["scores"]["im"])["tradeoff"] != weights[-1]
