@@ -588,6 +588,24 @@ def test_feature_matching_is_the_mse_after_the_projection():
         loss(randn(4, 3), randn(4, 3))
 
 
+def test_feature_matching_on_standardised_targets_is_scale_free():
+    loss = FeatureMatchingLoss(student_dim=3, teacher_dim=2).double()
+    teacher = torch.tensor([[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]], dtype=torch.float64)
+    loss.set_target_statistics(teacher)  # mean (3, 30), sample std (2, 20)
+    student = randn(3, 3, seed=4)
+    standardised = torch.tensor([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    expected = F.mse_loss(student @ loss.projection.weight.T + loss.projection.bias, standardised)
+    assert torch.allclose(loss(student, teacher), expected)
+    # a teacher 1000 times smaller (a normalised embedding) gives the same value: the weight means the same
+    small = FeatureMatchingLoss(student_dim=3, teacher_dim=2).double()
+    small.projection.load_state_dict(loss.projection.state_dict())
+    small.set_target_statistics(teacher / 1000)
+    assert torch.allclose(small(student, teacher / 1000), expected)
+    assert set(loss.state_dict()) >= {"target_mean", "target_scale"}  # checkpoints keep the statistics
+    with pytest.raises(ValueError, match=r"expected \(N >= 2, 2\)"):
+        loss.set_target_statistics(teacher[:1])
+
+
 def test_feature_matching_projection_learns():
     torch.manual_seed(0)
     loss = FeatureMatchingLoss(student_dim=4, teacher_dim=3).double()

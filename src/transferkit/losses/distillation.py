@@ -77,6 +77,11 @@ class FeatureMatchingLoss(nn.Module):
 
         L = mean over all elements of (W s + b - t)^2
 
+    or, once :meth:`set_target_statistics` has given the teacher features' per-dimension mean ``mu`` and standard
+    deviation ``sigma``, the same on standardised targets, ``t' = (t - mu) / sigma``. Then ``L`` starts near 1
+    whatever the teacher's feature scale (an L2-normalised sentence embedding has elements near 1/sqrt(D), whose raw
+    squared errors are a thousand times smaller than a CNN's), so one weight means the same for every teacher.
+
     The projection's parameters belong to this module and must be given to the optimizer. The teacher's features
     are detached.
 
@@ -94,6 +99,20 @@ class FeatureMatchingLoss(nn.Module):
         owner = type(self).__name__
         self.projection = nn.Linear(_checks.positive_int(owner, "student_dim", student_dim),
                                     _checks.positive_int(owner, "teacher_dim", teacher_dim))
+        self.register_buffer("target_mean", None)
+        self.register_buffer("target_scale", None)
+
+    def set_target_statistics(self, teacher_features: torch.Tensor) -> None:
+        """Standardise the targets from now on, with the per-dimension mean and standard deviation of
+        ``teacher_features`` ``(N, D_teacher)`` (a dimension that barely varies keeps a floor of 1e-3 times the
+        mean deviation, so it is not blown up)."""
+        features = _checks.full_precision(teacher_features.detach())
+        if features.ndim != 2 or features.shape[1] != self.projection.out_features or len(features) < 2:
+            raise ValueError(f"{type(self).__name__}.set_target_statistics: expected (N >= 2, "
+                             f"{self.projection.out_features}) teacher features; got {tuple(features.shape)}.")
+        std = features.std(dim=0)
+        self.target_mean = features.mean(dim=0)
+        self.target_scale = std.clamp_min(1e-3 * float(std.mean()) + 1e-12)
 
     def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
         owner = type(self).__name__
@@ -104,7 +123,10 @@ class FeatureMatchingLoss(nn.Module):
                              f"teacher_features (..., {self.projection.out_features}) with the same leading shape; "
                              f"got {tuple(student_features.shape)} and {tuple(teacher_features.shape)}.")
         projected = self.projection(student_features)
-        return F.mse_loss(_checks.full_precision(projected), _checks.full_precision(teacher_features.detach()))
+        target = _checks.full_precision(teacher_features.detach())
+        if self.target_mean is not None:
+            target = (target - self.target_mean.to(target.device)) / self.target_scale.to(target.device)
+        return F.mse_loss(_checks.full_precision(projected), target)
 
 
 __all__ = ["DistillationLoss", "FeatureMatchingLoss"]

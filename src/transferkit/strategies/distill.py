@@ -45,7 +45,9 @@ examples.
 
 Feature matching (Romero et al. 2015, FitNets): :class:`~transferkit.losses.distillation.FeatureMatchingLoss`
 between the student's pooled features and the teachers' (concatenated for an ensemble) through a learnable linear
-projection; the projection trains with the head's learning rate and is dropped after training.
+projection, on targets standardised per dimension with the teachers' statistics on the training examples (so
+``feature_weight`` 1 weighs the term like the cross-entropy for any teacher); the projection trains with the
+head's learning rate and is dropped after training.
 """
 
 from __future__ import annotations
@@ -397,6 +399,10 @@ class Distill(FineTune):
 
             width = sum(t.backbone.num_features for t in self.teachers)
             self.projection = FeatureMatchingLoss(model.backbone.num_features, width)
+            # standardised targets: the weight means the same for every teacher (see FeatureMatchingLoss); live
+            # teachers give their statistics from one pass over the clean examples
+            features = self._features if not self.live_ else self._teacher_outputs(_join(train, self.unlabelled))[1]
+            self.projection.set_target_statistics(features)
             model.distill_projection = self.projection  # moves and checkpoints with the model; removed after
 
     def training_examples(self, train: Dataset, labels: np.ndarray, prepare: Any) -> TorchDataset:
