@@ -165,32 +165,6 @@ def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
     return grid
 
 
-#: Factor between a grid's largest trade-off weight and the next one tried when the validator prefers the largest.
-EXPANSION_FACTOR = 3.0
-
-
-def _expandable(config: AdaptConfig, method: str) -> bool:
-    """Whether ``method``'s trade-off grid is the default one (a grid the user gave is tried as it is)."""
-    return (method in DEFAULT_TRADEOFFS and method != "source-only" and config.tradeoff is None
-            and method not in (config.tradeoffs or {}) and config.grid_expansions > 0)
-
-
-def _edge_step(config: AdaptConfig, candidates: list["Candidate"], method: str) -> float | None:
-    """The next trade-off weight of ``method`` to try, or ``None``: a step past the largest weight tried when the
-    validator scores that one best among the method's candidates (the best weight sits at the grid's edge, so the
-    grid may end too early); at most ``config.grid_expansions`` steps past the default grid. Label-free."""
-    tried = [c for c in candidates if c.method == method]
-    if not tried or not _expandable(config, method):
-        return None
-    if len(tried) - len(DEFAULT_TRADEOFFS[method]) >= config.grid_expansions:
-        return None
-    best = max(tried, key=lambda c: c.scores[config.validator])
-    largest = max(c.tradeoff for c in tried)
-    if best.tradeoff != largest or len(tried) < 2:
-        return None
-    return largest * EXPANSION_FACTOR
-
-
 def _name(method: str, tradeoff: float | None) -> str:
     return method if tradeoff is None or method in ("source-only", "iw") else f"{method}@{tradeoff:g}"
 
@@ -530,24 +504,16 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
                    y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir)
     candidates: list[Candidate] = []
     start = time.perf_counter()
-
-    def train(method: str, tradeoff: float) -> Candidate:
-        log.info("adapt: candidate %s", _name(method, tradeoff))
-        start_from = None
-        if config.warm_start and method != "source-only":
-            start_from = next(c for c in candidates if c.method == "source-only")
-        return _train_candidate(ctx, method, tradeoff, start_from)
-
     try:
         for method, tradeoff in grid:
+            log.info("adapt: candidate %s", _name(method, tradeoff))
             if method in TRAINED_METHODS or method == "iw":
-                candidates.append(train(method, tradeoff if tradeoff is not None else 0.0))
-                if (method, tradeoff) == next(item for item in reversed(grid) if item[0] == method):
-                    while (step := _edge_step(config, candidates, method)) is not None:
-                        candidates.append(train(method, step))
-                        candidates[-1].facts["beyond_default_grid"] = True
+                start_from = None
+                if config.warm_start and method != "source-only":
+                    start_from = next(c for c in candidates if c.method == "source-only")
+                candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0,
+                                                   start_from))
             else:
-                log.info("adapt: candidate %s", _name(method, tradeoff))
                 candidates.append(_probe_candidate(ctx, method))
     finally:
         if owned_work_dir:

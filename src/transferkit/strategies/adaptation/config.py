@@ -48,7 +48,6 @@ class AdaptConfig(BaseModel):
     tradeoffs: dict[str, list[float]] | None = Field(None, description="trade-off weights to try per method, e.g. {dann: [0.1, 1.0]} (replaces the default grid of the methods named)")
     weighting: Literal["density-ratio", "kmm", "selection"] = Field("density-ratio", description="iw: how source examples are weighted: density ratio from a domain classifier, kernel mean matching, or selection of the source examples closest to the target")
     selection_fraction: float = Field(0.5, gt=0, le=1, description="iw with weighting=selection: part of the source kept")
-    grid_expansions: int = Field(2, ge=0, le=5, description="default grids only: when the validator prefers a method's largest trade-off weight tried, also try 3x that weight, up to this many times per method (0: the grid as it is)")
     train_backbone: bool = Field(False, description="also train the backbone (fine-tuning); default: the backbone stays frozen and a bottleneck head is trained on cached features")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`) or local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
     output: str | None = Field(None, description="folder for the saved model and the adaptation report")
