@@ -11,7 +11,11 @@ C by cross-validation), ``finetune`` (every layer, AdamW, warm-up + cosine, ligh
 baseline (the same architecture from random weights, the same budget). Differences come with a 95 % paired
 bootstrap interval (``transferkit.evaluation.verdict.compare``).
 
-Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/finetune_transfer.py [--tasks fashion,vader] [--quick]
+With ``--seeds N`` each seed draws its own training and test samples and trains with its own seed; the
+comparisons then pool every seed's test predictions (the interval resamples test examples, not seeds), and the
+per-seed rows are kept.
+
+Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/finetune_transfer.py [--tasks fashion,vader] [--seeds N] [--quick]
 Saves benchmarks/results/finetune_transfer.json (or finetune_transfer_quick.json); tasks run separately are merged
 into one file, each with the command that produced it.
 """
