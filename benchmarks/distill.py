@@ -11,6 +11,9 @@
   movie-review snippets per class (fine-tuning MPNet's 110M parameters does not fit the CPU budget); student
   all-MiniLM-L6-v2 fine-tuned on ``--text-shots`` per class with and without distillation.
 
+By default the students' labelled examples are a subset of the teacher's training examples (its outputs there are
+fitted ones); ``--teacher-data disjoint`` trains the teacher on other examples of the same pool instead.
+
 Same data and budget: each pair (distilled / plain) uses the same training examples, validation split, epochs,
 batch size, learning rate and seed; only the loss differs. Mean over ``--seeds`` training seeds; paired bootstrap
 intervals per seed come from ``transferkit.evaluation.verdict.compare``. Teacher outputs are computed once per
