@@ -44,6 +44,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STUDENTS = {"lite0": ("efficientnet_lite0", 3e-4), "cnn": ("random:timm:mobilenetv3_small_050", 3e-3)}
 
 
+def _without(dataset, rows):
+    """Positions of ``dataset``'s examples whose row ids are not in ``rows``."""
+    import numpy as np
+
+    rows = set(rows.row_ids)
+    return np.array([i for i, r in enumerate(dataset.row_ids) if r not in rows])
+
+
 def _data(task: str, args):
     """(teacher training set, student labelled set, unlabelled set, test set)."""
     import numpy as np
@@ -61,14 +69,11 @@ def _data(task: str, args):
         shots, teacher_shots = args.text_shots, args.text_teacher_shots
     if args.teacher_data == "disjoint":  # the teacher never saw the students' examples
         student = sample_per_class(pool, shots, 1)
-        taken = set(student.row_ids)
-        others = pool.subset(np.array([i for i, r in enumerate(pool.row_ids) if r not in taken]), origin=pool.origin)
-        teacher_train = sample_per_class(others, teacher_shots, 0)
+        teacher_train = sample_per_class(pool.subset(_without(pool, student), origin=pool.origin), teacher_shots, 0)
     else:  # the students' examples are part of the teacher's
         teacher_train = sample_per_class(pool, teacher_shots, 0)
         student = sample_per_class(teacher_train, shots, 1)
-    chosen = set(student.row_ids)
-    rest = np.array([i for i, r in enumerate(teacher_train.row_ids) if r not in chosen])
+    rest = _without(teacher_train, student)
     # a seeded random sample of the rest: the rest is in the data's row order, and its first 200 VADER rows were
     # 85 % one class by the teacher's predictions (the student then learned a class prior, not the teacher)
     rest = np.sort(np.random.default_rng(2).permutation(rest)[: args.unlabelled])

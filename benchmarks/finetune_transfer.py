@@ -125,6 +125,11 @@ def comparisons(y_test, predictions: dict, seed: int = 0) -> dict:
     return out
 
 
+def saved(run: dict) -> dict:
+    """A run's entry as saved: without the test predictions kept for pooling."""
+    return {k: v for k, v in run.items() if not k.startswith("_")}
+
+
 def pooled(runs: list[dict]) -> dict:
     """Several seeds of one task as one entry: per-seed rows, mean accuracies, and comparisons on the pooled test
     predictions (every seed's test examples together; each seed draws its own training and test samples)."""
@@ -133,13 +138,12 @@ def pooled(runs: list[dict]) -> dict:
     names = list(runs[0]["results"])
     y = np.concatenate([r["_y_test"] for r in runs])
     predictions = {name: np.concatenate([r["_predictions"][name] for r in runs]) for name in runs[0]["_predictions"]}
-    entry = {k: v for k, v in runs[0].items() if k not in ("results", "comparisons", "seed", "n_test")
-             and not k.startswith("_")}
+    entry = {k: v for k, v in saved(runs[0]).items() if k not in ("results", "comparisons", "seed", "n_test")}
     entry.update(seeds=len(runs), n_test_per_seed=runs[0]["n_test"],
                  results={name: {"accuracy": round(float(np.mean([r["results"][name]["accuracy"] for r in runs])), 4),
                                  "per_seed": [r["results"][name]["accuracy"] for r in runs]} for name in names},
                  comparisons=comparisons(y, predictions),
-                 per_seed=[{k: v for k, v in r.items() if not k.startswith("_")} for r in runs])
+                 per_seed=[saved(r) for r in runs])
     return entry
 
 
@@ -176,8 +180,7 @@ def main() -> None:
             runs = [run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, lp_ft_lr=args.lp_ft_lr, work=Path(tmp) / task / str(seed), seed=seed,
                              image_size=args.image_size, augment=args.augment) for seed in range(args.seeds)]
-            report["tasks"][task] = pooled(runs) if len(runs) > 1 else \
-                {k: v for k, v in runs[0].items() if not k.startswith("_")}
+            report["tasks"][task] = pooled(runs) if len(runs) > 1 else saved(runs[0])
     for task, r in report["tasks"].items():
         tested = f"{r['n_test']} test" if "seeds" not in r else f"{r['seeds']} seeds x {r['n_test_per_seed']} test"
         print(f"\n{task}: {r['backbone']}, {r['shots_per_class']} per class ({r['n_train']} train), "
