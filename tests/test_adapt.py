@@ -85,6 +85,16 @@ def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpf
     assert helpful_run.target_accuracy == labels["chosen_accuracy"]
 
 
+def test_the_report_shows_the_class_mix_of_source_labels_and_target_predictions(helpful_run):
+    report = helpful_run.report
+    classes = report["classes"]
+    source = report["source_class_fractions"]
+    assert list(source) == classes and sum(source.values()) == pytest.approx(1.0, abs=1e-3)
+    for row, candidate in zip(report["candidates"], helpful_run.candidates):
+        predicted = np.bincount(candidate.target_proba.argmax(1), minlength=len(classes)) / len(candidate.target_proba)
+        assert list(row["target_predicted_fractions"].values()) == pytest.approx(predicted.tolist(), abs=1e-4)
+
+
 def test_alignment_lowers_the_proxy_a_distance(helpful_run):
     report = helpful_run.report
     rows = {r["name"]: r for r in report["candidates"]}

@@ -60,9 +60,10 @@ class Candidate:
     aligned: tuple[np.ndarray, np.ndarray] | None = None  # (source, target) features after adaptation
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self, eval_labels: np.ndarray | None) -> dict[str, Any]:
+    def to_dict(self, eval_labels: np.ndarray | None, classes: list[str]) -> dict[str, Any]:
         row = {"name": self.name, "method": self.method, "tradeoff": self.tradeoff,
                "scores": {k: round(v, 6) for k, v in self.scores.items()},
+               "target_predicted_fractions": _class_fractions(self.target_proba.argmax(1), classes),
                "source_val_accuracy": round(self.source_val_accuracy, 4), "best_epoch": self.best_epoch,
                "seconds": round(self.seconds, 2), **self.facts}
         if self.epoch_scores:
@@ -70,6 +71,13 @@ class Candidate:
         if eval_labels is not None and self.eval_proba is not None:
             row["target_accuracy"] = round(float(np.mean(self.eval_proba.argmax(1) == eval_labels)), 4)
         return row
+
+
+def _class_fractions(labels: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Share of each class among ``labels`` (class indices): compared between the source labels and the target
+    predictions, it shows a shift of the class mix (label shift) that no feature alignment corrects."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    return {name: round(float(count) / max(len(labels), 1), 4) for name, count in zip(classes, counts)}
 
 
 @dataclass
@@ -541,7 +549,7 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
     from transferkit.evaluation.domain_gap import proxy_a_distance
 
     config = ctx.config
-    rows = [c.to_dict(eval_labels) for c in candidates]
+    rows = [c.to_dict(eval_labels, ctx.classes) for c in candidates]
     before = proxy_a_distance(ctx.X_train, ctx.X_target, seed=config.seed)
     for row, candidate in zip(rows, candidates):
         row["proxy_a_distance"] = round(proxy_a_distance(*candidate.aligned, seed=config.seed), 4)
@@ -558,7 +566,8 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
                        "source_only_bottleneck": round(source_only_after, 4),
                        "before_features": "backbone features", "after_features": f"{chosen.name}'s aligned features"},
         "n_source_train": len(ctx.train), "n_source_val": len(ctx.val), "n_target": len(ctx.target),
-        "classes": ctx.classes, "backbone": ctx.backbone.name, "train_backbone": config.train_backbone,
+        "classes": ctx.classes, "source_class_fractions": _class_fractions(ctx.y_train, ctx.classes),
+        "backbone": ctx.backbone.name, "train_backbone": config.train_backbone,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     if eval_labels is not None:
