@@ -2,8 +2,10 @@
 
 Frozen all-MiniLM-L6-v2 features (computed once, cached), a small trainable bottleneck head per method on top
 (full fine-tuning of MiniLM for every method and seed does not fit a 2-core CPU). Binary sentiment: rows with
-|valence| < 0.5 dropped, the sign is the label (../shared/datasets/vader, Latin-1). Each seed draws the source and
-target samples and runs ``adapt(method="auto")``: every method (its trade-off weight chosen by the label-free
+|valence| < 0.5 dropped, the sign is the label (../shared/datasets/vader, Latin-1). By default every labelled
+movie snippet (10,072) is the source and every tweet (3,432) the unlabelled target, as a user would adapt with all
+they have; then the seeds differ in the training seed only (``--n-source`` / ``--n-target`` draw a random sample per
+seed instead). Each seed runs ``adapt(method="auto")``: every method (its trade-off weight chosen by the label-free
 validator), the validator's choice among all of them, source-only (the same head without an adaptation term, and
 the linear probe on the source features), and, as the ceiling, a linear probe trained on labelled tweets (5-fold
 cross-validation on the target sample). Target labels are used only to score.
@@ -30,7 +32,8 @@ def sample(dataset, n: int, seed: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--n-source", type=int, default=2000)
+    parser.add_argument("--n-source", type=int, default=None, help="movie snippets used as the labelled source "
+                        "(default: all 10,072; fewer: a random sample per seed)")
     parser.add_argument("--n-target", type=int, default=None, help="tweets used as the unlabelled target (default: "
                         "all 3,432; fewer: a random sample per seed)")
     parser.add_argument("--epochs", type=int, default=10)

@@ -75,7 +75,7 @@ class Candidate:
 
 def _class_fractions(labels: np.ndarray, classes: list[str]) -> dict[str, float]:
     """Share of each class among ``labels`` (class indices): compared between the source labels and the target
-    predictions, it shows a shift of the class mix (label shift) that no feature alignment corrects."""
+    predictions, it shows a shift of the class mix (label shift), which aligning the features does not correct."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     return {name: round(float(count) / max(len(labels), 1), 4) for name, count in zip(classes, counts)}
 
