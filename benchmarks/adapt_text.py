@@ -7,7 +7,7 @@ movie snippet (10,072) is the source and every tweet (3,432) the unlabelled targ
 they have; then the seeds differ in the training seed only (``--n-source`` / ``--n-target`` draw a random sample per
 seed instead). Each seed runs ``adapt(method="auto")``: every method (its trade-off weight chosen by the label-free
 validator), the validator's choice among all of them, source-only (the same head without an adaptation term, and
-the linear probe on the source features), and, as the ceiling, a linear probe trained on labelled tweets (5-fold
+``source-probe``, the linear probe on the source features), and, as the ceiling, a linear probe trained on labelled tweets (5-fold
 cross-validation on the target sample). Target labels are used only to score.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/adapt_text.py [--quick]
@@ -69,9 +69,6 @@ def main() -> None:
         ceiling = float(np.mean(cross_val_score(LinearProbe(random_state=seed), X_target,
                                                 np.asarray(target.labels), cv=5)))
         record["in_domain_probe"] = ceiling
-        X_source = extract_features(backbone, source, cache=cache, progress=False)
-        probe = LinearProbe(random_state=seed).fit(X_source, np.asarray(source.labels))
-        record["source_only_probe"] = float(np.mean(probe.predict(X_target) == np.asarray(target.labels)))
         in_domain.append(ceiling)
         runs.append(record)
         print(f"seed {seed}: {seconds:.0f} s; source-only {record['source_only_accuracy']:.4f}, "
@@ -83,16 +80,17 @@ def main() -> None:
     ceiling = float(np.mean(in_domain))
     chosen = summary["label_free_choice"][args.validator]["mean"]
     gap_closed = (chosen - source_only) / (ceiling - source_only) if ceiling > source_only else float("nan")
-    probe_only = float(np.mean([run["source_only_probe"] for run in runs]))
+    probe_only = summary["methods"]["source-probe"]["mean"]  # adapt's plain probe on the source features
+    gap_closed_probe = (chosen - probe_only) / (ceiling - probe_only) if ceiling > probe_only else float("nan")
     print_table(f"VADER movies -> tweets, MiniLM frozen features + bottleneck head, {args.seeds} seeds, "
-                f"{n_threads} thread(s)", summary, {"in-domain probe": ceiling, "source-only probe": probe_only},
+                f"{n_threads} thread(s)", summary, {"in-domain probe": ceiling},
                 args.validator)
     print(f"gap closed by the label-free choice: {100 * gap_closed:.0f}% of (in-domain - source-only); "
-          "target: at least 33%")
+          f"{100 * gap_closed_probe:.0f}% of (in-domain - source-only probe); target: at least 33%")
     path = save("adapt_text" + ("_quick" if args.quick else ""), {
         "task": "VADER movies -> tweets", "backbone": "all-MiniLM-L6-v2 (frozen, cached features)",
         "settings": vars(args), "summary": summary, "in_domain_probe": ceiling, "source_only_probe": probe_only,
-        "gap_closed": gap_closed,
+        "gap_closed": gap_closed, "gap_closed_over_probe": gap_closed_probe,
         "target": "close at least a third of the gap between source-only and in-domain", "runs": runs})
     print(f"saved {path}")
 

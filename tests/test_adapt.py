@@ -47,7 +47,7 @@ def _adapt(domains, **options):
 @pytest.fixture(scope="module")
 def helpful_run(domains):
     """One run of methods that should help on a translated domain, with target labels for scoring only."""
-    return _adapt(domains, method="auto", candidates=["dan", "mcc", "coral-features", "subspace"],
+    return _adapt(domains, method="auto", candidates=["dan", "mcc", "source-probe", "coral-features", "subspace"],
                   tradeoffs={"dan": [1.0], "mcc": [1.0]})
 
 
@@ -67,6 +67,21 @@ def test_adaptation_beats_source_only_on_a_translated_domain(helpful_run):
     labels = helpful_run.report["target_labels"]
     assert labels["chosen_accuracy"] > source_only + 0.1
     assert labels["improvement_over_source_only"] == pytest.approx(labels["chosen_accuracy"] - source_only, abs=1e-3)
+
+
+def test_the_plain_probe_is_the_feature_path_reference_that_alignment_beats(helpful_run):
+    report = helpful_run.report
+    rows = {r["name"]: r for r in report["candidates"]}
+    # no alignment: the probe reads the backbone features as they are, so its gap is the gap before
+    assert rows["source-probe"]["proxy_a_distance"] == pytest.approx(report["domain_gap"]["before"], abs=1e-3)
+    probe = rows["source-probe"]["target_accuracy"]
+    assert probe < 0.86  # the shift hurts the plain probe too
+    for name in ("coral-features", "subspace"):
+        assert rows[name]["target_accuracy"] > probe + 0.1, name
+    labels = report["target_labels"]
+    assert labels["source_probe_accuracy"] == probe
+    assert labels["improvement_over_source_probe"] == pytest.approx(labels["chosen_accuracy"] - probe, abs=1e-3)
+    assert f"(source-probe {probe:.4f})" in helpful_run.summary()
 
 
 def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpful_run):

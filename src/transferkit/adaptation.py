@@ -110,8 +110,10 @@ class AdaptResult:
         lines.append(f"proxy A-distance: {gap['before']:.3f} before, {gap['after']:.3f} after ({self.chosen.name})")
         labels = self.report.get("target_labels")
         if labels:
+            probe = (f" (source-probe {labels['source_probe_accuracy']:.4f})"
+                     if "source_probe_accuracy" in labels else "")
             lines.append(f"target accuracy of the label-free choice {labels['chosen_accuracy']:.4f}; source-only "
-                         f"{labels['source_only_accuracy']:.4f}; best in hindsight {labels['best_accuracy']:.4f} "
+                         f"{labels['source_only_accuracy']:.4f}{probe}; best in hindsight {labels['best_accuracy']:.4f} "
                          f"({labels['best']}), {100 * labels['gap_to_best']:.1f} points away")
         return "\n".join(lines)
 
@@ -341,8 +343,8 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
 
 
 def _probe_candidate(ctx: _Context, method: str) -> Candidate:
-    """``coral-features`` and ``subspace``: the linear probe on aligned cached source features; its head reads raw
-    target features."""
+    """``source-probe``, ``coral-features`` and ``subspace``: the linear probe on (aligned) cached source features;
+    its head reads raw target features."""
     import torch
 
     from transferkit.strategies.adaptation.feature_alignment import feature_aligner
@@ -587,6 +589,10 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
             "improvement_over_source_only": round(accuracy[chosen.name] - accuracy[source_only.name], 4),
             "choice_by_validator": choices,
         }
+        if "source-probe" in accuracy:  # the stronger source-only reference on frozen features, when tried
+            report["target_labels"].update(
+                source_probe_accuracy=accuracy["source-probe"],
+                improvement_over_source_probe=round(accuracy[chosen.name] - accuracy["source-probe"], 4))
     return report
 
 

@@ -1,6 +1,7 @@
 """Feature-based transfer without training: align cached features, then fit the linear probe.
 
-Both aligners are fitted on source and target features and end in a
+``source-probe`` is the reference without alignment (the plain probe on the source features). Both aligners are
+fitted on source and target features and end in a
 :class:`~transferkit.heads.LinearHead` that reads the *raw* target features, so the adapted model is an ordinary
 backbone + linear head (saved, loaded and exported like a linear probe).
 """
@@ -131,10 +132,26 @@ class SubspaceAlignment(TransformerMixin, BaseEstimator):
         return head
 
 
+class NoAlignment(TransformerMixin, BaseEstimator):
+    """The identity: the linear probe on the source features as they are (``source-probe``), the source-only
+    reference of the feature methods, often stronger than a trained head on frozen features."""
+
+    def fit(self, source: np.ndarray, target: np.ndarray) -> "NoAlignment":
+        return self
+
+    def transform(self, source: np.ndarray) -> np.ndarray:
+        return np.asarray(source, np.float32)
+
+    def head_from_probe(self, probe_head):
+        return probe_head
+
+
 def feature_aligner(method: str):
-    """The aligner of a feature method: ``coral-features`` or ``subspace``."""
+    """The aligner of a feature method: ``source-probe`` (none), ``coral-features`` or ``subspace``."""
+    if method == "source-probe":
+        return NoAlignment()
     if method == "coral-features":
         return CoralRecoloring()
     if method == "subspace":
         return SubspaceAlignment()
-    raise ConfigError(f"unknown feature-alignment method {method!r}; choose coral-features or subspace.")
+    raise ConfigError(f"unknown feature-alignment method {method!r}; choose source-probe, coral-features or subspace.")
