@@ -47,7 +47,7 @@ def _adapt(domains, **options):
 @pytest.fixture(scope="module")
 def helpful_run(domains):
     """One run of methods that should help on a translated domain, with target labels for scoring only."""
-    return _adapt(domains, method="auto", candidates=["dan", "mcc", "source-probe", "coral-features", "subspace"],
+    return _adapt(domains, method="auto", candidates=["dan", "mcc", "probe-mcc", "source-probe", "coral-features", "subspace"],
                   tradeoffs={"dan": [1.0], "mcc": [1.0]})
 
 
@@ -82,6 +82,25 @@ def test_the_plain_probe_is_the_feature_path_reference_that_alignment_beats(help
     assert labels["source_probe_accuracy"] == probe
     assert labels["improvement_over_source_probe"] == pytest.approx(labels["chosen_accuracy"] - probe, abs=1e-3)
     assert f"(source-probe {probe:.4f})" in helpful_run.summary()
+
+
+def test_probe_mcc_trains_the_source_probe_head_and_stays_a_linear_model(helpful_run):
+    from transferkit.heads.linear import LinearHead
+
+    rows = {r["name"]: r for r in helpful_run.report["candidates"]}
+    row = rows["probe-mcc@1"]
+    assert row["started_from"] == "source-probe" and row["warm_start"] is True
+    candidate = next(c for c in helpful_run.candidates if c.name == "probe-mcc@1")
+    probe = next(c for c in helpful_run.candidates if c.name == "source-probe")
+    assert isinstance(candidate.head, LinearHead)
+    moved = (candidate.head.linear.weight - probe.head.linear.weight).abs().max().item()
+    assert moved > 1e-4  # trained, from the probe's weights (the probe's own head is left as it was)
+    assert row["target_accuracy"] > rows["source-probe"]["target_accuracy"]
+
+
+def test_probe_mcc_refuses_a_trained_backbone_before_any_work(domains):
+    with pytest.raises(ConfigError, match="probe-mcc.*train_backbone"):
+        _adapt(domains, method="probe-mcc", train_backbone=True)
 
 
 def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpful_run):

@@ -54,6 +54,30 @@ def test_adapt_cli_end_to_end(domains, tmp_path, tiny_text_model):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
+def test_adapt_cli_probe_mcc_saves_a_linear_model_that_loads_and_predicts_as_adapted(domains, tmp_path,
+                                                                                   tiny_text_model):
+    from transferkit.artifacts import load_model
+    from transferkit.data.sources import load_data
+    from transferkit.heads.linear import LinearHead
+
+    source, target = domains
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(app, [
+        "adapt", "--source", str(source), "--target", str(target), "--method", "probe-mcc", "--epochs", "2",
+        "--batch-size", "8", "--backbone", str(tiny_text_model), "--output", str(out), "--embedding", "none",
+        "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "adaptation.json").read_text())
+    assert report["chosen"]["name"] == "probe-mcc@1"
+    assert {r["name"] for r in report["candidates"]} == {"source-only", "probe-mcc@1"}
+    model = load_model(out)
+    assert isinstance(model.head, LinearHead)
+    fractions = next(r for r in report["candidates"] if r["name"] == "probe-mcc@1")["target_predicted_fractions"]
+    predicted = model.predict(load_data(str(target), label_column="sentiment"))
+    # the saved model is the adapted one: it predicts the target's class mix the report recorded for it
+    assert {c: round(predicted.count(c) / len(predicted), 4) for c in model.classes} == fractions
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--method", "magic"], "option 'method'"),
     (["--target-labels", "label"], "--target-labels 'label'"),

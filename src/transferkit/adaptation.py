@@ -30,6 +30,7 @@ from transferkit.errors import ConfigError, DataError
 from transferkit.strategies.adaptation.config import (
     AUTO_CANDIDATES,
     DEFAULT_TRADEOFFS,
+    PROBE_STARTED,
     TRAINED_METHODS,
     AdaptConfig,
     make_adapt_config,
@@ -160,6 +161,11 @@ def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
     methods = list(config.candidates or AUTO_CANDIDATES) if config.method == "auto" else [config.method]
     grid: list[tuple[str, float | None]] = []
     for method in methods:
+        if method in PROBE_STARTED and config.train_backbone:
+            if config.method == "auto" and config.candidates is None:
+                continue  # the default candidates: only the methods that fine-tune
+            raise ConfigError(f"method {method!r} starts from the linear probe on cached (frozen) features, so it "
+                              "cannot run with train_backbone; drop one of them.")
         if method in TRAINED_METHODS:
             if method == "source-only":
                 values: Sequence[float] = (0.0,)
@@ -229,7 +235,8 @@ def _network_outputs(ctx: _Context, network, which: str, what: str = "proba") ->
             device = next(network.head.parameters()).device
             x = x.to(device)
             if what == "embed":
-                return network.head.embed(x).float().cpu().numpy()
+                embedded = network.head.embed(x) if hasattr(network.head, "embed") else x  # linear head: features
+                return embedded.float().cpu().numpy()
             return _softmax_numpy(network.head(x))
     from transferkit.features.extract import run_backbone
 
@@ -237,7 +244,8 @@ def _network_outputs(ctx: _Context, network, which: str, what: str = "proba") ->
     head = network.head
     if what == "embed":
         def output(backbone, batch):
-            return head.embed(backbone.forward_features(batch))
+            features = backbone.forward_features(batch)
+            return head.embed(features) if hasattr(head, "embed") else features
     else:
         def output(backbone, batch):
             return head(backbone.forward_features(batch)).float().softmax(dim=1)
@@ -272,8 +280,14 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
     plan = AdaptationPlan(method, tradeoff, backbone_trainable=train_backbone, head_lr_multiplier=head_lr / lr,
                           threshold_start=config.threshold_start, threshold_end=config.threshold_end)
     torch.manual_seed(config.seed)  # every candidate starts from the same head (and backbone)
-    head = BottleneckHead(ctx.X_train.shape[1], len(ctx.classes), hidden=config.hidden, dropout=config.dropout)
-    if not train_backbone:
+    probe_started = method in PROBE_STARTED
+    if probe_started:  # the source probe's linear head (standardisation built in), trained from where it is
+        head = copy.deepcopy(start_from.head).train()
+        for parameter in head.parameters():
+            parameter.requires_grad_(True)
+    else:
+        head = BottleneckHead(ctx.X_train.shape[1], len(ctx.classes), hidden=config.hidden, dropout=config.dropout)
+    if not train_backbone and not probe_started:
         # Frozen features: standardised once. A trained backbone's features move (and a random one's start near
         # zero, whose tiny deviations would scale every later change up), so the LayerNorm alone scales them.
         head.set_standardization(torch.from_numpy(np.vstack([ctx.X_train, ctx.X_target])))
@@ -283,12 +297,12 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
         for parameter in backbone.parameters():
             parameter.requires_grad_(True)
     epochs = config.epochs
-    if start_from is not None:  # warm start: the source-only model's weights
+    if start_from is not None and not probe_started:  # warm start: the source-only model's weights
         head.load_state_dict(start_from.head.state_dict())
         if backbone is not None:
             backbone.load_state_dict(start_from.backbone.state_dict())
         epochs = config.adapt_epochs or config.epochs
-    network = AdaptationNetwork(head, backbone, plan.auxiliary_modules(config.hidden, len(ctx.classes)))
+    network = AdaptationNetwork(head, backbone, plan.auxiliary_modules(config.hidden, len(ctx.classes), head))
     weights = ctx.train_weights if method == "iw" else None
     min_length = config.min_steps_per_epoch * config.batch_size
     if backbone is None:
@@ -325,6 +339,8 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
     aligned = (_network_outputs(ctx, network, "train", "embed"), _network_outputs(ctx, network, "target", "embed"))
     facts: dict[str, Any] = {"epochs_run": outcome.epochs_run, "lr": lr, "head_lr": head_lr,
                              "warm_start": start_from is not None}
+    if probe_started:
+        facts["started_from"] = start_from.name
     if method == "iw":
         from transferkit.strategies.adaptation.instance_weights import effective_sample_size
 
@@ -519,7 +535,10 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
             log.info("adapt: candidate %s", _name(method, tradeoff))
             if method in TRAINED_METHODS or method == "iw":
                 start_from = None
-                if config.warm_start and method != "source-only":
+                if method in PROBE_STARTED:
+                    start_from = (next((c for c in candidates if c.method == "source-probe"), None)
+                                  or _probe_candidate(ctx, "source-probe"))
+                elif config.warm_start and method != "source-only":
                     start_from = next(c for c in candidates if c.method == "source-only")
                 candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0,
                                                    start_from))

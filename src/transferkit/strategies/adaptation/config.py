@@ -11,7 +11,9 @@ from transferkit._version import __version__
 from transferkit.errors import ConfigError
 
 #: Methods trained through the engine (a bottleneck head, and the backbone with ``train_backbone``).
-TRAINED_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train")
+TRAINED_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc")
+#: Trained methods that start from the ``source-probe`` linear head on cached features (frozen backbone only).
+PROBE_STARTED = ("probe-mcc",)
 #: Methods that transform cached features and fit the linear probe: no training loop at all.
 #: ``source-probe`` aligns nothing: the plain probe, the source-only reference of the feature path.
 FEATURE_METHODS = ("source-probe", "coral-features", "subspace")
@@ -31,6 +33,7 @@ DEFAULT_TRADEOFFS: dict[str, tuple[float, ...]] = {
     "mcc": (0.3, 1.0),
     "entropy": (0.1, 0.3),
     "self-train": (0.3, 1.0),
+    "probe-mcc": (1.0,),
 }
 
 
@@ -42,7 +45,7 @@ class AdaptConfig(BaseModel):
     source: str | None = Field(None, description="labelled source data: a folder with one sub-folder per class, or a table with a label column")
     target: str | None = Field(None, description="unlabelled target data: a folder of images, or a table with a text or image-path column")
     target_labels: str | None = Field(None, description="only to report how good the label-free choice was: the name of a label column in the target table, or a labelled dataset of the target domain; never used for any choice")
-    method: Literal["source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "iw", "source-probe", "coral-features", "subspace", "auto"] = Field("auto", description="source-only, dan (multi-kernel MMD), coral (Deep CORAL), dann, cdan (CDAN+E), mcc, entropy, self-train (pseudo-labels), iw (instance weighting), source-probe (the linear probe on source features, no alignment), coral-features (CORAL re-colouring of cached features + probe), subspace (subspace alignment + probe), auto (try candidates, keep the validator's choice)")
+    method: Literal["source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc", "iw", "source-probe", "coral-features", "subspace", "auto"] = Field("auto", description="source-only, dan (multi-kernel MMD), coral (Deep CORAL), dann, cdan (CDAN+E), mcc, entropy, self-train (pseudo-labels), probe-mcc (MCC on the source-probe's linear head, kept near it by L2-SP), iw (instance weighting), source-probe (the linear probe on source features, no alignment), coral-features (CORAL re-colouring of cached features + probe), subspace (subspace alignment + probe), auto (try candidates, keep the validator's choice)")
     candidates: list[str] | None = Field(None, description="auto: the methods to try (default: all)")
     validator: Literal["dev", "snd", "im", "entropy"] = Field("im", description="label-free score that chooses method, trade-off and checkpoint: im (information maximisation), snd (soft neighbourhood density), dev (importance-weighted source validation), entropy")
     tradeoff: float | None = Field(None, ge=0, description="weight of the adaptation loss term; default: each value of the method's grid is tried and the validator picks")

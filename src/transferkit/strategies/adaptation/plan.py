@@ -13,6 +13,7 @@ the terms:
 | ``dann`` | ``tradeoff * BCE(D(R(h)))``, gradient reversal scaled by the DANN schedule |
 | ``cdan`` | the same on ``h (x) softmax(logits)``, entropy-conditioned (CDAN+E) |
 | ``mcc`` | ``tradeoff * MCC(target logits)`` |
+| ``probe-mcc`` | the same on a linear head that starts as the source probe, plus the L2-SP pull towards that start (``ANCHOR_ALPHA``); no weight decay |
 | ``entropy`` | ``tradeoff * H(target predictions)`` |
 | ``self-train`` | ``tradeoff * CE(target logits, pseudo-labels)`` on target rows whose confidence passes a threshold that moves from ``threshold_start`` to ``threshold_end`` during training |
 | ``iw`` | none; the source cross-entropy is weighted by importance weights |
@@ -32,7 +33,10 @@ from transferkit.engine.plan import ParamGroup, TrainingPlan
 from transferkit.errors import ConfigError
 from transferkit.heads.bottleneck import BottleneckHead
 
-PLAN_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "iw")
+PLAN_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc", "iw")
+#: ``alpha`` of the L2-SP term of ``probe-mcc`` (``alpha / 2 * ||w - w_probe||^2``). The strongly regularised probe
+#: transfers better than a head trained freely on the source; MCC alone pulls the head away from it epoch by epoch.
+ANCHOR_ALPHA = 0.2
 
 
 def discriminator(width: int, hidden: int = 256) -> nn.Module:
@@ -46,7 +50,7 @@ class AdaptationNetwork(nn.Module):
     """``head(backbone.forward_features(x))`` (or ``head(x)`` on cached features when ``backbone`` is None), plus
     the auxiliary modules of the method's loss under ``auxiliary`` (trained, checkpointed and moved with it)."""
 
-    def __init__(self, head: BottleneckHead, backbone: nn.Module | None = None,
+    def __init__(self, head: BottleneckHead | nn.Module, backbone: nn.Module | None = None,
                  auxiliary: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
@@ -57,7 +61,11 @@ class AdaptationNetwork(nn.Module):
         return self.backbone.forward_features(inputs) if self.backbone is not None else inputs
 
     def embed_and_classify(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bottleneck features ``(B, hidden)`` and logits ``(B, classes)``."""
+        """Bottleneck features ``(B, hidden)`` and logits ``(B, classes)``; a linear head (no bottleneck) gives the
+        backbone features themselves."""
+        if not hasattr(self.head, "embed"):
+            features = self.features(inputs)
+            return features, self.head(features)
         embedded = self.head.embed(self.features(inputs))
         return embedded, self.head.classifier(embedded)
 
@@ -85,8 +93,9 @@ class AdaptationPlan(TrainingPlan):
         self.progress = 0.0
         self.pseudo_labelled = 0
 
-    def auxiliary_modules(self, hidden: int, num_classes: int) -> dict[str, nn.Module]:
-        """The loss module of the method (holding its discriminator, where it has one)."""
+    def auxiliary_modules(self, hidden: int, num_classes: int, head: nn.Module | None = None) -> dict[str, nn.Module]:
+        """The loss module of the method (holding its discriminator, where it has one); for ``probe-mcc`` also the
+        L2-SP penalty holding ``head``'s starting weights."""
         from transferkit.losses import create_loss
 
         if self.method == "dan":
@@ -105,6 +114,12 @@ class AdaptationPlan(TrainingPlan):
                                         coefficient=0.0)}
         if self.method == "mcc":
             return {"loss": create_loss("mcc")}
+        if self.method == "probe-mcc":
+            from transferkit.losses.l2sp import L2SPPenalty
+
+            if head is None:
+                raise ConfigError("probe-mcc needs the head it starts from (the source probe's linear head).")
+            return {"loss": create_loss("mcc"), "anchor": L2SPPenalty(head, alpha=ANCHOR_ALPHA, beta=0.0)}
         if self.method == "entropy":
             return {"loss": create_loss("entropy")}
         return {}
@@ -124,7 +139,9 @@ class AdaptationPlan(TrainingPlan):
         groups = []
         if self.backbone_trainable and model.backbone is not None:
             groups.append(ParamGroup("backbone", [p for p in model.backbone.parameters() if p.requires_grad], lr))
-        groups.append(ParamGroup("head", list(model.head.parameters()), head_lr))
+        # probe-mcc: the L2-SP term replaces weight decay (which would pull the probe's weights to zero instead)
+        groups.append(ParamGroup("head", list(model.head.parameters()), head_lr,
+                                 weight_decay=0.0 if self.method == "probe-mcc" else None))
         auxiliary = [p for p in model.auxiliary.parameters() if p.requires_grad]
         if auxiliary:
             groups.append(ParamGroup("discriminator", auxiliary, head_lr))
@@ -155,6 +172,9 @@ class AdaptationPlan(TrainingPlan):
             term = loss(h_s, h_t, logits_s, logits_t)
         elif self.method in ("mcc", "entropy"):
             term = loss(logits_t)
+        elif self.method == "probe-mcc":
+            term = loss(logits_t)
+            terms["anchor"] = model.auxiliary["anchor"](model.head)
         else:  # self-train
             with torch.no_grad():
                 confidence, pseudo = logits_t.detach().float().softmax(dim=1).max(dim=1)
