@@ -529,6 +529,13 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     ctx = _Context(config, backbone_object, classes, train, val, target_ds, evaluation, eval_is_target, y_train,
                    y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir)
     candidates: list[Candidate] = []
+    source_probe: Candidate | None = None  # fitted once: probe-mcc starts from it, and it is a candidate itself
+
+    def the_source_probe() -> Candidate:
+        nonlocal source_probe
+        source_probe = source_probe or _probe_candidate(ctx, "source-probe")
+        return source_probe
+
     start = time.perf_counter()
     try:
         for method, tradeoff in grid:
@@ -536,12 +543,13 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
             if method in TRAINED_METHODS or method == "iw":
                 start_from = None
                 if method in PROBE_STARTED:
-                    start_from = (next((c for c in candidates if c.method == "source-probe"), None)
-                                  or _probe_candidate(ctx, "source-probe"))
+                    start_from = the_source_probe()
                 elif config.warm_start and method != "source-only":
                     start_from = next(c for c in candidates if c.method == "source-only")
                 candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0,
                                                    start_from))
+            elif method == "source-probe":
+                candidates.append(the_source_probe())
             else:
                 candidates.append(_probe_candidate(ctx, method))
     finally:
