@@ -227,6 +227,7 @@ def main() -> None:
     tasks = ["fonts", "sklearn"] if args.task == "both" else [args.task]
     results = {task: run_task(task, args) for task in tasks}
     name = "adapt_digits" + ("" if args.task == "both" else f"_{args.task}") + ("_quick" if args.quick else "")
+    name += "" if args.validator == "im" else f"_{args.validator}"
     path = save(name, {"settings": vars(args), "methods": METHODS, "tradeoffs": TRADEOFFS, "tasks": results})
     print(f"saved {path}")
 

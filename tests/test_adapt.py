@@ -16,6 +16,7 @@ from transferkit.evaluation.validators import (
     ValidationData,
     dev_risk,
     entropy_score,
+    calibrated_im_score,
     information_maximization_score,
     snd_score,
     validate,
@@ -114,7 +115,7 @@ def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpf
     assert labels["gap_to_best"] == pytest.approx(rows[best]["target_accuracy"] - rows[chosen]["target_accuracy"],
                                                   abs=1e-3)
     assert labels["gap_to_best"] >= 0
-    assert set(labels["choice_by_validator"]) == {"dev", "snd", "im", "entropy"}
+    assert set(labels["choice_by_validator"]) == {"dev", "snd", "im", "im-cal", "entropy"}
     assert labels["transductive"] is True
     assert helpful_run.target_accuracy == labels["chosen_accuracy"]
 
@@ -196,6 +197,26 @@ def test_entropy_and_information_maximisation_known_values():
     # confident but collapsed onto one class: entropy calls it perfect, information maximisation does not
     assert entropy_score(collapsed) == pytest.approx(0.0, abs=1e-9)
     assert information_maximization_score(collapsed) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_calibrated_im_does_not_reward_a_sharper_copy_of_the_same_model():
+    from transferkit.evaluation.calibration import softmax
+
+    rng = np.random.default_rng(0)
+    val_logits, target_logits = rng.normal(0, 2, (400, 3)), rng.normal(0, 2, (300, 3)) + [0.5, 0, 0]
+    labels = np.array([rng.choice(3, p=p) for p in softmax(val_logits)])  # calibrated at T = 1 by construction
+
+    def candidate(sharpness):
+        return ValidationData(softmax(sharpness * target_logits), softmax(sharpness * val_logits), labels)
+
+    plain, sharp = candidate(1.0), candidate(3.0)
+    # the same predictions, three times as confident: im prefers the sharper copy, im-cal scores both alike
+    assert information_maximization_score(sharp) > information_maximization_score(plain) + 0.2
+    assert calibrated_im_score(sharp) == pytest.approx(calibrated_im_score(plain), abs=0.01)
+    # and near the im of the calibrated model itself
+    assert calibrated_im_score(plain) == pytest.approx(information_maximization_score(plain), abs=0.05)
+    with pytest.raises(ConfigError, match="im-cal validator"):
+        validate("im-cal", ValidationData(plain.target_proba))
 
 
 def test_snd_prefers_dense_clusters_to_scattered_predictions():

@@ -21,7 +21,7 @@ def adapt(
     method: Optional[str] = typer.Option(None, "--method", "-m", help="dann, cdan, dan, coral, mcc, entropy, self-train, probe-mcc (MCC on the plain probe's linear head), iw (instance weighting), source-probe (the plain linear probe, no alignment), coral-features (CORAL re-colouring + probe), subspace (subspace alignment + probe), source-only, or auto (default: try them and keep the validator's choice)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for the adapted model (load_model / predict read it), with adaptation.json and embedding.png."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone name (`transferkit models`) or local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text."),
-    validator: Optional[str] = typer.Option(None, "--validator", help="Label-free score that picks method, trade-off and checkpoint: im (default), snd, dev, entropy."),
+    validator: Optional[str] = typer.Option(None, "--validator", help="Label-free score that picks method, trade-off and checkpoint: im (default), im-cal (im after temperature scaling on held-out source data), snd, dev, entropy."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="With --method auto: comma-separated methods to try (default: all)."),
     tradeoff: Optional[float] = typer.Option(None, "--tradeoff", help="Weight of the adaptation loss (default: a small grid per method, chosen by the validator)."),
     weighting: Optional[str] = typer.Option(None, "--weighting", help="iw: density-ratio (default), kmm or selection."),

@@ -8,6 +8,7 @@ Used by ``adapt`` to choose the method, its trade-off weight and the checkpoint.
 | ``dev`` | source validation predictions, labels and importance weights | You et al. 2019 (DEV) |
 | ``snd`` | target predictions | Saito et al. 2021 (SND) |
 | ``im`` | target predictions | information maximisation (Gomes et al. 2010; Liang et al. 2020, SHOT) |
+| ``im-cal`` | target predictions, source validation predictions and labels | ``im`` after temperature scaling fitted on the source validation data (Guo et al. 2017) |
 | ``entropy`` | target predictions | Grandvalet and Bengio 2005; Morerio et al. 2018 |
 """
 
@@ -57,6 +58,31 @@ def information_maximization_score(data: ValidationData) -> float:
     proba = np.asarray(data.target_proba, dtype=np.float64)
     marginal = proba.mean(axis=0, keepdims=True)
     return float(_entropies(marginal)[0] - _entropies(proba).mean())
+
+
+def calibrated_im_score(data: ValidationData) -> float:
+    """``im`` of the target predictions after temperature scaling fitted on the held-out source data.
+
+    ``im`` rewards confidence, and candidates of different kinds are confident in different amounts for reasons
+    unrelated to how right they are (a head trained to minimise class confusion or entropy is sharper than a
+    strongly regularised linear probe). One temperature ``T`` per candidate, chosen to minimise the negative
+    log-likelihood of its *source* validation predictions, puts every candidate on the scale where its
+    confidence matches its accuracy on labelled data; then ``im`` compares them:
+
+        T = argmin_T  -mean_v log softmax(log q_v / T)[y_v],   score = im(softmax(log p_i / T))
+
+    with ``q_v`` the source validation and ``p_i`` the target predictions. Needs no target labels.
+    """
+    from transferkit.evaluation.calibration import TemperatureScaling
+
+    if data.source_val_proba is None or data.source_val_labels is None:
+        raise ConfigError("the im-cal validator needs held-out source predictions and labels.")
+    scaler = TemperatureScaling().fit(_log(data.source_val_proba), data.source_val_labels)
+    return information_maximization_score(ValidationData(scaler.predict_proba(_log(data.target_proba))))
+
+
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
 
 
 def snd_score(data: ValidationData, temperature: float = 0.05, seed: int = 0) -> float:
@@ -112,7 +138,7 @@ def dev_score(data: ValidationData) -> float:
         raise ConfigError("the dev validator needs held-out source predictions, labels and importance weights.")
     proba = np.asarray(data.source_val_proba, dtype=np.float64)
     labels = np.asarray(data.source_val_labels, dtype=np.int64)
-    losses = -np.log(np.clip(proba[np.arange(len(labels)), labels], _EPS, 1.0))
+    losses = -_log(proba[np.arange(len(labels)), labels])
     return -dev_risk(losses, data.source_val_weights)
 
 
@@ -120,6 +146,7 @@ VALIDATORS: dict[str, Callable[[ValidationData], float]] = {
     "dev": dev_score,
     "snd": snd_score,
     "im": information_maximization_score,
+    "im-cal": calibrated_im_score,
     "entropy": entropy_score,
 }
 
