@@ -108,6 +108,7 @@ def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpf
     report = helpful_run.report
     rows = {r["name"]: r for r in report["candidates"]}
     chosen = report["chosen"]["name"]
+    assert report["validator"] == "im"  # the default
     assert chosen == max(rows, key=lambda n: rows[n]["scores"]["im"])  # the validator decided
     labels = report["target_labels"]
     best = max(rows, key=lambda n: rows[n]["target_accuracy"])
@@ -118,6 +119,19 @@ def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpf
     assert set(labels["choice_by_validator"]) == {"dev", "snd", "im", "im-cal", "entropy"}
     assert labels["transductive"] is True
     assert helpful_run.target_accuracy == labels["chosen_accuracy"]
+
+
+def test_another_validator_chooses_the_checkpoints_and_the_candidate(domains):
+    result = _adapt(domains, method="auto", candidates=["source-only", "mcc", "source-probe"],
+                    tradeoffs={"mcc": [1.0]}, validator="im-cal", epochs=3)
+    report = result.report
+    rows = {r["name"]: r for r in report["candidates"]}
+    assert report["validator"] == "im-cal"
+    assert report["chosen"]["name"] == max(rows, key=lambda n: rows[n]["scores"]["im-cal"])
+    for name in ("source-only", "mcc@1"):  # the kept checkpoint is the epoch with the best im-cal score
+        history = dict(rows[name]["epoch_scores"])
+        assert rows[name]["best_epoch"] == max(history, key=history.get)
+        assert rows[name]["scores"]["im-cal"] == pytest.approx(max(history.values()), abs=1e-4)
 
 
 def test_the_report_shows_the_class_mix_of_source_labels_and_target_predictions(helpful_run):
