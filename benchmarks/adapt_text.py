@@ -87,7 +87,9 @@ def main() -> None:
                 args.validator)
     print(f"gap closed by the label-free choice: {100 * gap_closed:.0f}% of (in-domain - source-only); "
           f"{100 * gap_closed_probe:.0f}% of (in-domain - source-only probe); target: at least 33%")
-    name = "adapt_text" + ("_quick" if args.quick else "") + ("" if args.validator == "im" else f"_{args.validator}")
+    sizes = "" if args.quick else "".join(f"_{tag}{n}" for tag, n in (("src", args.n_source), ("tgt", args.n_target)) if n)
+    name = ("adapt_text" + ("_quick" if args.quick else "") + sizes
+            + ("" if args.validator == "im" else f"_{args.validator}"))
     path = save(name, {
         "task": "VADER movies -> tweets", "backbone": "all-MiniLM-L6-v2 (frozen, cached features)",
         "settings": vars(args), "summary": summary, "in_domain_probe": ceiling, "source_only_probe": probe_only,
