@@ -38,6 +38,9 @@ def main() -> None:
                         "all 3,432; fewer: a random sample per seed)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--validator", default="im")
+    parser.add_argument("--known-prior", action="store_true", help="give adapt the tweets' class mix (target_prior, "
+                        "counted from their labels: what a user who knows the share of positive tweets would pass); "
+                        "not a label-free result")
     parser.add_argument("--quick", action="store_true", help="1 seed, 600 texts per domain, 4 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -60,9 +63,12 @@ def main() -> None:
     runs, in_domain = [], []
     for seed in range(args.seeds):
         source, target = sample(movies, args.n_source, seed), sample(tweets, args.n_target, 100 + seed)
+        prior = None
+        if args.known_prior:
+            prior = {c: float(np.mean(np.asarray(target.labels) == c)) for c in source.classes}
         start = time.perf_counter()
         result = adapt(source, target, backbone=backbone, target_labels=list(target.labels), method="auto",
-                       validator=args.validator, seed=seed, epochs=args.epochs, progress=False, embedding="none")
+                       target_prior=prior, validator=args.validator, seed=seed, epochs=args.epochs, progress=False, embedding="none")
         seconds = time.perf_counter() - start
         record = run_record(result.report, args.validator, seconds)
         X_target = extract_features(backbone, target, cache=cache, progress=False)
@@ -89,7 +95,7 @@ def main() -> None:
           f"{100 * gap_closed_probe:.0f}% of (in-domain - source-only probe); target: at least 33%")
     sizes = "" if args.quick else "".join(f"_{tag}{n}" for tag, n in (("src", args.n_source), ("tgt", args.n_target)) if n)
     name = ("adapt_text" + ("_quick" if args.quick else "") + sizes
-            + ("" if args.validator == "im" else f"_{args.validator}"))
+            + ("" if args.validator == "im" else f"_{args.validator}") + ("_prior" if args.known_prior else ""))
     path = save(name, {
         "task": "VADER movies -> tweets", "backbone": "all-MiniLM-L6-v2 (frozen, cached features)",
         "settings": vars(args), "summary": summary, "in_domain_probe": ceiling, "source_only_probe": probe_only,

@@ -213,6 +213,24 @@ def test_entropy_and_information_maximisation_known_values():
     assert information_maximization_score(collapsed) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_information_maximisation_measures_balance_against_a_known_class_mix():
+    prior = np.array([0.75, 0.25])
+    in_the_mix = np.eye(2)[np.array([0, 0, 0, 1] * 4)]  # confident, three to one
+    even = np.eye(2)[np.arange(16) % 2]  # confident, half and half
+    entropy_of_prior = -(prior * np.log(prior)).sum()
+    # a uniform prior is the plain score; the known mix moves the best marginal from even to three to one
+    for proba in (in_the_mix, even):
+        assert information_maximization_score(ValidationData(proba, target_prior=np.full(2, 0.5))) == \
+            pytest.approx(information_maximization_score(ValidationData(proba)))
+    assert information_maximization_score(ValidationData(even)) > information_maximization_score(
+        ValidationData(in_the_mix))
+    assert information_maximization_score(ValidationData(in_the_mix, target_prior=prior)) == \
+        pytest.approx(entropy_of_prior)
+    kl_even = (0.5 * np.log(0.5 / prior)).sum()
+    assert information_maximization_score(ValidationData(even, target_prior=prior)) == \
+        pytest.approx(entropy_of_prior - kl_even)
+
+
 def test_calibrated_im_does_not_reward_a_sharper_copy_of_the_same_model():
     from transferkit.evaluation.calibration import softmax
 
@@ -500,6 +518,42 @@ def test_fine_tuned_text_backbone_is_saved_with_its_weights(tmp_path, tiny_text_
                        atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def label_shifted(domains):
+    """A target of the source's distribution within each class, but with four in five examples of class 1 (the
+    source is half and half): a shift of the class mix alone, the case Bayes' rule corrects exactly."""
+    source, _, _ = domains
+    images, labels = shifted_domain(600, seed=3)
+    ones = [i for i, v in enumerate(labels) if v == "1"][:240]
+    zeros = [i for i, v in enumerate(labels) if v == "0"][:60]
+    keep = sorted(ones + zeros)
+    return source, from_arrays(images[keep], origin="target"), [labels[i] for i in keep]
+
+
+def test_a_known_target_class_mix_moves_every_candidate_and_the_saved_model(label_shifted):
+    source, target, target_labels = label_shifted
+    options = dict(method="auto", candidates=["source-probe", "mcc"], tradeoffs={"mcc": [1.0]}, epochs=2)
+    plain = _adapt(label_shifted, **options)
+    mixed = _adapt(label_shifted, target_prior={"0": 0.2, "1": 0.8}, **options)
+    assert mixed.report["target_prior"] == {"0": 0.2, "1": 0.8}
+    source_mix = np.array(list(mixed.report["source_class_fractions"].values()))
+    probe_plain, probe_mixed = (next(c for c in r.candidates if c.name == "source-probe") for r in (plain, mixed))
+    # Bayes' rule for a change of class priors, exactly: p(y | x) * pi_target(y) / pi_source(y), renormalised
+    moved = probe_plain.target_proba * (np.array([0.2, 0.8]) / source_mix)
+    assert probe_mixed.target_proba == pytest.approx(moved / moved.sum(1, keepdims=True), abs=1e-4)
+    # on a target that really has that mix, the moved predictions are closer to it and fit its labels better
+    share = [c.target_proba.argmax(1).mean() for c in (probe_plain, probe_mixed)]
+    assert abs(share[1] - 0.8) < abs(share[0] - 0.8)
+    y = np.array([int(v) for v in target_labels])
+    log_loss = [-np.log(c.target_proba[np.arange(len(y)), y]).mean() for c in (probe_plain, probe_mixed)]
+    assert log_loss[1] < log_loss[0] - 0.01
+    # the shift is in the model that adapt returns (and saves): it predicts what the validator scored
+    for result in (mixed, _adapt(label_shifted, target_prior={"0": 0.2, "1": 0.8}, method="mcc", tradeoff=1.0,
+                                 epochs=2)):
+        assert result.model.predict_proba(target, progress=False) == pytest.approx(result.chosen.target_proba,
+                                                                                   abs=1e-4)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
@@ -525,3 +579,7 @@ def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
         adapt(None, target)
     with pytest.raises(ConfigError, match="device"):
         adapt(source, target, backbone=PixelBackbone(), device="tpu")
+    with pytest.raises(ConfigError, match=r"target_prior: give a fraction for every class .*missing \['1'\]"):
+        adapt(source, target, backbone=PixelBackbone(), target_prior={"0": 0.5, "2": 0.5})
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        adapt(source, target, backbone=PixelBackbone(), target_prior={"0": 0.0, "1": 1.0})

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -65,10 +66,13 @@ def test_adapt_cli_probe_mcc_saves_a_linear_model_that_loads_and_predicts_as_ada
     result = CliRunner().invoke(app, [
         "adapt", "--source", str(source), "--target", str(target), "--method", "probe-mcc", "--epochs", "2",
         "--batch-size", "8", "--backbone", str(tiny_text_model), "--output", str(out), "--embedding", "none",
-        "--quiet"])
+        "--target-prior", "positive=0.7,negative=0.3", "--quiet"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "adaptation.json").read_text())
     assert report["chosen"]["name"] == "probe-mcc@1"
+    assert report["target_prior"] == {"negative": 0.3, "positive": 0.7}
+    chosen_row = next(r for r in report["candidates"] if r["name"] == "probe-mcc@1")
+    assert chosen_row["logit_shift"] == pytest.approx([np.log(0.3 / 0.5), np.log(0.7 / 0.5)], abs=1e-4)
     assert {r["name"] for r in report["candidates"]} == {"source-only", "probe-mcc@1"}
     model = load_model(out)
     assert isinstance(model.head, LinearHead)
@@ -82,6 +86,9 @@ def test_adapt_cli_probe_mcc_saves_a_linear_model_that_loads_and_predicts_as_ada
     (["--method", "magic"], "option 'method'"),
     (["--target-labels", "label"], "--target-labels 'label'"),
     (["--validator", "accuracy"], "option 'validator'"),
+    (["--target-prior", "positive"], "--target-prior: cannot read 'positive'"),
+    (["--target-prior", "positive=0.7,negative=0.7"], "sum to 1.4"),
+    (["--target-prior", "positive=0.7,neutral=0.3"], "missing ['negative']"),
 ])
 def test_adapt_cli_errors(domains, extra, message):
     source, target = domains

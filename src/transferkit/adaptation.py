@@ -157,6 +157,21 @@ def _evaluation_data(target_labels: Any, target: Dataset, target_source: Any, co
                    list(target.row_ids))
 
 
+def _target_prior(config: AdaptConfig, classes: list[str], origin: str) -> np.ndarray | None:
+    """The known target class mix as an array in the order of ``classes``; an error names what does not match."""
+    if config.target_prior is None:
+        return None
+    given = config.target_prior
+    missing = [c for c in classes if c not in given]
+    unknown = [c for c in given if c not in classes]
+    if missing or unknown:
+        raise ConfigError(f"target_prior: give a fraction for every class of the source {origin} "
+                          f"({', '.join(classes)}); " + "; ".join(
+                              part for part in (f"missing {missing}" if missing else "",
+                                                f"not a source class: {unknown}" if unknown else "") if part) + ".")
+    return np.array([given[c] for c in classes], dtype=np.float64)
+
+
 def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
     methods = list(config.candidates or AUTO_CANDIDATES) if config.method == "auto" else [config.method]
     grid: list[tuple[str, float | None]] = []
@@ -206,11 +221,22 @@ class _Context:
     val_weights: np.ndarray
     train_weights: np.ndarray | None
     work_dir: Path
+    target_prior: np.ndarray | None = None  # the target's class mix, when the user knows it
 
     def validation(self, target_proba: np.ndarray, val_proba: np.ndarray):
         from transferkit.evaluation.validators import ValidationData
 
-        return ValidationData(target_proba, val_proba, self.y_val, self.val_weights)
+        return ValidationData(target_proba, val_proba, self.y_val, self.val_weights, self.target_prior)
+
+    def logit_shift(self, weights: np.ndarray | None = None) -> np.ndarray | None:
+        """``log pi_target - log pi_source`` ``(C,)``: added to a model's logits, it moves its predictions from the
+        class mix it was trained on (the source training rows, weighted as in training) to the known target mix
+        (Bayes' rule for a change of class priors; Saerens et al. 2002). ``None`` without a known target mix."""
+        if self.target_prior is None:
+            return None
+        counts = np.bincount(self.y_train, weights=weights, minlength=len(self.classes)).astype(np.float64)
+        source = np.clip(counts / counts.sum(), 1e-12, None)
+        return np.log(self.target_prior) - np.log(source)
 
     def all_scores(self, target_proba: np.ndarray, val_proba: np.ndarray) -> dict[str, float]:
         from transferkit.evaluation.validators import VALIDATORS, validate
@@ -223,9 +249,35 @@ def _softmax_numpy(logits) -> np.ndarray:
     return logits.float().softmax(dim=1).cpu().numpy()
 
 
-def _network_outputs(ctx: _Context, network, which: str, what: str = "proba") -> np.ndarray:
+def _on_target(proba: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """Target-domain probabilities moved to the known target class mix (``shift`` from ``logit_shift``)."""
+    if shift is None:
+        return proba
+    moved = np.asarray(proba, dtype=np.float64) * np.exp(shift)
+    return (moved / moved.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _shifted_head(head, shift: np.ndarray | None):
+    """A copy of ``head`` whose logits include ``shift`` (the bias of its last layer moved), so that the saved,
+    exported and served model predicts what the validator scored."""
+    if shift is None:
+        return head
+    import torch
+
+    head = copy.deepcopy(head)
+    last = head.classifier if hasattr(head, "classifier") else head.linear
+    with torch.no_grad():
+        last.bias += torch.as_tensor(shift, dtype=last.bias.dtype, device=last.bias.device)
+    return head
+
+
+def _network_outputs(ctx: _Context, network, which: str, what: str = "proba",
+                     shift: np.ndarray | None = None) -> np.ndarray:
     """Class probabilities (``what="proba"``) or bottleneck features (``"embed"``) of ``network`` on the source
-    training / validation rows, the target, or the evaluation data."""
+    training / validation rows, the target, or the evaluation data; target-domain probabilities moved by
+    ``shift`` (see :meth:`_Context.logit_shift`)."""
+    if shift is not None and what == "proba" and which in ("target", "eval"):
+        return _on_target(_network_outputs(ctx, network, which, what), shift)
     import torch
 
     if network.backbone is None:
@@ -316,8 +368,10 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
         val_set = LabelledExamples(ctx.val.items, ctx.y_val, backbone.prepare)
         collate = backbone.collate
 
+    shift = ctx.logit_shift(weights)
+
     def score(model) -> float:
-        return validate(config.validator, ctx.validation(_network_outputs(ctx, model, "target"),
+        return validate(config.validator, ctx.validation(_network_outputs(ctx, model, "target", shift=shift),
                                                          _network_outputs(ctx, model, "val")))
 
     scored = ScoredCheckpoint(score, name=config.validator)
@@ -331,16 +385,18 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
                            val_collate=LabelledCollate(collate), callbacks=[ProgressHook(plan.set_progress), scored])
     scored.restore(network)
     network.eval()
-    target_proba = _network_outputs(ctx, network, "target")
+    target_proba = _network_outputs(ctx, network, "target", shift=shift)
     val_proba = _network_outputs(ctx, network, "val")
     eval_proba = None
     if ctx.evaluation is not None:
-        eval_proba = target_proba if ctx.eval_is_target else _network_outputs(ctx, network, "eval")
+        eval_proba = target_proba if ctx.eval_is_target else _network_outputs(ctx, network, "eval", shift=shift)
     aligned = (_network_outputs(ctx, network, "train", "embed"), _network_outputs(ctx, network, "target", "embed"))
     facts: dict[str, Any] = {"epochs_run": outcome.epochs_run, "lr": lr, "head_lr": head_lr,
                              "warm_start": start_from is not None}
     if probe_started:
         facts["started_from"] = start_from.name
+    if shift is not None:
+        facts["logit_shift"] = [round(float(v), 6) for v in shift]
     if method == "iw":
         from transferkit.strategies.adaptation.instance_weights import effective_sample_size
 
@@ -375,12 +431,16 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
     source_aligned = aligner.transform(ctx.X_train)
     target_aligned = aligner.transform_target(ctx.X_target) if hasattr(aligner, "transform_target") else ctx.X_target
     val_proba = probe.predict_proba(aligner.transform(ctx.X_val))
-    facts = {"probe_C": probe.C_}
+    facts: dict[str, Any] = {"probe_C": probe.C_}
+    shift = ctx.logit_shift()
+    if shift is not None:
+        facts["logit_shift"] = [round(float(v), 6) for v in shift]
     head.eval()
 
-    def proba(features: np.ndarray) -> np.ndarray:
+    def proba(features: np.ndarray) -> np.ndarray:  # on the target domain
         with torch.no_grad():
-            return _softmax_numpy(head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))))
+            logits = head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+        return _on_target(_softmax_numpy(logits), shift)
 
     target_proba = proba(ctx.X_target)
     eval_proba = None
@@ -459,6 +519,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
                         f"{target_ds.origin} holds {target_ds.modality} data; both domains must be of one modality.")
     evaluation = _evaluation_data(target_labels, target_ds, target, config)
     classes = source_ds.classes
+    target_prior = _target_prior(config, classes, source_ds.origin)
     eval_labels = None
     if evaluation is not None:
         validate_dataset(evaluation, role="evaluation", min_classes=1)
@@ -527,7 +588,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     owned_work_dir = config.work_dir is None
     work_dir = Path(config.work_dir) if config.work_dir else Path(tempfile.mkdtemp(prefix="transferkit-adapt-"))
     ctx = _Context(config, backbone_object, classes, train, val, target_ds, evaluation, eval_is_target, y_train,
-                   y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir)
+                   y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir, target_prior)
     candidates: list[Candidate] = []
     source_probe: Candidate | None = None  # fitted once: probe-mcc starts from it, and it is a candidate itself
 
@@ -566,7 +627,9 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     from transferkit.model import TransferModel
 
     final_backbone = chosen.backbone if chosen.backbone is not None else backbone_object
-    model = TransferModel(final_backbone, chosen.head.eval(), classes, strategy=f"adapt:{chosen.method}").eval()
+    shift = chosen.facts.get("logit_shift")
+    head = _shifted_head(chosen.head, None if shift is None else np.asarray(shift)).eval()
+    model = TransferModel(final_backbone, head, classes, strategy=f"adapt:{chosen.method}").eval()
     result = AdaptResult(model, chosen, candidates, report)
     if config.output is not None:
         result.output = _save(result, ctx, config)
@@ -596,6 +659,8 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
                        "before_features": "backbone features", "after_features": f"{chosen.name}'s aligned features"},
         "n_source_train": len(ctx.train), "n_source_val": len(ctx.val), "n_target": len(ctx.target),
         "classes": ctx.classes, "source_class_fractions": _class_fractions(ctx.y_train, ctx.classes),
+        **({"target_prior": dict(zip(ctx.classes, (round(float(v), 4) for v in ctx.target_prior)))}
+           if ctx.target_prior is not None else {}),
         "backbone": ctx.backbone.name, "train_backbone": config.train_backbone,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }

@@ -12,6 +12,23 @@ from transferkit.cli.main import _fail, _setup, app
 from transferkit.errors import TransferkitError
 
 
+def _class_mix(text: str) -> dict[str, float]:
+    """``"a=0.7,b=0.3"`` -> ``{"a": 0.7, "b": 0.3}``; a malformed part is a ConfigError that names it."""
+    from transferkit.errors import ConfigError
+
+    mix: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.rpartition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            mix[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--target-prior: cannot read {part!r}; write CLASS=FRACTION for every class, "
+                              "comma-separated, e.g. positive=0.68,negative=0.32.") from None
+    return mix
+
+
 @app.command()
 def adapt(
     source: Optional[str] = typer.Option(None, "--source", help="Labelled source data: a folder with one sub-folder per class, or a table with a label column and a text or image-path column."),
@@ -23,6 +40,7 @@ def adapt(
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone name (`transferkit models`) or local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text."),
     validator: Optional[str] = typer.Option(None, "--validator", help="Label-free score that picks method, trade-off and checkpoint: im (default), im-cal (im after temperature scaling on held-out source data), snd, dev, entropy."),
     candidates: Optional[str] = typer.Option(None, "--candidates", help="With --method auto: comma-separated methods to try (default: all)."),
+    target_prior: Optional[str] = typer.Option(None, "--target-prior", help="The target's class mix, if known: CLASS=FRACTION for every class, comma-separated (e.g. positive=0.68,negative=0.32). Predictions are moved from the source's class mix to it, and im / im-cal measure balance against it."),
     tradeoff: Optional[float] = typer.Option(None, "--tradeoff", help="Weight of the adaptation loss (default: a small grid per method, chosen by the validator)."),
     weighting: Optional[str] = typer.Option(None, "--weighting", help="iw: density-ratio (default), kmm or selection."),
     train_backbone: bool = typer.Option(False, "--train-backbone", help="Fine-tune the backbone too (slower); default: frozen backbone, cached features, a trained bottleneck head."),
@@ -57,7 +75,8 @@ def adapt(
                        encoding=encoding, embedding=embedding, seed=seed, device=device, cache_dir=cache_dir,
                        no_cache=no_cache or None, overwrite=overwrite or None,
                        progress=False if (quiet or as_json) else None,
-                       candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None)
+                       candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None,
+                       target_prior=_class_mix(target_prior) if target_prior else None)
         values = load_config_file(config_file) if config_file is not None else {}
         values.update({k: v for k, v in options.items() if v is not None})
         config = make_adapt_config(**values)

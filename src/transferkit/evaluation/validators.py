@@ -30,12 +30,15 @@ _EPS = 1e-12
 class ValidationData:
     """What a candidate model predicts. ``target_proba`` ``(M, C)`` on the unlabelled target data;
     ``source_val_proba`` ``(V, C)`` with ``source_val_labels`` ``(V,)`` on held-out labelled source data, and
-    ``source_val_weights`` ``(V,)`` their importance weights ``p_target(x) / p_source(x)`` (for DEV)."""
+    ``source_val_weights`` ``(V,)`` their importance weights ``p_target(x) / p_source(x)`` (for DEV);
+    ``target_prior`` ``(C,)`` the target's class mix when it is known (``im`` and ``im-cal`` measure balance
+    against it)."""
 
     target_proba: np.ndarray
     source_val_proba: np.ndarray | None = None
     source_val_labels: np.ndarray | None = None
     source_val_weights: np.ndarray | None = None
+    target_prior: np.ndarray | None = None
 
 
 def _entropies(proba: np.ndarray) -> np.ndarray:
@@ -54,10 +57,18 @@ def information_maximization_score(data: ValidationData) -> float:
 
     High when each prediction is confident (low mean entropy) and the classes are used evenly (high entropy of
     the marginal), so it does not reward collapsing onto one class. In ``[0, log C]``.
+
+    With a known target class mix ``pi`` (``data.target_prior``) the balance term measures the distance to ``pi``
+    instead of to uniform: ``H(pi) - KL(mean_i p_i || pi) - mean_i H(p_i)``, which is the plain score when ``pi``
+    is uniform (``H(m) = log C - KL(m || uniform)``) and is highest for confident predictions in that mix.
     """
     proba = np.asarray(data.target_proba, dtype=np.float64)
     marginal = proba.mean(axis=0, keepdims=True)
-    return float(_entropies(marginal)[0] - _entropies(proba).mean())
+    if data.target_prior is None:
+        return float(_entropies(marginal)[0] - _entropies(proba).mean())
+    prior = np.asarray(data.target_prior, dtype=np.float64)
+    divergence = float((marginal[0] * (_log(marginal[0]) - _log(prior))).sum())
+    return float(_entropies(prior[None])[0] - divergence - _entropies(proba).mean())
 
 
 def calibrated_im_score(data: ValidationData) -> float:
@@ -78,7 +89,8 @@ def calibrated_im_score(data: ValidationData) -> float:
     if data.source_val_proba is None or data.source_val_labels is None:
         raise ConfigError("the im-cal validator needs held-out source predictions and labels.")
     scaler = TemperatureScaling().fit(_log(data.source_val_proba), data.source_val_labels)
-    return information_maximization_score(ValidationData(scaler.predict_proba(_log(data.target_proba))))
+    return information_maximization_score(ValidationData(scaler.predict_proba(_log(data.target_proba)),
+                                                         target_prior=data.target_prior))
 
 
 def _log(proba: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ class AdaptConfig(BaseModel):
     method: Literal["source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc", "iw", "source-probe", "coral-features", "subspace", "auto"] = Field("auto", description="source-only, dan (multi-kernel MMD), coral (Deep CORAL), dann, cdan (CDAN+E), mcc, entropy, self-train (pseudo-labels), probe-mcc (MCC on the source-probe's linear head, kept near it by L2-SP), iw (instance weighting), source-probe (the linear probe on source features, no alignment), coral-features (CORAL re-colouring of cached features + probe), subspace (subspace alignment + probe), auto (try candidates, keep the validator's choice)")
     candidates: list[str] | None = Field(None, description="auto: the methods to try (default: all)")
     validator: Literal["dev", "snd", "im", "im-cal", "entropy"] = Field("im", description="label-free score that chooses method, trade-off and checkpoint: im (information maximisation), im-cal (im after temperature scaling on the source validation data), snd (soft neighbourhood density), dev (importance-weighted source validation), entropy")
+    target_prior: dict[str, float] | None = Field(None, description="the target's class mix, when it is known (e.g. {positive: 0.68, negative: 0.32}; fractions of every source class, summing to 1): every candidate's target predictions are corrected from the source class mix to it by Bayes' rule (a shift of the logits, kept in the saved model), and im / im-cal measure class balance against it instead of against uniform. Not a target label: one number per class")
     tradeoff: float | None = Field(None, ge=0, description="weight of the adaptation loss term; default: each value of the method's grid is tried and the validator picks")
     tradeoffs: dict[str, list[float]] | None = Field(None, description="trade-off weights to try per method, e.g. {dann: [0.1, 1.0]} (replaces the default grid of the methods named)")
     weighting: Literal["density-ratio", "kmm", "selection"] = Field("density-ratio", description="iw: how source examples are weighted: density ratio from a domain classifier, kernel mean matching, or selection of the source examples closest to the target")
@@ -92,6 +93,19 @@ class AdaptConfig(BaseModel):
         if unknown or not value:
             raise ValueError(f"unknown or no candidate methods {unknown}; choose from {', '.join(METHODS)}")
         return list(dict.fromkeys(value))
+
+    @field_validator("target_prior")
+    @classmethod
+    def _a_class_mix(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        bad = {k: v for k, v in value.items() if not 0 < v < 1}
+        if bad or len(value) < 2:
+            raise ValueError(f"every class needs a fraction strictly between 0 and 1 (at least two classes); got {bad or value}")
+        total = sum(value.values())
+        if abs(total - 1) > 0.01:
+            raise ValueError(f"the fractions sum to {total:g}; give each class's share of the target, summing to 1")
+        return {k: v / total for k, v in value.items()}
 
     @field_validator("tradeoffs")
     @classmethod
