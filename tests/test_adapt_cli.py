@@ -42,7 +42,8 @@ def test_adapt_cli_end_to_end(domains, tmp_path, tiny_text_model):
     assert result.exit_code == 0, result.output
     assert "<- chosen" in result.output and "best in hindsight" in result.output
     report = json.loads((out / "adaptation.json").read_text())
-    assert "Domain adaptation" in (out / "report.html").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Domain adaptation" in html and "class mix" in html and "target, predicted by the chosen model" in html
     assert {r["name"] for r in report["candidates"]} == {"source-only", "dann@0.5", "coral-features"}
     assert report["target_labels"]["n"] == 16
     assert (out / "embedding.png").read_bytes()[:4] == b"\x89PNG"

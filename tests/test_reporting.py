@@ -303,7 +303,9 @@ def test_the_shapes_adapt_and_fuse_write_are_read(tmp_path: Path) -> None:
         "method": "coral", "chosen": {"name": "coral x1"}, "embedding_plot": "embedding.png",
         "domain_gap": {"measure": "proxy A-distance", "before": 1.8, "after": 0.9},
         "candidates": [{"name": "source-only", "method": "source-only", "proxy_a_distance": 1.8},
-                       {"name": "coral x1", "method": "coral", "proxy_a_distance": 0.9, "target_accuracy": 0.7}],
+                       {"name": "coral x1", "method": "coral", "proxy_a_distance": 0.9, "target_accuracy": 0.7,
+                        "target_predicted_fractions": {"neg": 0.375, "pos": 0.625}}],
+        "source_class_fractions": {"neg": 0.5125, "pos": 0.4875}, "target_prior": {"neg": 0.3, "pos": 0.7},
         "target_labels": {"chosen_accuracy": 0.7, "source_only_accuracy": 0.6}}))
     (folder / "interpolation.json").write_text(json.dumps({"method": "interpolate", "alpha": 0.4, "curve": [
         {"alpha": a, "val_accuracy": 0.5 + a / 4, "test_accuracy": 0.5 + a / 5} for a in (0.0, 0.4, 1.0)]}))
@@ -314,6 +316,11 @@ def test_the_shapes_adapt_and_fuse_write_are_read(tmp_path: Path) -> None:
                   "latency_ms": {"1": 5.0, "32": 40.0}, "accuracy_change": -0.01, "size_ratio": 0.26}]}))
     page = build_report(folder)
     assert "coral x1" in page and "source_only_accuracy" in page and "1.8" in page
+    mix = page[page.index("class mix"):]
+    mix = mix[:mix.index("</table>")]
+    assert [row in mix for row in ("source labels", "target (given)", "target, predicted by the chosen model")] == \
+        [True] * 3
+    assert all(value in mix for value in ("0.5125", "0.3", "0.625"))
     assert ">Compressed variants</h2>" in page and "latency_ms_batch32" in page and 'alt="accuracy against size_mb"' in page
     assert 'alt="2-D embedding of source and target features"' in page
     assert "val accuracy against the interpolation weight alpha" in page and "test accuracy" in page

@@ -476,6 +476,22 @@ def _auto_ranking(options: dict) -> dict | None:
     return {"rows": rows, "scores": [score], "sort_by": score, "best": options.get("backbone")}
 
 
+def _class_mix_rows(data: dict) -> list[list]:
+    """The class mix of the source labels, the known target mix (if given) and the chosen model's target
+    predictions: a header row of class names, then one row each. Empty when the report has none of them."""
+    chosen = data.get("chosen") if isinstance(data.get("chosen"), dict) else {}
+    predicted = next((c.get("target_predicted_fractions") for c in data.get("candidates") or []
+                      if isinstance(c, dict) and c.get("name") == chosen.get("name")), None)
+    rows = [(label, mix) for label, mix in (("source labels", data.get("source_class_fractions")),
+                                            ("target (given)", data.get("target_prior")),
+                                            ("target, predicted by the chosen model", predicted))
+            if isinstance(mix, dict) and mix]
+    if not rows:
+        return []
+    classes = list(rows[0][1])
+    return [classes, *([label, *(mix.get(c, "") for c in classes)] for label, mix in rows)]
+
+
 def _adaptation(run: _Run, data: dict) -> str:
     from transferkit.reporting import plots
 
@@ -493,6 +509,9 @@ def _adaptation(run: _Run, data: dict) -> str:
                             [[k, v] for k, v in distance.items()]))
     elif isinstance(distance, (int, float)):
         parts.append(_table(["proxy A-distance", "value"], [["", distance]]))
+    mix = _class_mix_rows(data)
+    if mix:
+        parts.append(_table(["class mix (share of each class)", *mix[0]], mix[1:]))
     values = data.get("metrics")
     if not isinstance(values, dict) and isinstance(data.get("target_labels"), dict):
         values = {k: v for k, v in data["target_labels"].items() if isinstance(v, (int, float, str))}
