@@ -175,7 +175,7 @@ TRADEOFFS = {"dan": [1.0], "coral": [10.0], "dann": [1.0], "cdan": [1.0], "mcc":
 
 def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     from transferkit.data.sources import from_arrays
-    from transferkit.evaluation.validators import VALIDATORS
+    from transferkit.evaluation.validators import ALL_VALIDATORS
     from transferkit.adaptation import adapt
 
     target_images, target_labels = mnist_5k()
@@ -202,10 +202,11 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         print(f"{task} seed {seed}: {seconds:.0f} s; source-only {record['source_only_accuracy']:.4f}; choice "
               f"({args.validator}) {choice['choice']} {choice['target_accuracy']:.4f}; best {record['best']} "
               f"{record['best_accuracy']:.4f}", flush=True)
-    summary = summarise(runs, list(VALIDATORS))
+    summary = summarise(runs, list(ALL_VALIDATORS))
     print_table(f"{TASKS[task]}, small CNN from scratch, {args.seeds} seeds, {args.threads} thread(s)", summary,
                 {"target": TARGETS[task], "ref source-only": REFERENCE_SOURCE_ONLY[task]}, args.validator)
-    return {"task": TASKS[task], "summary": summary, "target": TARGETS[task],
+    fonts = {"fonts_used": sorted(os.path.basename(f) for f in font_files())} if task == "fonts" else {}
+    return {"task": TASKS[task], **fonts, "summary": summary, "target": TARGETS[task],
             "reference_source_only": REFERENCE_SOURCE_ONLY[task],
             "met": summary["label_free_choice"][args.validator]["mean"] >= TARGETS[task], "runs": runs}
 

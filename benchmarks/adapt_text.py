@@ -49,7 +49,7 @@ def main() -> None:
 
     from transferkit.backbones import create_backbone
     from transferkit.data.builtin import load_vader
-    from transferkit.evaluation.validators import VALIDATORS
+    from transferkit.evaluation.validators import ALL_VALIDATORS
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
     from transferkit.api import default_cache_dir
@@ -81,7 +81,7 @@ def main() -> None:
               f"choice ({args.validator}) {record['choice_by_validator'][args.validator]['choice']} "
               f"{record['choice_by_validator'][args.validator]['target_accuracy']:.4f}, in-domain {ceiling:.4f}",
               flush=True)
-    summary = summarise(runs, list(VALIDATORS))
+    summary = summarise(runs, list(ALL_VALIDATORS))
     source_only = summary["methods"]["source-only"]["mean"]
     ceiling = float(np.mean(in_domain))
     chosen = summary["label_free_choice"][args.validator]["mean"]

@@ -116,7 +116,7 @@ def test_the_label_free_choice_and_its_distance_from_the_best_in_hindsight(helpf
     assert labels["gap_to_best"] == pytest.approx(rows[best]["target_accuracy"] - rows[chosen]["target_accuracy"],
                                                   abs=1e-3)
     assert labels["gap_to_best"] >= 0
-    assert set(labels["choice_by_validator"]) == {"dev", "snd", "im", "im-cal", "entropy"}
+    assert set(labels["choice_by_validator"]) == {"dev", "snd", "im", "im-cal", "entropy", "ensv"}
     assert labels["transductive"] is True
     assert helpful_run.target_accuracy == labels["chosen_accuracy"]
 
@@ -132,6 +132,23 @@ def test_another_validator_chooses_the_checkpoints_and_the_candidate(domains):
         history = dict(rows[name]["epoch_scores"])
         assert rows[name]["best_epoch"] == max(history, key=history.get)
         assert rows[name]["scores"]["im-cal"] == pytest.approx(max(history.values()), abs=1e-4)
+
+
+def test_ensemble_validation_chooses_among_finished_candidates_with_checkpoints_by_im(domains):
+    from transferkit.evaluation.validators import ensemble_agreement_scores
+
+    result = _adapt(domains, method="auto", candidates=["source-only", "mcc", "entropy", "source-probe"],
+                    tradeoffs={"mcc": [1.0], "entropy": [1.0]}, validator="ensv", epochs=3)
+    report = result.report
+    rows = {r["name"]: r for r in report["candidates"]}
+    expected = ensemble_agreement_scores([c.target_proba for c in result.candidates])
+    assert [c.scores["ensv"] for c in result.candidates] == pytest.approx(expected.tolist())
+    assert report["chosen"]["name"] == max(rows, key=lambda n: rows[n]["scores"]["ensv"])
+    assert report["target_labels"]["choice_by_validator"]["ensv"]["choice"] == report["chosen"]["name"]
+    for name in ("source-only", "mcc@1"):  # no score for one model alone: im picks the checkpoints
+        history = dict(rows[name]["epoch_scores"])
+        assert rows[name]["best_epoch"] == max(history, key=history.get)
+        assert rows[name]["scores"]["im"] == pytest.approx(max(history.values()), abs=1e-4)
 
 
 def test_the_report_shows_the_class_mix_of_source_labels_and_target_predictions(helpful_run):
@@ -229,6 +246,23 @@ def test_information_maximisation_measures_balance_against_a_known_class_mix():
     kl_even = (0.5 * np.log(0.5 / prior)).sum()
     assert information_maximization_score(ValidationData(even, target_prior=prior)) == \
         pytest.approx(entropy_of_prior - kl_even)
+
+
+def test_ensemble_agreement_scores_each_candidate_against_the_pooled_prediction():
+    from transferkit.evaluation.validators import ensemble_agreement_scores
+
+    truth = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    good = np.eye(2)[truth] * 0.8 + 0.1
+    one_wrong = good.copy()
+    one_wrong[0] = [0.3, 0.7]
+    collapsed = np.tile([0.05, 0.95], (8, 1))  # confident, one class: im-like scores like it, the ensemble does not
+    scores = ensemble_agreement_scores([good, one_wrong, collapsed])
+    # the ensemble's argmax: class 1 wherever the collapsed model tips the average (rows 0), else the truth
+    pooled = np.mean([good, one_wrong, collapsed], axis=0).argmax(1)
+    assert pooled.tolist() == [1, 1, 0, 1, 0, 1, 0, 1]
+    assert scores.tolist() == pytest.approx([7 / 8, 1.0, 5 / 8])
+    with pytest.raises(ConfigError, match="scores a candidate against the others"):
+        validate("ensv", ValidationData(good))
 
 
 def test_calibrated_im_does_not_reward_a_sharper_copy_of_the_same_model():

@@ -313,7 +313,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
     from transferkit.engine.scoring import ProgressHook, ScoredCheckpoint
     from transferkit.engine.settings import EngineSettings
     from transferkit.engine.trainer import run_training
-    from transferkit.evaluation.validators import validate
+    from transferkit.evaluation.validators import POOL_CHECKPOINT_VALIDATOR, POOL_VALIDATORS, validate
     from transferkit.heads.bottleneck import BottleneckHead
     from transferkit.strategies.adaptation.plan import (
         AdaptationNetwork,
@@ -369,12 +369,13 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
         collate = backbone.collate
 
     shift = ctx.logit_shift(weights)
+    checkpoint_validator = POOL_CHECKPOINT_VALIDATOR if config.validator in POOL_VALIDATORS else config.validator
 
     def score(model) -> float:
-        return validate(config.validator, ctx.validation(_network_outputs(ctx, model, "target", shift=shift),
+        return validate(checkpoint_validator, ctx.validation(_network_outputs(ctx, model, "target", shift=shift),
                                                          _network_outputs(ctx, model, "val")))
 
-    scored = ScoredCheckpoint(score, name=config.validator)
+    scored = ScoredCheckpoint(score, name=checkpoint_validator)
     name = _name(method, tradeoff)
     settings = EngineSettings(
         work_dir=ctx.work_dir / name.replace("@", "-"), epochs=epochs, batch_size=config.batch_size, lr=lr,
@@ -452,6 +453,15 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
         source_val_accuracy=float(np.mean(val_proba.argmax(1) == ctx.y_val)), seconds=time.perf_counter() - start,
         eval_proba=eval_proba, aligned=(source_aligned, target_aligned), facts=facts,
     )
+
+
+def _add_pool_scores(candidates: list[Candidate]) -> None:
+    """Each candidate's score under every pool validator (EnsV: agreement with the ensemble of all of them)."""
+    from transferkit.evaluation.validators import POOL_VALIDATORS
+
+    for name, scores_of in POOL_VALIDATORS.items():
+        for candidate, value in zip(candidates, scores_of([c.target_proba for c in candidates])):
+            candidate.scores[name] = float(value)
 
 
 def _weighted_resample(features: np.ndarray, weights: np.ndarray, seed: int) -> np.ndarray:
@@ -619,6 +629,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
 
             shutil.rmtree(work_dir, ignore_errors=True)
     timings["candidates"] = time.perf_counter() - start
+    _add_pool_scores(candidates)
 
     pool = candidates if config.method == "auto" else [c for c in candidates if c.method == config.method]
     chosen = max(pool, key=lambda c: c.scores[config.validator])

@@ -10,12 +10,16 @@ Used by ``adapt`` to choose the method, its trade-off weight and the checkpoint.
 | ``im`` | target predictions | information maximisation (Gomes et al. 2010; Liang et al. 2020, SHOT) |
 | ``im-cal`` | target predictions, source validation predictions and labels | ``im`` after temperature scaling fitted on the source validation data (Guo et al. 2017) |
 | ``entropy`` | target predictions | Grandvalet and Bengio 2005; Morerio et al. 2018 |
+| ``ensv`` | every candidate's target predictions (scores a candidate against the pool) | Hu et al. 2024 (EnsV) |
+
+``ensv`` is a pool validator (:data:`POOL_VALIDATORS`): it needs the finished candidates, so it chooses among them,
+and each trained candidate's checkpoint is chosen by :data:`POOL_CHECKPOINT_VALIDATOR`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -163,8 +167,34 @@ VALIDATORS: dict[str, Callable[[ValidationData], float]] = {
 }
 
 
+def ensemble_agreement_scores(target_probas: Sequence[np.ndarray]) -> np.ndarray:
+    """EnsV (Hu et al. 2024): each candidate's agreement with the ensemble of all candidates.
+
+    The ensemble averages the candidates' target probabilities ``(K, M, C)``; its argmax serves as pseudo-labels,
+    and a candidate scores the share of the ``M`` target examples on which its own argmax agrees ``(K,)``. The
+    ensemble is at least as accurate as the worst candidate in expectation, so the choice avoids the worst case
+    that confidence-based scores fall into (a candidate collapsed onto one class disagrees with the rest).
+    """
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in target_probas])
+    if stacked.ndim != 3 or len(stacked) < 1:
+        raise ConfigError("ensv needs the target probabilities (M, C) of at least one candidate.")
+    pseudo_labels = stacked.mean(axis=0).argmax(axis=1)
+    return (stacked.argmax(axis=2) == pseudo_labels).mean(axis=1)
+
+
+#: Validators that score each candidate against the whole pool of candidates (so they choose among finished ones).
+POOL_VALIDATORS: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {"ensv": ensemble_agreement_scores}
+#: What chooses a trained candidate's checkpoint when the choice among candidates is a pool validator's.
+POOL_CHECKPOINT_VALIDATOR = "im"
+#: Every validator name that can choose among candidates.
+ALL_VALIDATORS = (*VALIDATORS, *POOL_VALIDATORS)
+
+
 def validate(name: str, data: ValidationData) -> float:
     """The score of validator ``name`` (see :data:`VALIDATORS`); higher is better."""
+    if name in POOL_VALIDATORS:
+        raise ConfigError(f"validator {name!r} scores a candidate against the others; it has no score for one "
+                          f"model alone (adapt uses {POOL_CHECKPOINT_VALIDATOR!r} for checkpoints with it).")
     if name not in VALIDATORS:
         raise ConfigError(f"unknown validator {name!r}; choose one of {', '.join(VALIDATORS)}.")
     return VALIDATORS[name](data)
