@@ -72,6 +72,8 @@ def test_adapt_cli_probe_mcc_saves_a_linear_model_that_loads_and_predicts_as_ada
     report = json.loads((out / "adaptation.json").read_text())
     assert report["chosen"]["name"] == "probe-mcc@1"
     assert report["target_prior"] == {"negative": 0.3, "positive": 0.7}
+    assert "target class mix given: negative 0.30, positive 0.70; predictions moved to it from the source's " \
+        "negative 0.50, positive 0.50" in result.output
     chosen_row = next(r for r in report["candidates"] if r["name"] == "probe-mcc@1")
     assert chosen_row["logit_shift"] == pytest.approx([np.log(0.3 / 0.5), np.log(0.7 / 0.5)], abs=1e-4)
     assert {r["name"] for r in report["candidates"]} == {"source-only", "probe-mcc@1"}

@@ -109,6 +109,12 @@ class AdaptResult:
                          f"  {r['proxy_a_distance']:6.3f}{acc}{mark}")
         gap = self.report["domain_gap"]
         lines.append(f"proxy A-distance: {gap['before']:.3f} before, {gap['after']:.3f} after ({self.chosen.name})")
+        prior = self.report.get("target_prior")
+        if prior:
+            source = self.report["source_class_fractions"]
+            lines.append("target class mix given: " + ", ".join(f"{c} {v:.2f}" for c, v in prior.items())
+                         + "; predictions moved to it from the source's "
+                         + ", ".join(f"{c} {source[c]:.2f}" for c in prior))
         labels = self.report.get("target_labels")
         if labels:
             probe = (f" (source-probe {labels['source_probe_accuracy']:.4f})"
