@@ -60,6 +60,7 @@ class Candidate:
     eval_proba: np.ndarray | None = None
     aligned: tuple[np.ndarray, np.ndarray] | None = None  # (source, target) features after adaptation
     facts: dict[str, Any] = field(default_factory=dict)
+    logit_shift: np.ndarray | None = None  # added to its target logits: the move to a known target class mix
 
     def to_dict(self, eval_labels: np.ndarray | None, classes: list[str]) -> dict[str, Any]:
         row = {"name": self.name, "method": self.method, "tradeoff": self.tradeoff,
@@ -67,6 +68,8 @@ class Candidate:
                "target_predicted_fractions": _class_fractions(self.target_proba.argmax(1), classes),
                "source_val_accuracy": round(self.source_val_accuracy, 4), "best_epoch": self.best_epoch,
                "seconds": round(self.seconds, 2), **self.facts}
+        if self.logit_shift is not None:
+            row["logit_shift"] = [round(float(v), 6) for v in self.logit_shift]
         if self.epoch_scores:
             row["epoch_scores"] = [[e, round(s, 6)] for e, s in self.epoch_scores]
         if eval_labels is not None and self.eval_proba is not None:
@@ -168,13 +171,11 @@ def _target_prior(config: AdaptConfig, classes: list[str], origin: str) -> np.nd
     if config.target_prior is None:
         return None
     given = config.target_prior
-    missing = [c for c in classes if c not in given]
-    unknown = [c for c in given if c not in classes]
-    if missing or unknown:
+    problems = [f"missing {[c for c in classes if c not in given]}" if set(classes) - set(given) else "",
+                f"not a source class: {[c for c in given if c not in classes]}" if set(given) - set(classes) else ""]
+    if any(problems):
         raise ConfigError(f"target_prior: give a fraction for every class of the source {origin} "
-                          f"({', '.join(classes)}); " + "; ".join(
-                              part for part in (f"missing {missing}" if missing else "",
-                                                f"not a source class: {unknown}" if unknown else "") if part) + ".")
+                          f"({', '.join(classes)}); {'; '.join(p for p in problems if p)}.")
     return np.array([given[c] for c in classes], dtype=np.float64)
 
 
@@ -402,8 +403,6 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
                              "warm_start": start_from is not None}
     if probe_started:
         facts["started_from"] = start_from.name
-    if shift is not None:
-        facts["logit_shift"] = [round(float(v), 6) for v in shift]
     if method == "iw":
         from transferkit.strategies.adaptation.instance_weights import effective_sample_size
 
@@ -417,7 +416,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
         scores=ctx.all_scores(target_proba, val_proba),
         target_proba=target_proba, source_val_accuracy=float(np.mean(val_proba.argmax(1) == ctx.y_val)),
         seconds=time.perf_counter() - start, best_epoch=scored.best_epoch, epoch_scores=scored.history,
-        eval_proba=eval_proba, aligned=aligned, facts=facts,
+        eval_proba=eval_proba, aligned=aligned, facts=facts, logit_shift=shift,
     )
 
 
@@ -438,10 +437,8 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
     source_aligned = aligner.transform(ctx.X_train)
     target_aligned = aligner.transform_target(ctx.X_target) if hasattr(aligner, "transform_target") else ctx.X_target
     val_proba = probe.predict_proba(aligner.transform(ctx.X_val))
-    facts: dict[str, Any] = {"probe_C": probe.C_}
+    facts = {"probe_C": probe.C_}
     shift = ctx.logit_shift()
-    if shift is not None:
-        facts["logit_shift"] = [round(float(v), 6) for v in shift]
     head.eval()
 
     def proba(features: np.ndarray) -> np.ndarray:  # on the target domain
@@ -457,7 +454,7 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
         name=method, method=method, tradeoff=None, head=head, backbone=None,
         scores=ctx.all_scores(target_proba, val_proba), target_proba=target_proba,
         source_val_accuracy=float(np.mean(val_proba.argmax(1) == ctx.y_val)), seconds=time.perf_counter() - start,
-        eval_proba=eval_proba, aligned=(source_aligned, target_aligned), facts=facts,
+        eval_proba=eval_proba, aligned=(source_aligned, target_aligned), facts=facts, logit_shift=shift,
     )
 
 
@@ -644,8 +641,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     from transferkit.model import TransferModel
 
     final_backbone = chosen.backbone if chosen.backbone is not None else backbone_object
-    shift = chosen.facts.get("logit_shift")
-    head = _shifted_head(chosen.head, None if shift is None else np.asarray(shift)).eval()
+    head = _shifted_head(chosen.head, chosen.logit_shift).eval()
     model = TransferModel(final_backbone, head, classes, strategy=f"adapt:{chosen.method}").eval()
     result = AdaptResult(model, chosen, candidates, report)
     if config.output is not None:

@@ -9,13 +9,11 @@ from typing import Optional
 import typer
 
 from transferkit.cli.main import _fail, _setup, app
-from transferkit.errors import TransferkitError
+from transferkit.errors import ConfigError, TransferkitError
 
 
 def _class_mix(text: str) -> dict[str, float]:
     """``"a=0.7,b=0.3"`` -> ``{"a": 0.7, "b": 0.3}``; a malformed part is a ConfigError that names it."""
-    from transferkit.errors import ConfigError
-
     mix: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, sep, value = part.rpartition("=")
