@@ -109,3 +109,12 @@ def tiny_text_model(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def messy_corpus(tmp_path_factory) -> dict[str, Path]:
+    """Real photographs and tables in every messy form users have (see tests/messy_corpus.py for the keys and what
+    each should do). Built once per session; tests must not modify it (copy a part first)."""
+    from messy_corpus import build_messy_corpus
+
+    return build_messy_corpus(tmp_path_factory.mktemp("messy"))
