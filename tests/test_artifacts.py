@@ -24,9 +24,9 @@ def text_model(text_csv: Path, tiny_text_model: Path, tmp_path: Path):
 
 def test_folder_layout_and_contents(text_model) -> None:
     result, out = text_model
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "examples.json", "metrics.json",
-                                                       "model.safetensors", "predictions.csv", "report.html",
-                                                       "run_config.yaml", "summary.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "examples.json", "manifest.json",
+                                                       "metrics.json", "model.safetensors", "predictions.csv",
+                                                       "report.html", "run_config.yaml", "summary.txt"]
     config = json.loads((out / "config.json").read_text())
     assert config["classes"] == ["negative", "positive"]
     assert config["backbone"]["weights_included"] is False
@@ -101,7 +101,8 @@ class _Bomb:
 
 
 def test_pickle_in_place_of_the_weights_is_never_executed(text_model, tmp_path: Path) -> None:
-    """Even with a matching checksum (an attacker rewrote config.json too), loading does not unpickle."""
+    """Even with matching checksums (an attacker rewrote config.json and manifest.json too), loading does not
+    unpickle."""
     import hashlib
 
     _, out = text_model
@@ -112,6 +113,10 @@ def test_pickle_in_place_of_the_weights_is_never_executed(text_model, tmp_path: 
     config = json.loads((out / "config.json").read_text())
     config["files"]["model.safetensors"] = hashlib.sha256(payload).hexdigest()
     (out / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"] = {"config.json": hashlib.sha256((out / "config.json").read_bytes()).hexdigest(),
+                         "model.safetensors": config["files"]["model.safetensors"]}
+    (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="safetensors"):
         tk.load_model(out)
     assert not _Bomb.marker.exists()

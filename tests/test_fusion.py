@@ -278,6 +278,13 @@ def test_tampered_ensemble_member_is_refused(finetuned_runs, tmp_path):
     data = json.loads(config.read_text())
     data["members"][0] = "../../elsewhere"
     config.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="changed since the model was saved"):
+        tk.load_model(tmp_path / "ens")
+    import hashlib  # the manifest rewritten too: the member path itself is refused
+
+    manifest = json.loads((tmp_path / "ens" / "manifest.json").read_text())
+    manifest["files"]["config.json"] = hashlib.sha256(config.read_bytes()).hexdigest()
+    (tmp_path / "ens" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="outside the model folder"):
         tk.load_model(tmp_path / "ens")
 

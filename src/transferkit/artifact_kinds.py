@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from transferkit.artifacts import _load_state, backbone_spec, write_model_folder
-from transferkit.errors import ArtifactError
+from transferkit.artifacts import (RESAVE, _load_state, backbone_spec, check_classes, check_head_width, read_weights,
+                                   write_model_folder)
+from transferkit.errors import ArtifactError, TransferkitError
 
 KIND_FORMAT_VERSION = 2
 KINDS = ("multitask", "ensemble", "stacked")
@@ -28,10 +29,11 @@ KINDS = ("multitask", "ensemble", "stacked")
 def _write_folder(folder: str | Path, kind: str, tensors: dict[str, Any], description: dict[str, Any], *,
                   metrics: dict | None, run_config: dict | None, overwrite: bool, card: str,
                   extra_files: dict[str, str] | None = None,
-                  fill: Callable[[Path], None] | None = None) -> Path:
+                  fill: Callable[[Path], None] | None = None, keep_beside: bool = False) -> Path:
     return write_model_folder(folder, tensors, {"format_version": KIND_FORMAT_VERSION, "kind": kind, **description},
                               metrics=metrics, run_config=run_config, overwrite=overwrite, card=lambda _: card,
-                              weights_metadata={"kind": kind}, extra_files=extra_files, fill=fill)
+                              weights_metadata={"kind": kind}, extra_files=extra_files, fill=fill,
+                              keep_beside=keep_beside)
 
 
 def _build_backbone(spec: dict[str, Any], folder: Path, state: dict[str, Any] | None):
@@ -59,7 +61,7 @@ def _prefixed(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None = None,
                          run_config: dict | None = None, overwrite: bool = False,
-                         extra_files: dict[str, str] | None = None) -> Path:
+                         extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
     """Write a :class:`~transferkit.multitask_model.MultiTaskModel` (backbone weights included: it was trained)."""
     tensors = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
     tensors.update({f"heads.{k}": v for k, v in model.heads.heads.state_dict().items()})
@@ -80,19 +82,30 @@ def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None
               "`model.predict(data, task=...)`), or `transferkit.load_model(folder, task=NAME)` for a single-task "
               "model.", ""]
     return _write_folder(folder, "multitask", tensors, description, metrics=metrics, run_config=run_config,
-                         overwrite=overwrite, card="\n".join(lines), extra_files=extra_files)
+                         overwrite=overwrite, card="\n".join(lines), extra_files=extra_files, keep_beside=keep_beside)
 
 
-def _load_multitask(folder: Path, config: dict[str, Any], tensors: dict[str, Any], task: str | None):
+def _load_multitask(folder: Path, config: dict[str, Any], task: str | None):
     from transferkit.heads import HeadSet
     from transferkit.multitask_model import MultiTaskModel
 
     tasks = config["tasks"]
+    if not isinstance(tasks, dict) or not tasks:
+        raise ArtifactError(f"{folder / 'config.json'}: 'tasks' names no task; restore the saved config.json, or "
+                            f"{RESAVE}.")
+    classes = {name: check_classes(spec["classes"], spec["head"]["num_classes"], f"the classes of task '{name}'",
+                                   folder) for name, spec in tasks.items()}
+    widths = {spec["head"]["in_features"] for spec in tasks.values()}
+    if len(widths) != 1:
+        raise ArtifactError(f"{folder / 'config.json'}: the task heads read features of different widths "
+                            f"{sorted(widths)}; restore the saved config.json, or {RESAVE}.")
+    tensors = read_weights(folder, ("backbone.", "heads."))
     backbone = _build_backbone(config["backbone"], folder, _prefixed(tensors, "backbone."))
-    in_features = next(iter(tasks.values()))["head"]["in_features"]
+    in_features = widths.pop()
     heads = HeadSet(in_features, {name: spec["head"]["num_classes"] for name, spec in tasks.items()})
     _load_state(heads.heads, _prefixed(tensors, "heads."), folder)
-    model = MultiTaskModel(backbone, heads, {name: spec["classes"] for name, spec in tasks.items()}).eval()
+    check_head_width(heads, backbone.num_features, folder)
+    model = MultiTaskModel(backbone, heads, classes).eval()
     if task is None:
         return model
     if task not in tasks:
@@ -103,7 +116,7 @@ def _load_multitask(folder: Path, config: dict[str, Any], tensors: dict[str, Any
 # --- ensemble ------------------------------------------------------------------------------------------------
 
 def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
-                  overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+                  overwrite: bool = False, extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
     """Write an :class:`~transferkit.fusion.models.EnsembleModel`: each member as a model folder inside it."""
     import torch
 
@@ -122,27 +135,41 @@ def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None
                       "", "Load it with `transferkit.load_model(folder)`.", ""])
     tensors = {"ensemble.weights": torch.as_tensor(list(model.weights), dtype=torch.float64)}
     return _write_folder(folder, "ensemble", tensors, description, metrics=metrics, run_config=run_config,
-                         overwrite=overwrite, card=card, extra_files=extra_files, fill=fill)
+                         overwrite=overwrite, card=card, extra_files=extra_files, fill=fill, keep_beside=keep_beside)
 
 
-def _load_ensemble(folder: Path, config: dict[str, Any], tensors: dict[str, Any]):
+def _load_ensemble(folder: Path, config: dict[str, Any]):
     from transferkit.artifacts import load_model
     from transferkit.fusion.models import EnsembleModel
 
+    relatives = config["members"]
+    if not isinstance(relatives, list) or not relatives:
+        raise ArtifactError(f"{folder / 'config.json'}: 'members' lists no member folder; restore the saved "
+                            f"config.json, or {RESAVE}.")
+    tensors = read_weights(folder, ("ensemble.",))
+    weights = tensors.get("ensemble.weights")
+    if weights is None or tuple(weights.shape) != (len(relatives),):
+        raise ArtifactError(f"{folder / 'model.safetensors'}: holds {0 if weights is None else weights.numel()} "
+                            f"ensemble weights for {len(relatives)} members; restore the saved files, or {RESAVE}.")
     members = []
-    for relative in config["members"]:
-        path = (folder / relative).resolve()
+    for relative in relatives:
+        path = (folder / str(relative)).resolve()
         if folder.resolve() not in path.parents:
             raise ArtifactError(f"{folder}: member path {relative} points outside the model folder.")
         members.append(load_model(path))
-    weights = tensors["ensemble.weights"].tolist()
-    return EnsembleModel(members, weights, classes=config["classes"])
+    classes = config["classes"]
+    check_classes(classes, len(members[0].classes), "'classes'", folder)
+    try:
+        return EnsembleModel(members, weights.tolist(), classes=classes)
+    except TransferkitError as exc:  # members of other label sets, weights off the simplex
+        raise ArtifactError(f"{folder}: the saved ensemble is inconsistent ({exc}); restore the saved files, or "
+                            f"{RESAVE}.") from exc
 
 
 # --- stacked features ----------------------------------------------------------------------------------------
 
 def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
-                 overwrite: bool = False, extra_files: dict[str, str] | None = None) -> Path:
+                 overwrite: bool = False, extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
     """Write a :class:`~transferkit.fusion.models.StackedModel` (pretrained backbones by name, projections, head)."""
     tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     reducers = []
@@ -165,25 +192,40 @@ def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None,
                       + (", each reduced by PCA," if any(reducers) else "") + " concatenated, then a linear probe",
                       "", "Load it with `transferkit.load_model(folder)`.", ""])
     return _write_folder(folder, "stacked", tensors, description, metrics=metrics, run_config=run_config,
-                         overwrite=overwrite, card=card, extra_files=extra_files)
+                         overwrite=overwrite, card=card, extra_files=extra_files, keep_beside=keep_beside)
 
 
-def _load_stacked(folder: Path, config: dict[str, Any], tensors: dict[str, Any]):
+def _load_stacked(folder: Path, config: dict[str, Any]):
     from transferkit.fusion.models import StackedModel
     from transferkit.heads import LinearHead
 
-    backbones, reducers = [], []
-    for index, spec in enumerate(config["backbones"]):
-        backbones.append(_build_backbone(spec, folder, _prefixed(tensors, f"backbone.{index}.")))
-        reduce = config["reduce"][index]
-        if reduce is None:
+    specs, reduce_specs, head_spec = config["backbones"], config["reduce"], config["head"]
+    if not isinstance(specs, list) or not specs or not isinstance(reduce_specs, list) \
+            or len(reduce_specs) != len(specs):
+        raise ArtifactError(f"{folder / 'config.json'}: 'backbones' and 'reduce' do not describe the same backbones; "
+                            f"restore the saved config.json, or {RESAVE}.")
+    classes = check_classes(config["classes"], head_spec["num_classes"], "'classes'", folder)
+    tensors = read_weights(folder, ("head.", "backbone.", "reduce."))
+    backbones, reducers, width = [], [], 0
+    for index, spec in enumerate(specs):
+        backbone = _build_backbone(spec, folder, _prefixed(tensors, f"backbone.{index}."))
+        backbones.append(backbone)
+        if reduce_specs[index] is None:
             reducers.append(None)
-        else:
-            reducers.append({"mean": tensors[f"reduce.{index}.mean"], "components": tensors[f"reduce.{index}.components"]})
-    head_spec = config["head"]
+            width += backbone.num_features
+            continue
+        mean, components = tensors.get(f"reduce.{index}.mean"), tensors.get(f"reduce.{index}.components")
+        if mean is None or components is None or tuple(mean.shape) != (backbone.num_features,) \
+                or components.ndim != 2 or components.shape[1] != backbone.num_features:
+            raise ArtifactError(f"{folder / 'model.safetensors'}: the projection of backbone {index} is missing or "
+                                f"does not fit its {backbone.num_features} features; restore the saved files, or "
+                                f"{RESAVE}.")
+        reducers.append({"mean": mean, "components": components})
+        width += int(components.shape[0])
     head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
     _load_state(head, _prefixed(tensors, "head."), folder)
-    return StackedModel(backbones, reducers, head, config["classes"])
+    check_head_width(head, width, folder)
+    return StackedModel(backbones, reducers, head, classes)
 
 
 def save_any(model: Any, folder: str | Path, **kwargs: Any) -> Path:
@@ -201,20 +243,21 @@ def save_any(model: Any, folder: str | Path, **kwargs: Any) -> Path:
     return save_model(model, folder, **kwargs)
 
 
-def load_kind(folder: Path, config: dict[str, Any], tensors: dict[str, Any], task: str | None = None):
+def load_kind(folder: Path, config: dict[str, Any], task: str | None = None):
     """Load a folder whose ``config.json`` names a ``kind`` (called by :func:`transferkit.artifacts.load_model`)."""
     kind = config.get("kind", "single")
     if task is not None and kind != "multitask":
         raise ArtifactError(f"{folder}: task={task!r} was given, but this is a {kind} model, not a multi-task one.")
     try:
         if kind == "multitask":
-            return _load_multitask(folder, config, tensors, task)
+            return _load_multitask(folder, config, task)
         if kind == "ensemble":
-            return _load_ensemble(folder, config, tensors)
+            return _load_ensemble(folder, config)
         if kind == "stacked":
-            return _load_stacked(folder, config, tensors)
-    except KeyError as exc:
-        raise ArtifactError(f"{folder / 'config.json'}: entry {exc} is missing; the folder is damaged.") from exc
+            return _load_stacked(folder, config)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ArtifactError(f"{folder / 'config.json'}: entry {exc} is missing or malformed; the folder is damaged. "
+                            f"Restore the saved config.json, or {RESAVE}.") from exc
     raise ArtifactError(f"{folder}: unknown model kind {kind!r} (known: single, {', '.join(KINDS)}); a newer "
                         "transferkit may read it.")
 
