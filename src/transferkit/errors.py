@@ -33,6 +33,11 @@ class ArtifactError(TransferkitError, ValueError):
     """A saved model folder is missing files, was tampered with, or is not a transferkit model."""
 
 
+class OutputError(TransferkitError, OSError):
+    """An output could not be written (no space left, no permission) while saving; nothing already there was
+    changed."""
+
+
 class ExportError(ArtifactError):
     """A model could not be exported, or the exported file does not compute what the original computes."""
 
