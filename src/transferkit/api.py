@@ -33,6 +33,9 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: False on the other processes of a multi-process (DDP) run: they train, the main process evaluates and saves.
     is_main_process: bool = True
+    #: Optional steps after the model was saved that failed (a baseline, a plot, the report, tracking): each is
+    #: also a warning, and is written into metrics.json and summary.txt.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -54,6 +57,7 @@ class FitResult:
                          + (f" (temperature {scaling['temperature']:.3f} fitted on validation data)" if scaling else ""))
         if self.config.get("plan"):
             lines.append(f"auto: {self.config['plan']['explanation']}")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -228,70 +232,112 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
             calibration_facts = fit_temperature(model, held_out, batch_size=config.batch_size, device=config.device,
                                                 num_workers=config.num_workers)
         proba = None
-        if is_main:
-            start = time.perf_counter()
-            proba = model.predict_proba(test_ds, batch_size=config.batch_size, device=config.device,
-                                        num_workers=config.num_workers, cache=None, progress=config.progress)
-            timings["test_predictions"] = time.perf_counter() - start
         strategy_facts = {"training": {k: v for k, v in trained.facts.items() if k != "history"}}
         strategy_metrics = {"training": trained.facts}
         if trained.outcome.metrics_csv and is_main:
             extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
+
+    from transferkit.artifacts import late_step, model_card, save_model, update_model_folder
+
+    notes: list[str] = []
+    baselines: dict[str, dict[str, Any]] = {}
+    comparisons: list[Any] = []
+
+    def resolved_config() -> dict[str, Any]:
+        return config.resolved(
+            backbone=backbone_name, classes=classes, modality=train.modality,
+            n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
+            data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
+            baselines_run=list(baselines), baselines_not_run=skipped_baselines, **strategy_facts, **ranking_facts,
+            **plan_facts, **({"temperature_scaling": calibration_facts} if calibration_facts else {}),
+        )
+
+    def all_metrics() -> dict[str, Any]:
+        return {"test": metrics, "baselines": baselines, "comparisons": [c.to_dict() for c in comparisons],
+                "baselines_not_run": skipped_baselines, **strategy_metrics, "timings_s": timings,
+                **({"notes": notes} if notes else {})}
+
+    metrics: dict[str, Any] = {}
+    result = FitResult(model, resolved_config(), metrics, baselines, comparisons, skipped_baselines=skipped_baselines,
+                       timings=timings, is_main_process=is_main, notes=notes)
+    if is_main and config.output is not None:
+        # The model is saved as soon as it exists; evaluation, baselines, plots, the report and tracking come after
+        # and update the folder, so that none of them can lose it.
+        result.output = save_model(model, config.output, overwrite=config.overwrite, run_config=result.config,
+                                   metrics={**all_metrics(), "pending": "test evaluation and baselines"},
+                                   extra_files=extra_files, keep_beside=True)
+    if is_main and proba is None:
+        start = time.perf_counter()
+        proba = model.predict_proba(test_ds, batch_size=config.batch_size, device=config.device,
+                                    num_workers=config.num_workers, cache=None, progress=config.progress)
+        timings["test_predictions"] = time.perf_counter() - start
     y_pred = proba.argmax(axis=1) if proba is not None else None
-    metrics = classification_metrics(y_test, y_pred, classes) if y_pred is not None else {}
-    if proba is not None:
+    if y_pred is not None:
         from transferkit.evaluation.calibration import calibration_summary
 
+        metrics.update(classification_metrics(y_test, y_pred, classes))
         metrics["calibration"] = calibration_summary(y_test, proba)
 
-    baselines, comparisons = {}, []
+    def update_folder() -> None:
+        if result.output is not None:
+            update_model_folder(result.output, metrics=all_metrics(), files={
+                "summary.txt": result.summary() + "\n", "README.md": model_card(result.output, all_metrics()),
+                "run_config.yaml": _yaml(result.config)})
+
+    update_folder()
     for name in baseline_names:
         if not is_main and name != "scratch":
             continue  # other processes of a multi-process run only join the baselines that train
-        start = time.perf_counter()
-        result = BASELINES[name](train, test_ds, classes, seed=config.seed, config=config, backbone=backbone_name,
-                                 val=val_ds)
-        timings[f"baseline_{name}"] = time.perf_counter() - start
-        if not is_main or result.predictions is None:
-            continue
-        baselines[name] = {**classification_metrics(y_test, result.predictions, classes),
-                           "description": result.description, **result.extra}
-        comparisons.append(compare(y_test, y_pred, result.predictions, name, seed=config.seed))
 
-    resolved = config.resolved(
-        backbone=backbone_name, classes=classes, modality=train.modality,
-        n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
-        data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
-        baselines_run=list(baselines), baselines_not_run=skipped_baselines, **strategy_facts, **ranking_facts,
-        **plan_facts, **({"temperature_scaling": calibration_facts} if calibration_facts else {}),
-    )
-    result = FitResult(model, resolved, metrics, baselines, comparisons, skipped_baselines=skipped_baselines,
-                       timings=timings, is_main_process=is_main)
+        def run_baseline(name: str = name) -> Any:
+            start = time.perf_counter()
+            outcome = BASELINES[name](train, test_ds, classes, seed=config.seed, config=config,
+                                      backbone=backbone_name, val=val_ds)
+            timings[f"baseline_{name}"] = time.perf_counter() - start
+            return outcome
+
+        outcome = late_step(f"baseline {name}", run_baseline, notes,
+                            saved="the model is saved" if result.output is not None else "the model stands")
+        if outcome is None:
+            skipped_baselines[name] = "failed; see the notes"
+            continue
+        if not is_main or outcome.predictions is None:
+            continue
+        baselines[name] = {**classification_metrics(y_test, outcome.predictions, classes),
+                           "description": outcome.description, **outcome.extra}
+        comparisons.append(compare(y_test, y_pred, outcome.predictions, name, seed=config.seed))
+    result.config = resolved_config()
     if not is_main:
         return result
-    all_metrics = {"test": metrics, "baselines": baselines, "comparisons": [c.to_dict() for c in comparisons],
-                   "baselines_not_run": skipped_baselines, **strategy_metrics, "timings_s": timings}
-    if config.output is not None:
-        from transferkit.artifacts import save_model
+    if result.output is not None:
+        update_folder()
         from transferkit.reporting.evidence import fit_evidence
 
-        extra_files.update(fit_evidence(train, test_ds, y_test, proba, classes, val=val_ds, seed=config.seed))
-        result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
-                                   overwrite=config.overwrite,
-                                   extra_files={"summary.txt": result.summary() + "\n", **extra_files})
+        late_step("the examples and predictions for the report", lambda: update_model_folder(
+            result.output, files=fit_evidence(train, test_ds, y_test, proba, classes, val=val_ds, seed=config.seed)),
+            notes)
         if config.calibrate and proba is not None:
             from transferkit.evaluation.calibration import reliability_diagram
 
-            reliability_diagram(y_test, proba, result.output / "reliability.png",
-                                title=f"{backbone_name} ({config.strategy}), test data")
+            late_step("the reliability diagram", lambda: reliability_diagram(
+                y_test, proba, result.output / "reliability.png",
+                title=f"{backbone_name} ({config.strategy}), test data"), notes)
     from transferkit.reporting.tracking import record_fit
 
-    record_fit(config, result, all_metrics)  # the report in the output folder, then the MLflow run
+    record_fit(config, result, all_metrics(), notes=notes)  # the report in the output folder, then the MLflow run
+    if notes and result.output is not None:
+        late_step("writing the notes", update_folder, [])
     if config.strategy != "linear-probe" or "scratch" in baselines:
         from transferkit.strategies.run import finish_run
 
-        finish_run(config, train)
+        late_step("cleaning up the run's work folder", lambda: finish_run(config, train), notes)
     return result
+
+
+def _yaml(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 def _as_model(model: Any, task: str | None = None):
