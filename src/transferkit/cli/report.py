@@ -14,7 +14,8 @@ from transferkit.errors import TransferkitError
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run folder: the model folder `transferkit fit --output` wrote, or any folder with the files listed in docs/reports.md."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN_DIR/report.html)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN_DIR/report.html, written again each time)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --output file if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the path."),
 ) -> None:
     """Write a self-contained HTML report of RUN_DIR (plots embedded, opens offline): configuration, data,
@@ -24,7 +25,7 @@ def report(
     try:
         from transferkit.reporting.report import write_report
 
-        path = write_report(run_dir, output)
+        path = write_report(run_dir, output, overwrite=overwrite)
     except TransferkitError as exc:
         _fail(exc)
     typer.echo(str(path) if quiet else f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -33,9 +33,11 @@ from typing import Any, Callable, Sequence
 
 from transferkit._io import atomic_write_text
 from transferkit._version import __version__
-from transferkit.errors import ArtifactError
+from transferkit.errors import ArtifactError, ConfigError
 
 REPORT_FILE = "report.html"
+#: Marks a page as written by transferkit (an existing report at the default place is written again).
+GENERATOR_MARK = '<meta name="generator" content="transferkit report">'
 RANKING_FILE = "ranking.json"
 ADAPTATION_FILE = "adaptation.json"
 INTERPOLATION_FILE = "interpolation.json"
@@ -686,7 +688,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     nav = "".join(f'<a href="#{key}">{_e(heading)}</a>' for key, heading, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{_e(heading)}</h2>{content}</section>' for key, heading, content in sections)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{GENERATOR_MARK}"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
             "style-src 'unsafe-inline'\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
@@ -694,10 +696,44 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
             f"<nav>{nav}</nav>{body}</main></body></html>\n")
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``); returns its path."""
+def is_transferkit_report(path: str | Path) -> bool:
+    """Whether ``path`` is an HTML report this module wrote (so that it may be written again)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR_MARK in head or "<title>transferkit report" in head
+
+
+def check_report_output(run_dir: str | Path, output: str | Path | None = None, *, overwrite: bool = False) -> Path:
+    """Where the report of ``run_dir`` goes, checked before it is built (a :class:`ConfigError` naming ``--output``
+    and the fix otherwise): not a folder, a location that can be written, and never over an existing file without
+    ``overwrite``, except the report this module wrote at the default place (``RUN_DIR/report.html``), which is
+    written again. A file of the run folder other than a report is never replaced."""
+    from transferkit._io import check_location
+
     path = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
+    option = "--output" if output is not None else "the report"
     if path.is_dir():
-        raise ArtifactError(f"report output {path} is a folder; give a file path such as {path / REPORT_FILE}.")
+        raise ConfigError(f"{option} {path} is a folder; give a file path such as {path / REPORT_FILE}.")
+    if path.exists():
+        ours = is_transferkit_report(path)
+        inside = Path(run_dir).resolve() == path.resolve().parent
+        if inside and not ours:
+            raise ConfigError(f"{option} {path} is a file of the run folder the report is made from, not a report; "
+                              "it is never replaced. Choose another file name.")
+        if not overwrite and not (output is None and ours):
+            raise ConfigError(f"{option} {path} already exists; pass --overwrite to replace it, or choose another "
+                              "file.")
+    check_location(path, option)
+    return path
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None, *, overwrite: bool = False) -> Path:
+    """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``, written again on every
+    call); an existing file at ``output`` is replaced only with ``overwrite`` (:func:`check_report_output`). The
+    file is written atomically. Returns its path."""
+    path = check_report_output(run_dir, output, overwrite=overwrite)
     atomic_write_text(path, build_report(run_dir))
     return path

@@ -64,14 +64,16 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict[str, Any],
               folder: str | Path | None = None, report: str | Path | None = None, run_id: str | None = None,
-              run_name: str = "fit", experiment: str = EXPERIMENT, tags: dict[str, str] | None = None) -> str | None:
+              run_name: str = "fit", experiment: str = EXPERIMENT, tags: dict[str, str] | None = None,
+              notes: list[str] | None = None) -> str | None:
     """Log a finished run to MLflow; returns its run id (``None`` when tracking is off or failed).
 
     ``run_id`` continues a run the engine opened (its parameters are already there); otherwise a new run is made in
     ``experiment`` with ``params`` (nested options flattened to ``a.b`` keys). ``metrics`` is the ``metrics.json``
     mapping (see :func:`flat_metrics`); a training history in it is logged per epoch for new runs. ``report`` (a
     file) is logged at the run's top level, ``folder`` (the saved model) under ``model/``; when ``folder`` is given
-    ``tracking.json`` (URI, experiment, run id) is written into it afterwards.
+    ``tracking.json`` (URI, experiment, run id) is written into it afterwards. A store that cannot be reached is a
+    warning and a line in ``notes``, never an error: the saved run stands.
     """
     uri = resolve_tracking_uri(tracking_uri)
     if uri is None:
@@ -118,8 +120,12 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
             client.log_artifacts(run_id, str(folder), artifact_path="model")
         client.set_terminated(run_id)
     except Exception as exc:  # the store is down, a permission problem, ...: the saved model stays valid
-        log.warning("tracking: could not log the run to %s (%s: %s); the model is saved all the same.", uri,
-                    type(exc).__name__, exc)
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        note = (f"tracking: could not log the run to {uri} ({type(exc).__name__}: {detail}); the "
+                f"{'model is' if folder is not None else 'results are'} saved all the same.")
+        log.warning("%s", note)
+        if notes is not None:
+            notes.append(note)
         return None
     if folder is not None:
         from transferkit._io import atomic_write_json
@@ -132,27 +138,39 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
 
 def report_and_track(folder: str | Path | None, *, params: dict[str, Any], metrics: dict[str, Any],
                tracking_uri: str | None = None, report: bool = True, run_id: str | None = None,
-               run_name: str = "run", tags: dict[str, str] | None = None) -> str | None:
+               run_name: str = "run", tags: dict[str, str] | None = None,
+               notes: list[str] | None = None) -> str | None:
     """The end of any run that saved ``folder`` (fit, adapt, distill, tune, ...): its report (unless ``report`` is
-    false; a missing matplotlib is a warning), then its MLflow run (see :func:`track_run`). ``params`` are the
-    run's resolved options, ``metrics`` its ``metrics.json`` mapping. Returns the MLflow run id, or ``None``."""
+    false), then its MLflow run (see :func:`track_run`). ``params`` are the run's resolved options, ``metrics`` its
+    ``metrics.json`` mapping. Both steps come after the result was saved and are optional: a failure of either (a
+    missing or broken matplotlib, an unreachable store) is a one-line warning and a line in ``notes``, and the
+    saved result stands. Returns the MLflow run id, or ``None``."""
+    from transferkit.artifacts import late_step
+
+    notes = notes if notes is not None else []
+    saved = "the model is saved" if folder is not None and (Path(folder) / "config.json").is_file() else \
+        "the results are saved"
     report_path = None
     if folder is not None and report:
-        try:
-            from transferkit.reporting.report import write_report
+        def write() -> Path:
+            try:
+                from transferkit.reporting.report import write_report
 
-            report_path = write_report(folder)
-        except ImportError as exc:
-            log.warning("report: not written (%s); install matplotlib (`pip install 'transferkit[report]'`) or pass "
-                        "--no-report.", exc)
+                return write_report(folder)
+            except ImportError as exc:
+                raise ImportError(f"{exc}; install matplotlib (`pip install 'transferkit[report]'`) or pass "
+                                  "--no-report") from exc
+
+        report_path = late_step("the report", write, notes, saved=saved)
     tags = dict(tags or {})
     if folder is not None:
         tags["transferkit.output"] = str(Path(folder).resolve())
-    return track_run(tracking_uri=tracking_uri, params=params, metrics=metrics, folder=folder, report=report_path,
-                     run_id=run_id, run_name=run_name, tags=tags)
+    return late_step("tracking", lambda: track_run(
+        tracking_uri=tracking_uri, params=params, metrics=metrics, folder=folder, report=report_path, run_id=run_id,
+        run_name=run_name, tags=tags, notes=notes), notes, saved=saved)
 
 
-def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
+def record_fit(config: Any, result: Any, metrics: dict[str, Any], notes: list[str] | None = None) -> str | None:
     """What ``fit`` does at its end: :func:`report_and_track` with the engine's MLflow run when it trained one."""
     training = (result.config.get("training") or {}).get("training") or {}
     run_id = training.get("mlflow_run_id") if training.get("mlflow_uri") else None
@@ -160,8 +178,8 @@ def record_fit(config: Any, result: Any, metrics: dict[str, Any]) -> str | None:
             "transferkit.backbone": str(result.config.get("backbone")),
             "transferkit.version": str(result.config.get("transferkit_version"))}
     return report_and_track(result.output, params=result.config, metrics=metrics, tracking_uri=config.tracking_uri,
-                      report=config.report, run_id=run_id, tags=tags,
-                      run_name=f"{result.config.get('backbone')} {result.config.get('strategy')}")
+                            report=config.report, run_id=run_id, tags=tags, notes=notes,
+                            run_name=f"{result.config.get('backbone')} {result.config.get('strategy')}")
 
 
 def read_tracking(folder: str | Path) -> dict[str, Any] | None:
