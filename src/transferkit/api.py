@@ -400,6 +400,7 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
     if runtime not in ("torch", "onnx"):
         raise ConfigError(f"runtime must be torch or onnx; got {runtime!r}.")
+    model_folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
     if runtime == "onnx":
         from transferkit.compress.runtime import model_onnx_path
 
@@ -421,6 +422,13 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         proba = OnnxClassifier(model, onnx_path).predict_proba(dataset, batch_size=batch_size)
     else:
         proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress)
+    if not np.isfinite(proba).all():  # a broken model: no NaN reaches the caller (or strict JSON output)
+        from transferkit.errors import ArtifactError
+
+        bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        raise ArtifactError(f"model {model_folder or 'given'}: its probabilities are NaN or infinite for {len(bad)} of "
+                            f"{len(proba)} inputs (first: {dataset.row_ids[int(bad[0])]}); its weights are not finite "
+                            "(a diverged training run). Train it again with a lower learning rate.")
     out = []
     for row, p in zip(dataset.row_ids, proba):
         order = np.argsort(-p)[: top_k or len(p)]

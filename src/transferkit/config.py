@@ -24,7 +24,7 @@ DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
 class FitConfig(BaseModel):
     """Everything that decides what ``fit`` does. Paths are strings; ``None`` means "chosen for you"."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL, Parquet)")
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data, and training strategies hold out val_fraction of it for early stopping")
@@ -42,7 +42,7 @@ class FitConfig(BaseModel):
     encoding: str = Field("utf-8", description="text encoding of table files")
     shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class (few-shot experiments)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for testing when no test data is given")
-    seed: int = Field(0, ge=0, description="seed of every random choice (splits, sampling, folds)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (splits, sampling, folds)")
     batch_size: int = Field(64, gt=0, description="examples per backbone forward pass; for training strategies, the global training batch (split across processes)")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
@@ -108,7 +108,7 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
             allowed = ", ".join(getattr(owner, "model_fields", FitConfig.model_fields))
             lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
         else:
-            lines.append(f"option '{field}': {error['msg']} (got {error.get('input')!r})")
+            lines.append(f"option '{field}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
     return f"{origin}: " + "; ".join(lines)
 
 

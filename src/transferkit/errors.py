@@ -44,3 +44,8 @@ class ExportError(ArtifactError):
 
 class NotFittedError(TransferkitError, AttributeError):
     """An estimator was used before ``fit``."""
+
+
+class TrainingDivergedError(ConfigError):
+    """Training stopped because the loss became NaN or infinite; the options of the run (learning rate, precision)
+    are the usual cause, so it is a :class:`ConfigError` and no model is saved."""

@@ -233,7 +233,7 @@ def predict(
         typer.echo(f"wrote {len(rows)} predictions to {output}")
     else:
         for row in rows:
-            typer.echo(json.dumps(row))
+            typer.echo(json.dumps(row, allow_nan=False))  # strict JSON: predict_fn refuses non-finite values
 
 
 def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None:
@@ -250,7 +250,7 @@ def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None
             writer.writerow([row["input"], row["label"], *[_cell(row["probabilities"].get(c)) for c in classes]])
         atomic_write_text(path, buffer.getvalue())
     else:
-        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
 def _cell(probability: float | None) -> str:

@@ -31,8 +31,24 @@ class EpochRecorder(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint, so that a resumed run's history starts at its first epoch."""
+        return {"history": [dict(row) for row in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state_dict.get("history", [])]
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before the checkpoint of the epoch is written (checkpoint callbacks run last), so that it holds the row.
+        if not trainer.sanity_checking:
+            self._record(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if not trainer.sanity_checking:  # an epoch without validation (a run stopped in the middle of it)
+            self._record(trainer, pl_module)
+
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.history and self.history[-1]["epoch"] == trainer.current_epoch:
             return
         metrics = trainer.callback_metrics
         row: dict[str, float | int | None] = {"epoch": trainer.current_epoch}

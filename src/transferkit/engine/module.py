@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transferkit.engine.freezing import keep_frozen_batchnorm_eval
+from transferkit.engine.loss_watch import LossWatch
 from transferkit.engine.plan import ParamGroup, TrainingPlan
 from transferkit.engine.rng import collect_rng_states, restore_rng_states
 from transferkit.engine.settings import EngineSettings
@@ -39,6 +40,21 @@ def optimizer_groups(groups: list[ParamGroup], weight_decay: float) -> list[dict
     return out
 
 
+#: AdamW moves each weight by about the learning rate per step; above this, training all but surely diverges.
+MAX_SENSIBLE_LR = 1.0
+
+
+def warn_about_learning_rates(groups: list[dict[str, Any]], run_name: str) -> None:
+    """One warning naming the optimiser groups whose learning rate is above :data:`MAX_SENSIBLE_LR`."""
+    high = {g["name"].removesuffix(".no_decay"): g["lr"] for g in groups if g["lr"] > MAX_SENSIBLE_LR}
+    if high:
+        import warnings
+
+        listed = ", ".join(f"{name} {lr:g}" for name, lr in high.items())
+        warnings.warn(f"{run_name}: learning rate far above the range AdamW trains in (about 1e-5 to 1e-2): {listed}; "
+                      "the run will probably diverge. Lower --lr (and --head-lr).", stacklevel=2)
+
+
 class AdaptationModule(pl.LightningModule):
     """Trains ``model`` (inputs -> logits) by the loss terms of ``plan``; validates accuracy and cross-entropy."""
 
@@ -51,6 +67,7 @@ class AdaptationModule(pl.LightningModule):
         self._sums: dict[str, torch.Tensor | float] = {}
         self._count = 0
         self._val_sums: dict[str, torch.Tensor] = {}
+        self.loss_watch = LossWatch(settings.run_name, settings.lr, window=settings.log_every_n_steps)
 
     def train(self, mode: bool = True) -> "AdaptationModule":
         super().train(mode)
@@ -69,10 +86,13 @@ class AdaptationModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferkit_rng"] = collect_rng_states()
+        checkpoint["transferkit_loss_watch"] = self.loss_watch.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "transferkit_rng" in checkpoint:
             restore_rng_states(checkpoint["transferkit_rng"])
+        if "transferkit_loss_watch" in checkpoint:
+            self.loss_watch.load_state_dict(checkpoint["transferkit_loss_watch"])
 
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.model(inputs)
@@ -87,7 +107,22 @@ class AdaptationModule(pl.LightningModule):
         self._count += size
         if batch_idx % self.settings.log_every_n_steps == 0:
             self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+        # A NaN or infinite loss stops the run here, before the optimiser spreads it into the weights.
+        self.loss_watch.observe(loss, self.current_epoch, batch_idx, every_step=self._check_every_step(loss),
+                                reduce=self._mean_over_processes if self._sync else None)
         return loss
+
+    def _check_every_step(self, loss: torch.Tensor) -> bool:
+        """Reading the loss every step is free on a single CPU process; elsewhere it would stall the device."""
+        return not self._sync and loss.device.type == "cpu"
+
+    def _mean_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="mean")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx + 1 >= self.trainer.num_training_batches:  # the epoch's last window, before validation
+            self.loss_watch.check(self.current_epoch, batch_idx,
+                                  reduce=self._mean_over_processes if self._sync else None)
 
     def epoch_train_loss(self) -> float | None:
         """Mean training loss of the epoch so far (weighted by batch size)."""
@@ -141,6 +176,7 @@ class AdaptationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = optimizer_groups(self.plan.param_groups(self.model, self.settings.lr), self.settings.weight_decay)
+        warn_about_learning_rates(groups, self.settings.run_name)
         optimizer = torch.optim.AdamW(groups, lr=self.settings.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.settings.warmup_fraction * total))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,8 +55,8 @@ class EngineSettings:
         checks = [
             (self.epochs >= 1, "epochs", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
-            (self.lr > 0, "lr", "a positive number"),
-            (self.weight_decay >= 0, "weight_decay", "zero or more"),
+            (0 < self.lr < math.inf, "lr", "a finite positive number"),
+            (0 <= self.weight_decay < math.inf, "weight_decay", "a finite number, zero or more"),
             (0 <= self.warmup_fraction < 1, "warmup_fraction", "in [0, 1)"),
             (self.accumulate >= 1, "accumulate", "at least 1"),
             (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),

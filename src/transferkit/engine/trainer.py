@@ -127,6 +127,61 @@ def _loggers(settings: EngineSettings, resume: bool) -> tuple[list[Any], Any]:
     return loggers, mlflow_logger
 
 
+#: A resumed run's log rows from before its checkpoint, kept here until they are merged into metrics.csv again.
+EARLIER_METRICS = "metrics-before-resume.csv"
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    import csv
+    import io
+
+    from transferkit._io import atomic_write_text
+
+    keys = sorted(set().union(*rows)) if rows else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def earlier_metrics(settings: EngineSettings) -> list[dict[str, str]]:
+    """The log rows of the interrupted run(s) up to the epoch of the checkpoint a resumed run starts from (rows of
+    the epoch that was cut short are dropped: it runs again), so that the log of the whole run stays complete."""
+    state = torch.load(settings.last_checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    last_epoch = int(state.get("epoch", -1))
+    del state
+    rows, seen = [], set()
+    for row in _read_rows(settings.work_dir / EARLIER_METRICS) + _read_rows(settings.metrics_csv):
+        try:
+            epoch = int(float(row.get("epoch") or "nan"))
+        except ValueError:
+            continue
+        key = tuple(sorted((k, v) for k, v in row.items() if v not in ("", None)))
+        if epoch <= last_epoch and key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
+def _merge_earlier_metrics(settings: EngineSettings) -> None:
+    """metrics.csv = the rows kept from before the resume, then this run's."""
+    earlier = settings.work_dir / EARLIER_METRICS
+    rows = _read_rows(earlier)
+    if rows:
+        _write_rows(settings.metrics_csv, rows + _read_rows(settings.metrics_csv))
+    earlier.unlink(missing_ok=True)
+
+
 def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Mapping[str, TorchDataset],
                  val: TorchDataset | Mapping[str, TorchDataset], settings: EngineSettings, *,
                  train_collate: Callable | Mapping[str, Callable], val_collate: Callable | Mapping[str, Callable],
@@ -154,6 +209,7 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
     accelerator, devices = accelerator_and_devices(settings.device, settings.devices)
     precision = resolve_precision(settings.precision, accelerator)
     resume_from = None
+    earlier_rows: list[dict[str, str]] = []
     if settings.resume:
         if not settings.last_checkpoint.is_file():
             raise ConfigError(
@@ -161,10 +217,12 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
                 "(or --output) as the interrupted run, or run without --resume."
             )
         resume_from = str(settings.last_checkpoint)
+        earlier_rows = earlier_metrics(settings)
     else:  # a fresh run: nothing of an earlier one in this folder may be mistaken for this one's
         for old in settings.checkpoint_dir.glob("*.ckpt"):
             old.unlink(missing_ok=True)
         settings.metrics_csv.unlink(missing_ok=True)
+        (settings.work_dir / EARLIER_METRICS).unlink(missing_ok=True)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
 
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -196,6 +254,8 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
     )
     start = time.perf_counter()
     module.train()  # the whole model in training mode, except frozen BatchNorm layers
+    if earlier_rows and trainer.is_global_zero:  # kept aside first: Lightning's CSV logger starts metrics.csv anew
+        _write_rows(settings.work_dir / EARLIER_METRICS, earlier_rows)
     try:
         with warnings.catch_warnings():
             for pattern in _QUIET_WARNINGS:
@@ -208,6 +268,8 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
             trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
+        if earlier_rows and trainer.is_global_zero:
+            _merge_earlier_metrics(settings)
     seconds = time.perf_counter() - start
 
     best_path = checkpoint.best_model_path

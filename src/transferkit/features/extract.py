@@ -252,6 +252,7 @@ def extract_features(
             unique = np.fromiter(first_of.values(), dtype=np.int64)
             computed = run_backbone(backbone, dataset.subset(unique), batch_size=batch_size, device=device,
                                     num_workers=num_workers, progress=progress, runtime=runtime)
+            require_finite_features(computed, backbone, dataset.subset(unique))  # never cached
             cache.store(key, [keys[i] for i in unique], computed, meta=backbone.describe())
             if features is None:
                 features = np.zeros((len(dataset), computed.shape[1]), dtype=np.float32)
@@ -261,10 +262,27 @@ def extract_features(
         else:
             stats.computed = 0
         stats.from_cache = int(hits.sum())
+    require_finite_features(features, backbone, dataset)
     stats.seconds = time.perf_counter() - start
     log.info("features of %s: %d examples (%d from cache, %d computed) in %.1f s", dataset.origin, stats.total,
              stats.from_cache, stats.computed, stats.seconds)
     return features
+
+
+def require_finite_features(features: np.ndarray, backbone: Backbone, dataset: Dataset) -> None:
+    """A :class:`~transferkit.errors.BackboneError` naming the examples when any feature is NaN or infinite:
+    a probe fitted on them, or a model saved from them, would predict NaN."""
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        from transferkit.errors import BackboneError
+
+        rows = np.flatnonzero(bad)
+        first = dataset.row_ids[int(rows[0])]
+        raise BackboneError(
+            f"backbone '{backbone.name}' gave NaN or infinite features for {len(rows)} of {len(dataset)} examples "
+            f"of {dataset.origin} (first: {first}). Its weights hold NaN or infinite values (a diverged checkpoint, "
+            "--init-from or a local model folder), or half precision overflowed; check the backbone's weights, or "
+            "run on --device cpu.")
 
 
 class _Progress:

@@ -14,7 +14,7 @@ DEFAULT_SCORES = ("logme", "leep", "nce", "hscore", "shrinkage_hscore")
 class RankConfig(BaseModel):
     """Everything that decides what ``rank`` does. ``None`` means "chosen for you"."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     candidates: list[str] | None = Field(None, description="backbone names to rank (`transferkit models`, timm:ARCH, hf:MODEL_ID, random:NAME, a local folder); default: every installed backbone of the data's modality")
     scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES), description="transferability scores to compute: logme, leep, nce, hscore, shrinkage_hscore (the default), logme_no_intercept (the paper's exact LogME)")
@@ -30,7 +30,7 @@ class RankConfig(BaseModel):
     text_column: str | None = Field(None, description="text column of a table")
     path_column: str | None = Field(None, description="image-path column of a table")
     encoding: str = Field("utf-8", description="text encoding of table files")
-    seed: int = Field(0, ge=0, description="seed of every random choice (split, sampling, SVD)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (split, sampling, SVD)")
     batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
     device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")

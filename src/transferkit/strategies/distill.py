@@ -84,7 +84,7 @@ UNLABELLED = -100
 class DistillOptions(BaseModel):
     """The loss of ``distill``: temperature, the soft/hard weighting, optional feature matching."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     temperature: float = Field(4.0, gt=0, description="softmax temperature T of the soft targets (1 = the "
                                "teachers' probabilities as they are); the soft term is scaled by T^2")

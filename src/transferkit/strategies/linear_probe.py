@@ -36,6 +36,24 @@ def _floor_scale(scaler: StandardScaler) -> None:
         scaler.scale_ = np.where(scale < RELATIVE_SCALE_FLOOR * float(np.max(scale)), 1.0, scale)
 
 
+def _require_finite(X, name: str) -> None:
+    """A :class:`~transferkit.errors.DataError` naming the rows of ``X`` that hold NaN or infinite values."""
+    if sp.issparse(X):
+        coo = X.tocoo()
+        rows = np.unique(coo.row[~np.isfinite(coo.data)])
+    else:
+        values = np.asarray(X)
+        if values.ndim == 0 or not np.issubdtype(values.dtype, np.number):
+            return  # validate_data reports the other problems
+        rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+    if len(rows):
+        from transferkit.errors import DataError
+
+        raise DataError(f"LinearProbe: {name} holds NaN or infinite values in {len(rows)} rows (first: row "
+                        f"{int(rows[0])}); features must be finite (features from a backbone with broken weights, "
+                        "or from a diverged model, cannot be probed).")
+
+
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression on standardised features, with the inverse regularisation strength ``C``
     chosen on validation data.
@@ -90,6 +108,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         adaptation); the cross-validation folds are then scored by weighted accuracy, which estimates the accuracy
         under the distribution the weights describe."""
         self._check_params()
+        _require_finite(X, "X")
+        if X_val is not None:
+            _require_finite(X_val, "X_val")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float64)

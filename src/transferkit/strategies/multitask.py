@@ -228,6 +228,12 @@ SHARED_TRAINING_OPTIONS = ("epochs", "batch_size", "weight_decay", "warmup", "ac
                            "tracking_uri", "progress", "work_dir", "output")
 
 
+#: Options that do not change what a multi-task run trains (``resume`` may change them); the tasks' data is
+#: recorded by fingerprint.
+MULTITASK_UNTRAINED_OPTIONS = ("output", "overwrite", "device", "devices", "distributed", "num_workers", "resume",
+                               "work_dir", "tracking_uri", "cache_dir", "progress")
+
+
 def _training_view(config: MultiTaskConfig) -> Any:
     """A :class:`~transferkit.config.FitConfig` with this run's training options (the rest at their defaults),
     so that the engine's settings are made exactly as for ``fit``."""
@@ -265,7 +271,16 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
         raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by 'devices' "
                           f"({config.devices}).")
     accelerator_and_devices(config.device, config.devices)
-    settings.resume = config.resume and settings.last_checkpoint.is_file()
+    if config.resume and not settings.last_checkpoint.is_file():
+        raise ConfigError(f"--resume: nothing to resume in {folder} (no checkpoint). Give the same --output (or "
+                          "work_dir) as the interrupted run, or run without resume.")
+    settings.resume = config.resume
+    from transferkit.engine.run_record import check_resume, training_options, write_record
+
+    data = {t.name: {"training data": t.train.fingerprint(),
+                     "validation data": t.val.fingerprint() if t.val is not None else None} for t in tasks}
+    options = training_options(config.model_dump(), MULTITASK_UNTRAINED_OPTIONS, lr=lr, data=data)
+    (check_resume if config.resume else write_record)(folder, options)
     augmentation = augmentation_for(backbone.modality, config.augment)
 
     for task in tasks:

@@ -22,7 +22,7 @@ WEIGHTINGS = ("fixed", "uncertainty", "pcgrad")
 class TaskConfig(BaseModel):
     """One task: a name, its data, and how much its loss counts (``weighting = fixed`` and ``pcgrad``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     name: str = Field(..., description="task name (letters, digits, _ and -): names its head, metrics and predictions")
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table; may be given as a Dataset to the Python function instead")
@@ -46,7 +46,7 @@ class TaskConfig(BaseModel):
 class MultiTaskConfig(BaseModel):
     """Everything that decides what ``multitask`` does."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     tasks: list[TaskConfig] = Field(..., min_length=1, description="the tasks (name, data, val, test, columns, shots, weight)")
     backbone: str | None = Field(None, description="backbone shared by every task (default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text)")
@@ -55,7 +55,7 @@ class MultiTaskConfig(BaseModel):
     sampling: Literal["proportional", "uniform", "temperature"] = Field("proportional", description="share of each training step's batch per task: proportional to the task's training examples, uniform, or temperature (proportional to n_t^(1/temperature))")
     temperature: float = Field(2.0, gt=0, description="sampling = temperature: 1 is proportional, large values approach uniform")
     weighting: Literal["fixed", "uncertainty", "pcgrad"] = Field("fixed", description="loss weighting: fixed (each task's weight), uncertainty (learned, Kendall et al. 2018), pcgrad (fixed weights, conflicting gradients projected, Yu et al. 2020)")
-    seed: int = Field(0, ge=0, description="seed of every random choice")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice")
     batch_size: int = Field(32, gt=0, description="global training batch of each step, shared among the tasks by 'sampling'")
     epochs: int = Field(10, gt=0, description="maximum epochs (an epoch ends when the task with the most batches has seen its data once)")
     lr: float | None = Field(None, gt=0, description="learning rate of the backbone (default 1e-4)")
@@ -107,7 +107,7 @@ def make_multitask_config(origin: str = "options", **values: Any) -> MultiTaskCo
                 owner = TaskConfig if error["loc"][:1] == ("tasks",) else MultiTaskConfig
                 lines.append(f"unknown option '{field}'; allowed options are: {', '.join(owner.model_fields)}")
             else:
-                lines.append(f"option '{field}': {error['msg']} (got {error.get('input')!r})")
+                lines.append(f"option '{field}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
         raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class FineTuneConfig(BaseModel):
     """Full or partial fine-tuning (also the second stage of LP-FT, and the base of L2-SP)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     freeze: int = Field(0, ge=0, description="layer groups frozen for the whole run, counted from the input (the "
                                              "backbone's layer_groups(): stem, stages, ...); 0 trains them all")
@@ -35,7 +35,7 @@ class FineTuneConfig(BaseModel):
 class LoraConfig(BaseModel):
     """Low-rank adapters (PEFT's LoRA) on the backbone; the head trains fully. Merged into the weights for export."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     rank: int = Field(8, gt=0, description="rank r of each adapter (W + B A with A: r x in, B: out x r)")
     alpha: float = Field(16.0, gt=0, description="scaling: the update B A is multiplied by alpha / rank")
@@ -48,7 +48,7 @@ class LoraConfig(BaseModel):
 class L2SPConfig(BaseModel):
     """Fine-tuning held near the pretrained weights (L2-SP, Li et al. 2018)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     alpha: float = Field(0.1, ge=0, description="strength of alpha/2 * ||w - w_pretrained||^2 over the backbone")
     beta: float = Field(0.01, ge=0, description="strength of beta/2 * ||w||^2 over the new head")

@@ -26,6 +26,12 @@ log = logging.getLogger("transferkit")
 
 FINAL_WEIGHTS = "final-weights.pt"
 FINAL_OUTCOME = "outcome.json"
+#: Options that do not change what a stage trains (where things are written, logging, devices, what runs after
+#: training, paths whose data is recorded by fingerprint instead): ``--resume`` may change them.
+UNTRAINED_OPTIONS = ("data", "val", "test", "output", "overwrite", "report", "label_column", "text_column",
+                     "path_column", "encoding", "cache_dir", "no_cache", "progress", "resume", "work_dir",
+                     "tracking_uri", "num_workers", "device", "devices", "num_nodes", "distributed", "calibrate",
+                     "baselines", "activation_checkpointing", "compare_plain")
 
 
 @dataclass
@@ -147,8 +153,17 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
                                log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
     _check(config, strategy, backbone, settings, folder)
-    # A stage the interrupted run had not reached starts afresh; one it had started continues.
+    # A stage the interrupted run had not reached starts afresh; one it had started continues, with its options.
     settings.resume = config.resume and settings.last_checkpoint.is_file()
+    from transferkit.engine.run_record import check_resume, training_options, write_record
+
+    options = training_options(config.model_dump(), UNTRAINED_OPTIONS, stage=stage, lr=lr,
+                               **{"training data": train.fingerprint(),
+                                  "validation data": val.fingerprint() if val is not None else None})
+    if config.resume and _has_progress(folder):
+        check_resume(folder, options)
+    else:
+        write_record(folder, options)
     augmentation = augmentation_for(backbone.modality, config.augment, config.auto_augment)
     init_report = None
     if config.init_from:
@@ -196,7 +211,7 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
         saved = json.loads((folder / FINAL_OUTCOME).read_text())
         if saved.get("final_choice"):
             run_facts["final_choice"] = saved["final_choice"]
-        outcome = TrainingOutcome(**{k: v for k, v in saved.items() if k != "final_choice"})
+        outcome = TrainingOutcome(**{k: v for k, v in saved.items() if k in TrainingOutcome.__dataclass_fields__})
     else:
         final.unlink(missing_ok=True)
         outcome = run_training(model, strategy, train_set, val_set, settings,
@@ -208,7 +223,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
             log.info("%s: %s", stage, ", ".join(f"{k} {v}" for k, v in choice.items()))
         if outcome.is_main_process:
             torch.save(model.state_dict(), final)
-            (folder / FINAL_OUTCOME).write_text(json.dumps({**outcome.to_dict(), "final_choice": choice}, default=str))
+            (folder / FINAL_OUTCOME).write_text(json.dumps({**outcome.to_dict(), "history": outcome.history,
+                                                            "final_choice": choice}, default=str))
     if config.activation_checkpointing:
         from transferkit.engine.memory import disable_activation_checkpointing
 

@@ -61,7 +61,7 @@ LINEAR_PROBE = "linear-probe"
 class TuneConfig(BaseModel):
     """How the search runs (the run being tuned is a :class:`~transferkit.config.FitConfig`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     n_trials: int = Field(20, gt=0, description="trials the study should have finished in total (a resumed study runs only the missing ones)")
     timeout: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")

@@ -40,7 +40,7 @@ DEFAULT_TRADEOFFS: dict[str, tuple[float, ...]] = {
 class AdaptConfig(BaseModel):
     """Options of :func:`~transferkit.adapt`. ``None`` means "chosen for you"."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     source: str | None = Field(None, description="labelled source data: a folder with one sub-folder per class, or a table with a label column")
     target: str | None = Field(None, description="unlabelled target data: a folder of images, or a table with a text or image-path column")
@@ -61,7 +61,7 @@ class AdaptConfig(BaseModel):
     text_column: str | None = Field(None, description="text column of the tables")
     path_column: str | None = Field(None, description="image-path column of the tables")
     encoding: str = Field("utf-8", description="text encoding of table files")
-    seed: int = Field(0, ge=0, description="seed of every random choice")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice")
     epochs: int = Field(10, gt=0, description="training epochs per candidate (one epoch = one pass over the larger domain)")
     warm_start: bool = Field(False, description="train source-only first, then start every other trained method from it (for adapt_epochs more epochs) instead of from scratch: cheaper, and the usual practice for adversarial methods")
     adapt_epochs: int | None = Field(None, gt=0, description="with warm_start: epochs of each method after the source-only start (default: epochs)")
@@ -135,5 +135,5 @@ def make_adapt_config(**values: Any) -> AdaptConfig:
             if error["type"] == "extra_forbidden":
                 problems.append(f"unknown option '{option}'; allowed: {', '.join(AdaptConfig.model_fields)}")
             else:
-                problems.append(f"option '{option}': {error['msg']} (got {error.get('input')!r})")
+                problems.append(f"option '{option}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
         raise ConfigError("adapt: " + "; ".join(problems)) from None
