@@ -64,6 +64,8 @@ class DistillResult:
     facts: dict[str, Any] = field(default_factory=dict)
     output: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Optional steps after the student was saved that failed (the plain student, the report, tracking).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -86,6 +88,7 @@ class DistillResult:
             c = self.comparison
             lines.append(f"distillation vs plain training: {100 * c.difference:+.1f} points "
                          f"({c.confidence:.0%} interval {100 * c.ci_low:+.1f} to {100 * c.ci_high:+.1f}; {c.verdict})")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -199,7 +202,10 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 
-        check_output_folder(config.output, config.overwrite)
+        check_output_folder(config.output, config.overwrite, inputs=[
+            ("training data", data), ("validation data", val), ("test data", test), ("unlabelled data", unlabelled),
+            ("student backbone", config.backbone), ("--work-dir", config.work_dir),
+            *[("teacher model", t) for t in config.teacher or []]])
     timings: dict[str, float] = {}
     start = time.perf_counter()
     teachers = load_teachers(config.teacher)
@@ -229,6 +235,19 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     timings["training"] = time.perf_counter() - start
     model = trained.model
+    from transferkit.artifacts import late_step, model_card, save_model, update_model_folder
+
+    notes: list[str] = []
+    output = None
+    training_log = {"training_log.csv": Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")} \
+        if trained.outcome.metrics_csv else {}
+    if config.output is not None:  # saved as soon as it exists; evaluation and comparisons update the folder
+        output = save_model(model, config.output, overwrite=config.overwrite,
+                            run_config=config.resolved(backbone=student_name, classes=classes,
+                                                       modality=train.modality),
+                            metrics={"training": trained.facts, "timings_s": timings,
+                                     "pending": "test evaluation and the teachers' figures"},
+                            extra_files=training_log, keep_beside=True)
     predict = dict(batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
                    progress=config.progress)
     y_test = test_ds.label_array(classes)
@@ -250,8 +269,11 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     if len(teachers) > 1:
         extra_facts["ensemble_accuracy"] = float(np.mean(np.mean(teacher_probas, axis=0).argmax(axis=1) == y_test))
 
+    import yaml
+
     plain, comparison = None, None
-    if config.compare_plain:
+
+    def train_plain() -> tuple[dict[str, Any], Any]:
         from transferkit.evaluation.verdict import compare
         from transferkit.strategies.finetune import FineTune
 
@@ -269,35 +291,47 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
                                         strategy=plain_strategy, stage="plain")
         timings["plain_training"] = time.perf_counter() - start
         plain_pred = plain_run.model.predict_proba(test_ds, cache=None, **predict).argmax(axis=1)
-        plain = {**classification_metrics(y_test, plain_pred, classes),
-                 "epochs_run": plain_run.outcome.epochs_run, "seconds": plain_run.outcome.seconds}
-        comparison = compare(y_test, proba.argmax(axis=1), plain_pred, "plain student", seed=config.seed)
+        return ({**classification_metrics(y_test, plain_pred, classes),
+                 "epochs_run": plain_run.outcome.epochs_run, "seconds": plain_run.outcome.seconds},
+                compare(y_test, proba.argmax(axis=1), plain_pred, "plain student", seed=config.seed))
+
+    def all_metrics() -> dict[str, Any]:
+        return {"test": metrics, "teachers": teacher_rows, "plain_student": plain,
+                "comparisons": [comparison.to_dict()] if comparison is not None else [],
+                "training": trained.facts, "timings_s": timings, **extra_facts, **({"notes": notes} if notes else {})}
+
+    def update_folder() -> None:
+        if result.output is not None:
+            update_model_folder(result.output, metrics=all_metrics(), files={
+                "summary.txt": result.summary() + "\n", "README.md": model_card(result.output, all_metrics()),
+                "run_config.yaml": yaml.safe_dump(result.config, sort_keys=False)})
 
     resolved = config.resolved(backbone=student_name, classes=classes, modality=train.modality, n_train=len(train),
                                n_val=len(val_ds) if val_ds is not None else 0, n_test=len(test_ds),
                                n_unlabelled=len(unlabelled_ds) if unlabelled_ds is not None else 0,
                                data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
                                teachers=teacher_rows, **extra_facts)
-    result = DistillResult(model, resolved, metrics, teacher_rows, plain, comparison, facts, timings=timings)
+    result = DistillResult(model, resolved, metrics, teacher_rows, plain, comparison, facts, output=output,
+                           timings=timings, notes=notes)
+    update_folder()
+    if config.compare_plain:
+        outcome = late_step("training the plain student for the comparison", train_plain, notes,
+                            saved="the distilled student is saved" if output is not None else "the student stands")
+        if outcome is not None:
+            plain, comparison = outcome
+            result.plain, result.comparison = plain, comparison
+        update_folder()
     if config.output is not None:
-        from transferkit.artifacts import save_model
-
-        all_metrics = {"test": metrics, "teachers": teacher_rows, "plain_student": plain,
-                       "comparisons": [comparison.to_dict()] if comparison is not None else [],
-                       "training": trained.facts, "timings_s": timings, **extra_facts}
-        extra_files = {"summary.txt": result.summary() + "\n"}
-        if trained.outcome.metrics_csv:
-            extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
-        result.output = save_model(model, config.output, metrics=all_metrics, run_config=resolved,
-                                   overwrite=config.overwrite, extra_files=extra_files)
         from transferkit.reporting.tracking import report_and_track
 
         training = trained.facts.get("training") or {}
-        report_and_track(result.output, params=resolved, metrics=all_metrics, tracking_uri=config.tracking_uri,
+        report_and_track(result.output, params=resolved, metrics=all_metrics(), tracking_uri=config.tracking_uri,
                          report=config.report, run_name=f"distill {resolved.get('backbone', '')}".strip(),
                          run_id=training.get("mlflow_run_id") if training.get("mlflow_uri") else None,
-                         tags={"transferkit.strategy": "distill"})
-    finish_run(config, train)
+                         tags={"transferkit.strategy": "distill"}, notes=notes)
+        if notes:
+            late_step("writing the notes", update_folder, [])
+    late_step("cleaning up the run's work folder", lambda: finish_run(config, train), notes)
     return result
 
 
