@@ -507,7 +507,9 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 
-        check_output_folder(config.output, config.overwrite)
+        check_output_folder(config.output, config.overwrite, inputs=[
+            ("source data", source), ("target data", target), ("target labels", target_labels),
+            ("backbone", config.backbone), ("--work-dir", config.work_dir)])
     if config.output is not None and config.embedding != "none":
         import importlib.util
 
@@ -704,7 +706,7 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
 def _save(result: AdaptResult, ctx: _Context, config: AdaptConfig) -> Path:
     import json
 
-    from transferkit.artifacts import save_model
+    from transferkit.artifacts import late_step, save_model, update_model_folder
     from transferkit.evaluation.domain_gap import plot_domain_embedding
 
     report = result.report
@@ -715,21 +717,30 @@ def _save(result: AdaptResult, ctx: _Context, config: AdaptConfig) -> Path:
     metrics = {"adaptation": {k: v for k, v in report.items() if k != "candidates"}}
     include_backbone = chosen.backbone is not None or ctx.backbone.name.startswith("random:")
     folder = save_model(result.model, config.output, metrics=metrics, run_config=resolved,
-                        include_backbone=include_backbone, overwrite=config.overwrite,
+                        include_backbone=include_backbone, overwrite=config.overwrite, keep_beside=True,
                         extra_files={REPORT_FILE: json.dumps(report, indent=2, default=str) + "\n",
                                      "summary.txt": result.summary() + "\n"})
+    notes: list[str] = []  # the plot, the report and tracking come after the save: their failures are notes
     if config.embedding != "none":
-        panels = [("before: backbone features", ctx.X_train, ctx.X_target)]
-        if chosen.aligned is not None:
-            panels.append((f"after: {chosen.name}", *chosen.aligned))
-        plot_domain_embedding(panels, folder / PLOT_FILE, method=config.embedding, seed=config.seed,
-                              title=f"source vs target ({config.embedding.upper()})")
-        report["embedding_plot"] = PLOT_FILE
-        from transferkit._io import atomic_write_json
+        def plot() -> None:
+            panels = [("before: backbone features", ctx.X_train, ctx.X_target)]
+            if chosen.aligned is not None:
+                panels.append((f"after: {chosen.name}", *chosen.aligned))
+            plot_domain_embedding(panels, folder / PLOT_FILE, method=config.embedding, seed=config.seed,
+                                  title=f"source vs target ({config.embedding.upper()})")
+            report["embedding_plot"] = PLOT_FILE
+            from transferkit._io import atomic_write_json
 
-        atomic_write_json(folder / REPORT_FILE, json.loads(json.dumps(report, default=str)))
+            atomic_write_json(folder / REPORT_FILE, json.loads(json.dumps(report, default=str)))
+
+        late_step("the before/after embedding plot", plot, notes)
     from transferkit.reporting.tracking import report_and_track
 
     report_and_track(folder, params=resolved, metrics=metrics, run_name=f"adapt {chosen.name}",
-                     tags={"transferkit.strategy": f"adapt:{chosen.name}"})
+                     tags={"transferkit.strategy": f"adapt:{chosen.name}"}, notes=notes)
+    if notes:
+        report["notes"] = notes
+        late_step("writing the notes", lambda: update_model_folder(
+            folder, metrics={**metrics, "notes": notes},
+            files={"summary.txt": result.summary() + "\n" + "".join(f"note: {n}\n" for n in notes)}), [])
     return folder
