@@ -389,7 +389,10 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 
-        check_output_folder(config.output, config.overwrite)
+        check_output_folder(config.output, config.overwrite, inputs=[
+            *[(f"{role} data of task '{t.name}'", getattr(t, role)) for t in config.tasks
+              for role in ("data", "val", "test")],
+            ("backbone", config.backbone), ("--work-dir", config.work_dir)])
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -415,6 +418,25 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     timings["training"] = time.perf_counter() - start
     model = trained.model
     metrics: dict[str, dict[str, Any]] = {}
+    training = {k: v for k, v in trained.facts.items() if k != "history"}
+
+    def resolved_config() -> dict[str, Any]:
+        return config.resolved(
+            backbone=backbone_name, modality=modality,
+            task_facts={t.name: {"classes": t.classes, "n_train": len(t.train), "n_val": len(t.val),
+                                 "n_test": len(t.test), "data_fingerprint": t.train.fingerprint()} for t in tasks},
+            training=training)
+
+    output = None
+    if trained.is_main_process and config.output is not None:  # saved as soon as it exists; evaluation follows
+        from transferkit.artifact_kinds import save_multitask_model
+
+        extra = {"training_log.csv": Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")} \
+            if trained.outcome.metrics_csv else {}
+        output = save_multitask_model(
+            model, config.output, metrics={"training": trained.facts, "timings_s": timings,
+                                           "pending": "test evaluation"},
+            run_config=resolved_config(), overwrite=config.overwrite, extra_files=extra, keep_beside=True)
     if trained.is_main_process:
         start = time.perf_counter()
         cache = FeatureCache(config.cache_dir or default_cache_dir())
@@ -424,21 +446,11 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
             metrics[task.name] = classification_metrics(task.test.label_array(task.classes), proba.argmax(axis=1),
                                                         task.classes)
         timings["test_predictions"] = time.perf_counter() - start
-    training = {k: v for k, v in trained.facts.items() if k != "history"}
-    resolved = config.resolved(
-        backbone=backbone_name, modality=modality,
-        task_facts={t.name: {"classes": t.classes, "n_train": len(t.train), "n_val": len(t.val), "n_test": len(t.test),
-                             "data_fingerprint": t.train.fingerprint()} for t in tasks},
-        training=training)
-    result = MultiTaskResult(model, resolved, metrics, trained.facts, timings=timings,
+    result = MultiTaskResult(model, resolved_config(), metrics, trained.facts, output=output, timings=timings,
                              is_main_process=trained.is_main_process)
-    if trained.is_main_process and config.output is not None:
-        from transferkit.artifact_kinds import save_multitask_model
+    if output is not None:
+        from transferkit.artifacts import update_model_folder
 
-        extra = {"summary.txt": result.summary() + "\n"}
-        if trained.outcome.metrics_csv:
-            extra["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
-        result.output = save_multitask_model(
-            model, config.output, metrics={"test": metrics, "training": trained.facts, "timings_s": timings},
-            run_config=resolved, overwrite=config.overwrite, extra_files=extra)
+        update_model_folder(output, metrics={"test": metrics, "training": trained.facts, "timings_s": timings},
+                            files={"summary.txt": result.summary() + "\n"})
     return result
