@@ -119,11 +119,11 @@ def check_output_folder(path: str | Path, overwrite: bool, *, option: str = "--o
     check_location(path, option)
     if not folder_is_empty(path):
         if not is_model_folder(path):
-            raise ConfigError(f"{option} {path} exists and holds {describe_folder(path)}, not a model; nothing in it "
-                              "is replaced, even with --overwrite. Choose a new folder.")
+            raise ConfigError(f"{option} {path} is not empty: it holds {describe_folder(path)}, not a model; nothing "
+                              "in it is replaced, even with --overwrite. Choose a new folder.")
         if not overwrite:
-            raise ConfigError(f"{option} {path} already holds {describe_folder(path)}; pass --overwrite to replace "
-                              "it (the old model stays until the new one is saved), or choose a new folder.")
+            raise ConfigError(f"{option} {path} already holds a model (kind: {model_kind(path)}); pass --overwrite to "
+                              "replace it (the old model stays until the new one is saved), or choose a new folder.")
     return path
 
 
