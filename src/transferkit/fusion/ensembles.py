@@ -94,7 +94,8 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
     if len(models) < 2:
         raise ConfigError(f"ensemble: give at least two models; got {len(models)}.")
     if output is not None:
-        check_output_folder(output, overwrite)
+        check_output_folder(output, overwrite, inputs=[("validation data", val),
+                                                       *[("member model", m) for m in models]])
     names = [str(m) if isinstance(m, (str, Path)) else f"model {i}" for i, m in enumerate(models)]
     loaded = [as_model(m, f"ensemble model {i}") for i, m in enumerate(models)]
     uniform_model = EnsembleModel(loaded)  # checks modality and label sets
@@ -124,7 +125,7 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
         from transferkit.artifact_kinds import save_ensemble
 
         result.output = save_ensemble(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
-                                      overwrite=overwrite,
+                                      overwrite=overwrite, keep_beside=True,
                                       extra_files={"ensemble.json": json.dumps(result.to_dict(), indent=2) + "\n",
                                                    "summary.txt": result.summary() + "\n"})
     return result

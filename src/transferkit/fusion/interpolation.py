@@ -123,7 +123,9 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
     from transferkit.artifacts import check_output_folder
 
     if output is not None:
-        check_output_folder(output, overwrite)
+        check_output_folder(output, overwrite, inputs=[
+            ("fine-tuned model", finetuned), ("validation data", val), ("training data", train),
+            ("pretrained model", pretrained), *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
     alphas = sorted({float(a) for a in (alphas if alphas is not None else DEFAULT_ALPHAS)})
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise ConfigError(f"interpolate: alphas must be numbers in [0, 1]; got {alphas}.")
@@ -162,10 +164,17 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
         metrics = {"fusion": result.to_dict(), "validation": {"accuracy": best["val_accuracy"],
                                                               "log_loss": best["val_log_loss"]}}
         result.output = save_model(working, output, metrics=metrics, run_config=result.to_dict(), overwrite=overwrite,
-                                   include_backbone=True,
+                                   include_backbone=True, keep_beside=True,
                                    extra_files={"interpolation.json": json.dumps(result.to_dict(), indent=2) + "\n",
                                                 "summary.txt": result.summary() + "\n"})
-        plot_curve(curve, best["alpha"], Path(result.output) / "interpolation.png")
+        from transferkit.artifacts import late_step, update_model_folder
+
+        notes: list[str] = []
+        late_step("the interpolation plot", lambda: plot_curve(curve, best["alpha"],
+                                                               Path(result.output) / "interpolation.png"), notes)
+        if notes:
+            update_model_folder(result.output, metrics={**metrics, "notes": notes},
+                                files={"summary.txt": result.summary() + "\n" + "".join(f"note: {n}\n" for n in notes)})
     return result
 
 

@@ -84,7 +84,8 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
     if len(models) < 2:
         raise ConfigError(f"soup: give at least two fine-tuned models; got {len(models)}.")
     if output is not None:
-        check_output_folder(output, overwrite)
+        check_output_folder(output, overwrite, inputs=[("validation data", val),
+                                                       *[("ingredient model", m) for m in models]])
     names = [str(m) if isinstance(m, (str, Path)) else f"model {i}" for i, m in enumerate(models)]
     loaded = single_models(models, "soup")
     check_same_architecture(loaded, names, "soup")
@@ -130,7 +131,7 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
         from transferkit.artifacts import save_model
 
         result.output = save_model(working, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
-                                   overwrite=overwrite, include_backbone=True,
+                                   overwrite=overwrite, include_backbone=True, keep_beside=True,
                                    extra_files={"soup.json": json.dumps(result.to_dict(), indent=2) + "\n",
                                                 "summary.txt": result.summary() + "\n"})
     return result

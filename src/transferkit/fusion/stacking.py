@@ -106,7 +106,9 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     if reduce is not None and reduce < 1:
         raise ConfigError(f"stack: reduce (PCA components per backbone) must be at least 1; got {reduce}.")
     if output is not None:
-        check_output_folder(output, overwrite)
+        check_output_folder(output, overwrite, inputs=[
+            ("training data", train), ("validation data", val), ("ranking", ranking),
+            *[("backbone", b) for b in backbones], *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
     columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
     train_ds = as_dataset(train, "training", **columns)
     val_ds = as_dataset(val, "validation", **columns, required=False)
@@ -162,7 +164,7 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
         from transferkit.artifact_kinds import save_stacked
 
         result.output = save_stacked(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
-                                     overwrite=overwrite,
+                                     overwrite=overwrite, keep_beside=True,
                                      extra_files={"stack.json": json.dumps(result.to_dict(), indent=2) + "\n",
                                                   "summary.txt": result.summary() + "\n"})
     return result
