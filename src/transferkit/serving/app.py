@@ -14,11 +14,17 @@ answered with a 4xx whose ``detail`` names the input and the limit:
 ======  ==========================================================================================
 code    when
 ======  ==========================================================================================
-400     the body is not valid JSON, or the multipart body cannot be parsed
+400     the body is empty, not UTF-8, not valid (strict) JSON, nested too deeply, or the multipart body cannot be
+        parsed
+404     no such endpoint
+405     the endpoint exists but not for this method (``GET /predict``)
 413     request body, a file, an image's pixels, a text's length or the batch is over its limit
 415     wrong content type (an image model given JSON, a text model given files, anything else)
-422     a field is missing, unknown, of the wrong type, or an image cannot be decoded
+422     a field is missing, unknown, repeated, of the wrong type, or an image cannot be decoded
+500     the model failed on valid inputs (logged with its traceback; never a client's mistake)
 ======  ==========================================================================================
+
+A client that goes away mid-request is logged in one line. Every answer is strict JSON (no NaN or Infinity).
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
+import re
+import sys
 import time
 import warnings
+from http import HTTPStatus
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,11 +46,29 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from transferkit._version import __version__
+from transferkit.errors import TransferkitError
 from transferkit.serving.settings import ServeConfig, from_environment
 
 log = logging.getLogger("transferkit")
+
+#: Deepest JSON nesting a text request may have (a valid one has 2: an object holding a list). Checked on the raw
+#: bytes before parsing, because Python's JSON parser recurses once per level.
+MAX_JSON_DEPTH = 32
+#: Image formats an upload may have: raster formats decoded by Pillow itself (no external programs, unlike EPS).
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+#: Exit status of a worker process that cannot load the model (uvicorn's own code for a failed start).
+STARTUP_FAILURE = 3
+_ENDPOINTS = "POST /predict, GET /health, GET /info, GET /openapi.json, GET /docs"
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
 
 
 class TextRequest(BaseModel):
@@ -49,7 +77,8 @@ class TextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     texts: list[str] = Field(..., description="texts to classify (one prediction each, in order)")
-    top_k: int | None = Field(None, ge=1, description="classes listed per prediction (default: the service's)")
+    top_k: int | None = Field(None, ge=1, strict=True,
+                              description="classes listed per prediction (default: the service's)")
 
 
 class ClassProbability(BaseModel):
@@ -77,10 +106,11 @@ class ErrorResponse(BaseModel):
 
 
 _ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
-    (400, "malformed body (invalid JSON or multipart)"),
+    (400, "malformed body (empty, not UTF-8, invalid or too deeply nested JSON, or invalid multipart)"),
     (413, "over a limit: request size, file size, image pixels, batch size or text length"),
     (415, "wrong content type for this model"),
-    (422, "missing, unknown or wrongly typed field, or an undecodable image"),
+    (422, "missing, unknown, repeated or wrongly typed field, or an undecodable image"),
+    (500, "the model failed on valid inputs (a fault of the server, logged there)"),
 )}
 
 _PREDICT_BODY = {
@@ -121,8 +151,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _decode_image(data: bytes, name: str, settings: ServeConfig):
-    """Bytes of one uploaded file as an RGB image; 413 / 422 naming the file when it cannot be used."""
+def _decode_image(data: bytes, name: str, settings: ServeConfig, model: Any):
+    """Bytes of one uploaded file as an RGB image; 413 / 422 naming the file when it cannot be used. The size is
+    read from the header and checked (as decoded, and as the model's resize step would make it) before any pixel
+    is decoded."""
     from PIL import Image
 
     from transferkit.data.images import to_rgb
@@ -130,23 +162,34 @@ def _decode_image(data: bytes, name: str, settings: ServeConfig):
     if len(data) > settings.max_file_bytes:
         raise _fail(413, f"{name}: file is {len(data):,} bytes; the limit is {settings.max_file_bytes:,} bytes.")
     if not data:
-        raise _fail(422, f"{name}: the file is empty.")
+        raise _fail(422, f"{name}: the file is empty; send the image's bytes.")
+    limit = settings.max_image_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             width, height = image.size
-            if width * height > settings.max_image_pixels:
+            if width * height > limit:
                 raise _fail(413, f"{name}: image is {width}x{height} = {width * height:,} pixels; the limit is "
-                                 f"{settings.max_image_pixels:,} pixels.")
+                                 f"{limit:,} pixels. Send a smaller image.")
+            resized = model.resized_size(width, height) if hasattr(model, "resized_size") else None
+            if resized is not None and resized[0] * resized[1] > limit:
+                raise _fail(413, f"{name}: image is {width}x{height}; the model's preprocessing scales its shorter "
+                                 f"side up to {min(resized)} pixels, which makes it {resized[0]}x{resized[1]} = "
+                                 f"{resized[0] * resized[1]:,} pixels, over the limit of {limit:,}. Crop the image "
+                                 "closer to a square first.")
             image.load()
             return to_rgb(image)
     except HTTPException:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _fail(413, f"{name}: image is larger than the {settings.max_image_pixels:,} pixels allowed.") from None
-    except Exception as exc:  # Pillow raises many kinds for broken or non-image files
-        raise _fail(422, f"{name}: not a readable image ({type(exc).__name__}: {exc}).") from None
+        raise _fail(413, f"{name}: image is larger than the {limit:,} pixels allowed. Send a smaller image.") from None
+    except Image.UnidentifiedImageError:
+        raise _fail(422, f"{name}: not a readable image: not in one of the formats the service reads "
+                         f"({', '.join(IMAGE_FORMATS)}); send an image file in one of those.") from None
+    except Exception as exc:  # Pillow raises many kinds for broken files (OSError, SyntaxError, struct.error, ...)
+        raise _fail(422, f"{name}: not a readable image ({type(exc).__name__}: {exc}); send a complete PNG, JPEG "
+                         "or other image file.") from None
 
 
 def _top_k(value: Any, settings: ServeConfig, n_classes: int) -> int:
@@ -161,6 +204,17 @@ def _top_k(value: Any, settings: ServeConfig, n_classes: int) -> int:
     return k
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``: answers are strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int) -> list[dict[str, Any]]:
     out = []
     for index, (name, row) in enumerate(zip(names, proba)):
@@ -172,25 +226,38 @@ def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int
     return out
 
 
+def load_predictor(settings: ServeConfig):
+    """The model of ``settings`` loaded and checked by one prediction (:meth:`Predictor.warm_up`); raises a
+    :class:`~transferkit.errors.TransferkitError` naming the folder when it cannot be served."""
+    from transferkit.serving.predictor import Predictor
+
+    model = Predictor(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
+    model.warm_up()
+    return model
+
+
 def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> FastAPI:
     """The FastAPI application serving ``settings.model`` (default: the settings in the environment, as
-    ``transferkit serve`` passes them to uvicorn's workers). The model loads, and runs once, before the first
-    request is accepted."""
+    ``transferkit serve`` passes them to uvicorn's workers). ``predictor`` is a model already loaded (by
+    :func:`load_predictor`); without one, the model loads, and runs once, before the first request is accepted."""
+    import anyio
+
     settings = settings or from_environment()
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from transferkit.serving.batching import MicroBatcher
-        from transferkit.serving.predictor import Predictor
 
-        model = predictor or Predictor(settings.model, runtime=settings.runtime, device=settings.device,
-                                       threads=settings.threads)
-        model.warm_up()
+        model = predictor if predictor is not None else load_predictor(settings)
+        if not getattr(model, "checked", False):
+            model.warm_up()
         batcher = MicroBatcher(model.predict_proba, wait_s=settings.batch_wait_ms / 1000.0,
                                max_items=settings.max_batch_items)
         await batcher.start()
-        state.update(predictor=model, batcher=batcher, started=time.time(), requests=0)
+        # Images decode in threads (the event loop keeps answering), a few at a time (each may be large).
+        state.update(predictor=model, batcher=batcher, started=time.time(), requests=0,
+                     decoders=anyio.CapacityLimiter(4))
         try:
             yield
         finally:
@@ -210,44 +277,87 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
     @app.get("/info", summary="model card, labels, preprocessing and limits")
     async def info() -> dict[str, Any]:
         batcher = state["batcher"]
-        return {**state["predictor"].info(),
-                "limits": {"max_batch": settings.max_batch, "max_file_bytes": settings.max_file_bytes,
-                           "max_image_pixels": settings.max_image_pixels, "max_text_chars": settings.max_text_chars,
-                           "max_request_bytes": settings.max_request_bytes},
-                "batching": {"wait_ms": settings.batch_wait_ms, "max_items": settings.max_batch_items,
-                             "batches_run": batcher.batches, "inputs_run": batcher.items},
-                "transferkit_version_serving": __version__}
+        model = state["predictor"]
+        return _finite({**model.info(),
+                        "limits": {"max_batch": settings.max_batch, "max_file_bytes": settings.max_file_bytes,
+                                   "max_image_pixels": settings.max_image_pixels,
+                                   "max_text_chars": settings.max_text_chars,
+                                   "max_request_bytes": settings.request_limit(model.modality)},
+                        "batching": {"wait_ms": settings.batch_wait_ms, "max_items": settings.max_batch_items,
+                                     "batches_run": batcher.batches, "inputs_run": batcher.items},
+                        "transferkit_version_serving": __version__})
 
     @app.post("/predict", summary="classify images (multipart) or texts (JSON)", response_model=PredictResponse,
               responses=_ERRORS, openapi_extra=_PREDICT_BODY)
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Any:
         model = state["predictor"]
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+        content_type = media_type.strip().lower()
         expected = "multipart/form-data" if model.modality == "image" else "application/json"
         if content_type != expected:
             how = ("multipart/form-data with one or more file parts named 'files'" if model.modality == "image"
                    else 'application/json like {"texts": ["..."]}')
             raise _fail(415, f"this is a {model.modality} model: send {how}; got content type "
                              f"{content_type or '(none)'}.")
-        body = await _read_body(request, settings.max_request_bytes)
+        body = await _read_body(request, settings.request_limit(model.modality))
         if model.modality == "image":
-            items, names, k = await _image_inputs(request, model, settings)
+            items, names, k = await _image_inputs(request, model, settings, state["decoders"])
         else:
-            items, names, k = _text_inputs(body, model, settings)
+            items, names, k = _text_inputs(body, parameters, request, model, settings)
+        if await request.is_disconnected():
+            log.info("serve: the client of %s went away before its answer; not predicted", request.url.path)
+            return Response(status_code=400)
         state["requests"] += 1
-        proba = await state["batcher"].submit(items)
+        try:
+            proba = await state["batcher"].submit(items)
+        except Exception as exc:
+            log.error("serve: prediction failed on valid inputs (%s)", type(exc).__name__, exc_info=exc)
+            return JSONResponse({"detail": f"the model failed on these inputs ({type(exc).__name__}: {exc}); this "
+                                           "is a fault of the service, logged there."}, status_code=500)
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(proba).all(axis=1))]
+        if bad:
+            log.error("serve: the model gave non-finite probabilities for %s", ", ".join(bad))
+            return JSONResponse({"detail": f"the model gave non-finite probabilities for {', '.join(bad)}; this is a "
+                                           "fault of the model, logged by the service."}, status_code=500)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
                 "predictions": _predictions(proba, names, model.classes, k)}
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+            detail = f"no endpoint {request.url.path}; the endpoints are {_ENDPOINTS}."
+        elif exc.status_code == 405 and detail == HTTPStatus.METHOD_NOT_ALLOWED.phrase:
+            allowed = (exc.headers or {}).get("Allow", "")
+            detail = (f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'} "
+                      f"(the endpoints are {_ENDPOINTS}).")
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(request: Request, exc: ClientDisconnect) -> Response:
+        log.info("serve: a client of %s %s went away before sending its whole request", request.method,
+                 request.url.path)
+        return Response(status_code=400)  # nobody reads it
+
+    @app.exception_handler(Exception)
+    async def server_fault(request: Request, exc: Exception) -> JSONResponse:
+        # The server's own fault: uvicorn logs the traceback; the client gets JSON like every other answer.
+        return JSONResponse({"detail": f"internal error of the service ({type(exc).__name__}); it is logged there."},
+                            status_code=500)
 
     return app
 
 
-async def _image_inputs(request: Request, model: Any, settings: ServeConfig):
+async def _image_inputs(request: Request, model: Any, settings: ServeConfig, decoders: Any):
+    import anyio
     from starlette.datastructures import UploadFile
+
+    extra = set(request.query_params) - {"top_k"}
+    if extra:
+        raise _fail(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only top_k is taken.")
+    if len(request.query_params.getlist("top_k")) > 1:
+        raise _fail(422, "query parameter top_k is given more than once; give it once (/predict?top_k=3).")
+    k = _top_k(request.query_params.get("top_k"), settings, len(model.classes))
 
     try:
         form = await request.form(max_files=settings.max_batch + 1, max_fields=16,
@@ -274,20 +384,67 @@ async def _image_inputs(request: Request, model: Any, settings: ServeConfig):
             raise _fail(422, f"files[{i}] is a text field, not a file upload; send the image's bytes as a file part.")
         name = f"files[{i}] ({part.filename})" if part.filename else f"files[{i}]"
         data = await part.read(settings.max_file_bytes + 1)
-        items.append(_decode_image(data, name, settings))
+        items.append(await anyio.to_thread.run_sync(_decode_image, data, name, settings, model, limiter=decoders))
         names.append(part.filename or f"files[{i}]")
     await form.close()
-    extra = set(request.query_params) - {"top_k"}
-    if extra:
-        raise _fail(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only top_k is taken.")
-    return items, names, _top_k(request.query_params.get("top_k"), settings, len(model.classes))
+    return items, names, k
 
 
-def _text_inputs(body: bytes, model: Any, settings: ServeConfig):
+class _RepeatedField(ValueError):
+    pass
+
+
+def _no_repeated_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedField(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (strict JSON has no NaN or Infinity)")
+
+
+def _json_depth(body: bytes) -> int | None:
+    """How deeply the arrays and objects of a JSON text nest, counted without parsing it (strings removed, then a
+    running sum of the brackets); ``None`` when a string is not closed (the text is not JSON)."""
+    structure = _JSON_STRING.sub(b"", body)
+    if b'"' in structure:
+        return None
+    steps = _BRACKET_STEP[np.frombuffer(structure, dtype=np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, settings: ServeConfig):
+    example = 'send a JSON object like {"texts": ["first text", "second text"], "top_k": 3}'
+    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in parameters.split(";")
+                    if p.strip().lower().startswith("charset=")), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        raise _fail(415, f"the body's charset is {charset}; JSON is UTF-8: encode the body as UTF-8 (charset=utf-8).")
+    if request.query_params:
+        raise _fail(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, set(request.query_params))))}; "
+                         f"a text model takes everything in the JSON body ({example}).")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _fail(400, f"body is not valid JSON ({exc}).") from None
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _fail(400, f"body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); encode the JSON "
+                         "as UTF-8.") from None
+    if not text.strip():
+        raise _fail(400, f"the body is empty; {example}.")
+    depth = _json_depth(body)
+    if depth is not None and depth > MAX_JSON_DEPTH:
+        raise _fail(400, f"the JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH} (a request needs 2): "
+                         f"{example}.")
+    try:
+        data = json.loads(text, parse_constant=_not_json, object_pairs_hook=_no_repeated_fields)
+    except _RepeatedField as exc:
+        raise _fail(422, f"field {str(exc)!r} appears more than once in an object; give each field once.") from None
+    except RecursionError:
+        raise _fail(400, f"the JSON nests too deeply; {example}.") from None
+    except ValueError as exc:
+        raise _fail(400, f"body is not valid JSON ({exc}); {example}.") from None
     if not isinstance(data, dict):
         raise _fail(422, f'the JSON body must be an object like {{"texts": ["..."]}}; got {type(data).__name__}.')
     if isinstance(data.get("texts"), list) and len(data["texts"]) > settings.max_batch:
@@ -304,7 +461,7 @@ def _text_inputs(body: bytes, model: Any, settings: ServeConfig):
                 problems.append(f"field '{where}' is required")
             else:
                 problems.append(f"field '{where}': {error['msg']}")
-        raise _fail(422, "; ".join(problems) + ".") from None
+        raise _fail(422, "; ".join(problems) + f"; {example}.") from None
     if not parsed.texts:
         raise _fail(422, "field 'texts' is empty; send one or more texts.")
     for i, text in enumerate(parsed.texts):
@@ -312,10 +469,25 @@ def _text_inputs(body: bytes, model: Any, settings: ServeConfig):
             raise _fail(413, f"texts[{i}] is {len(text):,} characters; the limit is {settings.max_text_chars:,}.")
         if not text.strip():
             raise _fail(422, f"texts[{i}] is empty.")
+        lone = _SURROGATE.search(text)
+        if lone:
+            raise _fail(422, f"texts[{i}] holds an unpaired surrogate (\\u{ord(lone.group()):04x}) at character "
+                             f"{lone.start()}, which is not Unicode text; send valid UTF-8 (a character outside the "
+                             "basic plane is written as a surrogate pair, high then low).")
     names = [f"texts[{i}]" for i in range(len(parsed.texts))]
     return list(parsed.texts), names, _top_k(parsed.top_k, settings, len(model.classes))
 
 
 def app_from_environment() -> FastAPI:
-    """uvicorn's app factory for ``transferkit serve`` (each worker process builds its own app and model)."""
-    return create_app()
+    """uvicorn's app factory for ``transferkit serve`` with several workers: each worker process loads its own
+    model (``serve`` checked it before starting them). A model that cannot load here (the folder changed since)
+    ends the worker with one line on stderr and uvicorn's start-up failure status, which stops the service."""
+    try:
+        settings = from_environment()
+        with warnings.catch_warnings():  # `serve` showed the folder's warnings once; not again per worker
+            warnings.simplefilter("ignore")
+            predictor = load_predictor(settings)
+    except TransferkitError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP_FAILURE)
+    return create_app(settings, predictor)

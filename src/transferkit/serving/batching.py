@@ -90,9 +90,13 @@ class MicroBatcher:
             try:
                 proba = await loop.run_in_executor(self._executor, self.predict, items)
             except Exception as exc:
+                if len(jobs) == 1:
+                    if not jobs[0].future.done():
+                        jobs[0].future.set_exception(exc)
+                    continue
+                # One request's inputs must not fail the others': run each request of the batch alone.
                 for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(exc)
+                    await self._run_alone(loop, j)
                 continue
             self.batches += 1
             self.items += len(items)
@@ -101,3 +105,17 @@ class MicroBatcher:
                 if not j.future.done():
                     j.future.set_result(proba[start:start + len(j.items)])
                 start += len(j.items)
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        if job.future.done():
+            return
+        try:
+            proba = await loop.run_in_executor(self._executor, self.predict, job.items)
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(job.items)
+        if not job.future.done():
+            job.future.set_result(proba)

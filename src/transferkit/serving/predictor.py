@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from transferkit.errors import ConfigError
+from transferkit.errors import ArtifactError, ConfigError
 
 log = logging.getLogger("transferkit")
 
@@ -81,12 +82,18 @@ class Predictor:
             torch.set_num_threads(int(threads))
         self.folder = Path(folder)
         self.config = read_config(self.folder)
+        kind = self.config.get("kind", "single")
+        if kind != "single":
+            raise ConfigError(f"{self.folder} is a {kind} model; the service serves single models (written by fit, "
+                              "adapt, distill or compress). Predict with it through `transferkit predict`, or serve "
+                              "one of its members.")
         self.model = load_model(self.folder)
         self.runtime = runtime
         self.device = device
         self.classes: list[str] = list(self.model.classes)
         self.modality: str = self.model.modality
         self.temperature = float(getattr(self.model, "temperature", 1.0) or 1.0)
+        self.checked = False  # set by warm_up() once the model gave a valid prediction
         self._lock = threading.Lock()
         self._session = None
         self._torch_device = None
@@ -143,25 +150,69 @@ class Predictor:
         return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def warm_up(self) -> None:
-        """One prediction on a synthetic input, so that the first request does not pay for one-time set-up."""
-        if self.modality == "text":
-            self.predict_proba(["warm-up"])
-        else:
-            from PIL import Image
+        """One prediction on a synthetic input, so that the first request does not pay for one-time set-up, and a
+        check of what it gives: one finite probability per class of ``config.json``, summing to 1. A folder that
+        fails (a class list that disagrees with the head, weights that give NaN) raises :class:`ArtifactError`
+        here, before the service accepts a request, instead of failing every request."""
+        problem = self._class_list_problem()
+        if problem is None:
+            if self.modality == "text":
+                proba = self.predict_proba(["warm-up"])
+            else:
+                from PIL import Image
 
-            self.predict_proba([Image.new("RGB", (64, 64), (128, 128, 128))])
+                proba = self.predict_proba([Image.new("RGB", (64, 64), (128, 128, 128))])
+            if proba.shape != (1, len(self.classes)):
+                problem = (f"the model gives {proba.shape[-1]} probabilities per input but config.json lists "
+                           f"{len(self.classes)} classes")
+            elif not np.isfinite(proba).all():
+                problem = "the model gives non-finite probabilities (NaN or infinity): its weights are damaged"
+            elif abs(float(proba.sum()) - 1.0) > 1e-3:
+                problem = f"the model's probabilities sum to {float(proba.sum()):.4f}, not 1"
+        if problem:
+            raise ArtifactError(f"{self.folder}: {problem}. The folder cannot be served; restore it from a backup "
+                                "or save the model again (transferkit fit --output).")
+        self.checked = True
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The size an image of ``width`` x ``height`` pixels has after the model's resize step (before the centre
+        crop), or ``None`` for a text model: a very long, thin image is small on disk and in pixels but huge once
+        its shorter side is scaled up to the input size."""
+        preprocessing = getattr(self.model.backbone, "image_preprocessing", None)
+        if preprocessing is None or width < 1 or height < 1:
+            return None
+        size = int(preprocessing.input_size)
+        resize_to = int(math.floor(size / float(preprocessing.crop_pct)))
+        scale = resize_to / min(width, height)
+        return max(size, round(width * scale)), max(size, round(height * scale))
+
+    def _class_list_problem(self) -> str | None:
+        classes = self.classes
+        if not classes or not all(isinstance(c, str) and c for c in classes):
+            return "config.json's class list must hold one or more non-empty names"
+        if len(set(classes)) != len(classes):
+            twice = sorted({c for c in classes if classes.count(c) > 1})
+            return f"config.json lists the class(es) {', '.join(map(repr, twice))} more than once"
+        width = getattr(getattr(self.model, "head", None), "num_classes", None)
+        if isinstance(width, int) and width != len(classes):
+            return f"config.json lists {len(classes)} classes but the head in model.safetensors has {width} outputs"
+        return None
 
     def info(self) -> dict[str, Any]:
         """The model card: what the model is, its classes and preprocessing, and its test metrics."""
         backbone = self.config.get("backbone", {})
         card = self.folder / "README.md"
         metrics_file = self.folder / "metrics.json"
-        test = {}
-        if metrics_file.is_file():
-            try:
-                test = (json.loads(metrics_file.read_text(encoding="utf-8")).get("test") or {})
-            except ValueError:
-                test = {}
+        test: dict[str, Any] = {}
+        try:  # the files are read on every call: the folder may have changed, or gone, since the model loaded
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            test = (metrics.get("test") or {}) if isinstance(metrics, dict) else {}
+        except (OSError, ValueError):
+            test = {}
+        try:
+            model_card = card.read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            model_card = None
         return {
             "name": self.folder.name,
             "modality": self.modality,
@@ -173,7 +224,7 @@ class Predictor:
             "temperature": self.temperature,
             "transferkit_version": self.config.get("transferkit_version"),
             "created": self.config.get("created"),
-            "test_metrics": {k: test[k] for k in ("accuracy", "macro_f1", "n") if k in test},
-            "model_card": card.read_text(encoding="utf-8") if card.is_file() else None,
+            "test_metrics": {k: test[k] for k in ("accuracy", "macro_f1", "n") if isinstance(test, dict) and k in test},
+            "model_card": model_card,
             "runtime": self.runtime,
         }

@@ -20,7 +20,7 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(..., description="model folder written by `transferkit fit --output`")
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    host: str = Field("127.0.0.1", min_length=1, description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port)")
     workers: int = Field(1, ge=1, le=64, description="worker processes, each with its own copy of the model")
     runtime: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx (ONNX Runtime on the CPU)")
@@ -36,8 +36,19 @@ class ServeConfig(BaseModel):
 
     @property
     def max_request_bytes(self) -> int:
-        """Largest request body accepted: a full batch of the largest files, plus room for the multipart framing."""
+        """Largest image request body accepted: a full batch of the largest files, plus room for the multipart
+        framing."""
         return self.max_batch * self.max_file_bytes + 64 * 1024
+
+    @property
+    def max_json_bytes(self) -> int:
+        """Largest text request body accepted: a full batch of the longest texts, each character written the
+        longest way JSON allows (a ``\\uXXXX\\uXXXX`` surrogate pair: 12 bytes), plus room for the rest."""
+        return self.max_batch * (12 * self.max_text_chars + 64) + 64 * 1024
+
+    def request_limit(self, modality: str) -> int:
+        """The request-body limit of a model of this modality, in bytes."""
+        return self.max_request_bytes if modality == "image" else self.max_json_bytes
 
     def to_environment(self) -> None:
         os.environ[ENV_SETTINGS] = self.model_dump_json()
@@ -48,9 +59,16 @@ def make_serve_config(**values) -> ServeConfig:
     try:
         return ServeConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"option '{'.'.join(map(str, e['loc']))}': {e['msg']} (got {e.get('input')!r})"
+        problems = "; ".join(f"option {_option(e['loc'])}: {e['msg']} (got {e.get('input')!r})"
                              for e in exc.errors())
         raise ConfigError(f"serve: {problems}") from None
+
+
+def _option(loc: tuple) -> str:
+    """A settings field as the Python API and the command line name it: ``port (--port)``."""
+    name = ".".join(map(str, loc))
+    flag = {"max_file_bytes": "--max-file-mb", "model": "MODEL"}.get(name, "--" + name.replace("_", "-"))
+    return f"{name} ({flag})"
 
 
 def from_environment() -> ServeConfig:
