@@ -65,7 +65,8 @@ def _load(source: Any, config: FitConfig, role: str) -> Dataset:
     from transferkit.data.sources import load_data
 
     return load_data(source, label_column=config.label_column, text_column=config.text_column,
-                     path_column=config.path_column, encoding=config.encoding)
+                     path_column=config.path_column, encoding=config.encoding, delimiter=config.delimiter,
+                     normalize_labels=config.normalize_labels)
 
 
 def load_splits(data: Any, val: Any, test: Any, config: FitConfig) -> tuple[Dataset, Dataset | None, Dataset]:
@@ -82,7 +83,7 @@ def load_splits(data: Any, val: Any, test: Any, config: FitConfig) -> tuple[Data
     others = [d for d in (val_ds, test_ds) if d is not None]
     for other in others:
         validate_dataset(other, role="evaluation")
-    validate_splits(train, others)
+    validate_splits(train, others, normalize_labels=config.normalize_labels)
     if config.shots is not None:
         train = sample_per_class(train, config.shots, config.seed)
     if test_ds is None:
@@ -359,12 +360,28 @@ def _as_model(model: Any, task: str | None = None):
     return model
 
 
+def _check_modality(model: Any, dataset: Dataset) -> None:
+    """Image data for a text model (or the reverse) is a DataError naming both, before labels are compared."""
+    from transferkit.errors import DataError
+
+    wanted = getattr(model, "modality", None)
+    if wanted is None or wanted == dataset.modality:
+        return
+    backbone = getattr(getattr(model, "backbone", None), "name", None)
+    give = ("a table with a text column" if wanted == "text" else
+            "a folder of images (one sub-folder per class) or a table with an image-path column")
+    raise DataError(f"{dataset.origin}: holds {dataset.modality} data, but the model"
+                    f"{f' ({backbone})' if backbone else ''} takes {wanted} input. Give it {give}.")
+
+
 def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto", label_column: str | None = None,
              text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
-             cache_dir: str | None = None, progress: bool = True, task: str | None = None) -> dict[str, Any]:
+             cache_dir: str | None = None, progress: bool = True, task: str | None = None,
+             delimiter: str | None = None, normalize_labels: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class figures and the confusion matrix of ``model`` (a folder or a loaded model)
-    on labelled ``data``. Labels the model never saw are an error naming the rows. ``task``: the task of a
-    multi-task model to evaluate."""
+    on labelled ``data``. Data of the other modality, and labels the model never saw, are errors naming the data
+    or the rows (with ``normalize_labels``, a label that differs from one of the model's classes only in case,
+    whitespace or Unicode form counts as that class). ``task``: the task of a multi-task model to evaluate."""
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
     from transferkit.evaluation.metrics import classification_metrics
@@ -372,9 +389,10 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
 
     model = _as_model(model, task)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
-                        encoding=encoding)
+                        encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels)
+    _check_modality(model, dataset)
     validate_dataset(dataset, role="evaluation")
-    y_true = dataset.label_array(model.classes)
+    y_true = dataset.label_array(model.classes, normalize=normalize_labels)
     cache = FeatureCache(cache_dir or default_cache_dir())
     proba = model.predict_proba(dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
     from transferkit.evaluation.calibration import calibration_summary
@@ -386,7 +404,8 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
 def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: int = 64, device: str = "auto",
             text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
             progress: bool = True, runtime: str = "torch", onnx_file: str | None = None,
-            model_dir: str | None = None, task: str | None = None) -> list[dict[str, Any]]:
+            model_dir: str | None = None, task: str | None = None,
+            delimiter: str | None = None) -> list[dict[str, Any]]:
     """Predictions for ``inputs``: a folder of images, a table, an image array, or a list of strings.
 
     Returns one dict per example: ``input`` (its path, row or index), ``label`` and ``probabilities`` (class ->
@@ -410,11 +429,13 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
     if isinstance(inputs, str) and not os.path.exists(inputs) and model.modality == "text":
         inputs = [inputs]
     if isinstance(inputs, (str, os.PathLike)):
-        dataset = load_data(inputs, text_column=text_column, path_column=path_column, encoding=encoding, unlabelled=True)
+        dataset = load_data(inputs, text_column=text_column, path_column=path_column, encoding=encoding,
+                            delimiter=delimiter, unlabelled=True)
     elif isinstance(inputs, Dataset):
         dataset = inputs
     else:
         dataset = from_arrays(inputs if isinstance(inputs, np.ndarray) else list(inputs), origin="inputs")
+    _check_modality(model, dataset)
     validate_dataset(dataset, role="prediction")
     if runtime == "onnx":
         from transferkit.compress.runtime import OnnxClassifier

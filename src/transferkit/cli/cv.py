@@ -37,6 +37,9 @@ def cv(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of a table."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
+    normalize_labels: Optional[bool] = typer.Option(None, "--normalize-labels", help="Fold labels that differ only in case, whitespace or Unicode form into their most frequent spelling."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for cv.json, summary.txt, run_config.yaml and reliability.png."),
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Write into a non-empty output folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
@@ -53,7 +56,8 @@ def cv(
         flags = dict(data=data, strategy=strategy, backbone=backbone, shots=shots, calibrate=calibrate, seed=seed,
                      epochs=epochs, lr=lr, batch_size=batch_size, device=device, cache_dir=cache_dir,
                      no_cache=no_cache, tracking_uri=tracking_uri, work_dir=work_dir, label_column=label_column,
-                     text_column=text_column, path_column=path_column, output=output, overwrite=overwrite,
+                     text_column=text_column, path_column=path_column, encoding=encoding, delimiter=delimiter,
+                     normalize_labels=normalize_labels, output=output, overwrite=overwrite,
                      baselines=[b.strip() for b in baselines.split(",") if b.strip()] if baselines else None,
                      progress=False if (quiet or as_json) else None)
         cfg = merge_config(file_values, flags, str(config) if config else "options")

@@ -74,6 +74,8 @@ def fit(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: text, sentence, review or content)."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table (default: path, image, filepath or file); relative paths are relative to the table."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables: one character, or tab (default: detected among , ; tab |)."),
+    normalize_labels: Optional[bool] = typer.Option(None, "--normalize-labels", help="Fold labels that differ only in case, whitespace or Unicode form (Positive / positive) into their most frequent spelling instead of stopping."),
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines run on the same split: raw (pixels or TF-IDF + logistic regression), scratch (the same architecture from random weights, same training budget). Default: raw, plus scratch for training strategies on up to 2,000 examples."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per backbone forward pass (default 64)."),
@@ -129,7 +131,8 @@ def fit(
         file_values = load_config_file(config) if config is not None else {}
         flags = dict(data=data, backbone=backbone, strategy=strategy, budget=budget, calibrate=calibrate, output=output, val=val, test=test, shots=shots,
                      test_fraction=test_fraction, label_column=label_column, text_column=text_column,
-                     path_column=path_column, encoding=encoding, seed=seed, batch_size=batch_size,
+                     path_column=path_column, encoding=encoding, delimiter=delimiter,
+                     normalize_labels=normalize_labels, seed=seed, batch_size=batch_size,
                      num_workers=num_workers, device=device, cache_dir=cache_dir, no_cache=no_cache,
                      probe_c=probe_c, max_length=max_length, image_size=image_size, overwrite=overwrite, report=report,
                      baselines=[b.strip() for b in baselines.split(",") if b.strip()] if baselines else None,
@@ -169,6 +172,8 @@ def evaluate(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of table files."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
+    normalize_labels: bool = typer.Option(False, "--normalize-labels", help="Labels that differ from the model's classes only in case, whitespace or Unicode form count as those classes."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
@@ -183,7 +188,7 @@ def evaluate(
 
         metrics = evaluate_fn(model, data, batch_size=batch_size, device=device, label_column=label_column,
                               text_column=text_column, path_column=path_column, encoding=encoding, progress=not quiet,
-                              task=task)
+                              task=task, delimiter=delimiter, normalize_labels=normalize_labels)
     except TransferkitError as exc:
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics, f"{model} on {data}"))
@@ -197,6 +202,7 @@ def predict(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of table files."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions to this file (.jsonl or .csv) instead of printing them."),
@@ -224,7 +230,8 @@ def predict(
             missing = next(i for i in inputs if not Path(i).exists())
             raise TransferkitError(f"{missing}: no such file or folder.")
         rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
-                          path_column=path_column, encoding=encoding, progress=not quiet, runtime=runtime,
+                          path_column=path_column, encoding=encoding, delimiter=delimiter, progress=not quiet,
+                          runtime=runtime,
                           onnx_file=onnx_file, model_dir=model)
     except TransferkitError as exc:
         _fail(exc)

@@ -43,6 +43,9 @@ def tune(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of a table."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
+    normalize_labels: Optional[bool] = typer.Option(None, "--normalize-labels", help="Fold labels that differ only in case, whitespace or Unicode form into their most frequent spelling."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -57,6 +60,7 @@ def tune(
                      backbone=backbone, epochs=epochs, batch_size=batch_size,
                      shots=shots, seed=seed, device=device, cache_dir=cache_dir, tracking_uri=tracking_uri,
                      label_column=label_column, text_column=text_column, path_column=path_column,
+                     encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels,
                      progress=False if (quiet or as_json) else None)
         run_config = merge_config(file_values, flags, str(config) if config else "options", build=build_config)
         space_values = load_config_file(space) if space is not None else None

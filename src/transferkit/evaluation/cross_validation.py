@@ -34,6 +34,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ class CVResult:
     out_of_fold: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     output: Path | None = None
     seconds: float = 0.0
+    #: Optional steps of writing the results that failed (the reliability plot): each also a warning.
+    notes: list[str] = field(default_factory=list)
 
     def mean(self, metric: str = "accuracy", model: str = "model") -> float:
         return self.summary[model][metric]["mean"]
@@ -144,7 +147,7 @@ class CVResult:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "summary": self.summary, "comparisons": [c.to_dict() for c in self.comparisons],
                 "intervals": self.intervals, "folds": self.folds, "baselines_not_run": self.skipped_baselines,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), **({"notes": self.notes} if self.notes else {})}
 
 
 def _summarise(values: list[float], test_fraction: float, confidence: float) -> dict[str, Any]:
@@ -251,12 +254,31 @@ def check_cv_config(config: FitConfig) -> None:
         raise ConfigError("--resume is not supported by cross-validation; run it again (features are cached).")
 
 
-def _prepare_output(path: str | None, overwrite: bool) -> Path | None:
+CV_FILE = "cv.json"
+
+
+def _prepare_output(path: str | None, overwrite: bool, inputs: list[tuple[str, Any]] = ()) -> Path | None:
+    """The results folder, checked before any fold runs: not a file, not an input, writable; a folder that holds
+    earlier cross-validation results is replaced only with ``overwrite`` (once the new results are complete); a
+    folder that holds anything else is never written into."""
+    from transferkit._io import check_location, check_not_input, folder_is_empty
+    from transferkit.artifacts import describe_folder, is_model_folder
+
     if path is None:
         return None
     folder = Path(path)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not overwrite)):
-        raise ConfigError(f"output folder {folder} exists and is not empty; pass --overwrite or choose a new folder.")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--output {folder} exists and is a file; give a folder path (a new or empty folder).")
+    check_not_input(folder, inputs)
+    check_location(folder)
+    if not folder_is_empty(folder):
+        if not (folder / CV_FILE).is_file() or is_model_folder(folder):
+            raise ConfigError(f"--output {folder} is not empty: it holds {describe_folder(folder)}, not "
+                              "cross-validation results; nothing in it is replaced, even with --overwrite. Choose a "
+                              "new folder.")
+        if not overwrite:
+            raise ConfigError(f"--output {folder} already holds cross-validation results; pass --overwrite to replace "
+                              "them (the old ones stay until the new ones are written), or choose a new folder.")
     return folder
 
 
@@ -290,7 +312,8 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
         from transferkit.strategies.requirements import check_training_installed
 
         check_training_installed(config.strategy if config.strategy != LINEAR_PROBE else "the scratch baseline")
-    output = _prepare_output(config.output, config.overwrite)
+    output = _prepare_output(config.output, config.overwrite, [("data", data), ("backbone", config.backbone),
+                                                                ("--work-dir", config.work_dir)])
     dataset = data if isinstance(data, Dataset) else load_data(
         data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
         encoding=config.encoding)
@@ -420,16 +443,26 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
 
 
 def _write_output(result: CVResult, folder: Path) -> Path:
+    """The results, written into a staging folder that replaces ``folder`` once complete; the reliability plot is
+    optional (its failure is a warning and a note)."""
     import yaml
 
-    from transferkit._io import atomic_write_json, atomic_write_text
+    from transferkit._io import atomic_write_json, atomic_write_text, folder_is_empty, staged_folder
+    from transferkit.artifacts import late_step
     from transferkit.evaluation.calibration import reliability_diagram
 
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "cv.json", json.loads(json.dumps(result.to_dict(), default=str)))
-    atomic_write_text(folder / "run_config.yaml", yaml.safe_dump(json.loads(json.dumps(result.config, default=str)),
-                                                                 sort_keys=False))
-    atomic_write_text(folder / "summary.txt", result.table() + "\n")
-    reliability_diagram(result.out_of_fold["labels"], result.out_of_fold["proba_repeat0"], folder / "reliability.png",
-                        title=f"{result.config['strategy']}: out-of-fold predictions")
+    if not folder_is_empty(folder) and not (folder / CV_FILE).is_file():  # filled by something else meanwhile
+        folder = folder.with_name(f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        warnings.warn(f"--output {result.config.get('output')} was filled while the folds ran; the results are "
+                      f"written to {folder} instead.", stacklevel=3)
+    with staged_folder(folder, what="--output") as staging:
+        late_step("the reliability plot", lambda: reliability_diagram(
+            result.out_of_fold["labels"], result.out_of_fold["proba_repeat0"], staging / "reliability.png",
+            title=f"{result.config['strategy']}: out-of-fold predictions"), result.notes,
+            saved="the results are saved")
+        atomic_write_json(staging / CV_FILE, json.loads(json.dumps(result.to_dict(), default=str)))
+        atomic_write_text(staging / "run_config.yaml",
+                          yaml.safe_dump(json.loads(json.dumps(result.config, default=str)), sort_keys=False))
+        atomic_write_text(staging / "summary.txt", result.table() + "\n"
+                          + "".join(f"note: {note}\n" for note in result.notes))
     return folder

@@ -274,7 +274,8 @@ class _Objective:
         else:
             from transferkit.evaluation.cross_validation import stratified_folds
 
-            self.splits = stratified_folds(dataset.label_array(self.classes), tune.folds, 1, base.seed)
+            self.splits = stratified_folds(dataset.label_array(self.classes), tune.folds, 1, base.seed,
+                                           class_names=self.classes)
         self._frozen = None
 
     def _probe(self, config: FitConfig):
@@ -422,7 +423,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         raise ConfigError("no data to tune on: give a folder of images per class or a table file.")
     dataset = data if isinstance(data, Dataset) else load_data(
         data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding)
+        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
