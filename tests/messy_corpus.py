@@ -315,9 +315,9 @@ def _write_tables(root: Path, images: Path) -> dict[str, Path]:
     out["text_latin1"] = root / "reviews_latin1.csv"
     out["text_latin1"].write_bytes(_csv_text(accented).encode("latin-1"))
 
-    spellings = {"positive": ["positive", "positive", "Positive", "POSITIVE ", "positive", " positive"],
-                 "negative": ["negative"]}
-    variant_rows = [(t, spellings[lab][i % len(spellings[lab])]) for i, (t, lab) in enumerate(rows)]
+    spellings = ["positive", "Positive", "positive", "POSITIVE ", "positive", "positive"]
+    variant_rows = [(t, spellings[(i // 2) % len(spellings)] if lab == "positive" else lab)
+                    for i, (t, lab) in enumerate(rows)]
     out["text_label_variants"] = root / "reviews_label_spellings.csv"
     out["text_label_variants"].write_text(_csv_text(variant_rows), encoding="utf-8")
 
@@ -333,7 +333,7 @@ def _write_tables(root: Path, images: Path) -> dict[str, Path]:
     float_rows = [(f"{t} ({i})", f"{v:.2f}") for i, ((t, _), v) in
                   enumerate(zip(rows + rows[:6], np.linspace(0.1, 9.9, 30)))]
     out["text_float_labels"] = root / "scores.csv"
-    out["text_float_labels"].write_text(_csv_text(float_rows, header=("text", "score")), encoding="utf-8")
+    out["text_float_labels"].write_text(_csv_text(float_rows), encoding="utf-8")
 
     nul = _csv_text(rows).split("\n")
     nul[5] = nul[5][:6] + "\x00\x00" + nul[5][6:]
@@ -342,7 +342,8 @@ def _write_tables(root: Path, images: Path) -> dict[str, Path]:
 
     table_rows = [(os.path.relpath(p, root).replace(os.sep, "/"), p.parent.name)
                   for p in sorted(images.rglob("*")) if p.parent.parent == images and p.suffix.lower() in
-                  {".jpg", ".jpeg", ".png", ".webp", ".bmp"} and not p.name.startswith(".")]
+                  {".jpg", ".jpeg", ".png", ".webp", ".bmp"} and not p.name.startswith(".")
+                  and not p.parent.name.startswith((".", "__"))]
     out["image_table"] = root / "images.csv"
     out["image_table"].write_text(_csv_text(table_rows, header=("path", "label")), encoding="utf-8")
     return out

@@ -97,17 +97,17 @@ def test_missing_label_cell_names_the_line(tmp_path: Path) -> None:
 def test_nan_label_in_jsonl_names_the_row(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')
-    with pytest.raises(DataError, match=r"t.jsonl row 2: the label"):
+    with pytest.raises(DataError, match=r"t.jsonl line 2: the label"):
         load_data(path)
 
 
 def test_nested_label_or_text_in_jsonl_names_the_row(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": ["x", "y"]}\n')
-    with pytest.raises(DataError, match=r"t.jsonl row 2: the label \('label'\) is a list"):
+    with pytest.raises(DataError, match=r"t.jsonl line 2: the label \('label'\) is a list"):
         load_data(path)
     path.write_text('{"text": {"body": "a"}, "label": "x"}\n{"text": "b", "label": "y"}\n')
-    with pytest.raises(DataError, match=r"t.jsonl row 1: the text \('text'\) is a dict, not a string"):
+    with pytest.raises(DataError, match=r"t.jsonl line 1: the text \('text'\) is a dict, not a string"):
         load_data(path)
 
 

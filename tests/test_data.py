@@ -60,7 +60,7 @@ def test_text_table_csv_jsonl_parquet_agree(tmp_path: Path) -> None:
     assert loaded[0].items == loaded[1].items == loaded[2].items
     assert loaded[0].labels == loaded[2].labels
     assert loaded[0].row_ids[0].endswith("t.csv line 2")
-    assert loaded[1].row_ids[0].endswith("t.jsonl row 1")
+    assert loaded[1].row_ids[0].endswith("t.jsonl line 1")
 
 
 def test_table_of_image_paths_relative_to_the_table(image_folder: Path) -> None:

@@ -12,8 +12,11 @@ from PIL import Image
 from torch import nn
 
 from transferkit.backbones.base import Backbone
-from transferkit.data.images import array_to_rgb, load_rgb
+from transferkit.data.images import array_to_rgb, load_rgb, to_rgb
 
+#: Above this many times the output's area, the resize-then-crop of :class:`ImagePreprocessing` resizes only the
+#: cropped region (same result up to edge effects of the filter; no huge intermediate image).
+_MAX_INTERMEDIATE = 16
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST}
 
@@ -38,11 +41,18 @@ class ImagePreprocessing:
         width, height = image.size
         scale = resize_to / min(width, height)
         new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        if (new_w, new_h) != (width, height):
-            image = image.resize((new_w, new_h), _RESAMPLE[self.interpolation])
         left, top = (new_w - size) // 2, (new_h - size) // 2
-        if (new_w, new_h) != (size, size):
-            image = image.crop((left, top, left + size, top + size))
+        if new_w * new_h > _MAX_INTERMEDIATE * size * size:
+            # a long strip (e.g. 10000x20): resizing it whole would make an image of millions of pixels only to
+            # crop most of it away; resize just the region the crop keeps
+            sx, sy = new_w / width, new_h / height
+            image = image.resize((size, size), _RESAMPLE[self.interpolation],
+                                 box=(left / sx, top / sy, (left + size) / sx, (top + size) / sy))
+        else:
+            if (new_w, new_h) != (width, height):
+                image = image.resize((new_w, new_h), _RESAMPLE[self.interpolation])
+            if (new_w, new_h) != (size, size):
+                image = image.crop((left, top, left + size, top + size))
         # uint8 first, then float32 in numpy: converting a PIL image straight to float32 is several times slower.
         # The arithmetic ((x / 255 - mean) / std in float32) is unchanged, so the values are bit-identical.
         array = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
@@ -60,11 +70,12 @@ class ImagePreprocessing:
 
 
 def load_image_item(item: Any) -> Image.Image:
-    """A dataset item (a path or an array) as an RGB image."""
+    """A dataset item (a path, an array or a PIL image) as an upright RGB image (see
+    :func:`transferkit.data.images.to_rgb`: EXIF orientation, alpha on white, any bit depth)."""
     if isinstance(item, np.ndarray):
         return array_to_rgb(item)
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb(item)
     return load_rgb(item)
 
 

@@ -68,16 +68,37 @@ class Dataset:
     def from_files(self) -> bool:
         return self.modality == "image" and not isinstance(self.items, np.ndarray)
 
-    def label_array(self, classes: Sequence[str]) -> np.ndarray:
-        """Labels as integer indices into ``classes`` (shape ``(N,)``, int64)."""
+    def label_array(self, classes: Sequence[str], normalize: bool = False) -> np.ndarray:
+        """Labels as integer indices into ``classes`` (shape ``(N,)``, int64).
+
+        A label that is not in ``classes`` is an error naming its row; when it differs from a class only in case,
+        whitespace or Unicode form the error says so, and with ``normalize`` it counts as that class.
+        """
+        from transferkit.data.sources import label_key
+
         if self.labels is None:
             raise DataError(f"{self.origin} has no labels; this step needs labelled data.")
         index = {name: i for i, name in enumerate(classes)}
         unknown = sorted(set(self.labels) - set(index))
         if unknown:
+            by_key = {label_key(name): i for name, i in index.items()}
+            variants = {label: by_key[label_key(label)] for label in unknown if label_key(label) in by_key}
+            if variants and normalize:
+                index.update(variants)
+                unknown = [label for label in unknown if label not in variants]
+            elif variants:
+                label, i = next(iter(variants.items()))
+                row = self.row_ids[self.labels.index(label)]
+                raise DataError(
+                    f"{row}: label '{label}' is spelled '{classes[i]}' in the model's classes; {len(variants)} "
+                    f"label(s) differ from a class only in case, whitespace or Unicode form. Spell them as the "
+                    "classes are spelled, or pass --normalize-labels (normalize_labels=True)."
+                )
+        if unknown:
+            row = self.row_ids[self.labels.index(unknown[0])]
             raise DataError(
-                f"{self.origin}: labels {unknown[:5]} were not seen in training (known: {list(classes)[:10]}). "
-                "Remove those rows or add examples of those classes to the training data."
+                f"{self.origin}: labels {unknown[:5]} were not seen in training (known: {list(classes)[:10]}; first "
+                f"at {row}). Remove those rows or add examples of those classes to the training data."
             )
         return np.fromiter((index[label] for label in self.labels), dtype=np.int64, count=len(self.labels))
 

@@ -1,26 +1,68 @@
 """Turn what a user has (a folder of images per class, a table, arrays, a list of texts) into a :class:`Dataset`.
 
-Each loader checks its input as it reads it and raises :class:`~transferkit.errors.DataError` naming the file
-or row; nothing here decodes images fully or runs a model.
+Each loader checks its input as it reads it and raises :class:`~transferkit.errors.DataError` naming the file,
+line or row; nothing here decodes images fully or runs a model.
+
+Folders. Hidden files and folders (``.name``) and what operating systems leave behind (``Thumbs.db``,
+``desktop.ini``, ``__MACOSX``, ``@eaDir``, ...) are skipped without a word; other files without an image extension
+are skipped with one warning. Symbolic links never take images out of the folder they are in: a link to a *folder*
+is followed only when the folder lies inside the class folder (or, for unlabelled data, inside the folder given);
+a link to a folder elsewhere (the parent, another class) is skipped with a warning naming it, because its images
+would all take this folder's label. A link to a *file* is followed wherever it points: class folders are often
+built by linking images from a pool, and the image's label is that of the folder holding the link (if the same
+image is also in another class, the duplicate check says so). Link loops and broken links are skipped with a
+warning; a folder that cannot be listed is an error naming it.
+
+Tables. CSV-like files are decoded as ``encoding`` (UTF-8 by default, a byte-order mark removed; UTF-16 when the
+file starts with a UTF-16 byte-order mark); their delimiter is ``delimiter`` when given, else detected on the
+first lines among ``,`` ``;`` tab and ``|`` (Excel's ``sep=;`` first line is honoured). Blank lines and rows whose
+every cell is empty are skipped; a row is named by the line it starts on. Column names are matched with
+surrounding whitespace removed. Labels that differ only in case, surrounding or repeated whitespace or Unicode
+form (``Positive`` / ``positive``) are an error unless ``normalize_labels`` folds them into their most frequent
+spelling; a label column of many decimal numbers is an error (a regression target, not classes).
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import json
+import logging
 import os
+import unicodedata
 import warnings
+from collections import Counter
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from transferkit.data.dataset import Dataset
-from transferkit.data.images import IMAGE_SUFFIXES
-from transferkit.errors import DataError, DataNotFoundError
+from transferkit.data.images import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES
+from transferkit.errors import ConfigError, DataError, DataNotFoundError
 
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+log = logging.getLogger("transferkit")
+
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                  ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_COLUMNS = ("text", "sentence", "review", "content")
 PATH_COLUMNS = ("path", "image", "filepath", "file", "filename")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+#: Delimiters tried when a delimited table's delimiter is not given, in this order of preference.
+DELIMITERS = (",", ";", "\t", "|")
+#: Lines of a delimited table read to detect its delimiter.
+SNIFF_LINES = 50
+#: A numeric label column with more distinct values than this, some of them not whole numbers, is refused as a
+#: regression target (half-star ratings 0.5 ... 5.0 are 10 values and pass).
+MAX_DECIMAL_CLASSES = 10
+
+#: What operating systems, cameras and sync tools leave in folders (lower case); skipped without a warning.
+JUNK_FILES = frozenset({"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", ".ds_store"})
+JUNK_FOLDERS = frozenset({"__macosx", "@eadir", "$recycle.bin", "system volume information", "__pycache__"})
+_MAX_LINK_WARNINGS = 5
 
 
 def load_data(
@@ -31,55 +73,98 @@ def load_data(
     text_column: str | None = None,
     path_column: str | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
+    normalize_labels: bool = False,
     unlabelled: bool = False,
 ) -> Dataset:
     """Load ``source`` as a :class:`Dataset`.
 
     ``source`` may be a folder of images with one sub-folder per class, a table file (CSV, TSV, JSONL, Parquet)
     with a label column and a text or image-path column, an array of images with ``labels``, a list of texts with
-    ``labels``, or a :class:`Dataset` (returned as is).
+    ``labels``, or a :class:`Dataset` (returned as is). ``delimiter`` is that of a CSV/TSV file (detected when
+    ``None``); ``normalize_labels`` folds labels that differ only in case, whitespace or Unicode form into their
+    most frequent spelling instead of refusing them.
     """
     if isinstance(source, Dataset):
         return source
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = Path(source).expanduser()
         if not path.exists():
+            if path.is_symlink():
+                raise DataNotFoundError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist.")
             raise DataNotFoundError(f"{path}: no such file or folder. Give a folder of images or a table file.")
         if path.is_dir():
             if unlabelled:
                 return load_unlabelled_image_folder(path)
-            return load_image_folder(path)
+            return load_image_folder(path, normalize_labels=normalize_labels)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            if unlabelled:
+                return Dataset("image", [str(path)], None, display_path(path), [display_path(path)])
+            raise DataError(f"{display_path(path)}: is one image file; labelled data is a folder with one sub-folder "
+                            "of images per class, or a table with a label column.")
         return load_table(
             path,
             label_column=None if unlabelled else label_column,
             text_column=text_column,
             path_column=path_column,
             encoding=encoding,
+            delimiter=delimiter,
+            normalize_labels=normalize_labels,
             require_labels=not unlabelled,
         )
-    return from_arrays(source, labels)
+    return from_arrays(source, labels, normalize_labels=normalize_labels)
 
 
-def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "arrays") -> Dataset:
-    """Images as an array ``(N, H, W)`` / ``(N, H, W, C)`` (uint8, or floats in 0..1 or 0..255), or a list of texts."""
-    label_list = None if labels is None else _labels_to_str(list(labels), origin)
-    if isinstance(items, np.ndarray) and items.dtype.kind in "uif":
-        if items.ndim not in (3, 4) or (items.ndim == 4 and items.shape[3] not in (1, 3, 4)):
-            raise DataError(
-                f"{origin}: image arrays must be shaped (N, H, W) or (N, H, W, C) with C in 1, 3, 4; got {items.shape}."
-            )
-        if items.dtype != np.uint8:
-            if not np.isfinite(items).all():
-                raise DataError(f"{origin}: the image array contains NaN or infinite values.")
-            scale = 255.0 if items.max() <= 1.0 else 1.0
-            items = np.clip(np.rint(items * scale), 0, 255).astype(np.uint8)
-        return Dataset("image", items, label_list, origin, [f"{origin}[{i}]" for i in range(len(items))])
+def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "arrays", *,
+                normalize_labels: bool = False) -> Dataset:
+    """Images as an array ``(N, H, W)`` / ``(N, H, W, C)`` (uint8; other integers up to 65535, rescaled; floats in
+    0..1 or 0..255; booleans), or a list of texts."""
+    if isinstance(items, np.ndarray) and items.dtype.kind in "uifb":
+        row_ids = [f"{origin}[{i}]" for i in range(len(items))]
+        label_list = None if labels is None else _labels_to_str(list(labels), origin)
+        if label_list is not None:
+            label_list = check_label_spellings(label_list, row_ids, origin, normalize_labels)
+        return Dataset("image", _image_array_uint8(items, origin), label_list, origin, row_ids)
     items = list(items)
+    label_list = None if labels is None else _labels_to_str(list(labels), origin)
     if not all(isinstance(item, str) for item in items):
         bad = next(i for i, item in enumerate(items) if not isinstance(item, str))
         raise DataError(f"{origin}[{bad}]: expected a string (text) or an image array, got {type(items[bad]).__name__}.")
-    _check_texts(items, [f"{origin}[{i}]" for i in range(len(items))])
-    return Dataset("text", items, label_list, origin, [f"{origin}[{i}]" for i in range(len(items))])
+    row_ids = [f"{origin}[{i}]" for i in range(len(items))]
+    _check_texts(items, row_ids)
+    if label_list is not None:
+        label_list = check_label_spellings(label_list, row_ids, origin, normalize_labels)
+    return Dataset("text", items, label_list, origin, row_ids)
+
+
+def _image_array_uint8(items: np.ndarray, origin: str) -> np.ndarray:
+    """An image array as uint8 0..255, or a DataError saying which range was expected."""
+    if items.ndim not in (3, 4) or (items.ndim == 4 and items.shape[3] not in (1, 3, 4)):
+        raise DataError(
+            f"{origin}: image arrays must be shaped (N, H, W) or (N, H, W, C) with C in 1, 3, 4; got {items.shape}."
+        )
+    if items.shape[0] and 0 in items.shape[1:3]:
+        raise DataError(f"{origin}: images of size {items.shape[1]}x{items.shape[2]} have no pixels.")
+    if items.dtype == np.uint8 or items.size == 0:
+        return items.astype(np.uint8, copy=False)
+    if items.dtype.kind == "b":
+        return items.astype(np.uint8) * 255
+    if items.dtype.kind == "f" and not np.isfinite(items).all():
+        raise DataError(f"{origin}: the image array contains NaN or infinite values.")
+    low, high = float(items.min()), float(items.max())
+    if items.dtype.kind in "iu":
+        if low < 0 or high > 65535:
+            raise DataError(f"{origin}: integer pixel values from {low:g} to {high:g}; expected 0..255 (8-bit) or "
+                            "0..65535 (16-bit).")
+        if high > 255:  # 16-bit data: the whole 16-bit range maps to 0..255
+            return np.rint(items.astype(np.float64) / 257.0).astype(np.uint8)
+        return items.astype(np.uint8)
+    if low < 0 or high > 255:
+        raise DataError(f"{origin}: float pixel values from {low:.3g} to {high:.3g}; expected 0..1 or 0..255. "
+                        "Undo any normalisation (mean/std) before passing the images: transferkit applies the "
+                        "backbone's own.")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.clip(np.rint(items * scale), 0, 255).astype(np.uint8)
 
 
 def _is_blank(value: Any) -> bool:
@@ -103,53 +188,195 @@ def _labels_to_str(labels: list[Any], origin: str) -> list[str]:
     return [_label_cell(label, f"{origin}: label {i}") for i, label in enumerate(labels)]
 
 
+def label_key(label: str) -> str:
+    """What two spellings of one label share: Unicode NFKC form, case folded, whitespace runs as one space."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def check_label_spellings(labels: list[str], row_ids: Sequence[str], origin: str, normalize: bool) -> list[str]:
+    """``labels`` with no two spellings of one label (:func:`label_key`).
+
+    With ``normalize`` the spellings of a label become its most frequent one (the first seen on a tie), and the
+    folding is logged; without it, spellings that differ are a DataError naming both and a row of each.
+    """
+    first_row: dict[str, str] = {}
+    spellings: dict[str, Counter] = {}
+    for label, row in zip(labels, row_ids):
+        first_row.setdefault(label, row)
+        spellings.setdefault(label_key(label), Counter())[label] += 1
+    clashes = {key: counts for key, counts in spellings.items() if len(counts) > 1}
+    if not clashes:
+        return labels
+    if normalize:
+        # most_common keeps first-seen order on ties
+        chosen = {label: counts.most_common(1)[0][0] for counts in clashes.values() for label in counts}
+        for counts in clashes.values():
+            keep = counts.most_common(1)[0][0]
+            others = [f"'{s}' ({n})" for s, n in counts.items() if s != keep]
+            log.info("%s: labels %s folded into '%s'", origin, ", ".join(others), keep)
+        return [chosen.get(label, label) for label in labels]
+    described = []
+    for counts in list(clashes.values())[:3]:
+        described.append(" and ".join(f"'{s}' ({n} row{'s' if n != 1 else ''}, e.g. {first_row[s]})"
+                                      for s, n in counts.most_common()))
+    more = f" (and {len(clashes) - 3} more such labels)" if len(clashes) > 3 else ""
+    raise DataError(
+        f"{origin}: labels that differ only in case, whitespace or Unicode form would become separate classes: "
+        f"{'; '.join(described)}{more}. Spell each label one way, or pass --normalize-labels (normalize_labels=True) "
+        "to fold them into their most frequent spelling."
+    )
+
+
+# --------------------------------------------------------------------------------------------------- folders
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as text that can be printed and saved: bytes of a file name that are not valid in the file system's
+    encoding (a latin-1 name on a UTF-8 system) are shown as ``\\xe9`` escapes."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _link_problem(path: str) -> str:
+    """Why the symbolic link ``path`` leads nowhere usable (a loop or a missing target)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == 40 or "symbolic links" in str(exc):  # ELOOP
+            return "a symbolic link loop"
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a broken symbolic link (its target {display_path(target)} does not exist)"
+    return "a symbolic link that cannot be followed"
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_FILES or name.lower() in JUNK_FOLDERS
+
+
 def _walk_files(root: Path) -> list[Path]:
-    """All files under ``root``, following symbolic links but never visiting a folder twice (no symlink loops)."""
-    seen: set[str] = set()
+    """All files below ``root`` (sorted), following the link policy of the module docstring; every folder read once.
+
+    Links that are skipped are named in warnings (at most a few, then a count); a folder that cannot be listed is
+    a DataError naming it.
+    """
+    base = os.path.realpath(root)
+    seen = {base}
     files: list[Path] = []
+    skipped: list[str] = []
     stack = [root]
     while stack:
         folder = stack.pop()
-        real = os.path.realpath(folder)
-        if real in seen:
-            warnings.warn(f"{folder}: symbolic link loop or repeated folder skipped.", stacklevel=3)
-            continue
-        seen.add(real)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except PermissionError as exc:
+            raise DataError(f"{display_path(folder)}: cannot list the folder (permission denied). Give read access "
+                            f"(chmod u+rx) or move it out of {display_path(root)}.") from exc
         except OSError as exc:
-            raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc}).") from exc
+            raise DataError(f"{display_path(folder)}: cannot list the folder ({exc.strerror or exc}).") from exc
         for entry in entries:
-            if entry.name.startswith("."):
+            if _is_junk(entry.name):
                 continue
-            if entry.is_dir(follow_symlinks=True):
-                stack.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=True):
+            shown = display_path(entry.path)
+            try:
+                is_link = entry.is_symlink()
+                if is_link and not os.path.exists(entry.path):
+                    skipped.append(f"{shown}: {_link_problem(entry.path)}; skipped.")
+                    continue
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError as exc:
+                skipped.append(f"{shown}: cannot be read ({exc.strerror or exc}); skipped.")
+                continue
+            if is_dir:
+                real = os.path.realpath(entry.path)
+                if is_link and not _inside(real, base):
+                    skipped.append(f"{shown}: a symbolic link to the folder {display_path(real)}, outside "
+                                   f"{display_path(root)}; skipped (its images would all take this folder's label). "
+                                   "Link the image files, or move the folder in.")
+                elif real in seen:
+                    skipped.append(f"{shown}: leads to a folder already read ({display_path(real)}); skipped, "
+                                   "each image is read once.")
+                else:
+                    seen.add(real)
+                    stack.append(Path(entry.path))
+            elif is_file:
                 files.append(Path(entry.path))
-            elif entry.is_symlink():
-                warnings.warn(f"{entry.path}: broken symbolic link skipped.", stacklevel=3)
+            else:
+                skipped.append(f"{shown}: not a regular file (a pipe, socket or device); skipped.")
+    for message in skipped[:_MAX_LINK_WARNINGS]:
+        warnings.warn(message, stacklevel=3)
+    if len(skipped) > _MAX_LINK_WARNINGS:
+        warnings.warn(f"{display_path(root)}: {len(skipped) - _MAX_LINK_WARNINGS} more links or entries skipped "
+                      "(see above).", stacklevel=3)
     return sorted(files)
 
 
 def _split_images(files: list[Path], folder: Path) -> list[Path]:
     images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    others = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+    unsupported = [f for f in files if f.suffix.lower() in UNSUPPORTED_IMAGE_SUFFIXES]
+    others = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES | UNSUPPORTED_IMAGE_SUFFIXES]
+    if unsupported:
+        kinds = ", ".join(sorted({f.suffix.lower() for f in unsupported}))
+        shown = ", ".join(display_path(p) for p in unsupported[:3]) + (" ..." if len(unsupported) > 3 else "")
+        warnings.warn(f"{display_path(folder)}: {len(unsupported)} image(s) in a format that cannot be decoded here "
+                      f"({kinds}) skipped ({shown}); convert them to JPEG or PNG to use them.", stacklevel=3)
     if others:
-        shown = ", ".join(str(p) for p in others[:3]) + (" ..." if len(others) > 3 else "")
+        shown = ", ".join(display_path(p) for p in others[:3]) + (" ..." if len(others) > 3 else "")
         warnings.warn(
-            f"{folder}: {len(others)} file(s) without an image extension skipped ({shown}).", stacklevel=3
+            f"{display_path(folder)}: {len(others)} file(s) without an image extension skipped ({shown}).",
+            stacklevel=3,
         )
     return images
 
 
-def load_image_folder(root: str | Path) -> Dataset:
-    """A folder with one sub-folder per class; images anywhere below a class folder belong to that class."""
+def _class_folders(root: Path) -> list[Path]:
+    """The class folders of ``root`` (links to folders anywhere allowed: a class may live elsewhere); image files
+    lying directly in ``root`` are named in a warning, since they belong to no class."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"{display_path(root)}: cannot list the folder ({exc.strerror or exc}).") from exc
+    folders, loose = [], []
+    for entry in entries:
+        if _is_junk(entry.name):
+            continue
+        try:
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                warnings.warn(f"{display_path(entry.path)}: {_link_problem(entry.path)}; skipped.", stacklevel=3)
+                continue
+            if entry.is_dir():
+                folders.append(Path(entry.path))
+            elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                loose.append(entry.name)
+        except OSError as exc:
+            warnings.warn(f"{display_path(entry.path)}: cannot be read ({exc.strerror or exc}); skipped.", stacklevel=3)
+    if loose and folders:
+        warnings.warn(f"{display_path(root)}: {len(loose)} image(s) lie directly in the data folder, outside the class "
+                      f"folders ({', '.join(display_path(n) for n in loose[:3])}{' ...' if len(loose) > 3 else ''}), "
+                      "and are not used; move them into the folder of their class.", stacklevel=3)
+    return folders
+
+
+def load_image_folder(root: str | Path, *, normalize_labels: bool = False) -> Dataset:
+    """A folder with one sub-folder per class; images anywhere below a class folder belong to that class (links:
+    see the module docstring). The class name is the folder's name."""
     root = Path(root)
-    class_dirs = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    class_dirs = _class_folders(root)
     if not class_dirs:
         raise DataError(
-            f"{root}: no class sub-folders found. Put the images of each class in their own folder, "
-            f"e.g. {root}/cat/001.jpg and {root}/dog/001.jpg."
+            f"{display_path(root)}: no class sub-folders found. Put the images of each class in their own folder, "
+            f"e.g. {display_path(root)}/cat/001.jpg and {display_path(root)}/dog/001.jpg."
         )
     paths: list[str] = []
     labels: list[str] = []
@@ -157,11 +384,14 @@ def load_image_folder(root: str | Path) -> Dataset:
         images = _split_images(_walk_files(class_dir), class_dir)
         if not images:
             raise DataError(
-                f"{class_dir}: class folder '{class_dir.name}' has no images. Add images or remove the folder."
+                f"{display_path(class_dir)}: class folder '{display_path(class_dir.name)}' has no images. Add images "
+                "or remove the folder."
             )
         paths.extend(str(p) for p in images)
-        labels.extend([class_dir.name] * len(images))
-    return Dataset("image", paths, labels, str(root), list(paths))
+        labels.extend([display_path(class_dir.name).strip()] * len(images))
+    row_ids = [display_path(p) for p in paths]
+    labels = check_label_spellings(labels, row_ids, display_path(root), normalize_labels)
+    return Dataset("image", paths, labels, display_path(root), row_ids)
 
 
 def load_unlabelled_image_folder(root: str | Path) -> Dataset:
@@ -169,53 +399,304 @@ def load_unlabelled_image_folder(root: str | Path) -> Dataset:
     root = Path(root)
     images = _split_images(_walk_files(root), root)
     if not images:
-        raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+        raise DataError(f"{display_path(root)}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     paths = [str(p) for p in images]
-    return Dataset("image", paths, None, str(root), list(paths))
+    return Dataset("image", paths, None, display_path(root), [display_path(p) for p in paths])
 
 
-def _read_table(path: Path, encoding: str):
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+@dataclass
+class _Table:
+    """A table as read: column names (stripped; may repeat), one list of cells per column, and a name per row."""
+
+    columns: list[str]
+    cells: list[list[Any]]
+    row_ids: list[str]
+    delimiter: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+
+def _check_encoding(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"unknown text encoding '{encoding}' (--encoding); use a Python codec name such as utf-8, "
+                          "latin-1, cp1252 or utf-16.") from None
+
+
+def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    """The file's text: a UTF-8 byte-order mark dropped, UTF-16 recognised by its byte-order mark when the
+    encoding was left at UTF-8; a byte that is not valid text is a DataError naming its line and column."""
+    codec = _check_encoding(encoding)
+    if codec == "utf-8":
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            codec = "utf-16"
+        else:
+            codec = "utf-8-sig"
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start:exc.start].decode(codec, errors="replace")) + 1
+        line_end = raw.find(b"\n", exc.start)
+        excerpt = raw[line_start: line_end if line_end >= 0 else len(raw)][:80].decode(codec, errors="replace")
+        hint = ("it looks like UTF-16 without a byte-order mark: give --encoding utf-16-le"
+                if raw[1:200:2].count(0) > 50 else
+                "the file is in another encoding: give it, e.g. --encoding latin-1 (or cp1252 for files from Windows), "
+                "or save the file as UTF-8")
+        raise DataError(
+            f"{path} line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not valid {encoding} text "
+            f"(the line reads {excerpt.rstrip()!r}); {hint}."
+        ) from None
+
+
+def _sniff_delimiter(text: str, preferred: str) -> str:
+    """The delimiter among :data:`DELIMITERS` that splits the header into most columns consistently across the
+    first :data:`SNIFF_LINES` records (ties go to ``preferred``, then to the order of :data:`DELIMITERS`)."""
+    head = text[: 1 << 16]
+    truncated = len(text) > len(head)
+    best: tuple[float, str] | None = None
+    for candidate in (preferred, *[d for d in DELIMITERS if d != preferred]):
+        try:
+            records = [r for r in islice(csv.reader(io.StringIO(head, newline=""), delimiter=candidate),
+                                         SNIFF_LINES + 1) if r]
+        except csv.Error:
+            continue
+        if truncated and len(records) > 1:
+            records = records[:-1]
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        consistency = sum(len(r) == width for r in records[1:]) / max(1, len(records) - 1)
+        if best is None or consistency > best[0]:
+            best = (consistency, candidate)
+    return best[1] if best else preferred
+
+
+def _normalise_delimiter(delimiter: str | None) -> str | None:
+    if delimiter is None:
+        return None
+    named = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+    value = named.get(delimiter.lower(), delimiter)
+    if len(value) != 1 or value in "\"\r\n":
+        raise ConfigError(f"--delimiter must be one character such as ',', ';', '|' or '\\t' (tab); got {delimiter!r}.")
+    return value
+
+
+def _read_delimited(path: Path, text: str, delimiter: str | None, preferred: str) -> _Table:
+    if "\x00" in text:
+        position = text.index("\x00")
+        line = text.count("\n", 0, position) + 1
+        raise DataError(
+            f"{path} line {line}: contains a NUL byte (\\0), which a text table does not have: the file may be "
+            "binary, or UTF-16 without a byte-order mark (then give --encoding utf-16-le). Otherwise remove the NUL "
+            "bytes (e.g. tr -d '\\000' < in > out)."
+        )
+    offset = 0
+    first_line = text.split("\n", 1)[0].strip().strip('"').replace(" ", "")
+    if first_line.lower().startswith("sep=") and len(first_line) == 5:  # Excel's delimiter hint
+        delimiter = delimiter or first_line[4]
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        offset = 1
+    delimiter = delimiter or _sniff_delimiter(text, preferred)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    previous_end = 0
+    limit = csv.field_size_limit(1 << 30)  # long texts are legal (the validation warns about them)
+    try:
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not record or all(cell.strip() == "" for cell in record):
+                continue
+            if header is None:
+                header = record
+                continue
+            rows.append(record)
+            starts.append(start + offset)
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num + 1 + offset}: cannot be read as a table ({exc}).") from None
+    finally:
+        csv.field_size_limit(limit)
+    if header is None:
+        raise DataError(f"{path}: the file has no header line (or only blank lines).")
+    if rows:
+        _check_last_record_closed(path, text, starts[-1] - offset, offset)
+    columns = [c.strip() for c in header]
+    width = len(columns)
+    for record, start in zip(rows, starts):
+        if len(record) > width and any(cell.strip() for cell in record[width:]):
+            raise DataError(
+                f"{path} line {start}: {len(record)} fields, but the header has {width} ({columns}) with "
+                f"delimiter {delimiter!r}. Quote the fields that contain {delimiter!r}, or pass --delimiter."
+            )
+    cells = [[record[i] if i < len(record) else "" for record in rows] for i in range(width)]
+    return _Table(columns, cells, [f"{path} line {start}" for start in starts], delimiter)
+
+
+def _check_last_record_closed(path: Path, text: str, start_line: int, offset: int) -> None:
+    """A quote opened and never closed makes the rest of the file one cell; name the line where it opened."""
+    tail = "".join(io.StringIO(text, newline="").readlines()[start_line - 1:])
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DataError(
+                f"{path} line {start_line + offset}: a quoted field starts here and is never closed, so the rest of "
+                "the file would be one cell. Close the quote, or double a quote inside a field (\"\")."
+            ) from None
+
+
+def _read_jsonl(path: Path, text: str) -> _Table:
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a JSON array of records rather than JSON lines
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}).") from None
+        if not all(isinstance(r, dict) for r in records):
+            bad = next(i for i, r in enumerate(records) if not isinstance(r, dict))
+            raise DataError(f"{path} item {bad + 1}: is a {type(records[bad]).__name__}; each item must be an object "
+                            "such as {\"text\": \"...\", \"label\": \"...\"}.")
+        return _records_table(records, [f"{path} item {i + 1}" for i in range(len(records))])
+    records, row_ids = [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            hint = (" The file looks like one JSON object over several lines; write one object per line (JSON lines)."
+                    if number == 1 and line.strip() == "{" else "")
+            raise DataError(
+                f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno}); the line starts "
+                f"{line.strip()[:60]!r}. Each line must be one JSON object such as "
+                f"{{\"text\": \"...\", \"label\": \"...\"}}.{hint}"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path} line {number}: is a JSON {type(record).__name__}, not an object; each line must "
+                            "be one object such as {\"text\": \"...\", \"label\": \"...\"}.")
+        records.append(record)
+        row_ids.append(f"{path} line {number}")
+    return _records_table(records, row_ids)
+
+
+def _records_table(records: list[dict], row_ids: list[str]) -> _Table:
+    columns: dict[str, None] = {}
+    for record in records:
+        for key in record:
+            columns.setdefault(key, None)
+    names = list(columns)
+    cells = [[record.get(name) for record in records] for name in names]
+    return _Table([str(n).strip() for n in names], cells, row_ids)
+
+
+def _read_parquet(path: Path) -> _Table:
     import pandas as pd
 
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError as exc:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow ({exc}).") from None
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc}).") from None
+    cells = [frame.iloc[:, i].tolist() for i in range(frame.shape[1])]
+    return _Table([str(c).strip() for c in frame.columns], cells, [f"{path} row {i + 1}" for i in range(len(frame))])
+
+
+def _read_table(path: Path, encoding: str, delimiter: str | None = None) -> _Table:
     kind = TABLE_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DataError(
-            f"{path}: unknown table format '{path.suffix}'. Use .csv, .tsv, .jsonl or .parquet, or give a folder of images."
+            f"{path}: unknown table format '{path.suffix}'. Use .csv, .tsv, .jsonl or .parquet, or give a folder of "
+            "images." + (" Save a spreadsheet as CSV first." if path.suffix.lower() in (".xlsx", ".xls", ".ods")
+                         else "")
         )
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty.")
     try:
-        if kind == "csv":
-            return pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
-        if kind == "tsv":
-            return pd.read_csv(path, sep="\t", encoding=encoding, dtype=str, keep_default_na=False)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, encoding=encoding, dtype=False)
-        return pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: byte {exc.start} is not valid {encoding} text. Save the file as UTF-8, or give its encoding "
-            "(for example --encoding latin-1)."
-        ) from exc
-    except Exception as exc:
-        raise DataError(f"{path}: cannot be read as {kind} ({type(exc).__name__}: {exc}).") from exc
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    if kind == "parquet":
+        return _read_parquet(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    text = _decode(path, raw, encoding)
+    if kind == "jsonl":
+        return _read_jsonl(path, text)
+    return _read_delimited(path, text, _normalise_delimiter(delimiter), "," if kind == "csv" else "\t")
 
 
-def _pick_column(columns: list[str], wanted: str | None, candidates: Sequence[str], what: str, path: Path, option: str):
+def _pick_column(table: _Table, wanted: str | None, candidates: Sequence[str], path: Path, option: str) -> int | None:
+    """The index of the column named ``wanted`` (``option`` gave it), else of the first of ``candidates`` present
+    (case-insensitive); a name that appears twice is an error."""
+    columns = table.columns
     if wanted is not None:
-        if wanted not in columns:
-            raise DataError(f"{path}: no column '{wanted}' ({option}); the columns are {columns}.")
-        return wanted
-    lowered = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name in lowered:
-            return lowered[name]
-    return None
+        matches = [i for i, c in enumerate(columns) if c == wanted.strip()]
+        if not matches:
+            matches = [i for i, c in enumerate(columns) if c.lower() == wanted.strip().lower()]
+        if not matches:
+            raise DataError(f"{path}: no column '{wanted}' ({option}); the columns are {columns}."
+                            + _one_column_hint(table))
+    else:
+        matches = []
+        for name in candidates:
+            matches = [i for i, c in enumerate(columns) if c.lower() == name]
+            if matches:
+                break
+        if not matches:
+            return None
+    if len(matches) > 1:
+        raise DataError(f"{path}: the column '{columns[matches[0]]}' appears {len(matches)} times (columns "
+                        f"{', '.join(str(i + 1) for i in matches)}); rename all but one.")
+    return matches[0]
 
 
-def _row_name(path: Path, index: int, kind: str) -> str:
-    # Row numbers as a person sees them: CSV/TSV line numbers count the header; JSONL lines count from 1.
-    return f"{path} line {index + 2}" if kind in ("csv", "tsv") else f"{path} row {index + 1}"
+def _one_column_hint(table: _Table) -> str:
+    if len(table.columns) != 1:
+        return ""
+    name = table.columns[0]
+    found = [d for d in DELIMITERS if d in name and d != table.delimiter]
+    if not found:
+        return ""
+    shown = "\\t" if found[0] == "\t" else found[0]
+    return (f" The table was read as one column named {name!r}, which contains {shown!r}: the delimiter is probably "
+            f"{shown!r}; pass --delimiter '{shown}' (or leave --delimiter out to detect it).")
+
+
+def _check_numeric_labels(labels: list[str], column: str, path: Path) -> None:
+    """Refuse a label column that holds a measurement rather than classes (many decimal numbers)."""
+    distinct = set(labels)
+    if len(distinct) <= MAX_DECIMAL_CLASSES:
+        return
+    numbers = []
+    for label in distinct:
+        try:
+            numbers.append(float(label))
+        except ValueError:
+            return
+    if not np.isfinite(numbers).all():
+        return
+    decimals = any(not float(n).is_integer() for n in numbers)
+    mostly_unique = len(distinct) > len(labels) / 2
+    if decimals or mostly_unique:
+        examples = ", ".join(str(v) for v in sorted(distinct, key=float)[:4])
+        raise DataError(
+            f"{path}: the label column '{column}' looks numeric (a regression target?): {len(distinct)} distinct "
+            f"values in {len(labels)} rows, such as {examples}. transferkit classifies; give class labels (for "
+            "example bin the values into a few named ranges), or choose another column with --label-column."
+        )
 
 
 def load_table(
@@ -225,53 +706,78 @@ def load_table(
     text_column: str | None = None,
     path_column: str | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
+    normalize_labels: bool = False,
     require_labels: bool = True,
 ) -> Dataset:
     """A table with a label column and either a text column or an image-path column.
 
     Column names are guessed when not given (``label``/``class``/...; ``text``/``sentence``/...;
-    ``path``/``image``/...). Image paths are relative to the table's folder unless absolute.
+    ``path``/``image``/...). Image paths are relative to the table's folder unless absolute. Reading rules (encoding,
+    delimiter, blank rows, label spellings): see the module docstring.
     """
     path = Path(path)
-    table = _read_table(path, encoding)
-    kind = TABLE_SUFFIXES[path.suffix.lower()]
-    columns = [str(c) for c in table.columns]
+    table = _read_table(path, encoding, delimiter)
     if len(table) == 0:
         raise DataError(f"{path}: the table has a header but no rows.")
-    label_col = _pick_column(columns, label_column, LABEL_COLUMNS, "label", path, "--label-column")
+    label_col = _pick_column(table, label_column, LABEL_COLUMNS, path, "--label-column")
     if require_labels and label_col is None:
         raise DataError(
-            f"{path}: no label column found among {columns}. Name it 'label' or pass --label-column NAME."
+            f"{path}: no label column found among {table.columns}. Name it 'label' or pass --label-column NAME."
+            + _one_column_hint(table)
         )
-    text_col = _pick_column(columns, text_column, TEXT_COLUMNS, "text", path, "--text-column")
-    path_col = _pick_column(columns, path_column, PATH_COLUMNS, "path", path, "--path-column")
+    text_col = _pick_column(table, text_column, TEXT_COLUMNS, path, "--text-column")
+    path_col = _pick_column(table, path_column, PATH_COLUMNS, path, "--path-column")
     if text_column is None and path_column is not None:
         text_col = None
     if text_col is None and path_col is None:
         raise DataError(
-            f"{path}: no text or image-path column found among {columns}. Name it 'text' or 'path', or pass "
-            "--text-column NAME / --path-column NAME."
+            f"{path}: no text or image-path column found among {table.columns}. Name it 'text' or 'path', or pass "
+            "--text-column NAME / --path-column NAME." + _one_column_hint(table)
         )
-    row_ids = [_row_name(path, i, kind) for i in range(len(table))]
+    row_ids = table.row_ids
     labels = None
     if require_labels:
-        labels = [_label_cell(value, row_ids[i], f"label ('{label_col}')")
-                  for i, value in enumerate(table[label_col].tolist())]
+        name = table.columns[label_col]
+        values = table.cells[label_col]
+        labels = [_label_cell(value, row_ids[i], f"label ('{name}')") for i, value in enumerate(values)]
+        _check_numeric_labels(labels, name, path)
+        labels = check_label_spellings(labels, row_ids, str(path), normalize_labels)
     if text_col is not None:
-        texts = table[text_col].tolist()
-        _check_texts(texts, row_ids, column=text_col)
+        texts = table.cells[text_col]
+        _check_texts(texts, row_ids, column=table.columns[text_col])
         return Dataset("text", [str(t) for t in texts], labels, str(path), row_ids)
     base = path.parent
-    paths = []
-    for i, value in enumerate(table[path_col].tolist()):
-        if value is None or str(value).strip() == "":
-            raise DataError(f"{row_ids[i]}: the image path ('{path_col}') is empty.")
-        image_path = Path(str(value).strip())
-        image_path = image_path if image_path.is_absolute() else base / image_path
-        if not image_path.is_file():
-            raise DataError(f"{row_ids[i]}: image file {image_path} does not exist.")
-        paths.append(str(image_path))
+    paths = [_image_path(value, base, row_ids[i], table.columns[path_col])
+             for i, value in enumerate(table.cells[path_col])]
     return Dataset("image", paths, labels, str(path), row_ids)
+
+
+def _image_path(value: Any, base: Path, row: str, column: str) -> str:
+    """One cell of an image-path column as an existing image file (relative to ``base``), or a DataError naming
+    the row and what is wrong with the path."""
+    if _is_blank(value):
+        raise DataError(f"{row}: the image path ('{column}') is empty.")
+    text = str(value).strip()
+    if "://" in text:
+        raise DataError(f"{row}: the image path ('{column}') is a URL ({text[:80]}); download the images and give "
+                        "local paths.")
+    image_path = Path(text).expanduser()
+    image_path = image_path if image_path.is_absolute() else base / image_path
+    if not image_path.exists() and "\\" in text and os.sep == "/":  # a table written on Windows
+        converted = Path(text.replace("\\", "/"))
+        converted = converted if converted.is_absolute() else base / converted
+        if converted.exists():
+            image_path = converted
+    if image_path.is_symlink() and not image_path.exists():
+        raise DataError(f"{row}: image file {display_path(image_path)} is {_link_problem(str(image_path))}.")
+    if image_path.is_dir():
+        raise DataError(f"{row}: {display_path(image_path)} is a folder, not an image file; list the image files "
+                        "one per row.")
+    if not image_path.is_file():
+        raise DataError(f"{row}: image file {display_path(image_path)} does not exist"
+                        f"{' (paths are relative to the table folder ' + display_path(base) + ')' if not Path(text).is_absolute() else ''}.")
+    return str(image_path)
 
 
 def _check_texts(texts: Sequence[Any], row_ids: Sequence[str], column: str = "text") -> None:

@@ -45,6 +45,8 @@ def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: i
                 DataWarning,
                 stacklevel=2,
             )
+    if dataset.labels is not None:
+        warn_conflicting_duplicates(dataset)
     if dataset.labels is not None and role == "training":
         counts = Counter(dataset.labels)
         if len(counts) < min_classes:
@@ -61,9 +63,39 @@ def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: i
             )
 
 
-def validate_splits(train: Dataset, others: Sequence[Dataset]) -> None:
-    """Labels in validation/test data must exist in training; duplicates across splits are warned about."""
+def warn_conflicting_duplicates(dataset: Dataset) -> None:
+    """One warning when examples with identical content (the same image bytes, the same text) carry different
+    labels, naming both rows of the first few such pairs: no model can get both right, and one label is wrong."""
+    first: dict[str, int] = {}
+    conflicts: list[tuple[int, int]] = []
+    labels = dataset.labels or []
+    for index, key in enumerate(dataset.item_keys()):
+        seen = first.setdefault(key, index)
+        if seen != index and labels[seen] != labels[index]:
+            conflicts.append((seen, index))
+    if not conflicts:
+        return
+    shown = "; ".join(f"{dataset.row_ids[a]} labelled '{labels[a]}' and {dataset.row_ids[b]} labelled '{labels[b]}'"
+                      for a, b in conflicts[:3])
+    more = f" (and {len(conflicts) - 3} more)" if len(conflicts) > 3 else ""
+    warnings.warn(
+        f"{dataset.origin}: {len(conflicts)} example(s) have identical content but a different label than an earlier "
+        f"copy: {shown}{more}. No model can get both right; remove the wrong copy or correct its label.",
+        DataWarning,
+        stacklevel=3,
+    )
+
+
+def validate_splits(train: Dataset, others: Sequence[Dataset], *, normalize_labels: bool = False) -> None:
+    """Labels in validation/test data must exist in training; duplicates across splits are warned about.
+
+    A label spelled differently from the training data only in case, whitespace or Unicode form is an error that
+    says so, or, with ``normalize_labels``, takes the training data's spelling (``other.labels`` is changed).
+    """
+    from transferkit.data.sources import label_key
+
     known = set(train.labels or [])
+    spelled = {label_key(label): label for label in known}
     train_keys = None
     for other in others:
         if other.modality != train.modality:
@@ -73,6 +105,19 @@ def validate_splits(train: Dataset, others: Sequence[Dataset]) -> None:
             )
         if other.labels is not None:
             unseen = sorted(set(other.labels) - known)
+            variants = {label: spelled[label_key(label)] for label in unseen if label_key(label) in spelled}
+            if variants and normalize_labels:
+                other.labels = [variants.get(label, label) for label in other.labels]
+                unseen = [label for label in unseen if label not in variants]
+            elif variants:
+                label, training = next(iter(variants.items()))
+                row = next(r for r, lab in zip(other.row_ids, other.labels) if lab == label)
+                raise DataError(
+                    f"{row}: label '{label}' is spelled '{training}' in the training data ({train.origin}); "
+                    f"{len(variants)} label(s) differ only in case, whitespace or Unicode form "
+                    f"({', '.join(repr(v) for v in list(variants)[:5])}). Spell them as in the training data, or pass "
+                    "--normalize-labels (normalize_labels=True)."
+                )
             if unseen:
                 rows = [row for row, label in zip(other.row_ids, other.labels) if label in unseen]
                 raise DataError(
@@ -81,12 +126,15 @@ def validate_splits(train: Dataset, others: Sequence[Dataset]) -> None:
                     "or remove the rows."
                 )
         if train_keys is None:
-            train_keys = set(train.item_keys())
-        duplicates = [row for row, key in zip(other.row_ids, other.item_keys()) if key in train_keys]
+            train_keys = {}
+            for row, key in zip(train.row_ids, train.item_keys()):
+                train_keys.setdefault(key, row)
+        duplicates = [(row, train_keys[key]) for row, key in zip(other.row_ids, other.item_keys()) if key in train_keys]
         if duplicates:
             warnings.warn(
                 f"{other.origin}: {len(duplicates)} example(s) also appear in the training data (first: "
-                f"{duplicates[0]}); the measured accuracy will be optimistic.",
+                f"{duplicates[0][0]}, the same as {duplicates[0][1]}); the measured accuracy will be optimistic. "
+                "Remove the copies from one side.",
                 DataWarning,
                 stacklevel=2,
             )

@@ -1,6 +1,6 @@
 """Baselines that run beside every result on the same split, so that "transfer helped" can be checked.
 
-- ``raw``: the same linear probe on the raw input: pixels (downscaled to at most 32x32) for images, TF-IDF word
+- ``raw``: the same linear probe on the raw input: pixels (every image resized to 32x32; image arrays up to that size kept as they are) for images, TF-IDF word
   uni- and bi-grams for text. With few labels and simple images this is hard to beat (see the sklearn-digits example).
 - ``scratch``: the same architecture from random weights, trained by the engine for the same budget (epochs,
   batch, augmentation, early stopping) as the run (:mod:`transferkit.evaluation.scratch`). On by default for the
@@ -21,7 +21,14 @@ RAW_IMAGE_SIDE = 32
 
 
 class RawInputEncoder:
-    """Dataset -> a feature matrix of raw inputs (dense pixels, or sparse TF-IDF). ``fit`` learns the vocabulary."""
+    """Dataset -> a feature matrix of raw inputs (dense pixels, or sparse TF-IDF). ``fit`` learns the vocabulary
+    for text and the pixel grid for images.
+
+    Images of every size, aspect ratio and colour mode give vectors of one width: each is decoded upright as RGB
+    (see :func:`transferkit.data.images.to_rgb`) and resized to ``size_`` (width, height): ``image_side`` x
+    ``image_side`` pixels, or the arrays' own size when ``fit`` saw an image array no larger than that (8x8 digits
+    stay 64 pixels). Greyscale arrays ``(N, H, W)`` stay one channel (``grey_``).
+    """
 
     def __init__(self, image_side: int = RAW_IMAGE_SIDE) -> None:
         self.image_side = image_side
@@ -34,7 +41,12 @@ class RawInputEncoder:
             self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=100_000)
             self.vectorizer_.fit(list(dataset.items))
         else:
-            self.grey_ = isinstance(dataset.items, np.ndarray) and dataset.items.ndim == 3
+            arrays = isinstance(dataset.items, np.ndarray)
+            self.grey_ = arrays and dataset.items.ndim == 3
+            height, width = (dataset.items.shape[1:3] if arrays else (self.image_side, self.image_side))
+            if max(height, width) > self.image_side:
+                height = width = self.image_side
+            self.size_ = (int(width), int(height))
         return self
 
     def transform(self, dataset: Dataset):
@@ -50,13 +62,13 @@ class RawInputEncoder:
 
         from transferkit.backbones.vision import load_image_item
 
-        if isinstance(item, np.ndarray) and item.ndim == 2 and max(item.shape) <= self.image_side:
+        if isinstance(item, np.ndarray) and self.grey_ and item.ndim == 2 and item.shape[::-1] == self.size_:
             return item.astype(np.float32).ravel() / 255.0
         image = load_image_item(item)
         if self.grey_:
             image = image.convert("L")
-        if max(image.size) > self.image_side:
-            image = image.resize((self.image_side, self.image_side), Image.Resampling.BILINEAR)
+        if image.size != self.size_:
+            image = image.resize(self.size_, Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.float32).ravel() / 255.0
 
 
