@@ -37,7 +37,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -53,11 +53,13 @@ METRICS = ("accuracy", "macro_f1", "ece", "nll")
 LINEAR_PROBE = "linear-probe"
 
 
-def stratified_folds(labels: np.ndarray, folds: int, repeats: int = 1, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_folds(labels: np.ndarray, folds: int, repeats: int = 1, seed: int = 0,
+                     class_names: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(train_indices, test_indices)`` of every fold of every repeat (``folds * repeats`` pairs, repeat-major).
 
     Each repeat partitions the examples into ``folds`` disjoint test folds, each class split as evenly as its count
-    allows (scikit-learn's ``RepeatedStratifiedKFold``, seeded)."""
+    allows (scikit-learn's ``RepeatedStratifiedKFold``, seeded). ``labels`` are class indices into ``class_names``
+    (used in messages), or the class names themselves."""
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     labels = np.asarray(labels)
@@ -66,11 +68,18 @@ def stratified_folds(labels: np.ndarray, folds: int, repeats: int = 1, seed: int
     if repeats < 1:
         raise ConfigError(f"option 'repeats' must be at least 1; got {repeats}.")
     names, counts = np.unique(labels, return_counts=True)
+    if class_names is not None:
+        names = [class_names[int(n)] for n in names]
     if counts.min() < folds:
         rare = ", ".join(f"'{n}' ({c})" for n, c in zip(names, counts) if c < folds)
+        verb = "has" if (counts < folds).sum() == 1 else "have"
+        if counts.min() >= 2:
+            advice = f"Lower --folds to {int(counts.min())} or add examples."
+        else:
+            advice = ("Cross-validation needs at least 2 examples of every class, whatever --folds: add examples of "
+                      "that class or remove it from the data.")
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} examples of every class; {rare} "
-                        f"{'has' if (counts < folds).sum() == 1 else 'have'} fewer. Lower --folds to "
-                        f"{max(2, int(counts.min()))} or add examples.")
+                        f"{verb} fewer. {advice}")
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     return [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(len(labels)), labels)]
 
@@ -316,13 +325,13 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
                                                                 ("--work-dir", config.work_dir)])
     dataset = data if isinstance(data, Dataset) else load_data(
         data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding)
+        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
     classes = dataset.classes
     labels = dataset.label_array(classes)
-    splits = stratified_folds(labels, folds, repeats, config.seed)
+    splits = stratified_folds(labels, folds, repeats, config.seed, class_names=classes)
     n_train_fold = len(splits[0][0])
     baseline_names, skipped = _cv_baselines(config.baselines, config.strategy, n_train_fold)
 
