@@ -530,6 +530,9 @@ def _read_delimited(path: Path, text: str, delimiter: str | None, preferred: str
         _check_last_record_closed(path, text, starts[-1] - offset, offset)
     columns = [c.strip() for c in header]
     width = len(columns)
+    if width == 1 and _one_column_hint(_Table(columns, [], [], delimiter)):
+        raise DataError(f"{path}: no delimiter {delimiter!r} in the header." + _one_column_hint(_Table(columns, [], [],
+                                                                                                      delimiter)))
     for record, start in zip(rows, starts):
         if len(record) > width and any(cell.strip() for cell in record[width:]):
             raise DataError(
