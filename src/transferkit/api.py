@@ -128,7 +128,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 
-        check_output_folder(config.output, config.overwrite)
+        check_output_folder(config.output, config.overwrite, inputs=[
+            ("training data", data), ("validation data", val), ("test data", test), ("backbone", config.backbone),
+            ("--work-dir", config.work_dir)])
 
     timings: dict[str, float] = {}
     start = run_started = time.perf_counter()
