@@ -32,7 +32,8 @@ def tune(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Top trials listed and saved as configs (default 5)."),
     keep_models: bool = typer.Option(False, "--keep-models", help="Keep the top trials' weights as model folders in OUTPUT/trials/trial-N/ (--objective val, training strategies)."),
     soup: bool = typer.Option(False, "--soup", help="After the search, a greedy soup of the top trials' weights on the validation part, saved in OUTPUT/soup (implies --keep-models)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for study.db, best_config.yaml, top_trials.json and trials/."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for study.db, best_config.yaml, top_trials.json and trials/; a folder holding the same study continues it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of another study in --output (that study stays in its storage)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training strategies: maximum epochs per trial."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per batch."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Keep at most N examples per class."),
@@ -69,7 +70,7 @@ def tune(
         tune_values = dict(n_trials=n_trials, timeout=timeout, objective=objective, folds=folds,
                            val_fraction=val_fraction, storage=storage, study_name=study_name,
                            pruning=False if no_pruning else None, top_k=top_k, keep_models=keep_models or None,
-                           soup=soup or None, output=output, space=space_values)
+                           soup=soup or None, output=output, overwrite=overwrite or None, space=space_values)
         tune_config = make_tune_config(**{k: v for k, v in tune_values.items() if v is not None})
         result = tune_fn(config=run_config, tune_config=tune_config)
     except TransferkitError as exc:

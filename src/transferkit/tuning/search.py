@@ -80,6 +80,8 @@ class TuneConfig(BaseModel):
     soup: bool = Field(False, description="after the search, a greedy soup of the kept top trials' weights, each "
                        "ingredient added only if it raises validation accuracy (or keeps it with a lower log loss), saved in OUTPUT/soup (implies keep_models)")
     output: str | None = Field(None, description="folder for study.db, best_config.yaml, top_trials.json, trials/")
+    overwrite: bool = Field(False, description="replace the results of another study in output (a study of the same "
+                            "name is continued, never replaced)")
 
 
 def default_space(strategy: str) -> dict[str, Any]:
@@ -414,6 +416,11 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         if config.strategy == LINEAR_PROBE:
             raise ConfigError(f"tune {flag}: linear-probe trials share the frozen backbone and refit in seconds; "
                               "keep models of a training strategy (finetune, lp-ft, lora, l2sp, distill).")
+    if tune_config.output is not None:  # before any data is read: file, location, inputs
+        check_tune_output(tune_config.output, inputs=[
+            ("data", data if data is not None else config.data), ("backbone", config.backbone),
+            ("unlabelled data", getattr(config, "unlabelled", None)), ("--work-dir", config.work_dir),
+            *[("teacher model", t) for t in getattr(config, "teacher", None) or []]])
     space = _normalise_space(tune_config.space or default_space(config.strategy))
     for name, spec in space.items():  # every option exists and takes the space's values
         probe_value = spec["choices"][0] if "choices" in spec else spec["low"]
@@ -445,7 +452,11 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         backbone_name, _ = choose_backbone(dataset, config)
 
     output = Path(tune_config.output) if tune_config.output else None
+    name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
+    replaced_study = None
     if output is not None:
+        replaced_study = check_tune_output(output, study=name, overwrite=tune_config.overwrite,
+                                           default_storage=not tune_config.storage)
         output.mkdir(parents=True, exist_ok=True)
     if tune_config.storage:
         url = tune_config.storage
@@ -455,7 +466,6 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         folder = output if output is not None else cache_root() / "tuning"
         folder.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(folder / 'study.db').resolve()}"
-    name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
@@ -527,9 +537,68 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         if tune_config.soup:
             result.soup = _soup_top(result, objective, config, output)
     result.seconds = time.perf_counter() - started
+    if replaced_study is not None:
+        result.notes.append(f"the results of study '{replaced_study}' in {output} were replaced (--overwrite); that "
+                            "study stays in its storage.")
     if output is not None and result.best_config is not None:
-        _write_outputs(result, config, output, dataset)
+        _write_outputs(result, config, output, dataset, replaced=replaced_study is not None)
     return result
+
+
+TUNE_FILE = "tune.json"
+
+
+def _studies_in(db: Path) -> list[str]:
+    import optuna
+
+    try:
+        return list(optuna.study.get_all_study_names(storage=f"sqlite:///{db.resolve()}"))
+    except Exception:  # noqa: BLE001 - a database of another program, or damaged: treated as foreign
+        return []
+
+
+def check_tune_output(path: str | Path, *, study: str | None = None, overwrite: bool = False,
+                      default_storage: bool = True, inputs: list[tuple[str, Any]] = ()) -> str | None:
+    """Check the output folder of a search before it starts (:class:`ConfigError` naming ``--output`` otherwise).
+
+    Without ``study``: the checks that need no data (not a file, not one of the ``inputs``, writable). With
+    ``study`` (its name): a folder holding the results of the same study is continued (a resumed search); one
+    holding another study's results is replaced only with ``overwrite``; one holding anything else is never written
+    into. Returns the name of the study whose results will be replaced, or ``None``."""
+    from transferkit._io import check_location, check_not_input, folder_is_empty
+    from transferkit.artifacts import describe_folder, is_model_folder
+
+    folder = Path(path)
+    if study is None:
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--output {folder} exists and is a file; give a folder path (a new or empty folder).")
+        check_not_input(folder, inputs)
+        check_location(folder)
+        return None
+    if folder_is_empty(folder):
+        return None
+    summary, db = folder / TUNE_FILE, folder / "study.db"
+    if is_model_folder(folder) or not (summary.is_file() or db.is_file()):
+        raise ConfigError(f"--output {folder} is not empty: it holds {describe_folder(folder)}, not the results of a "
+                          "search; nothing in it is replaced, even with --overwrite. Choose a new folder.")
+    previous = None
+    if summary.is_file():
+        try:
+            previous = json.loads(summary.read_text(encoding="utf-8")).get("study_name")
+        except (ValueError, OSError, AttributeError):
+            previous = None
+    if previous == study or (previous is None and default_storage and study in _studies_in(db)):
+        log.info("tune: %s holds study '%s'; continuing it", folder, study)
+        return None
+    if previous is None:
+        names = _studies_in(db) if db.is_file() else []
+        previous = names[-1] if names else "an unnamed study"
+    if not overwrite:
+        raise ConfigError(f"--output {folder} already holds the results of study '{previous}', and this search is "
+                          f"study '{study}'. Pass --overwrite to replace those results (the study itself stays in "
+                          f"its storage), give --study-name {previous} to continue that study, or choose a new "
+                          "folder.")
+    return previous
 
 
 def _soup_top(result: TuneResult, objective: _Objective, config: FitConfig, output: Path) -> dict[str, Any] | None:
@@ -569,7 +638,8 @@ def runnable_config(config: FitConfig) -> dict[str, Any]:
     return values
 
 
-def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: Dataset) -> None:
+def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: Dataset, *,
+                   replaced: bool = False) -> None:
     import yaml
 
     from transferkit._io import atomic_write_json, atomic_write_text
@@ -589,6 +659,12 @@ def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: D
         atomic_write_text(trial_path, f"# trial {row['trial']}: objective {row['value']:.4f}\n" +
                           yaml.safe_dump(runnable_config(_with_params(base, row["params"])), sort_keys=False))
         row["config"] = str(trial_path)
+    kept = {f"trial-{row['trial']}" for row in result.top}
+    for stale in trials.glob("trial-*"):  # trials that left the top, or of a study whose results were replaced
+        if stale.name.removesuffix(".yaml") not in kept:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    if replaced and result.soup is None and (output / "soup").is_dir():  # the replaced study's soup
+        shutil.rmtree(output / "soup")
     atomic_write_json(output / "top_trials.json", result.top)
     atomic_write_json(output / "tune.json", json.loads(json.dumps(result.to_dict(), default=str)))
     _write_report(result, base, output)
@@ -615,4 +691,4 @@ def _write_report(result: TuneResult, base: FitConfig, output: Path) -> None:
                                                                 sort_keys=False))
     report_and_track(output, params=best, metrics={"tune": json.loads(json.dumps(result.to_dict(), default=str))},
                      tracking_uri=base.tracking_uri, report=base.report, run_name=f"tune {result.study_name}",
-                     tags={"transferkit.strategy": f"tune:{base.strategy}"})
+                     tags={"transferkit.strategy": f"tune:{base.strategy}"}, notes=result.notes)
