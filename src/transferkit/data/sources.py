@@ -129,7 +129,8 @@ def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "
     label_list = None if labels is None else _labels_to_str(list(labels), origin)
     if not all(isinstance(item, str) for item in items):
         bad = next(i for i, item in enumerate(items) if not isinstance(item, str))
-        raise DataError(f"{origin}[{bad}]: expected a string (text) or an image array, got {type(items[bad]).__name__}.")
+        raise DataError(f"{origin}[{bad}]: expected a string (text) or an image array, got "
+                        f"{type(items[bad]).__name__}.")
     row_ids = [f"{origin}[{i}]" for i in range(len(items))]
     _check_texts(items, row_ids)
     if label_list is not None:
@@ -778,8 +779,8 @@ def _image_path(value: Any, base: Path, row: str, column: str) -> str:
         raise DataError(f"{row}: {display_path(image_path)} is a folder, not an image file; list the image files "
                         "one per row.")
     if not image_path.is_file():
-        raise DataError(f"{row}: image file {display_path(image_path)} does not exist"
-                        f"{' (paths are relative to the table folder ' + display_path(base) + ')' if not Path(text).is_absolute() else ''}.")
+        relative = "" if Path(text).is_absolute() else f" (paths are relative to the table's folder {display_path(base)})"
+        raise DataError(f"{row}: image file {display_path(image_path)} does not exist{relative}.")
     return str(image_path)
 
 

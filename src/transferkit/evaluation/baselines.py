@@ -1,7 +1,8 @@
 """Baselines that run beside every result on the same split, so that "transfer helped" can be checked.
 
-- ``raw``: the same linear probe on the raw input: pixels (every image resized to 32x32; image arrays up to that size kept as they are) for images, TF-IDF word
-  uni- and bi-grams for text. With few labels and simple images this is hard to beat (see the sklearn-digits example).
+- ``raw``: the same linear probe on the raw input: pixels for images (every image resized to 32x32; image arrays up
+  to that size kept as they are), TF-IDF word uni- and bi-grams for text. With few labels and simple images this is
+  hard to beat (see the sklearn-digits example).
 - ``scratch``: the same architecture from random weights, trained by the engine for the same budget (epochs,
   batch, augmentation, early stopping) as the run (:mod:`transferkit.evaluation.scratch`). On by default for the
   training strategies when the training data is small (it doubles the training time); a run lists the baselines
