@@ -121,6 +121,8 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     if config.budget is not None and config.strategy != "auto":
         raise ConfigError("option 'budget' is used by --strategy auto (the planner fits its choice in the budget); "
                           "with another strategy, bound the run with --epochs.")
+    if config.strategy != "auto":
+        config.check_options_apply()  # options this strategy ignores: a warning (an error where it changes the result)
     if config.strategy != "linear-probe" or (config.baselines and "scratch" in config.baselines):
         from transferkit.strategies.requirements import check_training_installed
 
@@ -169,6 +171,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
                              ranking_facts=ranking_facts, scratch_runs=scratch_runs)
         log.info("%s", plan.explanation)
         config = config.model_copy(update={"strategy": plan.strategy, **({"epochs": plan.epochs} if plan.epochs else {})})
+        config.check_options_apply(chosen_by="auto")
         baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
         if plan.training_time_limit_s is not None:
             from transferkit.engine.time_limit import time_limit

@@ -19,6 +19,12 @@ STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
 #: Strategies that train the backbone through the engine (everything but the linear probe).
 TRAINING_STRATEGIES = ("finetune", "lp-ft", "lora", "l2sp")
 DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
+#: Options only the strategies that train a network use (the linear probe trains none).
+TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "warmup", "accumulate", "precision", "patience",
+                    "val_fraction", "augment", "auto_augment", "mixup", "cutmix", "resume", "work_dir", "devices",
+                    "num_nodes", "distributed", "deterministic", "activation_checkpointing", "init_from")
+#: Of those, the ones the from-scratch baseline uses as well (it trains at its own learning rate, from random weights).
+SCRATCH_BASELINE_OPTIONS = tuple(o for o in TRAINING_OPTIONS if o not in ("lr", "head_lr", "init_from"))
 
 
 class FitConfig(BaseModel):
@@ -98,6 +104,58 @@ class FitConfig(BaseModel):
     def resolved(self, **facts: Any) -> dict[str, Any]:
         """The config as saved next to outputs: every option's value plus facts decided during the run."""
         return {"transferkit_version": __version__, **self.model_dump(), **facts}
+
+    def unused_options(self, strategy: str | None = None) -> dict[str, tuple[str, ...]]:
+        """The options set to something other than their default that ``strategy`` (default: this config's)
+        ignores, each with the strategies that use it (``lora.rank`` -> ``("lora",)``)."""
+        from transferkit.engine.run_record import flatten
+
+        strategy = strategy or self.strategy
+        values, defaults = flatten(self.model_dump()), flatten(type(self).model_construct().model_dump())
+        scratch = strategy == "linear-probe" and "scratch" in (self.baselines or [])
+        return {name: users for name, users in option_users().items()
+                if values.get(name) != defaults.get(name) and strategy not in users
+                and not (scratch and name in SCRATCH_BASELINE_OPTIONS)}
+
+    def check_options_apply(self, strategy: str | None = None, *, chosen_by: str | None = None) -> None:
+        """Options that ``strategy`` would silently ignore: a :class:`ConfigError` for ``init_from`` with the linear
+        probe (its features would come from the pretrained weights, not the checkpoint: another model than the
+        one asked for), else one warning naming each ignored option and the strategies that use it.
+        ``chosen_by = "auto"``: the planner chose ``strategy`` (it sets the epochs itself)."""
+        strategy = strategy or self.strategy
+        unused = self.unused_options(strategy)
+        if chosen_by == "auto":
+            unused.pop("epochs", None)
+        if not unused:
+            return
+        from transferkit.engine.run_record import flag_name
+
+        named = f"--strategy {strategy}" + (f" (chosen by --strategy {chosen_by})" if chosen_by else "")
+        if "init_from" in unused and strategy == "linear-probe" and not chosen_by:
+            raise ConfigError(f"{named} does not use --init-from: the probe's features would come from the "
+                              "backbone's pretrained weights, not from the checkpoint. Give a training strategy "
+                              "(--strategy finetune, lp-ft, lora or l2sp) to start from it, or leave --init-from out.")
+        by_users: dict[tuple[str, ...], list[str]] = {}
+        for name, users in unused.items():
+            shown = users if strategy == "distill" else tuple(u for u in users if u != "distill")
+            by_users.setdefault(shown, []).append(flag_name(name))
+        parts = [f"{', '.join(flags)} (used by {', '.join(users)})" for users, flags in by_users.items()]
+        import warnings
+
+        warnings.warn(f"{named} ignores {'; '.join(parts)}; leave them out, or choose a strategy that uses them.",
+                      stacklevel=2)
+
+
+def option_users() -> dict[str, tuple[str, ...]]:
+    """Options that only some strategies use -> those strategies (options not listed apply to every strategy)."""
+    trainers = (*TRAINING_STRATEGIES, "distill")
+    users: dict[str, tuple[str, ...]] = {name: trainers for name in TRAINING_OPTIONS}
+    users["probe_c"] = ("linear-probe", "lp-ft")
+    users.update({f"finetune.{name}": ("finetune", "lp-ft", "l2sp", "distill") for name in FineTuneConfig.model_fields})
+    users["finetune.keep_probe"] = ("lp-ft",)
+    users.update({f"lora.{name}": ("lora",) for name in LoraConfig.model_fields})
+    users.update({f"l2sp.{name}": ("l2sp",) for name in L2SPConfig.model_fields})
+    return users
 
 
 def _describe_errors(exc: ValidationError, origin: str) -> str:

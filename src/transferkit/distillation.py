@@ -144,6 +144,9 @@ def check_distill_options(config: FitConfig) -> None:
         raise ConfigError("distill: options 'mixup' and 'cutmix' mix labels, which cached soft targets cannot follow; "
                           "use distill's own mixup (--mixup on the distill command, distill={'mixup': 0.2} from "
                           "Python), where the teachers see the mixed images, or --augment.")
+    if config.budget is not None:
+        raise ConfigError("distill: option 'budget' is used by fit --strategy auto; bound distillation with --epochs.")
+    config.check_options_apply("distill")
 
 
 def default_student(config: FitConfig, teachers: list[Any]) -> str:

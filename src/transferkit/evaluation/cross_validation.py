@@ -261,6 +261,10 @@ def check_cv_config(config: FitConfig) -> None:
         raise ConfigError("cross-validation trains its folds one after another in one process; use --devices 1.")
     if config.resume:
         raise ConfigError("--resume is not supported by cross-validation; run it again (features are cached).")
+    if config.budget is not None:
+        raise ConfigError("option 'budget' is used by fit --strategy auto; cross-validation trains each fold for "
+                          "--epochs.")
+    config.check_options_apply()
 
 
 CV_FILE = "cv.json"

@@ -18,6 +18,7 @@ import time
 import typing
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -177,27 +178,98 @@ def _declared_modality(name: str) -> str | None:
             return entry.modality
     if base.startswith("timm:"):
         return "image"
-    if base.startswith("hf:"):
+    if base.startswith("hf:") or (Path(base) / "config.json").is_file():  # a local transformers folder
         return "text"
     return None
 
 
-def _check_candidates(names: Sequence[str], modality: str, origin: str) -> None:
-    """Fail before any backbone runs: a registered name without weights, or one of the wrong modality."""
+def _candidate_problem(name: str) -> str | None:
+    """Why the backbone ``name`` cannot be built here, found without building it (nothing is downloaded or
+    loaded), or ``None``: an unknown name, a registered one without its weights, a timm architecture timm does not
+    know, a weights file or local folder that is not there, a hub model not downloaded while offline."""
+    import os
+
     from transferkit.backbones.registry import registered_backbones
 
+    if name == RAW:
+        return "the raw-input baseline is always a row of the ranking; list only backbones in --candidates"
+    pretrained = not name.startswith("random:")
+    base = name.removeprefix("random:")
     entries = {e.name: e for e in registered_backbones()}
-    for name in names:
-        if name == RAW:
-            raise ConfigError("candidate 'raw': the raw-input baseline is always a row of the ranking; "
-                              "list only backbones in --candidates.")
-        declared = _declared_modality(name)
-        if declared is not None and declared != modality:
-            raise ConfigError(f"candidate '{name}' takes {declared} input but {origin} holds {modality} data; "
-                              f"choose {modality} backbones (`transferkit models`).")
-        entry = entries.get(name)
-        if entry is not None and not entry.is_available():
-            raise BackboneError(f"candidate '{name}': its weights are not installed. {entry.install_hint}")
+    if base in entries:
+        entry = entries[base]
+        return None if not pretrained or entry.is_available() else f"its weights are not installed ({entry.install_hint})"
+    if base.startswith("timm:"):
+        import timm
+
+        arch, _, weights = base[len("timm:"):].partition("@")
+        if arch not in timm.list_models() and arch.split(".")[0] not in timm.list_models():
+            return f"'{arch}' is not a timm architecture (see timm.list_models())"
+        if weights and not Path(weights).is_file():
+            return f"weights file {weights} does not exist"
+        if pretrained and not weights and _hub_offline():
+            from timm.models import get_pretrained_cfg
+
+            hub_id = getattr(get_pretrained_cfg(arch), "hf_hub_id", None)
+            if hub_id and not _hub_cached(hub_id, ("model.safetensors", "pytorch_model.bin")):
+                return (f"its weights are not downloaded, and the hub is offline here (HF_HUB_OFFLINE); give a local "
+                        f"weights file as 'timm:{arch}@/path/to/weights.safetensors'")
+        return None
+    if base.startswith("hf:"):
+        model_id = base[len("hf:"):]
+        if Path(model_id).is_dir():
+            return None if (Path(model_id) / "config.json").is_file() else f"{model_id} has no config.json"
+        if _hub_offline() and not _hub_cached(model_id, ("config.json",)):
+            return "not downloaded, and the hub is offline here (HF_HUB_OFFLINE); give a local model folder instead"
+        return None
+    if os.path.exists(base):
+        folder = Path(base)
+        if folder.is_file():
+            return f"a weights file alone does not say its architecture; give it as 'timm:ARCH@{base}'"
+        return None if (folder / "config.json").is_file() else "not a model folder (no config.json)"
+    return "unknown backbone name (`transferkit models` lists the installed ones; also timm:ARCH, hf:MODEL_ID, a local folder)"
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false")
+
+
+def _hub_cached(repo_id: str, files: Sequence[str]) -> bool:
+    """Whether one of ``files`` of the hub repository ``repo_id`` is in the local hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in files:
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, name), str):
+                return True
+        except Exception:  # an id the hub would refuse (spaces, too many slashes): not cached either
+            return False
+    return False
+
+
+def check_candidate_names(names: Sequence[str]) -> None:
+    """Every candidate resolves to a backbone that can be built here; one :class:`BackboneError` lists each one
+    that does not, before any candidate runs."""
+    problems = {name: problem for name in names if (problem := _candidate_problem(name)) is not None}
+    if RAW in problems:
+        raise ConfigError(f"candidate 'raw': {problems[RAW]}.")
+    if problems:
+        listed = "; ".join(f"'{name}': {problem}" for name, problem in problems.items())
+        raise BackboneError(f"rank --candidates: {len(problems)} of {len(names)} candidates cannot be used "
+                            f"({listed}). Fix or remove them; nothing was run.")
+
+
+def _check_candidates(names: Sequence[str], modality: str, origin: str) -> None:
+    """Fail before any backbone runs: a name that does not resolve, or one of the wrong modality."""
+    check_candidate_names(names)
+    wrong = {name: declared for name in names
+             if (declared := _declared_modality(name)) is not None and declared != modality}
+    if wrong:
+        listed = "; ".join(f"candidate '{name}' takes {declared} input" for name, declared in wrong.items())
+        raise ConfigError(f"{listed}, but {origin} holds {modality} data; choose {modality} backbones "
+                          "(`transferkit models`).")
 
 
 def finetune_unavailable_reason() -> str | None:
@@ -299,6 +371,8 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     start_all = time.perf_counter()
     if data is None:
         raise ConfigError("rank: no data; give a folder of images per class, a table file or a Dataset.")
+    if config.candidates is not None:
+        check_candidate_names(config.candidates)  # every name, before the data is read and any candidate runs
     read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
                 encoding=config.encoding)
     train = load_data(data, **read)

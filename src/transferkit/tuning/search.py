@@ -395,6 +395,11 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
 
         check_distill_options(config)
         teachers = load_teachers(config.teacher)  # checked (and loaded once) before any trial
+    else:
+        if config.budget is not None:
+            raise ConfigError("option 'budget' is used by fit --strategy auto; bound each trial with --epochs and "
+                              "the search with --timeout.")
+        config.check_options_apply()
     if config.strategy != LINEAR_PROBE:
         from transferkit.strategies.requirements import check_training_installed
 
@@ -422,6 +427,12 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
             ("unlabelled data", getattr(config, "unlabelled", None)), ("--work-dir", config.work_dir),
             *[("teacher model", t) for t in getattr(config, "teacher", None) or []]])
     space = _normalise_space(tune_config.space or default_space(config.strategy))
+    from transferkit.config import option_users
+
+    ignored = [name for name in space if config.strategy not in option_users().get(name, (config.strategy,))]
+    if ignored:
+        raise ConfigError(f"search space: --strategy {config.strategy} does not use {', '.join(ignored)}; every "
+                          "trial would train the same model. Search options of this strategy, or tune another one.")
     for name, spec in space.items():  # every option exists and takes the space's values
         probe_value = spec["choices"][0] if "choices" in spec else spec["low"]
         _with_params(config, {name: probe_value}, origin=f"search space option '{name}'")
