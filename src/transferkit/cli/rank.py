@@ -32,6 +32,8 @@ def rank(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: text, sentence, review or content)."),
     path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table (default: path, image, filepath or file)."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
+    normalize_labels: Optional[bool] = typer.Option(None, "--normalize-labels", help="Fold labels that differ only in case, whitespace or Unicode form into their most frequent spelling."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per backbone forward pass (default 64)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loader processes decoding images (default 0)."),
@@ -52,7 +54,8 @@ def rank(
         options = dict(candidates=_split(candidates), scores=_split(scores), sort_by=sort_by, validate=validate,
                        test=test, test_fraction=test_fraction, shots=shots, raw_baseline=not no_raw,
                        label_column=label_column, text_column=text_column, path_column=path_column,
-                       encoding=encoding, seed=seed, batch_size=batch_size, num_workers=num_workers, device=device,
+                       encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels, seed=seed,
+                       batch_size=batch_size, num_workers=num_workers, device=device,
                        cache_dir=cache_dir, no_cache=no_cache, max_length=max_length,
                        progress=False if (quiet or as_json) else None)
         config = make_rank_config(**{k: v for k, v in options.items() if v is not None})

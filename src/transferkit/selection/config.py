@@ -30,6 +30,8 @@ class RankConfig(BaseModel):
     text_column: str | None = Field(None, description="text column of a table")
     path_column: str | None = Field(None, description="image-path column of a table")
     encoding: str = Field("utf-8", description="text encoding of table files")
+    delimiter: str | None = Field(None, description="delimiter of CSV/TSV tables: one character, or tab; default: detected among , ; tab |")
+    normalize_labels: bool = Field(False, description="fold labels that differ only in case, whitespace or Unicode form into their most frequent spelling instead of refusing them")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (split, sampling, SVD)")
     batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")

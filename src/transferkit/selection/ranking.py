@@ -374,7 +374,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     if config.candidates is not None:
         check_candidate_names(config.candidates)  # every name, before the data is read and any candidate runs
     read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-                encoding=config.encoding)
+                encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
     train = load_data(data, **read)
     validate_dataset(train, role="training")
     test = test if test is not None else config.test
@@ -384,7 +384,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     elif test is not None:
         test_ds = load_data(test, **read)
         validate_dataset(test_ds, role="evaluation")
-        validate_splits(train, [test_ds])
+        validate_splits(train, [test_ds], normalize_labels=config.normalize_labels)
     if config.validate and test_ds is None:
         train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("scored", "held-out"))
     if config.shots is not None:
