@@ -77,6 +77,23 @@ def keep_mode(existing: str | Path, new: str | Path) -> None:
     os.chmod(new, mode)
 
 
+def normal_file_mode(folder: str | Path) -> int:
+    """The permission bits an ordinary new file gets in ``folder`` (``0666`` less the umask), found by creating one
+    (the umask cannot be read without changing it)."""
+    fd, probe = _create_exclusive(Path(folder), ".transferkit-mode-", "")
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def give_normal_mode(path: str | Path) -> None:
+    """Give a file that a library created with private permissions (0600) those of an ordinary new file."""
+    path = Path(path)
+    os.chmod(path, normal_file_mode(path.parent))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -231,5 +248,5 @@ def folder_is_empty(path: str | Path) -> bool:
 
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_location", "check_not_input",
-           "folder_is_empty", "keep_mode", "make_sibling_folder", "replace_folder", "staged_folder",
-           "temporary_path"]
+           "folder_is_empty", "give_normal_mode", "keep_mode", "make_sibling_folder", "normal_file_mode",
+           "replace_folder", "staged_folder", "temporary_path"]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from transferkit._io import (_json_default, atomic_write_json, atomic_write_text, check_location, check_not_input,
-                             folder_is_empty, staged_folder)
+                             folder_is_empty, give_normal_mode, staged_folder)
 from transferkit._version import __version__
 from transferkit.errors import ArtifactError, ConfigError
 
@@ -175,6 +175,7 @@ def write_model_folder(folder: str | Path, tensors: dict[str, Any], header: dict
     with staged_folder(folder, what="model folder") as staging:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, **(weights_metadata or {})})
+        give_normal_mode(staging / WEIGHTS_FILE)  # the safetensors writer makes it 0600
         if fill is not None:
             fill(staging)
         weights_sha = _sha256(staging / WEIGHTS_FILE)

@@ -14,7 +14,6 @@ import contextlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -131,8 +130,9 @@ def export_graph(module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor]
     graph = _TextGraph(module, fn) if modality == "text" else _ImageGraph(module, fn)
     (example,), _ = sample_batches(backbone, sizes=(2,))
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
+    from transferkit._io import temporary_path
+
+    partial = str(temporary_path(path))  # created by the exporter with the umask's mode (mkstemp would make 0600)
     try:
         # The exporter reports its steps on stdout and warns about internals; neither is for the user.
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

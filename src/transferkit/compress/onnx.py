@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transferkit._io import keep_mode, temporary_path
 from transferkit._version import __version__
 from transferkit.backbones._onnx_graph import (  # noqa: F401  (re-exported: part of this module's API)
     IMAGE_INPUTS,
@@ -99,10 +99,10 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
+    partial = temporary_path(path)
     try:
-        onnx.save(model, partial)
+        onnx.save(model, str(partial))
+        keep_mode(path, partial)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
@@ -110,21 +110,27 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file written here (output kind, preprocessing, classes, version)."""
+    """The ``metadata_props`` of an ONNX file written here (output kind, preprocessing, classes, version); an
+    :class:`~transferkit.errors.ExportError` naming the file when it cannot be read as ONNX."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common public base
+        raise ExportError(f"{path}: cannot be read as an ONNX file ({type(exc).__name__}); it is damaged or not an "
+                          "export. Export the model again: transferkit export MODEL --overwrite.") from None
     return {entry.key: entry.value for entry in model.metadata_props}
 
 
 def check_parity(reference: Callable[[Any], torch.Tensor], path: str | Path, batches: Sequence[Any], modality: str,
                  *, tolerance: float = DEFAULT_TOLERANCE, input_source: str = "given batches",
-                 session: Any = None) -> ParityReport:
+                 session: Any = None, destination: str | Path | None = None) -> ParityReport:
     """Run ``reference(batch)`` (PyTorch) and the ONNX file on every batch; raise if they differ by more than
     ``tolerance`` (largest absolute difference of any output value).
 
     Returns the :class:`ParityReport` when the check passes; raises :class:`~transferkit.errors.ExportError` naming
-    the file and the difference when it fails.
+    the file and the difference when it fails. ``destination``: where a file being checked before it is put in
+    place would go (it is then not put there, and the message says so).
     """
     if not tolerance >= 0:
         raise ConfigError(f"tolerance must be a non-negative number; got {tolerance}.")
@@ -145,10 +151,12 @@ def check_parity(reference: Callable[[Any], torch.Tensor], path: str | Path, bat
         sizes.append(len(expected))
     report = ParityReport(worst, float(tolerance), examples, sizes, input_source)
     if not report.passed:
+        fate = (f"Nothing was written to {destination}." if destination is not None else
+                "Do not deploy this file.")
         raise ExportError(
-            f"{path}: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.3g} on {examples} examples "
-            f"({input_source}), more than the tolerance {tolerance:g}. The file is kept for inspection; do not "
-            "deploy it. If a difference this size is acceptable for your use, raise the tolerance (--tolerance)."
+            f"{destination or path}: ONNX Runtime's outputs differ from PyTorch's by up to {worst:.3g} on {examples} "
+            f"examples ({input_source}), more than the tolerance {tolerance:g}. {fate} If a difference this size is "
+            "acceptable for your use, raise the tolerance (--tolerance)."
         )
     return report
 
@@ -185,22 +193,29 @@ def _export(module: nn.Module, backbone: Backbone, fn: Callable[[nn.Module, Any]
         raise ConfigError(f"output {path} is a folder; give a file path such as {path / 'model.onnx'}.")
     start = time.perf_counter()
     modality = backbone.modality
+    check_export_data(data, modality)
     names = input_names(modality)
     modes = training_modes(module)
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     module.eval().to("cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = temporary_path(path)  # put in place only once it has passed the parity check
     try:
-        export_graph(module, fn, backbone, path, output_name, opset_version=opset_version)
+        export_graph(module, fn, backbone, partial, output_name, opset_version=opset_version)
         metadata = {"producer": f"transferkit {__version__}", "output": output_name, "modality": modality,
                     "inputs": json.dumps(list(names)), "backbone": backbone.name,
                     "preprocessing": json.dumps(backbone.preprocessing, sort_keys=True), **extra}
-        _add_metadata(path, metadata)
+        _add_metadata(partial, metadata)
         parity = None
         if check:
             batches, source = sample_batches(backbone, data)
-            parity = check_parity(lambda batch: fn(module, batch), path, batches, modality, tolerance=tolerance,
-                                  input_source=source)
+            parity = check_parity(lambda batch: fn(module, batch), partial, batches, modality, tolerance=tolerance,
+                                  input_source=source, destination=path)
+        keep_mode(path, partial)
+        os.replace(partial, path)
     finally:
+        if os.path.exists(partial):
+            os.remove(partial)
         restore_training_modes(modes)
         module.to(device)
     seconds = time.perf_counter() - start
@@ -209,21 +224,56 @@ def _export(module: nn.Module, backbone: Backbone, fn: Callable[[nn.Module, Any]
     return OnnxExport(path, output_name, list(names), parity, seconds, metadata)
 
 
+def check_export_data(data: Dataset | None, modality: str) -> None:
+    """The parity-check data fits the model (checked before anything is exported)."""
+    if data is None:
+        return
+    if data.modality != modality:
+        raise ConfigError(f"--data {data.origin}: holds {data.modality} data, but the model takes {modality} input; "
+                          f"give {modality} data of the model's kind to check the export on (or leave --data out).")
+    if len(data) == 0:
+        raise ConfigError(f"--data {data.origin}: no examples to check the export on.")
+
+
+def check_export_output(path: str | Path, overwrite: bool, *, model_folder: str | Path | None = None,
+                        inputs: Sequence[tuple[str, Any]] = ()) -> Path:
+    """Where an ONNX file goes, checked before the export: not a folder, writable, not one of the ``inputs``, and
+    not over an existing file without ``overwrite`` (never over a file of the model folder the model is read
+    from other than an earlier export)."""
+    from transferkit._io import check_location, check_not_input
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder; give a file path such as {path / 'model.onnx'}.")
+    check_not_input(path, inputs, "--output", allow_inside=("model folder",))
+    if model_folder is not None and path.exists() and path.resolve().parent == Path(model_folder).resolve() \
+            and path.suffix.lower() != ".onnx":
+        raise ConfigError(f"--output {path} is a file of the model folder, not an ONNX export; it is never "
+                          "replaced. Choose a .onnx file name.")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"--output {path} already exists; pass --overwrite to replace it or choose another "
+                          "--output.")
+    check_location(path)
+    return path
+
+
 def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
                         tolerance: float = DEFAULT_TOLERANCE, data: Any = None, overwrite: bool = False,
                         **data_options: Any) -> OnnxExport:
     """Export a model folder written by ``fit`` to ONNX (default: ``FOLDER/model.onnx``) and check it.
 
     ``data`` (a path or :class:`~transferkit.data.Dataset`) supplies the parity-check inputs; ``data_options``
-    (``label_column``, ``text_column``, ...) are passed to the data loader.
+    (``label_column``, ``text_column``, ...) are passed to the data loader. The output, the model and the data
+    are checked (the data's modality against the model's) before anything is exported, and the file is put in
+    place only once it has passed the parity check.
     """
     from transferkit.artifacts import load_model
 
     folder = Path(folder)
-    model = load_model(folder)
     path = Path(output) if output is not None else folder / "model.onnx"
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists; pass --overwrite to replace it or choose another --output.")
+    check_export_output(path, overwrite, model_folder=folder,
+                        inputs=[("model folder", folder), ("--data", data if not isinstance(data, Dataset) else None)])
+    model = load_model(folder)
     dataset = None
     if data is not None:
         if isinstance(data, Dataset):
@@ -232,6 +282,7 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
             from transferkit.data.sources import load_data
 
             dataset = load_data(data, **{k: v for k, v in data_options.items() if v is not None})
+    check_export_data(dataset, model.modality)
     return export_model(model, path, tolerance=tolerance, data=dataset)
 
 

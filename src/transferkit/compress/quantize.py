@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from transferkit._io import keep_mode
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, ExportError
 
@@ -105,16 +106,22 @@ def _preprocess(float_path: Path, out: Path) -> Path:
 
     from onnxruntime.quantization import quant_pre_process
 
+    # Both paths are made absolute before the working directory changes: a relative path would otherwise be read
+    # and written inside the scratch folder, the step would fail, and quantization would silently work on the
+    # unprepared graph (an int8 file about as large as the float one).
+    source, target = float_path.resolve(), out.resolve()
     for symbolic in (True, False):  # symbolic shape inference fails on some dynamic text graphs; ONNX's then
         try:
             # When symbolic inference fails, ONNX Runtime dumps the half-inferred graph and its weights (hundreds
             # of MB) into the working directory: let it dump them into a folder that is then removed.
             with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-                quant_pre_process(str(float_path.resolve()), str(out.resolve()), skip_symbolic_shape=not symbolic)
+                quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
             return out
         except Exception as exc:  # noqa: BLE001 - an optional optimisation step
             log.info("quantization pre-processing%s failed (%s: %s)", " with symbolic shapes" if symbolic else "",
                      type(exc).__name__, exc)
+    warnings.warn(f"quantization pre-processing (shape inference, graph optimisation) failed for {float_path}; the "
+                  "int8 file is made from the plain graph and may be larger and slower.", stacklevel=3)
     return float_path
 
 
@@ -171,7 +178,7 @@ def quantize_onnx(float_path: str | Path, output: str | Path, *, method: str,
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    float_path, output = Path(float_path), Path(output)
+    float_path, output = Path(float_path).absolute(), Path(output).absolute()
     if method not in ("dynamic", "static"):
         raise ConfigError(f"method must be dynamic or static; got {method!r}.")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -192,8 +199,10 @@ def quantize_onnx(float_path: str | Path, output: str | Path, *, method: str,
                                 activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                                 extra_options={"ActivationSymmetric": signed_activations, "WeightSymmetric": True})
+        keep_mode(output, partial)
         os.replace(partial, output)
     return output
+
 
 
 def calibration_feeds(backbone: Any, data: Dataset, *, max_examples: int = DEFAULT_CALIBRATION_EXAMPLES,

@@ -55,7 +55,16 @@ class OnnxClassifier:
         if classes is not None and list(classes) != list(model.classes):
             raise ExportError(f"{self.path}: was exported for the classes {classes[:10]}, not this model's "
                               f"{list(model.classes)[:10]}; export this model again.")
-        self.session = onnx_session(self.path, threads)
+        try:
+            self.session = onnx_session(self.path, threads)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's load errors have no common public base
+            raise ExportError(f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}); export the model "
+                              "again: transferkit export MODEL --overwrite.") from None
+        width = self.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(model.classes):
+            raise ExportError(f"{self.path}: gives {width} outputs per example but the model has "
+                              f"{len(model.classes)} classes; it was exported from another model. Export this model "
+                              "again: transferkit export MODEL --overwrite.")
 
     def logits_of_batch(self, batch: Any) -> np.ndarray:
         from transferkit.backbones._onnx_graph import onnx_feed

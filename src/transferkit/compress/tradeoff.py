@@ -27,6 +27,7 @@ returned, printed by the CLI, and saved as ``tradeoff.json`` in the model folder
 from __future__ import annotations
 
 import copy
+import shutil
 import logging
 import statistics
 import time
@@ -194,7 +195,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     """Make the compressed ``variants`` of the model folder ``model_dir`` and measure them all on labelled
     ``data`` (module docstring). ``train`` (labelled) drives the pruning recovery fine-tune and, when
     ``calibration`` is not given, static quantization's calibration. Everything is checked before any work."""
-    from transferkit.artifacts import check_output_folder, load_model, save_model
+    from transferkit._io import atomic_write_json, staged_folder
+    from transferkit.artifacts import load_model, save_model
     from transferkit.compress.prune import count_parameters
 
     start_all = time.perf_counter()
@@ -207,9 +209,9 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     if recovery_epochs < 0:
         raise ConfigError(f"--recovery-epochs must be 0 or more; got {recovery_epochs}.")
     model_dir = Path(model_dir)
-    output = Path(output) if output is not None else model_dir / "compressed"
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {output} is not empty; pass --overwrite or choose another --output.")
+    output = check_compress_output(Path(output) if output is not None else model_dir / "compressed", overwrite,
+                                   model_dir=model_dir, inputs=[("--data", data), ("--train", train),
+                                                                ("--calibration", calibration)])
     options = dict(text_column=text_column, path_column=path_column, encoding=encoding)
     model = load_model(model_dir)
     test = _load(data, "evaluation", label_column=label_column, **options)
@@ -224,98 +226,128 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     threads = int(threads or torch.get_num_threads())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    output.mkdir(parents=True, exist_ok=True)
     batches = latency_batches(model.backbone, test)
     predict = dict(batch_size=batch_size, device="cpu", progress=progress)
     rows: list[VariantRow] = []
-    try:
-        float_params = count_parameters(model.backbone)[0] + sum(p.numel() for p in model.head.parameters())
-        float_size = state_size_bytes(model)
-        proba = model.predict_proba(test, cache=None, **predict)
-        rows.append(VariantRow("float", "pytorch", "the model as saved (float32, eager)", _accuracy(proba, y),
-                               float_size, float_params, {}, path=str(model_dir)))
-        timers = {"float": pytorch_calls(model, batches)}
-        log.info("float: accuracy %.4f", rows[-1].accuracy)
-        float_onnx = None
-        if "onnx" in variants or wants_int8:
-            from transferkit.backbones._onnx_graph import onnx_session
-            from transferkit.compress.onnx import export_model
-            from transferkit.compress.runtime import OnnxClassifier
+    # Every variant is written into a staging folder that replaces the output folder once all are complete: an
+    # interrupted run leaves the earlier variants as they were, and no half-made variant looks finished.
+    with staged_folder(output, what="--output") as staging:  # replaces the output folder when the block ends
+        try:
+            float_params = count_parameters(model.backbone)[0] + sum(p.numel() for p in model.head.parameters())
+            float_size = state_size_bytes(model)
+            proba = model.predict_proba(test, cache=None, **predict)
+            rows.append(VariantRow("float", "pytorch", "the model as saved (float32, eager)", _accuracy(proba, y),
+                                   float_size, float_params, {}, path=str(model_dir)))
+            timers = {"float": pytorch_calls(model, batches)}
+            log.info("float: accuracy %.4f", rows[-1].accuracy)
+            float_onnx = None
+            if "onnx" in variants or wants_int8:
+                from transferkit.backbones._onnx_graph import onnx_session
+                from transferkit.compress.onnx import export_model
+                from transferkit.compress.runtime import OnnxClassifier
 
-            folder = output / "onnx"
-            check_output_folder(folder, True)
-            save_model(model, folder, include_backbone=True, overwrite=True,
-                       metrics={"compression": {"variant": "onnx"}})
-            exported = export_model(model, folder / "model.onnx", tolerance=tolerance, data=test)
-            float_onnx = exported.path
-            runner = OnnxClassifier(model, float_onnx, threads=threads)
-            if "onnx" in variants:
-                rows.append(VariantRow("onnx", "onnxruntime", "float32 ONNX export (parity-checked)",
+                folder = staging / "onnx"
+                save_model(model, folder, include_backbone=True, overwrite=True,
+                           metrics={"compression": {"variant": "onnx"}})
+                exported = export_model(model, folder / "model.onnx", tolerance=tolerance, data=test)
+                float_onnx = exported.path
+                runner = OnnxClassifier(model, float_onnx, threads=threads)
+                if "onnx" in variants:
+                    rows.append(VariantRow("onnx", "onnxruntime", "float32 ONNX export (parity-checked)",
+                                           _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
+                                           float_onnx.stat().st_size, float_params,
+                                           {}, path=str(output / "onnx"), facts={"parity": exported.parity.to_dict()}))
+                    timers["onnx"] = onnx_calls(onnx_session(float_onnx, threads), batches, model.modality)
+            if wants_int8:
+                from transferkit.compress.quantize import quantize_model
+
+                folder = staging / "int8"
+                save_model(model, folder, include_backbone=True, overwrite=True,
+                           metrics={"compression": {"variant": "int8", "method": quantization}})
+                report = quantize_model(model, folder / "model.onnx", method=quantization, calibration=calib_ds,
+                                        check=test, float_path=float_onnx, max_calibration=max_calibration,
+                                        signed_activations=signed_activations, seed=seed)
+                runner = OnnxClassifier(model, folder / "model.onnx", threads=threads)
+                rows.append(VariantRow("int8", "onnxruntime", f"int8 {quantization} quantization (ONNX Runtime)",
                                        _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
-                                       float_onnx.stat().st_size, float_params,
-                                       {}, path=str(folder), facts={"parity": exported.parity.to_dict()}))
-                timers["onnx"] = onnx_calls(onnx_session(float_onnx, threads), batches, model.modality)
-        if wants_int8:
-            from transferkit.compress.quantize import quantize_model
+                                       report.size_bytes, float_params,
+                                       {}, path=str(output / "int8"),
+                                       facts={**report.to_dict(), "path": str(output / "int8" / "model.onnx"),
+                                              "float_path": str(output / "onnx" / "model.onnx")}))
+                timers["int8"] = onnx_calls(onnx_session(folder / "model.onnx", threads), batches, model.modality)
+            for kind in ("magnitude", "structured"):
+                if kind not in variants:
+                    continue
+                from transferkit.compress.prune import prune_magnitude, prune_structured, recover
 
-            folder = output / "int8"
-            save_model(model, folder, include_backbone=True, overwrite=True,
-                       metrics={"compression": {"variant": "int8", "method": quantization}})
-            report = quantize_model(model, folder / "model.onnx", method=quantization, calibration=calib_ds,
-                                    check=test, float_path=float_onnx, max_calibration=max_calibration,
-                                    signed_activations=signed_activations, seed=seed)
-            runner = OnnxClassifier(model, folder / "model.onnx", threads=threads)
-            rows.append(VariantRow("int8", "onnxruntime", f"int8 {quantization} quantization (ONNX Runtime)",
-                                   _accuracy(runner.predict_proba(test, batch_size=batch_size), y),
-                                   report.size_bytes, float_params,
-                                   {}, path=str(folder), facts=report.to_dict()))
-            timers["int8"] = onnx_calls(onnx_session(folder / "model.onnx", threads), batches, model.modality)
-        for kind in ("magnitude", "structured"):
-            if kind not in variants:
-                continue
-            from transferkit.compress.prune import prune_magnitude, prune_structured, recover
+                pruned = copy.deepcopy(model)
+                amount = magnitude_amount if kind == "magnitude" else structured_amount
+                report = prune_magnitude(pruned, amount) if kind == "magnitude" else \
+                    prune_structured(pruned, amount, heads=heads)
+                facts: dict[str, Any] = {"pruning": report.to_dict()}
+                if train_ds is not None and recovery_epochs > 0:
+                    run_dir = staging / f".{kind}-run"
+                    facts["recovery"] = recover(pruned, train_ds, epochs=recovery_epochs, lr=recovery_lr,
+                                                batch_size=batch_size, seed=seed, work_dir=str(run_dir))
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    facts["pruning_after_recovery"] = {"nonzero": count_parameters(pruned.backbone)[1]}
+                else:
+                    facts["recovery"] = "none (no --train data)"
+                folder = staging / kind
+                save_model(pruned, folder, include_backbone=True, overwrite=True,
+                           metrics={"compression": {"variant": kind, **facts}})
+                params, nonzero = count_parameters(pruned.backbone)
+                head = sum(p.numel() for p in pruned.head.parameters())
+                described = (f"magnitude pruning, {amount:.0%} of weights zeroed" if kind == "magnitude" else
+                             f"structured pruning, {amount:.0%} of channels / neurons removed"
+                             + (f", {heads:.0%} of heads" if heads else ""))
+                described += ", recovery fine-tune" if isinstance(facts["recovery"], dict) else ", no recovery"
+                rows.append(VariantRow(kind, "pytorch", described,
+                                       _accuracy(pruned.predict_proba(test, cache=None, **predict), y),
+                                       state_size_bytes(pruned), (nonzero if kind == "magnitude" else params) + head,
+                                       {}, path=str(output / kind), facts=facts))
+                timers[kind] = pytorch_calls(pruned, batches)
+            latencies = interleaved_latency(timers)
+            for row in rows:
+                row.latency_ms = latencies[row.name]
+            reference = rows[0]
+            for row in rows:
+                row.accuracy_change = row.accuracy - reference.accuracy
+                row.size_ratio = row.size_bytes / max(1, reference.size_bytes)
+            result = TradeoffReport(str(model_dir), test.origin, len(test), threads, rows,
+                                    round(time.perf_counter() - start_all, 1), str(output))
+            atomic_write_json(staging / TRADEOFF_FILE, result.to_dict())
+        finally:
+            torch.set_num_threads(previous_threads)
+    from transferkit.artifacts import late_step
 
-            pruned = copy.deepcopy(model)
-            amount = magnitude_amount if kind == "magnitude" else structured_amount
-            report = prune_magnitude(pruned, amount) if kind == "magnitude" else \
-                prune_structured(pruned, amount, heads=heads)
-            facts: dict[str, Any] = {"pruning": report.to_dict()}
-            if train_ds is not None and recovery_epochs > 0:
-                facts["recovery"] = recover(pruned, train_ds, epochs=recovery_epochs, lr=recovery_lr,
-                                            batch_size=batch_size, seed=seed, work_dir=str(output / f".{kind}-run"))
-                facts["pruning_after_recovery"] = {"nonzero": count_parameters(pruned.backbone)[1]}
-            else:
-                facts["recovery"] = "none (no --train data)"
-            folder = output / kind
-            save_model(pruned, folder, include_backbone=True, overwrite=True,
-                       metrics={"compression": {"variant": kind, **facts}})
-            params, nonzero = count_parameters(pruned.backbone)
-            head = sum(p.numel() for p in pruned.head.parameters())
-            described = (f"magnitude pruning, {amount:.0%} of weights zeroed" if kind == "magnitude" else
-                         f"structured pruning, {amount:.0%} of channels / neurons removed"
-                         + (f", {heads:.0%} of heads" if heads else ""))
-            described += ", recovery fine-tune" if isinstance(facts["recovery"], dict) else ", no recovery"
-            rows.append(VariantRow(kind, "pytorch", described,
-                                   _accuracy(pruned.predict_proba(test, cache=None, **predict), y),
-                                   state_size_bytes(pruned), (nonzero if kind == "magnitude" else params) + head,
-                                   {}, path=str(folder), facts=facts))
-            timers[kind] = pytorch_calls(pruned, batches)
-        latencies = interleaved_latency(timers)
-        for row in rows:
-            row.latency_ms = latencies[row.name]
-    finally:
-        torch.set_num_threads(previous_threads)
-    reference = rows[0]
-    for row in rows:
-        row.accuracy_change = row.accuracy - reference.accuracy
-        row.size_ratio = row.size_bytes / max(1, reference.size_bytes)
-    result = TradeoffReport(str(model_dir), test.origin, len(test), threads, rows,
-                            round(time.perf_counter() - start_all, 1), str(output))
-    from transferkit._io import atomic_write_json
-
-    atomic_write_json(output / TRADEOFF_FILE, result.to_dict())
-    atomic_write_json(model_dir / TRADEOFF_FILE, result.to_dict())
+    late_step(f"copying the table into {model_dir}", lambda: atomic_write_json(model_dir / TRADEOFF_FILE,
+                                                                               result.to_dict()),
+              [], saved="the variants are saved")
     return result
+
+
+def check_compress_output(output: Path, overwrite: bool, *, model_dir: Path,
+                          inputs: Sequence[tuple[str, Any]] = ()) -> Path:
+    """The variants' folder, checked before any work (a :class:`ConfigError` naming ``--output`` otherwise): not a
+    file, not the model folder itself nor one of the data inputs, writable; a folder that holds earlier variants
+    (a ``tradeoff.json``) is replaced only with ``overwrite``, a folder holding anything else is never written."""
+    from transferkit._io import check_location, check_not_input, folder_is_empty
+    from transferkit.artifacts import describe_folder, is_model_folder
+
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} exists and is a file; give a folder path (a new or empty folder).")
+    check_not_input(output, [("model folder", model_dir), *inputs], allow_inside=("model folder",))
+    check_location(output)
+    if not folder_is_empty(output):
+        if is_model_folder(output) or not (output / TRADEOFF_FILE).is_file():
+            raise ConfigError(f"--output {output} is not empty: it holds {describe_folder(output)}, not compressed "
+                              "variants; nothing in it is replaced, even with --overwrite. Choose a new folder.")
+        if not overwrite:
+            raise ConfigError(f"--output {output} already holds compressed variants (it is not empty); pass "
+                              "--overwrite to replace them (the old ones stay until the new ones are complete), or "
+                              "choose another --output.")
+    return output
 
 
 def read_tradeoff(model_dir: str | Path) -> dict[str, Any] | None:
