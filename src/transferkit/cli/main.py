@@ -206,6 +206,7 @@ def predict(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions to this file (.jsonl or .csv) instead of printing them."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --output file if it exists."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)."),
     onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="With --runtime onnx: this ONNX file instead of MODEL/model.onnx."),
     task: Optional[str] = typer.Option(None, "--task", help="The task to predict, for a multi-task model."),
@@ -216,6 +217,8 @@ def predict(
     try:
         from transferkit.api import _as_model, predict as predict_fn
 
+        if output is not None:
+            _check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
         loaded = _as_model(model, task)
         source: object
         if len(inputs) == 1 and Path(inputs[0]).exists():
@@ -241,6 +244,20 @@ def predict(
     else:
         for row in rows:
             typer.echo(json.dumps(row, allow_nan=False))  # strict JSON: predict_fn refuses non-finite values
+
+
+def _check_predictions_output(path: Path, overwrite: bool, inputs: list[tuple[str, str]]) -> None:
+    """Before predicting: --output is a file that can be written, is none of the inputs, and is replaced only
+    with --overwrite."""
+    from transferkit._io import check_location, check_not_input
+    from transferkit.errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder; give a file path such as {path / 'predictions.jsonl'}.")
+    check_not_input(path, inputs, allow_inside=("model folder",))
+    if path.exists() and not overwrite:
+        raise ConfigError(f"--output {path} already exists; pass --overwrite to replace it, or choose another file.")
+    check_location(path)
 
 
 def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None:
