@@ -606,3 +606,31 @@ def test_predict_one_image_file(messy_corpus, image_model) -> None:
     assert json.loads(result.output.splitlines()[0])["input"].endswith("CAMERA.JPG")
     with pytest.raises(DataError, match="is one image file; labelled data is a folder"):
         load_data(messy_corpus["images"] / "china" / "CAMERA.JPG")
+
+
+def test_utf16_without_a_byte_order_mark_is_recognised(tmp_path: Path) -> None:
+    for codec in ("utf-16-le", "utf-16-be"):
+        path = tmp_path / f"{codec}.csv"
+        path.write_bytes("text,label\nfine,a\nbad,b\n".encode(codec))
+        assert load_data(path).items == ["fine", "bad"]
+
+
+def test_composed_and_decomposed_accents_are_one_label_shown_with_escapes(tmp_path: Path) -> None:
+    import unicodedata
+
+    path = tmp_path / "t.csv"
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    path.write_text(f"text,label\none,{nfc}\ntwo,{nfd}\nthree,tea\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"'caf\\xe9' .*'cafe\\u0301'"):
+        load_data(path)
+    assert load_data(path, normalize_labels=True).classes == ["café", "tea"]
+
+
+def test_predict_takes_a_list_of_image_files(messy_corpus, image_model) -> None:
+    from transferkit import predict
+
+    files = [messy_corpus["images"] / "china" / "exif6.jpg", messy_corpus["images"] / "hopper" / "grey16.png"]
+    rows = predict(image_model, [str(f) for f in files], progress=False)
+    assert [r["input"] for r in rows] == [str(f) for f in files]
+    with pytest.raises(DataError, match="nothere.jpg: no such file"):
+        predict(image_model, [str(files[0]), str(files[0].parent / "nothere.jpg")], progress=False)

@@ -438,6 +438,11 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
                             delimiter=delimiter, unlabelled=True)
     elif isinstance(inputs, Dataset):
         dataset = inputs
+    elif model.modality == "image" and isinstance(inputs, (list, tuple)) and inputs \
+            and all(isinstance(i, (str, os.PathLike)) for i in inputs):
+        from transferkit.data.sources import image_files
+
+        dataset = image_files(inputs)
     else:
         dataset = from_arrays(inputs if isinstance(inputs, np.ndarray) else list(inputs), origin="inputs")
     _check_modality(model, dataset)

@@ -218,7 +218,10 @@ def check_label_spellings(labels: list[str], row_ids: Sequence[str], origin: str
         return [chosen.get(label, label) for label in labels]
     described = []
     for counts in list(clashes.values())[:3]:
-        described.append(" and ".join(f"'{s}' ({n} row{'s' if n != 1 else ''}, e.g. {first_row[s]})"
+        # spellings that look the same when printed (composed and decomposed accents) are shown with escapes
+        visible = Counter(unicodedata.normalize("NFC", s) for s in counts)
+        shown = {s: ascii(s) if visible[unicodedata.normalize("NFC", s)] > 1 else f"'{s}'" for s in counts}
+        described.append(" and ".join(f"{shown[s]} ({n} row{'s' if n != 1 else ''}, e.g. {first_row[s]})"
                                       for s, n in counts.most_common()))
     more = f" (and {len(clashes) - 3} more such labels)" if len(clashes) > 3 else ""
     raise DataError(
@@ -395,6 +398,17 @@ def load_image_folder(root: str | Path, *, normalize_labels: bool = False) -> Da
     return Dataset("image", paths, labels, display_path(root), row_ids)
 
 
+def image_files(paths: Sequence[str | os.PathLike], origin: str = "inputs") -> Dataset:
+    """A list of image files as an unlabelled dataset; a path that is not an existing file is a DataError naming it."""
+    for path in paths:
+        if not os.path.isfile(path):
+            problem = _link_problem(os.fspath(path)) if os.path.islink(path) else \
+                "a folder; give image files, or the folder alone" if os.path.isdir(path) else "no such file"
+            raise DataError(f"{display_path(path)}: {problem}.")
+    items = [os.fspath(p) for p in paths]
+    return Dataset("image", items, None, origin, [display_path(p) for p in items])
+
+
 def load_unlabelled_image_folder(root: str | Path) -> Dataset:
     """Every image below ``root``, without labels (target-domain data, inputs to ``predict``)."""
     root = Path(root)
@@ -437,7 +451,7 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
         if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             codec = "utf-16"
         else:
-            codec = "utf-8-sig"
+            codec = _utf16_without_bom(raw) or "utf-8-sig"
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
@@ -454,6 +468,20 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
             f"{path} line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not valid {encoding} text "
             f"(the line reads {excerpt.rstrip()!r}); {hint}."
         ) from None
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """``utf-16-le`` / ``utf-16-be`` when the head of ``raw`` is mostly text with a zero byte in every odd / even
+    position (UTF-16 of Latin text, as some programs save it without a byte-order mark), else ``None``."""
+    head = raw[:400] if len(raw) % 2 == 0 else raw[:400][:-1]
+    if len(head) < 8:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def _sniff_delimiter(text: str, preferred: str) -> str:
