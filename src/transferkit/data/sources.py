@@ -574,7 +574,7 @@ def _read_delimited(path: Path, text: str, delimiter: str | None, preferred: str
 
 def _check_last_record_closed(path: Path, text: str, start_line: int, offset: int) -> None:
     """A quote opened and never closed makes the rest of the file one cell; name the line where it opened."""
-    tail = "".join(io.StringIO(text, newline="").readlines()[start_line - 1:])
+    tail = "".join(islice(io.StringIO(text, newline=""), start_line - 1, None))
     try:
         for _ in csv.reader(io.StringIO(tail, newline=""), strict=True):
             pass
