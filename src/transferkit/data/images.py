@@ -100,6 +100,8 @@ def check_image_file(path: str | Path) -> str | None:
             return "is truncated (its JPEG data has no end marker); re-save or remove it"
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return f"is larger than the {MAX_IMAGE_PIXELS:,} pixels allowed; downscale it first"
+    except PermissionError:
+        return "cannot be read (permission denied); give read access (chmod u+r) or remove it"
     except Exception as exc:  # Pillow raises many types for broken files
         return f"is not a readable image ({type(exc).__name__}: {exc})"
     return None
