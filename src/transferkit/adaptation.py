@@ -520,9 +520,9 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         from transferkit.strategies.requirements import check_training_installed
 
         check_training_installed("adapt")
-        from transferkit.engine.trainer import accelerator_and_devices
+    from transferkit.features.extract import resolve_device
 
-        accelerator_and_devices(config.device, 1)  # a device that is not here fails now, not after the features
+    resolve_device(config.device)  # a device that is not here fails now, not after the features
     timings: dict[str, float] = {}
     start = time.perf_counter()
     source_ds = _load(source, config, unlabelled=False, label_column=config.label_column)
@@ -736,7 +736,8 @@ def _save(result: AdaptResult, ctx: _Context, config: AdaptConfig) -> Path:
         late_step("the before/after embedding plot", plot, notes)
     from transferkit.reporting.tracking import report_and_track
 
-    report_and_track(folder, params=resolved, metrics=metrics, run_name=f"adapt {chosen.name}",
+    report_and_track(folder, params=resolved, metrics=metrics, tracking_uri=config.tracking_uri,
+                     run_name=f"adapt {chosen.name}",
                      tags={"transferkit.strategy": f"adapt:{chosen.name}"}, notes=notes)
     if notes:
         report["notes"] = notes

@@ -123,6 +123,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
                           "with another strategy, bound the run with --epochs.")
     if config.strategy != "auto":
         config.check_options_apply()  # options this strategy ignores: a warning (an error where it changes the result)
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(config.device)  # a GPU that is not here fails now, not after the data is read
     if config.strategy != "linear-probe" or (config.baselines and "scratch" in config.baselines):
         from transferkit.strategies.requirements import check_training_installed
 

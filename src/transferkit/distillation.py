@@ -147,6 +147,9 @@ def check_distill_options(config: FitConfig) -> None:
     if config.budget is not None:
         raise ConfigError("distill: option 'budget' is used by fit --strategy auto; bound distillation with --epochs.")
     config.check_options_apply("distill")
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(config.device)
 
 
 def default_student(config: FitConfig, teachers: list[Any]) -> str:

@@ -54,6 +54,8 @@ def adapt(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (default auto)."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the feature cache."),
+    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="Folder for the candidates' checkpoints and logs (default: a temporary folder)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI of the run (default: SQLite in the transferkit cache, or $TRANSFERKIT_TRACKING_URI; off to disable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in the output folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
     as_json: bool = typer.Option(False, "--json", help="Print the adaptation report as JSON."),
@@ -71,7 +73,8 @@ def adapt(
                        train_backbone=train_backbone or None, epochs=epochs, batch_size=batch_size, lr=lr,
                        label_column=label_column, text_column=text_column, path_column=path_column,
                        encoding=encoding, embedding=embedding, seed=seed, device=device, cache_dir=cache_dir,
-                       no_cache=no_cache or None, overwrite=overwrite or None,
+                       no_cache=no_cache or None, overwrite=overwrite or None, work_dir=work_dir,
+                       tracking_uri=tracking_uri,
                        progress=False if (quiet or as_json) else None,
                        candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None,
                        target_prior=_class_mix(target_prior) if target_prior else None)

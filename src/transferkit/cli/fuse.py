@@ -18,6 +18,20 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _alphas(text: str) -> list[float]:
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; anything that is not a number is a ConfigError naming --alphas."""
+    from transferkit.errors import ConfigError
+
+    values = []
+    for part in _split(text) or []:
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ConfigError(f"--alphas: {part!r} is not a number; give comma-separated numbers in [0, 1], e.g. "
+                              "0,0.25,0.5,0.75,1.") from None
+    return values
+
+
 @app.command()
 def fuse(
     models: Optional[list[str]] = typer.Argument(None, help="Model folders: the fine-tuned model (interpolate), several fine-tuned runs of one architecture (soup), or any models of one label set (ensemble). Not used by stack."),
@@ -57,7 +71,7 @@ def fuse(
         common = dict(output=output, overwrite=overwrite, batch_size=batch_size, device=device, **columns)
         evals = {"test": test} if test else None
         if method == "interpolate":
-            values = [float(a) for a in _split(alphas)] if alphas else None
+            values = _alphas(alphas) if alphas else None
             result = fuse_fn(method, models, val=val, train=train, pretrained=pretrained, alphas=values,
                              eval_sets=evals, seed=seed, **common)
         elif method == "soup":

@@ -60,8 +60,16 @@ class TrainingOutcome:
 
 def accelerator_and_devices(device: str, devices: int | str) -> tuple[str, int | str | list[int]]:
     """Lightning's ``accelerator`` and ``devices`` from transferkit's ``device`` (cpu, cuda, cuda:N, auto)."""
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(device)  # a device that is not here, or a wrong name: a ConfigError naming --device
+    device = str(device).strip().lower()
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device in ("auto", "cuda") and gpus and isinstance(devices, int) and devices > gpus:
+        raise ConfigError(f"--devices {devices}: this machine has {gpus} CUDA GPU(s); give --devices {gpus} or "
+                          "fewer (several machines: --num-nodes under torchrun or a cluster scheduler).")
     if device == "auto":
-        return ("gpu" if torch.cuda.is_available() else "cpu"), devices
+        return ("gpu" if gpus else "cpu"), devices
     if device == "cpu":
         return "cpu", devices
     if device.startswith("cuda"):

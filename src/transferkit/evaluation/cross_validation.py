@@ -265,6 +265,9 @@ def check_cv_config(config: FitConfig) -> None:
         raise ConfigError("option 'budget' is used by fit --strategy auto; cross-validation trains each fold for "
                           "--epochs.")
     config.check_options_apply()
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(config.device)
 
 
 CV_FILE = "cv.json"

@@ -52,11 +52,29 @@ class ExtractionStats:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a torch device; a device that is not here, or a
+    name that is none of these, is a :class:`~transferkit.errors.ConfigError` naming ``--device``."""
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
+    text = str(device).strip().lower()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: no Apple GPU (MPS) is available here; use --device cpu or auto.")
+        return torch.device("mps")
+    kind, _, index = text.partition(":")
+    if kind == "cuda" and (not index or index.isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu (or auto, which "
+                              "takes a GPU when there is one).")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        return torch.device(text)
+    raise ConfigError(f"--device {device!r}: expected cpu, cuda, cuda:N (a GPU's index), mps or auto.")
 
 
 # On the CPU a batch runs through a CNN in chunks of about this many pixels (4 images at 224 px): each layer's

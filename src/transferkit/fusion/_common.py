@@ -70,6 +70,13 @@ def check_same_architecture(models: Sequence[Any], names: Sequence[str], method:
             raise ConfigError(f"{method}: {name} has backbone '{model.backbone.name}' but {first_name} has "
                               f"'{first.backbone.name}'; weights can only be mixed between models of one architecture "
                               "(use --method ensemble to combine different backbones).")
+        prepared = _preprocessing_differences(first.backbone.preprocessing, model.backbone.preprocessing)
+        if prepared:
+            listed = "; ".join(f"{field} {a} in {first_name} but {b} in {name}" for field, a, b in prepared)
+            raise ConfigError(f"{method}: {name} and {first_name} prepare their inputs differently ({listed}): their "
+                              "weights were trained for different inputs and their average would fit neither. Combine "
+                              "runs trained with the same preprocessing (--image-size, --max-length), or use --method "
+                              "ensemble, which gives each model its own inputs.")
         if list(model.classes) != list(first.classes):
             raise ConfigError(f"{method}: {name} predicts classes {model.classes} but {first_name} predicts "
                               f"{first.classes}; the models must share one label set, in the same order.")
@@ -84,6 +91,11 @@ def check_same_architecture(models: Sequence[Any], names: Sequence[str], method:
             key, a, b = differ[0]
             raise ConfigError(f"{method}: tensor {key} has shape {list(b)} in {name} but {list(a)} in {first_name} "
                               f"({len(differ)} tensors differ); they are not the same architecture.")
+
+
+def _preprocessing_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The fields (``input_size``, ``mean``, ``max_length``, ...) on which two backbones' preprocessing differ."""
+    return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
 def weighted_state(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:

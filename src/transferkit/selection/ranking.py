@@ -373,6 +373,9 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
         raise ConfigError("rank: no data; give a folder of images per class, a table file or a Dataset.")
     if config.candidates is not None:
         check_candidate_names(config.candidates)  # every name, before the data is read and any candidate runs
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(config.device)
     read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
                 encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
     train = load_data(data, **read)

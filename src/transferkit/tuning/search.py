@@ -389,6 +389,9 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
     if config.strategy == "auto":
         raise ConfigError("tune searches the options of one strategy; give --strategy linear-probe, finetune, lp-ft, "
                           "lora, l2sp or distill.")
+    from transferkit.features.extract import resolve_device
+
+    resolve_device(config.device)  # a device that is not here fails before the study starts
     teachers = None
     if config.strategy == "distill":
         from transferkit.distillation import check_distill_options, load_teachers

@@ -82,6 +82,7 @@ class AdaptConfig(BaseModel):
     no_cache: bool = Field(False, description="do not read or write the feature cache")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
     work_dir: str | None = Field(None, description="folder for the engine's checkpoints and logs (default: a temporary folder)")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI of the run (options, metrics, report, model folder) (default: $TRANSFERKIT_TRACKING_URI, else a SQLite store in the transferkit cache); off disables MLflow")
     progress: bool = Field(True, description="show progress of long steps")
 
     @field_validator("candidates")
