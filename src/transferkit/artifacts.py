@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import time
 import warnings
@@ -174,7 +175,13 @@ def write_model_folder(folder: str | Path, tensors: dict[str, Any], header: dict
     folder = _destination(Path(folder), overwrite, keep_beside)
     with staged_folder(folder, what="model folder") as staging:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, **(weights_metadata or {})})
+        try:
+            save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT, **(weights_metadata or {})})
+        except Exception as exc:  # the Rust writer reports a full disk as its own error: make it the OSError it is
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from exc
         give_normal_mode(staging / WEIGHTS_FILE)  # the safetensors writer makes it 0600
         if fill is not None:
             fill(staging)
