@@ -14,6 +14,9 @@ from torch import nn
 from transferkit.backbones.base import Backbone
 from transferkit.data.images import array_to_rgb, load_rgb, to_rgb
 
+#: The version of what an image file decodes to (:func:`transferkit.data.images.to_rgb`), part of the feature-cache
+#: key: 2 turns photos upright by their EXIF orientation.
+IMAGE_DECODING_VERSION = 2
 #: Above this many times the output's area, the resize-then-crop of :class:`ImagePreprocessing` resizes only the
 #: cropped region (same result up to edge effects of the filter; no huge intermediate image).
 _MAX_INTERMEDIATE = 16
@@ -94,6 +97,14 @@ class TimmBackbone(Backbone):
     @property
     def preprocessing(self) -> dict[str, Any]:
         return self.image_preprocessing.to_dict()
+
+    def cache_key(self) -> str:
+        """The base key (weights, preprocessing) and :data:`IMAGE_DECODING_VERSION`: features cached when image
+        files were decoded differently are not reused."""
+        import hashlib
+
+        return hashlib.blake2b(f"{super().cache_key()}/decoding-{IMAGE_DECODING_VERSION}".encode(),
+                               digest_size=16).hexdigest()
 
     def prepare(self, item: Any) -> torch.Tensor:
         return self.image_preprocessing(load_image_item(item))
