@@ -460,7 +460,7 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         from transferkit.errors import ArtifactError
 
         bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
-        raise ArtifactError(f"model {model_folder or 'given'}: its probabilities are NaN or infinite for {len(bad)} of "
+        raise ArtifactError(f"model {model_folder or 'in memory'}: its probabilities are NaN or infinite for {len(bad)} of "
                             f"{len(proba)} inputs (first: {dataset.row_ids[int(bad[0])]}); its weights are not finite "
                             "(a diverged training run). Train it again with a lower learning rate.")
     out = []

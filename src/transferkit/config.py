@@ -168,7 +168,8 @@ def _describe_errors(exc: ValidationError, origin: str) -> str:
             allowed = ", ".join(getattr(owner, "model_fields", FitConfig.model_fields))
             lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
         else:
-            lines.append(f"option '{field}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
+            message = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"option '{field}': ")
+            lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
     return f"{origin}: " + "; ".join(lines)
 
 

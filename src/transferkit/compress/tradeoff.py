@@ -208,6 +208,14 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
         raise ConfigError("--magnitude-amount and --structured-amount must be fractions in (0, 1), --heads in [0, 1).")
     if recovery_epochs < 0:
         raise ConfigError(f"--recovery-epochs must be 0 or more; got {recovery_epochs}.")
+    if not 0 < recovery_lr < float("inf"):
+        raise ConfigError(f"--recovery-lr must be a finite positive learning rate (e.g. 1e-4); got {recovery_lr}.")
+    if not 0 < tolerance < float("inf"):
+        raise ConfigError(f"--tolerance must be a finite positive logit difference (e.g. 1e-3); got {tolerance}.")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1; got {threads}.")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be in [0, 2**32); got {seed}.")
     model_dir = Path(model_dir)
     output = check_compress_output(Path(output) if output is not None else model_dir / "compressed", overwrite,
                                    model_dir=model_dir, inputs=[("--data", data), ("--train", train),

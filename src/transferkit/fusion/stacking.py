@@ -93,6 +93,8 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     from transferkit.fusion.models import StackedModel
     from transferkit.strategies.linear_probe import LinearProbe
 
+    if top is not None and top < 1:
+        raise ConfigError(f"stack: --top must be at least 1 (the number of backbones kept); got {top}.")
     if ranking is not None:
         if backbones:
             raise ConfigError("stack: give the backbones or a ranking, not both.")
@@ -105,6 +107,11 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
         raise ConfigError(f"stack: backbones repeat: {list(backbones)}.")
     if reduce is not None and reduce < 1:
         raise ConfigError(f"stack: reduce (PCA components per backbone) must be at least 1; got {reduce}.")
+    from transferkit.features.extract import resolve_device
+    from transferkit.selection.ranking import check_candidate_names
+
+    check_candidate_names(list(backbones), option="stack --backbones")  # every name, before any backbone runs
+    resolve_device(device)
     if output is not None:
         check_output_folder(output, overwrite, inputs=[
             ("training data", train), ("validation data", val), ("ranking", ranking),

@@ -249,7 +249,7 @@ def _hub_cached(repo_id: str, files: Sequence[str]) -> bool:
     return False
 
 
-def check_candidate_names(names: Sequence[str]) -> None:
+def check_candidate_names(names: Sequence[str], option: str = "rank --candidates") -> None:
     """Every candidate resolves to a backbone that can be built here; one :class:`BackboneError` lists each one
     that does not, before any candidate runs."""
     problems = {name: problem for name in names if (problem := _candidate_problem(name)) is not None}
@@ -257,7 +257,7 @@ def check_candidate_names(names: Sequence[str]) -> None:
         raise ConfigError(f"candidate 'raw': {problems[RAW]}.")
     if problems:
         listed = "; ".join(f"'{name}': {problem}" for name, problem in problems.items())
-        raise BackboneError(f"rank --candidates: {len(problems)} of {len(names)} candidates cannot be used "
+        raise BackboneError(f"{option}: {len(problems)} of {len(names)} backbones cannot be used "
                             f"({listed}). Fix or remove them; nothing was run.")
 
 
