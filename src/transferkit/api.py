@@ -131,8 +131,10 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
         check_training_installed(config.strategy if config.strategy != "linear-probe" else "the scratch baseline")
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder
+        from transferkit.artifacts import check_output_folder, unfinished_model
 
+        if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
+            config = config.model_copy(update={"overwrite": True})
         check_output_folder(config.output, config.overwrite, inputs=[
             ("training data", data), ("validation data", val), ("test data", test), ("backbone", config.backbone),
             ("--work-dir", config.work_dir)])
@@ -261,10 +263,12 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
             **plan_facts, **({"temperature_scaling": calibration_facts} if calibration_facts else {}),
         )
 
+    pending = ["test evaluation", *(f"baseline {name}" for name in baseline_names)]  # what the folder lacks yet
+
     def all_metrics() -> dict[str, Any]:
         return {"test": metrics, "baselines": baselines, "comparisons": [c.to_dict() for c in comparisons],
                 "baselines_not_run": skipped_baselines, **strategy_metrics, "timings_s": timings,
-                **({"notes": notes} if notes else {})}
+                **({"notes": notes} if notes else {}), **({"pending": ", ".join(pending)} if pending else {})}
 
     metrics: dict[str, Any] = {}
     result = FitResult(model, resolved_config(), metrics, baselines, comparisons, skipped_baselines=skipped_baselines,
@@ -273,7 +277,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         # The model is saved as soon as it exists; evaluation, baselines, plots, the report and tracking come after
         # and update the folder, so that none of them can lose it.
         result.output = save_model(model, config.output, overwrite=config.overwrite, run_config=result.config,
-                                   metrics={**all_metrics(), "pending": "test evaluation and baselines"},
+                                   metrics=all_metrics(),
                                    extra_files=extra_files, keep_beside=True)
     if is_main and proba is None:
         start = time.perf_counter()
@@ -286,6 +290,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
         metrics.update(classification_metrics(y_test, y_pred, classes))
         metrics["calibration"] = calibration_summary(y_test, proba)
+    pending.remove("test evaluation")
 
     def update_folder() -> None:
         if result.output is not None:
@@ -307,6 +312,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
         outcome = late_step(f"baseline {name}", run_baseline, notes,
                             saved="the model is saved" if result.output is not None else "the model stands")
+        pending.remove(f"baseline {name}")
         if outcome is None:
             skipped_baselines[name] = "failed; see the notes"
             continue
@@ -315,6 +321,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         baselines[name] = {**classification_metrics(y_test, outcome.predictions, classes),
                            "description": outcome.description, **outcome.extra}
         comparisons.append(compare(y_test, y_pred, outcome.predictions, name, seed=config.seed))
+    pending.clear()
     result.config = resolved_config()
     if not is_main:
         return result

@@ -206,8 +206,10 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
 
     check_training_installed("distill")
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder
+        from transferkit.artifacts import check_output_folder, unfinished_model
 
+        if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
+            config = config.model_copy(update={"overwrite": True})
         check_output_folder(config.output, config.overwrite, inputs=[
             ("training data", data), ("validation data", val), ("test data", test), ("unlabelled data", unlabelled),
             ("student backbone", config.backbone), ("--work-dir", config.work_dir),
@@ -301,10 +303,13 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
                  "epochs_run": plain_run.outcome.epochs_run, "seconds": plain_run.outcome.seconds},
                 compare(y_test, proba.argmax(axis=1), plain_pred, "plain student", seed=config.seed))
 
+    pending = ["the plain-student comparison"] if config.compare_plain else []
+
     def all_metrics() -> dict[str, Any]:
         return {"test": metrics, "teachers": teacher_rows, "plain_student": plain,
                 "comparisons": [comparison.to_dict()] if comparison is not None else [],
-                "training": trained.facts, "timings_s": timings, **extra_facts, **({"notes": notes} if notes else {})}
+                "training": trained.facts, "timings_s": timings, **extra_facts, **({"notes": notes} if notes else {}),
+                **({"pending": ", ".join(pending)} if pending else {})}
 
     def update_folder() -> None:
         if result.output is not None:
@@ -326,6 +331,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
         if outcome is not None:
             plain, comparison = outcome
             result.plain, result.comparison = plain, comparison
+        pending.clear()
         update_folder()
     if config.output is not None:
         from transferkit.reporting.tracking import report_and_track

@@ -390,8 +390,10 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
 
     accelerator_and_devices(config.device, config.devices)  # a device that is not here fails before any work
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder
+        from transferkit.artifacts import check_output_folder, unfinished_model
 
+        if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
+            config = config.model_copy(update={"overwrite": True})
         check_output_folder(config.output, config.overwrite, inputs=[
             *[(f"{role} data of task '{t.name}'", getattr(t, role)) for t in config.tasks
               for role in ("data", "val", "test")],
