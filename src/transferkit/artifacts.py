@@ -128,6 +128,19 @@ def check_output_folder(path: str | Path, overwrite: bool, *, option: str = "--o
     return path
 
 
+def unfinished_model(folder: str | Path | None) -> bool:
+    """Whether ``folder`` holds a model that its run saved but did not finish (interrupted during the evaluation or
+    the baselines that follow the save; ``metrics.json`` says what was pending): resuming that run may replace it
+    without ``--overwrite``."""
+    if folder is None or not is_model_folder(folder):
+        return False
+    try:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(metrics, dict) and "pending" in metrics
+
+
 def _free_sibling(folder: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate = folder.with_name(f"{folder.name}-{stamp}")
