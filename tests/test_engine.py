@@ -275,10 +275,15 @@ def test_precision_and_device_resolution(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         accelerator_and_devices("cuda:1", 1)
-    with pytest.raises(ConfigError, match="'device'"):
+    with pytest.raises(ConfigError, match="--device 'tpu'"):
         accelerator_and_devices("tpu", 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert accelerator_and_devices("cuda:1", 1) == ("gpu", [1])
+    with pytest.raises(ConfigError, match="has 2 CUDA GPU"):
+        accelerator_and_devices("cuda:2", 1)
+    with pytest.raises(ConfigError, match="--devices 3: this machine has 2"):
+        accelerator_and_devices("auto", 3)
 
 
 def test_gradient_accumulation_matches_the_larger_batch(tmp_path: Path) -> None:

@@ -85,12 +85,13 @@ def test_lp_ft_trains_backbone_and_probed_head(images, tmp_path: Path) -> None:
     assert distance(trained.model.backbone, start) > 0 and "final_choice" not in trained.facts
 
 
-@pytest.mark.parametrize("lr", [50.0, 1e-2])
+# 2.0 wrecks the weights within an epoch without making the loss NaN (which would stop the run)
+@pytest.mark.parametrize("lr", [2.0, 1e-2])
 def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images, tmp_path: Path, lr: float) -> None:
     train, val = images
     backbone = create_backbone(TINY_IMAGE_BACKBONE)
     start = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
-    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=lr), backbone, train, val, train.classes)
+    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=lr, epochs=1), backbone, train, val, train.classes)
     choice = trained.facts["final_choice"]
     probe_acc, tuned_acc = choice["probe_val_accuracy"], choice["finetuned_val_accuracy"]
     assert choice["kept"] == ("probe" if probe_acc > tuned_acc + 1e-6 else "fine-tuned"), choice
@@ -104,7 +105,7 @@ def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images,
         assert accuracy == pytest.approx(probe_acc)
     else:
         assert moved > 0 and tuned_acc >= probe_acc - 1e-6
-    if lr == 50.0:  # a learning rate that wrecks the weights cannot beat the probe
+    if lr == 2.0:  # a learning rate that wrecks the weights cannot beat the probe
         assert choice["kept"] == "probe", choice
 
 
@@ -116,7 +117,7 @@ def test_a_kept_probe_is_fitted_again_on_the_held_out_validation_examples_too(im
     data = concat([train, other], origin="tiny-images")
     backbone = create_backbone(TINY_IMAGE_BACKBONE)
     features = extract_features(backbone, data, device="cpu", progress=False)
-    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=50.0), backbone, data, None, data.classes)
+    trained = train_with_strategy(config(tmp_path, "lp-ft", lr=2.0, epochs=1), backbone, data, None, data.classes)
     choice = trained.facts["final_choice"]
     assert choice["kept"] == "probe" and choice["probe_refit_on"] == len(data)
     # the probe of --strategy linear-probe on all of it (C by cross-validation again)
