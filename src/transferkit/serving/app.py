@@ -60,7 +60,7 @@ log = logging.getLogger("transferkit")
 #: bytes before parsing, because Python's JSON parser recurses once per level.
 MAX_JSON_DEPTH = 32
 #: Image formats an upload may have: raster formats decoded by Pillow itself (no external programs, unlike EPS).
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 #: Exit status of a worker process that cannot load the model (uvicorn's own code for a failed start).
 STARTUP_FAILURE = 3
 _ENDPOINTS = "POST /predict, GET /health, GET /info, GET /openapi.json, GET /docs"
@@ -151,10 +151,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _decode_image(data: bytes, name: str, settings: ServeConfig, model: Any):
+def _decode_image(data: bytes, name: str, settings: ServeConfig):
     """Bytes of one uploaded file as an RGB image; 413 / 422 naming the file when it cannot be used. The size is
-    read from the header and checked (as decoded, and as the model's resize step would make it) before any pixel
-    is decoded."""
+    read from the header and checked before any pixel is decoded (a long, thin image is fine: the preprocessing
+    resizes only the part its crop keeps)."""
     from PIL import Image
 
     from transferkit.data.images import to_rgb
@@ -167,23 +167,20 @@ def _decode_image(data: bytes, name: str, settings: ServeConfig, model: Any):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            Image.init()  # registers every plugin once; the formats this Pillow lacks are left out
+            image = Image.open(io.BytesIO(data), formats=[f for f in IMAGE_FORMATS if f in Image.OPEN])
             width, height = image.size
             if width * height > limit:
                 raise _fail(413, f"{name}: image is {width}x{height} = {width * height:,} pixels; the limit is "
                                  f"{limit:,} pixels. Send a smaller image.")
-            resized = model.resized_size(width, height) if hasattr(model, "resized_size") else None
-            if resized is not None and resized[0] * resized[1] > limit:
-                raise _fail(413, f"{name}: image is {width}x{height}; the model's preprocessing scales its shorter "
-                                 f"side up to {min(resized)} pixels, which makes it {resized[0]}x{resized[1]} = "
-                                 f"{resized[0] * resized[1]:,} pixels, over the limit of {limit:,}. Crop the image "
-                                 "closer to a square first.")
             image.load()
             return to_rgb(image)
     except HTTPException:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _fail(413, f"{name}: image is larger than the {limit:,} pixels allowed. Send a smaller image.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own limit, from the header
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "larger than Pillow decodes safely"
+        raise _fail(413, f"{name}: image is {size}; the limit is {limit:,} pixels. Send a smaller image.") from None
     except Image.UnidentifiedImageError:
         raise _fail(422, f"{name}: not a readable image: not in one of the formats the service reads "
                          f"({', '.join(IMAGE_FORMATS)}); send an image file in one of those.") from None
@@ -384,7 +381,7 @@ async def _image_inputs(request: Request, model: Any, settings: ServeConfig, dec
             raise _fail(422, f"files[{i}] is a text field, not a file upload; send the image's bytes as a file part.")
         name = f"files[{i}] ({part.filename})" if part.filename else f"files[{i}]"
         data = await part.read(settings.max_file_bytes + 1)
-        items.append(await anyio.to_thread.run_sync(_decode_image, data, name, settings, model, limiter=decoders))
+        items.append(await anyio.to_thread.run_sync(_decode_image, data, name, settings, limiter=decoders))
         names.append(part.filename or f"files[{i}]")
     await form.close()
     return items, names, k

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,18 +172,6 @@ class Predictor:
             raise ArtifactError(f"{self.folder}: {problem}. The folder cannot be served; restore it from a backup "
                                 "or save the model again (transferkit fit --output).")
         self.checked = True
-
-    def resized_size(self, width: int, height: int) -> tuple[int, int] | None:
-        """The size an image of ``width`` x ``height`` pixels has after the model's resize step (before the centre
-        crop), or ``None`` for a text model: a very long, thin image is small on disk and in pixels but huge once
-        its shorter side is scaled up to the input size."""
-        preprocessing = getattr(self.model.backbone, "image_preprocessing", None)
-        if preprocessing is None or width < 1 or height < 1:
-            return None
-        size = int(preprocessing.input_size)
-        resize_to = int(math.floor(size / float(preprocessing.crop_pct)))
-        scale = resize_to / min(width, height)
-        return max(size, round(width * scale)), max(size, round(height * scale))
 
     def _class_list_problem(self) -> str | None:
         classes = self.classes
