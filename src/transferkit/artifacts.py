@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import struct
@@ -517,7 +518,7 @@ def _load_single(folder: Path, config: dict[str, Any]):
     _load_state(head, {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}, folder)
     check_head_width(head, backbone.num_features, folder)
     temperature = config.get("temperature", 1.0)
-    if not isinstance(temperature, (int, float)) or not temperature > 0 or temperature != temperature:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise ArtifactError(f"{folder / CONFIG_FILE}: temperature {temperature!r} is not a positive number; restore "
                             f"the saved config.json, or {RESAVE}.")
     model = TransferModel(backbone, head, classes, strategy=config.get("strategy", "linear-probe"),
