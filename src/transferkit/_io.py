@@ -94,6 +94,16 @@ def give_normal_mode(path: str | Path) -> None:
     os.chmod(path, normal_file_mode(path.parent))
 
 
+def save_figure(figure: Any, path: str | Path, **options: Any) -> Path:
+    """Save a matplotlib figure as PNG, atomically (rendered in memory, then :func:`atomic_write_bytes`)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **options)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -249,4 +259,4 @@ def folder_is_empty(path: str | Path) -> bool:
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_location", "check_not_input",
            "folder_is_empty", "give_normal_mode", "keep_mode", "make_sibling_folder", "normal_file_mode",
-           "replace_folder", "staged_folder", "temporary_path"]
+           "replace_folder", "save_figure", "staged_folder", "temporary_path"]

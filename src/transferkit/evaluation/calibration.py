@@ -107,8 +107,9 @@ def reliability_diagram(y_true: np.ndarray, proba: np.ndarray, path: str | Path,
     hist.set_xlabel("confidence (largest predicted probability)")
     hist.set_ylabel("predictions")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
+    from transferkit._io import save_figure
+
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 

@@ -130,7 +130,8 @@ def plot_domain_embedding(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], 
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    from transferkit._io import save_figure
+
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -195,6 +195,8 @@ def plot_curve(curve: list[dict[str, Any]], chosen: float, path: Path) -> Path:
     ax.set_title("weight interpolation")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    from transferkit._io import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
     return path
