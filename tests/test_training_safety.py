@@ -304,6 +304,8 @@ BAD_OPTIONS = [
     (("cv", "{img}", "--strategy", "finetune", "--epochs", "-1"), ("option 'epochs'",)),
     (("tune", "{img}", "--n-trials", "0"), ("option 'n_trials'",)),
     (("tune", "{img}", "--tune-val-fraction", "1"), ("option 'val_fraction'",)),
+    (("tune", "{txt}", "--backbone", TINY_IMAGE_BACKBONE), (f"backbone '{TINY_IMAGE_BACKBONE}' takes image input",
+                                                            "text backbones")),
     (("adapt", "--source", "{img}", "--target", "{img}", "--epochs", "0"), ("option 'epochs'",)),
     (("adapt", "--source", "{img}", "--target", "{img}", "--lr", "inf"), ("option 'lr'", "finite")),
     (("adapt", "--source", "{img}", "--target", "{img}", "--method", "magic"), ("option 'method'",)),
@@ -319,13 +321,13 @@ BAD_OPTIONS = [
 
 
 @pytest.mark.parametrize("args, fragments", BAD_OPTIONS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_OPTIONS])
-def test_bad_option_values_are_clear_errors_in_every_verb(args, fragments, image_folder: Path,
+def test_bad_option_values_are_clear_errors_in_every_verb(args, fragments, image_folder: Path, text_csv: Path,
                                                           tmp_path: Path) -> None:
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("epochs: [1, 2]\ncolour: red\n")
     mt_yaml = tmp_path / "multitask.yaml"
     mt_yaml.write_text(f"tasks:\n  - name: a\n    data: {image_folder}\nepochs: 0\nbatch_size: 0\n")
-    filled = [a.format(img=image_folder, bad_yaml=bad_yaml, mt_yaml=mt_yaml) for a in args]
+    filled = [a.format(img=image_folder, txt=text_csv, bad_yaml=bad_yaml, mt_yaml=mt_yaml) for a in args]
     assert_user_error(cli(*filled), *fragments)
 
 

@@ -261,13 +261,14 @@ def check_candidate_names(names: Sequence[str], option: str = "rank --candidates
                             f"({listed}). Fix or remove them; nothing was run.")
 
 
-def _check_candidates(names: Sequence[str], modality: str, origin: str) -> None:
+def _check_candidates(names: Sequence[str], modality: str, origin: str, option: str = "rank --candidates") -> None:
     """Fail before any backbone runs: a name that does not resolve, or one of the wrong modality."""
-    check_candidate_names(names)
+    check_candidate_names(names, option)
     wrong = {name: declared for name in names
              if (declared := _declared_modality(name)) is not None and declared != modality}
     if wrong:
-        listed = "; ".join(f"candidate '{name}' takes {declared} input" for name, declared in wrong.items())
+        kind = "candidate" if option.startswith("rank") else "backbone"
+        listed = "; ".join(f"{kind} '{name}' takes {declared} input" for name, declared in wrong.items())
         raise ConfigError(f"{listed}, but {origin} holds {modality} data; choose {modality} backbones "
                           "(`transferkit models`).")
 

@@ -464,6 +464,9 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         from transferkit.selection.ranking import choose_backbone
 
         backbone_name, _ = choose_backbone(dataset, config)
+    from transferkit.selection.ranking import _check_candidates
+
+    _check_candidates([backbone_name], dataset.modality, dataset.origin, option="--backbone")  # before any trial
 
     output = Path(tune_config.output) if tune_config.output else None
     name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
