@@ -116,6 +116,19 @@ def test_a_loss_far_above_its_start_gives_one_divergence_warning(tmp_path: Path)
     assert not [w for w in caught if "diverging" in str(w.message) or "learning rate far above" in str(w.message)]
 
 
+def test_on_a_device_the_loss_is_checked_per_window_and_names_its_batches() -> None:
+    from transferkit.engine.loss_watch import LossWatch
+
+    watch = LossWatch("run", lr=0.1, window=4)
+    for batch, value in enumerate([0.7, 0.6, float("nan")]):  # no check inside the window (no device sync)
+        watch.observe(torch.tensor(value), epoch=1, batch=batch, every_step=False)
+    with pytest.raises(TrainingDivergedError, match=r"at epoch 2 \(batches 1-4\).*lower --lr .*e\.g\. to 0\.01"):
+        watch.observe(torch.tensor(0.5), epoch=1, batch=3, every_step=False)
+    first = LossWatch("run", lr=0.1)
+    with pytest.raises(TrainingDivergedError, match="before any update, so the learning rate is not the cause"):
+        first.observe(torch.tensor(float("inf")), epoch=0, batch=0, every_step=False)
+
+
 def test_non_finite_features_are_an_error_naming_the_examples(image_folder: Path, tmp_path: Path) -> None:
     from transferkit.backbones import create_backbone
     from transferkit.data.sources import load_data
@@ -239,6 +252,22 @@ def test_options_of_other_strategies_are_named_and_contradictions_refused(image_
     assert make_config(strategy="linear-probe", epochs=3, baselines=["raw", "scratch"]).unused_options() == {}
     result = cli(*FIT, image_folder, "--init-from", image_folder / "weights.safetensors")
     assert_user_error(result, "linear-probe does not use --init-from", "--strategy finetune")
+
+
+def test_adapt_and_multitask_name_options_their_run_ignores() -> None:
+    from transferkit.strategies.adaptation.config import make_adapt_config
+    from transferkit.strategies.multitask_options import make_multitask_config
+
+    adapt_config = make_adapt_config(method="dann", weighting="kmm", threshold_start=0.9, adapt_epochs=3,
+                                     tradeoffs={"coral": [1.0]})
+    assert set(adapt_config.unused_options()) == {"weighting", "threshold_start", "adapt_epochs", "tradeoffs"}
+    with pytest.warns(UserWarning, match=r"adapt: this run ignores weighting \(used by method iw\)"):
+        adapt_config.warn_unused_options()
+    assert make_adapt_config(method="auto", weighting="kmm", tradeoff=0.5).unused_options() == {}
+    multitask_config = make_multitask_config(tasks=[{"name": "a", "weight": 2.0}], temperature=3.0,
+                                             weighting="uncertainty")
+    with pytest.warns(UserWarning, match=r"ignores temperature .*sampling is proportional.*task\(s\) a"):
+        multitask_config.warn_unused_options()
 
 
 def test_tune_refuses_a_search_space_over_options_the_strategy_ignores(image_folder: Path, tmp_path: Path) -> None:

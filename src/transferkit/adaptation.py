@@ -504,6 +504,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     target_labels = target_labels if target_labels is not None else config.target_labels
     if source is None or target is None:
         raise ConfigError("adapt needs labelled source data (--source) and unlabelled target data (--target).")
+    config.warn_unused_options()
     if config.output is not None:
         from transferkit.artifacts import check_output_folder
 

@@ -386,6 +386,7 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
         raise ConfigError(f"datasets given for tasks {unknown} that the config does not name "
                           f"(tasks: {', '.join(t.name for t in config.tasks)}).")
     check_training_installed("multitask")
+    config.warn_unused_options()
     from transferkit.engine.trainer import accelerator_and_devices
 
     accelerator_and_devices(config.device, config.devices)  # a device that is not here fails before any work

@@ -90,6 +90,20 @@ class MultiTaskConfig(BaseModel):
             raise ValueError(f"task names must be unique; repeated: {', '.join(repeated)}")
         return self
 
+    def warn_unused_options(self) -> None:
+        """One warning for options that this run's other choices make it ignore."""
+        ignored = []
+        if self.temperature != MultiTaskConfig.model_fields["temperature"].default and self.sampling != "temperature":
+            ignored.append(f"temperature (used by sampling temperature; sampling is {self.sampling})")
+        weighted = [t.name for t in self.tasks if t.weight != TaskConfig.model_fields["weight"].default]
+        if weighted and self.weighting == "uncertainty":
+            ignored.append(f"the weight of task(s) {', '.join(weighted)} (weighting uncertainty learns the weights; "
+                           "fixed and pcgrad use them)")
+        if ignored:
+            import warnings
+
+            warnings.warn(f"multitask: this run ignores {'; '.join(ignored)}.", stacklevel=2)
+
     def resolved(self, **facts: Any) -> dict[str, Any]:
         """The config as saved next to outputs, plus facts decided during the run."""
         return {"transferkit_version": __version__, **self.model_dump(), **facts}

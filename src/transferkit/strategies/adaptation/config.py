@@ -124,6 +124,44 @@ class AdaptConfig(BaseModel):
     def resolved(self, **facts: Any) -> dict[str, Any]:
         return {"transferkit_version": __version__, **self.model_dump(), **facts}
 
+    def methods_run(self) -> set[str]:
+        """The methods this run tries (source-only always: the reference every method is compared with)."""
+        chosen = set(self.candidates or AUTO_CANDIDATES) if self.method == "auto" else {self.method}
+        return chosen | {"source-only"}
+
+    def unused_options(self) -> dict[str, str]:
+        """Options set to something other than their default that no method of this run uses -> why."""
+        defaults = AdaptConfig.model_construct()
+        methods = self.methods_run()
+        with_tradeoff = tuple(m for m in DEFAULT_TRADEOFFS if m != "source-only")
+        uses: dict[str, tuple[tuple[str, ...], str]] = {
+            "weighting": (("iw",), "used by method iw"),
+            "selection_fraction": (("iw",), "used by method iw with weighting selection"),
+            "threshold_start": (("self-train",), "used by method self-train"),
+            "threshold_end": (("self-train",), "used by method self-train"),
+            "tradeoff": (with_tradeoff, f"used by methods {', '.join(with_tradeoff)}"),
+        }
+        out = {name: what for name, (users, what) in uses.items()
+               if getattr(self, name) != getattr(defaults, name) and not methods & set(users)}
+        if self.selection_fraction != defaults.selection_fraction and self.weighting != "selection":
+            out["selection_fraction"] = uses["selection_fraction"][1]
+        if self.adapt_epochs is not None and not self.warm_start:
+            out["adapt_epochs"] = "used with warm_start: epochs after the source-only start"
+        idle = sorted(set(self.tradeoffs or {}) - methods)
+        if idle:
+            out["tradeoffs"] = f"names {', '.join(idle)}, not run here"
+        return out
+
+    def warn_unused_options(self) -> None:
+        """One warning naming the options this run ignores (see :meth:`unused_options`)."""
+        unused = self.unused_options()
+        if unused:
+            import warnings
+
+            listed = "; ".join(f"{name} ({what})" for name, what in unused.items())
+            warnings.warn(f"adapt: this run ignores {listed}; leave them out, or choose methods that use them.",
+                          stacklevel=2)
+
 
 def make_adapt_config(**values: Any) -> AdaptConfig:
     """An :class:`AdaptConfig`, with validation problems turned into one :class:`ConfigError` naming each option."""
