@@ -810,3 +810,13 @@ def test_requests_after_the_model_folder_is_deleted(models, tmp_path: Path) -> N
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_serve_refuses_a_file_limit_that_is_not_a_size(models, value) -> None:
+    """``--max-file-mb -5`` used to become a 1-byte limit silently (every upload refused) and ``nan`` a traceback."""
+    from test_cli import run
+
+    proc = run("serve", str(models["image"]), "--max-file-mb", value, check=False)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "--max-file-mb must be a size in MB above 0" in proc.stderr and "Traceback" not in proc.stderr

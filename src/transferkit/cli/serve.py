@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
 
 from transferkit.cli.main import _fail, _setup, app
-from transferkit.errors import TransferkitError
+from transferkit.errors import ConfigError, TransferkitError
 
 
 @app.command()
 def serve(
     model: str = typer.Argument(..., help="A model folder written by `transferkit fit --output`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0: any free port, printed at start)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes, each with its own copy of the model."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx (ONNX Runtime on the CPU; MODEL/model.onnx if `transferkit export` wrote it, else exported and checked once at start)."),
     device: str = typer.Option("cpu", "--device", help="torch runtime: cpu, cuda, cuda:N or auto."),
@@ -34,8 +35,10 @@ def serve(
     try:
         from transferkit.serving.server import serve as serve_fn
 
+        if not math.isfinite(max_file_mb) or max_file_mb * 1024 * 1024 < 1 or max_file_mb > 1024 * 1024:
+            raise ConfigError(f"--max-file-mb must be a size in MB above 0 (at most 1,048,576); got {max_file_mb}.")
         serve_fn(model, host=host, port=port, workers=workers, runtime=runtime, device=device, threads=threads,
-                 max_batch=max_batch, max_file_bytes=max(1, int(max_file_mb * 1024 * 1024)),
+                 max_batch=max_batch, max_file_bytes=int(max_file_mb * 1024 * 1024),
                  max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, top_k=top_k,
                  batch_wait_ms=batch_wait_ms, max_batch_items=max_batch_items)
     except TransferkitError as exc:
