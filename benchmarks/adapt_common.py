@@ -1,32 +1,11 @@
-"""Shared by the domain-adaptation benchmarks (adapt_text.py, adapt_digits.py): seeds, aggregation, printing."""
+"""Shared by the domain-adaptation benchmarks (adapt_text.py, adapt_digits.py): a seed's record, aggregation over
+seeds, printing."""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-
-
-def threads() -> int:
-    import torch
-
-    n = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    torch.set_num_threads(n)
-    return n
 
 
 def per_method(report: dict[str, Any], validator: str) -> dict[str, dict[str, Any]]:
@@ -76,16 +55,6 @@ def print_table(title: str, summary: dict[str, Any], reference: dict[str, float]
     print(f"{'best in hindsight':<16} {summary['best_in_hindsight']['mean']:>15.4f}")
     for name, value in reference.items():
         print(f"{name:<16} {value:>15.4f}")
-
-
-def save(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    payload = {"machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "threads": int(os.environ.get("OMP_NUM_THREADS", "1"))},
-               "date": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
 
 
 def run_record(report: dict[str, Any], validator: str, seconds: float) -> dict[str, Any]:

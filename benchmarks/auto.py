@@ -28,22 +28,15 @@ Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/auto.py [--settings fm10,fm1
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark, read_json
+from _tasks import fashion_task, vader_pools
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("auto", __doc__, threads=None)
 STRATEGIES = ("linear-probe", "lp-ft", "finetune", "lora")
 SETTINGS = {
     "fm10": ("fashion", 10), "fm100": ("fashion", 100), "fm1000": ("fashion", 1000),
@@ -53,16 +46,13 @@ SETTINGS = {
 
 def load_setting(name: str, seed: int, text_shots: int):
     """(backbone, train, test, is_image) for one setting and seed; the test set is the same for every seed."""
-    from transferkit.data.builtin import load_fashion_mnist, load_vader
-    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.splits import sample_per_class
 
     source, shots = SETTINGS[name]
     if source == "fashion":
-        train = sample_per_class(load_fashion_mnist("train"), shots, seed)
-        test = sample_per_class(load_fashion_mnist("test"), 100, 0)
+        train, test = fashion_task(shots, 100, seed, test_seed=0)
         return "efficientnet_lite0", train, test, True
-    domain = source.split(":")[1]
-    pool, held_out = stratified_split(load_vader(domain), 0.3, 0, names=("train pool", "test pool"))
+    pool, held_out = vader_pools(source.split(":")[1], held_out=0.3)
     return "all-MiniLM-L6-v2", sample_per_class(pool, text_shots, seed), sample_per_class(held_out, 200, 0), False
 
 
@@ -77,9 +67,9 @@ def run_one(name: str, seed: int, strategy: str, args, work: Path, cache: Path) 
         options["image_size"] = args.image_size
     if strategy == "auto":
         options["budget"] = args.budget_image if is_image else args.budget_text
-    start = time.perf_counter()
-    result = tk.fit(train, strategy=strategy, **options)
-    seconds = time.perf_counter() - start
+    with BENCH.step(f"fit {strategy}") as step:
+        result = tk.fit(train, strategy=strategy, **options)
+    seconds = step.wall_s
     row = {"setting": name, "seed": seed, "strategy": strategy, "accuracy": result.accuracy,
            "raw_accuracy": result.baselines.get("raw", {}).get("accuracy"), "seconds": round(seconds, 2),
            "n_train": len(train), "n_test": len(test), "epochs_run": result.config.get("training", {}).get(
@@ -109,11 +99,11 @@ def plan_only(name: str, seed: int, args, cache: Path) -> dict:
 
     torch.manual_seed(seed)
     backbone = create_backbone(backbone_name, **config.backbone_options(train.modality))
-    start = time.perf_counter()
-    plan = plan_strategy(train, config, backbone, budget_s=config.budget, cache=FeatureCache(cache))
+    with BENCH.step("plan") as step:
+        plan = plan_strategy(train, config, backbone, budget_s=config.budget, cache=FeatureCache(cache))
     del tk
     return {"chosen": plan.strategy, "epochs": plan.epochs, "explanation": plan.explanation,
-            "planning_s": round(time.perf_counter() - start, 2), "budget_s": plan.budget_s}
+            "planning_s": round(step.wall_s, 2), "budget_s": plan.budget_s}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -155,32 +145,30 @@ def print_table(table: dict, echo=print) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = BENCH.parser(seeds=3)
     parser.add_argument("--settings", default="fm10,fm100,tweets,amazon,fm1000")
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--text-shots", type=int, default=100)
     parser.add_argument("--budget-image", type=float, default=300.0)
     parser.add_argument("--budget-text", type=float, default=180.0)
-    parser.add_argument("--output", default=str(RESULTS / "auto.json"))
     parser.add_argument("--no-reuse", action="store_true", help="run auto on its own even when a single-strategy run "
                         "of the same choice exists (its time limit then applies)")
     parser.add_argument("--merge", default="", help="comma-separated result files of other runs (e.g. one setting run "
                         "on its own) whose rows join this file's, then the table is printed")
-    args = parser.parse_args()
-
-    import torch
-
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()
-    torch.set_num_threads(threads)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(out.read_text()) if out.is_file() else {}
+    args = BENCH.parse(parser)
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        parser.error(f"--settings: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    out = BENCH.output_path("auto")
+    saved = BENCH.previous("auto")  # an interrupted run continues where it stopped
     rows: list[dict] = saved.get("rows", [])
     for other in [m.strip() for m in args.merge.split(",") if m.strip()]:
-        extra = json.loads(Path(other).read_text())
+        extra = read_json(Path(other))
+        if "rows" not in extra:
+            parser.error(f"--merge: {other} holds no rows of this benchmark (missing or another file)")
         rows.extend(r for r in extra["rows"] if (r["setting"], r["seed"], r["strategy"]) not in
                     {(x["setting"], x["seed"], x["strategy"]) for x in rows})
         saved.setdefault("merged", []).append({"file": other, "command": extra.get("command")})
@@ -188,20 +176,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tk-auto-bench-"))
     cache = Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit")) / "features"
 
-    def save() -> None:
-        table = summarise(rows)
-        payload = {"benchmark": "auto", "command": " ".join([sys.executable, *sys.argv]), "threads": threads,
-                   "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                   "reductions": {"epochs": args.epochs, "image_size": args.image_size, "text_shots": args.text_shots,
+    def save(echo: bool = False) -> None:
+        payload = {"reductions": {"epochs": args.epochs, "image_size": args.image_size, "text_shots": args.text_shots,
                                   "test": "100 images / 200 texts per class, the same for every seed",
                                   "budgets_s": {"image": args.budget_image, "text": args.budget_text},
                                   "batch_size": args.batch_size},
-                   "merged": saved.get("merged", []), "rows": rows, "table": table}
-        out.write_text(json.dumps(payload, indent=2, default=str))
+                   "merged": saved.get("merged", []), "rows": rows, "table": summarise(rows)}
+        BENCH.save("auto", payload, echo=echo)
 
-    for name in [s.strip() for s in args.settings.split(",") if s.strip()]:
-        if name not in SETTINGS:
-            raise SystemExit(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
+    for name in settings:
         for seed in range(args.seeds):
             plan = None
             for strategy in STRATEGIES:
@@ -228,8 +211,8 @@ def main() -> None:
             print(f"{name} seed {seed} auto -> {row['chosen']:<12} accuracy {row['accuracy']:.4f}  "
                   f"({row['seconds']:.0f} s, budget {row['budget_s']:.0f} s{', reused run' if row['reused'] else ''})",
                   flush=True)
-    save()
-    print(f"\nthreads: {threads}; epochs <= {args.epochs}; image size {args.image_size}; results: {out}")
+    save(echo=True)
+    print(f"\nthreads: {args.threads}; epochs <= {args.epochs}; image size {args.image_size}; results: {out}")
     print_table(summarise(rows))
 
 

@@ -19,30 +19,22 @@ Saves benchmarks/results/compress.json (tasks run separately are merged, each wi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark
+from _tasks import fashion_task, vader_pools
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("compress", __doc__, threads=1)
 
 
 def _data(task: str, args):
-    from transferkit.data.builtin import load_fashion_mnist, load_vader
-    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.splits import sample_per_class
 
     if task == "image":
-        return (sample_per_class(load_fashion_mnist("train"), args.shots, 0),
-                sample_per_class(load_fashion_mnist("test"), args.n_test // 10, 0))
-    pool, held_out = stratified_split(load_vader("movies"), 0.5, 0, names=("train pool", "test pool"))
+        return fashion_task(args.shots, args.n_test // 10)
+    pool, held_out = vader_pools("movies")
     return sample_per_class(pool, args.text_shots, 0), sample_per_class(held_out, args.n_test // 2, 0)
 
 
@@ -52,30 +44,30 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
 
     train, test = _data(task, args)
     folder = work / f"model-{task}"
-    start = time.perf_counter()
     common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"], patience=0,
                   augment="none", batch_size=args.batch_size, work_dir=str(work / f"runs-{task}"),
                   output=str(folder), overwrite=True)
-    if (folder / "config.json").is_file() and not args.retrain:
-        accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
-        backbone = json.loads((folder / "config.json").read_text())["backbone"]["name"]
-        echo(f"[{task}] model reused from {folder}: {accuracy:.4f}")
-        fitted = None
-    elif task == "image":
-        fitted = tk.fit(train, backbone="efficientnet_lite0", strategy="finetune", epochs=args.epochs, lr=3e-4,
-                        image_size=args.image_size, **common)
-    else:
-        fitted = tk.fit(train, backbone="all-MiniLM-L6-v2", strategy="finetune", epochs=args.text_epochs,
-                        max_length=args.max_length, **common)
-    train_seconds = round(time.perf_counter() - start, 1)
+    with BENCH.step(f"fine-tune {task}") as step:
+        if (folder / "config.json").is_file() and not args.retrain:
+            accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
+            backbone = json.loads((folder / "config.json").read_text())["backbone"]["name"]
+            echo(f"[{task}] model reused from {folder}: {accuracy:.4f}")
+            fitted = None
+        elif task == "image":
+            fitted = tk.fit(train, backbone="efficientnet_lite0", strategy="finetune", epochs=args.epochs, lr=3e-4,
+                            image_size=args.image_size, **common)
+        else:
+            fitted = tk.fit(train, backbone="all-MiniLM-L6-v2", strategy="finetune", epochs=args.text_epochs,
+                            max_length=args.max_length, **common)
+    train_seconds = round(step.wall_s, 1)
     if fitted is not None:
         backbone, accuracy = fitted.config["backbone"], fitted.accuracy
         echo(f"[{task}] model {backbone} finetune: {accuracy:.4f} ({train_seconds:.0f} s)")
-    start = time.perf_counter()
-    report = compress_model(folder, test, train=train, output=work / f"variants-{task}", overwrite=True,
-                            variants=args.variants.split(","), recovery_epochs=args.recovery_epochs,
-                            recovery_lr=3e-4 if task == "image" else 1e-4, batch_size=args.batch_size,
-                            threads=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    with BENCH.step(f"compress {task}") as compressing:
+        report = compress_model(folder, test, train=train, output=work / f"variants-{task}", overwrite=True,
+                                variants=args.variants.split(","), recovery_epochs=args.recovery_epochs,
+                                recovery_lr=3e-4 if task == "image" else 1e-4, batch_size=args.batch_size,
+                                threads=args.threads)
     echo(report.table())
     rows = {r.name: r for r in report.rows}
     targets = {}
@@ -92,12 +84,13 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
     if "int8" in rows:
         targets["int8_latency_ratio_batch1"] = round(rows["int8"].latency_ms["1"] / rows["float"].latency_ms["1"], 3)
     return {"backbone": backbone, "n_train": len(train), "n_test": len(test), "model_accuracy": accuracy,
-            "train_seconds": train_seconds if fitted is not None else "reused", "compress_seconds": round(time.perf_counter() - start, 1),
+            "train_seconds": train_seconds if fitted is not None else "reused",
+            "compress_seconds": round(compressing.wall_s, 1),
             "table": report.to_dict(), "targets": targets, "printed": report.table()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BENCH.parser(quick="small sets, one epoch")
     parser.add_argument("--tasks", default="text,image")
     parser.add_argument("--variants", default="float,onnx,int8,magnitude,structured")
     parser.add_argument("--shots", type=int, default=100, help="Fashion-MNIST training images per class")
@@ -111,32 +104,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-compress"))
     parser.add_argument("--retrain", action="store_true", help="fine-tune the model again even if --work holds it")
-    parser.add_argument("--quick", action="store_true", help="small sets, one epoch")
-    args = parser.parse_args()
+    args = BENCH.parse(parser)
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs, args.text_epochs = 20, 50, 200, 1, 1
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    import torch
-
-    torch.set_num_threads(threads)
+    tasks = args.tasks.split(",")
+    if not set(tasks) <= {"text", "image"}:
+        parser.error(f"--tasks {args.tasks}: choose from text, image (comma-separated)")
+    name = "compress_quick" if args.quick else "compress"
+    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "compress", "threads": threads, "machine": platform.machine(),
-              "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]),
-              "settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
-    for task in args.tasks.split(","):
+    report = {"settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
+    for task in tasks:
         report["tasks"][task] = run_task(task, args, work)
-        report["tasks"][task]["command"] = report["command"]
+        report["tasks"][task]["command"] = BENCH.command
     for task, r in report["tasks"].items():
         print(f"\n{task}: {r['backbone']}, {r['n_train']} train, {r['n_test']} test; targets: {r['targets']}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("compress_quick.json" if args.quick else "compress.json")
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        for task, entry in previous.get("tasks", {}).items():
-            report["tasks"].setdefault(task, entry)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nsaved {path}")
+    print()
+    BENCH.save(name, report, merge="tasks")
 
 
 if __name__ == "__main__":

@@ -20,27 +20,21 @@ intervals per seed come from ``transferkit.evaluation.verdict.compare``. Teacher
 teacher and data (the feature cache), so the seeds do not rerun the teacher.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill.py [--tasks fashion,vader] [--students lite0,cnn] [--quick]
-Saves benchmarks/results/distill.json, or ``--out NAME`` (tasks run separately are merged, each with its command);
+Saves benchmarks/results/distill.json, or ``--output NAME`` (tasks run separately are merged, each with its command);
 ``--augment light --out distill_augment.json`` is the pair with augmented inputs (the teacher then runs live on each
 augmented batch when it shares the student's preprocessing, as Lite2 and Lite0 do).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark
+from _tasks import rounded, vader_pools
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("distill", __doc__, threads=1)
 STUDENTS = {"lite0": ("efficientnet_lite0", 3e-4), "cnn": ("random:timm:mobilenetv3_small_050", 3e-3)}
 
 
@@ -56,15 +50,15 @@ def _data(task: str, args):
     """(teacher training set, student labelled set, unlabelled set, test set)."""
     import numpy as np
 
-    from transferkit.data.builtin import load_fashion_mnist, load_vader
-    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.builtin import load_fashion_mnist
+    from transferkit.data.splits import sample_per_class
 
     if task == "fashion":
         pool = load_fashion_mnist("train")
         test = sample_per_class(load_fashion_mnist("test"), args.n_test // 10, 0)
         shots, teacher_shots = args.shots, args.teacher_shots
     else:
-        pool, held_out = stratified_split(load_vader("movies"), 0.5, 0, names=("train pool", "test pool"))
+        pool, held_out = vader_pools("movies")
         test = sample_per_class(held_out, args.n_test // 2, 0)
         shots, teacher_shots = args.text_shots, args.text_teacher_shots
     if args.teacher_data == "disjoint":  # the teacher never saw the students' examples
@@ -91,19 +85,19 @@ def _teacher(task: str, train, test, work: Path, args, echo) -> tuple[str, dict]
     common = dict(test=test, progress=False, tracking_uri="off", device="cpu", baselines=["raw"],
                   cache_dir=str(work / "features"), batch_size=args.batch_size, seed=0, calibrate=True,
                   overwrite=True)
-    start = time.perf_counter()
     if (folder / "config.json").is_file() and "calibrate: true" in (folder / "run_config.yaml").read_text():
         echo(f"[{task}] teacher reused from {folder}")
         metrics = json.loads((folder / "metrics.json").read_text())["test"]
         return str(folder), {"accuracy": metrics["accuracy"], "reused": True}
-    if task == "fashion":
-        result = tk.fit(train, backbone="efficientnet_lite2", strategy="finetune", epochs=args.teacher_epochs,
-                        lr=args.teacher_lr, augment="none", image_size=args.image_size, output=str(folder),
-                        work_dir=str(work / "runs-teacher"), patience=0, **common)
-    else:
-        result = tk.fit(train, backbone="all-mpnet-base-v2", strategy="linear-probe", max_length=args.max_length,
-                        output=str(folder), **common)
-    seconds = round(time.perf_counter() - start, 1)
+    with BENCH.step(f"teacher {task}") as step:
+        if task == "fashion":
+            result = tk.fit(train, backbone="efficientnet_lite2", strategy="finetune", epochs=args.teacher_epochs,
+                            lr=args.teacher_lr, augment="none", image_size=args.image_size, output=str(folder),
+                            work_dir=str(work / "runs-teacher"), patience=0, **common)
+        else:
+            result = tk.fit(train, backbone="all-mpnet-base-v2", strategy="linear-probe", max_length=args.max_length,
+                            output=str(folder), **common)
+    seconds = round(step.wall_s, 1)
     echo(f"[{task}] teacher {result.config['backbone']} {result.config['strategy']}: {result.accuracy:.4f} "
          f"({seconds:.0f} s)")
     return str(folder), {"accuracy": result.accuracy, "seconds": seconds, "backbone": result.config["backbone"],
@@ -139,19 +133,17 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
                                     **({"mixup": args.mixup} if args.mixup and task == "fashion" else {}),
                                     **({"variants": args.variants} if args.variants and task == "vader" else {})},
                            **extra)
-            start = time.perf_counter()
-            result = distill(labelled, compare_plain=True, **options)
-            seconds = round(time.perf_counter() - start, 1)
-            c = result.comparison
+            with BENCH.step(f"distilled and plain {task} {key}") as step:
+                result = distill(labelled, compare_plain=True, **options)
+            seconds = round(step.wall_s, 1)
             row = {"seed": seed, "distilled": result.accuracy, "plain": result.plain["accuracy"],
-                   "difference": round(c.difference, 4), "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
-                   "verdict": c.verdict, "seconds_both": seconds,
+                   **rounded(result.comparison), "seconds_both": seconds,
                    "student_parameters": result.facts.get("total_parameters")}
             if args.unlabelled and not args.no_unlabelled_run:
-                start = time.perf_counter()
-                with_u = distill(labelled, unlabelled=unlabelled, **options)
+                with BENCH.step(f"distilled with unlabelled {task} {key}") as step:
+                    with_u = distill(labelled, unlabelled=unlabelled, **options)
                 row["distilled_with_unlabelled"] = with_u.accuracy
-                row["seconds_with_unlabelled"] = round(time.perf_counter() - start, 1)
+                row["seconds_with_unlabelled"] = round(step.wall_s, 1)
             rows.append(row)
             echo(f"[{task}] {key} seed {seed}: distilled {row['distilled']:.4f}  plain {row['plain']:.4f}  "
                  f"({100 * row['difference']:+.1f} points)"
@@ -165,7 +157,7 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BENCH.parser(quick="one seed, small sets, 2 epochs", seeds=3)
     parser.add_argument("--tasks", default="fashion,vader")
     parser.add_argument("--students", default="lite0,cnn", help="fashion students: lite0, cnn")
     parser.add_argument("--image-size", type=int, default=64)
@@ -197,29 +189,27 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--feature-weight", type=float, default=0.0, help="weight of feature matching between the "
                         "student's pooled features and the teacher's, through a learnable projection (0 = off)")
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-distill"),
                         help="folder for the teachers, caches and runs (kept, so that a rerun reuses the teachers)")
-    parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default distill.json, "
-                        "distill_quick.json with --quick)")
-    parser.add_argument("--quick", action="store_true", help="one seed, small sets, 2 epochs")
-    args = parser.parse_args()
+    args = BENCH.parse(parser)
     if args.quick:
         args.teacher_shots, args.shots, args.unlabelled, args.n_test = 60, 20, 100, 300
         args.text_teacher_shots, args.text_shots = 100, 50
         args.teacher_epochs, args.epochs, args.cnn_epochs, args.text_epochs, args.seeds = 2, 2, 3, 2, 1
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    import torch
-
-    torch.set_num_threads(threads)
+    tasks = args.tasks.split(",")
+    if not set(tasks) <= {"fashion", "vader"}:
+        parser.error(f"--tasks {args.tasks}: choose from fashion, vader (comma-separated)")
+    students = [s for s in args.students.split(",") if s]
+    if not students or not set(students) <= set(STUDENTS):
+        parser.error(f"--students {args.students}: choose from {', '.join(STUDENTS)} (comma-separated)")
+    name = "distill_quick" if args.quick else "distill"
+    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "distill", "threads": threads, "machine": platform.machine(),
-              "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]),
-              "settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
-    for task in args.tasks.split(","):
+    report = {"settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
+    for task in tasks:
         report["tasks"][task] = run_task(task, args, work)
-        report["tasks"][task]["command"] = report["command"]
+        report["tasks"][task]["command"] = BENCH.command
     for task, r in report["tasks"].items():
         print(f"\n{task}: teacher {r['teacher']['accuracy']:.4f}; {r['n_labelled']} labelled, {r['n_unlabelled']} "
               f"unlabelled, {r['n_test']} test")
@@ -230,14 +220,8 @@ def main() -> None:
                   f"{'met' if s['target_met'] else 'missed'})"
                   + (f"  distilled + unlabelled {m['distilled_with_unlabelled']:.4f}"
                      if "distilled_with_unlabelled" in m else ""))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / (args.out or ("distill_quick.json" if args.quick else "distill.json"))
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        for task, entry in previous.get("tasks", {}).items():
-            report["tasks"].setdefault(task, entry)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nsaved {path}")
+    print()
+    BENCH.save(name, report, merge="tasks")
 
 
 if __name__ == "__main__":

@@ -18,23 +18,17 @@ Saves benchmarks/results/engine_overhead.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _harness import Benchmark
 
 
 def make_model(kind: str) -> nn.Module:
@@ -134,12 +128,10 @@ def run_engine(kind: str, batch: int, epochs: int, n: int, mlflow: bool) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a smoke run)")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args()
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    torch.set_num_threads(threads)
+    bench = Benchmark("engine_overhead", __doc__, threads=1)
+    parser = bench.parser(quick="fewer steps and rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3, 1 with --quick)")
+    args = bench.parse(parser)
     rounds = args.rounds or (1 if args.quick else 3)
     setups = {"cnn": dict(batch=16, epochs=2, n=16 * (8 if args.quick else 25)),
               "mlp": dict(batch=64, epochs=2, n=64 * (50 if args.quick else 200))}
@@ -151,7 +143,8 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, fn in variants.items():
-                times[name].extend(fn(kind, setup))
+                with bench.step(f"{kind}: {name}"):
+                    times[name].extend(fn(kind, setup))
         medians = {name: statistics.median(values) for name, values in times.items()}
         bare = medians["bare loop"]
         results[kind] = {
@@ -160,21 +153,17 @@ def main() -> None:
             "engine_vs_bare": {k: round(v / bare, 3) for k, v in medians.items() if k != "bare loop"},
             "overhead_ms": {k: round(1000 * (v - bare), 3) for k, v in medians.items() if k != "bare loop"},
         }
-    report = {"benchmark": "engine_overhead", "threads": threads, "rounds": rounds, "quick": args.quick,
-              "torch": torch.__version__, "machine": platform.machine(), "cpu_count": os.cpu_count(),
-              "target": "cnn: engine (CSV log) <= 1.10 x bare loop", "results": results,
+    report = {"rounds": rounds, "quick": args.quick, "target": "cnn: engine (CSV log) <= 1.10 x bare loop",
+              "results": results,
               "target_met": results["cnn"]["engine_vs_bare"]["engine (CSV log)"] <= 1.10}
-    print(f"threads: {threads}, rounds: {rounds}")
+    print(f"threads: {args.threads}, rounds: {rounds}")
     for kind, r in results.items():
         print(f"\n{kind}: batch {r['batch']}, median time per training step")
         for name, ms in r["median_step_ms"].items():
             ratio = r["engine_vs_bare"].get(name)
             print(f"  {name:<30} {ms:9.3f} ms" + (f"   {ratio:.3f} x bare" if ratio else ""))
     print(f"\ntarget ({report['target']}): {'met' if report['target_met'] else 'NOT met'}")
-    RESULTS.mkdir(exist_ok=True)
-    name = "engine_overhead_quick.json" if args.quick else "engine_overhead.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {RESULTS / name}")
+    bench.save("engine_overhead_quick" if args.quick else "engine_overhead", report)
 
 
 if __name__ == "__main__":

@@ -19,49 +19,32 @@ PyTorch and ONNX Runtime use the same number of threads (``--threads``; ORT ``in
 
 Target: transferkit >= 0.9x ONNX Runtime (model only).
 
-Run:  .venv/bin/python benchmarks/extract_throughput.py [--threads 1] [--reps 7] [--images 512] [--quick]
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/extract_throughput.py [--threads 1] [--reps 7] [--images 512]
+      [--quick]
 Saves benchmarks/results/extract_throughput.json (or extract_throughput_quick.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _harness import Benchmark
 
 TARGET_RATIO = 0.9
 BATCH = 64
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("extract_throughput", __doc__, threads=1)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads for PyTorch and ONNX Runtime (default 1)")
+    parser = BENCH.parser(quick="fewer repetitions and images (a smoke run)")
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions of the model-only timing")
     parser.add_argument("--e2e-reps", type=int, default=3, help="interleaved repetitions of the end-to-end timing")
     parser.add_argument("--images", type=int, default=512, help="images in the end-to-end run")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and images (a smoke run)")
-    return parser.parse_args()
-
-
-def environment(threads: int) -> dict:
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return BENCH.parse(parser)
 
 
 def interleaved(sides: dict, reps: int, count: int) -> dict[str, dict[str, float]]:
@@ -76,10 +59,10 @@ def interleaved(sides: dict, reps: int, count: int) -> dict[str, dict[str, float
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(reps):
         for name, run in sides.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run()
-            cpu[name].append(time.process_time() - start_cpu)
-            wall[name].append(time.perf_counter() - start)
+            with BENCH.step(name) as step:
+                run()
+            cpu[name].append(step.cpu_s)
+            wall[name].append(step.wall_s)
     return {name: {"images_per_s_median": count / statistics.median(wall[name]),
                    "images_per_s_best": count / min(wall[name]),
                    "cpu_images_per_s_median": count / statistics.median(cpu[name]),
@@ -109,26 +92,24 @@ def main() -> None:
     args = parse_args()
     if args.quick:
         args.reps, args.e2e_reps, args.images = 3, 2, 128
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
-    torch.set_num_threads(args.threads)
     from transferkit.backbones import create_backbone
     from transferkit.compress.onnx import OnnxFeatureExtractor, export_backbone, onnx_session
     from transferkit.data.builtin import load_fashion_mnist
     from transferkit.data.sources import load_data
     from transferkit.features.extract import PreparedItems, extract_features, forward_batch
 
-    env = environment(args.threads)
-    print(f"CPU: {env['cpu']} ({env['cores']} cores); PyTorch and ONNX Runtime on {args.threads} thread(s); "
-          f"torch {env['torch']}, onnxruntime {env['onnxruntime']}")
+    env = BENCH.environment()
+    print(f"CPU: {env['cpu']} ({env['cpu_count']} cores); PyTorch and ONNX Runtime on {args.threads} thread(s); "
+          f"torch {env['versions'].get('torch')}, onnxruntime {env['versions'].get('onnxruntime')}")
     backbone = create_backbone("efficientnet_lite0").eval()
     work = Path(tempfile.mkdtemp(prefix="tk-extract-bench-"))
-    start = time.perf_counter()
-    export = export_backbone(backbone, work / "lite0.onnx", tolerance=1e-4)
-    print(f"exported in {time.perf_counter() - start:.1f} s; parity max difference {export.parity.max_abs_diff:.1e}")
+    with BENCH.step("export") as step:
+        export = export_backbone(backbone, work / "lite0.onnx", tolerance=1e-4)
+    print(f"exported in {step.wall_s:.1f} s; parity max difference {export.parity.max_abs_diff:.1e}")
     session = onnx_session(export.path, threads=args.threads)
 
     # 1. Model only.
@@ -183,10 +164,10 @@ def main() -> None:
 
     e2e_diff = float(np.abs(transferkit_e2e() - ort_e2e()).max())
     e2e_diff_onnx_runtime = float(np.abs(transferkit_onnx_e2e() - ort_e2e()).max())
-    start = time.perf_counter()
-    for i in range(len(data)):
-        backbone.prepare(data.items[i])
-    prepare_per_image_ms = (time.perf_counter() - start) / len(data) * 1e3
+    with BENCH.step("decode and preprocess") as step:
+        for i in range(len(data)):
+            backbone.prepare(data.items[i])
+    prepare_per_image_ms = step.wall_s / len(data) * 1e3
     end_to_end = interleaved({"plain eager loop": plain_loop, "transferkit": transferkit_e2e,
                               "transferkit runtime=onnx": transferkit_onnx_e2e, "onnxruntime": ort_e2e},
                              args.e2e_reps, len(data))
@@ -201,10 +182,6 @@ def main() -> None:
           f"features: transferkit {e2e_diff:.1e}, runtime='onnx' {e2e_diff_onnx_runtime:.1e}")
 
     result = {
-        "benchmark": "extract_throughput",
-        "command": "OMP_NUM_THREADS={t} .venv/bin/python benchmarks/extract_throughput.py --threads {t}{q}".format(
-            t=args.threads, q=" --quick" if args.quick else ""),
-        "environment": env,
         "model": "efficientnet_lite0 (packaged ImageNet weights), 224 px",
         "batch_size": BATCH,
         "model_only": {**model_only, "transferkit_over_onnxruntime": ratio,
@@ -217,10 +194,8 @@ def main() -> None:
         "target": {"transferkit_over_onnxruntime_min": TARGET_RATIO, "met": bool(ratio >= TARGET_RATIO)},
         "max_abs_diff_runtime_onnx_vs_onnxruntime": e2e_diff_onnx_runtime,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("extract_throughput_quick.json" if args.quick else "extract_throughput.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nsaved {out}")
+    print()
+    BENCH.save("extract_throughput_quick" if args.quick else "extract_throughput", result)
 
 
 if __name__ == "__main__":

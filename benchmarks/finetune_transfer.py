@@ -22,34 +22,24 @@ into one file, each with the command that produced it.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark
+from _tasks import comparison, fashion_task, vader_pools
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("finetune_transfer", __doc__, threads=2)
+TASKS = ("fashion", "vader")
 
 
 def load_task(task: str, shots: int, n_test: int, seed: int = 0):
     """(backbone name, training set, test set) with ``shots`` examples per class and ``n_test`` test examples."""
-    from transferkit.data.builtin import load_fashion_mnist, load_vader
-    from transferkit.data.splits import sample_per_class, stratified_split
+    from transferkit.data.splits import sample_per_class
 
     if task == "fashion":
-        train = sample_per_class(load_fashion_mnist("train"), shots, seed)
-        test = sample_per_class(load_fashion_mnist("test"), n_test // 10, seed)
-        return "efficientnet_lite0", train, test
+        return ("efficientnet_lite0", *fashion_task(shots, n_test // 10, seed))
     if task == "vader":
-        pool, held_out = stratified_split(load_vader("movies"), 0.5, seed, names=("train pool", "test pool"))
+        pool, held_out = vader_pools("movies", seed=seed)
         return "all-MiniLM-L6-v2", sample_per_class(pool, shots, seed), sample_per_class(held_out, n_test // 2, seed)
     raise SystemExit(f"unknown task {task!r}; choose fashion or vader")
 
@@ -74,36 +64,36 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
     rows: dict[str, dict] = {}
     predictions = {}
 
-    start = time.perf_counter()
-    probe = tk.fit(train, strategy="linear-probe", baselines=["raw"], **common)
-    predictions["linear-probe"] = probe.model.predict_proba(test, batch_size=batch_size, device="cpu",
-                                                            cache=FeatureCache(work / "features"),
-                                                            progress=False).argmax(1)
-    rows["linear-probe"] = {"accuracy": probe.accuracy, "seconds": round(time.perf_counter() - start, 1)}
+    with BENCH.step(f"{task} linear-probe") as step:
+        probe = tk.fit(train, strategy="linear-probe", baselines=["raw"], **common)
+        predictions["linear-probe"] = probe.model.predict_proba(test, batch_size=batch_size, device="cpu",
+                                                                cache=FeatureCache(work / "features"),
+                                                                progress=False).argmax(1)
+    rows["linear-probe"] = {"accuracy": probe.accuracy, "seconds": round(step.wall_s, 1)}
     rows["raw"] = {"accuracy": probe.baselines["raw"]["accuracy"], "description": probe.baselines["raw"]["description"]}
     echo(f"[{task}] linear probe {probe.accuracy:.4f} (raw {rows['raw']['accuracy']:.4f})")
 
     for strategy in ("finetune", "lp-ft"):
-        start = time.perf_counter()
-        result = tk.fit(train, strategy=strategy, lr=learning_rates[strategy], **common, **training)
-        predictions[strategy] = result.model.predict_proba(test, batch_size=batch_size, device="cpu",
-                                                           progress=False).argmax(1)
+        with BENCH.step(f"{task} {strategy}") as step:
+            result = tk.fit(train, strategy=strategy, lr=learning_rates[strategy], **common, **training)
+            predictions[strategy] = result.model.predict_proba(test, batch_size=batch_size, device="cpu",
+                                                               progress=False).argmax(1)
         facts = result.config["training"]
-        rows[strategy] = {"accuracy": result.accuracy, "seconds": round(time.perf_counter() - start, 1),
+        rows[strategy] = {"accuracy": result.accuracy, "seconds": round(step.wall_s, 1),
                           "epochs_run": facts["training"]["epochs_run"], "best_epoch": facts["training"]["best_epoch"],
                           "lr": facts["lr"]}
         echo(f"[{task}] {strategy} {result.accuracy:.4f} ({rows[strategy]['seconds']:.0f} s)")
 
     from transferkit.config import make_config
 
-    start = time.perf_counter()
-    config = make_config(strategy="finetune", epochs=epochs, batch_size=batch_size, seed=seed, progress=False,
-                         tracking_uri="off", device="cpu", work_dir=str(work / "runs"), image_size=image_size,
-                         augment=augment)
-    scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=backbone)
+    with BENCH.step(f"{task} scratch") as step:
+        config = make_config(strategy="finetune", epochs=epochs, batch_size=batch_size, seed=seed, progress=False,
+                             tracking_uri="off", device="cpu", work_dir=str(work / "runs"), image_size=image_size,
+                             augment=augment)
+        scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=backbone)
     predictions["scratch"] = scratch.predictions
     rows["scratch"] = {"accuracy": float((scratch.predictions == y_test).mean()),
-                       "seconds": round(time.perf_counter() - start, 1), **scratch.extra}
+                       "seconds": round(step.wall_s, 1), **scratch.extra}
     echo(f"[{task}] scratch {rows['scratch']['accuracy']:.4f} ({rows['scratch']['seconds']:.0f} s)")
 
     return {"backbone": backbone, "shots_per_class": shots, "n_train": len(train), "n_test": len(test),
@@ -114,15 +104,8 @@ def run_task(task: str, *, shots: int, n_test: int, epochs: int, batch_size: int
 
 def comparisons(y_test, predictions: dict, seed: int = 0) -> dict:
     """finetune and lp-ft against the probe and the scratch baseline: differences with paired bootstrap intervals."""
-    from transferkit.evaluation.verdict import compare
-
-    out = {}
-    for model in ("finetune", "lp-ft"):
-        for baseline in ("linear-probe", "scratch"):
-            c = compare(y_test, predictions[model], predictions[baseline], baseline, seed=seed)
-            out[f"{model} vs {baseline}"] = {"difference": round(c.difference, 4), "ci_low": round(c.ci_low, 4),
-                                             "ci_high": round(c.ci_high, 4), "verdict": c.verdict}
-    return out
+    return {f"{model} vs {baseline}": comparison(y_test, predictions[model], predictions[baseline], baseline, seed)
+            for model in ("finetune", "lp-ft") for baseline in ("linear-probe", "scratch")}
 
 
 def saved(run: dict) -> dict:
@@ -148,7 +131,9 @@ def pooled(runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = BENCH.parser(quick="20 images / 100 snippets per class, 300 test, 2 epochs", seeds=1,
+                          seeds_help="seeds (each draws its own training and test samples); with more than one, the "
+                                     "comparisons pool every seed's test predictions")
     parser.add_argument("--tasks", default="fashion,vader")
     parser.add_argument("--shots", type=int, default=100, help="Fashion-MNIST labelled images per class")
     parser.add_argument("--text-shots", type=int, default=400, help="VADER labelled snippets per class")
@@ -157,25 +142,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=None,
                         help="Fashion-MNIST: input resolution for every contender (default: the backbone's 224 px)")
-    parser.add_argument("--out", default=None, help="results file name in benchmarks/results (default "
-                        "finetune_transfer.json, or finetune_transfer_quick.json with --quick)")
     parser.add_argument("--augment", default="light", help="augmentation preset of every trained contender")
     parser.add_argument("--lr", type=float, default=None, help="learning rate of finetune and lp-ft (default: theirs)")
     parser.add_argument("--lp-ft-lr", type=float, default=None, help="learning rate of lp-ft (default: --lr)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds (each draws its own training and test samples); "
-                        "with more than one, the comparisons pool every seed's test predictions")
-    parser.add_argument("--quick", action="store_true", help="20 images / 100 snippets per class, 300 test, 2 epochs")
-    args = parser.parse_args()
+    args = BENCH.parse(parser)
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs = 20, 100, 300, 2
-    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
-    import torch
-
-    torch.set_num_threads(threads)
-    report = {"benchmark": "finetune_transfer", "threads": threads, "machine": platform.machine(),
-              "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]), "tasks": {}}
+    tasks = args.tasks.split(",")
+    if not set(tasks) <= set(TASKS):
+        parser.error(f"--tasks {args.tasks}: choose from {', '.join(TASKS)} (comma-separated)")
+    name = "finetune_transfer_quick" if args.quick else "finetune_transfer"
+    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
+    report: dict = {"tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for task in args.tasks.split(","):
+        for task in tasks:
             shots = args.shots if task == "fashion" else args.text_shots
             runs = [run_task(task, shots=shots, n_test=args.n_test, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, lp_ft_lr=args.lp_ft_lr, work=Path(tmp) / task / str(seed), seed=seed,
@@ -191,18 +171,11 @@ def main() -> None:
         for name, c in r["comparisons"].items():
             print(f"  {name:<26} {100 * c['difference']:+6.1f} points ({100 * c['ci_low']:+.1f} to "
                   f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
-    RESULTS.mkdir(exist_ok=True)
-    name = args.out or ("finetune_transfer_quick.json" if args.quick else "finetune_transfer.json")
-    path = RESULTS / name
-    if path.is_file():  # tasks run separately (they take long) share one file; each keeps its own command
-        previous = json.loads(path.read_text())
-        for task, entry in previous.get("tasks", {}).items():
-            if task not in report["tasks"]:
-                report["tasks"][task] = entry
-    for task in args.tasks.split(","):
-        report["tasks"][task]["command"] = report["command"]
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nsaved {RESULTS / name}")
+    for task in tasks:
+        report["tasks"][task]["command"] = BENCH.command
+    print()
+    # tasks run separately (they take long) share one file; each keeps its own command
+    BENCH.save(name, report, merge="tasks")
 
 
 if __name__ == "__main__":

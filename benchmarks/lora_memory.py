@@ -30,29 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark, peak_rss_mb, rss_mb
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("lora_memory", __doc__, threads=2)
 BACKBONE = "all-mpnet-base-v2"
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(strategy: str, batch: int, tokens: int | None, steps: int, checkpointing: bool = False) -> dict:
@@ -66,7 +51,6 @@ def child(strategy: str, batch: int, tokens: int | None, steps: int, checkpointi
     from transferkit.engine.freezing import trainable_parameter_count
     from transferkit.strategies.run import train_with_strategy
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     data = load_vader("movies")
     texts = list(data.items)
     if tokens:  # long inputs: snippets joined until each text has at least `tokens` words
@@ -83,7 +67,7 @@ def child(strategy: str, batch: int, tokens: int | None, steps: int, checkpointi
     train = from_arrays(texts[:n_train], labels[:n_train], origin="train")
     val = from_arrays(texts[n_train:n_train + batch], labels[n_train:n_train + batch], origin="val")
     backbone = create_backbone(BACKBONE, max_length=tokens or 128)
-    loaded_rss = _rss_mb()
+    loaded_rss = rss_mb()
     measured: dict = {}
 
     import lightning.pytorch as pl
@@ -96,10 +80,10 @@ def child(strategy: str, batch: int, tokens: int | None, steps: int, checkpointi
         config = make_config(strategy=strategy, epochs=1, batch_size=batch, tracking_uri="off", progress=False,
                              work_dir=work, augment="none", device="cpu", patience=0, precision="32",
                              max_length=tokens or 128, lora={"rank": 8}, activation_checkpointing=checkpointing)
-        start = time.perf_counter()
-        trained = train_with_strategy(config, backbone, train, val, train.classes, callbacks=[Count()])
-        seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with BENCH.step("training") as step:
+            trained = train_with_strategy(config, backbone, train, val, train.classes, callbacks=[Count()])
+        seconds = step.wall_s
+    peak = peak_rss_mb()
     out = {"strategy": strategy, "activation_checkpointing": checkpointing, "batch": batch, "max_tokens": tokens or 128, "optimizer_steps": trained.outcome.global_step,
            "peak_rss_mb": round(peak, 1), "rss_after_model_load_mb": round(loaded_rss, 1),
            "training_added_mb": round(peak - loaded_rss, 1), "trainable_parameters": measured["trainable"],
@@ -111,13 +95,12 @@ def child(strategy: str, batch: int, tokens: int | None, steps: int, checkpointi
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="only the short-input shape")
+    parser = BENCH.parser(quick="only the short-input shape")
     parser.add_argument("--allocator", choices=("release", "default"), default="release",
                         help="glibc malloc: return freed large blocks at once (release) or its defaults")
     parser.add_argument("--child", nargs=5, metavar=("STRATEGY", "BATCH", "TOKENS", "STEPS", "CKPT"),
                         help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = BENCH.parse(parser)
     if args.child:
         strategy, batch, tokens, steps, ckpt = args.child
         print(json.dumps(child(strategy, int(batch), int(tokens) or None, int(steps), ckpt == "1")))
@@ -126,8 +109,7 @@ def main() -> None:
 
     mpnet_folder()  # unpack once, outside the measured processes
     shapes = [("snippets", 16, 0, 0)] + ([] if args.quick else [("long", 8, 256, 0), ("long, checkpointed", 8, 256, 1)])
-    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if args.allocator == "release":
         env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     else:
@@ -135,9 +117,9 @@ def main() -> None:
     results = {}
     for shape, batch, tokens, ckpt in shapes:
         for strategy in ("finetune", "lora"):
-            proc = subprocess.run([sys.executable, __file__, "--child", strategy, str(batch), str(tokens), "3",
-                                   str(ckpt)],
-                                  capture_output=True, text=True, env=env)
+            with BENCH.step(f"{shape}: {strategy} (own process)"):
+                proc = subprocess.run([sys.executable, __file__, "--child", strategy, str(batch), str(tokens), "3",
+                                       str(ckpt)], capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise SystemExit(f"{strategy} / {shape} failed:\n{proc.stderr[-3000:]}")
             results.setdefault(shape, {})[strategy] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -149,10 +131,10 @@ def main() -> None:
         }
     checks = {shape: {"peak_le_60_percent": r["lora_vs_full"]["peak_rss"] <= 0.60,
                       "trainable_lt_2_percent": r["lora"]["trainable_percent"] < 2.0} for shape, r in results.items()}
-    report = {"benchmark": "lora_memory", "backbone": BACKBONE, "threads": threads, "quick": args.quick,
+    report = {"backbone": BACKBONE, "quick": args.quick,
               "device": "cpu (peak resident set)", "allocator": args.allocator,
               "malloc_mmap_threshold": env.get("MALLOC_MMAP_THRESHOLD_", "glibc default (dynamic)"),
-              "machine": platform.machine(), "results": results,
+              "results": results,
               "targets": "LoRA peak memory <= 60% of full fine-tuning; LoRA trainable parameters < 2%",
               "checks": checks}
     for shape, r in results.items():
@@ -166,10 +148,9 @@ def main() -> None:
         print(f"  LoRA / full: peak {r['lora_vs_full']['peak_rss']:.2f}, added {r['lora_vs_full']['training_added']:.2f}")
         print(f"  targets: peak <= 0.60: {checks[shape]['peak_le_60_percent']}, "
               f"trainable < 2%: {checks[shape]['trainable_lt_2_percent']}")
-    RESULTS.mkdir(exist_ok=True)
-    name = f"lora_memory{'_quick' if args.quick else ''}{'' if args.allocator == 'release' else '_default_allocator'}.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nsaved {RESULTS / name}")
+    print()
+    BENCH.save(f"lora_memory{'_quick' if args.quick else ''}"
+               f"{'' if args.allocator == 'release' else '_default_allocator'}", report)
 
 
 if __name__ == "__main__":

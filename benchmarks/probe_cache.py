@@ -17,44 +17,37 @@ With 10 settings the cold ratio cannot reach 10x (the cached side still runs the
 fit the same 10 probes); the warm ratio is what every later sweep, fold or tuning trial on the same data gets.
 The accuracy of every setting must be identical across the three (same features, same probe).
 
-Run:  .venv/bin/python benchmarks/probe_cache.py [--threads 1] [--per-class 100] [--test 500] [--quick]
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probe_cache.py [--threads 1] [--per-class 100] [--test 500]
+      [--quick]
 Saves benchmarks/results/probe_cache.json (or probe_cache_quick.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
-import time
-from pathlib import Path
+
+from _harness import Benchmark
 
 TARGET_RATIO = 10.0
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Benchmark("probe_cache", __doc__, threads=1)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    parser = BENCH.parser(quick="10 per class, 100 test images, 4 settings")
     parser.add_argument("--per-class", type=int, default=100, help="training images per class (default 100)")
     parser.add_argument("--test", type=int, default=500, help="test images (default 500)")
     parser.add_argument("--settings", type=int, default=10, help="values of C in the sweep (default 10)")
-    parser.add_argument("--quick", action="store_true", help="10 per class, 100 test images, 4 settings")
-    return parser.parse_args()
+    return BENCH.parse(parser)
 
 
 def main() -> None:
     args = parse_args()
     if args.quick:
         args.per_class, args.test, args.settings = 10, 100, 4
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import numpy as np
-    import torch
 
-    torch.set_num_threads(args.threads)
     from transferkit.backbones import create_backbone
     from transferkit.data.builtin import load_fashion_mnist
     from transferkit.data.splits import sample_per_class
@@ -92,11 +85,11 @@ def main() -> None:
     accuracies: dict[str, list[float]] = {side: [] for side in sides}
     passes = {side: 0 for side in sides}
 
-    def timed(side: str, step) -> None:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        accuracy, computed = step()
-        cpu[side] += time.process_time() - start_cpu
-        wall[side] += time.perf_counter() - start
+    def timed(side: str, run) -> None:
+        with BENCH.step(side) as step:
+            accuracy, computed = run()
+        cpu[side] += step.cpu_s
+        wall[side] += step.wall_s
         accuracies[side].append(accuracy)
         passes[side] += computed
 
@@ -125,12 +118,6 @@ def main() -> None:
           f"{TARGET_RATIO:g}x); accuracies identical for every setting: {same}")
 
     result = {
-        "benchmark": "probe_cache",
-        "command": "OMP_NUM_THREADS={t} .venv/bin/python benchmarks/probe_cache.py --threads {t}{q}".format(
-            t=args.threads, q=" --quick" if args.quick else ""),
-        "environment": {"cores": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-                        "python": platform.python_version(),
-                        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "data": {"train": len(train), "per_class": args.per_class, "test": len(test), "classes": len(classes)},
         "backbone": "efficientnet_lite0 (packaged ImageNet weights), 224 px",
         "settings": Cs,
@@ -144,10 +131,7 @@ def main() -> None:
         "target": {"speedup_min": TARGET_RATIO, "met_cold": bool(cold_ratio >= TARGET_RATIO),
                    "met_warm": bool(warm_ratio >= TARGET_RATIO)},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("probe_cache_quick.json" if args.quick else "probe_cache.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {out}")
+    BENCH.save("probe_cache_quick" if args.quick else "probe_cache", result)
 
 
 if __name__ == "__main__":

@@ -19,30 +19,20 @@ Saves benchmarks/results/probe_path.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import sys
-import time
 import warnings
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _harness import Benchmark
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    bench = Benchmark("probe_path", __doc__, threads=1)
+    parser = bench.parser(seed=0)
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = bench.parse(parser)
     import numpy as np
-    import torch
     from sklearn.exceptions import ConvergenceWarning
 
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    torch.set_num_threads(threads)
     from transferkit.backbones import create_backbone
     from transferkit.data.builtin import load_fashion_mnist
     from transferkit.data.splits import sample_per_class
@@ -51,9 +41,9 @@ def main() -> None:
 
     train = sample_per_class(load_fashion_mnist("train"), args.per_class, args.seed)
     backbone = create_backbone("efficientnet_lite0", image_size=args.image_size)
-    start = time.perf_counter()
-    X = extract_features(backbone, train, cache=None, device="cpu", progress=False)
-    extraction_s = time.perf_counter() - start
+    with bench.step("features") as step:
+        X = extract_features(backbone, train, cache=None, device="cpu", progress=False)
+    extraction_s = step.wall_s
     y = train.label_array(train.classes)
 
     probe = LinearProbe(random_state=args.seed)
@@ -64,9 +54,9 @@ def main() -> None:
     Xs = probe.scaler_.transform(X)
     probe.n_features_in_ = X.shape[1]
 
-    start = time.perf_counter()
-    path_scores = probe._select_C(Xs, y, None, None)
-    path_s = time.perf_counter() - start
+    with bench.step("path") as step:
+        path_scores = probe._select_C(Xs, y, None, None)
+    path_s = step.wall_s
 
     # the cold search on the same folds
     from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
@@ -78,22 +68,19 @@ def main() -> None:
     else:
         splitter = StratifiedKFold(n_splits=probe.cv, shuffle=True, random_state=args.seed)
     folds = list(splitter.split(np.zeros(len(y)), y))
-    start = time.perf_counter()
     cold_scores = {}
-    with warnings.catch_warnings():
+    with bench.step("cold") as step, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for C in probe.Cs:
             accs = [float(np.mean(probe._new_model(C).fit(Xs[a], y[a]).predict(Xs[b]) == y[b])) for a, b in folds]
             cold_scores[float(C)] = float(np.mean(accs))
-    cold_s = time.perf_counter() - start
+    cold_s = step.wall_s
 
     def chosen(scores):
         best = max(scores.values())
         return min(c for c, s in scores.items() if s >= best - 1e-12)
 
     report = {
-        "benchmark": "probe_path", "threads": threads, "machine": platform.machine(),
-        "command": " ".join([f"OMP_NUM_THREADS={threads}", ".venv/bin/python", *sys.argv]),
         "n_train": len(y), "features": int(X.shape[1]), "folds": len(folds), "Cs": [float(c) for c in probe.Cs],
         "extraction_seconds": round(extraction_s, 2),
         "path_seconds": round(path_s, 2), "cold_seconds": round(cold_s, 2), "speedup": round(cold_s / path_s, 2),
@@ -106,9 +93,7 @@ def main() -> None:
     print(f"  chosen C: path {report['path_C']:g} (CV {max(path_scores.values()):.4f}), "
           f"cold {report['cold_C']:g} (CV {max(cold_scores.values()):.4f}); "
           f"largest difference of a CV score {report['max_score_difference']:.4f}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "probe_path.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {RESULTS / 'probe_path.json'}")
+    bench.save("probe_path", report)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,13 @@ Saves benchmarks/results/rank_cost.json.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import Benchmark
+from _tasks import IMAGE_CANDIDATES, TEXT_CANDIDATES, fashion_task, vader_task
 
-from rank_common import IMAGE_CANDIDATES, TEXT_CANDIDATES, environment, fashion_task, save, threads, vader_task  # noqa: E402
-
+BENCH = Benchmark("rank_cost", __doc__, threads=2)
 RANK_OVER_EXTRACTION_MAX = 1.2
 FINETUNE_OVER_RANK_MIN = 20.0
 
@@ -54,10 +50,10 @@ def extraction_alone(train, candidates: list[str], batch_size: int, cache_dir: s
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     seconds = {}
     for name in candidates:
-        start = time.perf_counter()
-        backbone = _build(name, train.modality)
-        extract_features(backbone, train, cache=cache, batch_size=batch_size, progress=False)
-        seconds[name] = time.perf_counter() - start
+        with BENCH.step("extraction alone" if cache is None else "extraction into an empty cache") as step:
+            backbone = _build(name, train.modality)
+            extract_features(backbone, train, cache=cache, batch_size=batch_size, progress=False)
+        seconds[name] = step.wall_s
         del backbone
         gc.collect()
     return seconds
@@ -66,9 +62,9 @@ def extraction_alone(train, candidates: list[str], batch_size: int, cache_dir: s
 def ranking(train, candidates: list[str], batch_size: int, cache_dir: str) -> tuple[float, object]:
     from transferkit.selection.ranking import rank
 
-    start = time.perf_counter()
-    result = rank(train, candidates, cache_dir=cache_dir, batch_size=batch_size, progress=False)
-    return time.perf_counter() - start, result
+    with BENCH.step("ranking") as step:
+        result = rank(train, candidates, cache_dir=cache_dir, batch_size=batch_size, progress=False)
+    return step.wall_s, result
 
 
 def plain_finetune_epoch(name: str, train, batch_size: int = 32, seed: int = 0) -> float:
@@ -77,47 +73,46 @@ def plain_finetune_epoch(name: str, train, batch_size: int = 32, seed: int = 0) 
     from torch import nn
     from torch.utils.data import DataLoader, Dataset
 
-    start = time.perf_counter()
-    backbone = _build(name, train.modality, seed)
-    classes = train.classes
-    labels = train.label_array(classes)
+    with BENCH.step("fine-tune 1 epoch (plain loop)") as step:
+        backbone = _build(name, train.modality, seed)
+        classes = train.classes
+        labels = train.label_array(classes)
 
-    class Labelled(Dataset):
-        def __len__(self) -> int:
-            return len(train)
+        class Labelled(Dataset):
+            def __len__(self) -> int:
+                return len(train)
 
-        def __getitem__(self, i: int):
-            return backbone.prepare(train.items[i]), int(labels[i])
+            def __getitem__(self, i: int):
+                return backbone.prepare(train.items[i]), int(labels[i])
 
-    def collate(items):
-        return backbone.collate([x for x, _ in items]), torch.tensor([y for _, y in items])
+        def collate(items):
+            return backbone.collate([x for x, _ in items]), torch.tensor([y for _, y in items])
 
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(Labelled(), batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator)
-    head = nn.Linear(backbone.num_features, len(classes))
-    if train.modality == "image":
-        backbone.to(memory_format=torch.channels_last)
-    parameters = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
-    backbone.train()
-    for batch, target in loader:
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(head(backbone.forward_features(batch)), target)
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - start
+        generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(Labelled(), batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator)
+        head = nn.Linear(backbone.num_features, len(classes))
+        if train.modality == "image":
+            backbone.to(memory_format=torch.channels_last)
+        parameters = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
+        optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
+        backbone.train()
+        for batch, target in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(head(backbone.forward_features(batch)), target)
+            loss.backward()
+            optimizer.step()
     del backbone, optimizer
     gc.collect()
-    return seconds
+    return step.wall_s
 
 
 def engine_finetune_epoch(name: str, train, test) -> float:
     from transferkit.api import fit
 
-    start = time.perf_counter()
-    fit(train, test=test, backbone=name, strategy="finetune", epochs=1, baselines=[], no_cache=True,
-        progress=False, tracking_uri="off")
-    return time.perf_counter() - start
+    with BENCH.step("fine-tune 1 epoch (engine)") as step:
+        fit(train, test=test, backbone=name, strategy="finetune", epochs=1, baselines=[], no_cache=True,
+            progress=False, tracking_uri="off")
+    return step.wall_s
 
 
 def run_task(task: str, train, test, candidates: list[str], batch_size: int, finetune_reason: str | None,
@@ -182,16 +177,14 @@ def run_task(task: str, train, test, candidates: list[str], batch_size: int, fin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer examples (a smoke run; figures not comparable)")
+    parser = BENCH.parser(quick="fewer examples (a smoke run; figures not comparable)")
     parser.add_argument("--batch-size", type=int, default=64, help="extraction batch size (default 64)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of extraction and ranking")
-    args = parser.parse_args()
-    n_threads = threads()
+    args = BENCH.parse(parser)
     from transferkit.selection.ranking import finetune_unavailable_reason
 
     finetune_reason = finetune_unavailable_reason()
-    print(f"threads: {n_threads}; device: cpu; fine-tune timing: "
+    print(f"threads: {args.threads}; device: cpu; fine-tune timing: "
           f"{'engine' if finetune_reason is None else 'plain PyTorch loop (' + finetune_reason + ')'}\n")
     scale = 0.1 if args.quick else 1.0
     fashion_train, fashion_test = fashion_task(shots=max(3, int(30 * scale)), n_test_per_class=2)
@@ -201,7 +194,7 @@ def main() -> None:
     for task, train, test, candidates in [("fashion-mnist", fashion_train, fashion_test, IMAGE_CANDIDATES),
                                           ("vader-movies", movies_train, movies_test, TEXT_CANDIDATES)]:
         results.append(run_task(task, train, test, candidates, args.batch_size, finetune_reason, args.repeats))
-        save(name, {"benchmark": "rank_cost", "environment": environment(n_threads), "partial": True, "tasks": results})
+        BENCH.save(name, {"partial": True, "tasks": results}, echo=False)
     print(f"{'task':<15} {'extract s':>10} {'(into cache)':>13} {'rank s':>8} {'rank/extract':>13} "
           f"{'warm rank s':>12} {'fine-tune s':>12} {'fine-tune/rank':>15}")
     for r in results:
@@ -209,13 +202,11 @@ def main() -> None:
               f"{r['extraction_into_empty_cache_s']['best_total']:>13.1f} {r['ranking_cold_s']['best_total']:>8.1f} "
               f"{r['ranking_over_extraction']:>13.2f} {r['ranking_warm_s']:>12.2f} "
               f"{r['finetune_one_epoch_s']['total']:>12.1f} {r['finetune_over_ranking']:>15.1f}")
-    path = save(name, {
-        "benchmark": "rank_cost", "environment": environment(n_threads),
+    BENCH.save(name, {
         "finetune_method": results[0]["finetune_one_epoch_s"]["method"],
         "targets": {"ranking_over_extraction_max": RANK_OVER_EXTRACTION_MAX,
                     "finetune_over_ranking_min": FINETUNE_OVER_RANK_MIN},
         "tasks": results})
-    print(f"saved {path}")
 
 
 if __name__ == "__main__":

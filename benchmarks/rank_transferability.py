@@ -13,15 +13,10 @@ Saves benchmarks/results/rank_transferability.json.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from rank_common import IMAGE_CANDIDATES, TEXT_CANDIDATES, environment, fashion_task, save, threads, vader_task  # noqa: E402
+from _harness import Benchmark
+from _tasks import IMAGE_CANDIDATES, TEXT_CANDIDATES, fashion_task, vader_task
 
 TARGET_TAU = 0.6
 
@@ -37,10 +32,8 @@ def random_rank_last(ranking, score: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer examples (a smoke run; figures not comparable)")
-    args = parser.parse_args()
-    n_threads = threads()
+    bench = Benchmark("rank_transferability", __doc__, threads=2)
+    args = bench.parse(bench.parser(quick="fewer examples (a smoke run; figures not comparable)"))
     from transferkit.selection.config import DEFAULT_SCORES
     from transferkit.selection.ranking import finetune_unavailable_reason, rank
 
@@ -54,16 +47,16 @@ def main() -> None:
                                                              max(10, int(200 * scale)))),
     ]
     finetune_reason = finetune_unavailable_reason()
-    print(f"threads: {n_threads}; fine-tune accuracy: "
+    print(f"threads: {args.threads}; fine-tune accuracy: "
           f"{'engine finetune, 1 epoch' if finetune_reason is None else 'not run - ' + finetune_reason}\n")
     results = []
     with tempfile.TemporaryDirectory(prefix="tk-rank-bench-") as cache_dir:
         for task, candidates, load in tasks:
             train, test = load()
-            start = time.perf_counter()
-            ranking = rank(train, candidates, test=test, validate=True, cache_dir=cache_dir, progress=False,
-                           scores=[*DEFAULT_SCORES, "logme_no_intercept"])
-            seconds = time.perf_counter() - start
+            with bench.step("ranking and validation") as step:
+                ranking = rank(train, candidates, test=test, validate=True, cache_dir=cache_dir, progress=False,
+                               scores=[*DEFAULT_SCORES, "logme_no_intercept"])
+            seconds = step.wall_s
             print(f"== {task}: {len(train)} labelled, {len(test)} held out, {seconds:.0f} s")
             print(ranking.table() + "\n")
             checks = {score: random_rank_last(ranking, score) for score in ranking.scores}
@@ -87,12 +80,10 @@ def main() -> None:
         print(f"{r['task']:<15}" + "".join(cells) + f"   {r['random_rank_last']['logme']['random_last']}")
     met = all(r["logme_target_met"] for r in results)
     print(f"\nLogME tau >= {TARGET_TAU} on every task: {met}")
-    path = save("rank_transferability" + ("_quick" if args.quick else ""), {
-        "benchmark": "rank_transferability", "environment": environment(n_threads),
+    bench.save("rank_transferability" + ("_quick" if args.quick else ""), {
         "finetune": "engine finetune, 1 epoch" if finetune_reason is None else f"not run: {finetune_reason}",
         "target": f"LogME weighted tau >= {TARGET_TAU} against linear-probe accuracy on every task",
         "target_met": met, "tasks": results})
-    print(f"saved {path}")
 
 
 if __name__ == "__main__":

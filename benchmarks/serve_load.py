@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -31,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import Benchmark, rss_mb
+
+BENCH = Benchmark("serve_load", __doc__, threads=1)
 CONFIGS = (
     ("torch, no batching", ["--runtime", "torch", "--batch-wait-ms", "0"]),
     ("torch, micro-batching 10 ms", ["--runtime", "torch", "--batch-wait-ms", "10", "--max-batch-items", "16"]),
@@ -42,13 +41,11 @@ CONFIGS = (
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = BENCH.parser(quick="8 s per configuration (a smoke run)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--seconds", type=float, default=45.0, help="load per configuration, seconds (default 45)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load before each measurement")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the server (default 1)")
-    parser.add_argument("--quick", action="store_true", help="8 s per configuration (a smoke run)")
-    return parser.parse_args()
+    return BENCH.parse(parser)  # --threads: the server's intra-op threads too
 
 
 def build_model(folder: Path) -> tuple[Path, list[bytes]]:
@@ -75,25 +72,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (uvicorn workers), MB."""
-    total = 0.0
-    pids = [pid]
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            pids += [int(p) for p in (task / "children").read_text().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            pass
-    return total
 
 
 def start_server(model: Path, options: list[str], threads: int, cache: Path) -> tuple[subprocess.Popen, str]:
@@ -153,7 +131,7 @@ async def load(url: str, images: list[bytes], clients: int, seconds: float, warm
 
     async def sample_memory() -> None:
         while time.perf_counter() < stop_at:
-            memory.append((round(time.perf_counter() - start, 1), round(rss_mb(pid), 1)))
+            memory.append((round(time.perf_counter() - start, 1), round(rss_mb(pid, children=True), 1)))
             await asyncio.sleep(1.0)
 
     await asyncio.gather(sample_memory(), *[client(i) for i in range(clients)])
@@ -182,14 +160,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["TRANSFERKIT_CACHE"] = str(tmp / "cache")
-        t0 = time.perf_counter()
-        model, images = build_model(tmp)
-        print(f"model folder built in {time.perf_counter() - t0:.1f} s: {model}")
+        with BENCH.step("build the model") as step:
+            model, images = build_model(tmp)
+        print(f"model folder built in {step.wall_s:.1f} s: {model}")
         results = []
         for name, options in CONFIGS:
             process, url = start_server(model, options, args.threads, tmp / "cache")
             try:
-                outcome = asyncio.run(load(url, images, args.clients, seconds, args.warmup, process.pid))
+                with BENCH.step(f"load: {name}"):
+                    outcome = asyncio.run(load(url, images, args.clients, seconds, args.warmup, process.pid))
                 info = httpx.get(f"{url}/info").json()["batching"]
                 outcome["batches_run"], outcome["inputs_run"] = info["batches_run"], info["inputs_run"]
                 outcome["mean_batch"] = round(info["inputs_run"] / max(info["batches_run"], 1), 2)
@@ -207,17 +186,12 @@ def main() -> None:
     for r in results:
         r["speed_vs_torch_no_batching"] = round(r["requests_per_s"] / base, 3) if base else None
     report = {
-        "benchmark": "serve_load", "model": "efficientnet_lite0 + linear probe (10 Fashion-MNIST classes)",
+        "model": "efficientnet_lite0 + linear probe (10 Fashion-MNIST classes)",
         "request": "one 28x28 PNG per request, multipart; resized to 224 px by the server",
         "clients": args.clients, "seconds_per_config": seconds, "warmup_s": args.warmup, "server_workers": 1,
-        "server_threads": args.threads, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                                    "load_average_at_end": os.getloadavg()},
-        "results": results,
+        "server_threads": args.threads, "results": results,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("serve_load_quick.json" if args.quick else "serve_load.json")
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"saved {path}")
+    BENCH.save("serve_load_quick" if args.quick else "serve_load", report, indent=1)
 
 
 if __name__ == "__main__":
