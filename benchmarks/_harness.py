@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 # Every benchmark reads packaged or cached models only: no download, no progress bars, no tokenizer threads.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,18 +156,33 @@ def write_json(path: Path, document: dict[str, Any], indent: int = 2) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _stop(message: str) -> NoReturn:
+    """A user's mistake: one line on stderr, exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    """A results file written before ({} if there is none); a damaged one stops the run before any work."""
+    """A results file written before ({} if there is none); a damaged one stops the run (exit 2)."""
     if not path.is_file():
         return {}
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: {path} cannot be read as JSON ({exc}); move it away or pass --output "
-                         "another file") from None
+        _stop(f"{path} cannot be read as JSON ({exc}); move it away or pass --output another file")
     if not isinstance(document, dict):
-        raise SystemExit(f"error: {path} holds no JSON object; move it away or pass --output another file")
+        _stop(f"{path} holds no JSON object; move it away or pass --output another file")
     return document
+
+
+def choose(parser: argparse.ArgumentParser, option: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    """A comma-separated option's values, each checked against ``allowed`` before any work (exit 2 otherwise)."""
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown or not chosen:
+        parser.error(f"{option} {value!r}: {'unknown ' + ', '.join(unknown) + '; ' if unknown else ''}choose from "
+                     f"{', '.join(allowed)} (comma-separated)")
+    return chosen
 
 
 def _positive(text: str) -> int:
@@ -211,10 +226,11 @@ class Benchmark:
 
     # -- flags -----------------------------------------------------------------------------------------------------
     def parser(self, *, quick: str | None = None, seeds: int | str | None = None, seeds_help: str | None = None,
-               seed: int | None = None, full_doc: bool = False) -> argparse.ArgumentParser:
+               seed: int | None = None, work: bool = False, full_doc: bool = False) -> argparse.ArgumentParser:
         """An argument parser with the common flags: ``--threads``, ``--results``, ``--output`` (alias ``--out``),
         and where given ``--quick`` (its help text), ``--seeds`` (a count when the default is a number, a list such
-        as 0,1,2 when it is a string) and ``--seed``. ``full_doc``: the whole docstring as the description."""
+        as 0,1,2 when it is a string), ``--seed`` and ``--work`` (a folder kept between runs, see ``work_folder``).
+        ``full_doc``: the whole docstring as the description."""
         description = self.doc.strip() if full_doc else self.doc.strip().split("\n\n")[0]
         parser = argparse.ArgumentParser(description=description, formatter_class=(
             argparse.RawDescriptionHelpFormatter if full_doc else argparse.HelpFormatter))
@@ -236,6 +252,11 @@ class Benchmark:
             parser.add_argument("--seeds", type=_positive, default=seeds, help=seeds_help or f"seeds (default {seeds})")
         if seed is not None:
             parser.add_argument("--seed", type=int, default=seed, help=f"seed (default {seed})")
+        if work:
+            default = f"/tmp/transferkit-bench-{self.name}"
+            parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", default),
+                                help="folder for models, caches and runs, kept so that a rerun reuses the models "
+                                     f"(default $TK_BENCH_WORK, else {default})")
         return parser
 
     def parse(self, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -261,6 +282,17 @@ class Benchmark:
         self.threads, self.args = args.threads, args
         self._git = git_state()
         return args
+
+    def work_folder(self) -> Path:
+        """``--work``/quick or ``--work``/full, created: quick runs never reuse the models of full ones."""
+        args = self.args
+        folder = Path(args.work) / ("quick" if getattr(args, "quick", False) else "full")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def settings(self, *leave_out: str) -> dict[str, Any]:
+        """The parsed flags as saved (``leave_out``: those that say nothing about the figures, such as a folder)."""
+        return {k: v for k, v in vars(self.args).items() if k not in leave_out}
 
     # -- timing ----------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -320,14 +352,17 @@ class Benchmark:
              indent: int = 2) -> Path:
         """Write the header and ``payload`` to the results file atomically and print its path.
 
-        ``merge``: a key of ``payload`` holding a dict of sections (tasks, parts, ...): the sections of the file
-        saved before that this run did not produce are kept, so that parts run separately share one file.
+        ``merge``: a key of ``payload`` holding a dict of sections (tasks, parts, ...): each section this run
+        produced records this run's ``command``, and the sections of the file saved before that this run did not
+        produce are kept, so that parts run separately share one file.
         """
         clash = set(HEADER) & set(payload)
         if clash:
             raise ValueError(f"payload keys {sorted(clash)} are the header's; rename them")
         path = self.output_path(name)
         if merge is not None:
+            for entry in payload[merge].values():
+                entry.setdefault("command", self.command)
             for key, entry in read_json(path).get(merge, {}).items():
                 payload[merge].setdefault(key, entry)
         document = {"benchmark": self.name, "command": self.command, "threads": self.threads,

@@ -33,7 +33,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _harness import Benchmark, read_json
+from _harness import Benchmark, choose, read_json
 from _tasks import fashion_task, vader_pools
 
 BENCH = Benchmark("auto", __doc__, threads=None)
@@ -158,17 +158,16 @@ def main() -> None:
     parser.add_argument("--merge", default="", help="comma-separated result files of other runs (e.g. one setting run "
                         "on its own) whose rows join this file's, then the table is printed")
     args = BENCH.parse(parser)
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        parser.error(f"--settings: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    settings = choose(parser, "--settings", args.settings, tuple(SETTINGS))
     out = BENCH.output_path("auto")
     saved = BENCH.previous("auto")  # an interrupted run continues where it stopped
     rows: list[dict] = saved.get("rows", [])
     for other in [m.strip() for m in args.merge.split(",") if m.strip()]:
+        if not Path(other).is_file():
+            parser.error(f"--merge: {other} does not exist; give result files of this benchmark")
         extra = read_json(Path(other))
         if "rows" not in extra:
-            parser.error(f"--merge: {other} holds no rows of this benchmark (missing or another file)")
+            parser.error(f"--merge: {other} holds no rows of this benchmark; give result files of auto.py")
         rows.extend(r for r in extra["rows"] if (r["setting"], r["seed"], r["strategy"]) not in
                     {(x["setting"], x["seed"], x["strategy"]) for x in rows})
         saved.setdefault("merged", []).append({"file": other, "command": extra.get("command")})

@@ -20,10 +20,9 @@ Saves benchmarks/results/compress.json (tasks run separately are merged, each wi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from _harness import Benchmark
+from _harness import Benchmark, choose
 from _tasks import fashion_task, vader_pools
 
 BENCH = Benchmark("compress", __doc__, threads=1)
@@ -90,7 +89,7 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
 
 
 def main() -> None:
-    parser = BENCH.parser(quick="small sets, one epoch")
+    parser = BENCH.parser(quick="small sets, one epoch", work=True)
     parser.add_argument("--tasks", default="text,image")
     parser.add_argument("--variants", default="float,onnx,int8,magnitude,structured")
     parser.add_argument("--shots", type=int, default=100, help="Fashion-MNIST training images per class")
@@ -102,22 +101,15 @@ def main() -> None:
     parser.add_argument("--text-epochs", type=int, default=2)
     parser.add_argument("--recovery-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-compress"))
     parser.add_argument("--retrain", action="store_true", help="fine-tune the model again even if --work holds it")
     args = BENCH.parse(parser)
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs, args.text_epochs = 20, 50, 200, 1, 1
-    tasks = args.tasks.split(",")
-    if not set(tasks) <= {"text", "image"}:
-        parser.error(f"--tasks {args.tasks}: choose from text, image (comma-separated)")
+    tasks = choose(parser, "--tasks", args.tasks, ("text", "image"))
     name = "compress_quick" if args.quick else "compress"
     BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
-    work = Path(args.work) / ("quick" if args.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
-    report = {"settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
-    for task in tasks:
-        report["tasks"][task] = run_task(task, args, work)
-        report["tasks"][task]["command"] = BENCH.command
+    work = BENCH.work_folder()
+    report = {"settings": BENCH.settings("work"), "tasks": {task: run_task(task, args, work) for task in tasks}}
     for task, r in report["tasks"].items():
         print(f"\n{task}: {r['backbone']}, {r['n_train']} train, {r['n_test']} test; targets: {r['targets']}")
     print()

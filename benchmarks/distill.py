@@ -28,10 +28,9 @@ augmented batch when it shares the student's preprocessing, as Lite2 and Lite0 d
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from _harness import Benchmark
+from _harness import Benchmark, choose
 from _tasks import rounded, vader_pools
 
 BENCH = Benchmark("distill", __doc__, threads=1)
@@ -157,7 +156,7 @@ def run_task(task: str, args, work: Path, echo=print) -> dict:
 
 
 def main() -> None:
-    parser = BENCH.parser(quick="one seed, small sets, 2 epochs", seeds=3)
+    parser = BENCH.parser(quick="one seed, small sets, 2 epochs", seeds=3, work=True)
     parser.add_argument("--tasks", default="fashion,vader")
     parser.add_argument("--students", default="lite0,cnn", help="fashion students: lite0, cnn")
     parser.add_argument("--image-size", type=int, default=64)
@@ -189,27 +188,17 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--feature-weight", type=float, default=0.0, help="weight of feature matching between the "
                         "student's pooled features and the teacher's, through a learnable projection (0 = off)")
-    parser.add_argument("--work", default=os.environ.get("TK_BENCH_WORK", "/tmp/transferkit-bench-distill"),
-                        help="folder for the teachers, caches and runs (kept, so that a rerun reuses the teachers)")
     args = BENCH.parse(parser)
     if args.quick:
         args.teacher_shots, args.shots, args.unlabelled, args.n_test = 60, 20, 100, 300
         args.text_teacher_shots, args.text_shots = 100, 50
         args.teacher_epochs, args.epochs, args.cnn_epochs, args.text_epochs, args.seeds = 2, 2, 3, 2, 1
-    tasks = args.tasks.split(",")
-    if not set(tasks) <= {"fashion", "vader"}:
-        parser.error(f"--tasks {args.tasks}: choose from fashion, vader (comma-separated)")
-    students = [s for s in args.students.split(",") if s]
-    if not students or not set(students) <= set(STUDENTS):
-        parser.error(f"--students {args.students}: choose from {', '.join(STUDENTS)} (comma-separated)")
+    tasks = choose(parser, "--tasks", args.tasks, ("fashion", "vader"))
+    choose(parser, "--students", args.students, tuple(STUDENTS))
     name = "distill_quick" if args.quick else "distill"
     BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
-    work = Path(args.work) / ("quick" if args.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
-    report = {"settings": {k: v for k, v in vars(args).items() if k != "work"}, "tasks": {}}
-    for task in tasks:
-        report["tasks"][task] = run_task(task, args, work)
-        report["tasks"][task]["command"] = BENCH.command
+    work = BENCH.work_folder()  # the teachers are kept there and reused
+    report = {"settings": BENCH.settings("work"), "tasks": {task: run_task(task, args, work) for task in tasks}}
     for task, r in report["tasks"].items():
         print(f"\n{task}: teacher {r['teacher']['accuracy']:.4f}; {r['n_labelled']} labelled, {r['n_unlabelled']} "
               f"unlabelled, {r['n_test']} test")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _harness import Benchmark
+from _harness import Benchmark, choose
 from _tasks import comparison, fashion_task, vader_pools
 
 BENCH = Benchmark("finetune_transfer", __doc__, threads=2)
@@ -148,9 +148,7 @@ def main() -> None:
     args = BENCH.parse(parser)
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs = 20, 100, 300, 2
-    tasks = args.tasks.split(",")
-    if not set(tasks) <= set(TASKS):
-        parser.error(f"--tasks {args.tasks}: choose from {', '.join(TASKS)} (comma-separated)")
+    tasks = choose(parser, "--tasks", args.tasks, TASKS)
     name = "finetune_transfer_quick" if args.quick else "finetune_transfer"
     BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
     report: dict = {"tasks": {}}
@@ -171,11 +169,8 @@ def main() -> None:
         for name, c in r["comparisons"].items():
             print(f"  {name:<26} {100 * c['difference']:+6.1f} points ({100 * c['ci_low']:+.1f} to "
                   f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
-    for task in tasks:
-        report["tasks"][task]["command"] = BENCH.command
     print()
-    # tasks run separately (they take long) share one file; each keeps its own command
-    BENCH.save(name, report, merge="tasks")
+    BENCH.save(name, report, merge="tasks")  # tasks run separately (they take long) share one file
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _harness import Benchmark
+from _harness import Benchmark, choose
 from _tasks import accuracy, comparison, split_per_class
 
 BENCH = Benchmark("fusion", __doc__, threads=None)
@@ -178,15 +178,12 @@ def main() -> None:
     parser.add_argument("--image-test", type=int, default=50)
     parser.add_argument("--reduce", type=int, default=128)
     args = BENCH.parse(parser)
-    parts = args.parts.split(",")
-    if not set(parts) <= set(PARTS):
-        parser.error(f"--parts {args.parts}: choose from {', '.join(PARTS)} (comma-separated)")
+    parts = choose(parser, "--parts", args.parts, PARTS)
     BENCH.previous("fusion")  # parts run before are merged into the file: a damaged one stops here
     done: dict = {}
     for part in parts:
         with tempfile.TemporaryDirectory() as tmp:
             result = run_text(args, Path(tmp)) if part == "text" else run_stack(args, Path(tmp))
-        result["command"] = BENCH.command
         done[part] = result
         path = BENCH.save("fusion", {"parts": dict(done)}, merge="parts", echo=False)
         print(f"\n{part}: accuracy")

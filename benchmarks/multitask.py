@@ -28,7 +28,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _harness import Benchmark
+from _harness import Benchmark, choose
 from _tasks import mnist_5k, split_per_class
 
 BENCH = Benchmark("multitask", __doc__, threads=None)
@@ -199,19 +199,14 @@ def main() -> None:
     parser.add_argument("--no-matched-steps", dest="matched_steps", action="store_false",
                         help="leave out the control run of each task alone with its multi-task share of the batch")
     args = BENCH.parse(parser)
-    domains = args.domains.split(",")
-    if not set(domains) <= set(DOMAINS):
-        parser.error(f"--domains {args.domains}: choose from {', '.join(DOMAINS)} (comma-separated)")
-    weightings = args.weightings.split(",")
-    if not set(weightings) <= {"fixed", "uncertainty", "pcgrad"}:
-        parser.error(f"--weightings {args.weightings}: choose from fixed, uncertainty, pcgrad (comma-separated)")
+    domains = choose(parser, "--domains", args.domains, DOMAINS)
+    choose(parser, "--weightings", args.weightings, ("fixed", "uncertainty", "pcgrad"))
     BENCH.previous("multitask")  # domains run before are merged into the file: a damaged one stops here
     done: dict = {}
     for domain in domains:
         with BENCH.step(domain) as step:
             result = run_domain(domain, args)
         result["seconds"] = round(step.wall_s, 1)
-        result["command"] = BENCH.command
         done[domain] = result
         path = BENCH.save("multitask", {"domains": dict(done)}, merge="domains", echo=False)
         print(f"\n{domain} ({result['backbone']}), test accuracy, mean ± std over seeds {result['seeds']}:")
