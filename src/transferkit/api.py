@@ -376,17 +376,10 @@ def _as_model(model: Any, task: str | None = None):
 
 
 def _check_modality(model: Any, dataset: Dataset) -> None:
-    """Image data for a text model (or the reverse) is a DataError naming both, before labels are compared."""
-    from transferkit.errors import DataError
+    from transferkit.data.validation import check_modality
 
-    wanted = getattr(model, "modality", None)
-    if wanted is None or wanted == dataset.modality:
-        return
     backbone = getattr(getattr(model, "backbone", None), "name", None)
-    give = ("a table with a text column" if wanted == "text" else
-            "a folder of images (one sub-folder per class) or a table with an image-path column")
-    raise DataError(f"{dataset.origin}: holds {dataset.modality} data, but the model"
-                    f"{f' ({backbone})' if backbone else ''} takes {wanted} input. Give it {give}.")
+    check_modality(dataset, getattr(model, "modality", None), f"the model ({backbone})" if backbone else "the model")
 
 
 def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto", label_column: str | None = None,

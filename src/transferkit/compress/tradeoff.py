@@ -223,6 +223,9 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     options = dict(text_column=text_column, path_column=path_column, encoding=encoding)
     model = load_model(model_dir)
     test = _load(data, "evaluation", label_column=label_column, **options)
+    from transferkit.data.validation import check_modality
+
+    check_modality(test, model.modality, f"the model in {model_dir}")
     y = test.label_array(model.classes)
     train_ds = _load(train, "training", label_column=label_column, **options) if train is not None else None
     calib_ds = _load(calibration, "calibration", unlabelled=True, **options) if calibration is not None else train_ds

@@ -17,6 +17,17 @@ class DataWarning(UserWarning):
     """Legal but suspicious data: a tiny class, duplicates across splits, ..."""
 
 
+def check_modality(dataset: Dataset, wanted: str | None, model: str = "the model") -> None:
+    """Image data for a text model (or the reverse) is a DataError naming both and what to give instead; checked
+    before labels are compared, so the message is about the real mistake."""
+    if wanted is None or wanted == dataset.modality:
+        return
+    give = ("a table with a text column" if wanted == "text" else
+            "a folder of images (one sub-folder per class) or a table with an image-path column")
+    raise DataError(f"{dataset.origin}: holds {dataset.modality} data, but {model} takes {wanted} input. "
+                    f"Give it {give}.")
+
+
 def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: int = 2) -> None:
     """Check one dataset: readable images, usable texts, enough classes (for training), no empty class."""
     if len(dataset) == 0:

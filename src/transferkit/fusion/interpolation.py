@@ -128,7 +128,8 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
             ("pretrained model", pretrained), *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
     alphas = sorted({float(a) for a in (alphas if alphas is not None else DEFAULT_ALPHAS)})
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
-        raise ConfigError(f"interpolate: alphas must be numbers in [0, 1]; got {alphas}.")
+        raise ConfigError(f"--alphas (interpolate): every mixing weight must be in [0, 1]; got {alphas}. "
+                          "Give e.g. --alphas 0,0.25,0.5,0.75,1.")
     columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
     finetuned_model = single_models([finetuned], "interpolate")[0]
     val_ds = as_dataset(val, "validation", **columns)

@@ -13,14 +13,15 @@ import torch
 from torch import nn
 
 from transferkit.data.dataset import Dataset
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import ConfigError
 from transferkit.features.cache import FeatureCache
 from transferkit.features.extract import extract_features
 
 
 def _check_modality(data: Dataset, modality: str) -> None:
-    if data.modality != modality:
-        raise DataError(f"{data.origin}: holds {data.modality} data, but this model takes {modality} input.")
+    from transferkit.data.validation import check_modality
+
+    check_modality(data, modality, "this model")
 
 
 class EnsembleModel(nn.Module):
