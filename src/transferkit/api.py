@@ -66,7 +66,7 @@ def _load(source: Any, config: FitConfig, role: str) -> Dataset:
 
     return load_data(source, label_column=config.label_column, text_column=config.text_column,
                      path_column=config.path_column, encoding=config.encoding, delimiter=config.delimiter,
-                     normalize_labels=config.normalize_labels)
+                     normalize_labels=config.normalize_labels, task=config.task)
 
 
 def load_splits(data: Any, val: Any, test: Any, config: FitConfig) -> tuple[Dataset, Dataset | None, Dataset]:
@@ -142,7 +142,10 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     timings: dict[str, float] = {}
     start = run_started = time.perf_counter()
     train, val_ds, test_ds = load_splits(data, val, test, config)
-    classes = train.classes
+    from transferkit.tasks import get_task
+
+    task = get_task(config.task)
+    classes = task.label_space(train)
     baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
     backbone_name = config.backbone or DEFAULT_BACKBONES[train.modality]
     ranking_facts: dict[str, Any] = {}
@@ -186,10 +189,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         timings["plan"] = time.perf_counter() - start
     calibration_facts: dict[str, Any] = {}
 
-    from transferkit.evaluation.metrics import classification_metrics
-    from transferkit.evaluation.verdict import compare
-
-    y_test = test_ds.label_array(classes)
+    y_test = task.targets(test_ds, classes)
     is_main = True
     extra_files: dict[str, str] = {}
     if config.strategy == "linear-probe":
@@ -206,18 +206,17 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         timings["features"] = time.perf_counter() - start
 
         from transferkit.model import TransferModel
-        from transferkit.strategies.linear_probe import LinearProbe
 
         start = time.perf_counter()
-        y_train = train.label_array(classes)
-        probe = LinearProbe(C=config.probe_c, random_state=config.seed)
-        probe.fit(X_train, y_train, X_val, val_ds.label_array(classes) if val_ds is not None else None)
-        model = TransferModel(backbone, probe.to_head(), classes, strategy=config.strategy)
+        y_train = task.targets(train, classes)
+        probe = task.new_probe(C=config.probe_c, seed=config.seed)
+        probe.fit(X_train, y_train, X_val, task.targets(val_ds, classes) if val_ds is not None else None)
+        model = TransferModel(backbone, probe.to_head(), classes, strategy=config.strategy, task=task.name)
         if config.calibrate:
             from transferkit.evaluation.calibration import fit_temperature_on_logits, out_of_fold_probe_logits
 
             if X_val is not None:
-                calibration_facts = fit_temperature_on_logits(model, model.head_logits(X_val), val_ds.label_array(classes))
+                calibration_facts = fit_temperature_on_logits(model, model.head_logits(X_val), task.targets(val_ds, classes))
             else:
                 logits = out_of_fold_probe_logits(X_train, y_train, probe.C_, seed=config.seed)
                 calibration_facts = {**fit_temperature_on_logits(model, logits, y_train), "on": "out-of-fold logits"}
@@ -284,12 +283,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         proba = model.predict_proba(test_ds, batch_size=config.batch_size, device=config.device,
                                     num_workers=config.num_workers, cache=None, progress=config.progress)
         timings["test_predictions"] = time.perf_counter() - start
-    y_pred = proba.argmax(axis=1) if proba is not None else None
+    y_pred = task.predictions(proba) if proba is not None else None
     if y_pred is not None:
-        from transferkit.evaluation.calibration import calibration_summary
-
-        metrics.update(classification_metrics(y_test, y_pred, classes))
-        metrics["calibration"] = calibration_summary(y_test, proba)
+        metrics.update(task.metrics(y_test, proba, classes))
     pending.remove("test evaluation")
 
     def update_folder() -> None:
@@ -318,19 +314,17 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
             continue
         if not is_main or outcome.predictions is None:
             continue
-        baselines[name] = {**classification_metrics(y_test, outcome.predictions, classes),
+        baselines[name] = {**task.prediction_metrics(y_test, outcome.predictions, classes),
                            "description": outcome.description, **outcome.extra}
-        comparisons.append(compare(y_test, y_pred, outcome.predictions, name, seed=config.seed))
+        comparisons.append(task.compare(y_test, y_pred, outcome.predictions, name, seed=config.seed))
     pending.clear()
     result.config = resolved_config()
     if not is_main:
         return result
     if result.output is not None:
         update_folder()
-        from transferkit.reporting.evidence import fit_evidence
-
         late_step("the examples and predictions for the report", lambda: update_model_folder(
-            result.output, files=fit_evidence(train, test_ds, y_test, proba, classes, val=val_ds, seed=config.seed)),
+            result.output, files=task.evidence(train, test_ds, y_test, proba, classes, val=val_ds, seed=config.seed)),
             notes)
         if config.calibrate and proba is not None:
             from transferkit.evaluation.calibration import reliability_diagram
@@ -392,21 +386,19 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
     whitespace or Unicode form counts as that class). ``task``: the task of a multi-task model to evaluate."""
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
-    from transferkit.evaluation.metrics import classification_metrics
     from transferkit.features.cache import FeatureCache
+    from transferkit.tasks import task_of
 
     model = _as_model(model, task)
+    kind = task_of(model)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
-                        encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels)
+                        encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels, task=kind.name)
     _check_modality(model, dataset)
     validate_dataset(dataset, role="evaluation")
-    y_true = dataset.label_array(model.classes, normalize=normalize_labels)
+    y_true = kind.targets(dataset, model.classes, normalize=normalize_labels)
     cache = FeatureCache(cache_dir or default_cache_dir())
     proba = model.predict_proba(dataset, batch_size=batch_size, device=device, cache=cache, progress=progress)
-    from transferkit.evaluation.calibration import calibration_summary
-
-    return {**classification_metrics(y_true, proba.argmax(axis=1), model.classes),
-            "calibration": calibration_summary(y_true, proba)}
+    return kind.metrics(y_true, proba, model.classes)
 
 
 def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: int = 64, device: str = "auto",
@@ -463,12 +455,10 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         raise ArtifactError(f"model {model_folder or 'in memory'}: its probabilities are NaN or infinite for {len(bad)} of "
                             f"{len(proba)} inputs (first: {dataset.row_ids[int(bad[0])]}); its weights are not finite "
                             "(a diverged training run). Train it again with a lower learning rate.")
-    out = []
-    for row, p in zip(dataset.row_ids, proba):
-        order = np.argsort(-p)[: top_k or len(p)]
-        out.append({"input": row, "label": model.classes[int(order[0])],
-                    "probabilities": {model.classes[int(i)]: float(p[i]) for i in order}})
-    return out
+    from transferkit.tasks import task_of
+
+    kind = task_of(model)
+    return [kind.prediction_record(row, p, model.classes, top_k) for row, p in zip(dataset.row_ids, proba)]
 
 
 def list_models() -> list[dict[str, Any]]:

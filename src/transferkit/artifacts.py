@@ -269,6 +269,7 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
         tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
     header = {
         "strategy": model.strategy,
+        "task": getattr(model, "task", "classification"),
         "temperature": float(getattr(model, "temperature", 1.0)),
         "modality": model.modality,
         "classes": model.classes,
@@ -522,8 +523,20 @@ def _load_single(folder: Path, config: dict[str, Any]):
         raise ArtifactError(f"{folder / CONFIG_FILE}: temperature {temperature!r} is not a positive number; restore "
                             f"the saved config.json, or {RESAVE}.")
     model = TransferModel(backbone, head, classes, strategy=config.get("strategy", "linear-probe"),
-                          temperature=float(temperature))
+                          temperature=float(temperature), task=_saved_task(config, folder))
     return model.eval()
+
+
+def _saved_task(config: dict[str, Any], folder: Path) -> str:
+    """The task recorded in ``config.json`` (folders saved before tasks were recorded hold classifiers)."""
+    from transferkit.tasks import DEFAULT_TASK, TASKS, task_names
+
+    name = config.get("task", DEFAULT_TASK)
+    if not isinstance(name, str) or name not in TASKS:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: task {name!r} is not one this transferkit knows (known: "
+                            f"{', '.join(task_names())}); install the transferkit version that saved the model, or "
+                            f"{RESAVE}.")
+    return name
 
 
 def _load_state(module, state: dict, folder: Path) -> None:

@@ -19,17 +19,18 @@ class TransferModel(nn.Module):
 
     ``temperature`` (default 1) divides the logits before the softmax of :meth:`head_proba` / :meth:`predict_proba`
     (temperature scaling, fitted on validation data by :mod:`transferkit.evaluation.calibration`); it never changes
-    the predicted class.
+    the predicted class. ``task`` names what its labels are (:mod:`transferkit.tasks`), saved in ``config.json``.
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, classes: Sequence[str], strategy: str = "linear-probe",
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, task: str = "classification") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.classes = list(classes)
         self.strategy = strategy
         self.temperature = float(temperature)
+        self.task = task
 
     @property
     def modality(self) -> str:

@@ -76,6 +76,7 @@ def load_data(
     delimiter: str | None = None,
     normalize_labels: bool = False,
     unlabelled: bool = False,
+    task: str = "classification",
 ) -> Dataset:
     """Load ``source`` as a :class:`Dataset`.
 
@@ -83,7 +84,8 @@ def load_data(
     with a label column and a text or image-path column, an array of images with ``labels``, a list of texts with
     ``labels``, or a :class:`Dataset` (returned as is). ``delimiter`` is that of a CSV/TSV file (detected when
     ``None``); ``normalize_labels`` folds labels that differ only in case, whitespace or Unicode form into their
-    most frequent spelling instead of refusing them.
+    most frequent spelling instead of refusing them. ``task`` names the task (:mod:`transferkit.tasks`) that reads
+    and checks the labels of a table or of ``labels``.
     """
     if isinstance(source, Dataset):
         return source
@@ -111,22 +113,26 @@ def load_data(
             delimiter=delimiter,
             normalize_labels=normalize_labels,
             require_labels=not unlabelled,
+            task=task,
         )
-    return from_arrays(source, labels, normalize_labels=normalize_labels)
+    return from_arrays(source, labels, normalize_labels=normalize_labels, task=task)
 
 
 def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "arrays", *,
-                normalize_labels: bool = False) -> Dataset:
+                normalize_labels: bool = False, task: str = "classification") -> Dataset:
     """Images as an array ``(N, H, W)`` / ``(N, H, W, C)`` (uint8; other integers up to 65535, rescaled; floats in
-    0..1 or 0..255; booleans), or a list of texts."""
+    0..1 or 0..255; booleans), or a list of texts; ``labels`` are read and checked by ``task``."""
+    from transferkit.tasks import get_task
+
+    reader = get_task(task)
     if isinstance(items, np.ndarray) and items.dtype.kind in "uifb":
         row_ids = [f"{origin}[{i}]" for i in range(len(items))]
-        label_list = None if labels is None else _labels_to_str(list(labels), origin)
+        label_list = None if labels is None else _parse_listed_labels(reader, list(labels), origin)
         if label_list is not None:
-            label_list = check_label_spellings(label_list, row_ids, origin, normalize_labels)
+            label_list = reader.check_labels(label_list, row_ids, origin, normalize=normalize_labels)
         return Dataset("image", _image_array_uint8(items, origin), label_list, origin, row_ids)
     items = list(items)
-    label_list = None if labels is None else _labels_to_str(list(labels), origin)
+    label_list = None if labels is None else _parse_listed_labels(reader, list(labels), origin)
     if not all(isinstance(item, str) for item in items):
         bad = next(i for i, item in enumerate(items) if not isinstance(item, str))
         raise DataError(f"{origin}[{bad}]: expected a string (text) or an image array, got "
@@ -134,7 +140,7 @@ def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "
     row_ids = [f"{origin}[{i}]" for i in range(len(items))]
     _check_texts(items, row_ids)
     if label_list is not None:
-        label_list = check_label_spellings(label_list, row_ids, origin, normalize_labels)
+        label_list = reader.check_labels(label_list, row_ids, origin, normalize=normalize_labels)
     return Dataset("text", items, label_list, origin, row_ids)
 
 
@@ -172,8 +178,8 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
-def _label_cell(value: Any, where: str, column: str = "label") -> str:
-    """One label as a string (``3.0`` -> ``"3"``); missing, empty and nested (list / object) values are errors
+def label_cell(value: Any, where: str, column: str = "label") -> str:
+    """One class label as a string (``3.0`` -> ``"3"``); missing, empty and nested (list / object) values are errors
     naming ``where`` (a row or an index)."""
     if isinstance(value, (list, tuple, dict, set, np.ndarray)):
         raise DataError(f"{where}: the {column} is a {type(value).__name__} ({str(value)[:40]}); a label must be "
@@ -185,8 +191,9 @@ def _label_cell(value: Any, where: str, column: str = "label") -> str:
     return str(value).strip()
 
 
-def _labels_to_str(labels: list[Any], origin: str) -> list[str]:
-    return [_label_cell(label, f"{origin}: label {i}") for i, label in enumerate(labels)]
+def _parse_listed_labels(task: Any, labels: list[Any], origin: str) -> list[Any]:
+    """Labels given as a list (not a table column), read by ``task``; each is named by its index."""
+    return task.parse_labels(labels, [f"{origin}: label {i}" for i in range(len(labels))], "label")
 
 
 def label_key(label: str) -> str:
@@ -707,7 +714,7 @@ def _one_column_hint(table: _Table) -> str:
             f"{shown!r}; pass --delimiter '{shown}' (or leave --delimiter out to detect it).")
 
 
-def _check_numeric_labels(labels: list[str], column: str, path: Path) -> None:
+def check_numeric_labels(labels: list[str], column: str, path: str | Path) -> None:
     """Refuse a label column that holds a measurement rather than classes (many decimal numbers)."""
     distinct = set(labels)
     if len(distinct) <= MAX_DECIMAL_CLASSES:
@@ -741,8 +748,9 @@ def load_table(
     delimiter: str | None = None,
     normalize_labels: bool = False,
     require_labels: bool = True,
+    task: str = "classification",
 ) -> Dataset:
-    """A table with a label column and either a text column or an image-path column.
+    """A table with a label column and either a text column or an image-path column (labels read by ``task``).
 
     Column names are guessed when not given (``label``/``class``/...; ``text``/``sentence``/...;
     ``path``/``image``/...). Image paths are relative to the table's folder unless absolute. Reading rules (encoding,
@@ -772,9 +780,11 @@ def load_table(
     if require_labels:
         name = table.columns[label_col]
         values = table.cells[label_col]
-        labels = [_label_cell(value, row_ids[i], f"label ('{name}')") for i, value in enumerate(values)]
-        _check_numeric_labels(labels, name, path)
-        labels = check_label_spellings(labels, row_ids, str(path), normalize_labels)
+        from transferkit.tasks import get_task
+
+        reader = get_task(task)
+        labels = reader.parse_labels(values, row_ids, f"label ('{name}')")
+        labels = reader.check_labels(labels, row_ids, str(path), normalize=normalize_labels, column=name)
     if text_col is not None:
         texts = table.cells[text_col]
         _check_texts(texts, row_ids, column=table.columns[text_col])

@@ -15,6 +15,7 @@ from transferkit.engine.loss_watch import LossWatch
 from transferkit.engine.plan import ParamGroup, TrainingPlan
 from transferkit.engine.rng import collect_rng_states, restore_rng_states
 from transferkit.engine.settings import EngineSettings
+from transferkit.tasks import get_task
 
 
 def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
@@ -99,7 +100,7 @@ class AdaptationModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         terms, size = self.plan.batch_terms(self.model, batch)
-        loss = terms["cross_entropy"] if len(terms) == 1 and "cross_entropy" in terms else sum(terms.values())
+        loss = next(iter(terms.values())) if len(terms) == 1 else sum(terms.values())
         # Sums kept as tensors and logged once per epoch: Lightning's per-call logging costs about a millisecond,
         # which a small model's step would feel; the step value is logged every `log_every_n_steps` batches.
         for name, value in (("loss", loss), *terms.items()) if len(terms) > 1 else (("loss", loss),):
@@ -139,12 +140,12 @@ class AdaptationModule(pl.LightningModule):
         if self.plan.tasks is not None:
             self._task_validation_step(inputs, targets, self.plan.tasks[dataloader_idx])
             return
-        logits = self.model(inputs)
+        # the task's validation loss and score; the score is logged as val_accuracy, the name the callbacks,
+        # checkpoints and reports of every run use for "higher is better"
+        figures = get_task(self.plan.task_type).validation_figures(self.model(inputs), targets)
         size = len(targets)
-        self.log("val_loss", F.cross_entropy(logits.float(), targets), on_epoch=True, sync_dist=self._sync,
-                 batch_size=size)
-        self.log("val_accuracy", (logits.argmax(dim=1) == targets).float().mean(), on_epoch=True, prog_bar=True,
-                 sync_dist=self._sync, batch_size=size)
+        self.log("val_loss", figures["loss"], on_epoch=True, sync_dist=self._sync, batch_size=size)
+        self.log("val_accuracy", figures["score"], on_epoch=True, prog_bar=True, sync_dist=self._sync, batch_size=size)
 
     def _task_validation_step(self, inputs: Any, targets: torch.Tensor, task: str) -> None:
         logits = self.plan.task_logits(self.model, inputs, task).float()

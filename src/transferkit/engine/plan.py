@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 @dataclass
@@ -44,6 +43,8 @@ class TrainingPlan:
     batchnorm_eval: bool = False
     #: Task names of a multi-task plan, in the order of its validation datasets; ``None`` for one task.
     tasks: list[str] | None = None
+    #: The task type (:mod:`transferkit.tasks`) whose loss and validation figures the engine uses.
+    task_type: str = "classification"
 
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""
@@ -52,9 +53,13 @@ class TrainingPlan:
     def loss_terms(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named scalar loss terms for one batch; the engine minimises their sum.
 
-        ``targets`` are class indices ``(N,)`` (int64) or class probabilities ``(N, classes)`` (mixup / cutmix).
+        ``targets`` are what the task's targets are: for classification, class indices ``(N,)`` (int64) or class
+        probabilities ``(N, classes)`` (mixup / cutmix). The default is the task's loss, named by the task.
         """
-        return {"cross_entropy": F.cross_entropy(model(inputs), targets)}
+        from transferkit.tasks import get_task
+
+        task = get_task(self.task_type)
+        return {task.loss_name: task.loss(model(inputs), targets)}
 
     def batch_terms(self, model: nn.Module, batch: Any) -> tuple[dict[str, torch.Tensor], int]:
         """Loss terms of one training batch and its number of examples. The default unpacks ``(inputs, targets)``

@@ -167,18 +167,6 @@ def _summarise(values: list[float], test_fraction: float, confidence: float) -> 
             "ci_low": low, "ci_high": high, "values": [float(v) for v in arr]}
 
 
-def _fold_metrics(y: np.ndarray, proba: np.ndarray | None, pred: np.ndarray, classes: list[str]) -> dict[str, float]:
-    from transferkit.evaluation.calibration import expected_calibration_error, negative_log_likelihood
-    from transferkit.evaluation.metrics import classification_metrics
-
-    m = classification_metrics(y, pred, classes)
-    out = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-    if proba is not None:
-        out["ece"] = expected_calibration_error(y, proba)
-        out["nll"] = negative_log_likelihood(y, proba)
-    return out
-
-
 class _ProbeOnFeatures:
     """The linear probe on one frozen backbone's cached features (the strategy, or the ``linear-probe`` baseline)."""
 
@@ -188,17 +176,18 @@ class _ProbeOnFeatures:
     def __call__(self, train: Dataset, test: Dataset, classes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
         from transferkit.features.extract import ExtractionStats, extract_features
         from transferkit.model import TransferModel
-        from transferkit.strategies.linear_probe import LinearProbe
+        from transferkit.tasks import get_task
 
         cfg = self.config
+        task = get_task(cfg.task)
         stats_train, stats_test = ExtractionStats(), ExtractionStats()
         extract = dict(cache=self.cache, batch_size=cfg.batch_size, device=cfg.device, num_workers=cfg.num_workers,
                        progress=cfg.progress)
         X_train = extract_features(self.backbone, train, stats=stats_train, **extract)
         X_test = extract_features(self.backbone, test, stats=stats_test, **extract)
-        y_train = train.label_array(classes)
-        probe = LinearProbe(C=cfg.probe_c, random_state=cfg.seed).fit(X_train, y_train)
-        model = TransferModel(self.backbone, probe.to_head(), classes, strategy=LINEAR_PROBE)
+        y_train = task.targets(train, classes)
+        probe = task.new_probe(C=cfg.probe_c, seed=cfg.seed).fit(X_train, y_train)
+        model = TransferModel(self.backbone, probe.to_head(), classes, strategy=LINEAR_PROBE, task=task.name)
         facts: dict[str, Any] = {"C": probe.C_,
                                  "extraction": {"computed": stats_train.computed + stats_test.computed,
                                                 "from_cache": stats_train.from_cache + stats_test.from_cache}}
@@ -332,12 +321,16 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
                                                                 ("--work-dir", config.work_dir)])
     dataset = data if isinstance(data, Dataset) else load_data(
         data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
+        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels,
+        task=config.task)
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
-    classes = dataset.classes
-    labels = dataset.label_array(classes)
+    from transferkit.tasks import get_task
+
+    task = get_task(config.task)
+    classes = task.label_space(dataset)
+    labels = task.targets(dataset, classes)
     splits = stratified_folds(labels, folds, repeats, config.seed, class_names=classes)
     n_train_fold = len(splits[0][0])
     baseline_names, skipped = _cv_baselines(config.baselines, config.strategy, n_train_fold)
@@ -397,23 +390,23 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
             else:
                 fold_dir = str(Path(config.work_dir) / f"repeat{repeat}-fold{fold}") if config.work_dir else None
                 proba, facts = _train_fold(config, backbone_name, train, test, classes, fold_dir)
-            pred = proba.argmax(axis=1)
+            pred = task.predictions(proba)
             oof["model"][repeat, test_idx] = pred
             if repeat == 0:
                 oof_proba[test_idx] = proba
-            record["metrics"]["model"] = _fold_metrics(y_test, proba, pred, classes)
+            record["metrics"]["model"] = task.fold_metrics(y_test, proba, pred, classes)
             record["facts"]["model"] = facts
             for name in baseline_names:
                 if name == LINEAR_PROBE:
                     b_proba, b_facts = frozen(train, test, classes)
                     record["extraction"] = b_facts.pop("extraction")
-                    b_pred = b_proba.argmax(axis=1)
+                    b_pred = task.predictions(b_proba)
                 else:
                     result = BASELINES[name](train, test, classes, seed=config.seed, config=config,
                                              backbone=backbone_name, val=None)
                     b_proba, b_pred, b_facts = result.probabilities, result.predictions, result.extra
                 oof[name][repeat, test_idx] = b_pred
-                record["metrics"][name] = _fold_metrics(y_test, b_proba, b_pred, classes)
+                record["metrics"][name] = task.fold_metrics(y_test, b_proba, b_pred, classes)
                 record["facts"][name] = b_facts
             if "scratch" in baseline_names:
                 from transferkit.strategies.run import finish_run
@@ -434,14 +427,19 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
         summary[name] = {m: _summarise([r["metrics"][name][m] for r in records], test_fraction, confidence)
                          for m in METRICS if m in records[0]["metrics"][name]}
     comparisons, intervals = [], {}
-    model_correct = (oof["model"] == labels[None, :]).astype(np.float64)
+    measure = task.measure
+
+    def scores(pred: np.ndarray) -> np.ndarray:  # (repeats, N) per-example scores of out-of-fold predictions
+        return np.stack([task.per_example_scores(labels, row) for row in pred])
+
+    model_scores = scores(oof["model"])
     for name in baseline_names:
-        fold_diff = np.array([r["metrics"]["model"]["accuracy"] - r["metrics"][name]["accuracy"] for r in records])
+        fold_diff = np.array([r["metrics"]["model"][measure] - r["metrics"][name][measure] for r in records])
         fold_low, fold_high = corrected_t_interval(fold_diff, test_fraction, confidence)
-        per_example = (model_correct - (oof[name] == labels[None, :])).mean(axis=0)
+        per_example = (model_scores - scores(oof[name])).mean(axis=0)
         ex_low, ex_high = paired_bootstrap_interval(per_example, confidence, seed=config.seed)
         low, high = max(min(fold_low, ex_low), -1.0), min(max(fold_high, ex_high), 1.0)
-        comparisons.append(Comparison(name, summary["model"]["accuracy"]["mean"], summary[name]["accuracy"]["mean"],
+        comparisons.append(Comparison(name, summary["model"][measure]["mean"], summary[name][measure]["mean"],
                                       float(fold_diff.mean()), low, high, confidence, verdict_of(low, high)))
         intervals[name] = {"folds": [fold_low, fold_high], "examples": [ex_low, ex_high],
                            "fold_differences": [float(d) for d in fold_diff]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -63,11 +64,18 @@ def verdict_of(low: float, high: float) -> str:
 
 
 def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str,
-            confidence: float = 0.95, n_boot: int = 5000, seed: int = 0) -> Comparison:
-    """Paired bootstrap of the accuracy difference between two sets of predictions of the same examples."""
+            confidence: float = 0.95, n_boot: int = 5000, seed: int = 0,
+            scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Comparison:
+    """Paired bootstrap of the difference in a per-example score between two sets of predictions of the same
+    examples. ``scores(y_true, y_pred)`` gives the ``(N,)`` scores whose mean is the measure compared (a task's
+    ``per_example_scores``); by default 1 for a right prediction and 0 for a wrong one (accuracy)."""
     y_true, model_pred, baseline_pred = map(np.asarray, (y_true, model_pred, baseline_pred))
-    model_correct = (model_pred == y_true).astype(np.float64)
-    base_correct = (baseline_pred == y_true).astype(np.float64)
+    if scores is None:
+        from transferkit.tasks import DEFAULT_TASK, get_task
+
+        scores = get_task(DEFAULT_TASK).per_example_scores
+    model_correct = np.asarray(scores(y_true, model_pred), dtype=np.float64)
+    base_correct = np.asarray(scores(y_true, baseline_pred), dtype=np.float64)
     diff = model_correct - base_correct
     low, high = paired_bootstrap_interval(diff, confidence, n_boot, seed)
     return Comparison(baseline, float(model_correct.mean()), float(base_correct.mean()), float(diff.mean()),

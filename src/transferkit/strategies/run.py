@@ -141,11 +141,13 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     from transferkit.data.splits import stratified_split
     from transferkit.engine.data import LabelledCollate, LabelledExamples
     from transferkit.engine.trainer import run_training
-    from transferkit.heads import LinearHead
     from transferkit.model import TransferModel
     from transferkit.strategies.registry import build_strategy
+    from transferkit.tasks import DEFAULT_TASK, get_task
 
     strategy = strategy or build_strategy(config)
+    task = get_task(getattr(config, "task", DEFAULT_TASK))  # the configs of adapt, distill and tune name none
+    strategy.task_type = task.name
     stage = stage or strategy.name
     lr = lr or config.lr or strategy.default_lr
     folder = run_folder(config, train) / stage
@@ -179,7 +181,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
                      augmentation={"preset": config.augment, **augmentation.to_dict()})
 
     torch.manual_seed(config.seed)
-    model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)), classes, strategy=strategy.name)
+    model = TransferModel(backbone, task.new_head(backbone.num_features, classes), classes, strategy=strategy.name,
+                          task=task.name)
     if config.activation_checkpointing:
         from transferkit.engine.memory import enable_activation_checkpointing
 
@@ -199,8 +202,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     else:
         prepare_train = backbone.prepare
         batch_transform = None if augmentation.is_identity else augmentation.build(backbone.tokenizer)
-    train_set = strategy.training_examples(train, train.label_array(classes), prepare_train)
-    val_set = LabelledExamples(val.items, val.label_array(classes), backbone.prepare)
+    train_set = strategy.training_examples(train, task.targets(train, classes), prepare_train)
+    val_set = LabelledExamples(val.items, task.targets(val, classes), backbone.prepare)
 
     final = folder / FINAL_WEIGHTS
     if config.resume and final.is_file():

@@ -1,0 +1,54 @@
+"""The task registry: task names -> :class:`~transferkit.tasks.base.Task` objects.
+
+A task says what a label is and what follows from it (head, loss, probe, metrics, verdict, predict output); a run
+names its task in its config (``task: classification``) and every verb asks the entry instead of testing the name.
+A new task is one module beside :mod:`transferkit.tasks.classification` and one line in :data:`TASKS`.
+Nothing heavy is imported here: entries import torch, scikit-learn and the evaluation code when a hook runs.
+"""
+
+from __future__ import annotations
+
+from transferkit.errors import ConfigError
+from transferkit.tasks.base import HOOKS, Task
+from transferkit.tasks.classification import SingleLabelClassification
+
+#: The task of runs and models that do not name one (every model saved before tasks were recorded).
+DEFAULT_TASK = "classification"
+
+TASKS: dict[str, Task] = {
+    "classification": SingleLabelClassification(),
+}
+
+
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Add ``task`` under ``task.name``; a name already taken is an error unless ``replace``."""
+    if not isinstance(task, Task):
+        raise TypeError(f"register_task takes a Task instance; got {type(task).__name__}.")
+    if not task.name:
+        raise ValueError(f"{type(task).__name__} has no name; set its class attribute 'name'.")
+    if task.name in TASKS and not replace:
+        raise ValueError(f"task '{task.name}' is already registered; pass replace=True to replace it.")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str, *, option: str = "task") -> Task:
+    """The task registered as ``name``; an unknown name is a ConfigError naming ``option`` and the known tasks."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"option '{option}': unknown task {name!r}; known tasks: {', '.join(task_names())}.") from None
+
+
+def task_names() -> list[str]:
+    """The registered task names, in registration order."""
+    return list(TASKS)
+
+
+__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "get_task", "register_task", "task_names", "task_of"]
+
+
+def task_of(model: object) -> Task:
+    """The task a loaded model was trained for (its ``task`` attribute; models of kinds that do not record one,
+    ensembles and stacked features, are single-label classifiers)."""
+    return get_task(getattr(model, "task", DEFAULT_TASK))

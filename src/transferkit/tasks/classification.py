@@ -1,0 +1,120 @@
+"""Single-label classification: each example has exactly one class out of a fixed set learnt from the training data.
+
+A label is a string (a number in a table becomes its text: ``3.0`` -> ``"3"``); the head is a linear layer with
+one logit per class, trained by cross-entropy; the probe is a logistic regression on frozen features; the metrics
+are accuracy, macro-F1, per-class precision / recall / F1, the confusion matrix and calibration (ECE, NLL); the
+verdict compares accuracy by a paired bootstrap over test examples; ``predict`` gives the most likely class and the
+probabilities of the ``top_k`` most likely ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from transferkit.tasks.base import Task
+
+
+class SingleLabelClassification(Task):
+    """The ``classification`` task (see the module docstring). Targets are class indices ``(N,)`` (int64)."""
+
+    name = "classification"
+    description = "single-label classification: one class per example, softmax and cross-entropy"
+    loss_name = "cross_entropy"
+    measure = "accuracy"
+
+    # --- labels -----------------------------------------------------------------------------------------------
+    def parse_labels(self, values: Sequence[Any], places: Sequence[str], column: str) -> list[str]:
+        from transferkit.data.sources import label_cell
+
+        return [label_cell(value, place, column) for value, place in zip(values, places)]
+
+    def check_labels(self, labels: list[str], row_ids: Sequence[str], origin: str, *, normalize: bool,
+                     column: str | None = None) -> list[str]:
+        from transferkit.data.sources import check_label_spellings, check_numeric_labels
+
+        if column is not None:
+            check_numeric_labels(labels, column, origin)
+        return check_label_spellings(labels, row_ids, origin, normalize)
+
+    def label_space(self, dataset: Any) -> list[str]:
+        return dataset.classes
+
+    def targets(self, dataset: Any, label_space: Sequence[str], *, normalize: bool = False) -> np.ndarray:
+        return dataset.label_array(label_space, normalize=normalize)
+
+    # --- model and training -----------------------------------------------------------------------------------
+    def new_head(self, in_features: int, label_space: Sequence[str]) -> Any:
+        from transferkit.heads.linear import LinearHead
+
+        return LinearHead(in_features, len(label_space))
+
+    def loss(self, outputs: Any, targets: Any) -> Any:
+        """Cross-entropy of logits ``(N, classes)`` against class indices ``(N,)`` or class probabilities
+        ``(N, classes)`` (mixup / cutmix)."""
+        from torch.nn import functional as F
+
+        return F.cross_entropy(outputs, targets)
+
+    def validation_figures(self, outputs: Any, targets: Any) -> dict[str, Any]:
+        from torch.nn import functional as F
+
+        return {"loss": F.cross_entropy(outputs.float(), targets),
+                "score": (outputs.argmax(dim=1) == targets).float().mean()}
+
+    def new_probe(self, *, C: float | None = None, seed: int = 0) -> Any:
+        from transferkit.strategies.linear_probe import LinearProbe
+
+        return LinearProbe(C=C, random_state=seed)
+
+    # --- evaluation -------------------------------------------------------------------------------------------
+    def predictions(self, proba: np.ndarray) -> np.ndarray:
+        return np.asarray(proba).argmax(axis=1)
+
+    def metrics(self, y_true: np.ndarray, proba: np.ndarray, label_space: Sequence[str]) -> dict[str, Any]:
+        from transferkit.evaluation.calibration import calibration_summary
+
+        return {**self.prediction_metrics(y_true, self.predictions(proba), label_space),
+                "calibration": calibration_summary(y_true, proba)}
+
+    def prediction_metrics(self, y_true: np.ndarray, y_pred: np.ndarray, label_space: Sequence[str]) -> dict[str, Any]:
+        from transferkit.evaluation.metrics import classification_metrics
+
+        return classification_metrics(y_true, y_pred, label_space)
+
+    def fold_metrics(self, y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
+                     label_space: Sequence[str]) -> dict[str, float]:
+        from transferkit.evaluation.calibration import expected_calibration_error, negative_log_likelihood
+
+        m = self.prediction_metrics(y_true, y_pred, label_space)
+        out = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        if proba is not None:
+            out["ece"] = expected_calibration_error(y_true, proba)
+            out["nll"] = negative_log_likelihood(y_true, proba)
+        return out
+
+    def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """1.0 where the prediction is right, else 0.0 (their mean is the accuracy)."""
+        return (np.asarray(y_pred) == np.asarray(y_true)).astype(np.float64)
+
+    def compare(self, y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str, *,
+                seed: int = 0) -> Any:
+        from transferkit.evaluation.verdict import compare
+
+        return compare(y_true, model_pred, baseline_pred, baseline, seed=seed, scores=self.per_example_scores)
+
+    def evidence(self, train: Any, test: Any, y_true: np.ndarray, proba: np.ndarray, label_space: Sequence[str], *,
+                 val: Any = None, seed: int = 0) -> dict[str, str]:
+        from transferkit.reporting.evidence import fit_evidence
+
+        return fit_evidence(train, test, y_true, proba, label_space, val=val, seed=seed)
+
+    # --- prediction -------------------------------------------------------------------------------------------
+    def prediction_record(self, row: str, proba: np.ndarray, label_space: Sequence[str],
+                          top_k: int | None = None) -> dict[str, Any]:
+        """``{"input": row, "label": most likely class, "probabilities": {class: p}}`` for the ``top_k`` most
+        likely classes (all when ``None``), most likely first."""
+        order = np.argsort(-proba)[: top_k or len(proba)]
+        return {"input": row, "label": label_space[int(order[0])],
+                "probabilities": {label_space[int(i)]: float(proba[i]) for i in order}}
