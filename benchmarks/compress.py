@@ -106,14 +106,14 @@ def main() -> None:
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs, args.text_epochs = 20, 50, 200, 1, 1
     tasks = choose(parser, "--tasks", args.tasks, ("text", "image"))
-    name = "compress_quick" if args.quick else "compress"
-    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
+    results_name = "compress_quick" if args.quick else "compress"
+    BENCH.previous(results_name)  # merged into at the end: a damaged file stops the run here, not after it
     work = BENCH.work_folder()
     report = {"settings": BENCH.settings("work"), "tasks": {task: run_task(task, args, work) for task in tasks}}
     for task, r in report["tasks"].items():
         print(f"\n{task}: {r['backbone']}, {r['n_train']} train, {r['n_test']} test; targets: {r['targets']}")
     print()
-    BENCH.save(name, report, merge="tasks")
+    BENCH.save(results_name, report, merge="tasks")
 
 
 if __name__ == "__main__":

@@ -195,8 +195,8 @@ def main() -> None:
         args.teacher_epochs, args.epochs, args.cnn_epochs, args.text_epochs, args.seeds = 2, 2, 3, 2, 1
     tasks = choose(parser, "--tasks", args.tasks, ("fashion", "vader"))
     choose(parser, "--students", args.students, tuple(STUDENTS))
-    name = "distill_quick" if args.quick else "distill"
-    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
+    results_name = "distill_quick" if args.quick else "distill"
+    BENCH.previous(results_name)  # merged into at the end: a damaged file stops the run here, not after it
     work = BENCH.work_folder()  # the teachers are kept there and reused
     report = {"settings": BENCH.settings("work"), "tasks": {task: run_task(task, args, work) for task in tasks}}
     for task, r in report["tasks"].items():
@@ -210,7 +210,7 @@ def main() -> None:
                   + (f"  distilled + unlabelled {m['distilled_with_unlabelled']:.4f}"
                      if "distilled_with_unlabelled" in m else ""))
     print()
-    BENCH.save(name, report, merge="tasks")
+    BENCH.save(results_name, report, merge="tasks")
 
 
 if __name__ == "__main__":

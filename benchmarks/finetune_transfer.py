@@ -149,8 +149,8 @@ def main() -> None:
     if args.quick:
         args.shots, args.text_shots, args.n_test, args.epochs = 20, 100, 300, 2
     tasks = choose(parser, "--tasks", args.tasks, TASKS)
-    name = "finetune_transfer_quick" if args.quick else "finetune_transfer"
-    BENCH.previous(name)  # tasks run before are merged into the file: a damaged one stops here, not after the run
+    results_name = "finetune_transfer_quick" if args.quick else "finetune_transfer"
+    BENCH.previous(results_name)  # merged into at the end: a damaged file stops the run here, not after it
     report: dict = {"tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
@@ -170,7 +170,7 @@ def main() -> None:
             print(f"  {name:<26} {100 * c['difference']:+6.1f} points ({100 * c['ci_low']:+.1f} to "
                   f"{100 * c['ci_high']:+.1f}): {c['verdict']}")
     print()
-    BENCH.save(name, report, merge="tasks")  # tasks run separately (they take long) share one file
+    BENCH.save(results_name, report, merge="tasks")  # tasks run separately (they take long) share one file
 
 
 if __name__ == "__main__":
