@@ -486,7 +486,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     target example. Other options are those of :class:`AdaptConfig` (``method``, ``validator``, ``output``, ...).
     Everything is checked before any backbone runs.
     """
-    from transferkit.config import DEFAULT_BACKBONES
+    from transferkit.modalities import get_modality
     from transferkit.data.splits import stratified_split
     from transferkit.data.validation import validate_dataset
 
@@ -551,9 +551,9 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         import torch
 
         torch.manual_seed(config.seed)
-        name = config.backbone or DEFAULT_BACKBONES[source_ds.modality]
-        backbone_object = create_backbone(name, max_length=config.max_length) if source_ds.modality == "text" \
-            else create_backbone(name)
+        modality = get_modality(source_ds.modality)
+        name = config.backbone or modality.default_backbone
+        backbone_object = create_backbone(name, **modality.backbone_options(max_length=config.max_length))
     if backbone_object.modality != source_ds.modality:
         raise ConfigError(f"backbone '{backbone_object.name}' takes {backbone_object.modality} input but the data "
                           f"is {source_ds.modality}; choose a {source_ds.modality} backbone (`transferkit models`).")

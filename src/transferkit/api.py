@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.config import DEFAULT_BACKBONES, FitConfig, make_config
+from transferkit.config import FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
 from transferkit.features.cache import default_cache_dir  # noqa: F401 (also public here)
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -147,7 +148,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     task = get_task(config.task)
     classes = task.label_space(train)
     baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
-    backbone_name = config.backbone or DEFAULT_BACKBONES[train.modality]
+    backbone_name = config.backbone or get_modality(train.modality).default_backbone
     ranking_facts: dict[str, Any] = {}
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone
@@ -426,18 +427,17 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
         onnx_path = model_onnx_path(folder, onnx_file)
     model = _as_model(model, task)
-    if isinstance(inputs, str) and not os.path.exists(inputs) and model.modality == "text":
+    modality = get_modality(model.modality)
+    if isinstance(inputs, str) and not os.path.exists(inputs) and modality.strings_are_items:
         inputs = [inputs]
     if isinstance(inputs, (str, os.PathLike)):
         dataset = load_data(inputs, text_column=text_column, path_column=path_column, encoding=encoding,
                             delimiter=delimiter, unlabelled=True)
     elif isinstance(inputs, Dataset):
         dataset = inputs
-    elif model.modality == "image" and isinstance(inputs, (list, tuple)) and inputs \
+    elif modality.items_are_files and isinstance(inputs, (list, tuple)) and inputs \
             and all(isinstance(i, (str, os.PathLike)) for i in inputs):
-        from transferkit.data.sources import image_files
-
-        dataset = image_files(inputs)
+        dataset = modality.files_dataset(inputs, "inputs")
     else:
         dataset = from_arrays(inputs if isinstance(inputs, np.ndarray) else list(inputs), origin="inputs")
     _check_modality(model, dataset)

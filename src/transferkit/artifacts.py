@@ -68,9 +68,9 @@ def _sha256(path: Path) -> str:
 
 def backbone_options(preprocessing: dict[str, Any]) -> dict[str, Any]:
     """The ``create_backbone`` options that reproduce a backbone's preprocessing."""
-    if preprocessing.get("kind") == "text":
-        return {"max_length": preprocessing["max_length"], "normalize": preprocessing["normalize"]}
-    return {"crop_pct": preprocessing["crop_pct"], "image_size": preprocessing["input_size"]}
+    from transferkit.modalities import get_modality
+
+    return get_modality(preprocessing.get("kind"), option="preprocessing kind").options_from_preprocessing(preprocessing)
 
 
 def is_model_folder(path: str | Path) -> bool:

@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 from transferkit.strategies.options import FineTuneConfig, L2SPConfig, LoraConfig
 
 STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
 #: Strategies that train the backbone through the engine (everything but the linear probe).
 TRAINING_STRATEGIES = ("finetune", "lp-ft", "lora", "l2sp")
-DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
 #: Options only the strategies that train a network use (the linear probe trains none).
 TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "warmup", "accumulate", "precision", "patience",
                     "val_fraction", "augment", "auto_augment", "mixup", "cutmix", "resume", "work_dir", "devices",
@@ -91,9 +91,7 @@ class FitConfig(BaseModel):
 
     def backbone_options(self, modality: str) -> dict[str, Any]:
         """The ``create_backbone`` options this run asks for: the token limit for text, the resolution for images."""
-        if modality == "text":
-            return {"max_length": self.max_length}
-        return {"image_size": self.image_size} if self.image_size else {}
+        return get_modality(modality).backbone_options(max_length=self.max_length, image_size=self.image_size)
 
     @field_validator("task")
     @classmethod

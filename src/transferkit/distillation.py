@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 
 from transferkit.config import FitConfig, _describe_errors
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 from transferkit.strategies.distill import DistillOptions
 
 log = logging.getLogger("transferkit")
@@ -93,10 +94,8 @@ class DistillResult:
 
 
 def _backbone_options(config: FitConfig, modality: str) -> dict[str, Any]:
-    if modality == "text":
-        return {"max_length": config.max_length}
-    size = getattr(config, "image_size", None)
-    return {"image_size": size} if size else {}
+    return get_modality(modality).backbone_options(max_length=config.max_length,
+                                                   image_size=getattr(config, "image_size", None))
 
 
 def load_teachers(paths: list[str]) -> list[Any]:

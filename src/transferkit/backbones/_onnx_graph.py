@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,16 +25,10 @@ from torch import nn
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, ExportError
+from transferkit.modalities import MODALITIES, get_modality
 
-IMAGE_INPUTS = ("pixels",)
-TEXT_INPUTS = ("input_ids", "attention_mask")
-_SAMPLE_TEXTS = (
-    "ok",
-    "a short sentence",
-    "A somewhat longer sentence, with punctuation and a few more words in it.",
-    "The exported graph must handle any number of texts and any length up to the tokenizer's limit, so the check "
-    "uses texts of very different lengths in one batch.",
-)
+IMAGE_INPUTS = MODALITIES["image"].onnx_inputs
+TEXT_INPUTS = MODALITIES["text"].onnx_inputs
 
 
 class _ImageGraph(nn.Module):
@@ -61,17 +55,19 @@ class _TextGraph(nn.Module):
 
 def input_names(modality: str) -> tuple[str, ...]:
     """Names of the graph inputs for a modality (``pixels``; or ``input_ids``, ``attention_mask``)."""
-    if modality == "image":
-        return IMAGE_INPUTS
-    if modality == "text":
-        return TEXT_INPUTS
-    raise ExportError(f"cannot export a backbone of modality '{modality}'; image and text backbones are supported.")
+    names = MODALITIES[modality].onnx_inputs if modality in MODALITIES else ()
+    if not names:
+        exportable = [name for name, entry in MODALITIES.items() if entry.onnx_inputs]
+        raise ExportError(f"cannot export a backbone of modality '{modality}'; {' and '.join(exportable)} backbones "
+                          "are supported.")
+    return names
 
 
 def batch_inputs(batch: Any, modality: str) -> tuple[torch.Tensor, ...]:
-    """A collated batch as the graph's positional inputs."""
-    if modality == "text":
-        return tuple(batch[name].to(torch.int64) for name in TEXT_INPUTS)
+    """A collated batch as the graph's positional inputs: a mapping's tensors of token ids (int64) in the order of
+    :func:`input_names`, or the one tensor of values (float32)."""
+    if isinstance(batch, Mapping):
+        return tuple(batch[name].to(torch.int64) for name in input_names(modality))
     return (batch.float(),)
 
 
@@ -97,14 +93,8 @@ def sample_batches(backbone: Backbone, data: Dataset | None = None, *, sizes: Se
             raise ConfigError(f"{data.origin}: no examples to check the export on.")
         items = [data.items[i % len(data)] for i in range(total)]
         source = f"{min(total, len(data))} examples of {data.origin}"
-    elif backbone.modality == "text":
-        items = [_SAMPLE_TEXTS[i % len(_SAMPLE_TEXTS)] for i in range(total)]
-        source = "sample texts of varied length"
     else:
-        rng = np.random.default_rng(seed)
-        items = [rng.integers(0, 256, size=(int(rng.integers(24, 300)), int(rng.integers(24, 300)), 3),
-                              dtype=np.uint8) for _ in range(total)]
-        source = "random images of varied size"
+        items, source = get_modality(backbone.modality).sample_items(total, seed)
     batches, start = [], 0
     for size in sizes:
         batches.append(backbone.collate([backbone.prepare(item) for item in items[start:start + size]]))
@@ -112,12 +102,14 @@ def sample_batches(backbone: Backbone, data: Dataset | None = None, *, sizes: Se
     return batches, source
 
 
-def _dynamic_shapes(modality: str, backbone: Backbone) -> dict[str, dict[int, Any]]:
+def _dynamic_shapes(example: Any, modality: str, backbone: Backbone) -> dict[str, dict[int, Any]]:
+    """The batch axis of every input is dynamic; so is the sequence axis of token inputs."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    if modality == "text":
+    names = input_names(modality)
+    if isinstance(example, Mapping):
         sequence = torch.export.Dim("sequence", min=1, max=int(getattr(backbone, "max_length", 512)))
-        return {name: {0: batch, 1: sequence} for name in TEXT_INPUTS}
-    return {IMAGE_INPUTS[0]: {0: batch}}
+        return {name: {0: batch, 1: sequence} for name in names}
+    return {names[0]: {0: batch}}
 
 
 def export_graph(module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor], backbone: Backbone,
@@ -127,8 +119,8 @@ def export_graph(module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor]
     path = Path(path)
     modality = backbone.modality
     names = list(input_names(modality))
-    graph = _TextGraph(module, fn) if modality == "text" else _ImageGraph(module, fn)
     (example,), _ = sample_batches(backbone, sizes=(2,))
+    graph = _TextGraph(module, fn) if isinstance(example, Mapping) else _ImageGraph(module, fn)
     path.parent.mkdir(parents=True, exist_ok=True)
     from transferkit._io import temporary_path
 
@@ -138,7 +130,7 @@ def export_graph(module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor]
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, batch_inputs(example, modality), partial, dynamo=True, external_data=False,
-                              dynamic_shapes=_dynamic_shapes(modality, backbone), input_names=names,
+                              dynamic_shapes=_dynamic_shapes(example, modality, backbone), input_names=names,
                               output_names=[output_name], opset_version=opset_version, verbose=False)
         os.replace(partial, path)
     except Exception as exc:

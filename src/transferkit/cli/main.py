@@ -216,6 +216,7 @@ def predict(
     _setup(quiet)
     try:
         from transferkit.api import _as_model, predict as predict_fn
+        from transferkit.modalities import get_modality
 
         if output is not None:
             _check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
@@ -223,11 +224,11 @@ def predict(
         source: object
         if len(inputs) == 1 and Path(inputs[0]).exists():
             source = inputs[0]
-        elif all(Path(i).is_file() for i in inputs) and loaded.modality == "image":
+        elif all(Path(i).is_file() for i in inputs) and get_modality(loaded.modality).items_are_files:
             from transferkit.data.dataset import Dataset
 
-            source = Dataset("image", list(inputs), None, "command line", list(inputs))
-        elif loaded.modality == "text":
+            source = Dataset(loaded.modality, list(inputs), None, "command line", list(inputs))
+        elif get_modality(loaded.modality).strings_are_items:
             source = list(inputs)
         else:
             missing = next(i for i in inputs if not Path(i).exists())

@@ -33,6 +33,7 @@ import numpy as np
 from transferkit._io import keep_mode
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, ExportError
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -77,11 +78,12 @@ def resolve_method(method: str, modality: str, has_calibration: bool) -> str:
                           "examples of the model's input); or use --method dynamic.")
     if method != "auto":
         return method
-    if modality == "image" and has_calibration:
+    if not get_modality(modality).prefers_static_quantization:
+        return "dynamic"
+    if has_calibration:
         return "static"
-    if modality == "image":
-        warnings.warn("quantization of an image model without calibration data: dynamic int8 (weights only) is "
-                      "used; give calibration data for static int8, which is faster for convolutions.", stacklevel=3)
+    warnings.warn(f"quantization of an {modality} model without calibration data: dynamic int8 (weights only) is "
+                  "used; give calibration data for static int8, which is faster for convolutions.", stacklevel=3)
     return "dynamic"
 
 

@@ -15,7 +15,7 @@ a zero fill is the mean colour). Mixup and cutmix mix whole batches and turn lab
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal
 
 import torch
@@ -179,13 +179,6 @@ def augmentation_for(modality: str, preset: str, auto_augment: str | None = None
     """The augmentation of ``preset`` for ``modality``; ``auto_augment`` (images) overrides the preset's choice."""
     if preset not in PRESETS:
         raise ConfigError(f"option 'augment' must be one of {', '.join(PRESETS)}; got {preset!r}.")
-    if modality == "text":
-        if auto_augment:
-            raise ConfigError("option 'auto_augment' (RandAugment / TrivialAugment) applies to images, not text.")
-        return TEXT_PRESETS[preset]
-    augmentation = IMAGE_PRESETS[preset]
-    if auto_augment is not None:
-        if auto_augment not in ("randaugment", "trivialaugment", "none"):
-            raise ConfigError(f"option 'auto_augment' must be randaugment, trivialaugment or none; got {auto_augment!r}.")
-        augmentation = replace(augmentation, auto_augment=None if auto_augment == "none" else auto_augment)
-    return augmentation
+    from transferkit.modalities import get_modality
+
+    return get_modality(modality).augmentation(preset, auto_augment)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from transferkit.errors import DataError
-
-Modality = Literal["image", "text"]
-
+from transferkit.modalities import get_modality
 
 def sort_labels(labels: Sequence[str]) -> list[str]:
     """Class names in a stable order: numerically when every name is a number, else alphabetically."""
@@ -35,7 +33,7 @@ class Dataset:
     ``(N, H, W, C)``, or a list of texts. ``labels`` is ``None`` for unlabelled data.
     """
 
-    modality: Modality
+    modality: str  # a key of transferkit.modalities.MODALITIES ("image", "text")
     items: Sequence | np.ndarray
     labels: list[str] | None
     origin: str
@@ -66,7 +64,8 @@ class Dataset:
 
     @property
     def from_files(self) -> bool:
-        return self.modality == "image" and not isinstance(self.items, np.ndarray)
+        """Whether the items are file paths (read and hashed from disk), as the modality stores them."""
+        return get_modality(self.modality).items_are_files and not isinstance(self.items, np.ndarray)
 
     def label_array(self, classes: Sequence[str], normalize: bool = False) -> np.ndarray:
         """Labels as integer indices into ``classes`` (shape ``(N,)``, int64).
@@ -124,17 +123,13 @@ class Dataset:
         return self._keys
 
     def _compute_item_keys(self) -> list[str]:
+        if not isinstance(self.items, np.ndarray):
+            return get_modality(self.modality).item_keys(self.items)
         keys = []
-        if isinstance(self.items, np.ndarray):
-            for item in self.items:
-                digest = hashlib.blake2b(np.ascontiguousarray(item).tobytes(), digest_size=16)
-                digest.update(str(item.shape).encode())
-                keys.append(digest.hexdigest())
-        elif self.modality == "text":
-            keys = [hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest() for text in self.items]
-        else:
-            for path in self.items:
-                keys.append(_file_digest(path))
+        for item in self.items:
+            digest = hashlib.blake2b(np.ascontiguousarray(item).tobytes(), digest_size=16)
+            digest.update(str(item.shape).encode())
+            keys.append(digest.hexdigest())
         return keys
 
     def fingerprint(self) -> str:
@@ -147,7 +142,8 @@ class Dataset:
         return digest.hexdigest()
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
+    """The content hash (hex) of one file; an unreadable file is a DataError naming it."""
     digest = hashlib.blake2b(digest_size=16)
     try:
         with open(path, "rb") as handle:

@@ -7,10 +7,8 @@ from collections import Counter
 from typing import Sequence
 
 from transferkit.data.dataset import Dataset
-from transferkit.data.images import check_image_file
 from transferkit.errors import DataError
-
-MAX_TEXT_CHARS = 100_000
+from transferkit.modalities import get_modality
 
 
 class DataWarning(UserWarning):
@@ -22,40 +20,15 @@ def check_modality(dataset: Dataset, wanted: str | None, model: str = "the model
     before labels are compared, so the message is about the real mistake."""
     if wanted is None or wanted == dataset.modality:
         return
-    give = ("a table with a text column" if wanted == "text" else
-            "a folder of images (one sub-folder per class) or a table with an image-path column")
     raise DataError(f"{dataset.origin}: holds {dataset.modality} data, but {model} takes {wanted} input. "
-                    f"Give it {give}.")
+                    f"Give it {get_modality(wanted).input_hint}.")
 
 
 def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: int = 2) -> None:
     """Check one dataset: readable images, usable texts, enough classes (for training), no empty class."""
     if len(dataset) == 0:
         raise DataError(f"{dataset.origin}: the {role} data has no examples.")
-    if dataset.from_files:
-        problems = []
-        for path, row in zip(dataset.items, dataset.row_ids):
-            problem = check_image_file(path)
-            if problem:
-                where = path if row == path else f"{row} ({path})"
-                problems.append(f"{where} {problem}")
-        if problems:
-            more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-            raise DataError(
-                f"{dataset.origin}: {len(problems)} image file(s) cannot be used:\n  "
-                + "\n  ".join(problems[:5])
-                + more
-                + "\nRemove or replace them and run again."
-            )
-    if dataset.modality == "text":
-        long = [row for row, text in zip(dataset.row_ids, dataset.items) if len(text) > MAX_TEXT_CHARS]
-        if long:
-            warnings.warn(
-                f"{long[0]}: text longer than {MAX_TEXT_CHARS:,} characters ({len(long)} such); it is truncated "
-                "to the encoder's maximum length.",
-                DataWarning,
-                stacklevel=2,
-            )
+    get_modality(dataset.modality).check_items(dataset)
     if dataset.labels is not None:
         warn_conflicting_duplicates(dataset)
     if dataset.labels is not None and role == "training":

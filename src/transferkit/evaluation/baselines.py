@@ -17,60 +17,37 @@ from typing import Any, Callable
 import numpy as np
 
 from transferkit.data.dataset import Dataset
-
-RAW_IMAGE_SIDE = 32
+from transferkit.modalities import get_modality
+from transferkit.modalities.image import RAW_IMAGE_SIDE
 
 
 class RawInputEncoder:
-    """Dataset -> a feature matrix of raw inputs (dense pixels, or sparse TF-IDF). ``fit`` learns the vocabulary
-    for text and the pixel grid for images.
-
-    Images of every size, aspect ratio and colour mode give vectors of one width: each is decoded upright as RGB
-    (see :func:`transferkit.data.images.to_rgb`) and resized to ``size_`` (width, height): ``image_side`` x
-    ``image_side`` pixels, or the arrays' own size when ``fit`` saw an image array no larger than that (8x8 digits
-    stay 64 pixels). Greyscale arrays ``(N, H, W)`` stay one channel (``grey_``).
-    """
+    """Dataset -> a feature matrix of raw inputs, by the modality's raw encoder
+    (:meth:`transferkit.modalities.base.Modality.raw_encoder`): dense pixels for images, sparse TF-IDF for text.
+    ``fit`` learns the vocabulary for text and the pixel grid for images (``image_side`` pixels a side at most)."""
 
     def __init__(self, image_side: int = RAW_IMAGE_SIDE) -> None:
         self.image_side = image_side
 
     def fit(self, dataset: Dataset) -> "RawInputEncoder":
         self.modality_ = dataset.modality
-        if dataset.modality == "text":
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=100_000)
-            self.vectorizer_.fit(list(dataset.items))
-        else:
-            arrays = isinstance(dataset.items, np.ndarray)
-            self.grey_ = arrays and dataset.items.ndim == 3
-            height, width = (dataset.items.shape[1:3] if arrays else (self.image_side, self.image_side))
-            if max(height, width) > self.image_side:
-                height = width = self.image_side
-            self.size_ = (int(width), int(height))
+        self.encoder_ = get_modality(dataset.modality).raw_encoder(image_side=self.image_side).fit(dataset)
         return self
 
+    @property
+    def standardize(self) -> bool:
+        """Whether a probe on these features standardises them."""
+        return self.encoder_.standardize
+
+    @property
+    def description(self) -> str:
+        return self.encoder_.description
+
     def transform(self, dataset: Dataset):
-        if self.modality_ == "text":
-            return self.vectorizer_.transform(list(dataset.items))
-        return np.stack([self._pixels(item) for item in dataset.items])
+        return self.encoder_.transform(dataset)
 
     def fit_transform(self, dataset: Dataset):
         return self.fit(dataset).transform(dataset)
-
-    def _pixels(self, item: Any) -> np.ndarray:
-        from PIL import Image
-
-        from transferkit.backbones.vision import load_image_item
-
-        if isinstance(item, np.ndarray) and self.grey_ and item.ndim == 2 and item.shape[::-1] == self.size_:
-            return item.astype(np.float32).ravel() / 255.0
-        image = load_image_item(item)
-        if self.grey_:
-            image = image.convert("L")
-        if image.size != self.size_:
-            image = image.resize(self.size_, Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.float32).ravel() / 255.0
 
 
 @dataclass
@@ -88,11 +65,10 @@ def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 
 
     encoder = RawInputEncoder().fit(train)
     X_train, X_test = encoder.transform(train), encoder.transform(test)
-    probe = LinearProbe(standardize=train.modality == "image", random_state=seed)
+    probe = LinearProbe(standardize=encoder.standardize, random_state=seed)
     probe.fit(X_train, train.label_array(classes))
     proba = probe.predict_proba(X_test)
-    description = "TF-IDF + logistic regression" if train.modality == "text" else "pixels + logistic regression"
-    return BaselineResult("raw", description, probe.classes_[proba.argmax(1)], proba, {"C": probe.C_})
+    return BaselineResult("raw", encoder.description, probe.classes_[proba.argmax(1)], proba, {"C": probe.C_})
 
 
 from transferkit.evaluation.scratch import scratch_baseline  # noqa: E402  (light: imports torch when it runs)

@@ -41,10 +41,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from transferkit.config import DEFAULT_BACKBONES, TRAINING_STRATEGIES, FitConfig, make_config
+from transferkit.config import TRAINING_STRATEGIES, FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation.verdict import Comparison, paired_bootstrap_interval, verdict_of
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -335,7 +336,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
     n_train_fold = len(splits[0][0])
     baseline_names, skipped = _cv_baselines(config.baselines, config.strategy, n_train_fold)
 
-    backbone_name = config.backbone or DEFAULT_BACKBONES[dataset.modality]
+    backbone_name = config.backbone or get_modality(dataset.modality).default_backbone
     ranking_facts: dict[str, Any] = {}
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone

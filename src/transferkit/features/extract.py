@@ -22,6 +22,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, ExportError
 from transferkit.features.cache import FeatureCache
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -115,9 +116,7 @@ def batches_in_order(
 ) -> tuple[DataLoader, np.ndarray | None]:
     """A loader of model-ready batches (``backbone.prepare`` then ``backbone.collate``) and the order it visits the
     examples in (``None``: the dataset's order). Texts are sorted by length so that batches carry less padding."""
-    order = None
-    if dataset.modality == "text":
-        order = np.argsort([len(t) for t in dataset.items], kind="stable")
+    order = get_modality(dataset.modality).batch_order(dataset.items)
     loader = DataLoader(
         PreparedItems(dataset, backbone, order),
         batch_size=batch_size,
@@ -214,7 +213,7 @@ def run_backbone(
                                      pin_memory=device.type == "cuda")
     modes = training_modes(backbone)
     backbone.eval().to(device)
-    if device.type == "cpu" and dataset.modality == "image":
+    if device.type == "cpu" and get_modality(dataset.modality).channels_last:
         backbone.to(memory_format=torch.channels_last)
     chunks: list[np.ndarray] = []
     reporter = _Progress(len(dataset), description, enabled=progress)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 from transferkit.fusion._common import accuracy_and_loss, as_dataset
 
 
@@ -125,7 +126,7 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     built = []
     for name in backbones:
         torch.manual_seed(seed)
-        backbone = create_backbone(name, max_length=max_length) if train_ds.modality == "text" else create_backbone(name)
+        backbone = create_backbone(name, **get_modality(train_ds.modality).backbone_options(max_length=max_length))
         if backbone.modality != train_ds.modality:
             raise ConfigError(f"stack: backbone '{name}' takes {backbone.modality} input but the data is "
                               f"{train_ds.modality}.")

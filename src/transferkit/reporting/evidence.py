@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from transferkit.modalities import get_modality
+
 PREDICTIONS_FILE = "predictions.csv"
 EXAMPLES_FILE = "examples.json"
 
@@ -29,7 +31,6 @@ EXAMPLES_PER_CLASS = 4
 MAX_CLASSES_WITH_EXAMPLES = 30
 HARDEST = 12
 THUMBNAIL_PX = 96
-MAX_TEXT_CHARS = 400
 
 
 def thumbnail_data_uri(item: Any, size: int = THUMBNAIL_PX) -> str | None:
@@ -61,12 +62,7 @@ def thumbnail_data_uri(item: Any, size: int = THUMBNAIL_PX) -> str | None:
 
 def _example(dataset: Any, index: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"row_id": str(dataset.row_ids[index])}
-    item = dataset.items[index]
-    if dataset.modality == "text":
-        text = str(item)
-        entry["text"] = text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + "..."
-    else:
-        entry["thumbnail"] = thumbnail_data_uri(item)
+    entry.update(get_modality(dataset.modality).example(dataset.items[index]))
     return entry
 
 

@@ -258,19 +258,16 @@ def _data(examples: dict | None, options: dict | None) -> str:
     return "".join(parts)
 
 
+def _shown_as(modality: Any) -> Any:
+    """The modality entry that shows a report's examples; examples.json files without a known modality (written
+    before it was recorded) hold thumbnails, as image examples do."""
+    from transferkit.modalities import MODALITIES
+
+    return MODALITIES.get(modality) or MODALITIES["image"]
+
+
 def _examples_html(items: Sequence[dict], modality: str | None) -> str:
-    if modality == "text":
-        return "<ul>" + "".join(f"<li>{_e(i.get('text', ''))} <span class='muted'>({_e(i.get('row_id', ''))})</span></li>"
-                                for i in items) + "</ul>"
-    thumbs = []
-    for item in items:
-        uri = item.get("thumbnail")
-        if isinstance(uri, str) and uri.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")):
-            thumbs.append(f'<img class="thumb" alt="{_e(item.get("row_id", ""))}" title="{_e(item.get("row_id", ""))}" '
-                          f'src="{_e(uri)}">')
-        else:
-            thumbs.append(f"<span class='muted'>{_e(item.get('row_id', ''))}</span>")
-    return f'<div class="thumbs">{"".join(thumbs)}</div>'
+    return _shown_as(modality).examples_html(items, _e)
 
 
 def epoch_history(log_rows: list[dict[str, str]] | None, metrics: dict | None) -> list[dict[str, Any]]:
@@ -433,10 +430,7 @@ def _hardest(examples: dict) -> str:
         return "<p>No test example was misclassified.</p>"
     rows = []
     for item in items:
-        if examples.get("modality") == "text":
-            shown = _e(item.get("text", ""))
-        else:
-            shown = _examples_html([item], "image")
+        shown = _shown_as(examples.get("modality")).example_cell_html(item, _e)
         rows.append(f"<tr><td>{shown}</td><td>{_e(item.get('true'))}</td><td>{_e(item.get('predicted'))}</td>"
                     f"<td class='num'>{_num(item.get('p_true'), 3)}</td><td class='num'>{_num(item.get('p_predicted'), 3)}"
                     f"</td><td class='muted'>{_e(item.get('row_id', ''))}</td></tr>")

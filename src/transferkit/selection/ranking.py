@@ -448,10 +448,11 @@ def _rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset
     import torch
 
     from transferkit.backbones import create_backbone
+    from transferkit.modalities import get_modality
     from transferkit.selection._extract import extract
 
     start = time.perf_counter()
-    options = {"max_length": config.max_length} if modality == "text" else {}
+    options = get_modality(modality).backbone_options(max_length=config.max_length)
     with torch.random.fork_rng(devices=[]):  # random:NAME candidates get the same weights run after run
         torch.manual_seed(config.seed)
         backbone = create_backbone(name, **options)
@@ -506,7 +507,7 @@ def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test:
     if y_test is not None:
         start = time.perf_counter()
         row.accuracy["linear_probe"] = _probe_accuracy(X, y_train, encoder.transform(test), y_test, config.seed,
-                                                       standardize=train.modality == "image")
+                                                       standardize=encoder.standardize)
         row.seconds["linear_probe"] = time.perf_counter() - start
     return row
 

@@ -52,6 +52,7 @@ from starlette.responses import Response
 
 from transferkit._version import __version__
 from transferkit.errors import TransferkitError
+from transferkit.modalities import get_modality
 from transferkit.serving.settings import ServeConfig, from_environment
 
 log = logging.getLogger("transferkit")
@@ -290,14 +291,15 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
         model = state["predictor"]
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
-        expected = "multipart/form-data" if model.modality == "image" else "application/json"
+        files = get_modality(model.modality).service_request == "files"
+        expected = "multipart/form-data" if files else "application/json"
         if content_type != expected:
-            how = ("multipart/form-data with one or more file parts named 'files'" if model.modality == "image"
+            how = ("multipart/form-data with one or more file parts named 'files'" if files
                    else 'application/json like {"texts": ["..."]}')
             raise _fail(415, f"this is a {model.modality} model: send {how}; got content type "
                              f"{content_type or '(none)'}.")
         body = await _read_body(request, settings.request_limit(model.modality))
-        if model.modality == "image":
+        if files:
             items, names, k = await _image_inputs(request, model, settings, state["decoders"])
         else:
             items, names, k = _text_inputs(body, parameters, request, model, settings)

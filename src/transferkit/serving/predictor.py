@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from transferkit.errors import ArtifactError, ConfigError
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -102,7 +103,7 @@ class Predictor:
             self._torch_device = resolve_device(device)
             self.model.eval()
             self.model.backbone.to(self._torch_device)  # the head runs on the CPU, on the pooled features
-            if self._torch_device.type == "cpu" and self.modality == "image":
+            if self._torch_device.type == "cpu" and get_modality(self.modality).channels_last:
                 self.model.backbone.to(memory_format=torch.channels_last)
         if runtime == "onnx":
             from transferkit.backbones._onnx_graph import onnx_session
@@ -155,12 +156,7 @@ class Predictor:
         here, before the service accepts a request, instead of failing every request."""
         problem = self._class_list_problem()
         if problem is None:
-            if self.modality == "text":
-                proba = self.predict_proba(["warm-up"])
-            else:
-                from PIL import Image
-
-                proba = self.predict_proba([Image.new("RGB", (64, 64), (128, 128, 128))])
+            proba = self.predict_proba([get_modality(self.modality).warm_up_item()])
             if proba.shape != (1, len(self.classes)):
                 problem = (f"the model gives {proba.shape[-1]} probabilities per input but config.json lists "
                            f"{len(self.classes)} classes")

@@ -47,8 +47,11 @@ class ServeConfig(BaseModel):
         return self.max_batch * (12 * self.max_text_chars + 64) + 64 * 1024
 
     def request_limit(self, modality: str) -> int:
-        """The request-body limit of a model of this modality, in bytes."""
-        return self.max_request_bytes if modality == "image" else self.max_json_bytes
+        """The request-body limit of a model of this modality, in bytes: that of file uploads or of a JSON body, as
+        the modality's requests are sent."""
+        from transferkit.modalities import get_modality
+
+        return self.max_request_bytes if get_modality(modality).service_request == "files" else self.max_json_bytes
 
     def to_environment(self) -> None:
         os.environ[ENV_SETTINGS] = self.model_dump_json()

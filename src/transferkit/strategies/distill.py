@@ -68,6 +68,7 @@ from torch.utils.data import Dataset as TorchDataset
 from transferkit.data.dataset import Dataset
 from transferkit.engine.plan import ParamGroup
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 from transferkit.strategies.finetune import FineTune
 from transferkit.strategies.options import FineTuneConfig
 
@@ -343,7 +344,7 @@ class Distill(FineTune):
         on the mixed batch (the student's preprocessing); text variants need texts and teachers that do not see the
         student's own augmented input."""
         if self.options.mixup > 0:
-            if student.modality != "image":
+            if not get_modality(student.modality).mixes_batches:
                 raise ConfigError("distill: option 'distill.mixup' mixes images; for text use --augment (token "
                                   "masking) or distill.variants.")
             if not self.uses_live_teachers(student.preprocessing, True):
@@ -351,7 +352,7 @@ class Distill(FineTune):
                                   "the student's preprocessing (the same image size and normalisation); give "
                                   "--image-size to both or a teacher of the same input, or leave mixup off.")
         if self.options.variants:
-            if student.modality != "text":
+            if not get_modality(student.modality).word_variants:
                 raise ConfigError("distill: option 'distill.variants' makes word-dropout copies of texts; for images "
                                   "use --augment (the teachers then see each augmented batch).")
             if self.uses_live_teachers(student.preprocessing, augmented):

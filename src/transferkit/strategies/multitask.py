@@ -41,6 +41,7 @@ from transferkit.engine.freezing import set_trainable
 from transferkit.engine.param_groups import layerwise_groups
 from transferkit.engine.plan import ParamGroup
 from transferkit.errors import ConfigError, DataError
+from transferkit.modalities import get_modality
 from transferkit.strategies.finetune import FineTune
 from transferkit.strategies.multitask_options import MultiTaskConfig, make_multitask_config
 
@@ -305,12 +306,7 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
     strategy.prepare(model, {"tasks": tasks, "config": config})
     facts.update(strategy.describe(model))
 
-    if backbone.modality == "image":
-        prepare_train = backbone.prepare if augmentation.is_identity else augmentation.build(backbone.prepare)
-        batch_transform = None
-    else:
-        prepare_train = backbone.prepare
-        batch_transform = None if augmentation.is_identity else augmentation.build(backbone.tokenizer)
+    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation)
     train_sets = {t.name: LabelledExamples(t.train.items, t.train.label_array(t.classes), prepare_train) for t in tasks}
     val_sets = {t.name: LabelledExamples(t.val.items, t.val.label_array(t.classes), backbone.prepare) for t in tasks}
     outcome = run_training(model, strategy, train_sets, val_sets, settings,
@@ -371,7 +367,6 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     place of their paths. Everything is checked before the backbone runs.
     """
     from transferkit.backbones import create_backbone
-    from transferkit.config import DEFAULT_BACKBONES
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.features.cache import FeatureCache, default_cache_dir
     from transferkit.strategies.requirements import check_training_installed
@@ -408,12 +403,10 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
         raise DataError(f"every task of a multi-task run must have the same modality (one backbone); got "
                         f"{modalities}.")
     modality = tasks[0].train.modality
-    backbone_name = config.backbone or DEFAULT_BACKBONES[modality]
+    backbone_name = config.backbone or get_modality(modality).default_backbone
     torch.manual_seed(config.seed)
-    if modality == "text":
-        backbone = create_backbone(backbone_name, max_length=config.max_length)
-    else:
-        backbone = create_backbone(backbone_name, **({"image_size": config.image_size} if config.image_size else {}))
+    backbone = create_backbone(backbone_name, **get_modality(modality).backbone_options(
+        max_length=config.max_length, image_size=config.image_size))
     if backbone.modality != modality:
         raise ConfigError(f"backbone '{backbone_name}' takes {backbone.modality} input but the tasks hold {modality} "
                           "data; choose a backbone of that modality (`transferkit models`).")

@@ -162,8 +162,8 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     probe = LinearProbe(random_state=config.seed).fit(X, y_sample)
     probe_fit_s = time.perf_counter() - start
     encoder = RawInputEncoder().fit(sample)
-    raw = LinearProbe(standardize=train.modality == "image", random_state=config.seed).fit(encoder.transform(sample),
-                                                                                          y_sample)
+    raw = LinearProbe(standardize=encoder.standardize, random_state=config.seed).fit(encoder.transform(sample),
+                                                                                    y_sample)
     probe_acc, raw_acc = _cv_accuracy(probe), _cv_accuracy(raw)
     facts.update(probe_cv_accuracy=probe_acc, raw_cv_accuracy=raw_acc, probe_minus_raw=probe_acc - raw_acc,
                  measured_on=len(sample), feature_seconds=round(stats.seconds, 3),

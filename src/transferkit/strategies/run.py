@@ -20,6 +20,7 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 from transferkit.strategies.base import TrainingStrategy
 
 log = logging.getLogger("transferkit")
@@ -109,8 +110,10 @@ def _has_progress(folder: Path) -> bool:
 
 def _check(config: Any, strategy: TrainingStrategy, backbone: Backbone, settings: Any, folder: Path) -> None:
     strategy.check(backbone)
-    if backbone.modality == "text" and (config.mixup or config.cutmix):
-        raise ConfigError("options 'mixup' and 'cutmix' mix images; for text use --augment (token masking).")
+    modality = get_modality(backbone.modality)
+    if not modality.mixes_batches and (config.mixup or config.cutmix):
+        raise ConfigError(f"options 'mixup' and 'cutmix' mix images; for {modality.name} use --augment "
+                          f"({modality.augment_summary}).")
     processes = config.devices * config.num_nodes
     if config.batch_size % processes:
         raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by the number of processes "
@@ -196,12 +199,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
                              "augmented": not augmentation.is_identity, "val_held_out": held_out})
     run_facts.update(strategy.describe(model))
 
-    if backbone.modality == "image":
-        prepare_train = backbone.prepare if augmentation.is_identity else augmentation.build(backbone.prepare)
-        batch_transform = BatchMixing(len(classes), config.mixup, config.cutmix) if (config.mixup or config.cutmix) else None
-    else:
-        prepare_train = backbone.prepare
-        batch_transform = None if augmentation.is_identity else augmentation.build(backbone.tokenizer)
+    mixing = BatchMixing(len(classes), config.mixup, config.cutmix) if (config.mixup or config.cutmix) else None
+    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation, mixing)
     train_set = strategy.training_examples(train, task.targets(train, classes), prepare_train)
     val_set = LabelledExamples(val.items, task.targets(val, classes), backbone.prepare)
 

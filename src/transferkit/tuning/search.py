@@ -47,9 +47,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from transferkit.config import DEFAULT_BACKBONES, FitConfig, make_config
+from transferkit.config import FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
+from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -459,7 +460,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
             return distill_strategy(trial_config, teachers, unlabelled)
 
     backbone_name = default_student(config, teachers) if teachers is not None else \
-        (config.backbone or DEFAULT_BACKBONES[dataset.modality])
+        (config.backbone or get_modality(dataset.modality).default_backbone)
     if backbone_name == "auto":
         from transferkit.selection.ranking import choose_backbone
 

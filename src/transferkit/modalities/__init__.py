@@ -1,0 +1,49 @@
+"""The modality registry: modality names -> :class:`~transferkit.modalities.base.Modality` objects.
+
+A dataset names its modality (``Dataset.modality``, a key of :data:`MODALITIES`); loading, checking, the raw-input
+baseline, the default backbone, augmentation, reports and the HTTP service ask the entry instead of testing the name.
+A new modality is one module beside :mod:`transferkit.modalities.image` and one line in :data:`MODALITIES`.
+Nothing heavy is imported here: entries import PIL, scikit-learn and torch when a hook runs.
+"""
+
+from __future__ import annotations
+
+from transferkit.errors import ConfigError
+from transferkit.modalities.base import ATTRIBUTES, HOOKS, Modality, RawEncoder
+from transferkit.modalities.image import ImageModality
+from transferkit.modalities.text import TextModality
+
+MODALITIES: dict[str, Modality] = {
+    "image": ImageModality(),
+    "text": TextModality(),
+}
+
+
+def register_modality(modality: Modality, *, replace: bool = False) -> Modality:
+    """Add ``modality`` under ``modality.name``; a name already taken is an error unless ``replace``."""
+    if not isinstance(modality, Modality):
+        raise TypeError(f"register_modality takes a Modality instance; got {type(modality).__name__}.")
+    if not modality.name:
+        raise ValueError(f"{type(modality).__name__} has no name; set its class attribute 'name'.")
+    if modality.name in MODALITIES and not replace:
+        raise ValueError(f"modality '{modality.name}' is already registered; pass replace=True to replace it.")
+    MODALITIES[modality.name] = modality
+    return modality
+
+
+def get_modality(name: str, *, option: str = "modality") -> Modality:
+    """The modality registered as ``name``; an unknown name is a ConfigError naming ``option`` and the known ones."""
+    try:
+        return MODALITIES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"option '{option}': unknown modality {name!r}; known modalities: "
+                          f"{', '.join(modality_names())}.") from None
+
+
+def modality_names() -> list[str]:
+    """The registered modality names, in registration order."""
+    return list(MODALITIES)
+
+
+__all__ = ["ATTRIBUTES", "HOOKS", "MODALITIES", "Modality", "RawEncoder", "get_modality",
+           "modality_names", "register_modality"]
