@@ -166,6 +166,16 @@ def test_unknown_modality_names_the_option_and_the_known_ones() -> None:
     assert "--modality" in message and "audio-ish" in message and "image, text" in message
 
 
+def test_a_dataset_of_an_unknown_modality_is_refused_when_built() -> None:
+    from transferkit.data import Dataset
+    from transferkit.errors import DataError
+
+    with pytest.raises(DataError) as caught:
+        Dataset("imgae", ["a.png"], None, "my list")
+    message = str(caught.value)
+    assert "my list" in message and "'imgae'" in message and "image, text" in message
+
+
 def test_register_refuses_a_taken_name_and_adds_a_new_one() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_modality(type(get_modality("text"))())

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from transferkit.errors import DataError
-from transferkit.modalities import get_modality
+from transferkit.modalities import MODALITIES, get_modality, modality_names
 
 def sort_labels(labels: Sequence[str]) -> list[str]:
     """Class names in a stable order: numerically when every name is a number, else alphabetically."""
@@ -41,6 +41,9 @@ class Dataset:
     _keys: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise DataError(f"{self.origin}: unknown modality {self.modality!r}; a dataset holds one of "
+                            f"{', '.join(modality_names())} (transferkit.modalities).")
         if not self.row_ids:
             self.row_ids = [f"{self.origin} item {i}" for i in range(len(self.items))]
         if self.labels is not None and len(self.labels) != len(self.items):
