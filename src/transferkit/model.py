@@ -12,6 +12,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
 from transferkit.features.cache import FeatureCache
 from transferkit.features.extract import extract_features
+from transferkit.tasks import DEFAULT_TASK
 
 
 class TransferModel(nn.Module):
@@ -23,7 +24,7 @@ class TransferModel(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, classes: Sequence[str], strategy: str = "linear-probe",
-                 temperature: float = 1.0, task: str = "classification") -> None:
+                 temperature: float = 1.0, task: str = DEFAULT_TASK) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head

@@ -240,7 +240,9 @@ def predict(
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:
-        _write_predictions(rows, output, loaded.classes)
+        from transferkit.tasks import task_of
+
+        _write_predictions(rows, output, task_of(loaded).prediction_table(rows, loaded.classes))
         typer.echo(f"wrote {len(rows)} predictions to {output}")
     else:
         for row in rows:
@@ -261,7 +263,8 @@ def _check_predictions_output(path: Path, overwrite: bool, inputs: list[tuple[st
     check_location(path)
 
 
-def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None:
+def _write_predictions(rows: list[dict], path: Path, table: list[list[str]]) -> None:
+    """The predictions as JSON lines, or, for a ``.csv`` path, as ``table`` (the task's header and rows)."""
     from transferkit._io import atomic_write_text
 
     if path.suffix.lower() == ".csv":
@@ -269,17 +272,10 @@ def _write_predictions(rows: list[dict], path: Path, classes: list[str]) -> None
         import io
 
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["input", "label", *[f"p_{c}" for c in classes]])
-        for row in rows:
-            writer.writerow([row["input"], row["label"], *[_cell(row["probabilities"].get(c)) for c in classes]])
+        csv.writer(buffer).writerows(table)
         atomic_write_text(path, buffer.getvalue())
     else:
         atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
-
-
-def _cell(probability: float | None) -> str:
-    return "" if probability is None else f"{probability:.6f}"
 
 
 @app.command()

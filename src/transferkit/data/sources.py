@@ -43,6 +43,7 @@ import numpy as np
 from transferkit.data.dataset import Dataset
 from transferkit.data.images import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES
 from transferkit.errors import ConfigError, DataError, DataNotFoundError
+from transferkit.tasks import DEFAULT_TASK
 
 log = logging.getLogger("transferkit")
 
@@ -76,7 +77,7 @@ def load_data(
     delimiter: str | None = None,
     normalize_labels: bool = False,
     unlabelled: bool = False,
-    task: str = "classification",
+    task: str = DEFAULT_TASK,
 ) -> Dataset:
     """Load ``source`` as a :class:`Dataset`.
 
@@ -119,7 +120,7 @@ def load_data(
 
 
 def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "arrays", *,
-                normalize_labels: bool = False, task: str = "classification") -> Dataset:
+                normalize_labels: bool = False, task: str = DEFAULT_TASK) -> Dataset:
     """Images as an array ``(N, H, W)`` / ``(N, H, W, C)`` (uint8; other integers up to 65535, rescaled; floats in
     0..1 or 0..255; booleans), or a list of texts; ``labels`` are read and checked by ``task``."""
     from transferkit.tasks import get_task
@@ -748,7 +749,7 @@ def load_table(
     delimiter: str | None = None,
     normalize_labels: bool = False,
     require_labels: bool = True,
-    task: str = "classification",
+    task: str = DEFAULT_TASK,
 ) -> Dataset:
     """A table with a label column and either a text column or an image-path column (labels read by ``task``).
 

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.tasks import DEFAULT_TASK
+
 
 @dataclass
 class ParamGroup:
@@ -44,7 +46,7 @@ class TrainingPlan:
     #: Task names of a multi-task plan, in the order of its validation datasets; ``None`` for one task.
     tasks: list[str] | None = None
     #: The task type (:mod:`transferkit.tasks`) whose loss and validation figures the engine uses.
-    task_type: str = "classification"
+    task_type: str = DEFAULT_TASK
 
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""

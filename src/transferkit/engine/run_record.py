@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from transferkit.errors import ConfigError
+from transferkit.tasks import DEFAULT_TASK
 
 RECORD = "run_options.json"
 
 #: Sections of a run's options whose entries have a flag of their own without the section's name
 #: (``finetune.freeze`` is ``--freeze``, ``distill.temperature`` is ``--temperature``).
 UNPREFIXED_SECTIONS = ("finetune", "distill")
+#: Options added after runs began recording theirs -> the value a record without them implies (a run interrupted
+#: before the option existed resumes as long as this run keeps that value).
+IMPLIED_BY_OLDER_RECORDS = {"task": DEFAULT_TASK}
 
 
 def flag_name(option: str) -> str:
@@ -81,6 +85,7 @@ def check_resume(folder: Path, options: Mapping[str, Any]) -> None:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--resume: cannot read {path} ({exc}); start a fresh run without --resume.") from None
     current = flatten(options)
+    recorded = {**{k: v for k, v in IMPLIED_BY_OLDER_RECORDS.items() if k in current}, **recorded}
     changed = [name for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
     if changed:
         listed = "; ".join(f"{flag_name(n)}: {_shown(recorded.get(n))} -> {_shown(current.get(n))}" for n in changed)

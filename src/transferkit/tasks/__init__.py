@@ -45,10 +45,10 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
-__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "get_task", "register_task", "task_names", "task_of"]
-
-
 def task_of(model: object) -> Task:
     """The task a loaded model was trained for (its ``task`` attribute; models of kinds that do not record one,
     ensembles and stacked features, are single-label classifiers)."""
     return get_task(getattr(model, "task", DEFAULT_TASK))
+
+
+__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "get_task", "register_task", "task_names", "task_of"]

@@ -106,6 +106,10 @@ class Task(ABC):
                           top_k: int | None = None) -> dict[str, Any]:
         """What ``predict`` returns for one input, from its outputs ``proba`` ``(width,)``."""
 
+    @abstractmethod
+    def prediction_table(self, records: Sequence[dict[str, Any]], label_space: Sequence[str]) -> list[list[str]]:
+        """``predict --output FILE.csv``: a header row, then one row of cells per record of :meth:`prediction_record`."""
+
 
 #: The hooks every task answers (the contract test calls each of them).
 HOOKS = tuple(sorted(Task.__abstractmethods__))

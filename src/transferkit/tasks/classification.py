@@ -118,3 +118,11 @@ class SingleLabelClassification(Task):
         order = np.argsort(-proba)[: top_k or len(proba)]
         return {"input": row, "label": label_space[int(order[0])],
                 "probabilities": {label_space[int(i)]: float(proba[i]) for i in order}}
+
+    def prediction_table(self, records: Sequence[dict[str, Any]], label_space: Sequence[str]) -> list[list[str]]:
+        """Columns ``input, label, p_<class>...``; a class outside a record's top-k has an empty cell."""
+        def cell(probability: float | None) -> str:
+            return "" if probability is None else f"{probability:.6f}"
+
+        return [["input", "label", *[f"p_{c}" for c in label_space]],
+                *([r["input"], r["label"], *[cell(r["probabilities"].get(c)) for c in label_space]] for r in records)]
