@@ -36,6 +36,7 @@ from transferkit._io import (_json_default, atomic_write_json, atomic_write_text
                              folder_is_empty, give_normal_mode, staged_folder)
 from transferkit._version import __version__
 from transferkit.errors import ArtifactError, ConfigError
+from transferkit.tasks import DEFAULT_TASK
 
 log = logging.getLogger("transferkit")
 
@@ -269,7 +270,7 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
         tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
     header = {
         "strategy": model.strategy,
-        "task": getattr(model, "task", "classification"),
+        "task": getattr(model, "task", DEFAULT_TASK),
         "temperature": float(getattr(model, "temperature", 1.0)),
         "modality": model.modality,
         "classes": model.classes,
@@ -529,7 +530,7 @@ def _load_single(folder: Path, config: dict[str, Any]):
 
 def _saved_task(config: dict[str, Any], folder: Path) -> str:
     """The task recorded in ``config.json`` (folders saved before tasks were recorded hold classifiers)."""
-    from transferkit.tasks import DEFAULT_TASK, TASKS, task_names
+    from transferkit.tasks import TASKS, task_names
 
     name = config.get("task", DEFAULT_TASK)
     if not isinstance(name, str) or name not in TASKS:

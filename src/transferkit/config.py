@@ -15,6 +15,7 @@ from transferkit._version import __version__
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
 from transferkit.strategies.options import FineTuneConfig, L2SPConfig, LoraConfig
+from transferkit.tasks import DEFAULT_TASK
 
 STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
 #: Strategies that train the backbone through the engine (everything but the linear probe).
@@ -37,7 +38,7 @@ class FitConfig(BaseModel):
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
     strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
-    task: str = Field("classification", description="what a label is (`transferkit.tasks`): classification (one class per example, the default); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
+    task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (one class per example, the default); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
     budget: float | None = Field(None, gt=0, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
     calibrate: bool = Field(False, description="fit a temperature on validation data (--val, else the part held out for early stopping, else out-of-fold probe logits) so that predicted probabilities match accuracy; saved with the model and applied by predict")
     output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
