@@ -27,14 +27,8 @@ import numpy as np
 
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, DataError
-from transferkit.strategies.adaptation.config import (
-    AUTO_CANDIDATES,
-    DEFAULT_TRADEOFFS,
-    PROBE_STARTED,
-    TRAINED_METHODS,
-    AdaptConfig,
-    make_adapt_config,
-)
+from transferkit.strategies.adaptation.config import AdaptConfig, make_adapt_config
+from transferkit.strategies.adaptation.registry import TRAINED, get_adaptation_method, reference_method
 
 log = logging.getLogger("transferkit")
 
@@ -180,31 +174,32 @@ def _target_prior(config: AdaptConfig, classes: list[str], origin: str) -> np.nd
 
 
 def _candidate_grid(config: AdaptConfig) -> list[tuple[str, float | None]]:
-    methods = list(config.candidates or AUTO_CANDIDATES) if config.method == "auto" else [config.method]
     grid: list[tuple[str, float | None]] = []
-    for method in methods:
-        if method in PROBE_STARTED and config.train_backbone:
-            if config.method == "auto" and config.candidates is None:
+    for method in config.methods_tried():
+        entry = get_adaptation_method(method)
+        if entry.starts_from is not None and config.train_backbone:
+            if config.tries_candidates and config.candidates is None:
                 continue  # the default candidates: only the methods that fine-tune
             raise ConfigError(f"method {method!r} starts from the linear probe on cached (frozen) features, so it "
                               "cannot run with train_backbone; drop one of them.")
-        if method in TRAINED_METHODS:
-            if method == "source-only":
-                values: Sequence[float] = (0.0,)
-            elif config.tradeoff is not None:
-                values = (config.tradeoff,)
-            else:
-                values = (config.tradeoffs or {}).get(method, DEFAULT_TRADEOFFS[method])
-            grid += [(method, float(v)) for v in values]
-        else:
+        if entry.reference:
+            values: Sequence[float] = (0.0,)
+        elif not entry.tradeoffs:  # no target term to weigh (iw, the feature methods)
             grid.append((method, None))
-    if not any(m == "source-only" for m, _ in grid):
-        grid.insert(0, ("source-only", 0.0))  # always trained: the reference every method is compared with
+            continue
+        elif config.tradeoff is not None:
+            values = (config.tradeoff,)
+        else:
+            values = (config.tradeoffs or {}).get(method, entry.tradeoffs)
+        grid += [(method, float(v)) for v in values]
+    reference = reference_method()
+    if not any(m == reference for m, _ in grid):
+        grid.insert(0, (reference, 0.0))  # always trained: the reference every method is compared with
     return grid
 
 
 def _name(method: str, tradeoff: float | None) -> str:
-    return method if tradeoff is None or method in ("source-only", "iw") else f"{method}@{tradeoff:g}"
+    return method if tradeoff is None or get_adaptation_method(method).reference else f"{method}@{tradeoff:g}"
 
 
 # --- the context every candidate reads ----------------------------------------------------------------------------
@@ -313,7 +308,7 @@ def _network_outputs(ctx: _Context, network, which: str, what: str = "proba",
                         num_workers=ctx.config.num_workers, progress=False, output=output)
 
 
-def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Candidate | None = None) -> Candidate:
+def _train_candidate(ctx: _Context, method: str, tradeoff: float | None, start_from: Candidate | None = None) -> Candidate:
     import torch
 
     from transferkit.engine.data import LabelledCollate, LabelledExamples
@@ -336,10 +331,12 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
     train_backbone = config.train_backbone
     lr = config.lr or (1e-4 if train_backbone else 1e-3)
     head_lr = config.head_lr or (10 * lr if train_backbone else lr)
-    plan = AdaptationPlan(method, tradeoff, backbone_trainable=train_backbone, head_lr_multiplier=head_lr / lr,
+    entry = get_adaptation_method(method)
+    plan = AdaptationPlan(method, tradeoff if tradeoff is not None else 0.0, backbone_trainable=train_backbone,
+                          head_lr_multiplier=head_lr / lr,
                           threshold_start=config.threshold_start, threshold_end=config.threshold_end)
     torch.manual_seed(config.seed)  # every candidate starts from the same head (and backbone)
-    probe_started = method in PROBE_STARTED
+    probe_started = entry.starts_from is not None
     if probe_started:  # the source probe's linear head (standardisation built in), trained from where it is
         head = copy.deepcopy(start_from.head).train()
         for parameter in head.parameters():
@@ -362,7 +359,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
             backbone.load_state_dict(start_from.backbone.state_dict())
         epochs = config.adapt_epochs or config.epochs
     network = AdaptationNetwork(head, backbone, plan.auxiliary_modules(config.hidden, len(ctx.classes), head))
-    weights = ctx.train_weights if method == "iw" else None
+    weights = ctx.train_weights if entry.weights_source else None
     min_length = config.min_steps_per_epoch * config.batch_size
     if backbone is None:
         train_set = PairedExamples(ctx.X_train, ctx.y_train, ctx.X_target, identity, weights, seed=config.seed,
@@ -403,7 +400,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
                              "warm_start": start_from is not None}
     if probe_started:
         facts["started_from"] = start_from.name
-    if method == "iw":
+    if entry.weights_source:
         from transferkit.strategies.adaptation.instance_weights import effective_sample_size
 
         # what the weighted source looks like: rows drawn in proportion to their weights
@@ -412,7 +409,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float, start_from: Ca
     if backbone is not None:
         backbone.invalidate_digest()
     return Candidate(
-        name=name, method=method, tradeoff=None if method == "iw" else tradeoff, head=network.head, backbone=backbone,
+        name=name, method=method, tradeoff=tradeoff, head=network.head, backbone=backbone,
         scores=ctx.all_scores(target_proba, val_proba),
         target_proba=target_proba, source_val_accuracy=float(np.mean(val_proba.argmax(1) == ctx.y_val)),
         seconds=time.perf_counter() - start, best_epoch=scored.best_epoch, epoch_scores=scored.history,
@@ -517,7 +514,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         if importlib.util.find_spec("matplotlib") is None:
             raise ConfigError("the before/after embedding plot needs matplotlib: pip install 'transferkit[report]', "
                               "or pass --embedding none.")
-    if config.train_backbone or any(m in TRAINED_METHODS for m, _ in _candidate_grid(config)):
+    if config.train_backbone or any(get_adaptation_method(m).kind == TRAINED for m, _ in _candidate_grid(config)):
         from transferkit.strategies.requirements import check_training_installed
 
         check_training_installed("adapt")
@@ -590,7 +587,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     grid = _candidate_grid(config)
     y_train, y_val = train.label_array(classes), val.label_array(classes)
     train_weights = None
-    if any(m == "iw" for m, _ in grid):
+    if any(get_adaptation_method(m).weights_source for m, _ in grid):
         train_weights = ratio[: len(X_train)] if config.weighting == "density-ratio" else \
             instance_weights(config.weighting, X_train, X_target, fraction=config.selection_fraction,
                              seed=config.seed)
@@ -606,29 +603,27 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     ctx = _Context(config, backbone_object, classes, train, val, target_ds, evaluation, eval_is_target, y_train,
                    y_val, X_train, X_val, X_target, X_eval, val_weights, train_weights, work_dir, target_prior)
     candidates: list[Candidate] = []
-    source_probe: Candidate | None = None  # fitted once: probe-mcc starts from it, and it is a candidate itself
+    feature_candidates: dict[str, Candidate] = {}  # fitted once: probe-mcc starts from source-probe's, a candidate too
 
-    def the_source_probe() -> Candidate:
-        nonlocal source_probe
-        source_probe = source_probe or _probe_candidate(ctx, "source-probe")
-        return source_probe
+    def feature_candidate(method: str) -> Candidate:
+        if method not in feature_candidates:
+            feature_candidates[method] = _probe_candidate(ctx, method)
+        return feature_candidates[method]
 
     start = time.perf_counter()
     try:
         for method, tradeoff in grid:
             log.info("adapt: candidate %s", _name(method, tradeoff))
-            if method in TRAINED_METHODS or method == "iw":
+            entry = get_adaptation_method(method)
+            if entry.kind == TRAINED:
                 start_from = None
-                if method in PROBE_STARTED:
-                    start_from = the_source_probe()
-                elif config.warm_start and method != "source-only":
-                    start_from = next(c for c in candidates if c.method == "source-only")
-                candidates.append(_train_candidate(ctx, method, tradeoff if tradeoff is not None else 0.0,
-                                                   start_from))
-            elif method == "source-probe":
-                candidates.append(the_source_probe())
+                if entry.starts_from is not None:
+                    start_from = feature_candidate(entry.starts_from)
+                elif config.warm_start and not entry.reference:
+                    start_from = next(c for c in candidates if get_adaptation_method(c.method).reference)
+                candidates.append(_train_candidate(ctx, method, tradeoff, start_from))
             else:
-                candidates.append(_probe_candidate(ctx, method))
+                candidates.append(feature_candidate(method))
     finally:
         if owned_work_dir:
             import shutil
@@ -637,7 +632,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     timings["candidates"] = time.perf_counter() - start
     _add_pool_scores(candidates)
 
-    pool = candidates if config.method == "auto" else [c for c in candidates if c.method == config.method]
+    pool = candidates if config.tries_candidates else [c for c in candidates if c.method == config.method]
     chosen = max(pool, key=lambda c: c.scores[config.validator])
     report = _report(ctx, candidates, chosen, pool, eval_labels, timings)
 
@@ -662,7 +657,7 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
     for row, candidate in zip(rows, candidates):
         row["proxy_a_distance"] = round(proxy_a_distance(*candidate.aligned, seed=config.seed), 4)
     after = next(r["proxy_a_distance"] for r in rows if r["name"] == chosen.name)
-    source_only = next(c for c in candidates if c.method == "source-only")
+    source_only = next(c for c in candidates if get_adaptation_method(c.method).reference)
     source_only_after = next(r["proxy_a_distance"] for r in rows if r["name"] == source_only.name)
     report: dict[str, Any] = {
         "method": config.method, "validator": config.validator,

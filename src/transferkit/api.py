@@ -119,18 +119,21 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     test = test if test is not None else config.test
     if data is None:
         raise ConfigError("no training data: give a folder of images per class or a table file.")
-    if config.budget is not None and config.strategy != "auto":
+    from transferkit.strategies.registry import get_strategy
+
+    entry = get_strategy(config.strategy)
+    if config.budget is not None and not entry.chooses_strategy:
         raise ConfigError("option 'budget' is used by --strategy auto (the planner fits its choice in the budget); "
                           "with another strategy, bound the run with --epochs.")
-    if config.strategy != "auto":
+    if not entry.chooses_strategy:
         config.check_options_apply()  # options this strategy ignores: a warning (an error where it changes the result)
     from transferkit.features.extract import resolve_device
 
     resolve_device(config.device)  # a GPU that is not here fails now, not after the data is read
-    if config.strategy != "linear-probe" or (config.baselines and "scratch" in config.baselines):
+    if entry.trains_network or (config.baselines and "scratch" in config.baselines):
         from transferkit.strategies.requirements import check_training_installed
 
-        check_training_installed(config.strategy if config.strategy != "linear-probe" else "the scratch baseline")
+        check_training_installed(config.strategy if entry.trains_network else "the scratch baseline")
     if config.output is not None:
         from transferkit.artifacts import check_output_folder, unfinished_model
 
@@ -169,7 +172,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     timings["load"] = time.perf_counter() - start
     plan_facts: dict[str, Any] = {}
     training_callbacks: list[Any] = []
-    if config.strategy == "auto":
+    if entry.chooses_strategy:
         from transferkit.features.cache import FeatureCache
         from transferkit.strategies.planner import plan_strategy
 
@@ -180,6 +183,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
                              ranking_facts=ranking_facts, scratch_runs=scratch_runs)
         log.info("%s", plan.explanation)
         config = config.model_copy(update={"strategy": plan.strategy, **({"epochs": plan.epochs} if plan.epochs else {})})
+        entry = get_strategy(config.strategy)
         config.check_options_apply(chosen_by="auto")
         baseline_names, skipped_baselines = choose_baselines(config.baselines, config.strategy, len(train))
         if plan.training_time_limit_s is not None:
@@ -193,7 +197,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     y_test = task.targets(test_ds, classes)
     is_main = True
     extra_files: dict[str, str] = {}
-    if config.strategy == "linear-probe":
+    if not entry.trains_network:  # the probe path: frozen, cached features and a probe
         from transferkit.features.cache import FeatureCache
         from transferkit.features.extract import extract_features
 
@@ -226,7 +230,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         strategy_facts: dict[str, Any] = {"probe_C": probe.C_}
         strategy_metrics: dict[str, Any] = {
             "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()}}}
-    else:
+    else:  # the engine path
         from transferkit.strategies.run import train_with_strategy
 
         start = time.perf_counter()
@@ -338,7 +342,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     record_fit(config, result, all_metrics(), notes=notes)  # the report in the output folder, then the MLflow run
     if notes and result.output is not None:
         late_step("writing the notes", update_folder, [])
-    if config.strategy != "linear-probe" or "scratch" in baselines:
+    if entry.trains_network or "scratch" in baselines:
         from transferkit.strategies.run import finish_run
 
         late_step("cleaning up the run's work folder", lambda: finish_run(config, train), notes)

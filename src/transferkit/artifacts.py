@@ -264,7 +264,9 @@ def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_co
     (see :func:`write_model_folder` for ``keep_beside``)."""
     backbone = model.backbone
     if include_backbone is None:
-        include_backbone = model.strategy != "linear-probe" or backbone.name.startswith("random:")
+        from transferkit.strategies.registry import keeps_pretrained_backbone
+
+        include_backbone = not keeps_pretrained_backbone(model.strategy) or backbone.name.startswith("random:")
     tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     if include_backbone:
         tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})

@@ -14,16 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
-from transferkit.strategies.options import FineTuneConfig, L2SPConfig, LoraConfig
+from transferkit.strategies.options import TRAINING_OPTIONS, FineTuneConfig, L2SPConfig, LoraConfig
 from transferkit.tasks import DEFAULT_TASK
 
+#: fit's strategies (the ``strategy`` field's choices; each is an entry of :mod:`transferkit.strategies.registry`).
 STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
-#: Strategies that train the backbone through the engine (everything but the linear probe).
-TRAINING_STRATEGIES = ("finetune", "lp-ft", "lora", "l2sp")
-#: Options only the strategies that train a network use (the linear probe trains none).
-TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "warmup", "accumulate", "precision", "patience",
-                    "val_fraction", "augment", "auto_augment", "mixup", "cutmix", "resume", "work_dir", "devices",
-                    "num_nodes", "distributed", "deterministic", "activation_checkpointing", "init_from")
 #: Of those, the ones the from-scratch baseline uses as well (it trains at its own learning rate, from random weights).
 SCRATCH_BASELINE_OPTIONS = tuple(o for o in TRAINING_OPTIONS if o not in ("lr", "head_lr", "init_from"))
 
@@ -119,9 +114,11 @@ class FitConfig(BaseModel):
         ignores, each with the strategies that use it (``lora.rank`` -> ``("lora",)``)."""
         from transferkit.engine.run_record import flatten
 
+        from transferkit.strategies.registry import get_strategy
+
         strategy = strategy or self.strategy
         values, defaults = flatten(self.model_dump()), flatten(type(self).model_construct().model_dump())
-        scratch = strategy == "linear-probe" and "scratch" in (self.baselines or [])
+        scratch = not get_strategy(strategy).trains_network and "scratch" in (self.baselines or [])
         return {name: users for name, users in option_users().items()
                 if values.get(name) != defaults.get(name) and strategy not in users
                 and not (scratch and name in SCRATCH_BASELINE_OPTIONS)}
@@ -138,15 +135,18 @@ class FitConfig(BaseModel):
         if not unused:
             return
         from transferkit.engine.run_record import flag_name
+        from transferkit.strategies.registry import get_strategy
 
+        entry = get_strategy(strategy)
         named = f"--strategy {strategy}" + (f" (chosen by --strategy {chosen_by})" if chosen_by else "")
-        if "init_from" in unused and strategy == "linear-probe" and not chosen_by:
+        if "init_from" in unused and not entry.trains_network and not chosen_by:
             raise ConfigError(f"{named} does not use --init-from: the probe's features would come from the "
                               "backbone's pretrained weights, not from the checkpoint. Give a training strategy "
                               "(--strategy finetune, lp-ft, lora or l2sp) to start from it, or leave --init-from out.")
         by_users: dict[tuple[str, ...], list[str]] = {}
         for name, users in unused.items():
-            shown = users if strategy == "distill" else tuple(u for u in users if u != "distill")
+            # a strategy of another verb (distill) is named only to a run of that verb
+            shown = tuple(u for u in users if u == strategy or get_strategy(u).verb == entry.verb)
             by_users.setdefault(shown, []).append(flag_name(name))
         parts = [f"{', '.join(flags)} (used by {', '.join(users)})" for users, flags in by_users.items()]
         import warnings
@@ -156,15 +156,11 @@ class FitConfig(BaseModel):
 
 
 def option_users() -> dict[str, tuple[str, ...]]:
-    """Options that only some strategies use -> those strategies (options not listed apply to every strategy)."""
-    trainers = (*TRAINING_STRATEGIES, "distill")
-    users: dict[str, tuple[str, ...]] = {name: trainers for name in TRAINING_OPTIONS}
-    users["probe_c"] = ("linear-probe", "lp-ft")
-    users.update({f"finetune.{name}": ("finetune", "lp-ft", "l2sp", "distill") for name in FineTuneConfig.model_fields})
-    users["finetune.keep_probe"] = ("lp-ft",)
-    users.update({f"lora.{name}": ("lora",) for name in LoraConfig.model_fields})
-    users.update({f"l2sp.{name}": ("l2sp",) for name in L2SPConfig.model_fields})
-    return users
+    """Options that only some strategies use -> those strategies (options not listed apply to every strategy), as
+    the strategy registry's entries declare them."""
+    from transferkit.strategies.registry import option_users as declared
+
+    return declared()
 
 
 def _describe_errors(exc: ValidationError, origin: str) -> str:

@@ -69,20 +69,14 @@ def fuse(
             raise ConfigError(f"--method must be one of {', '.join(METHODS)}; got {method!r}.")
         columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
         common = dict(output=output, overwrite=overwrite, batch_size=batch_size, device=device, **columns)
-        evals = {"test": test} if test else None
-        if method == "interpolate":
-            values = _alphas(alphas) if alphas else None
-            result = fuse_fn(method, models, val=val, train=train, pretrained=pretrained, alphas=values,
-                             eval_sets=evals, seed=seed, **common)
-        elif method == "soup":
-            result = fuse_fn(method, models, val=val, soup=soup, **common)
-        elif method == "ensemble":
-            result = fuse_fn(method, models, val=val, weighting=weighting, **common)
-        else:
-            if models:
-                raise ConfigError("fuse --method stack takes backbones (--backbones or --from-rank), not model folders.")
-            result = fuse_fn(method, _split(backbones), train=train, val=val, ranking=from_rank, top=top,
-                             reduce=reduce, eval_sets=evals, seed=seed, **common)
+        from transferkit.fusion.registry import get_fusion_method
+
+        values = dict(models=models, val=val, train=train, pretrained=pretrained, soup=soup, weighting=weighting,
+                      backbones=_split(backbones), ranking=from_rank, top=top, reduce=reduce, seed=seed,
+                      alphas=lambda: _alphas(alphas) if alphas else None,  # parsed by the methods that take them
+                      eval_sets={"test": test} if test else None, common=common)
+        chosen, options = get_fusion_method(method).from_cli(values)
+        result = fuse_fn(method, chosen, **options)
     except (TransferkitError, ValueError) as exc:
         _fail(exc)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.summary())

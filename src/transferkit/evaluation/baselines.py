@@ -73,7 +73,52 @@ def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 
 
 from transferkit.evaluation.scratch import scratch_baseline  # noqa: E402  (light: imports torch when it runs)
 
-BASELINES: dict[str, Callable[..., BaselineResult]] = {"raw": raw_baseline, "scratch": scratch_baseline}
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registry entry: a reference run beside every result on the same split.
+
+    ``run(train, test, classes, *, seed, config, backbone, val)`` returns a :class:`BaselineResult`."""
+
+    name: str
+    #: One line: what it trains, for listings and the docs.
+    description: str
+    run: Callable[..., BaselineResult]
+    #: It trains a network (the training extra, a second training run's time).
+    trains_network: bool = False
+
+
+_BASELINES: dict[str, Baseline] = {}
+
+
+def register_baseline(entry: Baseline) -> Baseline:
+    """Add ``entry`` to the registry (a name registered twice is a programming error)."""
+    if entry.name in _BASELINES:
+        raise ValueError(f"baseline '{entry.name}' is already registered")
+    _BASELINES[entry.name] = entry
+    BASELINES[entry.name] = entry.run
+    return entry
+
+
+def get_baseline(name: str) -> Baseline:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known baselines otherwise."""
+    from transferkit.errors import ConfigError
+
+    if name not in _BASELINES:
+        raise ConfigError(f"option 'baselines': unknown baseline {name!r}; choose from {', '.join(_BASELINES)}.")
+    return _BASELINES[name]
+
+
+def baseline_names() -> list[str]:
+    """Every registered baseline, in registration order."""
+    return list(_BASELINES)
+
+
+#: name -> run, for callers that only run them.
+BASELINES: dict[str, Callable[..., BaselineResult]] = {}
+register_baseline(Baseline("raw", "the same linear probe on raw inputs (pixels, or TF-IDF for text)", raw_baseline))
+register_baseline(Baseline("scratch", "the same architecture from random weights, trained for the same budget",
+                           scratch_baseline, trains_network=True))
 PENDING_BASELINES: dict[str, str] = {}
 #: The from-scratch baseline runs by default up to this many training examples (it trains a second network).
 SCRATCH_AUTO_MAX_EXAMPLES = 2000
@@ -89,9 +134,11 @@ def choose_baselines(requested: list[str] | None, strategy: str, n_train: int) -
         chosen = list(dict.fromkeys(requested))
         skipped = {name: "not requested (--baselines)" for name in BASELINES if name not in chosen}
         return chosen, skipped
-    if strategy == "linear-probe":
-        return ["raw"], {"scratch": "not run by default with the linear probe, which trains no network; ask for it "
-                                    "with --baselines raw,scratch"}
+    from transferkit.strategies.registry import get_strategy
+
+    reason = get_strategy(strategy).scratch_not_default
+    if reason is not None:
+        return ["raw"], {"scratch": reason}
     if n_train > SCRATCH_AUTO_MAX_EXAMPLES:
         return ["raw"], {"scratch": f"not run by default on more than {SCRATCH_AUTO_MAX_EXAMPLES} training examples "
                                     f"({n_train}: it would double the training time); ask for it with "

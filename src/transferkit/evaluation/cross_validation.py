@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from transferkit.config import TRAINING_STRATEGIES, FitConfig, make_config
+from transferkit.config import FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, DataError
 from transferkit.evaluation.verdict import Comparison, paired_bootstrap_interval, verdict_of
@@ -234,15 +234,19 @@ def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dat
 def _cv_baselines(requested: list[str] | None, strategy: str, n_train: int) -> tuple[list[str], dict[str, str]]:
     from transferkit.evaluation.baselines import choose_baselines
 
+    from transferkit.strategies.registry import get_strategy
+
     names, skipped = choose_baselines(requested, strategy, n_train)
-    if strategy != LINEAR_PROBE:
+    if get_strategy(strategy).trains_network:  # the probe on the same frozen features, beside a trained model
         names = [*names, LINEAR_PROBE]
     return names, skipped
 
 
 def check_cv_config(config: FitConfig) -> None:
     """Options that cannot work with cross-validation fail here, before any work."""
-    if config.strategy == "auto":
+    from transferkit.strategies.registry import get_strategy
+
+    if get_strategy(config.strategy).chooses_strategy:
         raise ConfigError("cross-validation evaluates one strategy; give --strategy linear-probe, finetune, lp-ft, "
                           "lora or l2sp (`fit --strategy auto` prints which one it would choose).")
     if config.test is not None or config.val is not None:
@@ -314,10 +318,13 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
     data = data if data is not None else config.data
     if data is None:
         raise ConfigError("no data to cross-validate: give a folder of images per class or a table file.")
-    if config.strategy in TRAINING_STRATEGIES or (config.baselines and "scratch" in config.baselines):
+    from transferkit.strategies.registry import get_strategy
+
+    trains_network = get_strategy(config.strategy).trains_network
+    if trains_network or (config.baselines and "scratch" in config.baselines):
         from transferkit.strategies.requirements import check_training_installed
 
-        check_training_installed(config.strategy if config.strategy != LINEAR_PROBE else "the scratch baseline")
+        check_training_installed(config.strategy if trains_network else "the scratch baseline")
     output = _prepare_output(config.output, config.overwrite, [("data", data), ("backbone", config.backbone),
                                                                 ("--work-dir", config.work_dir)])
     dataset = data if isinstance(data, Dataset) else load_data(
@@ -350,7 +357,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
     from transferkit.evaluation.baselines import BASELINES
     from transferkit.features.cache import FeatureCache
 
-    needs_frozen = config.strategy == LINEAR_PROBE or LINEAR_PROBE in baseline_names
+    needs_frozen = not trains_network or LINEAR_PROBE in baseline_names
     temporary_cache = None
     if config.no_cache:  # the folds still share features, in a cache that lives for this run only
         temporary_cache = Path(tempfile.mkdtemp(prefix="transferkit-cv-cache-"))
@@ -385,7 +392,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
             y_test = labels[test_idx]
             record: dict[str, Any] = {"repeat": repeat, "fold": fold, "n_train": len(train), "n_test": len(test),
                                       "metrics": {}, "facts": {}}
-            if config.strategy == LINEAR_PROBE:
+            if not trains_network:
                 proba, facts = frozen(train, test, classes)
                 record["extraction"] = facts.pop("extraction")
             else:

@@ -158,13 +158,57 @@ def dev_score(data: ValidationData) -> float:
     return -dev_risk(losses, data.source_val_weights)
 
 
+@dataclass(frozen=True)
+class Validator:
+    """A registry entry: a label-free score of one model (``score``) or of each candidate against the pool of
+    candidates (``pool_scores``); exactly one of the two."""
+
+    name: str
+    #: One line: what it measures.
+    description: str
+    score: Callable[[ValidationData], float] | None = None
+    pool_scores: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None
+
+
+_VALIDATORS: dict[str, Validator] = {}
+
+
+def register_validator(entry: Validator) -> Validator:
+    """Add ``entry`` to the registry (a name registered twice, or an entry with not exactly one score, is a
+    programming error)."""
+    if entry.name in _VALIDATORS:
+        raise ValueError(f"validator '{entry.name}' is already registered")
+    if (entry.score is None) == (entry.pool_scores is None):
+        raise ValueError(f"validator '{entry.name}': give exactly one of score and pool_scores")
+    _VALIDATORS[entry.name] = entry
+    return entry
+
+
+def get_validator(name: str) -> Validator:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known validators otherwise."""
+    if name not in _VALIDATORS:
+        raise ConfigError(f"option 'validator': unknown validator {name!r}; choose one of {', '.join(_VALIDATORS)}.")
+    return _VALIDATORS[name]
+
+
+def validator_names() -> list[str]:
+    """Every registered validator, in registration order."""
+    return list(_VALIDATORS)
+
+
+for _entry in (
+    Validator("dev", "importance-weighted risk on the source validation data (DEV)", score=dev_score),
+    Validator("snd", "soft neighbourhood density of the target predictions", score=snd_score),
+    Validator("im", "information maximisation: confident and balanced target predictions",
+              score=information_maximization_score),
+    Validator("im-cal", "im after temperature scaling on the source validation data", score=calibrated_im_score),
+    Validator("entropy", "negative entropy of the target predictions", score=entropy_score),
+):
+    register_validator(_entry)
+
+#: The validators that score one model alone: name -> score.
 VALIDATORS: dict[str, Callable[[ValidationData], float]] = {
-    "dev": dev_score,
-    "snd": snd_score,
-    "im": information_maximization_score,
-    "im-cal": calibrated_im_score,
-    "entropy": entropy_score,
-}
+    name: entry.score for name, entry in _VALIDATORS.items() if entry.score is not None}
 
 
 def ensemble_agreement_scores(target_probas: Sequence[np.ndarray]) -> np.ndarray:
@@ -183,7 +227,10 @@ def ensemble_agreement_scores(target_probas: Sequence[np.ndarray]) -> np.ndarray
 
 
 #: Validators that score each candidate against the whole pool of candidates (so they choose among finished ones).
-POOL_VALIDATORS: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {"ensv": ensemble_agreement_scores}
+register_validator(Validator("ensv", "agreement with the ensemble of all candidates (EnsV)",
+                             pool_scores=ensemble_agreement_scores))
+POOL_VALIDATORS: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {
+    name: entry.pool_scores for name, entry in _VALIDATORS.items() if entry.pool_scores is not None}
 #: What chooses a trained candidate's checkpoint when the choice among candidates is a pool validator's.
 POOL_CHECKPOINT_VALIDATOR = "im"
 #: Every validator name that can choose among candidates.

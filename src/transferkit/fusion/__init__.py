@@ -3,7 +3,8 @@ soups), in output space (ensembles), and of features (stacking several backbones
 
 Every method returns a result whose ``model`` predicts like any transferkit model and, with ``output``, is saved
 as a model folder that :func:`transferkit.load_model` reads. :func:`fuse` dispatches by method name (what the CLI
-calls); the methods are also functions of their own.
+calls) through the fusion-method registry (:mod:`transferkit.fusion.registry`); the methods are also functions of
+their own.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from transferkit._lazy import lazy_getattr
+from transferkit.fusion.registry import fusion_method_names, get_fusion_method
 
-METHODS = ("interpolate", "soup", "ensemble", "stack")
+METHODS = tuple(fusion_method_names())
 
 _LAZY = {
     "interpolate": "transferkit.fusion.interpolation",
@@ -39,34 +41,7 @@ def fuse(method: str, models: Any = None, **options: Any) -> Any:
     - ``ensemble``: ``models`` are several folders; options of :func:`~transferkit.fusion.ensembles.ensemble`;
     - ``stack``: ``models`` are backbone names (or give ``ranking``); options of :func:`~transferkit.fusion.stacking.stack`.
     """
-    from transferkit.errors import ConfigError
-
-    if method not in METHODS:
-        raise ConfigError(f"fuse: method must be one of {', '.join(METHODS)}; got {method!r}.")
-    if method == "interpolate":
-        from transferkit.fusion.interpolation import interpolate
-
-        if isinstance(models, (list, tuple)):
-            if len(models) != 1:
-                raise ConfigError(f"fuse --method interpolate takes one fine-tuned model; got {len(models)}.")
-            models = models[0]
-        if models is None:
-            raise ConfigError("fuse --method interpolate: give the fine-tuned model folder.")
-        val = options.pop("val", None)
-        return interpolate(models, val, **options)
-    if method == "soup":
-        from transferkit.fusion.soups import soup
-
-        kind = options.pop("soup", "greedy")
-        return soup(list(models or []), options.pop("val", None), method=kind, **options)
-    if method == "ensemble":
-        from transferkit.fusion.ensembles import ensemble
-
-        return ensemble(list(models or []), options.pop("val", None), **options)
-    from transferkit.fusion.stacking import stack
-
-    train = options.pop("train", None)
-    return stack(list(models) if models else None, train, options.pop("val", None), **options)
+    return get_fusion_method(method).run(models, dict(options))
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

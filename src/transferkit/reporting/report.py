@@ -221,8 +221,11 @@ _TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "augment", "prec
 def _configuration(model: dict | None, options: dict | None, card: str | None) -> str:
     parts = []
     if options:
+        from transferkit.strategies.registry import keeps_pretrained_backbone
+
+        trained = not keeps_pretrained_backbone(options.get("strategy"))
         rows = [(k, json.dumps(options[k]) if isinstance(options[k], (dict, list)) else options[k])
-                for k in (*_HEADLINE_OPTIONS, *(_TRAINING_OPTIONS if options.get("strategy") != "linear-probe" else ()))
+                for k in (*_HEADLINE_OPTIONS, *(_TRAINING_OPTIONS if trained else ()))
                 if k in options and options[k] is not None]
         parts.append(_table(["option", "value"], rows))
         import yaml

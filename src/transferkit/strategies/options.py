@@ -11,6 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Options only the strategies that train a network use (the linear probe trains none).
+TRAINING_OPTIONS = ("epochs", "lr", "head_lr", "weight_decay", "warmup", "accumulate", "precision", "patience",
+                    "val_fraction", "augment", "auto_augment", "mixup", "cutmix", "resume", "work_dir", "devices",
+                    "num_nodes", "distributed", "deterministic", "activation_checkpointing", "init_from")
+
 
 class FineTuneConfig(BaseModel):
     """Full or partial fine-tuning (also the second stage of LP-FT, and the base of L2-SP)."""

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.data.dataset import Dataset
+from transferkit.strategies.registry import get_strategy
 
 log = logging.getLogger("transferkit")
 
@@ -62,8 +63,6 @@ MIN_EPOCHS = 2
 MIN_TRAINING_STEPS = 60
 #: The planner's probe, raw baseline and LogME run on at most this many examples per class (a seeded sample).
 PLANNER_SHOTS = 200
-#: LoRA's step is costed as full fine-tuning's (an upper bound: the backward pass still runs through the base).
-LORA_STEP_FACTOR = 1.0
 TIMED_STEPS = 2
 
 
@@ -191,7 +190,7 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
         per_epochs = config.epochs
         estimates["finetune"] = round(per_epochs * epoch_s + test_s, 2)
         estimates["lp-ft"] = round(probe_cost + per_epochs * epoch_s + test_s, 2)
-        estimates["lora"] = round(per_epochs * epoch_s * LORA_STEP_FACTOR + test_s, 2)
+        estimates["lora"] = round(per_epochs * epoch_s * get_strategy("lora").step_cost + test_s, 2)
 
     # the rules
     size = (f"{per_class_median:g} labelled examples per class (median; smallest {per_class_min}) in {len(classes)} "
@@ -228,12 +227,12 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     epochs = None
     limit = None
     budget_text = ""
-    if strategy != "linear-probe":
+    if get_strategy(strategy).trains_network:
         epochs = config.epochs
         if budget_s is not None:
             left = max(budget_s - elapsed, 0.0)
             share = left / 2 if scratch_runs else left
-            per_epoch = epoch_s * (LORA_STEP_FACTOR if strategy == "lora" else 1.0)
+            per_epoch = epoch_s * get_strategy(strategy).step_cost
             fit_epochs = int(share // per_epoch) if per_epoch > 0 else config.epochs
             if fit_epochs < MIN_EPOCHS:
                 budget_text = (f" That would need about {MIN_EPOCHS * per_epoch:.0f} s for {MIN_EPOCHS} epochs"
@@ -250,7 +249,7 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
                                f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
                                f"training stops at {share:.0f} s in any case.")
         total_steps = epochs * math.ceil(facts["steps_per_epoch"] / config.accumulate) if epochs is not None else None
-        if total_steps is not None and total_steps < MIN_TRAINING_STEPS and strategy in ("finetune", "lora"):
+        if total_steps is not None and total_steps < MIN_TRAINING_STEPS and get_strategy(strategy).new_head:
             budget_text += (f" But {epochs} epoch{'s' if epochs != 1 else ''} of {facts['steps_per_epoch']} steps make "
                             f"only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few to train "
                             f"a new head, so lp-ft is used instead, whose head starts as the converged probe.")

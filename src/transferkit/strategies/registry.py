@@ -1,48 +1,126 @@
-"""Strategy names -> strategy objects built from a run's config."""
+"""The strategy registry: name -> :class:`Strategy`, the entry that says what a strategy needs and how it runs.
+
+Callers ask the entry instead of comparing names: ``get_strategy(config.strategy).trains_network`` decides between
+fit's probe path (frozen, cached features and a probe) and its engine path (:func:`build_strategy` then
+:func:`~transferkit.strategies.run.train_with_strategy`). The registry is light: an entry imports torch and the
+strategy's classes only when one of its hooks runs. Each built-in entry lives in its own module in
+``strategies/entries/``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import TrainingStrategy
+
+if TYPE_CHECKING:
+    from transferkit.strategies.base import TrainingStrategy
 
 
-def _finetune(config: Any) -> TrainingStrategy:
-    from transferkit.strategies.finetune import FineTune
+@dataclass(frozen=True)
+class Strategy:
+    """What a strategy declares: the options it uses, what it needs, and the hooks that run it."""
 
-    return FineTune(config.finetune, head_lr=config.head_lr)
+    name: str
+    #: One line for listings and the docs.
+    description: str
+    #: True: trains a network through the engine (fit's engine path; ``--epochs``, ``--lr``, ... apply, the
+    #: training extra is needed). False: the frozen backbone's cached features and a probe (fit's probe path).
+    trains_network: bool
+    #: The options (flat names, ``lora.rank``) that only some strategies use and this one does; the "options a
+    #: strategy ignores" warning and tune's search-space check read them.
+    options: tuple[str, ...] = ()
+    #: config -> the engine's :class:`~transferkit.strategies.base.TrainingStrategy` (None: not built from a config).
+    build: Callable[[Any], "TrainingStrategy"] | None = None
+    #: The learning rate when the run gives none (a hook: it imports the strategy's class).
+    default_lr: Callable[[], float] | None = None
+    #: Optional libraries it needs beyond the base install.
+    packages: tuple[str, ...] = ()
+    #: Why the from-scratch baseline does not run by default beside it; None: it runs by default on small data.
+    scratch_not_default: str | None = None
+    #: A planner that chooses another strategy (``auto``): the choice is checked, run and saved, not this name.
+    chooses_strategy: bool = False
+    #: The command that runs it (``distill`` has its own verb; the others run through ``fit``).
+    verb: str = "fit"
+    #: (origin, **options) -> the run's config, for a strategy whose verb has its own config class (distill names
+    #: its teachers); None: :func:`transferkit.config.make_config`.
+    make_config: Callable[..., Any] | None = None
+    #: Its head starts from random weights (the planner's rule on too few optimiser updates).
+    new_head: bool = False
+    #: Cost of one training step relative to full fine-tuning (the planner's epoch estimate).
+    step_cost: float = 1.0
+    #: tune's default search space: option -> {low, high, log} or {choices}.
+    search_space: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 
-def _lp_ft(config: Any) -> TrainingStrategy:
-    from transferkit.strategies.lp_ft import LinearProbeThenFineTune
-
-    return LinearProbeThenFineTune(config.finetune, head_lr=config.head_lr)
+_STRATEGIES: dict[str, Strategy] = {}
+_BUILTINS_LOADED = False
 
 
-def _lora(config: Any) -> TrainingStrategy:
-    from transferkit.strategies.lora import LoRA
-
-    return LoRA(config.lora, head_lr=config.head_lr)
-
-
-def _l2sp(config: Any) -> TrainingStrategy:
-    from transferkit.strategies.l2sp import L2SP
-
-    return L2SP(config.l2sp, config.finetune, head_lr=config.head_lr)
+def register_strategy(entry: Strategy) -> Strategy:
+    """Add ``entry`` to the registry (a name registered twice is a programming error)."""
+    if entry.name in _STRATEGIES:
+        raise ValueError(f"strategy '{entry.name}' is already registered")
+    _STRATEGIES[entry.name] = entry
+    return entry
 
 
-TRAINING_STRATEGIES: dict[str, Callable[[Any], TrainingStrategy]] = {
-    "finetune": _finetune,
-    "lp-ft": _lp_ft,
-    "lora": _lora,
-    "l2sp": _l2sp,
-}
+def get_strategy(name: str) -> Strategy:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known strategies otherwise."""
+    _load_builtins()
+    if name not in _STRATEGIES:
+        raise ConfigError(f"option 'strategy': unknown strategy '{name}'; choose one of {', '.join(_STRATEGIES)}.")
+    return _STRATEGIES[name]
 
 
-def build_strategy(config: Any) -> TrainingStrategy:
+def strategy_names() -> list[str]:
+    """Every registered strategy, in registration order."""
+    _load_builtins()
+    return list(_STRATEGIES)
+
+
+def training_strategy_names() -> list[str]:
+    """The strategies fit builds from a config and trains through the engine (finetune, lp-ft, lora, l2sp)."""
+    _load_builtins()
+    return [name for name, entry in _STRATEGIES.items() if entry.build is not None]
+
+
+def keeps_pretrained_backbone(name: str | None) -> bool:
+    """True for a model made by a strategy that trains no network (its backbone is the pretrained one); False for
+    other strategies and for names that are no strategy (adapted or fused models name their method)."""
+    _load_builtins()
+    entry = _STRATEGIES.get(name or "")
+    return entry is not None and not entry.trains_network
+
+
+def option_users() -> dict[str, tuple[str, ...]]:
+    """Options that only some strategies use -> those strategies, in registry order (options not listed apply to
+    every strategy)."""
+    _load_builtins()
+    users: dict[str, tuple[str, ...]] = {}
+    for entry in _STRATEGIES.values():
+        for option in entry.options:
+            users[option] = (*users.get(option, ()), entry.name)
+    return users
+
+
+def build_strategy(config: Any) -> "TrainingStrategy":
     """The strategy named by ``config.strategy`` (a :class:`~transferkit.config.FitConfig`), with its options."""
-    if config.strategy not in TRAINING_STRATEGIES:
+    _load_builtins()
+    entry = _STRATEGIES.get(config.strategy)
+    if entry is None or entry.build is None:
         raise ConfigError(f"strategy '{config.strategy}' is not a training strategy; choose one of "
-                          f"{', '.join(TRAINING_STRATEGIES)}.")
-    return TRAINING_STRATEGIES[config.strategy](config)
+                          f"{', '.join(training_strategy_names())}.")
+    return entry.build(config)
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    from transferkit.strategies.entries import auto, distill, finetune, l2sp, linear_probe, lora, lp_ft
+
+    for module in (linear_probe, finetune, lp_ft, lora, l2sp, distill, auto):
+        register_strategy(module.ENTRY)

@@ -56,7 +56,6 @@ log = logging.getLogger("transferkit")
 
 HEARTBEAT_S = 20
 GRACE_PERIOD_S = 60
-LINEAR_PROBE = "linear-probe"
 
 
 class TuneConfig(BaseModel):
@@ -86,22 +85,10 @@ class TuneConfig(BaseModel):
 
 
 def default_space(strategy: str) -> dict[str, Any]:
-    """The options searched when no space is given, per strategy."""
-    if strategy == LINEAR_PROBE:
-        return {"probe_c": {"low": 1e-4, "high": 1e2, "log": True}}
-    common = {"weight_decay": {"low": 1e-4, "high": 1e-1, "log": True},
-              "augment": {"choices": ["none", "light", "medium"]}}
-    if strategy == "distill":
-        return {"distill.temperature": {"low": 1.0, "high": 8.0, "log": True}, "distill.alpha": {"low": 0.3, "high": 1.0},
-                "lr": {"low": 1e-5, "high": 1e-3, "log": True}, "weight_decay": common["weight_decay"]}
-    if strategy == "lora":
-        return {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.rank": {"choices": [4, 8, 16]},
-                "lora.alpha": {"choices": [8.0, 16.0, 32.0]}, **common}
-    space = {"lr": {"low": 1e-5, "high": 1e-3, "log": True},
-             "finetune.layer_lr_decay": {"low": 0.5, "high": 1.0}, **common}
-    if strategy == "l2sp":
-        space["l2sp.alpha"] = {"low": 1e-3, "high": 1.0, "log": True}
-    return space
+    """The options searched when no space is given, per strategy (its registry entry's search space)."""
+    from transferkit.strategies.registry import get_strategy
+
+    return get_strategy(strategy).search_space()
 
 
 def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -127,11 +114,11 @@ def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def run_config(origin: str = "options", **values: Any) -> FitConfig:
     """The config of the run being tuned: a :class:`~transferkit.distillation.DistillConfig` for ``distill`` (it
     names the teachers), a :class:`~transferkit.config.FitConfig` otherwise."""
-    if values.get("strategy") == "distill":
-        from transferkit.distillation import make_distill_config
+    from transferkit.strategies.registry import get_strategy, strategy_names
 
-        return make_distill_config(origin, **values)
-    return make_config(origin, **values)
+    name = values.get("strategy")
+    own_config = get_strategy(name).make_config if name in strategy_names() else None
+    return (own_config or make_config)(origin, **values)
 
 
 def _with_params(base: FitConfig, params: dict[str, Any], origin: str = "search space") -> FitConfig:
@@ -164,14 +151,11 @@ def _defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str,
     for name, spec in space.items():
         section, _, option = name.partition(".")
         value = values[section][option] if option else values.get(name)
-        if value is None and name == "lr" and base.strategy == "distill":
-            from transferkit.strategies.distill import Distill
+        if value is None and name == "lr":
+            from transferkit.strategies.registry import get_strategy
 
-            value = Distill.default_lr
-        elif value is None and name == "lr" and base.strategy != LINEAR_PROBE:
-            from transferkit.strategies.registry import build_strategy
-
-            value = build_strategy(base).default_lr  # what the run uses when lr is not given
+            default_lr = get_strategy(base.strategy).default_lr
+            value = default_lr() if default_lr is not None else None  # what the run uses when lr is not given
         if value is None:
             continue
         if ("choices" in spec and value in spec["choices"]) or \
@@ -269,6 +253,9 @@ class _Objective:
         self.base, self.tune, self.space, self.dataset = base, tune, space, dataset
         self.backbone_name, self.runs_dir = backbone_name, runs_dir
         self.make_strategy = make_strategy  # config -> a fresh strategy (distill: its teachers); None: by name
+        from transferkit.strategies.registry import get_strategy
+
+        self.entry = get_strategy(base.strategy)
         self.keep_dir: Path | None = None  # where the trials' models are saved (keep_models)
         self.classes = dataset.classes
         self.calls = 0
@@ -303,14 +290,14 @@ class _Objective:
         config = _with_params(self.base, params)
         work = self.runs_dir / f"trial-{trial.number}"
         if self.tune.objective == "val":
-            if config.strategy == LINEAR_PROBE:
+            if not self.entry.trains_network:
                 proba, _ = self._probe(config)(self.train, self.val, self.classes)
                 return float(np.mean(proba.argmax(1) == self.val.label_array(self.classes)))
             return self._train_and_score(config, trial, work)
         scores = []
         for index, (a, b) in enumerate(self.splits):
             train, test = self.dataset.subset(a), self.dataset.subset(b)
-            if config.strategy == LINEAR_PROBE:
+            if not self.entry.trains_network:
                 proba, _ = self._probe(config)(train, test, self.classes)
             else:
                 from transferkit.evaluation.cross_validation import _train_fold
@@ -387,14 +374,17 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         config = run_config(**({"data": origin} if origin else {}), **fit_options)
     elif fit_options:
         config = run_config(**{**config.model_dump(), **fit_options})
-    if config.strategy == "auto":
+    from transferkit.strategies.registry import get_strategy
+
+    entry = get_strategy(config.strategy)
+    if entry.chooses_strategy:
         raise ConfigError("tune searches the options of one strategy; give --strategy linear-probe, finetune, lp-ft, "
                           "lora, l2sp or distill.")
     from transferkit.features.extract import resolve_device
 
     resolve_device(config.device)  # a device that is not here fails before the study starts
     teachers = None
-    if config.strategy == "distill":
+    if entry.verb == "distill":
         from transferkit.distillation import check_distill_options, load_teachers
 
         check_distill_options(config)
@@ -404,7 +394,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
             raise ConfigError("option 'budget' is used by fit --strategy auto; bound each trial with --epochs and "
                               "the search with --timeout.")
         config.check_options_apply()
-    if config.strategy != LINEAR_PROBE:
+    if entry.trains_network:
         from transferkit.strategies.requirements import check_training_installed
 
         check_training_installed(config.strategy)
@@ -422,7 +412,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         if tune_config.objective != "val":
             raise ConfigError(f"tune {flag}: needs --objective val (a cv trial trains one model per fold and keeps "
                               "none).")
-        if config.strategy == LINEAR_PROBE:
+        if not entry.trains_network:
             raise ConfigError(f"tune {flag}: linear-probe trials share the frozen backbone and refit in seconds; "
                               "keep models of a training strategy (finetune, lp-ft, lora, l2sp, distill).")
     if tune_config.output is not None:  # before any data is read: file, location, inputs
@@ -535,7 +525,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
                 study_.stop()
 
         study.optimize(objective, n_trials=remaining, timeout=tune_config.timeout, catch=(),
-                       callbacks=[*callbacks, stop_at_total], gc_after_trial=config.strategy != LINEAR_PROBE)  # 1-2 s a call
+                       callbacks=[*callbacks, stop_at_total], gc_after_trial=entry.trains_network)  # 1-2 s a call
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-t.value, t.number))
     result = TuneResult(name, url, None, {}, None, [], len(complete), count(TrialState.PRUNED),
@@ -644,7 +634,11 @@ def _soup_top(result: TuneResult, objective: _Objective, config: FitConfig, outp
 
 def run_verb(config: FitConfig | None) -> str:
     """The command that runs a tuned config: ``distill`` for distillation, ``fit`` otherwise."""
-    return "distill" if config is not None and config.strategy == "distill" else "fit"
+    if config is None:
+        return "fit"
+    from transferkit.strategies.registry import get_strategy
+
+    return get_strategy(config.strategy).verb
 
 
 def runnable_config(config: FitConfig) -> dict[str, Any]:

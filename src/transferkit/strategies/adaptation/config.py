@@ -9,32 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
+from transferkit.strategies.adaptation.registry import (
+    adaptation_method_names,
+    get_adaptation_method,
+    reference_method,
+    tradeoff_method_names,
+)
 
-#: Methods trained through the engine (a bottleneck head, and the backbone with ``train_backbone``).
-TRAINED_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc")
-#: Trained methods that start from the ``source-probe`` linear head on cached features (frozen backbone only).
-PROBE_STARTED = ("probe-mcc",)
-#: Methods that transform cached features and fit the linear probe: no training loop at all.
-#: ``source-probe`` aligns nothing: the plain probe, the source-only reference of the feature path.
-FEATURE_METHODS = ("source-probe", "coral-features", "subspace")
-#: Every method ``adapt`` knows; ``auto`` tries several and keeps the one the label-free validator prefers.
-METHODS = (*TRAINED_METHODS, "iw", *FEATURE_METHODS)
+#: Every method ``adapt`` knows (the adaptation-method registry); ``auto`` tries several and keeps the one the
+#: label-free validator prefers.
+METHODS = tuple(adaptation_method_names())
 METHOD_CHOICES = (*METHODS, "auto")
 #: What ``auto`` tries by default (every method).
 AUTO_CANDIDATES = METHODS
-
-#: Trade-off weights tried for each trained method when none is given (the validator picks one).
-DEFAULT_TRADEOFFS: dict[str, tuple[float, ...]] = {
-    "source-only": (0.0,),
-    "dan": (0.3, 1.0),
-    "coral": (1.0, 10.0),
-    "dann": (0.3, 1.0),
-    "cdan": (0.3, 1.0),
-    "mcc": (0.3, 1.0),
-    "entropy": (0.1, 0.3),
-    "self-train": (0.3, 1.0),
-    "probe-mcc": (1.0,),
-}
+#: The options only some methods use (each method's registry entry lists those it uses).
+METHOD_OPTIONS = ("weighting", "selection_fraction", "threshold_start", "threshold_end", "tradeoff")
 
 
 class AdaptConfig(BaseModel):
@@ -114,9 +103,9 @@ class AdaptConfig(BaseModel):
         if value is None:
             return value
         for method, weights in value.items():
-            if method not in DEFAULT_TRADEOFFS or method == "source-only":
+            if method not in tradeoff_method_names():
                 raise ValueError(f"method {method!r} has no trade-off weight; give weights for "
-                                 f"{', '.join(m for m in DEFAULT_TRADEOFFS if m != 'source-only')}")
+                                 f"{', '.join(tradeoff_method_names())}")
             if not weights or any(not w >= 0 for w in weights):
                 raise ValueError(f"trade-offs of {method!r} must be a non-empty list of numbers >= 0; got {weights}")
         return value
@@ -124,23 +113,28 @@ class AdaptConfig(BaseModel):
     def resolved(self, **facts: Any) -> dict[str, Any]:
         return {"transferkit_version": __version__, **self.model_dump(), **facts}
 
+    @property
+    def tries_candidates(self) -> bool:
+        """``method: auto``: several candidates are tried and the validator keeps one."""
+        return self.method == "auto"
+
+    def methods_tried(self) -> list[str]:
+        """The methods asked for: the candidates (default every method) with ``auto``, else the one method."""
+        return list(self.candidates or AUTO_CANDIDATES) if self.tries_candidates else [self.method]
+
     def methods_run(self) -> set[str]:
         """The methods this run tries (source-only always: the reference every method is compared with)."""
-        chosen = set(self.candidates or AUTO_CANDIDATES) if self.method == "auto" else {self.method}
-        return chosen | {"source-only"}
+        return set(self.methods_tried()) | {reference_method()}
 
     def unused_options(self) -> dict[str, str]:
         """Options set to something other than their default that no method of this run uses -> why."""
         defaults = AdaptConfig.model_construct()
         methods = self.methods_run()
-        with_tradeoff = tuple(m for m in DEFAULT_TRADEOFFS if m != "source-only")
-        uses: dict[str, tuple[tuple[str, ...], str]] = {
-            "weighting": (("iw",), "used by method iw"),
-            "selection_fraction": (("iw",), "used by method iw with weighting selection"),
-            "threshold_start": (("self-train",), "used by method self-train"),
-            "threshold_end": (("self-train",), "used by method self-train"),
-            "tradeoff": (with_tradeoff, f"used by methods {', '.join(with_tradeoff)}"),
-        }
+        uses: dict[str, tuple[tuple[str, ...], str]] = {}
+        for option in METHOD_OPTIONS:  # the methods whose registry entries declare the option
+            users = tuple(m for m in adaptation_method_names() if option in get_adaptation_method(m).options)
+            uses[option] = (users, f"used by method{'s' if len(users) > 1 else ''} {', '.join(users)}"
+                                   f"{' with weighting selection' if option == 'selection_fraction' else ''}")
         out = {name: what for name, (users, what) in uses.items()
                if getattr(self, name) != getattr(defaults, name) and not methods & set(users)}
         if self.selection_fraction != defaults.selection_fraction and self.weighting != "selection":

@@ -147,11 +147,12 @@ class NoAlignment(TransformerMixin, BaseEstimator):
 
 
 def feature_aligner(method: str):
-    """The aligner of a feature method: ``source-probe`` (none), ``coral-features`` or ``subspace``."""
-    if method == "source-probe":
-        return NoAlignment()
-    if method == "coral-features":
-        return CoralRecoloring()
-    if method == "subspace":
-        return SubspaceAlignment()
-    raise ConfigError(f"unknown feature-alignment method {method!r}; choose source-probe, coral-features or subspace.")
+    """A fresh aligner of a feature method (its registry entry's ``aligner``): ``source-probe`` (none),
+    ``coral-features`` or ``subspace``."""
+    from transferkit.strategies.adaptation.registry import adaptation_method_names, get_adaptation_method
+
+    feature_methods = [name for name in adaptation_method_names() if get_adaptation_method(name).aligner is not None]
+    if method not in feature_methods:
+        raise ConfigError(f"unknown feature-alignment method {method!r}; choose {', '.join(feature_methods[:-1])} or "
+                          f"{feature_methods[-1]}.")
+    return get_adaptation_method(method).aligner()

@@ -32,8 +32,8 @@ from torch.utils.data import Dataset as TorchDataset
 from transferkit.engine.plan import ParamGroup, TrainingPlan
 from transferkit.errors import ConfigError
 from transferkit.heads.bottleneck import BottleneckHead
+from transferkit.strategies.adaptation.registry import TRAINED, adaptation_method_names, get_adaptation_method
 
-PLAN_METHODS = ("source-only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self-train", "probe-mcc", "iw")
 #: ``alpha`` of the L2-SP term of ``probe-mcc`` (``alpha / 2 * ||w - w_probe||^2``). The strongly regularised probe
 #: transfers better than a head trained freely on the source; MCC alone pulls the head away from it epoch by epoch.
 ANCHOR_ALPHA = 0.2
@@ -82,11 +82,13 @@ class AdaptationPlan(TrainingPlan):
 
     def __init__(self, method: str, tradeoff: float, *, backbone_trainable: bool, head_lr_multiplier: float = 10.0,
                  threshold_start: float = 0.95, threshold_end: float = 0.8) -> None:
-        if method not in PLAN_METHODS:
-            raise ConfigError(f"unknown adaptation method {method!r}; choose one of {', '.join(PLAN_METHODS)}.")
+        trained = [name for name in adaptation_method_names() if get_adaptation_method(name).kind == TRAINED]
+        if method not in trained:
+            raise ConfigError(f"unknown adaptation method {method!r}; choose one of {', '.join(trained)}.")
         if not tradeoff >= 0:
             raise ConfigError(f"option 'tradeoff' must be >= 0; got {tradeoff!r}.")
         self.method, self.tradeoff = method, float(tradeoff)
+        self.entry = get_adaptation_method(method)
         self.backbone_trainable = backbone_trainable
         self.head_lr_multiplier = head_lr_multiplier
         self.threshold_start, self.threshold_end = threshold_start, threshold_end
@@ -94,35 +96,9 @@ class AdaptationPlan(TrainingPlan):
         self.pseudo_labelled = 0
 
     def auxiliary_modules(self, hidden: int, num_classes: int, head: nn.Module | None = None) -> dict[str, nn.Module]:
-        """The loss module of the method (holding its discriminator, where it has one); for ``probe-mcc`` also the
-        L2-SP penalty holding ``head``'s starting weights."""
-        from transferkit.losses import create_loss
-
-        if self.method == "dan":
-            return {"loss": create_loss("mmd")}
-        if self.method == "coral":
-            return {"loss": create_loss("coral")}
-        if self.method == "dann":
-            return {"loss": create_loss("dann", discriminator=discriminator(hidden), coefficient=0.0)}
-        if self.method == "cdan":
-            from transferkit.losses.cdan import MAX_MULTILINEAR_DIM
-
-            # The multilinear map h (x) p when it is small enough, else the randomized map of width 1024.
-            width = hidden * num_classes if hidden * num_classes <= MAX_MULTILINEAR_DIM else 1024
-            return {"loss": create_loss("cdan", discriminator=discriminator(width), feature_dim=hidden,
-                                        num_classes=num_classes, entropy_conditioning=True, randomized_dim=1024,
-                                        coefficient=0.0)}
-        if self.method == "mcc":
-            return {"loss": create_loss("mcc")}
-        if self.method == "probe-mcc":
-            from transferkit.losses.l2sp import L2SPPenalty
-
-            if head is None:
-                raise ConfigError("probe-mcc needs the head it starts from (the source probe's linear head).")
-            return {"loss": create_loss("mcc"), "anchor": L2SPPenalty(head, alpha=ANCHOR_ALPHA, beta=0.0)}
-        if self.method == "entropy":
-            return {"loss": create_loss("entropy")}
-        return {}
+        """The loss modules of the method (its loss, holding its discriminator where it has one; for ``probe-mcc``
+        also the L2-SP penalty holding ``head``'s starting weights): the registry entry's ``auxiliary`` hook."""
+        return self.entry.auxiliary(hidden, num_classes, head)
 
     def threshold(self) -> float:
         """The pseudo-label confidence threshold now (linear from ``threshold_start`` to ``threshold_end``)."""
@@ -134,6 +110,10 @@ class AdaptationPlan(TrainingPlan):
         self.progress = float(min(1.0, max(0.0, fraction)))
         self._coefficient = dann_coefficient(self.progress)
 
+    def reversal_coefficient(self) -> float:
+        """The gradient-reversal coefficient of DANN / CDAN now (0 before the first progress update)."""
+        return getattr(self, "_coefficient", 0.0)
+
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         head_lr = lr * self.head_lr_multiplier if self.backbone_trainable else lr
         groups = []
@@ -141,7 +121,7 @@ class AdaptationPlan(TrainingPlan):
             groups.append(ParamGroup("backbone", [p for p in model.backbone.parameters() if p.requires_grad], lr))
         # probe-mcc: the L2-SP term replaces weight decay (which would pull the probe's weights to zero instead)
         groups.append(ParamGroup("head", list(model.head.parameters()), head_lr,
-                                 weight_decay=0.0 if self.method == "probe-mcc" else None))
+                                 weight_decay=self.entry.head_weight_decay))
         auxiliary = [p for p in model.auxiliary.parameters() if p.requires_grad]
         if auxiliary:
             groups.append(ParamGroup("discriminator", auxiliary, head_lr))
@@ -153,35 +133,16 @@ class AdaptationPlan(TrainingPlan):
         h_s, logits_s = model.embed_and_classify(inputs["source"])
         per_example = F.cross_entropy(logits_s.float(), targets, reduction="none")
         weights = inputs.get("weight")
-        if weights is not None and self.method == "iw":
+        if weights is not None and self.entry.weights_source:
             cross_entropy = (per_example * weights).sum() / weights.sum().clamp_min(1e-12)
         else:
             cross_entropy = per_example.mean()
         terms = {"cross_entropy": cross_entropy}
-        if self.method in ("source-only", "iw") or self.tradeoff == 0:
+        if self.entry.target_loss is None or self.tradeoff == 0:
             return terms
         h_t, logits_t = model.embed_and_classify(inputs["target"])
-        loss = model.auxiliary["loss"] if "loss" in model.auxiliary else None
-        if self.method in ("dan", "coral"):
-            term = loss(h_s, h_t)
-        elif self.method == "dann":
-            loss.coefficient = getattr(self, "_coefficient", 0.0)
-            term = loss(h_s, h_t)
-        elif self.method == "cdan":
-            loss.coefficient = getattr(self, "_coefficient", 0.0)
-            term = loss(h_s, h_t, logits_s, logits_t)
-        elif self.method in ("mcc", "entropy"):
-            term = loss(logits_t)
-        elif self.method == "probe-mcc":
-            term = loss(logits_t)
-            terms["anchor"] = model.auxiliary["anchor"](model.head)
-        else:  # self-train
-            with torch.no_grad():
-                confidence, pseudo = logits_t.detach().float().softmax(dim=1).max(dim=1)
-                keep = confidence >= self.threshold()
-            self.pseudo_labelled = int(keep.sum())
-            term = (F.cross_entropy(logits_t.float()[keep], pseudo[keep], reduction="sum") / len(pseudo)
-                    if keep.any() else logits_t.sum() * 0.0)
+        term, extra = self.entry.target_loss(self, model, h_s, h_t, logits_s, logits_t)
+        terms.update(extra)
         terms[self.method.replace("-", "_")] = self.tradeoff * term
         return terms
 

@@ -1,0 +1,1 @@
+"""The built-in fusion methods' registry entries, one module each (see :mod:`transferkit.fusion.registry`)."""

@@ -1,0 +1,67 @@
+"""The fusion-method registry: name -> :class:`FusionMethod`, what ``fuse`` runs for ``--method NAME``.
+
+An entry runs its method from the models and options of :func:`transferkit.fusion.fuse` (``run``), and picks the
+arguments it uses from the ``fuse`` command's values (``from_cli``), so neither :func:`fuse` nor the CLI compares
+method names. The registry is light; the methods' modules (torch) load when ``run`` is called. Each built-in entry
+lives in its own module in ``fusion/methods/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from transferkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FusionMethod:
+    """What a fusion method declares, and the hooks ``fuse`` calls."""
+
+    name: str
+    #: One line for listings and the docs.
+    description: str
+    #: What it fuses: ``weights``, ``outputs`` or ``features``.
+    space: str
+    #: (models, options) -> the method's result (``model``, ``output``, ``summary()``, ``to_dict()``).
+    run: Callable[[Any, dict[str, Any]], Any]
+    #: (the fuse command's values) -> (models, options) for :func:`~transferkit.fusion.fuse`; raises
+    #: :class:`ConfigError` for values that cannot work with this method.
+    from_cli: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
+
+
+_METHODS: dict[str, FusionMethod] = {}
+_BUILTINS_LOADED = False
+
+
+def register_fusion_method(entry: FusionMethod) -> FusionMethod:
+    """Add ``entry`` to the registry (a name registered twice is a programming error)."""
+    if entry.name in _METHODS:
+        raise ValueError(f"fusion method '{entry.name}' is already registered")
+    _METHODS[entry.name] = entry
+    return entry
+
+
+def get_fusion_method(name: str) -> FusionMethod:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known methods otherwise."""
+    _load_builtins()
+    if name not in _METHODS:
+        raise ConfigError(f"fuse: method must be one of {', '.join(_METHODS)}; got {name!r}.")
+    return _METHODS[name]
+
+
+def fusion_method_names() -> list[str]:
+    """Every registered fusion method, in registration order."""
+    _load_builtins()
+    return list(_METHODS)
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    from transferkit.fusion.methods import ensemble, interpolate, soup, stack
+
+    for module in (interpolate, soup, ensemble, stack):
+        register_fusion_method(module.ENTRY)

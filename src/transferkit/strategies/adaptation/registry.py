@@ -1,0 +1,114 @@
+"""The adaptation-method registry: name -> :class:`AdaptationMethod`, what ``adapt`` needs to run a method.
+
+Two kinds of method:
+
+- ``trained``: a network trained on the shared engine (:class:`~transferkit.strategies.adaptation.plan.AdaptationPlan`):
+  the source cross-entropy plus the method's target term (``target_loss``), weighted by a trade-off;
+- ``features``: cached features re-aligned (``aligner``), then the linear probe; no training loop.
+
+Callers ask the entry (``get_adaptation_method(name).kind``, ``.target_loss``, ...) instead of comparing names.
+The registry is light; hooks import torch when they run. Each built-in entry lives in its own module in
+``strategies/adaptation/methods/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from transferkit.errors import ConfigError
+
+TRAINED = "trained"
+FEATURES = "features"
+KINDS = (TRAINED, FEATURES)
+
+
+def _no_modules(hidden: int, num_classes: int, head: Any = None) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class AdaptationMethod:
+    """What an adaptation method declares, and the hooks ``adapt`` calls."""
+
+    name: str
+    #: One line for listings and the docs.
+    description: str
+    #: ``trained`` (the engine) or ``features`` (aligned cached features + the linear probe).
+    kind: str
+    #: Trained methods with a target term: the trade-off weights tried when none is given (the validator picks);
+    #: empty for a method without a term to weigh.
+    tradeoffs: tuple[float, ...] = ()
+    #: The source-only reference: always trained (at trade-off 0), every method is compared with it.
+    reference: bool = False
+    #: The source cross-entropy is weighted by importance weights of the source examples (``iw``).
+    weights_source: bool = False
+    #: A trained method that starts from the head of this feature method's candidate (``probe-mcc`` from
+    #: ``source-probe``); it then needs cached, frozen features.
+    starts_from: str | None = None
+    #: The head's weight decay (None: the run's); ``probe-mcc`` sets 0 (its L2-SP anchor replaces it).
+    head_weight_decay: float | None = None
+    #: AdaptConfig options only some methods use, and this one does.
+    options: tuple[str, ...] = ()
+    #: (hidden, num_classes, head) -> the loss modules trained with the network (a discriminator, an anchor).
+    auxiliary: Callable[..., dict[str, Any]] = _no_modules
+    #: (plan, network, h_s, h_t, logits_s, logits_t) -> (the target term before the trade-off, extra terms);
+    #: None: no target term (the source cross-entropy alone).
+    target_loss: Callable[..., tuple[Any, dict[str, Any]]] | None = None
+    #: Feature methods: () -> a fresh aligner (``fit(source, target)``, ``transform``, ``head_from_probe``).
+    aligner: Callable[[], Any] | None = None
+
+
+_METHODS: dict[str, AdaptationMethod] = {}
+_BUILTINS_LOADED = False
+
+
+def register_adaptation_method(entry: AdaptationMethod) -> AdaptationMethod:
+    """Add ``entry`` to the registry (a name registered twice, or an unknown kind, is a programming error)."""
+    if entry.name in _METHODS:
+        raise ValueError(f"adaptation method '{entry.name}' is already registered")
+    if entry.kind not in KINDS:
+        raise ValueError(f"adaptation method '{entry.name}': kind must be one of {KINDS}, not {entry.kind!r}")
+    _METHODS[entry.name] = entry
+    return entry
+
+
+def get_adaptation_method(name: str) -> AdaptationMethod:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known methods otherwise."""
+    _load_builtins()
+    if name not in _METHODS:
+        raise ConfigError(f"option 'method': unknown adaptation method {name!r}; choose one of "
+                          f"{', '.join(_METHODS)}.")
+    return _METHODS[name]
+
+
+def adaptation_method_names() -> list[str]:
+    """Every registered adaptation method, in registration order."""
+    _load_builtins()
+    return list(_METHODS)
+
+
+def reference_method() -> str:
+    """The name of the source-only reference method."""
+    _load_builtins()
+    return next(name for name, entry in _METHODS.items() if entry.reference)
+
+
+def tradeoff_method_names() -> list[str]:
+    """The methods whose target term has a trade-off weight."""
+    _load_builtins()
+    return [name for name, entry in _METHODS.items() if entry.tradeoffs]
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    from transferkit.strategies.adaptation.methods import (
+        cdan, coral, coral_features, dan, dann, entropy, iw, mcc, probe_mcc, self_train, source_only, source_probe,
+        subspace)
+
+    for module in (source_only, dan, coral, dann, cdan, mcc, entropy, self_train, probe_mcc, iw, source_probe,
+                   coral_features, subspace):
+        register_adaptation_method(module.ENTRY)
