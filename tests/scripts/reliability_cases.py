@@ -22,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 FILES = ["test_bad_inputs.py", "test_messy_data.py", "test_messy_every_verb.py", "test_outputs.py",
-         "test_training_safety.py", "test_serving.py", "test_fuzz_inputs.py", "test_crash_safety.py"]
+         "test_training_safety.py", "test_serving.py", "test_fuzz_inputs.py", "test_crash_safety.py",
+         "test_verb_mistakes.py"]
 VERBS = ["fit", "evaluate", "predict", "rank", "cv", "tune", "adapt", "distill", "compress", "multitask", "fuse",
          "export", "report", "serve"]
 #: Python names of each verb besides its own (``cross_validate`` is ``cv``, ``tk.load_model`` reads what predict reads).
