@@ -45,6 +45,7 @@ CASES = {
     "evaluate-unseen-classes": ("evaluate {root}/model {root}/other-classes", ["ant"]),
     "evaluate-missing-data": ("evaluate {root}/model {root}/missing.csv", ["missing.csv"]),
     "evaluate-no-gpu": ("evaluate {root}/model {images} --device cuda:7", ["--device"]),
+    "predict-no-gpu": ("predict {root}/model {images} --device cuda:7", ["--device"]),
     "predict-text-to-image-model": ("predict {root}/model hello", ["hello"]),
     "predict-missing-image": ("predict {root}/model {root}/gone.png", ["gone.png"]),
     "predict-notes-file": ("predict {root}/text-model {root}/notes.txt", ["notes.txt"]),

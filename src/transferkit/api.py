@@ -392,8 +392,10 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
     from transferkit.features.cache import FeatureCache
+    from transferkit.features.extract import resolve_device
     from transferkit.tasks import task_of
 
+    resolve_device(device)  # a GPU that is not here fails now, even when every feature comes from the cache
     model = _as_model(model, task)
     kind = task_of(model)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
@@ -421,7 +423,10 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
     """
     from transferkit.data.sources import from_arrays, load_data
     from transferkit.data.validation import validate_dataset
+    from transferkit.features.extract import resolve_device
 
+    if runtime == "torch":
+        resolve_device(device)  # before the inputs are read, and even when the cache holds every feature
     if runtime not in ("torch", "onnx"):
         raise ConfigError(f"runtime must be torch or onnx; got {runtime!r}.")
     model_folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
