@@ -182,7 +182,7 @@ def test_every_fusion_method_answers_every_hook(name):
 def test_unknown_fusion_method_is_a_config_error():
     from transferkit.fusion import fuse
 
-    with pytest.raises(ConfigError, match="method must be one of interpolate, soup, ensemble, stack; got 'mean'"):
+    with pytest.raises(ConfigError, match="option 'method': unknown fusion method 'mean'; known fusion methods: interpolate, soup, ensemble, stack"):
         fuse("mean", ["a"])
 
 
@@ -205,7 +205,7 @@ def test_raw_baseline_runs_through_its_entry():
 
 
 def test_unknown_baseline_is_a_config_error():
-    with pytest.raises(ConfigError, match="option 'baselines': unknown baseline 'knn'; choose from raw, scratch"):
+    with pytest.raises(ConfigError, match="option 'baselines': unknown baseline 'knn'; known baselines: raw, scratch"):
         get_baseline("knn")
 
 

@@ -119,8 +119,9 @@ def test_unknown_task_name_is_a_config_error_naming_the_option_and_the_known_tas
 
 
 def test_registering_a_taken_name_is_refused_unless_replacing(monkeypatch) -> None:
-    monkeypatch.setattr("transferkit.tasks.TASKS", dict(TASKS))
     from transferkit import tasks
+
+    monkeypatch.setattr(tasks.REGISTRY, "_entries", dict(TASKS))
 
     with pytest.raises(ValueError, match="'classification' is already registered"):
         register_task(SingleLabelClassification())

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from transferkit._registry import Registry
 from transferkit.data.dataset import Dataset
 from transferkit.modalities import get_modality
 from transferkit.modalities.image import RAW_IMAGE_SIDE
@@ -88,30 +89,24 @@ class Baseline:
     trains_network: bool = False
 
 
-_BASELINES: dict[str, Baseline] = {}
+REGISTRY: Registry[Baseline] = Registry("baseline", "baselines")
 
 
 def register_baseline(entry: Baseline) -> Baseline:
     """Add ``entry`` to the registry (a name registered twice is a programming error)."""
-    if entry.name in _BASELINES:
-        raise ValueError(f"baseline '{entry.name}' is already registered")
-    _BASELINES[entry.name] = entry
+    REGISTRY.register(entry)
     BASELINES[entry.name] = entry.run
     return entry
 
 
 def get_baseline(name: str) -> Baseline:
     """The entry named ``name``; a :class:`ConfigError` naming the option and the known baselines otherwise."""
-    from transferkit.errors import ConfigError
-
-    if name not in _BASELINES:
-        raise ConfigError(f"option 'baselines': unknown baseline {name!r}; choose from {', '.join(_BASELINES)}.")
-    return _BASELINES[name]
+    return REGISTRY.get(name)
 
 
 def baseline_names() -> list[str]:
     """Every registered baseline, in registration order."""
-    return list(_BASELINES)
+    return REGISTRY.names()
 
 
 #: name -> run, for callers that only run them.

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from transferkit._registry import Registry
 from transferkit.errors import ConfigError
 
 #: Target rows used by SND (an N x N similarity; a seeded subset beyond this).
@@ -170,30 +171,29 @@ class Validator:
     pool_scores: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None
 
 
-_VALIDATORS: dict[str, Validator] = {}
+def _check(entry: Validator) -> None:
+    if (entry.score is None) == (entry.pool_scores is None):
+        raise ValueError(f"validator '{entry.name}': give exactly one of score and pool_scores")
+
+
+REGISTRY: Registry[Validator] = Registry("validator", "validator", check=_check)
 
 
 def register_validator(entry: Validator) -> Validator:
     """Add ``entry`` to the registry (a name registered twice, or an entry with not exactly one score, is a
     programming error)."""
-    if entry.name in _VALIDATORS:
-        raise ValueError(f"validator '{entry.name}' is already registered")
-    if (entry.score is None) == (entry.pool_scores is None):
-        raise ValueError(f"validator '{entry.name}': give exactly one of score and pool_scores")
-    _VALIDATORS[entry.name] = entry
-    return entry
+    return REGISTRY.register(entry)
 
 
 def get_validator(name: str) -> Validator:
     """The entry named ``name``; a :class:`ConfigError` naming the option and the known validators otherwise."""
-    if name not in _VALIDATORS:
-        raise ConfigError(f"option 'validator': unknown validator {name!r}; choose one of {', '.join(_VALIDATORS)}.")
-    return _VALIDATORS[name]
+    return REGISTRY.get(name)
 
 
 def validator_names() -> list[str]:
     """Every registered validator, in registration order."""
-    return list(_VALIDATORS)
+    return REGISTRY.names()
+
 
 
 for _entry in (
@@ -208,7 +208,7 @@ for _entry in (
 
 #: The validators that score one model alone: name -> score.
 VALIDATORS: dict[str, Callable[[ValidationData], float]] = {
-    name: entry.score for name, entry in _VALIDATORS.items() if entry.score is not None}
+    entry.name: entry.score for entry in REGISTRY.entries() if entry.score is not None}
 
 
 def ensemble_agreement_scores(target_probas: Sequence[np.ndarray]) -> np.ndarray:
@@ -230,7 +230,7 @@ def ensemble_agreement_scores(target_probas: Sequence[np.ndarray]) -> np.ndarray
 register_validator(Validator("ensv", "agreement with the ensemble of all candidates (EnsV)",
                              pool_scores=ensemble_agreement_scores))
 POOL_VALIDATORS: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {
-    name: entry.pool_scores for name, entry in _VALIDATORS.items() if entry.pool_scores is not None}
+    entry.name: entry.pool_scores for entry in REGISTRY.entries() if entry.pool_scores is not None}
 #: What chooses a trained candidate's checkpoint when the choice among candidates is a pool validator's.
 POOL_CHECKPOINT_VALIDATOR = "im"
 #: Every validator name that can choose among candidates.

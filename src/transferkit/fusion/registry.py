@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from transferkit.errors import ConfigError
+from transferkit._registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,38 +30,25 @@ class FusionMethod:
     from_cli: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 
 
-_METHODS: dict[str, FusionMethod] = {}
-_BUILTINS_LOADED = False
+def _builtins() -> list[FusionMethod]:
+    from transferkit.fusion.methods import ensemble, interpolate, soup, stack
+
+    return [module.ENTRY for module in (interpolate, soup, ensemble, stack)]
+
+
+REGISTRY: Registry[FusionMethod] = Registry("fusion method", "method", builtins=_builtins)
 
 
 def register_fusion_method(entry: FusionMethod) -> FusionMethod:
     """Add ``entry`` to the registry (a name registered twice is a programming error)."""
-    if entry.name in _METHODS:
-        raise ValueError(f"fusion method '{entry.name}' is already registered")
-    _METHODS[entry.name] = entry
-    return entry
+    return REGISTRY.register(entry)
 
 
 def get_fusion_method(name: str) -> FusionMethod:
     """The entry named ``name``; a :class:`ConfigError` naming the option and the known methods otherwise."""
-    _load_builtins()
-    if name not in _METHODS:
-        raise ConfigError(f"fuse: method must be one of {', '.join(_METHODS)}; got {name!r}.")
-    return _METHODS[name]
+    return REGISTRY.get(name)
 
 
 def fusion_method_names() -> list[str]:
     """Every registered fusion method, in registration order."""
-    _load_builtins()
-    return list(_METHODS)
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    from transferkit.fusion.methods import ensemble, interpolate, soup, stack
-
-    for module in (interpolate, soup, ensemble, stack):
-        register_fusion_method(module.ENTRY)
+    return REGISTRY.names()

@@ -8,7 +8,7 @@ Nothing heavy is imported here: entries import PIL, scikit-learn and torch when 
 
 from __future__ import annotations
 
-from transferkit.errors import ConfigError
+from transferkit._registry import Registry
 from transferkit.modalities.base import ATTRIBUTES, HOOKS, Modality, RawEncoder
 from transferkit.modalities.image import ImageModality
 from transferkit.modalities.text import TextModality
@@ -19,30 +19,27 @@ MODALITIES: dict[str, Modality] = {
 }
 
 
+def _check(entry: object) -> None:
+    if not isinstance(entry, Modality):
+        raise TypeError(f"register_modality takes a Modality instance; got {type(entry).__name__}.")
+
+
+REGISTRY: Registry[Modality] = Registry("modality", "modality", plural="modalities", check=_check, entries=MODALITIES)
+
+
 def register_modality(modality: Modality, *, replace: bool = False) -> Modality:
     """Add ``modality`` under ``modality.name``; a name already taken is an error unless ``replace``."""
-    if not isinstance(modality, Modality):
-        raise TypeError(f"register_modality takes a Modality instance; got {type(modality).__name__}.")
-    if not modality.name:
-        raise ValueError(f"{type(modality).__name__} has no name; set its class attribute 'name'.")
-    if modality.name in MODALITIES and not replace:
-        raise ValueError(f"modality '{modality.name}' is already registered; pass replace=True to replace it.")
-    MODALITIES[modality.name] = modality
-    return modality
+    return REGISTRY.register(modality, replace=replace)
 
 
 def get_modality(name: str, *, option: str = "modality") -> Modality:
     """The modality registered as ``name``; an unknown name is a ConfigError naming ``option`` and the known ones."""
-    try:
-        return MODALITIES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"option '{option}': unknown modality {name!r}; known modalities: "
-                          f"{', '.join(modality_names())}.") from None
+    return REGISTRY.get(name, option=option)
 
 
 def modality_names() -> list[str]:
     """The registered modality names, in registration order."""
-    return list(MODALITIES)
+    return REGISTRY.names()
 
 
 __all__ = ["ATTRIBUTES", "HOOKS", "MODALITIES", "Modality", "RawEncoder", "get_modality",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from transferkit._registry import Registry
 from transferkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,52 +55,47 @@ class Strategy:
     search_space: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 
-_STRATEGIES: dict[str, Strategy] = {}
-_BUILTINS_LOADED = False
+def _builtins() -> list[Strategy]:
+    from transferkit.strategies.entries import auto, distill, finetune, l2sp, linear_probe, lora, lp_ft
+
+    return [module.ENTRY for module in (linear_probe, finetune, lp_ft, lora, l2sp, distill, auto)]
+
+
+REGISTRY: Registry[Strategy] = Registry("strategy", "strategy", plural="strategies", builtins=_builtins)
 
 
 def register_strategy(entry: Strategy) -> Strategy:
     """Add ``entry`` to the registry (a name registered twice is a programming error)."""
-    if entry.name in _STRATEGIES:
-        raise ValueError(f"strategy '{entry.name}' is already registered")
-    _STRATEGIES[entry.name] = entry
-    return entry
+    return REGISTRY.register(entry)
 
 
 def get_strategy(name: str) -> Strategy:
     """The entry named ``name``; a :class:`ConfigError` naming the option and the known strategies otherwise."""
-    _load_builtins()
-    if name not in _STRATEGIES:
-        raise ConfigError(f"option 'strategy': unknown strategy '{name}'; choose one of {', '.join(_STRATEGIES)}.")
-    return _STRATEGIES[name]
+    return REGISTRY.get(name)
 
 
 def strategy_names() -> list[str]:
     """Every registered strategy, in registration order."""
-    _load_builtins()
-    return list(_STRATEGIES)
+    return REGISTRY.names()
 
 
 def training_strategy_names() -> list[str]:
     """The strategies fit builds from a config and trains through the engine (finetune, lp-ft, lora, l2sp)."""
-    _load_builtins()
-    return [name for name, entry in _STRATEGIES.items() if entry.build is not None]
+    return [entry.name for entry in REGISTRY.entries() if entry.build is not None]
 
 
 def keeps_pretrained_backbone(name: str | None) -> bool:
     """True for a model made by a strategy that trains no network (its backbone is the pretrained one); False for
     other strategies and for names that are no strategy (adapted or fused models name their method)."""
-    _load_builtins()
-    entry = _STRATEGIES.get(name or "")
+    entry = REGISTRY.find(name)
     return entry is not None and not entry.trains_network
 
 
 def option_users() -> dict[str, tuple[str, ...]]:
     """Options that only some strategies use -> those strategies, in registry order (options not listed apply to
     every strategy)."""
-    _load_builtins()
     users: dict[str, tuple[str, ...]] = {}
-    for entry in _STRATEGIES.values():
+    for entry in REGISTRY.entries():
         for option in entry.options:
             users[option] = (*users.get(option, ()), entry.name)
     return users
@@ -107,20 +103,8 @@ def option_users() -> dict[str, tuple[str, ...]]:
 
 def build_strategy(config: Any) -> "TrainingStrategy":
     """The strategy named by ``config.strategy`` (a :class:`~transferkit.config.FitConfig`), with its options."""
-    _load_builtins()
-    entry = _STRATEGIES.get(config.strategy)
+    entry = REGISTRY.find(config.strategy)
     if entry is None or entry.build is None:
         raise ConfigError(f"strategy '{config.strategy}' is not a training strategy; choose one of "
                           f"{', '.join(training_strategy_names())}.")
     return entry.build(config)
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    from transferkit.strategies.entries import auto, distill, finetune, l2sp, linear_probe, lora, lp_ft
-
-    for module in (linear_probe, finetune, lp_ft, lora, l2sp, distill, auto):
-        register_strategy(module.ENTRY)

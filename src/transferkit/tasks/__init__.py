@@ -8,7 +8,7 @@ Nothing heavy is imported here: entries import torch, scikit-learn and the evalu
 
 from __future__ import annotations
 
-from transferkit.errors import ConfigError
+from transferkit._registry import Registry
 from transferkit.tasks.base import HOOKS, Task
 from transferkit.tasks.classification import SingleLabelClassification
 
@@ -20,29 +20,27 @@ TASKS: dict[str, Task] = {
 }
 
 
+def _check(entry: object) -> None:
+    if not isinstance(entry, Task):
+        raise TypeError(f"register_task takes a Task instance; got {type(entry).__name__}.")
+
+
+REGISTRY: Registry[Task] = Registry("task", "task", check=_check, entries=TASKS)
+
+
 def register_task(task: Task, *, replace: bool = False) -> Task:
     """Add ``task`` under ``task.name``; a name already taken is an error unless ``replace``."""
-    if not isinstance(task, Task):
-        raise TypeError(f"register_task takes a Task instance; got {type(task).__name__}.")
-    if not task.name:
-        raise ValueError(f"{type(task).__name__} has no name; set its class attribute 'name'.")
-    if task.name in TASKS and not replace:
-        raise ValueError(f"task '{task.name}' is already registered; pass replace=True to replace it.")
-    TASKS[task.name] = task
-    return task
+    return REGISTRY.register(task, replace=replace)
 
 
 def get_task(name: str, *, option: str = "task") -> Task:
     """The task registered as ``name``; an unknown name is a ConfigError naming ``option`` and the known tasks."""
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"option '{option}': unknown task {name!r}; known tasks: {', '.join(task_names())}.") from None
+    return REGISTRY.get(name, option=option)
 
 
 def task_names() -> list[str]:
     """The registered task names, in registration order."""
-    return list(TASKS)
+    return REGISTRY.names()
 
 
 def task_of(model: object) -> Task:

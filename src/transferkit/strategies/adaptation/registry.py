@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from transferkit.errors import ConfigError
+from transferkit._registry import Registry
 
 TRAINED = "trained"
 FEATURES = "features"
@@ -59,56 +59,43 @@ class AdaptationMethod:
     aligner: Callable[[], Any] | None = None
 
 
-_METHODS: dict[str, AdaptationMethod] = {}
-_BUILTINS_LOADED = False
-
-
-def register_adaptation_method(entry: AdaptationMethod) -> AdaptationMethod:
-    """Add ``entry`` to the registry (a name registered twice, or an unknown kind, is a programming error)."""
-    if entry.name in _METHODS:
-        raise ValueError(f"adaptation method '{entry.name}' is already registered")
+def _check(entry: AdaptationMethod) -> None:
     if entry.kind not in KINDS:
         raise ValueError(f"adaptation method '{entry.name}': kind must be one of {KINDS}, not {entry.kind!r}")
-    _METHODS[entry.name] = entry
-    return entry
 
 
-def get_adaptation_method(name: str) -> AdaptationMethod:
-    """The entry named ``name``; a :class:`ConfigError` naming the option and the known methods otherwise."""
-    _load_builtins()
-    if name not in _METHODS:
-        raise ConfigError(f"option 'method': unknown adaptation method {name!r}; choose one of "
-                          f"{', '.join(_METHODS)}.")
-    return _METHODS[name]
-
-
-def adaptation_method_names() -> list[str]:
-    """Every registered adaptation method, in registration order."""
-    _load_builtins()
-    return list(_METHODS)
-
-
-def reference_method() -> str:
-    """The name of the source-only reference method."""
-    _load_builtins()
-    return next(name for name, entry in _METHODS.items() if entry.reference)
-
-
-def tradeoff_method_names() -> list[str]:
-    """The methods whose target term has a trade-off weight."""
-    _load_builtins()
-    return [name for name, entry in _METHODS.items() if entry.tradeoffs]
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
+def _builtins() -> list[AdaptationMethod]:
     from transferkit.strategies.adaptation.methods import (
         cdan, coral, coral_features, dan, dann, entropy, iw, mcc, probe_mcc, self_train, source_only, source_probe,
         subspace)
 
-    for module in (source_only, dan, coral, dann, cdan, mcc, entropy, self_train, probe_mcc, iw, source_probe,
-                   coral_features, subspace):
-        register_adaptation_method(module.ENTRY)
+    return [module.ENTRY for module in (source_only, dan, coral, dann, cdan, mcc, entropy, self_train, probe_mcc, iw,
+                                        source_probe, coral_features, subspace)]
+
+
+REGISTRY: Registry[AdaptationMethod] = Registry("adaptation method", "method", builtins=_builtins, check=_check)
+
+
+def register_adaptation_method(entry: AdaptationMethod) -> AdaptationMethod:
+    """Add ``entry`` to the registry (a name registered twice, or an unknown kind, is a programming error)."""
+    return REGISTRY.register(entry)
+
+
+def get_adaptation_method(name: str) -> AdaptationMethod:
+    """The entry named ``name``; a :class:`ConfigError` naming the option and the known methods otherwise."""
+    return REGISTRY.get(name)
+
+
+def adaptation_method_names() -> list[str]:
+    """Every registered adaptation method, in registration order."""
+    return REGISTRY.names()
+
+
+def reference_method() -> str:
+    """The name of the source-only reference method."""
+    return next(entry.name for entry in REGISTRY.entries() if entry.reference)
+
+
+def tradeoff_method_names() -> list[str]:
+    """The methods whose target term has a trade-off weight."""
+    return [entry.name for entry in REGISTRY.entries() if entry.tradeoffs]

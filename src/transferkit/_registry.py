@@ -1,0 +1,76 @@
+"""One registry class for every family of named choices (modalities, tasks, strategies, adaptation and fusion
+methods, baselines, validators): name -> entry, in registration order.
+
+A family keeps its entry type and its public functions (``get_task``, ``strategy_names``, ...); they delegate here, so
+that every registry refuses a taken name and an unknown one the same way. Built-in entries that live in modules of
+their own are loaded on first use (``builtins``), which keeps ``import transferkit`` light.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+from transferkit.errors import ConfigError
+
+Entry = TypeVar("Entry")
+
+
+class Registry(Generic[Entry]):
+    """Entries of one family, keyed by their ``name`` attribute.
+
+    ``kind`` names an entry in messages ("adaptation method"), ``option`` the option that chooses one ("method");
+    ``builtins`` returns the built-in entries (imported on first use); ``check`` refuses a malformed entry
+    (a programming error, ``ValueError``); ``entries`` is the dict that holds them, where a family publishes one.
+    """
+
+    def __init__(self, kind: str, option: str, *, plural: str | None = None,
+                 builtins: Callable[[], Iterable[Entry]] | None = None,
+                 check: Callable[[Entry], None] | None = None, entries: dict[str, Entry] | None = None) -> None:
+        self.kind, self.option, self.plural = kind, option, plural or f"{kind}s"
+        self._entries: dict[str, Entry] = entries if entries is not None else {}
+        self._builtins, self._check = builtins, check
+
+    def _load(self) -> dict[str, Entry]:
+        if self._builtins is not None:
+            builtins, self._builtins = self._builtins, None
+            for entry in builtins():
+                self.register(entry)
+        return self._entries
+
+    def register(self, entry: Entry, *, replace: bool = False) -> Entry:
+        """Add ``entry`` under ``entry.name``; a name already taken is an error unless ``replace``."""
+        if self._check is not None:
+            self._check(entry)
+        name = getattr(entry, "name", None)
+        if not name:
+            raise ValueError(f"{type(entry).__name__} has no name; give it one before registering it as a {self.kind}.")
+        entries = self._load()
+        if name in entries and not replace:
+            raise ValueError(f"{self.kind} '{name}' is already registered; pass replace=True to replace it.")
+        entries[name] = entry
+        return entry
+
+    def get(self, name: str, *, option: str | None = None) -> Entry:
+        """The entry ``name``; an unknown name is a ConfigError naming the option and the known entries."""
+        entries = self._load()
+        try:
+            return entries[name]
+        except (KeyError, TypeError):
+            raise ConfigError(f"option '{option or self.option}': unknown {self.kind} {name!r}; known "
+                              f"{self.plural}: {', '.join(entries)}.") from None
+
+    def find(self, name: str | None) -> Entry | None:
+        """The entry ``name``, or None (for callers that accept names of other families)."""
+        return self._load().get(name or "")
+
+    def names(self) -> list[str]:
+        return list(self._load())
+
+    def entries(self) -> list[Entry]:
+        return list(self._load().values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._load()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
