@@ -9,14 +9,16 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean bench chromium
+.PHONY: demo test install clean bench chromium audio-data
 
 $(BIN)/transferkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,dev]'
+	# Packaged audio weights: the package's own pins (numpy 1.23, librosa) are for code transferkit never imports
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt aisfx
 	touch $(BIN)/transferkit
 
 install: $(BIN)/transferkit
@@ -28,7 +30,12 @@ demo: install
 chromium:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: install chromium
+# Real drum recordings for the audio tests and benchmarks/audio_transfer.py (Debian's hydrogen-drumkits: 14 kits,
+# about 140 MB to download; the tests read a few clips in place, nothing is copied into the repository).
+audio-data:
+	test -d /usr/share/hydrogen/data/drumkits || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hydrogen-drumkits)
+
+test: install chromium audio-data
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra
 
 bench: install
