@@ -26,6 +26,8 @@ from transferkit.losses import (
     L2SPPenalty,
     MinimumClassConfusionLoss,
     MultiKernelMMD,
+    CoSENTLoss,
+    SupervisedContrastiveLoss,
     create_loss,
     dann_coefficient,
     reverse_gradient,
@@ -125,10 +127,24 @@ def _case_l2sp() -> Case:
     return Case(loss, (module,), list(module.parameters()))
 
 
+def _labelled_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    return _leaf(randn(10, 4, seed=3)), torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 3, 2])
+
+
+def _case_supcon() -> Case:
+    embeddings, labels = _labelled_batch()
+    return Case(create_loss("supcon", temperature=0.2), (embeddings, labels), [embeddings])
+
+
+def _case_cosent() -> Case:
+    embeddings, labels = _labelled_batch()
+    return Case(create_loss("cosent", scale=5.0), (embeddings, labels), [embeddings])
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "mmd": _case_mmd, "coral": _case_coral, "dann": _case_dann, "cdan": _case_cdan, "entropy": _case_entropy,
     "mcc": _case_mcc, "distillation": _case_distillation, "feature-matching": _case_feature_matching,
-    "l2sp": _case_l2sp,
+    "l2sp": _case_l2sp, "supcon": _case_supcon, "cosent": _case_cosent,
 }
 
 
@@ -159,7 +175,7 @@ def test_same_value_in_train_and_eval_mode(name):
 
 
 def test_create_loss_rejects_unknown_names_and_options():
-    with pytest.raises(ConfigError, match="known losses: cdan, coral, dann") as info:
+    with pytest.raises(ConfigError, match="known losses: cdan, coral, cosent, dann") as info:
         create_loss("wasserstein")
     assert "'wasserstein'" in str(info.value)
     with pytest.raises(ConfigError, match="unknown option.*kernels.*kernel_multipliers"):
@@ -687,3 +703,82 @@ def test_l2sp_reports_a_module_that_does_not_match():
     other[2] = nn.Linear(7, 4).double()
     with pytest.raises(ValueError, match="'2.weight' has shape"):
         penalty(other)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Supervised contrastive losses (every pair of a batch)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _supcon_by_loops(embeddings: np.ndarray, labels: list[int], temperature: float) -> float:
+    z = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    n, losses = len(labels), []
+    for i in range(n):
+        positives = [p for p in range(n) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        denominator = sum(math.exp(z[i] @ z[a] / temperature) for a in range(n) if a != i)
+        losses.append(-np.mean([math.log(math.exp(z[i] @ z[p] / temperature) / denominator) for p in positives]))
+    return float(np.mean(losses))
+
+
+def _cosent_by_loops(embeddings: np.ndarray, labels: list[int], scale: float) -> float:
+    z = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    positive = [z[i] @ z[j] for i, j in pairs if labels[i] == labels[j]]
+    negative = [z[i] @ z[j] for i, j in pairs if labels[i] != labels[j]]
+    return math.log(1 + sum(math.exp(scale * (c_neg - c_pos)) for c_neg in negative for c_pos in positive))
+
+
+def test_supervised_contrastive_loss_matches_the_formula_by_loops():
+    embeddings, labels = _labelled_batch()
+    value = SupervisedContrastiveLoss(temperature=0.3)(embeddings, labels)
+    expected = _supcon_by_loops(embeddings.detach().numpy(), labels.tolist(), 0.3)
+    assert scalar(value) == pytest.approx(expected, rel=1e-9)
+
+
+def test_cosent_loss_matches_the_formula_by_loops():
+    embeddings, labels = _labelled_batch()
+    value = CoSENTLoss(scale=4.0)(embeddings, labels)
+    assert scalar(value) == pytest.approx(_cosent_by_loops(embeddings.detach().numpy(), labels.tolist(), 4.0),
+                                          rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", [SupervisedContrastiveLoss(temperature=0.1), CoSENTLoss(scale=20.0)],
+                         ids=["supcon", "cosent"])
+def test_contrastive_losses_pull_same_class_embeddings_together(loss):
+    """Gradient steps on the loss alone, on a toy batch of mixed classes: same-class cosine similarity rises and
+    different-class similarity falls (measured as their difference, before and after)."""
+    from transferkit.losses.contrastive import class_separation
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    embeddings = randn(12, 8, seed=5).requires_grad_(True)
+    before = class_separation(embeddings, labels)
+    optimiser = torch.optim.SGD([embeddings], lr=0.5)
+    for _ in range(50):
+        optimiser.zero_grad()
+        loss(embeddings, labels).backward()
+        optimiser.step()
+    after = class_separation(embeddings, labels)
+    assert before < 0.2
+    assert after > before + 0.5
+
+
+def test_contrastive_losses_without_positive_pairs_are_zero_with_a_gradient():
+    embeddings = randn(3, 4, seed=1).requires_grad_(True)
+    for loss in (SupervisedContrastiveLoss(), CoSENTLoss()):
+        value = loss(embeddings, torch.tensor([0, 1, 2]))
+        assert scalar(value) == 0.0
+        value.backward()
+        assert embeddings.grad is not None
+
+
+def test_contrastive_losses_refuse_bad_options_and_labels():
+    with pytest.raises(ConfigError, match="temperature must be a finite number > 0"):
+        SupervisedContrastiveLoss(temperature=0)
+    with pytest.raises(ConfigError, match="scale must be a finite number > 0"):
+        CoSENTLoss(scale=-1.0)
+    with pytest.raises(ValueError, match="one per embedding row"):
+        SupervisedContrastiveLoss()(randn(4, 3), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="class indices"):
+        CoSENTLoss()(randn(4, 3), torch.tensor([0.0, 1.0, 0.0, 1.0]))

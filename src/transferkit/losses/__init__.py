@@ -14,6 +14,8 @@ names to classes and :func:`create_loss` builds one by name with keyword options
 | ``distillation`` | :class:`DistillationLoss` | student logits, teacher logits, labels or ``None`` |
 | ``feature-matching`` | :class:`FeatureMatchingLoss` | student features, teacher features |
 | ``l2sp`` | :class:`L2SPPenalty` | the module |
+| ``supcon`` | :class:`SupervisedContrastiveLoss` | embeddings ``(N, D)``, class indices ``(N,)`` |
+| ``cosent`` | :class:`CoSENTLoss` | embeddings ``(N, D)``, class indices ``(N,)`` |
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 from transferkit.errors import ConfigError
 from transferkit.losses.adversarial import DomainAdversarialLoss, GradientReversal, dann_coefficient, reverse_gradient
 from transferkit.losses.cdan import ConditionalAdversarialLoss
+from transferkit.losses.contrastive import CoSENTLoss, SupervisedContrastiveLoss
 from transferkit.losses.coral import CoralLoss
 from transferkit.losses.distillation import DistillationLoss, FeatureMatchingLoss
 from transferkit.losses.entropy import EntropyLoss, MinimumClassConfusionLoss
@@ -42,6 +45,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "distillation": DistillationLoss,
     "feature-matching": FeatureMatchingLoss,
     "l2sp": L2SPPenalty,
+    "supcon": SupervisedContrastiveLoss,
+    "cosent": CoSENTLoss,
 }
 
 
@@ -68,7 +73,7 @@ def create_loss(name: str, **options: Any) -> nn.Module:
 
 
 __all__ = [
-    "LOSSES", "create_loss", "ConditionalAdversarialLoss", "CoralLoss", "DistillationLoss", "DomainAdversarialLoss",
+    "LOSSES", "create_loss", "CoSENTLoss", "ConditionalAdversarialLoss", "CoralLoss", "DistillationLoss", "DomainAdversarialLoss",
     "EntropyLoss", "FeatureMatchingLoss", "GradientReversal", "L2SPPenalty", "MinimumClassConfusionLoss",
-    "MultiKernelMMD", "dann_coefficient", "reverse_gradient",
+    "MultiKernelMMD", "SupervisedContrastiveLoss", "dann_coefficient", "reverse_gradient",
 ]
