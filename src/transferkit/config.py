@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
-from transferkit.strategies.options import TRAINING_OPTIONS, FineTuneConfig, L2SPConfig, LoraConfig
+from transferkit.strategies.options import (TRAINING_OPTIONS, ContrastiveConfig, FineTuneConfig, L2SPConfig,
+                                           LoraConfig)
 from transferkit.tasks import DEFAULT_TASK
 
 #: fit's strategies (the ``strategy`` field's choices; each is an entry of :mod:`transferkit.strategies.registry`).
-STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto")
+STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "contrastive", "auto")
 #: Of those, the ones the from-scratch baseline uses as well (it trains at its own learning rate, from random weights).
 SCRATCH_BASELINE_OPTIONS = tuple(o for o in TRAINING_OPTIONS if o not in ("lr", "head_lr", "init_from"))
 
@@ -32,7 +33,7 @@ class FitConfig(BaseModel):
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data, and training strategies hold out val_fraction of it for early stopping")
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
-    strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
+    strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "contrastive", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), contrastive (top layers tuned so that same-class examples are close, every pair of a batch, then the linear probe on the tuned embeddings; few labelled texts per class), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
     task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (one class per example, the default); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
     budget: float | None = Field(None, gt=0, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
     calibrate: bool = Field(False, description="fit a temperature on validation data (--val, else the part held out for early stopping, else out-of-fold probe logits) so that predicted probabilities match accuracy; saved with the model and applied by predict")
@@ -84,6 +85,7 @@ class FitConfig(BaseModel):
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig, description="finetune, lp-ft and l2sp: freezing, per-layer learning-rate decay, gradual unfreezing")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="lora: rank, alpha, dropout, target layers")
     l2sp: L2SPConfig = Field(default_factory=L2SPConfig, description="l2sp: strengths of the pull to the pretrained weights (alpha) and of the head's decay (beta)")
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig, description="contrastive: the pair loss, its temperature and how many top layer groups train")
 
     def backbone_options(self, modality: str) -> dict[str, Any]:
         """The ``create_backbone`` options this run asks for: the token limit for text, the resolution for images."""

@@ -19,7 +19,7 @@ def cv(
     folds: int = typer.Option(5, "--folds", "-k", min=2, help="Stratified folds (default 5)."),
     repeats: int = typer.Option(1, "--repeats", "-r", min=1, help="Repeats of the k folds, each shuffled by another seed (default 1)."),
     confidence: float = typer.Option(0.95, "--confidence", help="Level of the intervals (default 0.95)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="linear-probe (default), finetune, lp-ft, lora or l2sp."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="linear-probe (default), finetune, lp-ft, lora, l2sp or contrastive."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone (as for fit)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (as for fit, e.g. a best_config.yaml from tune); flags given here override it."),
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: raw, scratch. Default: raw, plus scratch for training strategies on small data; the linear probe is a baseline of every training strategy."),

@@ -61,7 +61,7 @@ def main_options(
 def fit(
     data: Optional[str] = typer.Argument(None, help="Training data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text. auto: rank the installed backbones by LogME on the training data and use the best."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), auto (a planner chooses from the data and --budget, and explains why)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), contrastive (top layers tuned so same-class examples are close, then the probe; few examples per class), auto (a planner chooses from the data and --budget, and explains why)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="--strategy auto: time budget of the run: seconds (600) or 90s, 20m, 1.5h; the planner's choice and its epochs fit in it."),
     calibrate: Optional[bool] = typer.Option(None, "--calibrate", help="Fit a temperature on validation data (saved with the model, applied by predict) and save reliability.png."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the model in (weights, config, metrics, run config, model card)."),
@@ -112,6 +112,9 @@ def fit(
     lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="lora: comma-separated layer names or suffixes to adapt (default: attention query/value; CNN linear and 1x1 convolutions).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     l2sp_alpha: Optional[float] = typer.Option(None, "--l2sp-alpha", help="l2sp: pull towards the pretrained weights (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     l2sp_beta: Optional[float] = typer.Option(None, "--l2sp-beta", help="l2sp: weight decay of the new head (default 0.01).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    contrastive_loss: Optional[str] = typer.Option(None, "--contrastive-loss", help="contrastive: pair loss over every pair of a batch, supcon (default) or cosent.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="contrastive: temperature of the supcon loss (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
+    top_layers: Optional[int] = typer.Option(None, "--top-layers", help="contrastive: layer groups trained, from the top (default 2; 0 = all).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Training: initialise the backbone from a checkpoint (.safetensors, .pt, or a model folder); what matches loads, the rest is reported.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     resume: Optional[bool] = typer.Option(None, "--resume", help="Training: continue an interrupted run from its last checkpoint (give the same options and --output or --work-dir).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     work_dir: Optional[str] = typer.Option(None, "--work-dir", help="Training: folder for checkpoints and logs (default: in the transferkit cache, one per --output).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
@@ -146,7 +149,8 @@ def fit(
                                    bn_statistics=bn_statistics, keep_probe=keep_probe),
                      lora=dict(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
                                targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None),
-                     l2sp=dict(alpha=l2sp_alpha, beta=l2sp_beta))
+                     l2sp=dict(alpha=l2sp_alpha, beta=l2sp_beta),
+                     contrastive=dict(loss=contrastive_loss, temperature=temperature, top_layers=top_layers))
         cfg = merge_config(file_values, flags, str(config) if config else "options")
         from transferkit.api import fit as fit_fn
 

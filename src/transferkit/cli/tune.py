@@ -15,7 +15,7 @@ from transferkit.errors import TransferkitError
 @app.command()
 def tune(
     data: Optional[str] = typer.Argument(None, help="Labelled data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy whose options are searched: linear-probe (default), finetune, lp-ft, lora, l2sp, distill (give --teacher)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy whose options are searched: linear-probe (default), finetune, lp-ft, lora, l2sp, contrastive, distill (give --teacher)."),
     teacher: Optional[list[str]] = typer.Option(None, "--teacher", "-t", help="distill: a teacher model folder; repeat for an ensemble. --backbone is the student (default: the teacher's architecture)."),
     unlabelled: Optional[str] = typer.Option(None, "--unlabelled", help="distill: unlabelled data for the soft-target term."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone (as for fit)."),

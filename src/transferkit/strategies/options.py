@@ -57,3 +57,19 @@ class L2SPConfig(BaseModel):
 
     alpha: float = Field(0.1, ge=0, description="strength of alpha/2 * ||w - w_pretrained||^2 over the backbone")
     beta: float = Field(0.01, ge=0, description="strength of beta/2 * ||w||^2 over the new head")
+
+
+class ContrastiveConfig(BaseModel):
+    """Contrastive fine-tuning: the top layers learn to put same-class examples close and others far (every pair of
+    a batch), then the head is fitted as the linear probe on the tuned embeddings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    loss: Literal["supcon", "cosent"] = Field("supcon", description="pair loss over every pair of a batch: supcon "
+                                              "(supervised contrastive, Khosla et al. 2020) or cosent (each "
+                                              "same-class pair ranked above each different-class pair)")
+    temperature: float = Field(0.1, gt=0, description="supcon: temperature of the cosine similarities (lower: "
+                               "sharper); cosent uses its scale of 20")
+    top_layers: int = Field(2, ge=0, description="layer groups trained, counted from the top (the output side); "
+                            "the lower ones stay frozen, which makes a step cheaper and keeps few examples from "
+                            "distorting the whole encoder; 0 trains every layer group")

@@ -56,9 +56,10 @@ class Strategy:
 
 
 def _builtins() -> list[Strategy]:
-    from transferkit.strategies.entries import auto, distill, finetune, l2sp, linear_probe, lora, lp_ft
+    from transferkit.strategies.entries import (auto, contrastive, distill, finetune, l2sp, linear_probe, lora,
+                                                lp_ft)
 
-    return [module.ENTRY for module in (linear_probe, finetune, lp_ft, lora, l2sp, distill, auto)]
+    return [module.ENTRY for module in (linear_probe, finetune, lp_ft, lora, l2sp, contrastive, distill, auto)]
 
 
 REGISTRY: Registry[Strategy] = Registry("strategy", "strategy", plural="strategies", builtins=_builtins)
