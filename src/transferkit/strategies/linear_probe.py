@@ -71,6 +71,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Scale features to zero mean and unit variance first (scale only, for sparse input).
     max_iter : int
         Iterations of the L-BFGS solver.
+    tol : float
+        Stopping tolerance of the solver (scikit-learn's ``tol``; larger stops sooner).
     random_state : int
         Seed of the folds.
 
@@ -79,13 +81,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, C: float | None = None, Cs: Sequence[float] = DEFAULT_CS, cv: int = 5,
-                 standardize: bool = True, max_iter: int = 1000, random_state: int = 0) -> None:
+                 standardize: bool = True, max_iter: int = 1000, random_state: int = 0, tol: float = 1e-4) -> None:
         self.C = C
         self.Cs = Cs
         self.cv = cv
         self.standardize = standardize
         self.max_iter = max_iter
         self.random_state = random_state
+        self.tol = tol
 
     def _check_params(self) -> None:
         if self.C is not None and not self.C > 0:
@@ -96,7 +99,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"LinearProbe: cv must be at least 2; got {self.cv}.")
 
     def _new_model(self, C: float) -> LogisticRegression:
-        return LogisticRegression(C=C, solver="lbfgs", max_iter=self.max_iter)
+        return LogisticRegression(C=C, solver="lbfgs", max_iter=self.max_iter, tol=self.tol)
 
     def _transform(self, X):
         return self.scaler_.transform(X) if self.scaler_ is not None else X

@@ -1,0 +1,97 @@
+"""Cost in proportion at every size: the raw baseline's bounds, reduced-scale JPEG decoding, streamed features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transferkit.data.dataset import Dataset
+
+
+def _image_arrays(n_per_class: int, classes=("a", "b", "c"), seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for _ in range(n_per_class):
+            image = rng.integers(0, 80, size=(12, 12), dtype=np.uint8)
+            image[index * 4:(index + 1) * 4] += 150
+            images.append(image)
+            labels.append(name)
+    return Dataset("image", np.stack(images), labels, "arrays")
+
+
+# ------------------------------------------------------------------------------------------------- raw baseline
+
+def test_raw_baseline_trains_on_a_stated_stratified_sample_above_its_cap(monkeypatch):
+    from transferkit.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "RAW_MAX_TRAIN", 30)
+    train, test = _image_arrays(40, seed=0), _image_arrays(5, seed=1)
+    result = baselines.raw_baseline(train, test, ["a", "b", "c"], seed=0)
+    assert result.extra["n_train"] == 30
+    assert "stratified sample of 30 of 120 examples" in result.description
+    assert result.probabilities.shape == (15, 3)
+    assert np.mean(result.predictions == test.label_array(["a", "b", "c"])) >= 0.8
+
+
+def test_raw_baseline_below_its_cap_uses_every_example_and_says_nothing():
+    from transferkit.evaluation.baselines import raw_baseline
+
+    result = raw_baseline(_image_arrays(10), _image_arrays(3, seed=1), ["a", "b", "c"])
+    assert result.extra["n_train"] == 30 and "sample" not in result.description
+
+
+def test_stratified_sample_keeps_every_class_in_proportion():
+    from transferkit.evaluation.baselines import stratified_sample
+
+    labels = np.array([0] * 900 + [1] * 99 + [2] * 1)
+    rows = stratified_sample(labels, 100, seed=0)
+    counts = np.bincount(labels[rows], minlength=3)
+    assert counts.tolist() == [90, 10, 1] and np.all(np.diff(rows) > 0)
+    assert stratified_sample(labels, 5000, seed=0).tolist() == list(range(1000))
+
+
+def test_raw_baseline_scores_a_large_test_set_in_chunks_with_the_same_result(monkeypatch):
+    from transferkit.evaluation import baselines
+
+    train, test = _image_arrays(10), _image_arrays(7, seed=2)
+    whole = baselines.raw_baseline(train, test, ["a", "b", "c"])
+    monkeypatch.setattr(baselines, "RAW_TEST_CHUNK", 4)
+    chunked = baselines.raw_baseline(train, test, ["a", "b", "c"])
+    np.testing.assert_allclose(chunked.probabilities, whole.probabilities, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------------- reduced-scale JPEG decoding
+
+def _photo(path: Path, size=(640, 480)) -> Path:
+    from PIL import Image
+
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+    return path
+
+
+def test_a_jpeg_needed_small_is_decoded_at_a_reduced_scale_never_below_the_request(tmp_path):
+    from transferkit.data.images import load_rgb
+
+    path = _photo(tmp_path / "photo.jpg")
+    assert load_rgb(path).size == (640, 480)
+    assert load_rgb(path, at_least=(32, 32)).size == (80, 60)  # 1/8 scale, both sides still >= 32
+    assert load_rgb(path, at_least=(200, 200)).size == (320, 240)  # 1/2: 1/4 would make a side smaller than 200
+
+
+def test_raw_pixels_of_a_jpeg_match_the_fully_decoded_image(tmp_path):
+    from PIL import Image
+
+    from transferkit.evaluation.baselines import RawInputEncoder
+
+    path = _photo(tmp_path / "photo.jpg")
+    data = Dataset("image", [str(path)], ["a"], "photos")
+    fast = RawInputEncoder().fit_transform(data)[0]
+    with Image.open(path) as image:
+        full = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), np.float32).ravel() / 255
+    assert fast.shape == (32 * 32 * 3,)
+    assert np.abs(fast - full).mean() < 0.02  # same picture; resampling differs slightly
