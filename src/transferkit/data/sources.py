@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from transferkit.data.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES
 from transferkit.data.dataset import Dataset
 from transferkit.data.images import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES
 from transferkit.errors import ConfigError, DataError, DataNotFoundError
@@ -97,9 +98,18 @@ def load_data(
                 raise DataNotFoundError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist.")
             raise DataNotFoundError(f"{path}: no such file or folder. Give a folder of images or a table file.")
         if path.is_dir():
+            if folder_holds_audio(path):
+                if unlabelled:
+                    return load_unlabelled_audio_folder(path)
+                return load_audio_folder(path, normalize_labels=normalize_labels)
             if unlabelled:
                 return load_unlabelled_image_folder(path)
             return load_image_folder(path, normalize_labels=normalize_labels)
+        if path.suffix.lower() in AUDIO_SUFFIXES:
+            if unlabelled:
+                return Dataset("audio", [str(path)], None, display_path(path), [display_path(path)])
+            raise DataError(f"{display_path(path)}: is one audio file; labelled data is a folder with one sub-folder "
+                            "of clips per class, or a table with a label column and a path column.")
         if path.suffix.lower() in IMAGE_SUFFIXES:
             if unlabelled:
                 return Dataset("image", [str(path)], None, display_path(path), [display_path(path)])
@@ -425,6 +435,84 @@ def load_unlabelled_image_folder(root: str | Path) -> Dataset:
         raise DataError(f"{display_path(root)}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     paths = [str(p) for p in images]
     return Dataset("image", paths, None, display_path(root), [display_path(p) for p in paths])
+
+
+# ----------------------------------------------------------------------------------------------------- audio
+
+
+def folder_holds_audio(root: Path) -> bool:
+    """Whether the files below ``root`` are mostly audio clips (by extension) rather than images."""
+    audio = images = 0
+    for _, folders, names in os.walk(root, followlinks=True):
+        folders[:] = [f for f in folders if not _is_junk(f)]
+        for name in names:
+            suffix = Path(name).suffix.lower()
+            audio += suffix in AUDIO_SUFFIXES
+            images += suffix in IMAGE_SUFFIXES
+        if audio + images > 200:
+            break
+    return audio > images
+
+
+def _split_audio(files: list[Path], folder: Path) -> list[Path]:
+    clips = [f for f in files if f.suffix.lower() in AUDIO_SUFFIXES]
+    unsupported = [f for f in files if f.suffix.lower() in UNSUPPORTED_AUDIO_SUFFIXES]
+    others = [f for f in files if f.suffix.lower() not in AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES]
+    if unsupported:
+        kinds = ", ".join(sorted({f.suffix.lower() for f in unsupported}))
+        shown = ", ".join(display_path(p) for p in unsupported[:3]) + (" ..." if len(unsupported) > 3 else "")
+        warnings.warn(f"{display_path(folder)}: {len(unsupported)} clip(s) in a format that cannot be decoded here "
+                      f"({kinds}) skipped ({shown}); convert them to WAV or FLAC to use them.", stacklevel=3)
+    if others:
+        shown = ", ".join(display_path(p) for p in others[:3]) + (" ..." if len(others) > 3 else "")
+        warnings.warn(f"{display_path(folder)}: {len(others)} file(s) without an audio extension skipped ({shown}).",
+                      stacklevel=3)
+    return clips
+
+
+def load_audio_folder(root: str | Path, *, normalize_labels: bool = False) -> Dataset:
+    """A folder with one sub-folder of clips per class (WAV, FLAC, OGG, AIFF, MP3, ...; links as for images). The
+    class name is the folder's name. Clips are decoded and checked later, before any backbone runs."""
+    root = Path(root)
+    class_dirs = _class_folders(root)
+    if not class_dirs:
+        raise DataError(
+            f"{display_path(root)}: no class sub-folders found. Put the clips of each class in their own folder, "
+            f"e.g. {display_path(root)}/kick/001.wav and {display_path(root)}/snare/001.wav."
+        )
+    paths: list[str] = []
+    labels: list[str] = []
+    for class_dir in class_dirs:
+        clips = _split_audio(_walk_files(class_dir), class_dir)
+        if not clips:
+            raise DataError(f"{display_path(class_dir)}: class folder '{display_path(class_dir.name)}' has no audio "
+                            f"clips ({', '.join(sorted(AUDIO_SUFFIXES))}). Add clips or remove the folder.")
+        paths.extend(str(p) for p in clips)
+        labels.extend([display_path(class_dir.name).strip()] * len(clips))
+    row_ids = [display_path(p) for p in paths]
+    labels = check_label_spellings(labels, row_ids, display_path(root), normalize_labels)
+    return Dataset("audio", paths, labels, display_path(root), row_ids)
+
+
+def load_unlabelled_audio_folder(root: str | Path) -> Dataset:
+    """Every clip below ``root``, without labels (target-domain data, inputs to ``predict``)."""
+    root = Path(root)
+    clips = _split_audio(_walk_files(root), root)
+    if not clips:
+        raise DataError(f"{display_path(root)}: no audio clips found (looked for {', '.join(sorted(AUDIO_SUFFIXES))}).")
+    paths = [str(p) for p in clips]
+    return Dataset("audio", paths, None, display_path(root), [display_path(p) for p in paths])
+
+
+def audio_files(paths: Sequence[str | os.PathLike], origin: str = "inputs") -> Dataset:
+    """A list of audio files as an unlabelled dataset; a path that is not an existing file is a DataError naming it."""
+    for path in paths:
+        if not os.path.isfile(path):
+            problem = _link_problem(os.fspath(path)) if os.path.islink(path) else \
+                "a folder; give audio files, or the folder alone" if os.path.isdir(path) else "no such file"
+            raise DataError(f"{display_path(path)}: {problem}.")
+    items = [os.fspath(p) for p in paths]
+    return Dataset("audio", items, None, origin, [display_path(p) for p in items])
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -793,7 +881,9 @@ def load_table(
     base = path.parent
     paths = [_image_path(value, base, row_ids[i], table.columns[path_col])
              for i, value in enumerate(table.cells[path_col])]
-    return Dataset("image", paths, labels, str(path), row_ids)
+    # the kind of file most paths name decides: clips (by extension) make an audio dataset
+    clips = sum(Path(p).suffix.lower() in AUDIO_SUFFIXES for p in paths)
+    return Dataset("audio" if clips * 2 > len(paths) else "image", paths, labels, str(path), row_ids)
 
 
 def _image_path(value: Any, base: Path, row: str, column: str) -> str:

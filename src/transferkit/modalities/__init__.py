@@ -9,6 +9,7 @@ Nothing heavy is imported here: entries import PIL, scikit-learn and torch when 
 from __future__ import annotations
 
 from transferkit._registry import Registry
+from transferkit.modalities.audio import AudioModality
 from transferkit.modalities.base import ATTRIBUTES, HOOKS, Modality, RawEncoder
 from transferkit.modalities.image import ImageModality
 from transferkit.modalities.text import TextModality
@@ -16,6 +17,7 @@ from transferkit.modalities.text import TextModality
 MODALITIES: dict[str, Modality] = {
     "image": ImageModality(),
     "text": TextModality(),
+    "audio": AudioModality(),
 }
 
 
