@@ -95,3 +95,74 @@ def test_raw_pixels_of_a_jpeg_match_the_fully_decoded_image(tmp_path):
         full = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), np.float32).ravel() / 255
     assert fast.shape == (32 * 32 * 3,)
     assert np.abs(fast - full).mean() < 0.02  # same picture; resampling differs slightly
+
+
+# ------------------------------------------------------------------------------- training memory bounded by a batch
+
+def _engine_run(tmp_path: Path, model, **overrides):
+    import torch
+
+    from transferkit.engine.data import LabelledCollate, LabelledExamples
+    from transferkit.engine.plan import TrainingPlan
+    from transferkit.engine.settings import EngineSettings
+    from transferkit.engine.trainer import run_training
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, 6)).astype(np.float32)
+    y = ((X[:, 0] + 0.5 * X[:, 1]) > 0).astype(np.int64)
+    train, val = LabelledExamples(X[:72], y[:72], torch.from_numpy), LabelledExamples(X[72:], y[72:], torch.from_numpy)
+    settings = EngineSettings(**{**dict(work_dir=tmp_path / "run", epochs=2, batch_size=12, lr=5e-3, patience=0,
+                                        tracking_uri="off", progress=False, device="cpu"), **overrides})
+    collate = LabelledCollate(torch.stack)
+    return run_training(model, TrainingPlan(), train, val, settings, train_collate=collate, val_collate=collate)
+
+
+def _mlp(batchnorm: bool = False):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    middle = [nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.2)] if batchnorm else [nn.Tanh()]
+    return nn.Sequential(nn.Linear(6, 12), *middle, nn.Linear(12, 2))
+
+
+def test_a_batch_over_the_activation_budget_runs_as_micro_batches_with_the_same_updates(tmp_path):
+    import torch
+
+    whole, micro = _mlp(), _mlp()
+    a = _engine_run(tmp_path / "whole", whole, cpu_activation_budget_bytes=0)
+    b = _engine_run(tmp_path / "micro", micro, cpu_activation_budget_bytes=1)  # less than one example's activations
+    assert (a.micro_batches, b.micro_batches) == (1, 12)
+    assert a.global_step == b.global_step == 2 * 72 // 12  # optimiser steps of the whole batch
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(micro.state_dict()[key], value, atol=1e-6, rtol=1e-5)
+
+
+def test_measuring_activations_leaves_no_trace_in_batchnorm_statistics_or_random_draws(tmp_path):
+    import torch
+
+    measured, plain = _mlp(batchnorm=True), _mlp(batchnorm=True)
+    outcome = _engine_run(tmp_path / "measured", measured)  # default budget: measured, nothing to split
+    _engine_run(tmp_path / "plain", plain, cpu_activation_budget_bytes=0)
+    assert outcome.micro_batches == 1
+    for key, value in plain.state_dict().items():
+        assert torch.equal(measured.state_dict()[key], value), key
+
+
+def test_activation_bytes_grow_with_the_layer_width_and_exclude_the_weights():
+    import torch
+    from torch import nn
+
+    from transferkit.engine.memory import activation_bytes_per_example, micro_batch_factor
+
+    def measure(width: int, size: int) -> int:
+        model = nn.Sequential(nn.Linear(10, width), nn.ReLU(), nn.Linear(width, 2))
+        x = torch.randn(size, 10)
+        return activation_bytes_per_example(lambda: model(x).sum(), size, list(model.parameters()))
+
+    assert measure(1000, 8) == measure(1000, 4)  # per example, whatever the batch
+    # ReLU's output (1000 floats) is saved; the 10,000 + 2,000 weights are not counted
+    assert 4 * 1000 <= measure(1000, 4) < 4 * (1000 + 1000 + 10 + 100)
+    assert measure(4000, 4) > 3 * measure(1000, 4)
+    assert micro_batch_factor(64, 80 << 20, 1 << 30) == 8  # 80 MB an example, 1 GB: micro-batches of 8
+    assert micro_batch_factor(64, 1000, 1 << 30) == 1 and micro_batch_factor(6, 1 << 31, 1 << 30) == 6

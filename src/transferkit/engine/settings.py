@@ -49,6 +49,9 @@ class EngineSettings:
     max_steps: int = -1
     keep_checkpoints: bool = False
     log_params: dict[str, Any] | None = None
+    #: On the CPU, a batch whose activations would exceed this many bytes runs as micro-batches with accumulated
+    #: gradients (:func:`transferkit.engine.memory.micro_batch_factor`); 0 turns it off.
+    cpu_activation_budget_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)

@@ -53,6 +53,8 @@ class TrainingOutcome:
     metrics_csv: str | None = None
     mlflow_uri: str | None = None
     mlflow_run_id: str | None = None
+    #: Micro-batches per training batch (gradients accumulated), to bound activation memory on the CPU.
+    micro_batches: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "history"}
@@ -190,6 +192,41 @@ def _merge_earlier_metrics(settings: EngineSettings) -> None:
     earlier.unlink(missing_ok=True)
 
 
+def _cpu_micro_batches(module: nn.Module, plan: TrainingPlan, train: TorchDataset, collate: Callable,
+                       settings: EngineSettings) -> int:
+    """Micro-batches per training batch on the CPU, so that one forward pass keeps at most
+    ``settings.cpu_activation_budget_bytes`` of activations; measured on two training examples (BatchNorm statistics
+    are put back afterwards). Gradients of the micro-batches are accumulated: the update is that of the whole batch
+    (BatchNorm layers that train see micro-batch statistics)."""
+    from transferkit.engine.memory import activation_bytes_per_example, micro_batch_factor
+
+    processes = settings.devices * settings.num_nodes if isinstance(settings.devices, int) else 1
+    per_process = settings.batch_size // max(processes, 1)
+    if per_process < 2:
+        return 1
+    sample = collate([train[i] for i in range(min(2, len(train)))])
+    buffers = {name: value.detach().clone() for name, value in module.model.named_buffers()}
+    module.train()
+    try:
+        per_example = activation_bytes_per_example(
+            lambda: plan.batch_terms(module.model, sample), min(2, len(train)),
+            [p for p in module.model.parameters()])
+    except Exception as exc:  # the run itself will report a problem with the data or the model
+        log.debug("activation memory not measured: %s", exc)
+        return 1
+    finally:
+        with torch.no_grad():
+            for name, value in module.model.named_buffers():
+                if name in buffers:
+                    value.copy_(buffers[name])
+    micro = micro_batch_factor(per_process, per_example, settings.cpu_activation_budget_bytes)
+    if micro > 1:
+        log.info("%s: about %.0f MB of activations per example; each batch of %d runs as %d micro-batches of %d "
+                 "(gradients accumulated) to keep memory under %.1f GB", settings.run_name, per_example / 2**20,
+                 per_process, micro, per_process // micro, settings.cpu_activation_budget_bytes / 2**30)
+    return micro
+
+
 def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Mapping[str, TorchDataset],
                  val: TorchDataset | Mapping[str, TorchDataset], settings: EngineSettings, *,
                  train_collate: Callable | Mapping[str, Callable], val_collate: Callable | Mapping[str, Callable],
@@ -247,14 +284,18 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
     loggers, mlflow_logger = _loggers(settings, resume=resume_from is not None)
 
     module = AdaptationModule(model, plan, settings)
-    data = EngineData(train, val, batch_size=settings.batch_size, seed=settings.seed, train_collate=train_collate,
+    micro = 1
+    if accelerator == "cpu" and settings.cpu_activation_budget_bytes and not isinstance(train, Mapping) and len(train):
+        micro = _cpu_micro_batches(module, plan, train, train_collate, settings)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)  # the measurement's draws are forgotten
+    data = EngineData(train, val, batch_size=settings.batch_size // micro, seed=settings.seed, train_collate=train_collate,
                       val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu",
                       task_batch_sizes=task_batch_sizes)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=settings.num_nodes, strategy=_distribution(settings),
         precision=precision,
-        max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate,
+        max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate * micro,
         deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
         callbacks=all_callbacks, logger=loggers, log_every_n_steps=settings.log_every_n_steps,
         enable_progress_bar=on_terminal, enable_model_summary=False, num_sanity_val_steps=0,
@@ -302,6 +343,7 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
         resumed_from=resume_from, is_main_process=trainer.is_global_zero, world_size=trainer.world_size,
         precision=precision, metrics_csv=str(settings.metrics_csv) if settings.metrics_csv.is_file() else None,
         mlflow_uri=settings.mlflow_uri, mlflow_run_id=getattr(mlflow_logger, "run_id", None),
+        micro_batches=micro,
     )
     if not settings.keep_checkpoints:
         if trainer.world_size > 1:
