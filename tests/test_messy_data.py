@@ -156,7 +156,7 @@ def test_exif_orientation_same_in_predict_and_serving(messy_corpus, image_model,
     """A sideways-stored photo is predicted as its upright copy by predict, by the serving predictor given a PIL
     image, and by the HTTP service."""
     from transferkit import predict
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
 
     rotated = messy_corpus["images"] / "flower" / "exif6.jpg"
     upright = tmp_path / "upright.png"
@@ -454,8 +454,10 @@ def test_decimal_label_column_is_refused_as_a_regression_target(messy_corpus) ->
         if key not in messy_corpus:
             continue
         with pytest.raises(DataError, match=r"label column 'label' looks numeric \(a regression target\?\): 30 "
-                                            r"distinct values.*transferkit classifies; give class labels"):
+                                            r"distinct values.*pass --task-type regression \(task='regression'\); to "
+                                            r"classify, give class labels"):
             load_data(messy_corpus[key])
+        assert load_data(messy_corpus[key], task="regression").task == "regression"
     half_stars = from_arrays([f"review {i}" for i in range(40)], [f"{(i % 10 + 1) / 2:g}" for i in range(40)])
     assert len(half_stars.classes) == 10  # ten rating classes are classes
 

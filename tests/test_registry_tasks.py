@@ -35,8 +35,27 @@ def _classification_sample() -> dict:
             "bad_cell": None}
 
 
+def _regression_sample() -> dict:
+    cells = [1.5, "-2", " 0.25 ", 3, "4.0", 2.75]
+    labels = ["1.5", "-2", "0.25", "3", "4", "2.75"]
+    return {"cells": cells, "labels": labels,
+            "dataset": Dataset("text", [f"text {i}" for i in range(len(labels))], labels, "sample.csv",
+                               task="regression"),
+            "bad_cell": None}
+
+
+def _multilabel_sample() -> dict:
+    cells = ["cat|dog", "dog", '["fox", "cat"]', "fox; dog", ["cat"], "[]"]
+    labels = ['["cat", "dog"]', '["dog"]', '["cat", "fox"]', '["dog", "fox"]', '["cat"]', "[]"]
+    return {"cells": cells, "labels": labels,
+            "dataset": Dataset("text", [f"text {i}" for i in range(len(labels))], labels, "sample.csv",
+                               task="multilabel"),
+            "bad_cell": None}
+
+
 #: One sample per registered task: a new task comes with its sample, or the contract test fails naming it.
-SAMPLES = {"classification": _classification_sample}
+SAMPLES = {"classification": _classification_sample, "regression": _regression_sample,
+           "multilabel": _multilabel_sample}
 
 
 def test_every_registered_task_has_a_contract_sample() -> None:
@@ -65,28 +84,36 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
 
     dataset = sample["dataset"]
     space = hook("label_space")(dataset)
-    assert len(space) >= 2
+    assert len(space) >= 1 and all(isinstance(name, str) and name for name in space)
     y = hook("targets")(dataset, space)
     assert len(y) == n
+    strata = hook("strata")(dataset.labels)
+    assert len(strata) == n and all(isinstance(group, str) for group in strata)
+    hook("check_training_labels")(dataset)
+    other = dataset.subset(range(n // 2), origin="other.csv")
+    hook("check_split_labels")(dataset, other)
+    assert other.labels == dataset.labels[: n // 2]
 
     torch.manual_seed(0)
-    head = hook("new_head")(8, space)
+    head = hook("new_head")(8, space, y)
     features = torch.randn(n, 8)
     outputs = head(features)
     assert outputs.shape[0] == n
-    loss = hook("loss")(outputs, torch.as_tensor(y))
+    loss = hook("loss")(outputs, torch.as_tensor(y), head=head)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
-    figures = hook("validation_figures")(outputs.detach(), torch.as_tensor(y))
+    figures = hook("validation_figures")(outputs.detach(), torch.as_tensor(y), head=head)
     assert set(figures) == {"loss", "score"} and all(torch.isfinite(v) and v.ndim == 0 for v in figures.values())
 
-    X = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32) + np.asarray(y, dtype=np.float32)[:, None]
+    X = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    signal = np.asarray(y, dtype=np.float32).reshape(n, -1)
+    X[:, : signal.shape[1]] += 2 * signal
     probe = hook("new_probe")(C=1.0, seed=0).fit(X, y)
     probe_head = probe.to_head().eval()
     with torch.no_grad():
-        proba = torch.softmax(probe_head(torch.from_numpy(X)), dim=1).numpy()
-    np.testing.assert_allclose(proba, probe.predict_proba(X), atol=1e-5)
+        proba = hook("proba_from_outputs")(probe_head(torch.from_numpy(X)).numpy(), 1.0)
+    np.testing.assert_allclose(proba, probe.predict_proba(X), atol=1e-4)
 
     pred = hook("predictions")(proba)
     assert len(pred) == n
@@ -114,7 +141,8 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------- registry
 
 def test_unknown_task_name_is_a_config_error_naming_the_option_and_the_known_tasks() -> None:
-    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'regresion'; known tasks: classification"):
+    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'regresion'; known tasks: classification, "
+                                          r"regression, multilabel"):
         get_task("regresion")
 
 
@@ -144,14 +172,15 @@ def test_config_takes_a_known_task_and_defaults_to_classification() -> None:
     from transferkit.config import make_config
 
     assert make_config().task == DEFAULT_TASK == "classification"
-    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'regression'; known tasks: classification"):
-        make_config(task="regression")
+    assert make_config(task="regression").task == "regression"
+    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'detection'; known tasks: classification"):
+        make_config(task="detection")
 
 
 def test_fit_with_an_unknown_task_stops_before_reading_the_data(tmp_path: Path) -> None:
     out = tmp_path / "model"
     with pytest.raises(ConfigError, match="option 'task'.*known tasks: classification"):
-        tk.fit(str(tmp_path / "does-not-exist"), task="multilabel", output=str(out))
+        tk.fit(str(tmp_path / "does-not-exist"), task="multi-label", output=str(out))
     assert not out.exists()
 
 
@@ -160,12 +189,12 @@ def test_cli_config_file_with_an_unknown_task_exits_2_naming_the_file_and_option
     from transferkit.cli.main import app
 
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"task": "regression"}))
+    config.write_text(yaml.safe_dump({"task": "detection"}))
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["fit", str(image_folder), "--config", str(config), "--output", str(out)])
     assert result.exit_code == 2
     assert "error:" in result.output and str(config) in result.output
-    assert "option 'task': unknown task 'regression'; known tasks: classification" in result.output
+    assert "option 'task': unknown task 'detection'; known tasks: classification" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
 
@@ -219,7 +248,7 @@ def test_a_model_of_an_unknown_task_is_refused_naming_config_json(probe_model: P
     shutil.copytree(probe_model, other)
     _rewrite_config(other, lambda config: config.update(task="detection"))
     with pytest.raises(ArtifactError, match=re.escape(f"{other / 'config.json'}: task 'detection' is not one this "
-                                                      "transferkit knows (known: classification)")):
+                                                      "transferkit knows (known: classification, regression, multilabel)")):
         tk.load_model(other)
 
 
@@ -241,21 +270,21 @@ class _MarkedClassification(SingleLabelClassification):
         self._count("parse_labels")
         return super().parse_labels(values, places, column)
 
-    def new_head(self, in_features, label_space):
+    def new_head(self, in_features, label_space, targets=None):
         self._count("new_head")
-        return super().new_head(in_features, label_space)
+        return super().new_head(in_features, label_space, targets)
 
-    def loss(self, outputs, targets):
+    def loss(self, outputs, targets, *, head=None):
         self._count("loss")
-        return super().loss(outputs, targets)
+        return super().loss(outputs, targets, head=head)
 
-    def validation_figures(self, outputs, targets):
+    def validation_figures(self, outputs, targets, *, head=None):
         self._count("validation_figures")
-        return super().validation_figures(outputs, targets)
+        return super().validation_figures(outputs, targets, head=head)
 
-    def new_probe(self, *, C=None, seed=0):
+    def new_probe(self, *, C=None, seed=0, **options):
         self._count("new_probe")
-        return super().new_probe(C=C, seed=seed)
+        return super().new_probe(C=C, seed=seed, **options)
 
     def metrics(self, y_true, proba, label_space):
         return {**super().metrics(y_true, proba, label_space), "marked": True}

@@ -15,6 +15,7 @@ import numpy as np
 
 from transferkit.errors import DataError
 from transferkit.modalities import MODALITIES, get_modality, modality_names
+from transferkit.tasks import DEFAULT_TASK
 
 def sort_labels(labels: Sequence[str]) -> list[str]:
     """Class names in a stable order: numerically when every name is a number, else alphabetically."""
@@ -39,6 +40,8 @@ class Dataset:
     origin: str
     row_ids: list[str] = field(default_factory=list)
     _keys: list[str] | None = field(default=None, repr=False, compare=False)
+    #: The task whose reader gave ``labels`` (:mod:`transferkit.tasks`): splits, folds and the label checks ask it.
+    task: str = DEFAULT_TASK
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -117,6 +120,7 @@ class Dataset:
             origin=origin or self.origin,
             row_ids=[self.row_ids[i] for i in indices],
             _keys=None if self._keys is None else [self._keys[i] for i in indices],
+            task=self.task,
         )
 
     def item_keys(self) -> list[str]:
@@ -167,5 +171,5 @@ def concat(datasets: Sequence[Dataset], origin: str) -> Dataset:
     else:
         items = [item for d in datasets for item in d.items]
     labels = None if any(d.labels is None for d in datasets) else [lab for d in datasets for lab in d.labels]
-    return Dataset(first.modality, items, labels, origin, [r for d in datasets for r in d.row_ids])
+    return Dataset(first.modality, items, labels, origin, [r for d in datasets for r in d.row_ids], task=first.task)
 

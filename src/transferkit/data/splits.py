@@ -6,9 +6,17 @@ import warnings
 
 import numpy as np
 
-from transferkit.data.dataset import Dataset
+from transferkit.data.dataset import Dataset, sort_labels
 from transferkit.data.validation import DataWarning
 from transferkit.errors import ConfigError, DataError
+
+
+def _strata(dataset: Dataset) -> np.ndarray:
+    """The group of each example that splits keep in proportion: its class, or what the dataset's task says
+    (a quantile bin of a regression target, the rarest label of a label set)."""
+    from transferkit.tasks import get_task
+
+    return np.asarray(get_task(dataset.task).strata(dataset.labels), dtype=object)
 
 
 def stratified_split(dataset: Dataset, fraction: float, seed: int, names: tuple[str, str] = ("train", "held-out")) -> tuple[Dataset, Dataset]:
@@ -20,11 +28,11 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int, names: tuple[
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"split fraction must be between 0 and 1 (exclusive); got {fraction}.")
-    labels = np.asarray(dataset.labels)
+    labels = _strata(dataset)
     keys = dataset.item_keys()
     rng = np.random.default_rng(seed)
     first, second = [], []
-    for name in dataset.classes:
+    for name in sort_labels(labels.tolist()):
         idx = np.flatnonzero(labels == name)
         rng.shuffle(idx)
         n_second = int(round(len(idx) * fraction))
@@ -62,11 +70,11 @@ def sample_per_class(dataset: Dataset, shots: int, seed: int) -> Dataset:
     """
     if shots < 1:
         raise ConfigError(f"shots (examples per class) must be at least 1; got {shots}.")
-    labels = np.asarray(dataset.labels)
+    labels = _strata(dataset)
     rng = np.random.default_rng(seed)
     keep = []
     kept: dict[str, int] = {}
-    for name in dataset.classes:
+    for name in sort_labels(labels.tolist()):
         idx = np.flatnonzero(labels == name)
         chosen = rng.choice(idx, size=min(shots, len(idx)), replace=False)
         keep.extend(chosen)

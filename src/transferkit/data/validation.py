@@ -32,19 +32,27 @@ def validate_dataset(dataset: Dataset, *, role: str = "training", min_classes: i
     if dataset.labels is not None:
         warn_conflicting_duplicates(dataset)
     if dataset.labels is not None and role == "training":
-        counts = Counter(dataset.labels)
-        if len(counts) < min_classes:
-            raise DataError(
-                f"{dataset.origin}: the {role} data has only {len(counts)} class ({', '.join(counts)}); "
-                f"a classifier needs at least {min_classes}. Add examples of other classes."
-            )
-        tiny = sorted(name for name, n in counts.items() if n < 2)
-        if tiny:
-            warnings.warn(
-                f"{dataset.origin}: class(es) {tiny} have a single example; results for them are unreliable.",
-                DataWarning,
-                stacklevel=2,
-            )
+        from transferkit.tasks import get_task
+
+        get_task(dataset.task).check_training_labels(dataset, min_classes=min_classes)
+
+
+def check_class_counts(dataset: Dataset, *, min_classes: int = 2) -> None:
+    """Training data of a classifier: at least ``min_classes`` classes (else a DataError); a class with a single
+    example is a warning."""
+    counts = Counter(dataset.labels or [])
+    if len(counts) < min_classes:
+        raise DataError(
+            f"{dataset.origin}: the training data has only {len(counts)} class ({', '.join(counts)}); "
+            f"a classifier needs at least {min_classes}. Add examples of other classes."
+        )
+    tiny = sorted(name for name, n in counts.items() if n < 2)
+    if tiny:
+        warnings.warn(
+            f"{dataset.origin}: class(es) {tiny} have a single example; results for them are unreliable.",
+            DataWarning,
+            stacklevel=4,
+        )
 
 
 def warn_conflicting_duplicates(dataset: Dataset) -> None:
@@ -76,10 +84,8 @@ def validate_splits(train: Dataset, others: Sequence[Dataset], *, normalize_labe
     A label spelled differently from the training data only in case, whitespace or Unicode form is an error that
     says so, or, with ``normalize_labels``, takes the training data's spelling (``other.labels`` is changed).
     """
-    from transferkit.data.sources import label_key
+    from transferkit.tasks import get_task
 
-    known = set(train.labels or [])
-    spelled = {label_key(label): label for label in known}
     train_keys = None
     for other in others:
         if other.modality != train.modality:
@@ -88,27 +94,7 @@ def validate_splits(train: Dataset, others: Sequence[Dataset], *, normalize_labe
                 f"{train.modality} data."
             )
         if other.labels is not None:
-            unseen = sorted(set(other.labels) - known)
-            variants = {label: spelled[label_key(label)] for label in unseen if label_key(label) in spelled}
-            if variants and normalize_labels:
-                other.labels = [variants.get(label, label) for label in other.labels]
-                unseen = [label for label in unseen if label not in variants]
-            elif variants:
-                label, training = next(iter(variants.items()))
-                row = next(r for r, lab in zip(other.row_ids, other.labels) if lab == label)
-                raise DataError(
-                    f"{row}: label '{label}' is spelled '{training}' in the training data ({train.origin}); "
-                    f"{len(variants)} label(s) differ only in case, whitespace or Unicode form "
-                    f"({', '.join(repr(v) for v in list(variants)[:5])}). Spell them as in the training data, or pass "
-                    "--normalize-labels (normalize_labels=True)."
-                )
-            if unseen:
-                rows = [row for row, label in zip(other.row_ids, other.labels) if label in unseen]
-                raise DataError(
-                    f"{rows[0]}: label '{unseen[0]}' never appears in the training data ({train.origin}); "
-                    f"{len(rows)} row(s) have unseen labels {unseen[:5]}. Add training examples of those classes "
-                    "or remove the rows."
-                )
+            get_task(train.task).check_split_labels(train, other, normalize=normalize_labels)
         if train_keys is None:
             train_keys = {}
             for row, key in zip(train.row_ids, train.item_keys()):
@@ -117,8 +103,40 @@ def validate_splits(train: Dataset, others: Sequence[Dataset], *, normalize_labe
         if duplicates:
             warnings.warn(
                 f"{other.origin}: {len(duplicates)} example(s) also appear in the training data (first: "
-                f"{duplicates[0][0]}, the same as {duplicates[0][1]}); the measured accuracy will be optimistic. "
+                f"{duplicates[0][0]}, the same as {duplicates[0][1]}); the measured scores will be optimistic. "
                 "Remove the copies from one side.",
                 DataWarning,
                 stacklevel=2,
+            )
+
+
+def check_unseen_labels(train: Dataset, other: Dataset, *, normalize_labels: bool = False) -> None:
+    """Every class of ``other`` appears in ``train``: an unseen one is a DataError naming its first row; one spelled
+    differently only in case, whitespace or Unicode form is an error that says so, or, with ``normalize_labels``,
+    takes the training data's spelling (``other.labels`` is changed)."""
+    from transferkit.data.sources import label_key
+
+    known = set(train.labels or [])
+    spelled = {label_key(label): label for label in known}
+    if other.labels is not None:
+        unseen = sorted(set(other.labels) - known)
+        variants = {label: spelled[label_key(label)] for label in unseen if label_key(label) in spelled}
+        if variants and normalize_labels:
+            other.labels = [variants.get(label, label) for label in other.labels]
+            unseen = [label for label in unseen if label not in variants]
+        elif variants:
+            label, training = next(iter(variants.items()))
+            row = next(r for r, lab in zip(other.row_ids, other.labels) if lab == label)
+            raise DataError(
+                f"{row}: label '{label}' is spelled '{training}' in the training data ({train.origin}); "
+                f"{len(variants)} label(s) differ only in case, whitespace or Unicode form "
+                f"({', '.join(repr(v) for v in list(variants)[:5])}). Spell them as in the training data, or pass "
+                "--normalize-labels (normalize_labels=True)."
+            )
+        if unseen:
+            rows = [row for row, label in zip(other.row_ids, other.labels) if label in unseen]
+            raise DataError(
+                f"{rows[0]}: label '{unseen[0]}' never appears in the training data ({train.origin}); "
+                f"{len(rows)} row(s) have unseen labels {unseen[:5]}. Add training examples of those classes "
+                "or remove the rows."
             )

@@ -30,6 +30,10 @@ class Task(ABC):
     loss_name: str = ""
     #: The metric the verdict compares with each baseline (higher is better), a key of :meth:`metrics`.
     measure: str = ""
+    #: The metrics of the summary table (keys of :meth:`metrics` and :meth:`prediction_metrics`, with their headers).
+    summary_columns: tuple[tuple[str, str], ...] = ()
+    #: Whether a folder with one sub-folder per class holds this task's labels (else only tables and lists do).
+    reads_class_folders: bool = False
 
     # --- labels -----------------------------------------------------------------------------------------------
     @abstractmethod
@@ -50,23 +54,47 @@ class Task(ABC):
     def targets(self, dataset: Any, label_space: Sequence[str], *, normalize: bool = False) -> np.ndarray:
         """The dataset's labels as training and scoring targets against ``label_space``."""
 
+    @abstractmethod
+    def strata(self, labels: Sequence[Any]) -> list[str]:
+        """One group name per label (``(N,)``): stratified splits, folds and ``--shots`` keep each group's share
+        (classification: the class; regression: a quantile bin of the target; multi-label: the rarest label)."""
+
+    @abstractmethod
+    def check_training_labels(self, dataset: Any, *, min_classes: int = 2) -> None:
+        """Training labels that cannot train this task (fewer than ``min_classes`` classes; a constant target; a
+        label never positive) are a DataError naming the data (and the row or label); suspicious ones a warning."""
+
+    @abstractmethod
+    def check_split_labels(self, train: Any, other: Any, *, normalize: bool = False) -> None:
+        """Labels of validation or test data ``other`` that the training data cannot have taught (an unseen class)
+        are a DataError naming the row; with ``normalize`` spellings are folded into the training data's."""
+
     # --- model and training -----------------------------------------------------------------------------------
     @abstractmethod
-    def new_head(self, in_features: int, label_space: Sequence[str]) -> Any:
-        """A freshly initialised head ``(N, in_features) -> (N, width)`` (a ``torch.nn.Module``)."""
+    def new_head(self, in_features: int, label_space: Sequence[str], targets: np.ndarray | None = None) -> Any:
+        """A freshly initialised head ``(N, in_features) -> (N, width)`` (a ``torch.nn.Module``); ``targets`` are the
+        training targets (a regression head standardises its outputs by their mean and deviation)."""
 
     @abstractmethod
-    def loss(self, outputs: Any, targets: Any) -> Any:
-        """The training loss of one batch, a scalar tensor."""
+    def loss(self, outputs: Any, targets: Any, *, head: Any = None) -> Any:
+        """The training loss of one batch, a scalar tensor. ``head`` is the head that produced ``outputs`` (a
+        regression head carries the training targets' scale, which makes the loss unit-free)."""
 
     @abstractmethod
-    def validation_figures(self, outputs: Any, targets: Any) -> dict[str, Any]:
+    def validation_figures(self, outputs: Any, targets: Any, *, head: Any = None) -> dict[str, Any]:
         """``{"loss": scalar tensor, "score": scalar tensor}`` of one validation batch; the engine monitors the
         score (higher is better) for early stopping and checkpoint selection."""
 
     @abstractmethod
-    def new_probe(self, *, C: float | None = None, seed: int = 0) -> Any:
-        """The scikit-learn estimator fitted on frozen features (it converts to a head with ``to_head()``)."""
+    def proba_from_outputs(self, outputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """The model's outputs ``proba`` ``(N, width)`` from its head's raw outputs ``(N, width)``: class
+        probabilities (softmax of ``outputs / temperature``), label probabilities (sigmoid), or values in the
+        target's units (regression: unchanged)."""
+
+    @abstractmethod
+    def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
+        """The scikit-learn estimator fitted on frozen features (it converts to a head with ``to_head()``);
+        ``options`` tune its solver (``standardize``, ``tol``, ``max_iter``: the raw baseline's settings)."""
 
     # --- evaluation -------------------------------------------------------------------------------------------
     @abstractmethod
