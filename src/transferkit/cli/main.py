@@ -235,8 +235,11 @@ def predict(
         elif get_modality(loaded.modality).strings_are_items:
             source = list(inputs)
         else:
-            missing = next(i for i in inputs if not Path(i).exists())
-            raise TransferkitError(f"{missing}: no such file or folder.")
+            missing = next((i for i in inputs if not Path(i).exists()), None)
+            if missing is not None:
+                raise TransferkitError(f"{missing}: no such file or folder.")
+            folder = next(i for i in inputs if Path(i).is_dir())
+            raise TransferkitError(f"{folder}: a folder among several inputs; give one folder alone, or files only.")
         rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
                           path_column=path_column, encoding=encoding, delimiter=delimiter, progress=not quiet,
                           runtime=runtime,

@@ -24,6 +24,7 @@ def serve(
     max_file_mb: float = typer.Option(10.0, "--max-file-mb", help="Largest uploaded image file, in MB."),
     max_image_pixels: int = typer.Option(40_000_000, "--max-image-pixels", help="Largest image, width x height."),
     max_text_chars: int = typer.Option(10_000, "--max-text-chars", help="Longest text, in characters."),
+    max_audio_seconds: float = typer.Option(600.0, "--max-audio-seconds", help="Longest uploaded audio clip, in seconds."),
     top_k: int = typer.Option(5, "--top-k", help="Classes listed per prediction unless a request asks otherwise."),
     batch_wait_ms: float = typer.Option(0.0, "--batch-wait-ms", help="Micro-batching: wait up to this many ms for concurrent requests to share a forward pass (0 = off)."),
     max_batch_items: int = typer.Option(32, "--max-batch-items", help="Micro-batching: most inputs in one forward pass."),
@@ -39,7 +40,8 @@ def serve(
             raise ConfigError(f"--max-file-mb must be a size in MB above 0 (at most 1,048,576); got {max_file_mb}.")
         serve_fn(model, host=host, port=port, workers=workers, runtime=runtime, device=device, threads=threads,
                  max_batch=max_batch, max_file_bytes=int(max_file_mb * 1024 * 1024),
-                 max_image_pixels=max_image_pixels, max_text_chars=max_text_chars, top_k=top_k,
+                 max_image_pixels=max_image_pixels, max_text_chars=max_text_chars,
+                 max_audio_seconds=max_audio_seconds, top_k=top_k,
                  batch_wait_ms=batch_wait_ms, max_batch_items=max_batch_items)
     except TransferkitError as exc:
         _fail(exc)

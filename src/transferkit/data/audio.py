@@ -130,8 +130,11 @@ def check_audio_file(path: str | Path) -> str | None:
 
 
 def _short(exc: Exception) -> str:
+    """libsndfile's message without the file object or path it repeats ("Error opening <...>: ")."""
+    import re
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    return re.sub(r"^Error opening (<[^>]*>|'[^']*'|\S+): ", "", text)[:200]
 
 
 def read_audio(item: Any) -> tuple[np.ndarray, int]:

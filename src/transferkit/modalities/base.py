@@ -123,6 +123,12 @@ class Modality(ABC):
         """HTML of one example in a table cell (the hardest misclassified examples)."""
 
     # --- serving ----------------------------------------------------------------------------------------------
+    def decode_upload(self, data: bytes, name: str, settings: Any) -> Any:
+        """One uploaded file (``service_request == "files"``) as an item the backbone prepares; every limit of
+        ``settings`` (a :class:`~transferkit.serving.settings.ServeConfig`) checked first. Raises the service's
+        HTTP errors (413 over a limit, 422 undecodable), naming ``name``."""
+        raise NotImplementedError(f"{self.name} requests are not files")
+
     @abstractmethod
     def warm_up_item(self) -> Any:
         """A synthetic item the service predicts once before it accepts requests."""
@@ -136,7 +142,7 @@ class Modality(ABC):
 #: Names of the hooks every entry answers (the contract test checks each registered entry against them).
 HOOKS = ("item_keys", "check_items", "batch_order", "files_dataset", "backbone_options", "options_from_preprocessing",
          "raw_encoder", "augmentation", "training_inputs", "example", "examples_html", "example_cell_html",
-         "warm_up_item", "sample_items")
+         "decode_upload", "warm_up_item", "sample_items")
 ATTRIBUTES = ("name", "description", "default_backbone", "input_hint", "items_are_files", "strings_are_items",
               "mixes_batches", "augment_summary", "word_variants", "channels_last", "prefers_static_quantization",
               "service_request", "onnx_inputs")

@@ -157,6 +157,11 @@ class ImageModality(Modality):
     def example_cell_html(self, entry: dict, escape: Callable[[Any], str]) -> str:
         return self.examples_html([entry], escape)
 
+    def decode_upload(self, data: bytes, name: str, settings: Any) -> Any:
+        from transferkit.serving.app import decode_image_upload
+
+        return decode_image_upload(data, name, settings)
+
     def warm_up_item(self) -> Any:
         from PIL import Image
 

@@ -152,7 +152,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _decode_image(data: bytes, name: str, settings: ServeConfig):
+def decode_image_upload(data: bytes, name: str, settings: ServeConfig):
     """Bytes of one uploaded file as an RGB image; 413 / 422 naming the file when it cannot be used. The size is
     read from the header and checked before any pixel is decoded (a long, thin image is fine: the preprocessing
     resizes only the part its crop keeps)."""
@@ -377,13 +377,14 @@ async def _image_inputs(request: Request, model: Any, settings: ServeConfig, dec
         raise _fail(422, "no file parts named 'files' in the form; send one or more images.")
     if len(parts) > settings.max_batch:
         raise _fail(413, f"{len(parts)} files in one request; the limit is {settings.max_batch}.")
+    entry = get_modality(model.modality)
     items, names = [], []
     for i, part in enumerate(parts):
         if not isinstance(part, UploadFile):
             raise _fail(422, f"files[{i}] is a text field, not a file upload; send the image's bytes as a file part.")
         name = f"files[{i}] ({part.filename})" if part.filename else f"files[{i}]"
         data = await part.read(settings.max_file_bytes + 1)
-        items.append(await anyio.to_thread.run_sync(_decode_image, data, name, settings, limiter=decoders))
+        items.append(await anyio.to_thread.run_sync(entry.decode_upload, data, name, settings, limiter=decoders))
         names.append(part.filename or f"files[{i}]")
     await form.close()
     return items, names, k

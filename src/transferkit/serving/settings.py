@@ -30,6 +30,7 @@ class ServeConfig(BaseModel):
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest uploaded image file, in bytes")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest image, width x height in pixels")
     max_text_chars: int = Field(10_000, ge=1, description="longest text, in characters")
+    max_audio_seconds: float = Field(600.0, gt=0, description="longest uploaded audio clip, in seconds")
     top_k: int = Field(5, ge=1, description="classes listed per prediction unless the request says otherwise")
     batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="micro-batching: wait up to this long for other requests to join a batch (0: off, each request runs alone)")
     max_batch_items: int = Field(32, ge=1, le=4096, description="micro-batching: most inputs in one model batch")

@@ -1,0 +1,228 @@
+"""Audio as a modality: loading real drum clips (folders, tables, formats, rates, channels), the checks that refuse
+unusable clips before any backbone runs, the packaged aiSFX weights, and the verbs end to end on real clips."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _audio_clips import require_drumkits, tone, write_drum_folder, write_drum_table
+
+soundfile = pytest.importorskip("soundfile")
+
+
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run(*args: str) -> _Result:
+    """The CLI in this process (typer's runner: no interpreter start-up per command)."""
+    from typer.testing import CliRunner
+
+    from transferkit.cli.main import _register_commands, app
+
+    _register_commands()
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return _Result(result.exit_code, result.stdout, result.stderr)
+
+
+def ok(*args: str) -> _Result:
+    proc = run(*args)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+def test_a_folder_of_clips_per_class_is_audio(tmp_path: Path) -> None:
+    from transferkit.data import load_data
+
+    data = load_data(str(write_drum_folder(tmp_path / "drums", per_class=2, seconds=0.3)))
+    assert data.modality == "audio" and len(data) == 6
+    assert sorted(set(data.labels)) == ["hihat", "kick", "snare"]
+    assert {Path(p).suffix for p in data.items} == {".wav", ".flac"}
+
+
+def test_a_table_with_a_path_column_is_audio(tmp_path: Path) -> None:
+    from transferkit.data import load_data
+
+    data = load_data(str(write_drum_table(tmp_path / "drums.csv", per_class=1, seconds=0.3)))
+    assert data.modality == "audio" and data.labels == ["hihat", "kick", "snare"]
+    assert all(Path(p).is_file() for p in data.items)
+
+
+def test_any_rate_and_channel_count_become_the_backbones_mono_window(tmp_path: Path) -> None:
+    from transferkit.backbones.audio import AudioPreprocessing
+
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(str(stereo), tone(0.5, rate=48000, channels=2), 48000)
+    prep = AudioPreprocessing()
+    wave = prep.waveform(str(stereo))
+    assert wave.shape == (prep.samples,) and wave.dtype == np.float32
+    sounding = int(np.flatnonzero(np.abs(wave) > 1e-3).max())  # 0.5 s at 44.1 kHz, then silence
+    assert abs(sounding - 0.5 * 44100) < 200 and np.abs(wave).max() == pytest.approx(1.0, abs=1e-3)
+    assert prep(str(stereo)).shape == (prep.frames, prep.n_mels)
+
+
+def test_a_long_clip_keeps_its_loudest_window() -> None:
+    from transferkit.data.audio import fit_length
+
+    wave = np.zeros(10_000, dtype=np.float32)
+    wave[7_000:7_500] = 1.0
+    window = fit_length(wave, 1_000, step=100)
+    assert window.shape == (1_000,) and window.sum() == 500
+
+
+# --- clips that cannot be used, refused before any backbone runs ----------------------------------------------------
+def _bad_clip(kind: str, path: Path) -> None:
+    if kind == "truncated":
+        soundfile.write(str(path), tone(1.0), 16000)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "silent":
+        soundfile.write(str(path), np.zeros((16000, 1), dtype=np.float32), 16000)
+    elif kind == "too-short":
+        soundfile.write(str(path), tone(0.01), 16000)
+    elif kind == "not-audio":
+        path.write_bytes(b"this is not a sound file at all, just text" * 10)
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("truncated", ("truncated", "copy it again")),
+    ("empty", ("empty", "remove it or replace it")),
+    ("silent", ("silent", "remove it")),
+    ("too-short", ("10 ms", "shorter than the 50 ms", "record a longer clip")),
+    ("not-audio", ("not a readable audio file", "convert it to WAV or FLAC")),
+])
+def test_an_unusable_clip_is_refused_by_fit_naming_the_file_and_the_fix(tmp_path: Path, kind: str,
+                                                                         words: tuple[str, ...]) -> None:
+    drums = write_drum_folder(tmp_path / "drums", per_class=2, seconds=0.3)
+    bad = drums / "kick" / "bad.wav"
+    _bad_clip(kind, bad)
+    before = {p: p.read_bytes() for p in drums.rglob("*") if p.is_file()}
+    out = tmp_path / "model"
+    proc = run("fit", str(drums), "--backbone", "random:aisfx", "--output", str(out), "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "bad.wav" in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+    assert not out.exists()  # refused before any work: nothing written
+    assert {p: p.read_bytes() for p in drums.rglob("*") if p.is_file()} == before
+
+
+# --- the packaged backbone -------------------------------------------------------------------------------------------
+def test_aisfx_is_unpickled_once_then_read_from_safetensors(monkeypatch) -> None:
+    import torch
+
+    from transferkit.backbones import create_backbone, packaged
+
+    if not packaged.aisfx_available():
+        pytest.skip("aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+    first = create_backbone("aisfx")
+    assert packaged.aisfx_cache_path().is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pickled checkpoint was read again")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    second = create_backbone("aisfx")
+    assert first.weights_digest() == second.weights_digest() != create_backbone("random:aisfx").weights_digest()
+    assert second.num_features == 512 and len(second.layer_groups()) == 4
+
+
+def test_models_lists_the_audio_backbone_and_whether_it_is_installed() -> None:
+    rows = json.loads(ok("models", "--json").stdout)
+    audio = [r for r in rows if r["modality"] == "audio"]
+    assert [r["name"] for r in audio] == ["aisfx"] and isinstance(audio[0]["available"], bool)
+
+
+def test_augmentation_changes_the_spectrogram_and_keeps_its_shape(tmp_path: Path) -> None:
+    import torch
+
+    from transferkit.backbones import create_backbone
+    from transferkit.modalities import get_modality
+
+    require_drumkits()
+    clip = next((write_drum_folder(tmp_path / "d", per_class=1, seconds=0.3) / "snare").iterdir())
+    backbone = create_backbone("random:aisfx")
+    plain = backbone.prepare(str(clip))
+    prepare, batch_transform = get_modality("audio").training_inputs(backbone, get_modality("audio").augmentation("heavy"))
+    torch.manual_seed(0)
+    augmented = prepare(str(clip))
+    assert batch_transform is None and augmented.shape == plain.shape and not torch.equal(augmented, plain)
+
+
+# --- the verbs on real clips ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def drum_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A linear probe of the packaged aiSFX network on real drum hits (skipped when the weights are absent)."""
+    from transferkit.backbones import packaged
+
+    require_drumkits()
+    if not packaged.aisfx_available():
+        pytest.skip("aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+    root = tmp_path_factory.mktemp("audio")
+    drums = write_drum_folder(root / "drums", per_class=4, seconds=0.4)
+    out = root / "model"
+    fit = ok("fit", str(drums), "--backbone", "aisfx", "--output", str(out), "--seed", "1")
+    assert "baseline: raw" in fit.stdout and "verdict:" in fit.stdout
+    return drums, out
+
+
+def test_fit_evaluate_predict_report_export_on_clips(drum_model, tmp_path: Path) -> None:
+    drums, out = drum_model
+    config = json.loads((out / "config.json").read_text())
+    assert config["modality"] == "audio" and config["backbone"]["preprocessing"]["kind"] == "audio"
+    metrics = json.loads(ok("evaluate", str(out), str(drums), "--json", "-q").stdout)
+    assert metrics["n"] == 12 and len(metrics["confusion_matrix"]) == 3
+    clips = [str(drums / "kick" / name) for name in sorted(os.listdir(drums / "kick"))[:2]]
+    rows = [json.loads(line) for line in ok("predict", str(out), *clips, "-q").stdout.splitlines()]
+    assert len(rows) == 2 and all(r["label"] in ("hihat", "kick", "snare") for r in rows)
+    rows = [json.loads(line) for line in ok("predict", str(out), str(drums / "snare"), "-q").stdout.splitlines()]
+    assert len(rows) == 4 and all(r["label"] in ("hihat", "kick", "snare") for r in rows)
+    report = (out / "report.html").read_text()
+    assert "data:audio/wav;base64," in report and "<audio controls" in report and "data:image/png;base64," in report
+    exported = ok("export", str(out), "--output", str(tmp_path / "drums.onnx"))
+    assert "inputs spectrogram" in exported.stdout and "parity: max difference" in exported.stdout
+
+
+def test_serve_classifies_uploaded_clips_and_refuses_bad_ones(drum_model, tmp_path: Path) -> None:
+    import httpx
+
+    from test_serving import Server
+
+    drums, out = drum_model
+    clip = drums / "kick" / sorted(os.listdir(drums / "kick"))[0]
+    long_clip = tmp_path / "long.wav"
+    soundfile.write(str(long_clip), tone(3.0), 16000)
+    server = Server(out, "--max-audio-seconds", "2", cache=tmp_path / "cache")
+    try:
+        answer = httpx.post(f"{server.url}/predict", files=[("files", (clip.name, clip.read_bytes()))], timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] in ("hihat", "kick", "snare")
+        for name, data, code, words in (
+                ("long.wav", long_clip.read_bytes(), 413, ("3.0 s", "the limit is 2 s")),
+                ("empty.wav", b"", 422, ("empty",)),
+                ("noise.wav", b"not audio" * 20, 422, ("not a readable audio file", "send WAV"))):
+            answer = httpx.post(f"{server.url}/predict", files=[("files", (name, data))], timeout=60)
+            assert answer.status_code == code and name in answer.json()["detail"], answer.text
+            assert all(w in answer.json()["detail"] for w in words), answer.text
+    finally:
+        server.stop()
+
+
+def test_cv_and_rank_on_clips(drum_model, tmp_path: Path) -> None:
+    drums, _ = drum_model
+    cv = ok("cv", str(drums), "--backbone", "aisfx", "--folds", "2", "--seed", "0", "--json", "-q")
+    summary = json.loads(cv.stdout)["summary"]
+    assert len(summary["model"]["accuracy"]["values"]) == 2 and len(summary["raw"]["accuracy"]["values"]) == 2
+    ranked = json.loads(ok("rank", str(drums), "--candidates", "aisfx,random:aisfx", "--json", "-q").stdout)
+    assert ranked["modality"] == "audio"
+    assert {row["name"] for row in ranked["rows"]} >= {"aisfx", "random:aisfx"}
