@@ -5,7 +5,8 @@ export), kept here so that feature extraction can run a backbone through ONNX Ru
 higher-level package. Graph inputs are what the backbone's ``collate`` produces:
 
 - images: ``pixels`` ``(batch, 3, H, W)`` float32 (H, W fixed; batch dynamic);
-- texts: ``input_ids`` and ``attention_mask`` ``(batch, sequence)`` int64 (both dynamic).
+- texts: ``input_ids`` and ``attention_mask`` ``(batch, sequence)`` int64 (both dynamic);
+- audio: ``spectrogram`` ``(batch, frames, mel bands)`` float32 (frames and bands fixed; batch dynamic).
 """
 
 from __future__ import annotations
@@ -102,14 +103,15 @@ def sample_batches(backbone: Backbone, data: Dataset | None = None, *, sizes: Se
     return batches, source
 
 
-def _dynamic_shapes(example: Any, modality: str, backbone: Backbone) -> dict[str, dict[int, Any]]:
-    """The batch axis of every input is dynamic; so is the sequence axis of token inputs."""
+def _dynamic_shapes(example: Any, modality: str, backbone: Backbone) -> dict[str, dict[int, Any]] | tuple:
+    """The batch axis of every input is dynamic; so is the sequence axis of token inputs. A single tensor input's
+    axes are given by position (its graph argument is named ``pixels`` whatever the modality calls it)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     names = input_names(modality)
     if isinstance(example, Mapping):
         sequence = torch.export.Dim("sequence", min=1, max=int(getattr(backbone, "max_length", 512)))
         return {name: {0: batch, 1: sequence} for name in names}
-    return {names[0]: {0: batch}}
+    return ({0: batch},)
 
 
 def export_graph(module: nn.Module, fn: Callable[[nn.Module, Any], torch.Tensor], backbone: Backbone,
