@@ -166,3 +166,60 @@ def test_activation_bytes_grow_with_the_layer_width_and_exclude_the_weights():
     assert measure(4000, 4) > 3 * measure(1000, 4)
     assert micro_batch_factor(64, 80 << 20, 1 << 30) == 8  # 80 MB an example, 1 GB: micro-batches of 8
     assert micro_batch_factor(64, 1000, 1 << 30) == 1 and micro_batch_factor(6, 1 << 31, 1 << 30) == 6
+
+
+# ------------------------------------------------------------------------- the feature cache: chunks, memory-mapped
+
+def _texts(n: int):
+    from transferkit.data import from_arrays
+
+    return from_arrays([f"example sentence number {i % 7}" if i >= 9 else f"text {i}" for i in range(n)],
+                       ["a" if i % 2 else "b" for i in range(n)])
+
+
+def test_extraction_writes_a_shard_per_chunk_and_gives_the_unchunked_features(tiny_text_model, tmp_path, monkeypatch):
+    from transferkit.backbones import create_backbone
+    from transferkit.features import ExtractionStats, FeatureCache, extract
+    from transferkit.features.extract import extract_features
+
+    backbone = create_backbone(str(tiny_text_model))
+    data = _texts(14)  # rows 9..13 repeat texts of rows 9..11 and 13 of itself: 12 distinct texts
+    plain = extract_features(backbone, data, cache=None, progress=False)
+    monkeypatch.setattr(extract, "CACHE_CHUNK", 5)
+    cache = FeatureCache(tmp_path / "cache")
+    chunked = extract_features(backbone, data, cache=cache, progress=False)
+    np.testing.assert_allclose(chunked, plain, atol=1e-6)
+    folder = tmp_path / "cache" / backbone.cache_key()
+    assert len(list(folder.glob("shard-*.features.npy"))) == 3 == len(list(folder.glob("shard-*.keys.npy")))
+    stats = ExtractionStats()
+    again = extract_features(backbone, data, cache=FeatureCache(tmp_path / "cache"), progress=False, stats=stats)
+    assert stats.computed == 0 and stats.from_cache == 14
+    np.testing.assert_array_equal(again, chunked)
+
+
+def test_cached_features_are_read_memory_mapped_and_older_npz_shards_still_count(tmp_path):
+    from transferkit.features import FeatureCache
+    from transferkit.features import cache as cache_module
+
+    cache = FeatureCache(tmp_path / "cache")
+    shard = cache.store("bk", ["k0", "k1", "k2"], np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert isinstance(cache_module._open_features(shard), np.memmap)
+    folder = tmp_path / "cache" / "bk"
+    np.savez(folder / "shard-old.npz", keys=np.array(["k9"], dtype="U32"), features=np.full((1, 4), 7, np.float32))
+    features, hits = FeatureCache(tmp_path / "cache").lookup("bk", ["k2", "missing", "k9", "k0"])
+    assert hits.tolist() == [True, False, True, True]
+    np.testing.assert_array_equal(features, [[8, 9, 10, 11], [0, 0, 0, 0], [7, 7, 7, 7], [0, 1, 2, 3]])
+
+
+def test_a_shard_whose_features_never_arrived_or_disagree_with_its_keys_is_ignored(tmp_path):
+    from transferkit.features import FeatureCache
+
+    folder = tmp_path / "cache" / "bk"
+    folder.mkdir(parents=True)
+    np.save(folder / "shard-a.keys.npy", np.array(["k0"], dtype="U32"))  # a crash before the features were written
+    np.save(folder / "shard-b.keys.npy", np.array(["k1", "k2"], dtype="U32"))
+    np.save(folder / "shard-b.features.npy", np.zeros((3, 4), np.float32))  # three rows for two keys
+    np.save(folder / "shard-c.keys.npy", np.array(["k3"], dtype="U32"))
+    np.save(folder / "shard-c.features.npy", np.zeros((1, 4), np.float64))  # not float32
+    features, hits = FeatureCache(tmp_path / "cache").lookup("bk", ["k0", "k1", "k2", "k3"])
+    assert features is None and not hits.any()

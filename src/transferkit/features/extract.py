@@ -139,6 +139,8 @@ def restore_order(outputs: np.ndarray, order: np.ndarray | None) -> np.ndarray:
 
 
 RUNTIMES = ("torch", "onnx")
+#: Examples extracted and written to the cache at a time (a shard each): 8,192 x 1,280 float32 features are 42 MB.
+CACHE_CHUNK = 8192
 
 
 def _onnx_output(backbone: Backbone) -> Callable[[Backbone, Any], torch.Tensor]:
@@ -215,21 +217,27 @@ def run_backbone(
     backbone.eval().to(device)
     if device.type == "cpu" and get_modality(dataset.modality).channels_last:
         backbone.to(memory_format=torch.channels_last)
-    chunks: list[np.ndarray] = []
+    # Each batch's rows go straight to their place in the dataset's order: one (N, D) array, no list of batches to
+    # concatenate and re-order (which held the features three times over at the end).
+    rows = np.arange(len(dataset)) if order is None else np.asarray(order)
+    features: np.ndarray | None = None
+    done = 0
     reporter = _Progress(len(dataset), description, enabled=progress)
     use_amp = device.type == "cuda"
     try:
         with torch.inference_mode(), torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
             for batch in loader:
                 batch = backbone.batch_to(batch, device)
-                out = forward_batch(backbone, batch, output)
-                chunks.append(out.float().cpu().numpy())
-                reporter.advance(len(chunks[-1]))
+                out = forward_batch(backbone, batch, output).float().cpu().numpy()
+                if features is None:
+                    features = np.empty((len(dataset), *out.shape[1:]), dtype=np.float32)
+                features[rows[done:done + len(out)]] = out
+                done += len(out)
+                reporter.advance(len(out))
     finally:
         reporter.close()
         restore_training_modes(modes)
-    features = np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
-    return restore_order(features, order).astype(np.float32, copy=False)
+    return features if features is not None else np.zeros((0, backbone.num_features), np.float32)
 
 
 def extract_features(
@@ -267,14 +275,24 @@ def extract_features(
             for i in missing:
                 first_of.setdefault(keys[i], int(i))
             unique = np.fromiter(first_of.values(), dtype=np.int64)
-            computed = run_backbone(backbone, dataset.subset(unique), batch_size=batch_size, device=device,
-                                    num_workers=num_workers, progress=progress, runtime=runtime)
-            require_finite_features(computed, backbone, dataset.subset(unique))  # never cached
-            cache.store(key, [keys[i] for i in unique], computed, meta=backbone.describe())
-            if features is None:
-                features = np.zeros((len(dataset), computed.shape[1]), dtype=np.float32)
-            row_of = {keys[i]: row for row, i in enumerate(unique)}
-            features[missing] = computed[[row_of[keys[i]] for i in missing]]
+            # In chunks: each is cached as soon as it is computed (an interrupted run keeps what it finished), and
+            # only one chunk's features exist twice in memory.
+            for first in range(0, len(unique), CACHE_CHUNK):
+                part = unique[first:first + CACHE_CHUNK]
+                computed = run_backbone(backbone, dataset.subset(part), batch_size=batch_size, device=device,
+                                        num_workers=num_workers, progress=progress, runtime=runtime,
+                                        description=f"extracting features ({first + len(part):,} of {len(unique):,})"
+                                        if len(unique) > CACHE_CHUNK else "extracting features")
+                require_finite_features(computed, backbone, dataset.subset(part))  # never cached
+                cache.store(key, [keys[i] for i in part], computed, meta=backbone.describe())
+                if features is None:
+                    features = np.zeros((len(dataset), computed.shape[1]), dtype=np.float32)
+                features[part] = computed
+                del computed
+            # copies of an example computed once take its features
+            repeats = np.asarray([i for i in missing if first_of[keys[i]] != i], dtype=np.int64)
+            if len(repeats):
+                features[repeats] = features[[first_of[keys[i]] for i in repeats]]
             stats.computed = len(unique)
         else:
             stats.computed = 0
