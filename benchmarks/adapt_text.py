@@ -50,7 +50,7 @@ def main() -> None:
     from transferkit.features.extract import extract_features
     from transferkit.api import default_cache_dir
     from transferkit.adaptation import adapt
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
     from sklearn.model_selection import cross_val_score
 
     movies, tweets = load_vader("movies"), load_vader("tweets")

@@ -34,7 +34,7 @@ def run_text(args, work: Path, echo=print) -> dict:
     import numpy as np
 
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.backbones import create_backbone
     from transferkit.config import make_config
     from transferkit.data.builtin import load_vader
@@ -143,7 +143,7 @@ def run_stack(args, work: Path, echo=print) -> dict:
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     backbone = create_backbone(best)
     fc = FeatureCache(cache)

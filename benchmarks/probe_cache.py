@@ -1,7 +1,7 @@
 """A probe sweep on cached features against the same sweep recomputing the backbone's features every time.
 
 EfficientNet-Lite0 (packaged ImageNet weights) on Fashion-MNIST: ``--per-class`` labelled training images per class
-(from the training split) and ``--test`` test images. The sweep fits ``transferkit.strategies.linear_probe.LinearProbe``
+(from the training split) and ``--test`` test images. The sweep fits ``transferkit.estimators.linear_probe.LinearProbe``
 with 10 fixed values of ``C`` (1e-4 .. 1e2) and scores each on the test images. Three ways, in one run:
 
 - ``recompute``: for every setting, extract the training and test features again (``run_backbone``, no cache), then
@@ -53,7 +53,7 @@ def main() -> None:
     from transferkit.data.splits import sample_per_class
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import ExtractionStats, extract_features, run_backbone
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     train = sample_per_class(load_fashion_mnist("train"), args.per_class, seed=0)
     test = load_fashion_mnist("test").subset(np.arange(args.test))

@@ -37,7 +37,7 @@ def main() -> None:
     from transferkit.data.builtin import load_fashion_mnist
     from transferkit.data.splits import sample_per_class
     from transferkit.features.extract import extract_features
-    from transferkit.strategies.linear_probe import LinearProbe, _floor_scale
+    from transferkit.estimators.linear_probe import LinearProbe, _floor_scale
 
     train = sample_per_class(load_fashion_mnist("train"), args.per_class, args.seed)
     backbone = create_backbone("efficientnet_lite0", image_size=args.image_size)
@@ -61,7 +61,7 @@ def main() -> None:
     # the cold search on the same folds
     from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
-    from transferkit.strategies.linear_probe import LARGE_DATA
+    from transferkit.estimators.linear_probe import LARGE_DATA
 
     if len(y) > LARGE_DATA:
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=args.seed)

@@ -86,7 +86,7 @@ def test_the_plain_probe_is_the_feature_path_reference_that_alignment_beats(help
 
 
 def test_probe_mcc_trains_the_source_probe_head_and_stays_a_linear_model(helpful_run):
-    from transferkit.heads.linear import LinearHead
+    from transferkit.models.heads.linear import LinearHead
 
     rows = {r["name"]: r for r in helpful_run.report["candidates"]}
     row = rows["probe-mcc@1"]
@@ -363,7 +363,7 @@ def test_source_selection_keeps_the_examples_closest_to_the_target():
 
 
 def test_weighted_linear_probe_ignores_examples_of_weight_zero():
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     rng = np.random.default_rng(0)
     X = rng.normal(0, 1, (120, 4))
@@ -379,7 +379,7 @@ def test_weighted_linear_probe_ignores_examples_of_weight_zero():
 
 
 def test_coral_recolouring_matches_the_target_covariance():
-    from transferkit.strategies.adaptation.feature_alignment import CoralRecoloring
+    from transferkit.estimators.feature_alignment import CoralRecoloring
 
     rng = np.random.default_rng(0)
     source = rng.normal(0, 1, (500, 4)) @ np.diag([1.0, 0.5, 2.0, 1.0])
@@ -390,8 +390,8 @@ def test_coral_recolouring_matches_the_target_covariance():
 
 
 def test_subspace_alignment_head_reads_raw_target_features_exactly():
-    from transferkit.strategies.adaptation.feature_alignment import SubspaceAlignment
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.feature_alignment import SubspaceAlignment
+    from transferkit.estimators.linear_probe import LinearProbe
 
     rng = np.random.default_rng(0)
     source, target = rng.normal(0, 1, (200, 6)), rng.normal(1, 2, (150, 6))
@@ -420,7 +420,7 @@ def test_proxy_a_distance_and_embedding_plot(tmp_path):
 # --- the plan on the engine ---------------------------------------------------------------------------------------
 
 def test_plan_terms_schedules_and_paired_batches():
-    from transferkit.heads.bottleneck import BottleneckHead
+    from transferkit.models.heads.bottleneck import BottleneckHead
     from transferkit.strategies.adaptation.plan import (
         AdaptationNetwork,
         AdaptationPlan,
@@ -510,7 +510,7 @@ def test_domain_adversarial_gradient_is_exactly_the_negated_plain_gradient():
 
 def test_adapted_model_saves_loads_and_predicts(tmp_path, tiny_text_model):
     import transferkit
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
     from conftest import TEXTS
 
     source_texts = [t for texts in TEXTS.values() for t in texts]
@@ -536,7 +536,7 @@ def test_adapted_model_saves_loads_and_predicts(tmp_path, tiny_text_model):
 
 def test_fine_tuned_text_backbone_is_saved_with_its_weights(tmp_path, tiny_text_model):
     import transferkit
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
     from conftest import TEXTS
 
     texts = [t for group in TEXTS.values() for t in group]

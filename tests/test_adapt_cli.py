@@ -58,9 +58,9 @@ def test_adapt_cli_end_to_end(domains, tmp_path, tiny_text_model):
 
 def test_adapt_cli_probe_mcc_saves_a_linear_model_that_loads_and_predicts_as_adapted(domains, tmp_path,
                                                                                    tiny_text_model):
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
     from transferkit.data.sources import load_data
-    from transferkit.heads.linear import LinearHead
+    from transferkit.models.heads.linear import LinearHead
 
     source, target = domains
     out = tmp_path / "adapted"

@@ -76,7 +76,7 @@ def test_parity_check_fails_on_a_deliberately_broken_export(model_dir, exported,
     import onnx
     from onnx import numpy_helper
 
-    from transferkit.backbones._onnx_graph import sample_batches
+    from transferkit.backbones.onnx_graph import sample_batches
     from transferkit.compress.onnx import check_parity
 
     model = tk.load_model(model_dir)
@@ -184,8 +184,8 @@ def test_structured_pruning_shrinks_channels_and_reloads_from_the_record(model_d
 def test_structured_pruning_of_a_transformer_removes_neurons_and_heads(tiny_text_model, tmp_path: Path) -> None:
     from transferkit.backbones import create_backbone
     from transferkit.compress.prune import prune_structured
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     torch.manual_seed(0)
     backbone = create_backbone(str(tiny_text_model))
@@ -263,8 +263,8 @@ def test_quantizing_a_text_model_leaves_the_working_directory_clean(tiny_text_mo
     from transferkit.backbones import create_backbone
     from transferkit.compress.onnx import export_model_folder
     from transferkit.compress.quantize import quantize_model
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     torch.manual_seed(0)
     backbone = create_backbone(str(tiny_text_model), max_length=32)

@@ -192,8 +192,8 @@ def test_soft_targets_use_each_teachers_calibrated_temperature(images, teacher, 
 
 def test_an_under_confident_teacher_is_named_in_a_warning(images, teacher) -> None:
     from transferkit.backbones import create_backbone
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
     from transferkit.strategies.distill import Distill
 
     train, _ = images

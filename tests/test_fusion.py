@@ -41,7 +41,7 @@ def other_text_model(tmp_path_factory) -> Path:
 def finetuned_runs(tiny_text_model, tmp_path_factory) -> list[Path]:
     """Three fine-tuned runs of the tiny BERT (seeds and learning rates differ), saved as model folders."""
     pytest.importorskip("lightning")
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.backbones import create_backbone
     from transferkit.config import make_config
     from transferkit.strategies.run import train_with_strategy
@@ -110,11 +110,11 @@ def test_interpolation_sweep_chooses_on_validation_and_saves_curve(finetuned_run
 
 def test_interpolation_refuses_other_architectures(finetuned_runs, other_text_model, tmp_path):
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.backbones import create_backbone
     from transferkit.errors import ConfigError
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     data = _data()
     other = create_backbone(str(other_text_model))
@@ -157,7 +157,7 @@ def test_greedy_soup_is_never_worse_than_its_best_ingredient(finetuned_runs, tmp
 def test_greedy_soup_leaves_out_a_run_that_hurts(finetuned_runs, tiny_text_model, tmp_path):
     """A broken run (its head flipped) must not enter the soup."""
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
 
     data = _data()
     broken = tk.load_model(finetuned_runs[0])
@@ -183,11 +183,11 @@ def test_uniform_soup_is_the_mean_of_the_weights(finetuned_runs):
 
 def test_soup_refuses_mismatched_models(finetuned_runs, other_text_model, tmp_path):
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.backbones import create_backbone
     from transferkit.errors import ConfigError
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     data = _data()
     relabelled = tk.load_model(finetuned_runs[0])
@@ -230,10 +230,10 @@ def test_fitted_ensemble_weights_are_on_the_simplex_and_beat_uniform():
 
 def test_ensemble_of_folders_saves_and_loads(finetuned_runs, other_text_model, tmp_path):
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.backbones import create_backbone
-    from transferkit.model import TransferModel
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.models.model import TransferModel
+    from transferkit.estimators.linear_probe import LinearProbe
 
     data = _data()
     other = create_backbone(str(other_text_model))  # a different backbone: allowed in output space
@@ -260,7 +260,7 @@ def test_ensemble_of_folders_saves_and_loads(finetuned_runs, other_text_model, t
 
 def test_ensemble_refuses_other_label_sets(finetuned_runs, tmp_path):
     import transferkit as tk
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
     from transferkit.errors import ConfigError
 
     relabelled = tk.load_model(finetuned_runs[0])
@@ -377,8 +377,8 @@ def test_image_models_with_batchnorm_interpolate_and_soup(image_folder):
     from transferkit.backbones import create_backbone
     from transferkit.data.sources import load_data
     from transferkit.fusion.interpolation import interpolate
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     data = load_data(image_folder)
     models = []

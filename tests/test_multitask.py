@@ -170,9 +170,9 @@ def test_pcgrad_gradient_on_the_backbone(tiny_text_model):
     """The backward pass of PCGrad's terms leaves the projected sum on the shared weights, each task's own gradient
     on its head."""
     from transferkit.backbones import create_backbone
-    from transferkit.heads import HeadSet
+    from transferkit.models.heads import HeadSet
     from transferkit.losses.task_weighting import pcgrad_project
-    from transferkit.multitask_model import MultiTaskModel
+    from transferkit.models.multitask_model import MultiTaskModel
     from transferkit.strategies.multitask import MultiTaskPlan
 
     torch.manual_seed(0)

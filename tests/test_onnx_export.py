@@ -120,8 +120,8 @@ def test_text_backbone_export_has_dynamic_batch_and_sequence(tiny_text_model: Pa
 
 
 def test_model_export_returns_logits_in_class_order(image_backbone, tmp_path: Path) -> None:
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     torch.manual_seed(1)
     head = LinearHead(image_backbone.num_features, 3)
@@ -162,7 +162,7 @@ def test_export_command_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and f"exported: {out}" in proc.stdout and "max difference" in proc.stdout
 
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
 
     model = load_model(folder)
     batch = model.backbone.collate([model.backbone.prepare(p) for p in sorted(images.glob("*/*.png"))[:4]])

@@ -201,7 +201,7 @@ def test_every_verb_needs_overwrite_to_replace_its_earlier_output(verb: str, tex
 
 
 def test_overwrite_replaces_a_model_only_once_the_new_one_is_complete(text_model: Path, monkeypatch) -> None:
-    import transferkit.artifacts as artifacts
+    import transferkit.models.artifact_kinds as artifact_kinds
 
     before = _tree(text_model)
     model = tk.load_model(text_model)
@@ -209,7 +209,7 @@ def test_overwrite_replaces_a_model_only_once_the_new_one_is_complete(text_model
     def broken_card(config, metrics):
         raise RuntimeError("disk trouble while writing the card")
 
-    monkeypatch.setattr(artifacts, "_model_card", broken_card)
+    monkeypatch.setattr(artifact_kinds, "_model_card", broken_card)
     with pytest.raises(RuntimeError, match="disk trouble"):
         tk.save_model(model, text_model, overwrite=True)
     assert _tree(text_model) == before
@@ -361,12 +361,12 @@ def test_non_finite_head_weights_are_refused(text_model: Path) -> None:
 def _kind_folders(tiny_text_model: Path, root: Path) -> dict[str, Path]:
     """One folder of every kind, made without training: single (as distill and compress write it), multi-task,
     ensemble, stacked."""
-    from transferkit.artifact_kinds import save_ensemble, save_multitask_model, save_stacked
+    from transferkit.models.artifact_kinds import save_ensemble, save_multitask_model, save_stacked
     from transferkit.backbones import create_backbone
-    from transferkit.fusion.models import EnsembleModel, StackedModel
-    from transferkit.heads import HeadSet, LinearHead
-    from transferkit.model import TransferModel
-    from transferkit.multitask_model import MultiTaskModel
+    from transferkit.models.combined import EnsembleModel, StackedModel
+    from transferkit.models.heads import HeadSet, LinearHead
+    from transferkit.models.model import TransferModel
+    from transferkit.models.multitask_model import MultiTaskModel
 
     torch.manual_seed(0)
     backbone = create_backbone(str(tiny_text_model), max_length=16)
@@ -429,8 +429,8 @@ def test_onnx_files_of_a_model_folder_are_checked(tiny_text_model: Path, tmp_pat
     assert "transferkit export" in str(error.value) and isinstance(error.value, ArtifactError)
     # an export of another model (3 classes) put in this one's place
     model = tk.load_model(folder)
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     wider = tk.save_model(TransferModel(model.backbone, LinearHead(model.backbone.num_features, 3),
                                         ["a", "b", "c"], strategy="finetune"), tmp_path / "wider",
@@ -465,8 +465,8 @@ def test_a_failed_parity_check_leaves_no_file_and_keeps_the_old_one(text_model: 
 def _image_model(root: Path) -> tuple[Path, object]:
     from transferkit.backbones import create_backbone
     from transferkit.data.sources import from_arrays
-    from transferkit.heads import LinearHead
-    from transferkit.model import TransferModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
 
     rng = np.random.default_rng(1)
     classes = ["cat", "dog", "fox"]
@@ -601,7 +601,7 @@ def test_a_full_disk_during_save_keeps_the_old_model(text_model: Path, tmp_path:
 
 def test_a_folder_filled_during_the_run_is_left_alone(text_csv: Path, tiny_text_model: Path, tmp_path: Path,
                                                       monkeypatch) -> None:
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     out = tmp_path / "model"
     real_fit = LinearProbe.fit

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.linear_probe import LinearProbe
+from transferkit.estimators.linear_probe import LinearProbe
 
 
 @pytest.fixture

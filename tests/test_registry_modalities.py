@@ -151,7 +151,7 @@ def test_report_examples_are_json_and_html(entry, data) -> None:
 def test_warm_up_and_sample_items_run_through_the_backbone(entry, backbone) -> None:
     import torch
 
-    from transferkit.backbones._onnx_graph import input_names
+    from transferkit.backbones.onnx_graph import input_names
 
     items, description = entry.sample_items(3)
     assert len(items) == 3 and description

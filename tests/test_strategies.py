@@ -18,8 +18,8 @@ from transferkit.config import make_config
 from transferkit.data.dataset import concat
 from transferkit.data.sources import from_arrays
 from transferkit.errors import ConfigError
-from transferkit.heads import LinearHead
-from transferkit.model import TransferModel
+from transferkit.models.heads import LinearHead
+from transferkit.models.model import TransferModel
 from transferkit.strategies.l2sp import L2SP
 from transferkit.strategies.lora import default_targets
 from transferkit.strategies.lp_ft import LinearProbeThenFineTune
@@ -111,7 +111,7 @@ def test_lp_ft_keeps_the_probe_unless_fine_tuning_beats_it_on_validation(images,
 
 def test_a_kept_probe_is_fitted_again_on_the_held_out_validation_examples_too(images, tmp_path: Path) -> None:
     from transferkit.features.extract import extract_features
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     train, other = images
     data = concat([train, other], origin="tiny-images")
@@ -229,7 +229,7 @@ def test_lora_model_saves_merged_and_reloads(texts, tiny_text_model, tmp_path: P
 
 
 def test_a_dead_feature_dimension_does_not_blow_up_the_probe_head() -> None:
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4)).astype(np.float32)

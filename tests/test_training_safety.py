@@ -134,7 +134,7 @@ def test_non_finite_features_are_an_error_naming_the_examples(image_folder: Path
     from transferkit.data.sources import load_data
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     backbone = create_backbone(TINY_IMAGE_BACKBONE, image_size=32)
     with torch.no_grad():
@@ -153,7 +153,7 @@ def test_non_finite_features_are_an_error_naming_the_examples(image_folder: Path
 
 
 def test_predict_refuses_a_model_whose_outputs_are_not_finite(image_folder: Path, tmp_path: Path) -> None:
-    from transferkit.artifacts import save_model
+    from transferkit.models.artifacts import save_model
 
     fitted = tk.fit(str(image_folder), backbone=TINY_IMAGE_BACKBONE, image_size=32, device="cpu", progress=False,
                     tracking_uri="off", baselines=["raw"])

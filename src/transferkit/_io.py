@@ -109,10 +109,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     import numpy as np
 
     if isinstance(value, np.generic):

@@ -4,11 +4,17 @@ methods, baselines, validators): name -> entry, in registration order.
 A family keeps its entry type and its public functions (``get_task``, ``strategy_names``, ...); they delegate here, so
 that every registry refuses a taken name and an unknown one the same way. Built-in entries that live in modules of
 their own are loaded on first use (``builtins``), which keeps ``import transferkit`` light.
+
+Built-in entries are named by reference, ``"module:NAME"`` (the entry, or a class whose instance with no arguments
+is the entry), the way plugins are found: the registry's module does not import its entries' modules, the entries
+import the registry's entry type. So an entry's hooks may use any part of the package, the verbs that ask the
+registry included, without an import circle (``tests/test_imports.py``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+import importlib
+from typing import Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from transferkit.errors import ConfigError
 
@@ -19,12 +25,13 @@ class Registry(Generic[Entry]):
     """Entries of one family, keyed by their ``name`` attribute.
 
     ``kind`` names an entry in messages ("adaptation method"), ``option`` the option that chooses one ("method");
-    ``builtins`` returns the built-in entries (imported on first use); ``check`` refuses a malformed entry
+    ``builtins`` names the built-in entries (``"module:NAME"`` references, imported on first use; or a function that
+    returns them); ``check`` refuses a malformed entry
     (a programming error, ``ValueError``); ``entries`` is the dict that holds them, where a family publishes one.
     """
 
     def __init__(self, kind: str, option: str, *, plural: str | None = None,
-                 builtins: Callable[[], Iterable[Entry]] | None = None,
+                 builtins: Sequence[str] | Callable[[], Iterable[Entry]] | None = None,
                  check: Callable[[Entry], None] | None = None, entries: dict[str, Entry] | None = None) -> None:
         self.kind, self.option, self.plural = kind, option, plural or f"{kind}s"
         self._entries: dict[str, Entry] = entries if entries is not None else {}
@@ -33,9 +40,13 @@ class Registry(Generic[Entry]):
     def _load(self) -> dict[str, Entry]:
         if self._builtins is not None:
             builtins, self._builtins = self._builtins, None
-            for entry in builtins():
+            for entry in builtins() if callable(builtins) else map(_resolve, builtins):
                 self.register(entry)
         return self._entries
+
+    def mapping(self) -> dict[str, Entry]:
+        """The dict of every entry by name, built-ins loaded (the family's published dict, when it has one)."""
+        return self._load()
 
     def register(self, entry: Entry, *, replace: bool = False) -> Entry:
         """Add ``entry`` under ``entry.name``; a name already taken is an error unless ``replace``."""
@@ -74,3 +85,10 @@ class Registry(Generic[Entry]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _resolve(reference: str):
+    """The entry named by ``"module:NAME"``: the object, or an instance of it when it is a class."""
+    module, _, name = reference.partition(":")
+    value = getattr(importlib.import_module(module), name)
+    return value() if isinstance(value, type) else value

@@ -316,7 +316,7 @@ def _train_candidate(ctx: _Context, method: str, tradeoff: float | None, start_f
     from transferkit.engine.settings import EngineSettings
     from transferkit.engine.trainer import run_training
     from transferkit.evaluation.validators import POOL_CHECKPOINT_VALIDATOR, POOL_VALIDATORS, validate
-    from transferkit.heads.bottleneck import BottleneckHead
+    from transferkit.models.heads.bottleneck import BottleneckHead
     from transferkit.strategies.adaptation.plan import (
         AdaptationNetwork,
         AdaptationPlan,
@@ -422,8 +422,8 @@ def _probe_candidate(ctx: _Context, method: str) -> Candidate:
     its head reads raw target features."""
     import torch
 
-    from transferkit.strategies.adaptation.feature_alignment import feature_aligner
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.strategies.adaptation.registry import feature_aligner
+    from transferkit.estimators.linear_probe import LinearProbe
 
     config = ctx.config
     start = time.perf_counter()
@@ -503,7 +503,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
         raise ConfigError("adapt needs labelled source data (--source) and unlabelled target data (--target).")
     config.warn_unused_options()
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder
+        from transferkit.models.folder import check_output_folder
 
         check_output_folder(config.output, config.overwrite, inputs=[
             ("source data", source), ("target data", target), ("target labels", target_labels),
@@ -636,7 +636,7 @@ def adapt(source: Any = None, target: Any = None, *, config: AdaptConfig | None 
     chosen = max(pool, key=lambda c: c.scores[config.validator])
     report = _report(ctx, candidates, chosen, pool, eval_labels, timings)
 
-    from transferkit.model import TransferModel
+    from transferkit.models.model import TransferModel
 
     final_backbone = chosen.backbone if chosen.backbone is not None else backbone_object
     head = _shifted_head(chosen.head, chosen.logit_shift).eval()
@@ -702,7 +702,8 @@ def _report(ctx: _Context, candidates: list[Candidate], chosen: Candidate, pool:
 def _save(result: AdaptResult, ctx: _Context, config: AdaptConfig) -> Path:
     import json
 
-    from transferkit.artifacts import late_step, save_model, update_model_folder
+    from transferkit.models.artifacts import save_model
+    from transferkit.models.folder import late_step, update_model_folder
     from transferkit.evaluation.domain_gap import plot_domain_embedding
 
     report = result.report

@@ -135,7 +135,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
 
         check_training_installed(config.strategy if entry.trains_network else "the scratch baseline")
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder, unfinished_model
+        from transferkit.models.folder import check_output_folder, unfinished_model
 
         if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
             config = config.model_copy(update={"overwrite": True})
@@ -210,7 +210,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         X_test = extract_features(backbone, test_ds, **extract)
         timings["features"] = time.perf_counter() - start
 
-        from transferkit.model import TransferModel
+        from transferkit.models.model import TransferModel
 
         start = time.perf_counter()
         y_train = task.targets(train, classes)
@@ -252,7 +252,9 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
         if trained.outcome.metrics_csv and is_main:
             extra_files["training_log.csv"] = Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")
 
-    from transferkit.artifacts import late_step, model_card, save_model, update_model_folder
+    from transferkit.models.artifact_kinds import model_card
+    from transferkit.models.artifacts import save_model
+    from transferkit.models.folder import late_step, update_model_folder
 
     notes: list[str] = []
     baselines: dict[str, dict[str, Any]] = {}
@@ -358,10 +360,10 @@ def _yaml(values: dict[str, Any]) -> str:
 def _as_model(model: Any, task: str | None = None):
     """A model folder or a loaded model as a model with one set of classes: ``task`` picks one task of a multi-task
     model (required for one; an error for any other model)."""
-    from transferkit.multitask_model import MultiTaskModel
+    from transferkit.models.multitask_model import MultiTaskModel
 
     if isinstance(model, (str, os.PathLike)):
-        from transferkit.artifacts import load_model
+        from transferkit.models.artifacts import load_model
 
         model = load_model(model, task=task)
     elif task is not None:

@@ -165,7 +165,7 @@ def option_users() -> dict[str, tuple[str, ...]]:
     return declared()
 
 
-def _describe_errors(exc: ValidationError, origin: str) -> str:
+def describe_errors(exc: ValidationError, origin: str) -> str:
     lines = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "(config)"
@@ -185,7 +185,7 @@ def make_config(origin: str = "options", **values: Any) -> FitConfig:
     try:
         return FitConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(_describe_errors(exc, origin)) from None
+        raise ConfigError(describe_errors(exc, origin)) from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

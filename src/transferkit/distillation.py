@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from transferkit.config import FitConfig, _describe_errors
+from transferkit.config import FitConfig, describe_errors
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
 from transferkit.strategies.distill import DistillOptions
@@ -49,7 +49,7 @@ def make_distill_config(origin: str = "options", **values: Any) -> DistillConfig
     try:
         return DistillConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(_describe_errors(exc, origin)) from None
+        raise ConfigError(describe_errors(exc, origin)) from None
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _backbone_options(config: FitConfig, modality: str) -> dict[str, Any]:
 
 def load_teachers(paths: list[str]) -> list[Any]:
     """The teacher model folders, loaded and checked: they exist and take one kind of input."""
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
 
     if not paths:
         raise ConfigError("distill: give a teacher model folder (--teacher MODEL_DIR; repeat it for an ensemble).")
@@ -205,7 +205,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
 
     check_training_installed("distill")
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder, unfinished_model
+        from transferkit.models.folder import check_output_folder, unfinished_model
 
         if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
             config = config.model_copy(update={"overwrite": True})
@@ -242,7 +242,9 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     timings["training"] = time.perf_counter() - start
     model = trained.model
-    from transferkit.artifacts import late_step, model_card, save_model, update_model_folder
+    from transferkit.models.artifact_kinds import model_card
+    from transferkit.models.artifacts import save_model
+    from transferkit.models.folder import late_step, update_model_folder
 
     notes: list[str] = []
     output = None

@@ -31,7 +31,7 @@ from torch import nn
 
 from transferkit._io import keep_mode, temporary_path
 from transferkit._version import __version__
-from transferkit.backbones._onnx_graph import (  # noqa: F401  (re-exported: part of this module's API)
+from transferkit.backbones.onnx_graph import (  # noqa: F401  (re-exported: part of this module's API)
     IMAGE_INPUTS,
     TEXT_INPUTS,
     batch_inputs,
@@ -176,7 +176,7 @@ def export_backbone(backbone: Backbone, path: str | Path, *, check: bool = True,
 
 def export_model(model: nn.Module, path: str | Path, *, check: bool = True, tolerance: float = DEFAULT_TOLERANCE,
                  data: Dataset | None = None, opset_version: int | None = None) -> OnnxExport:
-    """Write an adapted model (:class:`~transferkit.model.TransferModel`) as an ONNX graph returning logits
+    """Write an adapted model (:class:`~transferkit.models.model.TransferModel`) as an ONNX graph returning logits
     ``(batch, classes)``, in the order of ``model.classes`` (also stored in the file's metadata)."""
     return _export(model, model.backbone, lambda module, batch: module(batch), path, "logits", check=check,
                    tolerance=tolerance, data=data, opset_version=opset_version,
@@ -267,7 +267,7 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
     are checked (the data's modality against the model's) before anything is exported, and the file is put in
     place only once it has passed the parity check.
     """
-    from transferkit.artifacts import load_model
+    from transferkit.models.artifacts import load_model
 
     folder = Path(folder)
     path = Path(output) if output is not None else folder / "model.onnx"

@@ -210,7 +210,7 @@ def quantize_onnx(float_path: str | Path, output: str | Path, *, method: str,
 def calibration_feeds(backbone: Any, data: Dataset, *, max_examples: int = DEFAULT_CALIBRATION_EXAMPLES,
                       batch_size: int = 32, seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Input feeds of up to ``max_examples`` examples of ``data`` (a seeded sample), prepared by ``backbone``."""
-    from transferkit.backbones._onnx_graph import onnx_feed
+    from transferkit.backbones.onnx_graph import onnx_feed
     from transferkit.features.extract import batches_in_order
 
     if data.modality != backbone.modality:
@@ -228,7 +228,7 @@ def calibration_feeds(backbone: Any, data: Dataset, *, max_examples: int = DEFAU
 def compare_sessions(float_path: str | Path, int8_path: str | Path,
                      feeds: list[dict[str, np.ndarray]]) -> tuple[float, float, int]:
     """``(top-1 agreement, max abs logit difference, examples)`` between two ONNX files on the same feeds."""
-    from transferkit.backbones._onnx_graph import onnx_session
+    from transferkit.backbones.onnx_graph import onnx_session
 
     reference, quantized = onnx_session(float_path), onnx_session(int8_path)
     same, total, worst = 0, 0, 0.0
@@ -245,13 +245,13 @@ def quantize_model(model: Any, output: str | Path, *, method: str = "auto", cali
                    check: Dataset | None = None, float_path: str | Path | None = None,
                    max_calibration: int = DEFAULT_CALIBRATION_EXAMPLES, per_channel: bool = True,
                    signed_activations: bool = False, seed: int = 0) -> QuantizationReport:
-    """Export ``model`` (a :class:`~transferkit.model.TransferModel`) to ONNX (parity-checked, unless
+    """Export ``model`` (a :class:`~transferkit.models.model.TransferModel`) to ONNX (parity-checked, unless
     ``float_path`` names an export of it already) and write its int8 version to ``output``.
 
     ``calibration`` feeds static quantization; ``check`` (default: the calibration data, else generated inputs)
     gives the agreement figures of the report.
     """
-    from transferkit.backbones._onnx_graph import onnx_feed, sample_batches
+    from transferkit.backbones.onnx_graph import onnx_feed, sample_batches
     from transferkit.compress.onnx import export_model
 
     start = time.perf_counter()

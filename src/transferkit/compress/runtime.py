@@ -43,7 +43,7 @@ class OnnxClassifier:
     """Class probabilities of ``model``'s classes from an ONNX file of it, computed by ONNX Runtime on the CPU."""
 
     def __init__(self, model: Any, path: str | Path, *, threads: int | None = None) -> None:
-        from transferkit.backbones._onnx_graph import onnx_session
+        from transferkit.backbones.onnx_graph import onnx_session
         from transferkit.compress.onnx import read_metadata
 
         self.model, self.path = model, Path(path)
@@ -67,7 +67,7 @@ class OnnxClassifier:
                               "again: transferkit export MODEL --overwrite.")
 
     def logits_of_batch(self, batch: Any) -> np.ndarray:
-        from transferkit.backbones._onnx_graph import onnx_feed
+        from transferkit.backbones.onnx_graph import onnx_feed
 
         return self.session.run(None, onnx_feed(batch, self.model.modality))[0]
 

@@ -126,7 +126,7 @@ def pytorch_calls(model: torch.nn.Module, batches: dict[int, Any]) -> dict[str, 
 
 def onnx_calls(session: Any, batches: dict[int, Any], modality: str) -> dict[str, Callable[[], Any]]:
     """One ONNX Runtime ``session.run`` per batch size."""
-    from transferkit.backbones._onnx_graph import onnx_feed
+    from transferkit.backbones.onnx_graph import onnx_feed
 
     feeds = {str(size): onnx_feed(batch, modality) for size, batch in batches.items()}
     return {size: (lambda feed=feed: session.run(None, feed)) for size, feed in feeds.items()}
@@ -196,7 +196,7 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     ``data`` (module docstring). ``train`` (labelled) drives the pruning recovery fine-tune and, when
     ``calibration`` is not given, static quantization's calibration. Everything is checked before any work."""
     from transferkit._io import atomic_write_json, staged_folder
-    from transferkit.artifacts import load_model, save_model
+    from transferkit.models.artifacts import load_model, save_model
     from transferkit.compress.prune import count_parameters
 
     start_all = time.perf_counter()
@@ -253,7 +253,7 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
             log.info("float: accuracy %.4f", rows[-1].accuracy)
             float_onnx = None
             if "onnx" in variants or wants_int8:
-                from transferkit.backbones._onnx_graph import onnx_session
+                from transferkit.backbones.onnx_graph import onnx_session
                 from transferkit.compress.onnx import export_model
                 from transferkit.compress.runtime import OnnxClassifier
 
@@ -330,7 +330,7 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
             atomic_write_json(staging / TRADEOFF_FILE, result.to_dict())
         finally:
             torch.set_num_threads(previous_threads)
-    from transferkit.artifacts import late_step
+    from transferkit.models.folder import late_step
 
     late_step(f"copying the table into {model_dir}", lambda: atomic_write_json(model_dir / TRADEOFF_FILE,
                                                                                result.to_dict()),
@@ -344,7 +344,7 @@ def check_compress_output(output: Path, overwrite: bool, *, model_dir: Path,
     file, not the model folder itself nor one of the data inputs, writable; a folder that holds earlier variants
     (a ``tradeoff.json``) is replaced only with ``overwrite``, a folder holding anything else is never written."""
     from transferkit._io import check_location, check_not_input, folder_is_empty
-    from transferkit.artifacts import describe_folder, is_model_folder
+    from transferkit.models.folder import describe_folder, is_model_folder
 
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output} exists and is a file; give a folder path (a new or empty folder).")

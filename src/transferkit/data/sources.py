@@ -185,7 +185,7 @@ def _image_array_uint8(items: np.ndarray, origin: str) -> np.ndarray:
     return np.clip(np.rint(items * scale), 0, 255).astype(np.uint8)
 
 
-def _is_blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
@@ -195,7 +195,7 @@ def label_cell(value: Any, where: str, column: str = "label") -> str:
     if isinstance(value, (list, tuple, dict, set, np.ndarray)):
         raise DataError(f"{where}: the {column} is a {type(value).__name__} ({str(value)[:40]}); a label must be "
                         "a string or a number.")
-    if _is_blank(value):
+    if is_blank(value):
         raise DataError(f"{where}: the {column} is missing or empty. Fill it in or drop the row.")
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
@@ -889,7 +889,7 @@ def load_table(
 def _image_path(value: Any, base: Path, row: str, column: str) -> str:
     """One cell of an image-path column as an existing image file (relative to ``base``), or a DataError naming
     the row and what is wrong with the path."""
-    if _is_blank(value):
+    if is_blank(value):
         raise DataError(f"{row}: the image path ('{column}') is empty.")
     text = str(value).strip()
     if "://" in text:
@@ -917,5 +917,5 @@ def _check_texts(texts: Sequence[Any], row_ids: Sequence[str], column: str = "te
     for i, text in enumerate(texts):
         if isinstance(text, (list, tuple, dict, set, np.ndarray)):
             raise DataError(f"{row_ids[i]}: the text ('{column}') is a {type(text).__name__}, not a string.")
-        if _is_blank(text):
+        if is_blank(text):
             raise DataError(f"{row_ids[i]}: the text ('{column}') is missing or empty. Fill it in or drop the row.")

@@ -104,12 +104,12 @@ def _distribution(settings: EngineSettings) -> Any:
     return settings.distributed
 
 
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
+            out.update(flatten_params(value, f"{name}."))
         else:
             text = value if isinstance(value, (int, float, bool)) or value is None else str(value)
             out[name] = text[:500] if isinstance(text, str) else text
@@ -311,7 +311,7 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
                 warnings.filterwarnings("ignore", message=pattern)
             if mlflow_logger is not None and trainer.is_global_zero:
                 if settings.log_params:
-                    mlflow_logger.log_hyperparams(_flatten(settings.log_params))
+                    mlflow_logger.log_hyperparams(flatten_params(settings.log_params))
                 # written first, so that a resumed run continues the same MLflow run
                 (settings.work_dir / "mlflow_run_id.txt").write_text(mlflow_logger.run_id + "\n")
             trainer.fit(module, datamodule=data, ckpt_path=resume_from)

@@ -20,6 +20,7 @@ import numpy as np
 
 from transferkit._registry import Registry
 from transferkit.data.dataset import Dataset
+from transferkit.evaluation.baseline_result import BaselineResult
 from transferkit.modalities import get_modality
 from transferkit.modalities.image import RAW_IMAGE_SIDE
 
@@ -53,15 +54,6 @@ class RawInputEncoder:
         return self.fit(dataset).transform(dataset)
 
 
-@dataclass
-class BaselineResult:
-    name: str
-    description: str
-    predictions: np.ndarray
-    probabilities: np.ndarray
-    extra: dict
-
-
 #: The raw baseline trains on a stratified sample of at most this many examples (stated in its description).
 #: A linear model on raw pixels or TF-IDF is close to its best well before this (Fashion-MNIST pixels: 0.84 at 10,000
 #: and 60,000 training images), and its cost then stays a bounded fraction of the run at any data size.
@@ -92,7 +84,7 @@ def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 0, **_: Any) -> BaselineResult:
     """The linear probe on raw inputs, C chosen the same way as for the transferred features, on at most
     :data:`RAW_MAX_TRAIN` training examples (a stratified sample; the description says so when it applies)."""
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     y_train = train.label_array(classes)
     n_total = len(train)

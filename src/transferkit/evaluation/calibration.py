@@ -8,7 +8,7 @@
 - :func:`reliability_diagram`: accuracy against confidence per bin, as a PNG (matplotlib, Agg backend).
 - :class:`TemperatureScaling` (Guo et al. 2017): one scalar ``T > 0`` divides the logits, ``p = softmax(z / T)``,
   chosen to minimise the negative log-likelihood on *validation* data. It changes no prediction (the arg-max of
-  ``z / T`` is the arg-max of ``z``), only how confident they are. A :class:`~transferkit.model.TransferModel`
+  ``z / T`` is the arg-max of ``z``), only how confident they are. A :class:`~transferkit.models.model.TransferModel`
   carries its ``temperature``; it is saved in the model's ``config.json`` and applied by ``predict_proba``.
 """
 
@@ -162,7 +162,7 @@ class TemperatureScaling:
 
 def fit_temperature(model, data, *, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
                     cache=None, progress: bool = False) -> dict[str, float]:
-    """Fit ``model.temperature`` (a :class:`~transferkit.model.TransferModel`) on labelled validation ``data``;
+    """Fit ``model.temperature`` (a :class:`~transferkit.models.model.TransferModel`) on labelled validation ``data``;
     returns the temperature and the validation NLL / ECE before and after."""
     y = data.label_array(model.classes)
     logits = model.predict_logits(data, batch_size=batch_size, device=device, num_workers=num_workers, cache=cache,
@@ -188,7 +188,7 @@ def out_of_fold_probe_logits(X: np.ndarray, y: np.ndarray, C: float, *, folds: i
     import torch
     from sklearn.model_selection import StratifiedKFold
 
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     y = np.asarray(y)
     classes = np.unique(y)

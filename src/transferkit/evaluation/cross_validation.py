@@ -176,7 +176,7 @@ class _ProbeOnFeatures:
 
     def __call__(self, train: Dataset, test: Dataset, classes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
         from transferkit.features.extract import ExtractionStats, extract_features
-        from transferkit.model import TransferModel
+        from transferkit.models.model import TransferModel
         from transferkit.tasks import get_task
 
         cfg = self.config
@@ -272,7 +272,7 @@ def _prepare_output(path: str | None, overwrite: bool, inputs: list[tuple[str, A
     earlier cross-validation results is replaced only with ``overwrite`` (once the new results are complete); a
     folder that holds anything else is never written into."""
     from transferkit._io import check_location, check_not_input, folder_is_empty
-    from transferkit.artifacts import describe_folder, is_model_folder
+    from transferkit.models.folder import describe_folder, is_model_folder
 
     if path is None:
         return None
@@ -470,7 +470,7 @@ def _write_output(result: CVResult, folder: Path) -> Path:
     import yaml
 
     from transferkit._io import atomic_write_json, atomic_write_text, folder_is_empty, staged_folder
-    from transferkit.artifacts import late_step
+    from transferkit.models.folder import late_step
     from transferkit.evaluation.calibration import reliability_diagram
 
     if not folder_is_empty(folder) and not (folder / CV_FILE).is_file():  # filled by something else meanwhile

@@ -65,7 +65,7 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
     cross-validation on the training half (the linear probe). 0 means the domains cannot be told apart, 2 that they separate
     perfectly; values below 0 (worse than chance) are reported as 0.
     """
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     source, target = _check_pair(source, target, "proxy_a_distance")
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ from typing import Any
 
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
+from transferkit.evaluation.baseline_result import BaselineResult
 
 SCRATCH_LR = 1e-3
 
@@ -21,7 +22,6 @@ def scratch_baseline(train: Dataset, test: Dataset, classes: list[str], seed: in
     """Train ``random:<backbone>`` on ``train`` (validated on ``val`` or a held-out part) and predict ``test``."""
     from transferkit.backbones import create_backbone
     from transferkit.config import FitConfig
-    from transferkit.evaluation.baselines import BaselineResult
     from transferkit.strategies.finetune import FineTune
     from transferkit.strategies.options import FineTuneConfig
     from transferkit.strategies.run import train_with_strategy

@@ -146,7 +146,7 @@ CACHE_CHUNK = 8192
 def _onnx_output(backbone: Backbone) -> Callable[[Backbone, Any], torch.Tensor]:
     """Pooled features from ONNX Runtime, compared with PyTorch on the first examples it sees (1e-4, scaled by the
     features' magnitude above 1); a larger difference raises rather than returning different features."""
-    from transferkit.backbones._onnx_graph import feature_session, onnx_feed
+    from transferkit.backbones.onnx_graph import feature_session, onnx_feed
 
     session, path = feature_session(backbone)
     checked = False

@@ -24,8 +24,8 @@ _LAZY = {
     "fit_ensemble_weights": "transferkit.fusion.ensembles",
     "stack": "transferkit.fusion.stacking",
     "backbones_from_ranking": "transferkit.fusion.stacking",
-    "EnsembleModel": "transferkit.fusion.models",
-    "StackedModel": "transferkit.fusion.models",
+    "EnsembleModel": "transferkit.models.combined",
+    "StackedModel": "transferkit.models.combined",
 }
 
 __all__ = ["METHODS", "fuse", *_LAZY]

@@ -16,7 +16,7 @@ from transferkit.errors import ConfigError, DataError
 def as_model(model: Any, role: str = "model") -> Any:
     """A loaded model from a model folder path, or the model itself."""
     if isinstance(model, (str, os.PathLike)):
-        from transferkit.artifacts import load_model
+        from transferkit.models.artifacts import load_model
 
         return load_model(model)
     if not hasattr(model, "predict_proba"):
@@ -44,7 +44,7 @@ def as_dataset(data: Any, role: str, *, label_column: str | None = None, text_co
 
 def single_models(models: Sequence[Any], method: str) -> list[Any]:
     """Models with one backbone and one head (what weight-space fusion works on)."""
-    from transferkit.model import TransferModel
+    from transferkit.models.model import TransferModel
 
     loaded = [as_model(m, f"{method} model {i}") for i, m in enumerate(models)]
     for index, model in enumerate(loaded):

@@ -86,8 +86,8 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
 
     ``weighting = "fitted"`` fits the weights on ``val``; ``"uniform"`` averages (``val`` then only adds figures).
     """
-    from transferkit.artifacts import check_output_folder
-    from transferkit.fusion.models import EnsembleModel
+    from transferkit.models.folder import check_output_folder
+    from transferkit.models.combined import EnsembleModel
 
     if weighting not in ENSEMBLE_WEIGHTINGS:
         raise ConfigError(f"ensemble: weighting must be one of {', '.join(ENSEMBLE_WEIGHTINGS)}; got {weighting!r}.")
@@ -122,7 +122,7 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
     model = EnsembleModel(loaded, weights.tolist(), classes=uniform_model.classes)
     result = EnsembleResult(model, weighting, [float(w) for w in weights], members, figures)
     if output is not None:
-        from transferkit.artifact_kinds import save_ensemble
+        from transferkit.models.artifact_kinds import save_ensemble
 
         result.output = save_ensemble(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
                                       overwrite=overwrite, keep_beside=True,

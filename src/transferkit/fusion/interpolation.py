@@ -68,12 +68,12 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
     """The pretrained end of the line: ``pretrained`` (a linear-probe model folder) when given, else the pretrained
     backbone named by the fine-tuned model with a linear probe fitted on ``train`` (C chosen by cross-validation on
     ``train``; ``val`` is kept for choosing alpha)."""
-    from transferkit.artifacts import backbone_options
+    from transferkit.models.folder import backbone_options
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
-    from transferkit.model import TransferModel
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.models.model import TransferModel
+    from transferkit.estimators.linear_probe import LinearProbe
 
     if pretrained is not None:
         return single_models([pretrained], "interpolate")[0], {"pretrained": str(pretrained)}
@@ -120,7 +120,7 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
     influence the choice. With ``output``, the chosen model is saved there with ``interpolation.json`` (the curve)
     and ``interpolation.png`` (accuracy against alpha).
     """
-    from transferkit.artifacts import check_output_folder
+    from transferkit.models.folder import check_output_folder
 
     if output is not None:
         check_output_folder(output, overwrite, inputs=[
@@ -160,7 +160,7 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
                  alphas=alphas, chosen_on="validation accuracy, then log-loss")
     result = InterpolationResult(working, best["alpha"], curve, facts=facts)
     if output is not None:
-        from transferkit.artifacts import save_model
+        from transferkit.models.artifacts import save_model
 
         metrics = {"fusion": result.to_dict(), "validation": {"accuracy": best["val_accuracy"],
                                                               "log_loss": best["val_log_loss"]}}
@@ -168,7 +168,7 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
                                    include_backbone=True, keep_beside=True,
                                    extra_files={"interpolation.json": json.dumps(result.to_dict(), indent=2) + "\n",
                                                 "summary.txt": result.summary() + "\n"})
-        from transferkit.artifacts import late_step, update_model_folder
+        from transferkit.models.folder import late_step, update_model_folder
 
         notes: list[str] = []
         late_step("the interpolation plot", lambda: plot_curve(curve, best["alpha"],

@@ -30,13 +30,9 @@ class FusionMethod:
     from_cli: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 
 
-def _builtins() -> list[FusionMethod]:
-    from transferkit.fusion.methods import ensemble, interpolate, soup, stack
+_BUILTINS = tuple(f"transferkit.fusion.methods.{name}:ENTRY" for name in ("interpolate", "soup", "ensemble", "stack"))
 
-    return [module.ENTRY for module in (interpolate, soup, ensemble, stack)]
-
-
-REGISTRY: Registry[FusionMethod] = Registry("fusion method", "method", builtins=_builtins)
+REGISTRY: Registry[FusionMethod] = Registry("fusion method", "method", builtins=_BUILTINS)
 
 
 def register_fusion_method(entry: FusionMethod) -> FusionMethod:

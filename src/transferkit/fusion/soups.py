@@ -77,7 +77,7 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
 
     ``val`` is required for the greedy soup; for the uniform soup it only adds validation figures.
     """
-    from transferkit.artifacts import check_output_folder
+    from transferkit.models.folder import check_output_folder
 
     if method not in SOUPS:
         raise ConfigError(f"soup: method must be one of {', '.join(SOUPS)}; got {method!r}.")
@@ -128,7 +128,7 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
     working.strategy = f"{method}-soup"
     result = SoupResult(working, method, ingredients, sorted(used), accuracy, loss, steps)
     if output is not None:
-        from transferkit.artifacts import save_model
+        from transferkit.models.artifacts import save_model
 
         result.output = save_model(working, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
                                    overwrite=overwrite, include_backbone=True, keep_beside=True,

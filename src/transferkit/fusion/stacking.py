@@ -1,6 +1,6 @@
 """Stacking features of several pretrained backbones: each backbone's cached features, optionally reduced by PCA
 (fitted on the training features, per backbone, so that a wide backbone does not drown a narrow one), are
-concatenated and a linear probe (:class:`~transferkit.strategies.linear_probe.LinearProbe`, C chosen on the
+concatenated and a linear probe (:class:`~transferkit.estimators.linear_probe.LinearProbe`, C chosen on the
 validation data) is fitted on them. The backbone set can be given by name or taken from a ranking (``rank``):
 its best ``top`` pretrained rows.
 
@@ -87,12 +87,12 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     from sklearn.decomposition import PCA
 
     from transferkit.features.cache import default_cache_dir
-    from transferkit.artifacts import check_output_folder
+    from transferkit.models.folder import check_output_folder
     from transferkit.backbones import create_backbone
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
-    from transferkit.fusion.models import StackedModel
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.models.combined import StackedModel
+    from transferkit.estimators.linear_probe import LinearProbe
 
     if top is not None and top < 1:
         raise ConfigError(f"stack: --top must be at least 1 (the number of backbones kept); got {top}.")
@@ -169,7 +169,7 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
                 single[name][s] = {"accuracy": accuracy, "log_loss": loss}
     result = StackResult(model, list(backbones), reduce, float(probe.C_), figures, single)
     if output is not None:
-        from transferkit.artifact_kinds import save_stacked
+        from transferkit.models.artifact_kinds import save_stacked
 
         result.output = save_stacked(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
                                      overwrite=overwrite, keep_beside=True,

@@ -97,9 +97,9 @@ def track_run(*, tracking_uri: str | None, params: dict[str, Any], metrics: dict
                 experiment, artifact_location=_artifact_location(uri))
             run = client.create_run(experiment_id, run_name=run_name, tags=tags or {})
             run_id = run.info.run_id
-            from transferkit.engine.trainer import _flatten
+            from transferkit.engine.trainer import flatten_params
 
-            flat = [Param(k[:250], "" if v is None else str(v)) for k, v in _flatten(params).items()]
+            flat = [Param(k[:250], "" if v is None else str(v)) for k, v in flatten_params(params).items()]
             for start in range(0, len(flat), 100):
                 client.log_batch(run_id, params=flat[start:start + 100])
             history = ((metrics.get("training") or {}).get("history")) or []
@@ -145,7 +145,7 @@ def report_and_track(folder: str | Path | None, *, params: dict[str, Any], metri
     ``metrics.json`` mapping. Both steps come after the result was saved and are optional: a failure of either (a
     missing or broken matplotlib, an unreachable store) is a one-line warning and a line in ``notes``, and the
     saved result stands. Returns the MLflow run id, or ``None``."""
-    from transferkit.artifacts import late_step
+    from transferkit.models.folder import late_step
 
     notes = notes if notes is not None else []
     saved = "the model is saved" if folder is not None and (Path(folder) / "config.json").is_file() else \

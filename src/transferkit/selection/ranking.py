@@ -332,7 +332,7 @@ def _score_all(row: CandidateResult, features: np.ndarray | None, probabilities:
 
 
 def _probe_accuracy(X_train, y_train, X_test, y_test, seed: int, standardize: bool = True) -> float:
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     probe = LinearProbe(standardize=standardize, random_state=seed).fit(X_train, y_train)
     return float(np.mean(probe.predict(X_test) == y_test))

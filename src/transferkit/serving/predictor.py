@@ -27,7 +27,7 @@ RUNTIMES = ("torch", "onnx")
 def onnx_path_for(folder: str | Path) -> Path:
     """The ONNX file the ``onnx`` runtime uses for a model folder: its own ``model.onnx`` if that is a logits graph,
     else ``TRANSFERKIT_CACHE/serving/<weights sha256>.onnx``."""
-    from transferkit.artifacts import WEIGHTS_FILE, read_config
+    from transferkit.models.folder import read_config, WEIGHTS_FILE
 
     folder = Path(folder)
     own = folder / "model.onnx"
@@ -50,7 +50,7 @@ def prepare_onnx(folder: str | Path) -> Path:
     Run once before starting several workers, so that they do not all export at once."""
     path = onnx_path_for(folder)
     if not path.is_file():
-        from transferkit.artifacts import load_model
+        from transferkit.models.artifacts import load_model
         from transferkit.compress.onnx import export_model
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,8 @@ class Predictor:
 
     def __init__(self, folder: str | Path, *, runtime: str = "torch", device: str = "cpu",
                  threads: int | None = None) -> None:
-        from transferkit.artifacts import load_model, read_config
+        from transferkit.models.artifacts import load_model
+        from transferkit.models.folder import read_config
 
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
@@ -106,7 +107,7 @@ class Predictor:
             if self._torch_device.type == "cpu" and get_modality(self.modality).channels_last:
                 self.model.backbone.to(memory_format=torch.channels_last)
         if runtime == "onnx":
-            from transferkit.backbones._onnx_graph import onnx_session
+            from transferkit.backbones.onnx_graph import onnx_session
 
             self.onnx_file = prepare_onnx(self.folder)
             self._session = onnx_session(self.onnx_file, threads)
@@ -138,7 +139,7 @@ class Predictor:
         return self.model.head_proba(features).astype(np.float32, copy=False)
 
     def _onnx_proba(self, items: Sequence[Any]) -> np.ndarray:
-        from transferkit.backbones._onnx_graph import onnx_feed
+        from transferkit.backbones.onnx_graph import onnx_feed
         from transferkit.features.extract import batches_in_order, restore_order
 
         backbone = self.model.backbone

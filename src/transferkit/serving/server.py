@@ -19,7 +19,7 @@ log = logging.getLogger("transferkit")
 def check_serve_config(config: ServeConfig) -> None:
     """Everything that can fail before the service starts: the model folder (complete, checksums), the runtime's
     installation, and the ONNX file of the ``onnx`` runtime (exported once here, not by every worker)."""
-    from transferkit.artifacts import read_config
+    from transferkit.models.folder import read_config
 
     read_config(config.model)
     try:

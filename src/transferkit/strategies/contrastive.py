@@ -10,7 +10,7 @@ steps on a CPU, and a few dozen examples cannot distort the lower layers).
 While the encoder trains, the head learns beside it on the *detached* embeddings (cross-entropy, no gradient into
 the backbone), so that the engine's validation accuracy, early stopping and checkpoint choice measure how well the
 current embeddings separate the classes. After training, the head is replaced by the linear probe
-(:class:`~transferkit.strategies.linear_probe.LinearProbe`, ``C`` by cross-validation) fitted on the tuned
+(:class:`~transferkit.estimators.linear_probe.LinearProbe`, ``C`` by cross-validation) fitted on the tuned
 embeddings of the training examples, and, when the validation examples were held out of the training data, fitted
 again on all of them. The saved model is a backbone and a linear head, like every other strategy's.
 """
@@ -100,7 +100,7 @@ class ContrastiveTuning(TrainingStrategy):
         validation data, then refitted on training + validation data when those were held out of the training
         data)."""
         from transferkit.features.extract import extract_features
-        from transferkit.strategies.linear_probe import LinearProbe
+        from transferkit.estimators.linear_probe import LinearProbe
 
         context, self._context = self._context, {}
         config, classes, train, val = context["config"], context["classes"], context["train"], context["val"]

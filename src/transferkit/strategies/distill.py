@@ -227,7 +227,7 @@ def _join(labelled: Dataset, unlabelled: Dataset | None) -> Dataset:
 class Distill(FineTune):
     """:class:`FineTune` of a student whose loss is the distillation loss of the module docstring.
 
-    ``teachers`` are loaded :class:`~transferkit.model.TransferModel` objects whose classes are those of the
+    ``teachers`` are loaded :class:`~transferkit.models.model.TransferModel` objects whose classes are those of the
     training data (in any order); ``unlabelled`` adds examples for the soft-target term.
     """
 

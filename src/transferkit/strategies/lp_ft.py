@@ -1,7 +1,7 @@
 """``lp-ft``: linear probe first, then fine-tune from the probe's head (Kumar et al. 2022, "Fine-Tuning can
 Distort Pretrained Features and Underperform Out-of-Distribution").
 
-Stage one is the linear probe on frozen, cached features (:class:`~transferkit.strategies.linear_probe.LinearProbe`,
+Stage one is the linear probe on frozen, cached features (:class:`~transferkit.estimators.linear_probe.LinearProbe`,
 its ``C`` chosen by cross-validation on the training examples, so that the validation data stays unseen by the probe
 and judges it fairly against the fine-tuned epochs); :meth:`~LinearProbe.to_head` turns it into the model's head. Stage two
 fine-tunes backbone and head together, as ``finetune`` does with the same options. Because the head starts
@@ -43,7 +43,7 @@ class LinearProbeThenFineTune(FineTune):
     def prepare(self, model: nn.Module, context: dict[str, Any]) -> None:
         from transferkit.features.cache import FeatureCache, default_cache_dir
         from transferkit.features.extract import extract_features
-        from transferkit.strategies.linear_probe import LinearProbe
+        from transferkit.estimators.linear_probe import LinearProbe
 
         config, classes = context["config"], context["classes"]
         train, val = context["train"], context["val"]

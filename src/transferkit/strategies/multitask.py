@@ -82,7 +82,7 @@ def task_batch_sizes(probabilities: Mapping[str, float], batch_size: int) -> dic
 
 
 class MultiTaskPlan(FineTune):
-    """The engine's plan for a :class:`~transferkit.multitask_model.MultiTaskModel`: ``finetune``'s trainable
+    """The engine's plan for a :class:`~transferkit.models.multitask_model.MultiTaskModel`: ``finetune``'s trainable
     layers and learning rates for the backbone, every head at the head learning rate, and the task losses
     combined by ``weighting``. A training batch is ``{task: (inputs, targets)}``."""
 
@@ -247,7 +247,7 @@ def _training_view(config: MultiTaskConfig) -> Any:
 def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[TaskData], *,
                     callbacks: tuple = ()) -> Any:
     """Train ``backbone`` + one new head per task on the tasks' training data through the engine; returns a
-    :class:`~transferkit.strategies.run.TrainedModel` holding a :class:`~transferkit.multitask_model.MultiTaskModel`.
+    :class:`~transferkit.strategies.run.TrainedModel` holding a :class:`~transferkit.models.multitask_model.MultiTaskModel`.
 
     Tasks without validation data hold out ``config.val_fraction`` of each class of their training data (seeded).
     """
@@ -255,8 +255,8 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
     from transferkit.data.splits import stratified_split
     from transferkit.engine.data import LabelledCollate, LabelledExamples
     from transferkit.engine.trainer import accelerator_and_devices, run_training
-    from transferkit.heads import HeadSet
-    from transferkit.multitask_model import MultiTaskModel
+    from transferkit.models.heads import HeadSet
+    from transferkit.models.multitask_model import MultiTaskModel
     from transferkit.strategies.run import TrainedModel, engine_settings, run_folder
 
     names = [t.name for t in tasks]
@@ -386,7 +386,7 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
 
     accelerator_and_devices(config.device, config.devices)  # a device that is not here fails before any work
     if config.output is not None:
-        from transferkit.artifacts import check_output_folder, unfinished_model
+        from transferkit.models.folder import check_output_folder, unfinished_model
 
         if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
             config = config.model_copy(update={"overwrite": True})
@@ -428,7 +428,7 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
 
     output = None
     if trained.is_main_process and config.output is not None:  # saved as soon as it exists; evaluation follows
-        from transferkit.artifact_kinds import save_multitask_model
+        from transferkit.models.artifact_kinds import save_multitask_model
 
         extra = {"training_log.csv": Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")} \
             if trained.outcome.metrics_csv else {}
@@ -448,7 +448,7 @@ def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mappi
     result = MultiTaskResult(model, resolved_config(), metrics, trained.facts, output=output, timings=timings,
                              is_main_process=trained.is_main_process)
     if output is not None:
-        from transferkit.artifacts import update_model_folder
+        from transferkit.models.folder import update_model_folder
 
         update_model_folder(output, metrics={"test": metrics, "training": trained.facts, "timings_s": timings},
                             files={"summary.txt": result.summary() + "\n"})

@@ -91,7 +91,7 @@ def time_training_step(backbone, train: Dataset, classes: list[str], batch_size:
     import torch
 
     from transferkit.features.extract import resolve_device
-    from transferkit.heads import LinearHead
+    from transferkit.models.heads import LinearHead
 
     device_t = resolve_device(device)
     copy_ = copy.deepcopy(backbone).to(device_t).train()
@@ -133,7 +133,7 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     from transferkit.evaluation.baselines import RawInputEncoder
     from transferkit.features.extract import ExtractionStats, extract_features
     from transferkit.selection.scores import logme_score
-    from transferkit.strategies.linear_probe import LinearProbe
+    from transferkit.estimators.linear_probe import LinearProbe
 
     started = time.perf_counter() if started is None else started
     t0 = time.perf_counter()

@@ -55,14 +55,10 @@ class Strategy:
     search_space: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 
-def _builtins() -> list[Strategy]:
-    from transferkit.strategies.entries import (auto, contrastive, distill, finetune, l2sp, linear_probe, lora,
-                                                lp_ft)
+_BUILTINS = tuple(f"transferkit.strategies.entries.{name}:ENTRY"
+                  for name in ("linear_probe", "finetune", "lp_ft", "lora", "l2sp", "contrastive", "distill", "auto"))
 
-    return [module.ENTRY for module in (linear_probe, finetune, lp_ft, lora, l2sp, contrastive, distill, auto)]
-
-
-REGISTRY: Registry[Strategy] = Registry("strategy", "strategy", plural="strategies", builtins=_builtins)
+REGISTRY: Registry[Strategy] = Registry("strategy", "strategy", plural="strategies", builtins=_BUILTINS)
 
 
 def register_strategy(entry: Strategy) -> Strategy:

@@ -37,7 +37,7 @@ UNTRAINED_OPTIONS = ("data", "val", "test", "output", "overwrite", "report", "la
 
 @dataclass
 class TrainedModel:
-    """A trained :class:`~transferkit.model.TransferModel`, the engine's account of the run, and facts to save."""
+    """A trained :class:`~transferkit.models.model.TransferModel`, the engine's account of the run, and facts to save."""
 
     model: Any
     outcome: Any
@@ -144,7 +144,7 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     from transferkit.data.splits import stratified_split
     from transferkit.engine.data import LabelledCollate, LabelledExamples
     from transferkit.engine.trainer import run_training
-    from transferkit.model import TransferModel
+    from transferkit.models.model import TransferModel
     from transferkit.strategies.registry import build_strategy
     from transferkit.tasks import DEFAULT_TASK, get_task
 

@@ -46,7 +46,7 @@ class SingleLabelClassification(Task):
 
     # --- model and training -----------------------------------------------------------------------------------
     def new_head(self, in_features: int, label_space: Sequence[str]) -> Any:
-        from transferkit.heads.linear import LinearHead
+        from transferkit.models.heads.linear import LinearHead
 
         return LinearHead(in_features, len(label_space))
 
@@ -64,7 +64,7 @@ class SingleLabelClassification(Task):
                 "score": (outputs.argmax(dim=1) == targets).float().mean()}
 
     def new_probe(self, *, C: float | None = None, seed: int = 0) -> Any:
-        from transferkit.strategies.linear_probe import LinearProbe
+        from transferkit.estimators.linear_probe import LinearProbe
 
         return LinearProbe(C=C, random_state=seed)
 

@@ -339,7 +339,7 @@ class _Objective:
             trial.set_user_attr("kept", trained.facts["final_choice"]["kept"])
         score = float(trained.best_score)  # of the model the trial returns (lp-ft may have kept its probe)
         if self.keep_dir is not None:
-            from transferkit.artifacts import save_model
+            from transferkit.models.artifacts import save_model
 
             save_model(trained.model, self.keep_dir / f"trial-{trial.number}", overwrite=True,
                        metrics={"tune": {"trial": trial.number, "objective": score, "params": trial.params}},
@@ -574,7 +574,7 @@ def check_tune_output(path: str | Path, *, study: str | None = None, overwrite: 
     holding another study's results is replaced only with ``overwrite``; one holding anything else is never written
     into. Returns the name of the study whose results will be replaced, or ``None``."""
     from transferkit._io import check_location, check_not_input, folder_is_empty
-    from transferkit.artifacts import describe_folder, is_model_folder
+    from transferkit.models.folder import describe_folder, is_model_folder
 
     folder = Path(path)
     if study is None:

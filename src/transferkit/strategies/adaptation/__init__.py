@@ -2,7 +2,7 @@
 
 - :mod:`~transferkit.strategies.adaptation.plan`: the trained methods (DAN, Deep CORAL, DANN, CDAN, MCC, entropy
   minimisation, self-training, instance-weighted fine-tuning) as one plan on the shared engine;
-- :mod:`~transferkit.strategies.adaptation.feature_alignment`: CORAL re-colouring and subspace alignment of cached
+- :mod:`~transferkit.estimators.feature_alignment`: CORAL re-colouring and subspace alignment of cached
   features, then the linear probe (no training loop);
 - :mod:`~transferkit.strategies.adaptation.instance_weights`: density-ratio weights, kernel mean matching, source
   selection;
@@ -18,8 +18,8 @@ from transferkit._lazy import lazy_getattr
 _LAZY = {
     "AdaptConfig": "transferkit.strategies.adaptation.config",
     "METHODS": "transferkit.strategies.adaptation.config",
-    "CoralRecoloring": "transferkit.strategies.adaptation.feature_alignment",
-    "SubspaceAlignment": "transferkit.strategies.adaptation.feature_alignment",
+    "CoralRecoloring": "transferkit.estimators.feature_alignment",
+    "SubspaceAlignment": "transferkit.estimators.feature_alignment",
     "density_ratio_weights": "transferkit.strategies.adaptation.instance_weights",
     "kernel_mean_matching": "transferkit.strategies.adaptation.instance_weights",
     "source_selection": "transferkit.strategies.adaptation.instance_weights",

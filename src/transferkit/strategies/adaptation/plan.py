@@ -1,7 +1,7 @@
 """Domain adaptation on the shared engine: one :class:`AdaptationPlan` whose loss terms depend on the method.
 
 Every method trains the same network (:class:`AdaptationNetwork`: an optional backbone, a
-:class:`~transferkit.heads.BottleneckHead`, and the auxiliary modules of its loss, such as a discriminator) on
+:class:`~transferkit.models.heads.BottleneckHead`, and the auxiliary modules of its loss, such as a discriminator) on
 batches that hold a labelled source half and an unlabelled target half (:class:`PairedExamples`). The engine sums
 the terms:
 
@@ -31,7 +31,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from transferkit.engine.plan import ParamGroup, TrainingPlan
 from transferkit.errors import ConfigError
-from transferkit.heads.bottleneck import BottleneckHead
+from transferkit.models.heads.bottleneck import BottleneckHead
 from transferkit.strategies.adaptation.registry import TRAINED, adaptation_method_names, get_adaptation_method
 
 #: ``alpha`` of the L2-SP term of ``probe-mcc`` (``alpha / 2 * ||w - w_probe||^2``). The strongly regularised probe

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from transferkit._registry import Registry
+from transferkit.errors import ConfigError
 
 TRAINED = "trained"
 FEATURES = "features"
@@ -64,16 +65,11 @@ def _check(entry: AdaptationMethod) -> None:
         raise ValueError(f"adaptation method '{entry.name}': kind must be one of {KINDS}, not {entry.kind!r}")
 
 
-def _builtins() -> list[AdaptationMethod]:
-    from transferkit.strategies.adaptation.methods import (
-        cdan, coral, coral_features, dan, dann, entropy, iw, mcc, probe_mcc, self_train, source_only, source_probe,
-        subspace)
+_BUILTINS = tuple(f"transferkit.strategies.adaptation.methods.{name}:ENTRY"
+                  for name in ("source_only", "dan", "coral", "dann", "cdan", "mcc", "entropy", "self_train",
+                               "probe_mcc", "iw", "source_probe", "coral_features", "subspace"))
 
-    return [module.ENTRY for module in (source_only, dan, coral, dann, cdan, mcc, entropy, self_train, probe_mcc, iw,
-                                        source_probe, coral_features, subspace)]
-
-
-REGISTRY: Registry[AdaptationMethod] = Registry("adaptation method", "method", builtins=_builtins, check=_check)
+REGISTRY: Registry[AdaptationMethod] = Registry("adaptation method", "method", builtins=_BUILTINS, check=_check)
 
 
 def register_adaptation_method(entry: AdaptationMethod) -> AdaptationMethod:
@@ -99,3 +95,13 @@ def reference_method() -> str:
 def tradeoff_method_names() -> list[str]:
     """The methods whose target term has a trade-off weight."""
     return [entry.name for entry in REGISTRY.entries() if entry.tradeoffs]
+
+
+def feature_aligner(method: str):
+    """A fresh aligner of a feature method (its registry entry's ``aligner``): ``source-probe`` (none),
+    ``coral-features`` or ``subspace``."""
+    feature_methods = [name for name in adaptation_method_names() if get_adaptation_method(name).aligner is not None]
+    if method not in feature_methods:
+        raise ConfigError(f"unknown feature-alignment method {method!r}; choose {', '.join(feature_methods[:-1])} or "
+                          f"{feature_methods[-1]}.")
+    return get_adaptation_method(method).aligner()

@@ -9,7 +9,7 @@ from transferkit.strategies.adaptation.registry import FEATURES, AdaptationMetho
 
 
 def _aligner() -> Any:
-    from transferkit.strategies.adaptation.feature_alignment import NoAlignment
+    from transferkit.estimators.feature_alignment import NoAlignment
 
     return NoAlignment()
 

@@ -8,7 +8,7 @@ from transferkit.strategies.adaptation.registry import FEATURES, AdaptationMetho
 
 
 def _aligner() -> Any:
-    from transferkit.strategies.adaptation.feature_alignment import SubspaceAlignment
+    from transferkit.estimators.feature_alignment import SubspaceAlignment
 
     return SubspaceAlignment()
 

@@ -1,6 +1,6 @@
 """Models that combine several models in output space (ensembles) or several backbones' features (stacking).
 
-Both answer what a single :class:`~transferkit.model.TransferModel` answers for prediction: ``classes``,
+Both answer what a single :class:`~transferkit.models.model.TransferModel` answers for prediction: ``classes``,
 ``modality``, ``predict_proba(data, ...)`` and ``predict(data, ...)``, so ``evaluate`` and ``predict`` take them.
 """
 

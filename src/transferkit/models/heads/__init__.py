@@ -1,8 +1,8 @@
 """Heads that turn pooled features into predictions."""
 
-from transferkit.heads.bottleneck import BottleneckHead
-from transferkit.heads.linear import LinearHead
-from transferkit.heads.multitask import HeadSet
+from transferkit.models.heads.bottleneck import BottleneckHead
+from transferkit.models.heads.linear import LinearHead
+from transferkit.models.heads.multitask import HeadSet
 
 #: Head class names (as saved in a model folder's config.json) -> classes.
 HEAD_TYPES = {"LinearHead": LinearHead, "BottleneckHead": BottleneckHead}

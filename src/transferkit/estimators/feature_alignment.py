@@ -1,8 +1,9 @@
-"""Feature-based transfer without training: align cached features, then fit the linear probe.
+"""Feature aligners (scikit-learn transformers) for transfer without training: align cached features, then fit the
+linear probe.
 
 ``source-probe`` is the reference without alignment (the plain probe on the source features). Both aligners are
 fitted on source and target features and end in a
-:class:`~transferkit.heads.LinearHead` that reads the *raw* target features, so the adapted model is an ordinary
+:class:`~transferkit.models.heads.LinearHead` that reads the *raw* target features, so the adapted model is an ordinary
 backbone + linear head (saved, loaded and exported like a linear probe).
 """
 
@@ -119,7 +120,7 @@ class SubspaceAlignment(TransformerMixin, BaseEstimator):
         """One :class:`LinearHead` on raw target features ``(N, D)`` computing ``probe_head(transform_target(x))``."""
         import torch
 
-        from transferkit.heads import LinearHead
+        from transferkit.models.heads import LinearHead
 
         weight = probe_head.linear.weight.detach().double().numpy() / probe_head.scale.double().numpy()
         bias = probe_head.linear.bias.detach().double().numpy() - weight @ probe_head.mean.double().numpy()
@@ -144,15 +145,3 @@ class NoAlignment(TransformerMixin, BaseEstimator):
 
     def head_from_probe(self, probe_head):
         return probe_head
-
-
-def feature_aligner(method: str):
-    """A fresh aligner of a feature method (its registry entry's ``aligner``): ``source-probe`` (none),
-    ``coral-features`` or ``subspace``."""
-    from transferkit.strategies.adaptation.registry import adaptation_method_names, get_adaptation_method
-
-    feature_methods = [name for name in adaptation_method_names() if get_adaptation_method(name).aligner is not None]
-    if method not in feature_methods:
-        raise ConfigError(f"unknown feature-alignment method {method!r}; choose {', '.join(feature_methods[:-1])} or "
-                          f"{feature_methods[-1]}.")
-    return get_adaptation_method(method).aligner()

@@ -1,29 +1,62 @@
-"""Model folders of the kinds beyond one backbone + one head: multi-task, ensemble, stacked features.
+"""The registry of model-folder kinds: ``config.json``'s ``"kind"`` -> :class:`ArtifactKind`, the entry that saves
+and loads a model of that kind. :func:`transferkit.models.artifacts.save_model` and
+:func:`~transferkit.models.artifacts.load_model` ask the registry; nothing else branches on a kind's name.
 
-Same rules as :mod:`transferkit.artifacts`: weights in safetensors, everything else JSON (and YAML / Markdown for
-people), checksums in ``config.json``, written under a temporary name and renamed into place; loading never
-unpickles. ``config.json`` carries ``"kind"`` (``multitask``, ``ensemble`` or ``stacked``) and
-``format_version`` 2; folders without ``kind`` are single models and load as before.
+Every kind is written in the one folder format of :mod:`transferkit.models.folder`: weights in safetensors,
+everything else JSON (and YAML / Markdown for people), checksums in ``config.json``, written under a temporary name
+and renamed into place; loading never unpickles. Folders without ``kind`` are single models (format 1); the other
+kinds carry ``"kind"`` and ``format_version`` 2:
 
+- ``single``: one backbone and one head (:class:`~transferkit.models.model.TransferModel`); the backbone's weights
+  are saved when training changed them or when it cannot be rebuilt from its name (random weights).
 - ``multitask``: ``backbone.*`` and ``heads.<task>.*`` tensors; ``tasks`` maps each task to its classes.
 - ``ensemble``: each member is a complete model folder in ``members/<i>/``; ``model.safetensors`` holds the
   member weights (``ensemble.weights``); the members' classes are aligned to ``classes``.
 - ``stacked``: several pretrained backbones (rebuilt from their names and checked by weights digest, like a
   linear-probe model), per backbone an optional PCA projection (``reduce.<i>.mean``, ``reduce.<i>.components``),
   and one ``LinearHead`` (``head.*``) on the concatenated features.
+
+A new kind is one :class:`ArtifactKind` (its model class, a ``save`` and a ``load`` hook) and one
+:func:`register_artifact_kind` call; the model classes are imported when a hook runs, so the registry costs nothing.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from transferkit.artifacts import (RESAVE, _load_state, backbone_spec, check_classes, check_head_width, read_weights,
-                                   write_model_folder)
+from transferkit._registry import Registry
 from transferkit.errors import ArtifactError, TransferkitError
+from transferkit.models.folder import (CONFIG_FILE, RESAVE, backbone_spec, check_classes, check_head_width,
+                                       load_state, read_config, read_weights, write_model_folder)
+from transferkit.tasks import DEFAULT_TASK
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """What a model-folder kind declares, and the hooks :mod:`transferkit.models.artifacts` calls."""
+
+    name: str
+    #: "module:Class" of the model it saves (imported on first use; a subclass counts too).
+    model_class: str
+    #: (model, folder, metrics=, run_config=, overwrite=, extra_files=, keep_beside=) -> the folder written.
+    save: Callable[..., Path]
+    #: (folder, checked config.json, task) -> the model; ``task`` is not None only for kinds with ``has_tasks``.
+    load: Callable[[Path, dict[str, Any], str | None], Any]
+    #: True: ``load_model(folder, task=NAME)`` picks one of its tasks.
+    has_tasks: bool = False
+
+    def holds(self, model: Any) -> bool:
+        """True when ``model`` is an instance of this kind's model class."""
+        import importlib
+
+        module, _, name = self.model_class.partition(":")
+        return isinstance(model, getattr(importlib.import_module(module), name))
+
 
 KIND_FORMAT_VERSION = 2
-KINDS = ("multitask", "ensemble", "stacked")
 
 
 def _write_folder(folder: str | Path, kind: str, tensors: dict[str, Any], description: dict[str, Any], *,
@@ -36,6 +69,125 @@ def _write_folder(folder: str | Path, kind: str, tensors: dict[str, Any], descri
                               keep_beside=keep_beside)
 
 
+# --- single ----------------------------------------------------------------------------------------------
+
+def save_single(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
+               include_backbone: bool | None = None, overwrite: bool = False, extra_files: dict[str, str] | None = None,
+               keep_beside: bool = False) -> Path:
+    """Write ``model`` (a :class:`~transferkit.models.model.TransferModel`) to ``folder``; returns the folder path
+    (see :func:`~transferkit.models.folder.write_model_folder` for ``keep_beside``)."""
+    backbone = model.backbone
+    if include_backbone is None:
+        from transferkit.strategies.registry import keeps_pretrained_backbone
+
+        include_backbone = not keeps_pretrained_backbone(model.strategy) or backbone.name.startswith("random:")
+    tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    if include_backbone:
+        tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
+    header = {
+        "strategy": model.strategy,
+        "task": getattr(model, "task", DEFAULT_TASK),
+        "temperature": float(getattr(model, "temperature", 1.0)),
+        "modality": model.modality,
+        "classes": model.classes,
+        "backbone": backbone_spec(backbone, include_backbone),
+        "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
+                 "num_classes": model.head.num_classes,
+                 **({"options": model.head.options()} if hasattr(model.head, "options") else {})},
+    }
+    return write_model_folder(folder, tensors, header, metrics=metrics, run_config=run_config, overwrite=overwrite,
+                              card=lambda config: _model_card(config, metrics or {}), extra_files=extra_files,
+                              keep_beside=keep_beside)
+
+
+def model_card(folder: str | Path, metrics: dict[str, Any]) -> str:
+    """The ``README.md`` of a saved single model with ``metrics`` (to refresh it after late steps)."""
+    return _model_card(json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8")), metrics)
+
+
+
+def _load_single(folder: Path, config: dict[str, Any]):
+    from transferkit.backbones import create_backbone
+    from transferkit.models.heads import HEAD_TYPES
+    from transferkit.models.model import TransferModel
+
+    spec = config["backbone"]
+    head_spec = config["head"]
+    if head_spec["type"] not in HEAD_TYPES:
+        raise ArtifactError(f"{folder}: unknown head type {head_spec['type']}.")
+    classes = check_classes(config["classes"], head_spec["num_classes"], "'classes'", folder)
+    included = spec.get("weights_included", False)
+    tensors = read_weights(folder, ("head.", "backbone.") if included else ("head.",))
+    name = spec["name"].removeprefix("random:") if included else spec["name"]
+    backbone = create_backbone(name, pretrained=not included, **spec.get("options", {}))
+    backbone.name = spec["name"]
+    if spec.get("architecture_changes"):  # structured pruning: shrink the layers before loading their weights
+        from transferkit.compress.prune import apply_architecture_changes
+
+        apply_architecture_changes(backbone, spec["architecture_changes"])
+    if included:
+        state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+        load_state(backbone, state, folder)
+    elif backbone.weights_digest() != spec.get("weights_digest"):
+        raise ArtifactError(
+            f"{folder}: the installed weights of backbone '{spec['name']}' differ from those this model was trained "
+            "with; install the same weights package version, or re-run fit."
+        )
+    head = HEAD_TYPES[head_spec["type"]](head_spec["in_features"], head_spec["num_classes"],
+                                         **head_spec.get("options", {}))
+    load_state(head, {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}, folder)
+    check_head_width(head, backbone.num_features, folder)
+    temperature = config.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: temperature {temperature!r} is not a positive number; restore "
+                            f"the saved config.json, or {RESAVE}.")
+    model = TransferModel(backbone, head, classes, strategy=config.get("strategy", "linear-probe"),
+                          temperature=float(temperature), task=_saved_task(config, folder))
+    return model.eval()
+
+
+def _load_single_checked(folder: Path, config: dict[str, Any], task: str | None = None):
+    try:
+        return _load_single(folder, config)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: entry {exc} is missing or malformed; restore the saved "
+                            f"config.json, or {RESAVE}.") from exc
+
+
+def _saved_task(config: dict[str, Any], folder: Path) -> str:
+    """The task recorded in ``config.json`` (folders saved before tasks were recorded hold classifiers)."""
+    from transferkit.tasks import TASKS, task_names
+
+    name = config.get("task", DEFAULT_TASK)
+    if not isinstance(name, str) or name not in TASKS:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: task {name!r} is not one this transferkit knows (known: "
+                            f"{', '.join(task_names())}); install the transferkit version that saved the model, or "
+                            f"{RESAVE}.")
+    return name
+
+
+
+def _model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    backbone = config["backbone"]
+    lines = [
+        f"# transferkit model: {backbone['name']} + {config['strategy']}",
+        "",
+        f"- task: {config['modality']} classification, {len(config['classes'])} classes: {', '.join(config['classes'][:20])}",
+        f"- backbone: `{backbone['name']}` ({backbone['num_features']}-d features); preprocessing "
+        f"`{json.dumps(backbone['preprocessing'])}`",
+        f"- strategy: {config['strategy']}; made by transferkit {config['transferkit_version']} on {config['created']}",
+    ]
+    test = metrics.get("test")
+    if test:
+        lines.append(f"- test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} on {test['n']} held-out examples")
+    for comparison in metrics.get("comparisons", []):
+        lines.append(f"- against the {comparison['baseline']} baseline: {comparison['verdict']} "
+                     f"({100 * comparison['difference']:+.1f} points, interval {100 * comparison['ci_low']:+.1f} to "
+                     f"{100 * comparison['ci_high']:+.1f})")
+    lines += ["", "Load it with `transferkit.load_model(folder)`; predict with `transferkit predict FOLDER INPUT`.", ""]
+    return "\n".join(lines)
+
+
 def _build_backbone(spec: dict[str, Any], folder: Path, state: dict[str, Any] | None):
     """A backbone from its saved spec: rebuilt with random weights and loaded from ``state`` when the weights were
     saved, else rebuilt from the installed pretrained weights and checked against the saved digest."""
@@ -46,7 +198,7 @@ def _build_backbone(spec: dict[str, Any], folder: Path, state: dict[str, Any] | 
     backbone = create_backbone(name, pretrained=not included, **spec.get("options", {}))
     backbone.name = spec["name"]
     if included:
-        _load_state(backbone, state or {}, folder)
+        load_state(backbone, state or {}, folder)
     elif backbone.weights_digest() != spec.get("weights_digest"):
         raise ArtifactError(f"{folder}: the installed weights of backbone '{spec['name']}' differ from those this "
                             "model was made with; install the same weights package version, or re-run it.")
@@ -62,7 +214,7 @@ def _prefixed(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
 def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None = None,
                          run_config: dict | None = None, overwrite: bool = False,
                          extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
-    """Write a :class:`~transferkit.multitask_model.MultiTaskModel` (backbone weights included: it was trained)."""
+    """Write a :class:`~transferkit.models.multitask_model.MultiTaskModel` (backbone weights included: it was trained)."""
     tensors = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
     tensors.update({f"heads.{k}": v for k, v in model.heads.heads.state_dict().items()})
     description = {
@@ -86,8 +238,8 @@ def save_multitask_model(model: Any, folder: str | Path, *, metrics: dict | None
 
 
 def _load_multitask(folder: Path, config: dict[str, Any], task: str | None):
-    from transferkit.heads import HeadSet
-    from transferkit.multitask_model import MultiTaskModel
+    from transferkit.models.heads import HeadSet
+    from transferkit.models.multitask_model import MultiTaskModel
 
     tasks = config["tasks"]
     if not isinstance(tasks, dict) or not tasks:
@@ -103,7 +255,7 @@ def _load_multitask(folder: Path, config: dict[str, Any], task: str | None):
     backbone = _build_backbone(config["backbone"], folder, _prefixed(tensors, "backbone."))
     in_features = widths.pop()
     heads = HeadSet(in_features, {name: spec["head"]["num_classes"] for name, spec in tasks.items()})
-    _load_state(heads.heads, _prefixed(tensors, "heads."), folder)
+    load_state(heads.heads, _prefixed(tensors, "heads."), folder)
     check_head_width(heads, backbone.num_features, folder)
     model = MultiTaskModel(backbone, heads, classes).eval()
     if task is None:
@@ -117,7 +269,7 @@ def _load_multitask(folder: Path, config: dict[str, Any], task: str | None):
 
 def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
                   overwrite: bool = False, extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
-    """Write an :class:`~transferkit.fusion.models.EnsembleModel`: each member as a model folder inside it."""
+    """Write an :class:`~transferkit.models.combined.EnsembleModel`: each member as a model folder inside it."""
     import torch
 
     def fill(staging: Path) -> None:
@@ -138,9 +290,8 @@ def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None
                          overwrite=overwrite, card=card, extra_files=extra_files, fill=fill, keep_beside=keep_beside)
 
 
-def _load_ensemble(folder: Path, config: dict[str, Any]):
-    from transferkit.artifacts import load_model
-    from transferkit.fusion.models import EnsembleModel
+def _load_ensemble(folder: Path, config: dict[str, Any], task: str | None = None):
+    from transferkit.models.combined import EnsembleModel
 
     relatives = config["members"]
     if not isinstance(relatives, list) or not relatives:
@@ -156,7 +307,7 @@ def _load_ensemble(folder: Path, config: dict[str, Any]):
         path = (folder / str(relative)).resolve()
         if folder.resolve() not in path.parents:
             raise ArtifactError(f"{folder}: member path {relative} points outside the model folder.")
-        members.append(load_model(path))
+        members.append(load_any(path, read_config(path)))
     classes = config["classes"]
     check_classes(classes, len(members[0].classes), "'classes'", folder)
     try:
@@ -170,7 +321,7 @@ def _load_ensemble(folder: Path, config: dict[str, Any]):
 
 def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
                  overwrite: bool = False, extra_files: dict[str, str] | None = None, keep_beside: bool = False) -> Path:
-    """Write a :class:`~transferkit.fusion.models.StackedModel` (pretrained backbones by name, projections, head)."""
+    """Write a :class:`~transferkit.models.combined.StackedModel` (pretrained backbones by name, projections, head)."""
     tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     reducers = []
     for index, (backbone, reducer) in enumerate(zip(model.backbones, model.reducers)):
@@ -195,9 +346,9 @@ def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None,
                          overwrite=overwrite, card=card, extra_files=extra_files, keep_beside=keep_beside)
 
 
-def _load_stacked(folder: Path, config: dict[str, Any]):
-    from transferkit.fusion.models import StackedModel
-    from transferkit.heads import LinearHead
+def _load_stacked(folder: Path, config: dict[str, Any], task: str | None = None):
+    from transferkit.models.combined import StackedModel
+    from transferkit.models.heads import LinearHead
 
     specs, reduce_specs, head_spec = config["backbones"], config["reduce"], config["head"]
     if not isinstance(specs, list) or not specs or not isinstance(reduce_specs, list) \
@@ -223,43 +374,63 @@ def _load_stacked(folder: Path, config: dict[str, Any]):
         reducers.append({"mean": mean, "components": components})
         width += int(components.shape[0])
     head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
-    _load_state(head, _prefixed(tensors, "head."), folder)
+    load_state(head, _prefixed(tensors, "head."), folder)
     check_head_width(head, width, folder)
     return StackedModel(backbones, reducers, head, classes)
 
 
+SINGLE = ArtifactKind("single", "transferkit.models.model:TransferModel", save_single, _load_single_checked)
+MULTITASK = ArtifactKind("multitask", "transferkit.models.multitask_model:MultiTaskModel", save_multitask_model,
+                         _load_multitask, has_tasks=True)
+ENSEMBLE = ArtifactKind("ensemble", "transferkit.models.combined:EnsembleModel", save_ensemble, _load_ensemble)
+STACKED = ArtifactKind("stacked", "transferkit.models.combined:StackedModel", save_stacked, _load_stacked)
+
+REGISTRY: Registry[ArtifactKind] = Registry("model kind", "kind", entries={})
+for _entry in (SINGLE, MULTITASK, ENSEMBLE, STACKED):
+    REGISTRY.register(_entry)
+
+
+def register_artifact_kind(entry: ArtifactKind, *, replace: bool = False) -> ArtifactKind:
+    """Add a model-folder kind (a name registered twice is a programming error unless ``replace``)."""
+    return REGISTRY.register(entry, replace=replace)
+
+
+def artifact_kind_names() -> list[str]:
+    """Every registered kind, ``single`` first."""
+    return REGISTRY.names()
+
+
+def kind_of(model: Any) -> ArtifactKind:
+    """The kind that saves ``model``: the last registered kind whose model class it is an instance of (so that a
+    kind registered for a subclass wins), ``single`` for any other model."""
+    for entry in reversed(REGISTRY.entries()):
+        if entry.holds(model):
+            return entry
+    return SINGLE
+
+
 def save_any(model: Any, folder: str | Path, **kwargs: Any) -> Path:
     """Save a model of any kind with the writer of its kind."""
-    from transferkit.artifacts import save_model
-    from transferkit.fusion.models import EnsembleModel, StackedModel
-    from transferkit.multitask_model import MultiTaskModel
-
-    if isinstance(model, EnsembleModel):
-        return save_ensemble(model, folder, **kwargs)
-    if isinstance(model, StackedModel):
-        return save_stacked(model, folder, **kwargs)
-    if isinstance(model, MultiTaskModel):
-        return save_multitask_model(model, folder, **kwargs)
-    return save_model(model, folder, **kwargs)
+    return kind_of(model).save(model, folder, **kwargs)
 
 
-def load_kind(folder: Path, config: dict[str, Any], task: str | None = None):
-    """Load a folder whose ``config.json`` names a ``kind`` (called by :func:`transferkit.artifacts.load_model`)."""
-    kind = config.get("kind", "single")
-    if task is not None and kind != "multitask":
-        raise ArtifactError(f"{folder}: task={task!r} was given, but this is a {kind} model, not a multi-task one.")
+def load_any(folder: Path, config: dict[str, Any], task: str | None = None):
+    """Load a folder whose checked ``config.json`` is ``config`` with the reader of its ``kind`` (``single`` when it
+    names none); ``task`` picks one task of a kind that has tasks."""
+    name = config.get("kind", "single")
+    entry = REGISTRY.find(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ArtifactError(f"{folder}: unknown model kind {name!r} (known: {', '.join(artifact_kind_names())}); a "
+                            "newer transferkit may read it.")
+    if task is not None and not entry.has_tasks:
+        raise ArtifactError(f"{folder}: task={task!r} was given, but this is a {name} model, not a multi-task one.")
     try:
-        if kind == "multitask":
-            return _load_multitask(folder, config, task)
-        if kind == "ensemble":
-            return _load_ensemble(folder, config)
-        if kind == "stacked":
-            return _load_stacked(folder, config)
+        return entry.load(folder, config, task)
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ArtifactError(f"{folder / 'config.json'}: entry {exc} is missing or malformed; the folder is damaged. "
                             f"Restore the saved config.json, or {RESAVE}.") from exc
-    raise ArtifactError(f"{folder}: unknown model kind {kind!r} (known: single, {', '.join(KINDS)}); a newer "
-                        "transferkit may read it.")
 
 
-__all__ = ["KINDS", "load_kind", "save_any", "save_ensemble", "save_multitask_model", "save_stacked"]
+__all__ = ["ArtifactKind", "REGISTRY", "artifact_kind_names", "kind_of", "load_any", "model_card",
+           "register_artifact_kind", "save_any", "save_ensemble", "save_multitask_model", "save_single",
+           "save_stacked"]

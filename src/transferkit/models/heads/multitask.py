@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from transferkit.errors import ConfigError
-from transferkit.heads.linear import LinearHead
+from transferkit.models.heads.linear import LinearHead
 
 
 class HeadSet(nn.Module):
-    """One :class:`~transferkit.heads.LinearHead` per task, in a fixed task order.
+    """One :class:`~transferkit.models.heads.LinearHead` per task, in a fixed task order.
 
     Shapes: features ``(N, in_features)`` and a task name -> logits ``(N, num_classes[task])``.
     """

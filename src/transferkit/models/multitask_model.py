@@ -13,14 +13,14 @@ from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, DataError
 from transferkit.features.cache import FeatureCache
 from transferkit.features.extract import extract_features
-from transferkit.heads.multitask import HeadSet
+from transferkit.models.heads.multitask import HeadSet
 
 
 class MultiTaskModel(nn.Module):
     """``heads[task](backbone.forward_features(x))``. ``forward(batch, task)`` returns logits ``(N, classes[task])``.
 
     ``task_classes`` maps each task to its class names (the order of its head's outputs). :meth:`task_model` gives
-    one task as a plain :class:`~transferkit.model.TransferModel` sharing the backbone, for every tool that takes
+    one task as a plain :class:`~transferkit.models.model.TransferModel` sharing the backbone, for every tool that takes
     a single-task model (evaluate, export, serve).
     """
 
@@ -55,8 +55,8 @@ class MultiTaskModel(nn.Module):
         return self.heads(self.backbone.forward_features(batch), task)
 
     def task_model(self, task: str):
-        """Task ``task`` as a :class:`~transferkit.model.TransferModel` (the same backbone and head objects)."""
-        from transferkit.model import TransferModel
+        """Task ``task`` as a :class:`~transferkit.models.model.TransferModel` (the same backbone and head objects)."""
+        from transferkit.models.model import TransferModel
 
         self._check_task(task)
         return TransferModel(self.backbone, self.heads[task], self.task_classes[task], strategy="multitask").eval()

