@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
+from transferkit.options import DataOptions, OutputOptions, RuntimeOptions
 from transferkit.strategies.options import (TRAINING_OPTIONS, ContrastiveConfig, FineTuneConfig, L2SPConfig,
                                            LoraConfig)
 from transferkit.tasks import DEFAULT_TASK
@@ -24,10 +25,9 @@ STRATEGIES = ("linear-probe", "finetune", "lp-ft", "lora", "l2sp", "contrastive"
 SCRATCH_BASELINE_OPTIONS = tuple(o for o in TRAINING_OPTIONS if o not in ("lr", "head_lr", "init_from"))
 
 
-class FitConfig(BaseModel):
-    """Everything that decides what ``fit`` does. Paths are strings; ``None`` means "chosen for you"."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class FitConfig(DataOptions, RuntimeOptions, OutputOptions):
+    """Everything that decides what ``fit`` does. Paths are strings; ``None`` means "chosen for you". The options
+    shared with other verbs (reading data, runtime, output) come from :mod:`transferkit.options`."""
 
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL, Parquet)")
     val: str | None = Field(None, description="validation data (same form); by default the probe's C is chosen by cross-validation on the training data, and training strategies hold out val_fraction of it for early stopping")
@@ -35,30 +35,14 @@ class FitConfig(BaseModel):
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
     strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "contrastive", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), contrastive (top layers tuned so that same-class examples are close, every pair of a batch, then the linear probe on the tuned embeddings; few labelled texts per class), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
     task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (one class per example, the default); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
-    budget: float | None = Field(None, gt=0, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
+    budget: float | None = Field(None, gt=0, json_schema_extra={"cli_type": "text"}, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
     calibrate: bool = Field(False, description="fit a temperature on validation data (--val, else the part held out for early stopping, else out-of-fold probe logits) so that predicted probabilities match accuracy; saved with the model and applied by predict")
-    output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
-    overwrite: bool = Field(False, description="replace a model already in the output folder")
-    report: bool = Field(True, description="write report.html (configuration, data, learning curves, metrics and verdict, confusion matrix, hardest mistakes) into the output folder at the end")
-    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
-    text_column: str | None = Field(None, description="text column of a table (default: text, sentence, review, content)")
-    path_column: str | None = Field(None, description="image-path column of a table (default: path, image, filepath, file)")
-    encoding: str = Field("utf-8", description="text encoding of table files (a UTF-8 byte-order mark is removed; UTF-16 is recognised by its byte-order mark)")
-    delimiter: str | None = Field(None, description="delimiter of CSV/TSV tables: one character, or tab; default: detected among , ; tab |")
-    normalize_labels: bool = Field(False, description="fold labels that differ only in case, whitespace or Unicode form (Positive / positive) into their most frequent spelling instead of refusing them")
     shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class (few-shot experiments)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for testing when no test data is given")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (splits, sampling, folds)")
-    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass; for training strategies, the global training batch (split across processes)")
-    num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
-    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
-    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
-    no_cache: bool = Field(False, description="do not read or write the feature cache")
     baselines: list[Literal["raw", "scratch"]] | None = Field(None, description="baselines run on the same split: raw (pixels / TF-IDF), scratch (same architecture from random weights, trained for the same budget); default raw, plus scratch for training strategies on small data")
     probe_c: float | None = Field(None, gt=0, description="fixed inverse regularisation of the probe; default chosen on validation data")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
     image_size: int | None = Field(None, ge=16, le=2048, description="image backbones: input resolution in pixels (square) instead of the one the backbone was pretrained at; e.g. 112 for 28x28 images costs a quarter of 224's compute")
-    progress: bool = Field(True, description="show progress of long steps")
     # --- training strategies (finetune, lp-ft, lora, l2sp) ---------------------------------------------------
     epochs: int = Field(10, gt=0, description="training: maximum epochs (early stopping may end sooner)")
     lr: float | None = Field(None, gt=0, description="training: learning rate of the backbone (default: 1e-4 for finetune, lp-ft and l2sp, 1e-3 for lora)")
@@ -136,7 +120,7 @@ class FitConfig(BaseModel):
             unused.pop("epochs", None)
         if not unused:
             return
-        from transferkit.engine.run_record import flag_name
+        from transferkit.options import flag_name
         from transferkit.strategies.registry import get_strategy
 
         entry = get_strategy(strategy)

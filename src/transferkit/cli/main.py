@@ -10,11 +10,14 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from transferkit._version import __version__
+from transferkit.cli.options import ConfigFlags, config_flags, sections
+from transferkit.config import FitConfig
+from transferkit.strategies.options import TRAINING_OPTIONS
 from transferkit.errors import TransferkitError
 
 app = typer.Typer(
@@ -25,6 +28,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+#: The help panel of the options only training strategies use.
+TRAINING_PANEL = "Training (finetune, lp-ft, lora, l2sp)"
 
 
 def _setup(quiet: bool = False) -> None:
@@ -57,74 +64,22 @@ def main_options(
     """transferkit command line."""
 
 
+#: fit's flags: every FitConfig field (the DATA argument declared below).
+FIT_FLAGS = ConfigFlags(
+    FitConfig, declared=("data",),
+    exclude={"progress": "set by --quiet"},
+    panels={name: TRAINING_PANEL for name in (*TRAINING_OPTIONS, *sections(FitConfig))},
+)
+
+
 @app.command()
+@config_flags(FIT_FLAGS)
 def fit(
     data: Optional[str] = typer.Argument(None, help="Training data: a folder with one sub-folder per class, or a table (CSV/TSV/JSONL/Parquet) with a label column and a text or image-path column."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Backbone: a name from `transferkit models`, timm:ARCH, hf:MODEL_ID, or a local model folder. Default: efficientnet_lite0 for images, all-MiniLM-L6-v2 for text. auto: rank the installed backbones by LogME on the training data and use the best."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="How to adapt the backbone: linear-probe (frozen features, cached; default), finetune (full or partial), lp-ft (probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), contrastive (top layers tuned so same-class examples are close, then the probe; few examples per class), auto (a planner chooses from the data and --budget, and explains why)."),
-    budget: Optional[str] = typer.Option(None, "--budget", help="--strategy auto: time budget of the run: seconds (600) or 90s, 20m, 1.5h; the planner's choice and its epochs fit in it."),
-    calibrate: Optional[bool] = typer.Option(None, "--calibrate", help="Fit a temperature on validation data (saved with the model, applied by predict) and save reliability.png."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder to save the model in (weights, config, metrics, run config, model card)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of options (the same names as these flags, with _ or -); flags given here override it."),
-    val: Optional[str] = typer.Option(None, "--val", help="Validation data (same form as DATA). Default: C is chosen by cross-validation on the training data."),
-    test: Optional[str] = typer.Option(None, "--test", help="Test data (same form as DATA). Default: a stratified part of DATA is held out (--test-fraction)."),
-    shots: Optional[int] = typer.Option(None, "--shots", help="Keep at most this many training examples per class (few-shot experiments)."),
-    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Part of each class held out for testing when --test is not given (default 0.2)."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of a table (default: label, class, category or target)."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: text, sentence, review or content)."),
-    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table (default: path, image, filepath or file); relative paths are relative to the table."),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of table files (default utf-8)."),
-    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables: one character, or tab (default: detected among , ; tab |)."),
-    normalize_labels: Optional[bool] = typer.Option(None, "--normalize-labels", help="Fold labels that differ only in case, whitespace or Unicode form (Positive / positive) into their most frequent spelling instead of stopping."),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines run on the same split: raw (pixels or TF-IDF + logistic regression), scratch (the same architecture from random weights, same training budget). Default: raw, plus scratch for training strategies on up to 2,000 examples."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice (default 0)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per backbone forward pass (default 64)."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loader processes decoding images (default 0)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (default auto)."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default ~/.cache/transferkit/features, or $TRANSFERKIT_CACHE/features)."),
-    no_cache: Optional[bool] = typer.Option(None, "--no-cache", help="Neither read nor write the feature cache."),
-    probe_c: Optional[float] = typer.Option(None, "--probe-c", help="Fixed inverse regularisation of the probe (default: chosen on validation data)."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Text backbones: maximum tokens per text (default 256)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Image backbones: input resolution in pixels instead of the pretrained one (e.g. 112 for 28x28 images: a quarter of 224's compute)."),
-    overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace a model already in the output folder."),
-    report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Write report.html into the output folder at the end (default: on)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training: maximum epochs (default 10; early stopping may end sooner).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Training: learning rate of the backbone (default 1e-4; lora 1e-3).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Training: learning rate of the head (default 10 x lr for a new head, lr for lp-ft and lora).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Training: AdamW weight decay (default 0.01).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    warmup: Optional[float] = typer.Option(None, "--warmup", help="Training: part of the steps with learning-rate warm-up (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Training: gradient accumulation, batches per optimiser step (default 1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="Training: auto (bf16/fp16 mixed on GPUs, fp32 on CPU), 32, 16-mixed or bf16-mixed.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Training: early stopping after N epochs without better validation accuracy (default 3; 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Training: part of each class held out for early stopping when --val is not given (default 0.15).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    augment: Optional[str] = typer.Option(None, "--augment", help="Training: augmentation preset none, light (default), medium or heavy (images: flips, crops, rotation, colour jitter, TrivialAugment, erasing; text: token masking and dropout).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    auto_augment: Optional[str] = typer.Option(None, "--auto-augment", help="Training, images: randaugment, trivialaugment or none instead of the preset's choice.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    mixup: Optional[float] = typer.Option(None, "--mixup", help="Training, images: mixup alpha (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    cutmix: Optional[float] = typer.Option(None, "--cutmix", help="Training, images: cutmix alpha (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    freeze: Optional[int] = typer.Option(None, "--freeze", help="finetune, lp-ft, l2sp: freeze the first K layer groups (from the input) for the whole run.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    layer_lr_decay: Optional[float] = typer.Option(None, "--layer-lr-decay", help="finetune, lp-ft, l2sp: per-layer learning-rate decay from the top (e.g. 0.7; default 1 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    unfreeze_every: Optional[int] = typer.Option(None, "--unfreeze-every", help="finetune, lp-ft, l2sp: gradual unfreezing, one more layer group from the top every N epochs (default 0 = off).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    bn_statistics: Optional[str] = typer.Option(None, "--bn-statistics", help="finetune, lp-ft, l2sp: BatchNorm statistics while training: update, frozen (pretrained, layers in eval mode), or auto (frozen for lp-ft and for a pretrained backbone on up to 10,000 examples, update otherwise).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    keep_probe: Optional[bool] = typer.Option(None, "--keep-probe/--no-keep-probe", help="lp-ft: keep the probe as the result when no fine-tuning epoch beats it on the validation data (default: on).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="lora: adapter rank (default 8).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="lora: scaling alpha (update x alpha / rank; default 16).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout", help="lora: dropout on the adapters' input (default 0.05).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="lora: comma-separated layer names or suffixes to adapt (default: attention query/value; CNN linear and 1x1 convolutions).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    l2sp_alpha: Optional[float] = typer.Option(None, "--l2sp-alpha", help="l2sp: pull towards the pretrained weights (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    l2sp_beta: Optional[float] = typer.Option(None, "--l2sp-beta", help="l2sp: weight decay of the new head (default 0.01).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    contrastive_loss: Optional[str] = typer.Option(None, "--contrastive-loss", help="contrastive: pair loss over every pair of a batch, supcon (default) or cosent.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="contrastive: temperature of the supcon loss (default 0.1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    top_layers: Optional[int] = typer.Option(None, "--top-layers", help="contrastive: layer groups trained, from the top (default 2; 0 = all).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Training: initialise the backbone from a checkpoint (.safetensors, .pt, or a model folder); what matches loads, the rest is reported.", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    resume: Optional[bool] = typer.Option(None, "--resume", help="Training: continue an interrupted run from its last checkpoint (give the same options and --output or --work-dir).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    work_dir: Optional[str] = typer.Option(None, "--work-dir", help="Training: folder for checkpoints and logs (default: in the transferkit cache, one per --output).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Training: MLflow tracking URI (default: SQLite in the transferkit cache; off to disable).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    devices: Optional[int] = typer.Option(None, "--devices", help="Training: processes / GPUs (default 1).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    activation_checkpointing: Optional[bool] = typer.Option(None, "--activation-checkpointing", help="Training: recompute activations in the backward pass (much less memory for long inputs, about a third more compute).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="Training: machines in a multi-node run (each runs --devices processes; start it with torchrun or a cluster scheduler).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
-    distributed: Optional[str] = typer.Option(None, "--distributed", help="Training: auto, ddp, ddp_spawn or fsdp (Lightning strategies; ddp with --devices N or under torchrun).", rich_help_panel="Training (finetune, lp-ft, lora, l2sp)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the result table."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
+    options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from FIT_FLAGS
 ) -> None:
     """Adapt a pretrained backbone to DATA, evaluate it on held-out data beside the baselines, save it."""
     _setup(quiet)
@@ -132,25 +87,7 @@ def fit(
         from transferkit.config import load_config_file, merge_config
 
         file_values = load_config_file(config) if config is not None else {}
-        flags = dict(data=data, backbone=backbone, strategy=strategy, budget=budget, calibrate=calibrate, output=output, val=val, test=test, shots=shots,
-                     test_fraction=test_fraction, label_column=label_column, text_column=text_column,
-                     path_column=path_column, encoding=encoding, delimiter=delimiter,
-                     normalize_labels=normalize_labels, seed=seed, batch_size=batch_size,
-                     num_workers=num_workers, device=device, cache_dir=cache_dir, no_cache=no_cache,
-                     probe_c=probe_c, max_length=max_length, image_size=image_size, overwrite=overwrite, report=report,
-                     baselines=[b.strip() for b in baselines.split(",") if b.strip()] if baselines else None,
-                     progress=False if quiet else None, epochs=epochs, lr=lr, head_lr=head_lr,
-                     weight_decay=weight_decay, warmup=warmup, accumulate=accumulate, precision=precision,
-                     patience=patience, val_fraction=val_fraction, augment=augment, auto_augment=auto_augment,
-                     mixup=mixup, cutmix=cutmix, init_from=init_from, resume=resume, work_dir=work_dir,
-                     tracking_uri=tracking_uri, devices=devices, num_nodes=num_nodes, distributed=distributed,
-                     activation_checkpointing=activation_checkpointing,
-                     finetune=dict(freeze=freeze, layer_lr_decay=layer_lr_decay, unfreeze_every=unfreeze_every,
-                                   bn_statistics=bn_statistics, keep_probe=keep_probe),
-                     lora=dict(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                               targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None),
-                     l2sp=dict(alpha=l2sp_alpha, beta=l2sp_beta),
-                     contrastive=dict(loss=contrastive_loss, temperature=temperature, top_layers=top_layers))
+        flags = dict(options, data=data, progress=False if quiet else None)
         cfg = merge_config(file_values, flags, str(config) if config else "options")
         from transferkit.api import fit as fit_fn
 

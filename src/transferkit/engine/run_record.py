@@ -15,27 +15,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from transferkit.errors import ConfigError
+from transferkit.options import flag_name
 from transferkit.tasks import DEFAULT_TASK
 
 RECORD = "run_options.json"
 
-#: Sections of a run's options whose entries have a flag of their own without the section's name
-#: (``finetune.freeze`` is ``--freeze``, ``distill.temperature`` is ``--temperature``).
-UNPREFIXED_SECTIONS = ("finetune", "distill")
 #: Options added after runs began recording theirs -> the value a record without them implies (a run interrupted
 #: before the option existed resumes as long as this run keeps that value).
 IMPLIED_BY_OLDER_RECORDS = {"task": DEFAULT_TASK}
-
-
-def flag_name(option: str) -> str:
-    """The command-line spelling of an option: ``lr`` -> ``--lr``, ``lora.rank`` -> ``--lora-rank``,
-    ``finetune.freeze`` -> ``--freeze``; entries that are not options (``training data``) stay as they are."""
-    if " " in option:
-        return option
-    section, _, name = option.rpartition(".")
-    if section in UNPREFIXED_SECTIONS:
-        option = name
-    return "--" + option.replace(".", "-").replace("_", "-")
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""Options shared by the verbs, declared once: how data is read, where and how a run computes, where it writes.
+
+Each verb's config (:class:`~transferkit.config.FitConfig`, ...) is composed of these bases and its own fields.
+A field is the one declaration of an option: its type, default, bounds and help text (``description``). The CLI's
+flags are generated from the fields (:mod:`transferkit.cli.options`), so a YAML key and its flag share a name
+(``batch_size`` / ``--batch-size``) and a verb offers every option of its config.
+
+Light on purpose (pydantic only): ``transferkit --help`` builds the flags from these classes without importing torch.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Sections of a config whose options have flags without the section's name (``finetune.freeze`` is ``--freeze``,
+#: ``distill.temperature`` is ``--temperature``); the options of other sections carry it (``lora.rank`` is
+#: ``--lora-rank``).
+UNPREFIXED_SECTIONS = ("finetune", "distill")
+
+
+#: Options whose flag is not their name: the task type (``task: regression``) is ``--task-type``, because ``--task``
+#: of evaluate, predict and export picks one task of a multi-task model; the contrastive strategy's temperature and
+#: top layers kept the short flags they were introduced with.
+RENAMED_FLAGS = {"task": "--task-type", "contrastive.temperature": "--temperature",
+                 "contrastive.top_layers": "--top-layers"}
+
+
+def flag_name(option: str) -> str:
+    """The command-line spelling of an option: ``lr`` -> ``--lr``, ``lora.rank`` -> ``--lora-rank``,
+    ``finetune.freeze`` -> ``--freeze``, ``task`` -> ``--task-type``; entries that are not options (``training
+    data``) stay as they are."""
+    if " " in option:
+        return option
+    if option in RENAMED_FLAGS:
+        return RENAMED_FLAGS[option]
+    section, _, name = option.rpartition(".")
+    if section in UNPREFIXED_SECTIONS:
+        option = name
+    return "--" + option.replace(".", "-").replace("_", "-")
+
+
+class Options(BaseModel):
+    """Base of every config: unknown keys are errors, values are checked on assignment too, no NaN or infinity."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class DataOptions(Options):
+    """How a labelled table or folder is read."""
+
+    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
+    text_column: str | None = Field(None, description="text column of a table (default: text, sentence, review, content)")
+    path_column: str | None = Field(None, description="image-path column of a table (default: path, image, filepath, file); relative paths are relative to the table")
+    encoding: str = Field("utf-8", description="text encoding of table files (a UTF-8 byte-order mark is removed; UTF-16 is recognised by its byte-order mark)")
+    delimiter: str | None = Field(None, description="delimiter of CSV/TSV tables: one character, or tab; default: detected among , ; tab |")
+    normalize_labels: bool = Field(False, description="fold labels that differ only in case, whitespace or Unicode form (Positive / positive) into their most frequent spelling instead of refusing them")
+
+
+class RuntimeOptions(Options):
+    """Where and how a run computes: seed, batches, device, the feature cache, progress."""
+
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (splits, sampling, folds)")
+    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass; for training strategies, the global training batch (split across processes)")
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
+    no_cache: bool = Field(False, description="do not read or write the feature cache")
+    progress: bool = Field(True, description="show progress of long steps (the CLI's --quiet turns it off)")
+
+
+class OutputOptions(Options):
+    """Where a run writes, and whether it may replace what is there."""
+
+    output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
+    overwrite: bool = Field(False, description="replace a model already in the output folder")
+    report: bool = Field(True, description="write report.html (configuration, data, learning curves, metrics and verdict, confusion matrix, hardest mistakes) into the output folder at the end")

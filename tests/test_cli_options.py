@@ -1,0 +1,132 @@
+"""Flags generated from config fields: every option of a converted verb has a flag named as its YAML key, with the
+field's help, or is listed as not applying with the reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import pytest
+import typer
+from pydantic import BaseModel, Field
+from typer.testing import CliRunner
+
+from transferkit.cli.main import _register_commands, app
+from transferkit.cli.options import ConfigFlags, config_flags
+from transferkit.config import FitConfig, load_config_file, merge_config
+from transferkit.options import RENAMED_FLAGS, Options, flag_name
+
+_register_commands()
+from transferkit.cli.cv import CV_FLAGS  # noqa: E402  (registered above)
+from transferkit.cli.main import FIT_FLAGS  # noqa: E402
+from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
+
+CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS]}
+
+
+def _options(config: type, section: str = "") -> list[str]:
+    """Every option of ``config``, a section's as ``section.option``."""
+    names = []
+    for name, info in config.model_fields.items():
+        key = info.alias or name
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not section:
+            names += _options(annotation, key)
+        else:
+            names.append(f"{section}.{key}" if section else key)
+    return names
+
+
+def _command(name: str) -> click.Command:
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("verb", sorted(CONVERTED))
+def test_every_option_of_a_converted_verb_has_a_flag_or_a_listed_reason(verb: str) -> None:
+    command = _command(verb)
+    own_params = {p.name for p in command.params}
+    for spec in CONVERTED[verb]:
+        flagged = {flag.option for flag in spec.flags()}
+        for option in _options(spec.config):
+            section = option.partition(".")[0] if "." in option else ""
+            if option in flagged:
+                continue
+            reason = spec.exclude.get(option) or spec.exclude.get(section)
+            if option in spec.declared:
+                assert option.replace(".", "_") in own_params, f"{verb}: {option} is declared but has no parameter"
+            else:
+                assert reason and reason.strip(), f"{verb}: option {option} has no flag and no reason listed"
+
+
+@pytest.mark.parametrize("verb", sorted(CONVERTED))
+def test_flags_are_the_yaml_keys_and_carry_the_fields_help(verb: str) -> None:
+    command = _command(verb)
+    by_flag = {opt: p for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    for spec in CONVERTED[verb]:
+        for flag in spec.flags():
+            expected = spec.names.get(flag.option, flag_name(flag.option))
+            assert flag.name == expected
+            if "." not in flag.option and flag.option not in spec.names and flag.option not in RENAMED_FLAGS:
+                assert expected == "--" + flag.option.replace("_", "-")  # a top-level YAML key is the flag
+            param = by_flag[flag.name]
+            assert param.help and len(param.help) > 10, f"{verb} {flag.name}: no help"
+
+
+def test_cv_offers_the_strategy_options_of_fit() -> None:
+    result = CliRunner().invoke(app, ["cv", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in ("--freeze", "--layer-lr-decay", "--lora-rank", "--lora-targets", "--l2sp-alpha", "--head-lr"):
+        assert flag in result.output, flag
+    assert "--test-fraction" not in result.output  # each fold is tested in turn
+
+
+def _echo_app() -> typer.Typer:
+    echo = typer.Typer()
+
+    @echo.command()
+    @config_flags(ConfigFlags(FitConfig, declared=("data",)))
+    def show(data: Optional[str] = typer.Argument(None), options: dict[str, Any] = None) -> None:  # type: ignore[assignment]
+        typer.echo(json.dumps(options))
+
+    return echo
+
+
+def test_given_flags_reach_the_config_as_their_yaml_keys_would(tmp_path: Path) -> None:
+    args = ["--lora-targets", "query, value", "--freeze", "2", "--no-report", "--baselines", "raw", "--budget",
+            "20m", "--batch-size", "8", "--calibrate", "--no-keep-probe", "-s", "lp-ft"]
+    result = CliRunner().invoke(_echo_app(), args)
+    assert result.exit_code == 0, result.output
+    given = json.loads(result.output)
+    assert given == {"lora": {"targets": ["query", "value"]}, "finetune": {"freeze": 2, "keep_probe": False},
+                     "report": False, "baselines": ["raw"], "budget": "20m", "batch_size": 8, "calibrate": True,
+                     "strategy": "lp-ft"}
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("lora: {targets: [query, value]}\nfinetune: {freeze: 2, keep_probe: false}\nreport: false\n"
+                         "baselines: [raw]\nbudget: 20m\nbatch-size: 8\ncalibrate: true\nstrategy: lp-ft\n")
+    from_flags = merge_config({}, given, "options")
+    from_yaml = merge_config(load_config_file(yaml_file), {}, str(yaml_file))
+    assert from_flags == from_yaml and from_flags.budget == 1200 and from_flags.finetune.freeze == 2
+
+
+def test_flags_not_given_leave_the_config_files_values() -> None:
+    result = CliRunner().invoke(_echo_app(), [])
+    assert result.exit_code == 0 and json.loads(result.output) == {}
+
+
+def test_a_bad_flag_value_names_the_option_before_any_work(text_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["fit", str(text_csv), "--lora-rank", "0", "--output", str(out)])
+    assert result.exit_code == 2
+    assert "lora.rank" in result.output and "greater than 0" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_field_without_a_flag_type_must_be_listed_with_its_reason() -> None:
+    class Mapped(Options):
+        weights: dict[str, float] = Field(default_factory=dict, description="weight per class")
+
+    with pytest.raises(TypeError, match="weights"):
+        config_flags(ConfigFlags(Mapped))(lambda options=None: None)
+    config_flags(ConfigFlags(Mapped, exclude={"weights": "a mapping: given in a YAML config"}))(lambda options=None: None)
