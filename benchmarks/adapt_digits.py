@@ -170,7 +170,7 @@ TRADEOFFS = {"dan": [1.0], "coral": [10.0], "dann": [1.0], "cdan": [1.0], "mcc":
 def run_task(task: str, args: argparse.Namespace, bench: Benchmark) -> dict[str, Any]:
     from transferkit.data.sources import from_arrays
     from transferkit.evaluation.validators import ALL_VALIDATORS
-    from transferkit.adaptation import adapt
+    from transferkit.workflows.adapt import adapt
 
     target_images, target_labels = mnist_5k()
     if args.n_target < len(target_images):

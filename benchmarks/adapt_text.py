@@ -49,7 +49,7 @@ def main() -> None:
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
     from transferkit.api import default_cache_dir
-    from transferkit.adaptation import adapt
+    from transferkit.workflows.adapt import adapt
     from transferkit.estimators.linear_probe import LinearProbe
     from sklearn.model_selection import cross_val_score
 

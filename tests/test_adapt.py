@@ -37,7 +37,7 @@ def domains():
 
 
 def _adapt(domains, **options):
-    from transferkit.adaptation import adapt
+    from transferkit.workflows.adapt import adapt
 
     source, target, target_labels = domains
     defaults = dict(backbone=PixelBackbone(), target_labels=target_labels, epochs=4, progress=False, no_cache=True,
@@ -591,7 +591,7 @@ def test_a_known_target_class_mix_moves_every_candidate_and_the_saved_model(labe
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_input_fails_before_any_work(domains, tmp_path, text_csv):
-    from transferkit.adaptation import adapt
+    from transferkit.workflows.adapt import adapt
 
     source, target, _ = domains
     with pytest.raises(ConfigError, match="method"):

@@ -66,7 +66,7 @@ def adapt(
     try:
         from transferkit.config import load_config_file
         from transferkit.strategies.adaptation.config import make_adapt_config
-        from transferkit.adaptation import adapt as adapt_fn
+        from transferkit.workflows.adapt import adapt as adapt_fn
 
         options = dict(source=source, target=target, target_labels=target_labels, method=method, output=output,
                        backbone=backbone, validator=validator, tradeoff=tradeoff, weighting=weighting,

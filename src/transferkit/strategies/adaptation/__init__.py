@@ -6,10 +6,12 @@
   features, then the linear probe (no training loop);
 - :mod:`~transferkit.strategies.adaptation.instance_weights`: density-ratio weights, kernel mean matching, source
   selection;
+- :mod:`~transferkit.strategies.adaptation.candidates`: the candidates a run tries (each method with each
+  trade-off weight), trained or fitted and scored by every label-free validator.
 
-The verb itself, :func:`transferkit.adaptation.adapt` (it tries candidates and keeps the one a label-free validator,
-:mod:`transferkit.evaluation.validators`, prefers, then saves and reports), lives at the top level beside ``fit``
-and ``distill``, since it calls the reporting layer above the strategies.
+The verb itself, :func:`transferkit.workflows.adapt.adapt` (it tries candidates and keeps the one a label-free
+validator, :mod:`transferkit.evaluation.validators`, prefers, then saves and reports), lives in
+:mod:`transferkit.workflows`, since it calls the reporting layer above the strategies.
 """
 
 from __future__ import annotations
