@@ -223,3 +223,41 @@ def test_a_shard_whose_features_never_arrived_or_disagree_with_its_keys_is_ignor
     np.save(folder / "shard-c.features.npy", np.zeros((1, 4), np.float64))  # not float32
     features, hits = FeatureCache(tmp_path / "cache").lookup("bk", ["k0", "k1", "k2", "k3"])
     assert features is None and not hits.any()
+
+
+# --------------------------------------------------------------------------------------- the runtime chosen by auto
+
+def test_auto_runtime_takes_onnx_runtime_for_enough_examples_and_gives_the_torch_features(tiny_text_model,
+                                                                                             monkeypatch):
+    from transferkit.backbones import create_backbone
+    from transferkit.backbones.packaged import cache_root
+    from transferkit.features import extract
+    from transferkit.features.extract import choose_runtime, extract_features
+
+    backbone = create_backbone(str(tiny_text_model), max_length=32)  # as test_fast_inference: one export for both
+    seen = []
+    original = backbone.forward_features
+    backbone.forward_features = lambda batch: seen.append(len(batch["input_ids"])) or original(batch)
+    data = _texts(6)
+    assert choose_runtime("auto", backbone, "cpu", 6) == "torch"  # too few examples to repay an export
+    plain = extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)
+    assert sum(seen) == 6
+    monkeypatch.setattr(extract, "AUTO_ONNX_MIN_EXAMPLES", 5)
+    assert choose_runtime("auto", backbone, "cpu", 6) == "onnx"
+    assert choose_runtime("auto", backbone, "cpu", 6, custom_output=True) == "torch"
+    assert choose_runtime("torch", backbone, "cpu", 10**6) == "torch"
+    extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)  # exports (traces)
+    seen.clear()
+    auto = extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)
+    assert seen == [2]  # PyTorch ran only the parity check of the first batch; ONNX Runtime computed the rest
+    assert (cache_root() / "onnx" / f"{backbone.cache_key()}.onnx").is_file()  # exported once into the cache
+    np.testing.assert_allclose(auto, plain, atol=1e-4)
+
+
+def test_an_unknown_runtime_names_the_choices(tiny_text_model):
+    from transferkit.backbones import create_backbone
+    from transferkit.errors import ConfigError
+    from transferkit.features.extract import extract_features
+
+    with pytest.raises(ConfigError, match="runtime must be one of auto, torch, onnx; got 'tensorrt'"):
+        extract_features(create_backbone(str(tiny_text_model)), _texts(2), runtime="tensorrt", progress=False)

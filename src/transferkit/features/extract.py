@@ -1,8 +1,11 @@
 """Batched feature extraction in ``torch.inference_mode``, through the cache.
 
-Two runtimes compute the same pooled features (to about 1e-5): ``"torch"`` (default; on the CPU a frozen,
-BatchNorm-folded copy of a CNN runs in small chunks, see :func:`forward_batch`) and ``"onnx"`` (the backbone exported
-once to ONNX and run by ONNX Runtime on the CPU; checked against PyTorch on the first batch of every run).
+Two runtimes compute the same pooled features (to about 1e-5): ``"torch"`` (on the CPU a frozen, BatchNorm-folded
+copy of a CNN runs in small chunks, see :func:`forward_batch`) and ``"onnx"`` (the backbone exported once to ONNX and
+run by ONNX Runtime on the CPU; checked against PyTorch on the first batch of every run). ``"auto"`` (the default)
+takes ONNX Runtime on the CPU when it is installed and at least :data:`AUTO_ONNX_MIN_EXAMPLES` examples are to be
+computed (enough to repay the one-time export), PyTorch otherwise; it falls back to PyTorch, with a warning, when
+the export or the parity check fails. ``benchmarks/extract_throughput.py`` measures the three.
 """
 
 from __future__ import annotations
@@ -138,26 +141,60 @@ def restore_order(outputs: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return restored
 
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx")
+#: runtime="auto" uses ONNX Runtime from this many examples to compute on: exporting a backbone once takes a few
+#: seconds, which ONNX Runtime's speed-up over PyTorch on the CPU (1.3x on EfficientNet-Lite0) repays by then.
+AUTO_ONNX_MIN_EXAMPLES = 1000
+
+
+def choose_runtime(runtime: str, backbone: Backbone, device: str | torch.device, count: int,
+                   custom_output: bool = False) -> str:
+    """``"torch"`` or ``"onnx"`` for ``runtime`` (``auto``, ``torch`` or ``onnx``) on ``count`` examples: ``auto``
+    is ``onnx`` on the CPU for pooled features of :data:`AUTO_ONNX_MIN_EXAMPLES` examples or more when ONNX Runtime
+    is installed and the backbone's modality has an ONNX graph, ``torch`` otherwise."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
+    if runtime != "auto":
+        return runtime
+    import importlib.util
+
+    if custom_output or count < AUTO_ONNX_MIN_EXAMPLES or resolve_device(device).type != "cpu":
+        return "torch"
+    if importlib.util.find_spec("onnxruntime") is None or not get_modality(backbone.modality).onnx_inputs:
+        return "torch"
+    return "onnx"
 #: Examples extracted and written to the cache at a time (a shard each): 8,192 x 1,280 float32 features are 42 MB.
 CACHE_CHUNK = 8192
 
 
-def _onnx_output(backbone: Backbone) -> Callable[[Backbone, Any], torch.Tensor]:
+def _torch_features(model: Backbone, batch: Any) -> torch.Tensor:
+    fast = getattr(model, "inference_features", None)
+    return fast(batch) if fast is not None else model.forward_features(batch)
+
+
+def _onnx_output(backbone: Backbone, fallback: bool = False) -> Callable[[Backbone, Any], torch.Tensor]:
     """Pooled features from ONNX Runtime, compared with PyTorch on the first examples it sees (1e-4, scaled by the
-    features' magnitude above 1); a larger difference raises rather than returning different features."""
+    features' magnitude above 1); a larger difference raises rather than returning different features, or with
+    ``fallback`` warns and computes every batch with PyTorch instead."""
     from transferkit.backbones.onnx_graph import feature_session, onnx_feed
 
     session, path = feature_session(backbone)
-    checked = False
+    checked = use_torch = False
 
     def output(model: Backbone, batch: Any) -> torch.Tensor:
-        nonlocal checked
+        nonlocal checked, use_torch
+        if use_torch:
+            return _torch_features(model, batch)
         features = torch.from_numpy(session.run(None, onnx_feed(batch, model.modality))[0])
         if not checked:
             expected = model.forward_features(batch).float()
             difference = float((features - expected).abs().max()) if expected.numel() else 0.0
             allowed = 1e-4 * max(1.0, float(expected.abs().max()) if expected.numel() else 1.0)
+            if not difference <= allowed and fallback:
+                log.warning("%s: ONNX Runtime's features differ from PyTorch's by %.2e (allowed %.1e); features are "
+                            "computed with PyTorch (delete the file to re-export it)", path, difference, allowed)
+                use_torch = True
+                return expected
             if not difference <= allowed:
                 raise ExportError(f"{path}: ONNX Runtime's features differ from PyTorch's by {difference:.2e} "
                                   f"(allowed {allowed:.1e}); delete the file to re-export it, or use runtime='torch'.")
@@ -192,17 +229,30 @@ def run_backbone(
     progress: bool = True,
     output: Callable[[Backbone, Any], torch.Tensor] | None = None,
     description: str = "extracting features",
-    runtime: str = "torch",
+    runtime: str = "auto",
+    examples_planned: int | None = None,
 ) -> np.ndarray:
     """Run ``output(backbone, batch)`` (default: pooled features) over every example; returns ``(N, D)`` float32.
 
     Texts are batched by length (less padding), results are returned in the dataset's order. See
     :func:`forward_batch` for how each batch runs. ``runtime="onnx"`` computes the pooled features with ONNX
     Runtime on the CPU (exported once per backbone into the cache folder); it takes no custom ``output``.
+    ``"auto"`` chooses between them (:func:`choose_runtime`) by ``examples_planned``: how many examples the caller
+    computes in all, over several calls (default: this dataset's).
     """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
-    if runtime == "onnx":
+    requested = runtime
+    runtime = choose_runtime(runtime, backbone, device, len(dataset) if examples_planned is None else examples_planned,
+                             custom_output=output is not None)
+    if runtime == "onnx" and requested == "auto":
+        try:
+            output = _onnx_output(backbone, fallback=True)
+        except Exception as exc:  # an architecture the exporter cannot trace: PyTorch computes the same features
+            log.warning("backbone '%s' could not run in ONNX Runtime (%s: %s); features are computed with PyTorch",
+                        backbone.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            runtime = "torch"
+        else:
+            device = "cpu"
+    elif runtime == "onnx":
         if output is not None:
             raise ConfigError("runtime='onnx' computes pooled features only; use runtime='torch' for other outputs.")
         if resolve_device("cpu" if device == "auto" else device).type != "cpu":
@@ -228,7 +278,8 @@ def run_backbone(
         with torch.inference_mode(), torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
             for batch in loader:
                 batch = backbone.batch_to(batch, device)
-                out = forward_batch(backbone, batch, output).float().cpu().numpy()
+                out = (output(backbone, batch) if runtime == "onnx" else forward_batch(backbone, batch, output))
+                out = out.float().cpu().numpy()
                 if features is None:
                     features = np.empty((len(dataset), *out.shape[1:]), dtype=np.float32)
                 features[rows[done:done + len(out)]] = out
@@ -250,12 +301,13 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     stats: ExtractionStats | None = None,
-    runtime: str = "torch",
+    runtime: str = "auto",
 ) -> np.ndarray:
     """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``.
 
-    ``runtime`` is ``"torch"`` or ``"onnx"`` (see :func:`run_backbone`); both fill the same cache entries, since
-    they compute the same features to about 1e-5.
+    ``runtime`` is ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`run_backbone`); all fill the same cache entries,
+    since they compute the same features to about 1e-5. ``"auto"`` decides on the number of examples not yet cached
+    (all of them in one decision, not chunk by chunk).
     """
     start = time.perf_counter()
     stats = stats if stats is not None else ExtractionStats()
@@ -281,7 +333,7 @@ def extract_features(
                 part = unique[first:first + CACHE_CHUNK]
                 computed = run_backbone(backbone, dataset.subset(part), batch_size=batch_size, device=device,
                                         num_workers=num_workers, progress=progress, runtime=runtime,
-                                        description=f"extracting features ({first + len(part):,} of {len(unique):,})"
+                                        examples_planned=len(unique), description=f"extracting features ({first + len(part):,} of {len(unique):,})"
                                         if len(unique) > CACHE_CHUNK else "extracting features")
                 require_finite_features(computed, backbone, dataset.subset(part))  # never cached
                 cache.store(key, [keys[i] for i in part], computed, meta=backbone.describe())
