@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean bench chromium audio-data
+.PHONY: demo test install clean bench bench-deps chromium audio-data
 
 $(BIN)/transferkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,13 @@ audio-data:
 test: install chromium audio-data
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra
 
-bench: install
+# Benchmark-only packages (the bench extra: mlxtend, SetFit) and data (Debian's wordnet-base for
+# benchmarks/few_shot.py: noun glosses by lexicographer file).
+bench-deps: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	test -f /usr/share/wordnet/data.noun || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base)
+
+bench: install bench-deps
 	$(BIN)/python benchmarks/probe_cache.py
 	$(BIN)/python benchmarks/extract_throughput.py
 
