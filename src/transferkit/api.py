@@ -92,7 +92,7 @@ def load_splits(data: Any, val: Any, test: Any, config: FitConfig) -> tuple[Data
     return train, val_ds, test_ds
 
 
-def _origin(source: Any) -> str | None:
+def source_origin(source: Any) -> str | None:
     if source is None:
         return None
     if isinstance(source, (str, os.PathLike)):
@@ -110,7 +110,7 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
     from transferkit.evaluation.baselines import BASELINES, choose_baselines
 
     if config is None:
-        values = {"data": _origin(data), "val": _origin(val), "test": _origin(test), **options}
+        values = {"data": source_origin(data), "val": source_origin(val), "test": source_origin(test), **options}
         config = make_config(**values)
     elif options:
         config = make_config(**{**config.model_dump(), **options})
@@ -357,7 +357,7 @@ def _yaml(values: dict[str, Any]) -> str:
     return yaml.safe_dump(values, sort_keys=False)
 
 
-def _as_model(model: Any, task: str | None = None):
+def resolve_model(model: Any, task: str | None = None):
     """A model folder or a loaded model as a model with one set of classes: ``task`` picks one task of a multi-task
     model (required for one; an error for any other model)."""
     from transferkit.models.multitask_model import MultiTaskModel
@@ -398,7 +398,7 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
     from transferkit.tasks import task_of
 
     resolve_device(device)  # a GPU that is not here fails now, even when every feature comes from the cache
-    model = _as_model(model, task)
+    model = resolve_model(model, task)
     kind = task_of(model)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
                         encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels, task=kind.name)
@@ -437,7 +437,7 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
         folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
         onnx_path = model_onnx_path(folder, onnx_file)
-    model = _as_model(model, task)
+    model = resolve_model(model, task)
     modality = get_modality(model.modality)
     if isinstance(inputs, str) and not os.path.exists(inputs) and modality.strings_are_items:
         inputs = [inputs]

@@ -177,11 +177,11 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     options are those of :class:`DistillConfig` (``epochs``, ``lr``, ``output``, ``distill={"temperature": 2}``,
     ...). Teachers, data and options are all checked before any training.
     """
-    from transferkit.api import _origin, load_splits
+    from transferkit.api import load_splits, source_origin
 
     if config is None:
-        values = {"data": _origin(data), "val": _origin(val), "test": _origin(test),
-                  "unlabelled": _origin(unlabelled), **options}
+        values = {"data": source_origin(data), "val": source_origin(val), "test": source_origin(test),
+                  "unlabelled": source_origin(unlabelled), **options}
         if teacher is not None:
             values["teacher"] = [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
         if student is not None:

@@ -177,16 +177,6 @@ class AudioCNNBackbone(Backbone):
         return list(self.model.blocks)
 
 
-def aisfx_key(source_key: str) -> str | None:
-    """The name in :class:`SpectrogramCNN` of a tensor of the aiSFX checkpoint (``None``: not part of the
-    embedding network, e.g. its training heads)."""
-    prefix = "embedding_net.conv_block"
-    if not source_key.startswith(prefix):
-        return None
-    block, _, rest = source_key[len(prefix):].partition(".")
-    return f"blocks.{int(block) - 1}.{rest}"
-
-
 def build_aisfx(pretrained: bool = True, clip_seconds: float | None = None, **_: Any) -> Backbone:
     from transferkit.backbones import packaged
     from transferkit.errors import BackboneError

@@ -147,6 +147,16 @@ def aisfx_available() -> bool:
     return aisfx_cache_path().is_file() or _aisfx_checkpoint() is not None
 
 
+def aisfx_key(source_key: str) -> str | None:
+    """The name in :class:`~transferkit.backbones.audio.SpectrogramCNN` of a tensor of the aiSFX checkpoint
+    (``None``: not part of the embedding network, e.g. its training heads)."""
+    prefix = "embedding_net.conv_block"
+    if not source_key.startswith(prefix):
+        return None
+    block, _, rest = source_key[len(prefix):].partition(".")
+    return f"blocks.{int(block) - 1}.{rest}"
+
+
 def aisfx_state_dict() -> dict:
     """The aiSFX embedding network's tensors, named as in :class:`transferkit.backbones.audio.SpectrogramCNN`.
 
@@ -167,8 +177,6 @@ def aisfx_state_dict() -> dict:
             "audio backbone."
         )
     import torch
-
-    from transferkit.backbones.audio import aisfx_key
 
     loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state = loaded[0] if isinstance(loaded, (tuple, list)) else loaded

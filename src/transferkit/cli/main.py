@@ -156,12 +156,12 @@ def predict(
     """Predict the class of each input with MODEL; prints one JSON line per input (label and probabilities)."""
     _setup(quiet)
     try:
-        from transferkit.api import _as_model, predict as predict_fn
+        from transferkit.api import predict as predict_fn, resolve_model
         from transferkit.modalities import get_modality
 
         if output is not None:
             _check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
-        loaded = _as_model(model, task)
+        loaded = resolve_model(model, task)
         source: object
         if len(inputs) == 1 and Path(inputs[0]).exists():
             source = inputs[0]

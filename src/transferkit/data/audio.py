@@ -49,7 +49,7 @@ class AudioClip:
         return len(self.samples) / float(self.sample_rate)
 
 
-def _soundfile() -> Any:
+def load_soundfile() -> Any:
     try:
         import soundfile
     except ImportError as exc:  # pragma: no cover - the audio extra is part of the standard install
@@ -90,7 +90,7 @@ def check_audio_file(path: str | Path) -> str | None:
     """A problem description if ``path`` cannot be used as a clip, else ``None``: unreadable, empty (no bytes or no
     samples), truncated, not decodable, shorter than :data:`MIN_SECONDS`, longer than :data:`MAX_SECONDS` or silent.
     The whole clip is decoded (silence and decoding errors past the header are only found that way)."""
-    soundfile = _soundfile()
+    soundfile = load_soundfile()
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -106,7 +106,7 @@ def check_audio_file(path: str | Path) -> str | None:
     except PermissionError:
         return "cannot be read (permission denied); give read access (chmod u+r) or remove it"
     except Exception as exc:  # libsndfile raises its own error type for every broken file
-        return f"is not a readable audio file ({_short(exc)}); convert it to WAV or FLAC, or remove it"
+        return f"is not a readable audio file ({brief(exc)}); convert it to WAV or FLAC, or remove it"
     if info.frames <= 0 or info.samplerate <= 0:
         return "holds no samples (an empty recording); remove it or replace it with the recording"
     seconds = info.frames / info.samplerate
@@ -121,7 +121,7 @@ def check_audio_file(path: str | Path) -> str | None:
             if block.size:
                 peak = max(peak, float(np.max(np.abs(block))))
     except Exception as exc:
-        return f"cannot be decoded past its header ({_short(exc)}); it is damaged: re-export it or remove it"
+        return f"cannot be decoded past its header ({brief(exc)}); it is damaged: re-export it or remove it"
     if not np.isfinite(peak):
         return "holds non-finite samples (NaN or infinity); re-export it"
     if peak < SILENCE_PEAK:
@@ -129,7 +129,7 @@ def check_audio_file(path: str | Path) -> str | None:
     return None
 
 
-def _short(exc: Exception) -> str:
+def brief(exc: Exception) -> str:
     """libsndfile's message without the file object or path it repeats ("Error opening <...>: ")."""
     import re
 
@@ -142,21 +142,21 @@ def read_audio(item: Any) -> tuple[np.ndarray, int]:
     if isinstance(item, AudioClip):
         samples = np.asarray(item.samples, dtype=np.float32)
         return (samples[:, None] if samples.ndim == 1 else samples), int(item.sample_rate)
-    soundfile = _soundfile()
+    soundfile = load_soundfile()
     try:
         samples, rate = soundfile.read(str(item), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise DataError(f"{item}: not a readable audio file ({_short(exc)}); convert it to WAV or FLAC.") from exc
+        raise DataError(f"{item}: not a readable audio file ({brief(exc)}); convert it to WAV or FLAC.") from exc
     return samples, int(rate)
 
 
 def decode_audio_bytes(data: bytes, name: str) -> AudioClip:
     """Bytes of an uploaded audio file as an :class:`AudioClip`; a DataError naming ``name`` when undecodable."""
-    soundfile = _soundfile()
+    soundfile = load_soundfile()
     try:
         samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise DataError(f"{name}: not a readable audio file ({_short(exc)}); send WAV, FLAC, OGG or MP3.") from exc
+        raise DataError(f"{name}: not a readable audio file ({brief(exc)}); send WAV, FLAC, OGG or MP3.") from exc
     return AudioClip(samples, int(rate), name)
 
 
@@ -197,7 +197,7 @@ def fit_length(wave: np.ndarray, length: int, step: int) -> np.ndarray:
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
     """Mono samples as a 16-bit PCM WAV file's bytes (for a report's ``<audio>`` player)."""
-    soundfile = _soundfile()
+    soundfile = load_soundfile()
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()

@@ -8,6 +8,7 @@ images are decoded only when a backbone needs them. Every example has a human-re
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -24,6 +25,12 @@ def sort_labels(labels: Sequence[str]) -> list[str]:
         return sorted(unique, key=float)
     except ValueError:
         return unique
+
+
+def label_key(label: str) -> str:
+    """What two spellings of one label share: Unicode NFKC form, case folded, whitespace runs as one space."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
 
 
 @dataclass
@@ -79,8 +86,6 @@ class Dataset:
         A label that is not in ``classes`` is an error naming its row; when it differs from a class only in case,
         whitespace or Unicode form the error says so, and with ``normalize`` it counts as that class.
         """
-        from transferkit.data.sources import label_key
-
         if self.labels is None:
             raise DataError(f"{self.origin} has no labels; this step needs labelled data.")
         index = {name: i for i, name in enumerate(classes)}

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from transferkit.data.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES
-from transferkit.data.dataset import Dataset
+from transferkit.data.dataset import Dataset, label_key
 from transferkit.data.images import IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES
 from transferkit.errors import ConfigError, DataError, DataNotFoundError
 from transferkit.tasks import DEFAULT_TASK
@@ -205,11 +205,6 @@ def label_cell(value: Any, where: str, column: str = "label") -> str:
 def _parse_listed_labels(task: Any, labels: list[Any], origin: str) -> list[Any]:
     """Labels given as a list (not a table column), read by ``task``; each is named by its index."""
     return task.parse_labels(labels, [f"{origin}: label {i}" for i in range(len(labels))], "label")
-
-
-def label_key(label: str) -> str:
-    """What two spellings of one label share: Unicode NFKC form, case folded, whitespace runs as one space."""
-    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
 
 
 def check_label_spellings(labels: list[str], row_ids: Sequence[str], origin: str, normalize: bool) -> list[str]:

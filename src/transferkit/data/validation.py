@@ -114,7 +114,7 @@ def check_unseen_labels(train: Dataset, other: Dataset, *, normalize_labels: boo
     """Every class of ``other`` appears in ``train``: an unseen one is a DataError naming its first row; one spelled
     differently only in case, whitespace or Unicode form is an error that says so, or, with ``normalize_labels``,
     takes the training data's spelling (``other.labels`` is changed)."""
-    from transferkit.data.sources import label_key
+    from transferkit.data.dataset import label_key
 
     known = set(train.labels or [])
     spelled = {label_key(label): label for label in known}

@@ -168,7 +168,7 @@ def _summarise(values: list[float], test_fraction: float, confidence: float) -> 
             "ci_low": low, "ci_high": high, "values": [float(v) for v in arr]}
 
 
-class _ProbeOnFeatures:
+class ProbeOnFeatures:
     """The linear probe on one frozen backbone's cached features (the strategy, or the ``linear-probe`` baseline)."""
 
     def __init__(self, backbone, config: FitConfig, cache) -> None:
@@ -200,7 +200,7 @@ class _ProbeOnFeatures:
         return model.head_proba(X_test), facts
 
 
-def _train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dataset, classes: list[str],
+def train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Dataset, classes: list[str],
                 fold_dir: str | None, strategy: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """A training strategy on one fold: a fresh backbone (seeded), the engine, predictions of the test fold.
     ``strategy``: a fresh strategy object for the fold (default: the one ``config.strategy`` names)."""
@@ -376,7 +376,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
         if frozen_backbone.modality != dataset.modality:
             raise ConfigError(f"backbone '{backbone_name}' takes {frozen_backbone.modality} input but "
                               f"{dataset.origin} holds {dataset.modality} data.")
-        frozen = _ProbeOnFeatures(frozen_backbone, config, cache)
+        frozen = ProbeOnFeatures(frozen_backbone, config, cache)
 
     n_folds = len(splits)
     oof = {name: np.full((repeats, len(dataset)), -1, dtype=np.int64) for name in ["model", *baseline_names]}
@@ -397,7 +397,7 @@ def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: 
                 record["extraction"] = facts.pop("extraction")
             else:
                 fold_dir = str(Path(config.work_dir) / f"repeat{repeat}-fold{fold}") if config.work_dir else None
-                proba, facts = _train_fold(config, backbone_name, train, test, classes, fold_dir)
+                proba, facts = train_fold(config, backbone_name, train, test, classes, fold_dir)
             pred = task.predictions(proba)
             oof["model"][repeat, test_idx] = pred
             if repeat == 0:

@@ -1,24 +1,25 @@
 """The modality registry: modality names -> :class:`~transferkit.modalities.base.Modality` objects.
 
-A dataset names its modality (``Dataset.modality``, a key of :data:`MODALITIES`); loading, checking, the raw-input
+A dataset names its modality (``Dataset.modality``, a key of ``MODALITIES``); loading, checking, the raw-input
 baseline, the default backbone, augmentation, reports and the HTTP service ask the entry instead of testing the name.
-A new modality is one module beside :mod:`transferkit.modalities.image` and one line in :data:`MODALITIES`.
+A new modality is one module beside :mod:`transferkit.modalities.image` and one reference in ``_BUILTINS``.
 Nothing heavy is imported here: entries import PIL, scikit-learn and torch when a hook runs.
 """
 
 from __future__ import annotations
 
-from transferkit._registry import Registry
-from transferkit.modalities.audio import AudioModality
-from transferkit.modalities.base import ATTRIBUTES, HOOKS, Modality, RawEncoder
-from transferkit.modalities.image import ImageModality
-from transferkit.modalities.text import TextModality
+from typing import Any
 
-MODALITIES: dict[str, Modality] = {
-    "image": ImageModality(),
-    "text": TextModality(),
-    "audio": AudioModality(),
-}
+from transferkit._registry import Registry
+from transferkit.modalities.base import ATTRIBUTES, HOOKS, Modality, RawEncoder
+
+#: The built-in modalities in registration order: ``"module:Class"`` references, loaded on first use of the registry
+#: (an entry's hooks use the data layer, which asks this registry: a reference is not an import circle).
+_BUILTINS = (
+    "transferkit.modalities.image:ImageModality",
+    "transferkit.modalities.text:TextModality",
+    "transferkit.modalities.audio:AudioModality",
+)
 
 
 def _check(entry: object) -> None:
@@ -26,7 +27,8 @@ def _check(entry: object) -> None:
         raise TypeError(f"register_modality takes a Modality instance; got {type(entry).__name__}.")
 
 
-REGISTRY: Registry[Modality] = Registry("modality", "modality", plural="modalities", check=_check, entries=MODALITIES)
+REGISTRY: Registry[Modality] = Registry("modality", "modality", plural="modalities", check=_check,
+                                    builtins=_BUILTINS)
 
 
 def register_modality(modality: Modality, *, replace: bool = False) -> Modality:
@@ -42,6 +44,13 @@ def get_modality(name: str, *, option: str = "modality") -> Modality:
 def modality_names() -> list[str]:
     """The registered modality names, in registration order."""
     return REGISTRY.names()
+
+
+def __getattr__(name: str) -> Any:
+    # MODALITIES: name -> entry, every built-in loaded (the registry's own dict, so registering shows in it)
+    if name == "MODALITIES":
+        return REGISTRY.mapping()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ATTRIBUTES", "HOOKS", "MODALITIES", "Modality", "RawEncoder", "get_modality",

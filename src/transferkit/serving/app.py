@@ -127,7 +127,7 @@ _PREDICT_BODY = {
 }
 
 
-def _fail(status: int, detail: str) -> HTTPException:
+def refuse(status: int, detail: str) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
@@ -138,14 +138,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         try:
             size = int(declared)
         except ValueError:
-            raise _fail(400, f"Content-Length header is not a number ({declared!r}).") from None
+            raise refuse(400, f"Content-Length header is not a number ({declared!r}).") from None
         if size > limit:
-            raise _fail(413, f"request body is {size:,} bytes; the limit is {limit:,} bytes.")
+            raise refuse(413, f"request body is {size:,} bytes; the limit is {limit:,} bytes.")
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise _fail(413, f"request body is over the limit of {limit:,} bytes.")
+            raise refuse(413, f"request body is over the limit of {limit:,} bytes.")
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # Starlette's own cache of the body: form parsing below reads it from there
@@ -161,9 +161,9 @@ def decode_image_upload(data: bytes, name: str, settings: ServeConfig):
     from transferkit.data.images import to_rgb
 
     if len(data) > settings.max_file_bytes:
-        raise _fail(413, f"{name}: file is {len(data):,} bytes; the limit is {settings.max_file_bytes:,} bytes.")
+        raise refuse(413, f"{name}: file is {len(data):,} bytes; the limit is {settings.max_file_bytes:,} bytes.")
     if not data:
-        raise _fail(422, f"{name}: the file is empty; send the image's bytes.")
+        raise refuse(422, f"{name}: the file is empty; send the image's bytes.")
     limit = settings.max_image_pixels
     try:
         with warnings.catch_warnings():
@@ -172,7 +172,7 @@ def decode_image_upload(data: bytes, name: str, settings: ServeConfig):
             image = Image.open(io.BytesIO(data), formats=[f for f in IMAGE_FORMATS if f in Image.OPEN])
             width, height = image.size
             if width * height > limit:
-                raise _fail(413, f"{name}: image is {width}x{height} = {width * height:,} pixels; the limit is "
+                raise refuse(413, f"{name}: image is {width}x{height} = {width * height:,} pixels; the limit is "
                                  f"{limit:,} pixels. Send a smaller image.")
             image.load()
             return to_rgb(image)
@@ -181,12 +181,12 @@ def decode_image_upload(data: bytes, name: str, settings: ServeConfig):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own limit, from the header
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(declared.group(1)):,} pixels" if declared else "larger than Pillow decodes safely"
-        raise _fail(413, f"{name}: image is {size}; the limit is {limit:,} pixels. Send a smaller image.") from None
+        raise refuse(413, f"{name}: image is {size}; the limit is {limit:,} pixels. Send a smaller image.") from None
     except Image.UnidentifiedImageError:
-        raise _fail(422, f"{name}: not a readable image: not in one of the formats the service reads "
+        raise refuse(422, f"{name}: not a readable image: not in one of the formats the service reads "
                          f"({', '.join(IMAGE_FORMATS)}); send an image file in one of those.") from None
     except Exception as exc:  # Pillow raises many kinds for broken files (OSError, SyntaxError, struct.error, ...)
-        raise _fail(422, f"{name}: not a readable image ({type(exc).__name__}: {exc}); send a complete PNG, JPEG "
+        raise refuse(422, f"{name}: not a readable image ({type(exc).__name__}: {exc}); send a complete PNG, JPEG "
                          "or other image file.") from None
 
 
@@ -196,9 +196,9 @@ def _top_k(value: Any, settings: ServeConfig, n_classes: int) -> int:
     try:
         k = int(value)
     except (TypeError, ValueError):
-        raise _fail(422, f"top_k must be a whole number from 1 to {n_classes}; got {value!r}.") from None
+        raise refuse(422, f"top_k must be a whole number from 1 to {n_classes}; got {value!r}.") from None
     if not 1 <= k <= n_classes:
-        raise _fail(422, f"top_k must be from 1 to {n_classes} (the number of classes); got {k}.")
+        raise refuse(422, f"top_k must be from 1 to {n_classes} (the number of classes); got {k}.")
     return k
 
 
@@ -296,7 +296,7 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
         if content_type != expected:
             how = ("multipart/form-data with one or more file parts named 'files'" if files
                    else 'application/json like {"texts": ["..."]}')
-            raise _fail(415, f"this is a {model.modality} model: send {how}; got content type "
+            raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
                              f"{content_type or '(none)'}.")
         body = await _read_body(request, settings.request_limit(model.modality))
         if files:
@@ -353,9 +353,9 @@ async def _image_inputs(request: Request, model: Any, settings: ServeConfig, dec
 
     extra = set(request.query_params) - {"top_k"}
     if extra:
-        raise _fail(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only top_k is taken.")
+        raise refuse(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only top_k is taken.")
     if len(request.query_params.getlist("top_k")) > 1:
-        raise _fail(422, "query parameter top_k is given more than once; give it once (/predict?top_k=3).")
+        raise refuse(422, "query parameter top_k is given more than once; give it once (/predict?top_k=3).")
     k = _top_k(request.query_params.get("top_k"), settings, len(model.classes))
 
     try:
@@ -364,24 +364,24 @@ async def _image_inputs(request: Request, model: Any, settings: ServeConfig, dec
     except Exception as exc:  # Starlette answers parser limits with its own HTTPException(400) around them
         message = str(getattr(exc, "detail", None) or exc)
         if "too many files" in message.lower():
-            raise _fail(413, f"more than {settings.max_batch} files in one request; the limit is "
+            raise refuse(413, f"more than {settings.max_batch} files in one request; the limit is "
                              f"{settings.max_batch}.") from None
         status = 413 if "too many" in message.lower() or "exceeded" in message.lower() else 400
-        raise _fail(status, f"multipart body cannot be parsed: {message}") from None
+        raise refuse(status, f"multipart body cannot be parsed: {message}") from None
     unknown = sorted({key for key in form.keys() if key != "files"})
     if unknown:
-        raise _fail(422, f"unknown form field(s) {', '.join(repr(u) for u in unknown)}; send images as file parts "
+        raise refuse(422, f"unknown form field(s) {', '.join(repr(u) for u in unknown)}; send images as file parts "
                          "named 'files' (top_k is a query parameter: /predict?top_k=3).")
     parts = form.getlist("files")
     if not parts:
-        raise _fail(422, "no file parts named 'files' in the form; send one or more images.")
+        raise refuse(422, "no file parts named 'files' in the form; send one or more images.")
     if len(parts) > settings.max_batch:
-        raise _fail(413, f"{len(parts)} files in one request; the limit is {settings.max_batch}.")
+        raise refuse(413, f"{len(parts)} files in one request; the limit is {settings.max_batch}.")
     entry = get_modality(model.modality)
     items, names = [], []
     for i, part in enumerate(parts):
         if not isinstance(part, UploadFile):
-            raise _fail(422, f"files[{i}] is a text field, not a file upload; send the image's bytes as a file part.")
+            raise refuse(422, f"files[{i}] is a text field, not a file upload; send the image's bytes as a file part.")
         name = f"files[{i}] ({part.filename})" if part.filename else f"files[{i}]"
         data = await part.read(settings.max_file_bytes + 1)
         items.append(await anyio.to_thread.run_sync(entry.decode_upload, data, name, settings, limiter=decoders))
@@ -422,33 +422,33 @@ def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, set
     charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in parameters.split(";")
                     if p.strip().lower().startswith("charset=")), "utf-8")
     if charset not in ("utf-8", "utf8"):
-        raise _fail(415, f"the body's charset is {charset}; JSON is UTF-8: encode the body as UTF-8 (charset=utf-8).")
+        raise refuse(415, f"the body's charset is {charset}; JSON is UTF-8: encode the body as UTF-8 (charset=utf-8).")
     if request.query_params:
-        raise _fail(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, set(request.query_params))))}; "
+        raise refuse(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, set(request.query_params))))}; "
                          f"a text model takes everything in the JSON body ({example}).")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _fail(400, f"body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); encode the JSON "
+        raise refuse(400, f"body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); encode the JSON "
                          "as UTF-8.") from None
     if not text.strip():
-        raise _fail(400, f"the body is empty; {example}.")
+        raise refuse(400, f"the body is empty; {example}.")
     depth = _json_depth(body)
     if depth is not None and depth > MAX_JSON_DEPTH:
-        raise _fail(400, f"the JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH} (a request needs 2): "
+        raise refuse(400, f"the JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH} (a request needs 2): "
                          f"{example}.")
     try:
         data = json.loads(text, parse_constant=_not_json, object_pairs_hook=_no_repeated_fields)
     except _RepeatedField as exc:
-        raise _fail(422, f"field {str(exc)!r} appears more than once in an object; give each field once.") from None
+        raise refuse(422, f"field {str(exc)!r} appears more than once in an object; give each field once.") from None
     except RecursionError:
-        raise _fail(400, f"the JSON nests too deeply; {example}.") from None
+        raise refuse(400, f"the JSON nests too deeply; {example}.") from None
     except ValueError as exc:
-        raise _fail(400, f"body is not valid JSON ({exc}); {example}.") from None
+        raise refuse(400, f"body is not valid JSON ({exc}); {example}.") from None
     if not isinstance(data, dict):
-        raise _fail(422, f'the JSON body must be an object like {{"texts": ["..."]}}; got {type(data).__name__}.')
+        raise refuse(422, f'the JSON body must be an object like {{"texts": ["..."]}}; got {type(data).__name__}.')
     if isinstance(data.get("texts"), list) and len(data["texts"]) > settings.max_batch:
-        raise _fail(413, f"{len(data['texts'])} texts in one request; the limit is {settings.max_batch}.")
+        raise refuse(413, f"{len(data['texts'])} texts in one request; the limit is {settings.max_batch}.")
     try:
         parsed = TextRequest.model_validate(data)
     except ValidationError as exc:
@@ -461,17 +461,17 @@ def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, set
                 problems.append(f"field '{where}' is required")
             else:
                 problems.append(f"field '{where}': {error['msg']}")
-        raise _fail(422, "; ".join(problems) + f"; {example}.") from None
+        raise refuse(422, "; ".join(problems) + f"; {example}.") from None
     if not parsed.texts:
-        raise _fail(422, "field 'texts' is empty; send one or more texts.")
+        raise refuse(422, "field 'texts' is empty; send one or more texts.")
     for i, text in enumerate(parsed.texts):
         if len(text) > settings.max_text_chars:
-            raise _fail(413, f"texts[{i}] is {len(text):,} characters; the limit is {settings.max_text_chars:,}.")
+            raise refuse(413, f"texts[{i}] is {len(text):,} characters; the limit is {settings.max_text_chars:,}.")
         if not text.strip():
-            raise _fail(422, f"texts[{i}] is empty.")
+            raise refuse(422, f"texts[{i}] is empty.")
         lone = _SURROGATE.search(text)
         if lone:
-            raise _fail(422, f"texts[{i}] holds an unpaired surrogate (\\u{ord(lone.group()):04x}) at character "
+            raise refuse(422, f"texts[{i}] holds an unpaired surrogate (\\u{ord(lone.group()):04x}) at character "
                              f"{lone.start()}, which is not Unicode text; send valid UTF-8 (a character outside the "
                              "basic plane is written as a surrogate pair, high then low).")
     names = [f"texts[{i}]" for i in range(len(parsed.texts))]

@@ -91,7 +91,7 @@ class MultiLabelClassification(Task):
                      column: str | None = None) -> list[str]:
         """Two spellings of one label (case, whitespace, Unicode form) are an error naming a row of each, or, with
         ``normalize``, folded into the more frequent spelling."""
-        from transferkit.data.sources import label_key
+        from transferkit.data.dataset import label_key
         from transferkit.errors import DataError
 
         counts = Counter(name for text in labels for name in label_set(text))
@@ -116,7 +116,7 @@ class MultiLabelClassification(Task):
         return sort_labels([name for text in dataset.labels or [] for name in label_set(text)])
 
     def targets(self, dataset: Any, label_space: Sequence[str], *, normalize: bool = False) -> np.ndarray:
-        from transferkit.data.sources import label_key
+        from transferkit.data.dataset import label_key
         from transferkit.errors import DataError
 
         if dataset.labels is None:
@@ -162,7 +162,7 @@ class MultiLabelClassification(Task):
                           "them are unreliable.", DataWarning, stacklevel=4)
 
     def check_split_labels(self, train: Any, other: Any, *, normalize: bool = False) -> None:
-        from transferkit.data.sources import label_key
+        from transferkit.data.dataset import label_key
         from transferkit.errors import DataError
 
         known = self.label_space(train)

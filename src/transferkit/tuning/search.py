@@ -269,7 +269,7 @@ class _Objective:
         self._frozen = None
 
     def _probe(self, config: FitConfig):
-        from transferkit.evaluation.cross_validation import _ProbeOnFeatures
+        from transferkit.evaluation.cross_validation import ProbeOnFeatures
 
         if self._frozen is None:
             import torch
@@ -280,7 +280,7 @@ class _Objective:
             torch.manual_seed(config.seed)
             self._frozen = create_backbone(self.backbone_name, **config.backbone_options(self.dataset.modality))
             self._cache = FeatureCache(config.cache_dir or default_cache_dir())
-        return _ProbeOnFeatures(self._frozen, config, self._cache)
+        return ProbeOnFeatures(self._frozen, config, self._cache)
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -300,9 +300,9 @@ class _Objective:
             if not self.entry.trains_network:
                 proba, _ = self._probe(config)(train, test, self.classes)
             else:
-                from transferkit.evaluation.cross_validation import _train_fold
+                from transferkit.evaluation.cross_validation import train_fold
 
-                proba, _ = _train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"),
+                proba, _ = train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"),
                                        strategy=self.make_strategy(config) if self.make_strategy else None)
             scores.append(float(np.mean(proba.argmax(1) == test.label_array(self.classes))))
             trial.report(float(np.mean(scores)), step=index)
@@ -455,9 +455,9 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         from transferkit.selection.ranking import choose_backbone
 
         backbone_name, _ = choose_backbone(dataset, config)
-    from transferkit.selection.ranking import _check_candidates
+    from transferkit.selection.ranking import check_candidates
 
-    _check_candidates([backbone_name], dataset.modality, dataset.origin, option="--backbone")  # before any trial
+    check_candidates([backbone_name], dataset.modality, dataset.origin, option="--backbone")  # before any trial
 
     output = Path(tune_config.output) if tune_config.output else None
     name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
