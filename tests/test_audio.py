@@ -143,6 +143,33 @@ def test_models_lists_the_audio_backbone_and_whether_it_is_installed() -> None:
     assert [r["name"] for r in audio] == ["aisfx"] and isinstance(audio[0]["available"], bool)
 
 
+def _tiny_wav2vec2(folder: Path) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_transformers_audio_folder_is_an_audio_backbone(tmp_path: Path) -> None:
+    from transferkit.backbones import create_backbone
+
+    folder = _tiny_wav2vec2(tmp_path / "wav2vec2")
+    drums = write_drum_folder(tmp_path / "drums", per_class=2, seconds=0.3)
+    for name in (str(folder), f"hf:{folder}"):
+        backbone = create_backbone(name)
+        assert backbone.modality == "audio" and backbone.preprocessing["sample_rate"] == 16000
+    covered = {id(p) for group in backbone.layer_groups() for p in group.parameters()}
+    assert covered == {id(p) for p in backbone.parameters()}
+    out = tmp_path / "model"
+    ok("fit", str(drums), "--backbone", str(folder), "--output", str(out), "--no-report", "-q")
+    rows = [json.loads(line) for line in ok("predict", str(out), str(drums / "kick"), "-q").stdout.splitlines()]
+    assert len(rows) == 2 and all(r["label"] in ("hihat", "kick", "snare") for r in rows)
+
+
 def test_augmentation_changes_the_spectrogram_and_keeps_its_shape(tmp_path: Path) -> None:
     import torch
 

@@ -198,3 +198,104 @@ def build_aisfx(pretrained: bool = True, clip_seconds: float | None = None, **_:
                                     f"{tuple(target[key].shape)}; reinstall aisfx==0.1.2.")
         model.load_state_dict(weights, strict=True)
     return AudioCNNBackbone(model.eval(), "aisfx", preprocessing)
+
+
+# --- transformers audio encoders (hf:MODEL_ID or a local folder) ----------------------------------------------
+
+#: transformers model types read as audio encoders (the folder's feature extractor prepares their input).
+HF_AUDIO_TYPES = frozenset({"wav2vec2", "wav2vec2-conformer", "wav2vec2-bert", "hubert", "wavlm", "data2vec-audio",
+                            "unispeech", "unispeech-sat", "sew", "sew-d", "audio-spectrogram-transformer",
+                            "whisper"})
+
+
+class HFAudioBackbone(Backbone):
+    """A transformers audio encoder (wav2vec2, HuBERT, WavLM, AST, the Whisper encoder, ...) and its feature
+    extractor: clips are resampled to the extractor's rate, fitted to ``clip_seconds`` by the length policy of
+    :mod:`transferkit.data.audio`, turned into the extractor's input (samples or a spectrogram); features are the
+    mean of the encoder's last hidden states over time."""
+
+    modality = "audio"
+
+    def __init__(self, model: nn.Module, feature_extractor: Any, name: str, clip_seconds: float = 2.3) -> None:
+        super().__init__(name)
+        self.encoder = model.get_encoder() if hasattr(model, "get_encoder") and model.config.is_encoder_decoder \
+            else model
+        self.feature_extractor = feature_extractor
+        self.sample_rate = int(feature_extractor.sampling_rate)
+        self.clip_seconds = float(clip_seconds)
+        self.input_name = feature_extractor.model_input_names[0]
+        config = model.config
+        self.num_features = int(getattr(config, "hidden_size", None) or getattr(config, "d_model"))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {"kind": "audio", "source": "transformers", "sample_rate": self.sample_rate,
+                "clip_seconds": self.clip_seconds, "input": self.input_name}
+
+    def waveform(self, item: Any) -> np.ndarray:
+        from transferkit.data.audio import fit_length, load_waveform
+
+        samples = int(round(self.clip_seconds * self.sample_rate))
+        wave = fit_length(load_waveform(item, self.sample_rate), samples, step=max(1, self.sample_rate // 100))
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+    def spectrogram(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The extractor's input for one clip: samples ``(samples,)`` or a spectrogram ``(frames, bands)``."""
+        values = np.asarray(wave, dtype=np.float32)
+        inputs = self.feature_extractor(values, sampling_rate=self.sample_rate, return_tensors="pt")
+        return inputs[self.input_name][0]
+
+    def prepare(self, item: Any) -> torch.Tensor:
+        return self.spectrogram(self.waveform(item))
+
+    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(prepared))
+
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.encoder(**{self.input_name: batch}).last_hidden_state.mean(dim=1)
+
+    def layer_groups(self) -> list[nn.Module]:
+        """The input encoder (convolutions or patch embeddings), each transformer layer, then the rest."""
+        from transferkit.backbones.text import _uncovered
+
+        first = next((getattr(self.encoder, n) for n in ("feature_extractor", "embeddings", "conv1")
+                      if isinstance(getattr(self.encoder, n, None), nn.Module)), None)
+        body = getattr(self.encoder, "encoder", self.encoder)
+        layers = getattr(body, "layers", None) or getattr(body, "layer", None)
+        groups: list[nn.Module] = ([first] if first is not None else []) + list(layers or [])
+        covered = {id(p) for g in groups for p in g.parameters()}
+        return groups + _uncovered(self.encoder, covered)
+
+
+def is_hf_audio_folder(folder: str) -> bool:
+    """Whether a local transformers folder holds an audio model (by ``config.json``'s ``model_type``)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return config.get("model_type") in HF_AUDIO_TYPES
+
+
+def build_hf_audio(name: str, model_id: str, *, pretrained: bool, clip_seconds: float | None = None,
+                   **_: Any) -> Backbone:
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from transferkit.errors import BackboneError
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(model_id)
+        model = AutoModel.from_pretrained(model_id) if pretrained else \
+            AutoModel.from_config(AutoConfig.from_pretrained(model_id))
+    except (OSError, ValueError) as exc:
+        raise BackboneError(
+            f"backbone '{name}' could not be loaded as an audio model ({type(exc).__name__}: {exc}); give a folder "
+            "with config.json, the weights and preprocessor_config.json (the feature extractor)."
+        ) from exc
+    return HFAudioBackbone(model.eval(), extractor, name, 2.3 if clip_seconds is None else float(clip_seconds))

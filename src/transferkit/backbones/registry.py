@@ -72,7 +72,7 @@ def create_backbone(name: str, *, pretrained: bool = True, **options: Any) -> Ba
     elif name.startswith("timm:"):
         backbone = _timm_backbone(name, pretrained=pretrained, **options)
     elif name.startswith("hf:"):
-        backbone = _hf_backbone(name, name[3:], pretrained=pretrained, **options)
+        backbone = _hf_any(name, name[3:], pretrained=pretrained, **options)
     elif os.path.exists(name):
         backbone = _local_backbone(name, pretrained=pretrained, **options)
     else:
@@ -168,9 +168,31 @@ def _hf_backbone(name: str, model_id: str, *, pretrained: bool, max_length: int 
     return HFTextBackbone(model.eval(), tokenizer, name, max_length=max_length, normalize=normalize)
 
 
+def _hf_any(name: str, model_id: str, *, pretrained: bool, **options: Any) -> Backbone:
+    """``hf:`` names: an audio encoder when the model's type is one (see ``HF_AUDIO_TYPES``), else a text encoder."""
+    from transferkit.backbones.audio import HF_AUDIO_TYPES, build_hf_audio, is_hf_audio_folder
+
+    if Path(model_id).is_dir():
+        audio = is_hf_audio_folder(model_id)
+    else:
+        try:
+            from transformers import AutoConfig
+
+            audio = AutoConfig.from_pretrained(model_id).model_type in HF_AUDIO_TYPES
+        except (OSError, ValueError):
+            audio = False  # the text loader says how to give a local folder
+    if audio:
+        return build_hf_audio(name, model_id, pretrained=pretrained, **options)
+    return _hf_backbone(name, model_id, pretrained=pretrained, **options)
+
+
 def _local_backbone(path: str, *, pretrained: bool, **options: Any) -> Backbone:
     folder = Path(path)
     if folder.is_dir() and (folder / "config.json").is_file():
+        from transferkit.backbones.audio import build_hf_audio, is_hf_audio_folder
+
+        if is_hf_audio_folder(str(folder)):
+            return build_hf_audio(path, str(folder), pretrained=pretrained, **options)
         return _hf_backbone(path, str(folder), pretrained=pretrained, **options)
     if folder.is_file():
         raise BackboneError(

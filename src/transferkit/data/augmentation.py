@@ -229,7 +229,8 @@ class AudioTrainTransform:
             if limit:
                 wave = torch.roll(wave, int(torch.randint(-limit, limit + 1, (1,))))
         spec = self.backbone.spectrogram(wave)
-        for _ in range(a.masks if (a.time_mask or a.freq_mask) else 0):
+        # masks apply to spectrograms (frames, bands); an encoder that takes the samples themselves gets none
+        for _ in range(a.masks if (a.time_mask or a.freq_mask) and spec.dim() == 2 else 0):
             for axis, fraction in ((0, a.time_mask), (1, a.freq_mask)):
                 width = int(torch.randint(0, int(fraction * spec.shape[axis]) + 1, (1,)))
                 if width:
