@@ -106,7 +106,7 @@ def _teacher(task: str, train, test, work: Path, args, echo) -> tuple[str, dict]
 def run_task(task: str, args, work: Path, echo=print) -> dict:
     import numpy as np
 
-    from transferkit.distillation import distill
+    from transferkit.workflows.distill import distill
 
     teacher_train, labelled, unlabelled, test = _data(task, args)
     teacher_dir, teacher_row = _teacher(task, teacher_train, test, work, args, echo)

@@ -330,7 +330,7 @@ def test_tune_searches_the_distillation_options(images, teacher, tmp_path: Path)
         assert 1.0 <= trial.params["distill.temperature"] <= 8.0 and 0.3 <= trial.params["distill.alpha"] <= 1.0
     best = yaml.safe_load((out / "best_config.yaml").read_text())
     assert best["strategy"] == "distill" and best["teacher"] == [str(teacher)]
-    from transferkit.distillation import make_distill_config
+    from transferkit.strategies.distill_setup import make_distill_config
 
     config = make_distill_config(**{**best, **_common(tmp_path)})
     assert config.distill.temperature == pytest.approx(result.best_params["distill.temperature"])

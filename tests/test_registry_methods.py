@@ -31,7 +31,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "transferkit"
 
 
 def _flat_fields() -> set[str]:
-    from transferkit.distillation import DistillConfig
+    from transferkit.strategies.distill_setup import DistillConfig
     from transferkit.engine.run_record import flatten
 
     return set(flatten(FitConfig().model_dump())) | set(flatten(DistillConfig.model_construct().model_dump()))

@@ -56,7 +56,7 @@ FIT = ("fit", "--backbone", TINY_IMAGE_BACKBONE, "--device", "cpu", "--tracking-
     ("distill", {"distill": {"temperature": float("inf")}}, "'distill.temperature'"),
 ])
 def test_every_config_refuses_non_finite_numbers_naming_the_option(build, values, option) -> None:
-    from transferkit.distillation import make_distill_config
+    from transferkit.strategies.distill_setup import make_distill_config
     from transferkit.strategies.adaptation.config import make_adapt_config
     from transferkit.strategies.multitask_options import make_multitask_config
     from transferkit.tuning.search import make_tune_config

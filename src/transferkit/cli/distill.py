@@ -1,5 +1,5 @@
 """``transferkit distill``: train a small student from saved teacher models. Thin: parse, build the config, call
-:func:`transferkit.distillation.distill`, print."""
+:func:`transferkit.workflows.distill.distill`, print."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def distill(
     _setup(quiet or as_json)
     try:
         from transferkit.config import load_config_file
-        from transferkit.distillation import distill as distill_fn, make_distill_config
+        from transferkit.strategies.distill_setup import make_distill_config
+        from transferkit.workflows.distill import distill as distill_fn
 
         values = load_config_file(config) if config is not None else {}
         flags = dict(data=data, teacher=list(teacher) if teacher else None, backbone=student, output=output,

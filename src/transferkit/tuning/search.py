@@ -112,8 +112,8 @@ def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run_config(origin: str = "options", **values: Any) -> FitConfig:
-    """The config of the run being tuned: a :class:`~transferkit.distillation.DistillConfig` for ``distill`` (it
-    names the teachers), a :class:`~transferkit.config.FitConfig` otherwise."""
+    """The config of the run being tuned: a :class:`~transferkit.strategies.distill_setup.DistillConfig` for
+    ``distill`` (it names the teachers), a :class:`~transferkit.config.FitConfig` otherwise."""
     from transferkit.strategies.registry import get_strategy, strategy_names
 
     name = values.get("strategy")
@@ -385,7 +385,7 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
     resolve_device(config.device)  # a device that is not here fails before the study starts
     teachers = None
     if entry.verb == "distill":
-        from transferkit.distillation import check_distill_options, load_teachers
+        from transferkit.strategies.distill_setup import check_distill_options, load_teachers
 
         check_distill_options(config)
         teachers = load_teachers(config.teacher)  # checked (and loaded once) before any trial
@@ -441,7 +441,12 @@ def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: Tune
         dataset = sample_per_class(dataset, config.shots, config.seed)
     make_strategy = None
     if teachers is not None:
-        from transferkit.distillation import check_teacher_input, default_student, distill_strategy, load_unlabelled
+        from transferkit.strategies.distill_setup import (
+            check_teacher_input,
+            default_student,
+            distill_strategy,
+            load_unlabelled,
+        )
 
         check_teacher_input(teachers, dataset)
         unlabelled = load_unlabelled(config, config.unlabelled, dataset.modality)

@@ -11,7 +11,7 @@ from transferkit.strategies.registry import Strategy
 
 
 def _make_config(origin: str = "options", **values: Any) -> Any:
-    from transferkit.distillation import make_distill_config
+    from transferkit.strategies.distill_setup import make_distill_config
 
     return make_distill_config(origin, **values)
 
