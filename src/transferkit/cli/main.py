@@ -89,7 +89,7 @@ def fit(
         file_values = load_config_file(config) if config is not None else {}
         flags = dict(options, data=data, progress=False if quiet else None)
         cfg = merge_config(file_values, flags, str(config) if config else "options")
-        from transferkit.api import fit as fit_fn
+        from transferkit.workflows.fit import fit as fit_fn
 
         result = fit_fn(config=cfg)
     except TransferkitError as exc:
@@ -124,7 +124,7 @@ def evaluate(
     """Print accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix of MODEL on DATA."""
     _setup(quiet)
     try:
-        from transferkit.api import evaluate as evaluate_fn
+        from transferkit.workflows.evaluate import evaluate as evaluate_fn
         from transferkit.evaluation.metrics import format_metrics
 
         metrics = evaluate_fn(model, data, batch_size=batch_size, device=device, label_column=label_column,
@@ -156,27 +156,13 @@ def predict(
     """Predict the class of each input with MODEL; prints one JSON line per input (label and probabilities)."""
     _setup(quiet)
     try:
-        from transferkit.api import predict as predict_fn, resolve_model
-        from transferkit.modalities import get_modality
+        from transferkit.workflows.predict import check_predictions_output, command_line_inputs, predict as predict_fn
+        from transferkit.workflows.steps import resolve_model
 
         if output is not None:
-            _check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
+            check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
         loaded = resolve_model(model, task)
-        source: object
-        if len(inputs) == 1 and Path(inputs[0]).exists():
-            source = inputs[0]
-        elif all(Path(i).is_file() for i in inputs) and get_modality(loaded.modality).items_are_files:
-            from transferkit.data.dataset import Dataset
-
-            source = Dataset(loaded.modality, list(inputs), None, "command line", list(inputs))
-        elif get_modality(loaded.modality).strings_are_items:
-            source = list(inputs)
-        else:
-            missing = next((i for i in inputs if not Path(i).exists()), None)
-            if missing is not None:
-                raise TransferkitError(f"{missing}: no such file or folder.")
-            folder = next(i for i in inputs if Path(i).is_dir())
-            raise TransferkitError(f"{folder}: a folder among several inputs; give one folder alone, or files only.")
+        source = command_line_inputs(inputs, loaded)
         rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
                           path_column=path_column, encoding=encoding, delimiter=delimiter, progress=not quiet,
                           runtime=runtime,
@@ -184,42 +170,13 @@ def predict(
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:
-        from transferkit.tasks import task_of
+        from transferkit.workflows.predict import write_predictions
 
-        _write_predictions(rows, output, task_of(loaded).prediction_table(rows, loaded.classes))
+        write_predictions(rows, output, loaded)
         typer.echo(f"wrote {len(rows)} predictions to {output}")
     else:
         for row in rows:
             typer.echo(json.dumps(row, allow_nan=False))  # strict JSON: predict_fn refuses non-finite values
-
-
-def _check_predictions_output(path: Path, overwrite: bool, inputs: list[tuple[str, str]]) -> None:
-    """Before predicting: --output is a file that can be written, is none of the inputs, and is replaced only
-    with --overwrite."""
-    from transferkit._io import check_location, check_not_input
-    from transferkit.errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"--output {path} is a folder; give a file path such as {path / 'predictions.jsonl'}.")
-    check_not_input(path, inputs, allow_inside=("model folder",))
-    if path.exists() and not overwrite:
-        raise ConfigError(f"--output {path} already exists; pass --overwrite to replace it, or choose another file.")
-    check_location(path)
-
-
-def _write_predictions(rows: list[dict], path: Path, table: list[list[str]]) -> None:
-    """The predictions as JSON lines, or, for a ``.csv`` path, as ``table`` (the task's header and rows)."""
-    from transferkit._io import atomic_write_text
-
-    if path.suffix.lower() == ".csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(table)
-        atomic_write_text(path, buffer.getvalue())
-    else:
-        atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
 @app.command()
@@ -248,7 +205,7 @@ def demo(
     """The main job end to end on packaged weights and data: few labels per class, transfer vs the baselines."""
     _setup(False)
     try:
-        from transferkit.demo import run_demo
+        from transferkit.workflows.demo import run_demo
 
         run_demo(output, shots=shots, quick=quick)
     except TransferkitError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from transferkit._io import atomic_write_json, atomic_write_text
 from transferkit.errors import DataNotFoundError
@@ -49,7 +49,7 @@ def _tasks(quick: bool) -> list[tuple[str, str, Callable]]:
 
 def run_demo(output: Path, shots: int = 20, quick: bool = False, echo: Callable[[str], None] = print) -> list[dict]:
     """Run the three tasks, print a table, save each model under ``output`` with a summary (text and JSON)."""
-    from transferkit.api import fit
+    from transferkit.workflows.fit import fit
 
     output = Path(output)
     rows = []
@@ -69,15 +69,8 @@ def run_demo(output: Path, shots: int = 20, quick: bool = False, echo: Callable[
                      seed=0, baselines=["raw", "scratch"], epochs=2 if quick else SCRATCH_EPOCHS, batch_size=32,
                      progress=False)
         seconds = time.perf_counter() - start
-        comparison = result.comparisons[0]
-        scratch = next((c for c in result.comparisons if c.baseline == "scratch"), None)
         echo(f"[{task}] {backbone}, {len(test)} test examples, {seconds:.0f} s\n{result.summary()}\n")
-        rows.append({"task": task, "backbone": backbone, "shots": shots, "n_test": len(test),
-                     "transfer_accuracy": result.accuracy, "raw_accuracy": comparison.baseline_accuracy,
-                     "difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high,
-                     "verdict": comparison.verdict, "seconds": round(seconds, 1),
-                     "scratch_accuracy": scratch.baseline_accuracy if scratch else None,
-                     "verdict_vs_scratch": scratch.verdict if scratch else "not run"})
+        rows.append(_row(task, backbone, shots, len(test), result, seconds))
     table = format_table(rows)
     echo(table)
     atomic_write_text(output / "summary.txt", table + "\n")
@@ -86,7 +79,20 @@ def run_demo(output: Path, shots: int = 20, quick: bool = False, echo: Callable[
     return rows
 
 
+def _row(task: str, backbone: str, shots: int, n_test: int, result: Any, seconds: float) -> dict:
+    """One task's line of the summary: the transferred model against the raw-input and from-scratch baselines."""
+    comparison = result.comparisons[0]
+    scratch = next((c for c in result.comparisons if c.baseline == "scratch"), None)
+    return {"task": task, "backbone": backbone, "shots": shots, "n_test": n_test,
+            "transfer_accuracy": result.accuracy, "raw_accuracy": comparison.baseline_accuracy,
+            "difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high,
+            "verdict": comparison.verdict, "seconds": round(seconds, 1),
+            "scratch_accuracy": scratch.baseline_accuracy if scratch else None,
+            "verdict_vs_scratch": scratch.verdict if scratch else "not run"}
+
+
 def format_table(rows: list[dict]) -> str:
+    """The demo's summary table, one line per task."""
     header = (f"{'task':<16} {'backbone':<20} {'shots':>5} {'transfer':>8} {'raw':>6} {'diff (95% CI)':>22}  "
               f"{'verdict':<25} {'scratch':>7}  vs scratch")
     lines = [header, "-" * len(header)]
