@@ -19,11 +19,14 @@ from transferkit.config import FitConfig, load_config_file, merge_config
 from transferkit.options import RENAMED_FLAGS, Options, flag_name
 
 _register_commands()
+from transferkit.cli.adapt import ADAPT_FLAGS  # noqa: E402
 from transferkit.cli.cv import CV_FLAGS  # noqa: E402  (registered above)
 from transferkit.cli.main import FIT_FLAGS  # noqa: E402
+from transferkit.cli.rank import RANK_FLAGS  # noqa: E402
 from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
 
-CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS]}
+CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS], "rank": [RANK_FLAGS],
+             "adapt": [ADAPT_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:

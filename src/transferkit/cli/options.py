@@ -104,7 +104,7 @@ def _help(info: FieldInfo, override: str | None, section: str = "") -> str:
         return ""
     if section and not text.split(" ", 1)[0].endswith(":"):
         text = f"{section}: {text}"
-    if not text.split(" ", 1)[0].endswith(","):  # "cpu, cuda, ..." lists values and stays as written
+    if not text.split(" ", 1)[0].endswith((",", ":")):  # "cpu, cuda, ..." and "lora: ..." name values: as written
         text = text[0].upper() + text[1:]
     if not text.endswith("."):
         text += "."

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from transferkit.errors import ConfigError
+from transferkit.options import DataOptions, RuntimeOptions
 
 DEFAULT_SCORES = ("logme", "leep", "nce", "hscore", "shrinkage_hscore")
 
 
-class RankConfig(BaseModel):
-    """Everything that decides what ``rank`` does. ``None`` means "chosen for you"."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class RankConfig(DataOptions, RuntimeOptions):
+    """Everything that decides what ``rank`` does. ``None`` means "chosen for you". How data is read and the runtime
+    options are shared with the other verbs (:mod:`transferkit.options`)."""
 
     candidates: list[str] | None = Field(None, description="backbone names to rank (`transferkit models`, timm:ARCH, hf:MODEL_ID, random:NAME, a local folder); default: every installed backbone of the data's modality")
     scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES), description="transferability scores to compute: logme, leep, nce, hscore, shrinkage_hscore (the default), logme_no_intercept (the paper's exact LogME)")
@@ -26,20 +26,7 @@ class RankConfig(BaseModel):
     test: str | None = Field(None, description="held-out data for validate (same form as the data); default: a stratified part of the data")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for validate when no test data is given")
     shots: int | None = Field(None, gt=0, description="keep at most this many labelled examples per class for scoring (and training, with validate)")
-    label_column: str | None = Field(None, description="label column of a table")
-    text_column: str | None = Field(None, description="text column of a table")
-    path_column: str | None = Field(None, description="image-path column of a table")
-    encoding: str = Field("utf-8", description="text encoding of table files")
-    delimiter: str | None = Field(None, description="delimiter of CSV/TSV tables: one character, or tab; default: detected among , ; tab |")
-    normalize_labels: bool = Field(False, description="fold labels that differ only in case, whitespace or Unicode form into their most frequent spelling instead of refusing them")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (split, sampling, SVD)")
-    batch_size: int = Field(64, gt=0, description="examples per backbone forward pass")
-    num_workers: int = Field(0, ge=0, description="data-loader worker processes for image decoding")
-    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
-    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
-    no_cache: bool = Field(False, description="do not read or write the feature cache")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
-    progress: bool = Field(True, description="show progress of long steps")
 
     @field_validator("scores")
     @classmethod
