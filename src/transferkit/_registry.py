@@ -36,11 +36,21 @@ class Registry(Generic[Entry]):
         self.kind, self.option, self.plural = kind, option, plural or f"{kind}s"
         self._entries: dict[str, Entry] = entries if entries is not None else {}
         self._builtins, self._check = builtins, check
+        self._loading = False
 
     def _load(self) -> dict[str, Entry]:
-        if self._builtins is not None:
-            builtins, self._builtins = self._builtins, None
-            for entry in builtins() if callable(builtins) else map(_resolve, builtins):
+        # Built-ins are all resolved before any is registered: one that fails to import raises its own error again
+        # on the next call, instead of leaving a registry that looks empty. Calls made while they import see the
+        # entries so far.
+        if self._builtins is not None and not self._loading:
+            self._loading = True
+            try:
+                builtins = self._builtins
+                entries = list(builtins() if callable(builtins) else map(_resolve, builtins))
+            finally:
+                self._loading = False
+            self._builtins = None
+            for entry in entries:
                 self.register(entry)
         return self._entries
 
