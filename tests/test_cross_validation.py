@@ -15,7 +15,8 @@ from synthetic_texts import synthetic_dataset, write_synthetic_csv
 from test_cli import run
 from transferkit.errors import DataError
 from transferkit.evaluation import calibration
-from transferkit.evaluation.cross_validation import corrected_t_interval, cross_validate, stratified_folds
+from transferkit.evaluation.cross_validation import corrected_t_interval, stratified_folds
+from transferkit.workflows.cv import cross_validate
 from transferkit.evaluation.verdict import HELPED, HURT, NO_DIFFERENCE
 
 

@@ -359,6 +359,8 @@ BYPASSES = {
                r"\.argmax\(", r"(?<!\.)\bcompare\(", r"fit_evidence\("],
     "evaluation/cross_validation.py": [r"classification_metrics\(", r"LinearProbe\(", r"\.label_array\(",
                                        r"\.argmax\(", r"== labels\["],
+    "workflows/cv.py": [r"classification_metrics\(", r"LinearProbe\(", r"\.label_array\(", r"\.argmax\(",
+                        r"== labels\["],
     "strategies/run.py": [r"LinearHead\(", r"\.label_array\("],
     "engine/plan.py": [r"cross_entropy\("],
     "engine/module.py": [r"argmax\(dim=1\) == targets\)\.float\(\)\.mean\(\)"],

@@ -53,7 +53,7 @@ _LAZY = {
     "multitask": "transferkit.strategies.multitask",
     "MultiTaskConfig": "transferkit.strategies.multitask_options",
     "fuse": "transferkit.fusion",
-    "cross_validate": "transferkit.evaluation.cross_validation",
+    "cross_validate": "transferkit.workflows.cv",
     "CVResult": "transferkit.evaluation.cross_validation",
     "tune": "transferkit.tuning.search",
     "TuneConfig": "transferkit.tuning.search",

@@ -52,7 +52,7 @@ def cv(
     _setup(quiet or as_json)
     try:
         from transferkit.config import load_config_file, merge_config
-        from transferkit.evaluation.cross_validation import cross_validate
+        from transferkit.workflows.cv import cross_validate
 
         file_values = load_config_file(config) if config is not None else {}
         flags = dict(options, data=data, progress=False if (quiet or as_json) else None)

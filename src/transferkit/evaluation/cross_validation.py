@@ -1,8 +1,9 @@
 """k-fold cross-validation of any strategy, with spread, and a paired verdict against the baselines.
 
-A result on one split with one seed is an anecdote. :func:`cross_validate` splits the labelled data into ``folds``
-stratified folds (``repeats`` times, each time shuffled by another seed: repeated stratified k-fold), trains on
-``folds - 1`` of them and tests on the last, in turn, and runs the baselines on exactly the same folds:
+A result on one split with one seed is an anecdote. Cross-validation (the ``cv`` verb,
+:func:`transferkit.workflows.cv.cross_validate`; this module holds its building blocks) splits the labelled data
+into ``folds`` stratified folds (``repeats`` times, each time shuffled by another seed: repeated stratified k-fold),
+trains on ``folds - 1`` of them and tests on the last, in turn, and runs the baselines on exactly the same folds:
 
 - ``raw`` (pixels or TF-IDF + logistic regression) always;
 - ``linear-probe`` (frozen features + logistic regression) when the strategy trains the backbone;
@@ -28,24 +29,18 @@ verdict reads their union, so "helped" or "hurt" is claimed only when both kinds
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-import tempfile
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from transferkit.config import FitConfig, make_config
+from transferkit.config import FitConfig
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError, DataError
-from transferkit.evaluation.verdict import Comparison, paired_bootstrap_interval, verdict_of
-from transferkit.modalities import get_modality
+from transferkit.evaluation.verdict import Comparison
 
 log = logging.getLogger("transferkit")
 
@@ -102,7 +97,7 @@ def corrected_t_interval(values: np.ndarray, test_fraction: float, confidence: f
 
 @dataclass
 class CVResult:
-    """What :func:`cross_validate` measured.
+    """What :func:`transferkit.workflows.cv.cross_validate` measured.
 
     ``folds``: one record per fold (``repeat``, ``fold``, sizes, each model's metrics, feature-cache use, seconds);
     ``summary``: ``{"model" or baseline: {metric: {mean, std, ci_low, ci_high, values}}}``; ``comparisons``: one
@@ -133,7 +128,10 @@ class CVResult:
         rows = [(f"{cfg['strategy']}", self.summary["model"])]
         rows += [(f"baseline: {name}", s) for name, s in self.summary.items() if name != "model"]
         width = max(len(r[0]) for r in rows)
-        lines = [title, f"{'model':<{width}}  {'accuracy: mean +- std [interval]':>31}  {'macro-F1':>31}  {'ECE':>7}",
+        from transferkit.tasks import DEFAULT_TASK, get_task
+
+        first, second = (get_task(cfg.get("task", DEFAULT_TASK)).summary_columns + (("", ""),))[:2]
+        lines = [title, f"{'model':<{width}}  {first[1] + ': mean +- std [interval]':>31}  {second[1]:>31}  {'ECE':>7}",
                  "-" * (width + 76)]
 
         def cell(s: dict[str, Any] | None) -> str:
@@ -143,7 +141,7 @@ class CVResult:
 
         for name, s in rows:
             ece = s.get("ece")
-            lines.append(f"{name:<{width}}  {cell(s.get('accuracy'))}  {cell(s.get('macro_f1'))}  "
+            lines.append(f"{name:<{width}}  {cell(s.get(first[0]))}  {cell(s.get(second[0]))}  "
                          f"{ece['mean'] if ece else float('nan'):7.4f}")
         lines += [f"verdict: {c.sentence()}" for c in self.comparisons]
         lines += [f"not run: {name} ({why})" for name, why in self.skipped_baselines.items()]
@@ -160,10 +158,12 @@ class CVResult:
                 "seconds": round(self.seconds, 2), **({"notes": self.notes} if self.notes else {})}
 
 
-def _summarise(values: list[float], test_fraction: float, confidence: float) -> dict[str, Any]:
+def summarise_folds(values: list[float], test_fraction: float, confidence: float) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     low, high = corrected_t_interval(arr, test_fraction, confidence)
-    low, high = max(low, 0.0), min(high, 1.0) if np.all(arr <= 1.0) else high  # NLL has no upper bound
+    # a figure that is never negative (accuracy, F1, MAE) is not below 0; one of 0..1 (not NLL, MAE) not above 1
+    low = max(low, 0.0) if np.all(arr >= 0.0) else low
+    high = min(high, 1.0) if np.all((arr >= 0.0) & (arr <= 1.0)) else high
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
             "ci_low": low, "ci_high": high, "values": [float(v) for v in arr]}
 
@@ -231,7 +231,7 @@ def train_fold(config: FitConfig, backbone_name: str, train: Dataset, test: Data
     return proba, facts
 
 
-def _cv_baselines(requested: list[str] | None, strategy: str, n_train: int) -> tuple[list[str], dict[str, str]]:
+def cv_baselines(requested: list[str] | None, strategy: str, n_train: int) -> tuple[list[str], dict[str, str]]:
     from transferkit.evaluation.baselines import choose_baselines
 
     from transferkit.strategies.registry import get_strategy
@@ -265,226 +265,3 @@ def check_cv_config(config: FitConfig) -> None:
 
 
 CV_FILE = "cv.json"
-
-
-def _prepare_output(path: str | None, overwrite: bool, inputs: list[tuple[str, Any]] = ()) -> Path | None:
-    """The results folder, checked before any fold runs: not a file, not an input, writable; a folder that holds
-    earlier cross-validation results is replaced only with ``overwrite`` (once the new results are complete); a
-    folder that holds anything else is never written into."""
-    from transferkit._io import check_location, check_not_input, folder_is_empty
-    from transferkit.models.folder import describe_folder, is_model_folder
-
-    if path is None:
-        return None
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--output {folder} exists and is a file; give a folder path (a new or empty folder).")
-    check_not_input(folder, inputs)
-    check_location(folder)
-    if not folder_is_empty(folder):
-        if not (folder / CV_FILE).is_file() or is_model_folder(folder):
-            raise ConfigError(f"--output {folder} is not empty: it holds {describe_folder(folder)}, not "
-                              "cross-validation results; nothing in it is replaced, even with --overwrite. Choose a "
-                              "new folder.")
-        if not overwrite:
-            raise ConfigError(f"--output {folder} already holds cross-validation results; pass --overwrite to replace "
-                              "them (the old ones stay until the new ones are written), or choose a new folder.")
-    return folder
-
-
-def cross_validate(data: Any = None, *, config: FitConfig | None = None, folds: int = 5, repeats: int = 1,
-                   confidence: float = 0.95, **options: Any) -> CVResult:
-    """Stratified (repeated) k-fold cross-validation of ``config.strategy`` and its baselines on ``data``.
-
-    ``data`` is a path (image folder or table) or a :class:`~transferkit.data.Dataset`; the other options are those
-    of :class:`~transferkit.config.FitConfig` (``backbone``, ``strategy``, ``shots``, ``baselines``, ``output``,
-    ``calibrate``, ...). Everything is checked before any backbone runs. With ``output``, ``cv.json`` (every fold,
-    the summary and the verdicts), ``run_config.yaml``, ``summary.txt`` and ``reliability.png`` (out-of-fold
-    probabilities of the first repeat) are written there.
-    """
-    from transferkit.data.sources import load_data
-    from transferkit.data.splits import sample_per_class
-    from transferkit.data.validation import validate_dataset
-
-    started = time.perf_counter()
-    if not 0 < confidence < 1:
-        raise ConfigError(f"option 'confidence' must be between 0 and 1; got {confidence}.")
-    if config is None:
-        origin = data if isinstance(data, str) else getattr(data, "origin", None) if data is not None else None
-        config = make_config(**({"data": str(origin)} if origin is not None else {}), **options)
-    elif options:
-        config = make_config(**{**config.model_dump(), **options})
-    check_cv_config(config)
-    data = data if data is not None else config.data
-    if data is None:
-        raise ConfigError("no data to cross-validate: give a folder of images per class or a table file.")
-    from transferkit.strategies.registry import get_strategy
-
-    trains_network = get_strategy(config.strategy).trains_network
-    if trains_network or (config.baselines and "scratch" in config.baselines):
-        from transferkit.strategies.requirements import check_training_installed
-
-        check_training_installed(config.strategy if trains_network else "the scratch baseline")
-    output = _prepare_output(config.output, config.overwrite, [("data", data), ("backbone", config.backbone),
-                                                                ("--work-dir", config.work_dir)])
-    dataset = data if isinstance(data, Dataset) else load_data(
-        data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels,
-        task=config.task)
-    validate_dataset(dataset, role="training")
-    if config.shots is not None:
-        dataset = sample_per_class(dataset, config.shots, config.seed)
-    from transferkit.tasks import get_task
-
-    task = get_task(config.task)
-    classes = task.label_space(dataset)
-    labels = task.targets(dataset, classes)
-    splits = stratified_folds(labels, folds, repeats, config.seed, class_names=classes)
-    n_train_fold = len(splits[0][0])
-    baseline_names, skipped = _cv_baselines(config.baselines, config.strategy, n_train_fold)
-
-    backbone_name = config.backbone or get_modality(dataset.modality).default_backbone
-    ranking_facts: dict[str, Any] = {}
-    if backbone_name == "auto":
-        from transferkit.selection.ranking import choose_backbone
-
-        # chosen once on all the data, test folds' labels included: a mild optimism, stated in the docs
-        backbone_name, ranking_facts = choose_backbone(dataset, config)
-
-    import torch
-
-    from transferkit.backbones import create_backbone
-    from transferkit.evaluation.baselines import BASELINES
-    from transferkit.features.cache import FeatureCache
-
-    needs_frozen = not trains_network or LINEAR_PROBE in baseline_names
-    temporary_cache = None
-    if config.no_cache:  # the folds still share features, in a cache that lives for this run only
-        temporary_cache = Path(tempfile.mkdtemp(prefix="transferkit-cv-cache-"))
-        cache_root = temporary_cache
-    elif config.cache_dir:
-        cache_root = Path(config.cache_dir)
-    else:
-        from transferkit.features.cache import default_cache_dir
-
-        cache_root = default_cache_dir()
-    cache = FeatureCache(cache_root)
-    frozen = None
-    if needs_frozen:
-        torch.manual_seed(config.seed)
-        frozen_backbone = create_backbone(backbone_name, **config.backbone_options(dataset.modality))
-        if frozen_backbone.modality != dataset.modality:
-            raise ConfigError(f"backbone '{backbone_name}' takes {frozen_backbone.modality} input but "
-                              f"{dataset.origin} holds {dataset.modality} data.")
-        frozen = ProbeOnFeatures(frozen_backbone, config, cache)
-
-    n_folds = len(splits)
-    oof = {name: np.full((repeats, len(dataset)), -1, dtype=np.int64) for name in ["model", *baseline_names]}
-    oof_proba = np.zeros((len(dataset), len(classes)), dtype=np.float64)
-    records: list[dict[str, Any]] = []
-    try:
-        for index, (train_idx, test_idx) in enumerate(splits):
-            repeat, fold = divmod(index, folds)
-            fold_start = time.perf_counter()
-            tag = f"repeat {repeat + 1} fold {fold + 1}"
-            train = dataset.subset(train_idx, origin=f"{dataset.origin} ({tag} train)")
-            test = dataset.subset(test_idx, origin=f"{dataset.origin} ({tag} test)")
-            y_test = labels[test_idx]
-            record: dict[str, Any] = {"repeat": repeat, "fold": fold, "n_train": len(train), "n_test": len(test),
-                                      "metrics": {}, "facts": {}}
-            if not trains_network:
-                proba, facts = frozen(train, test, classes)
-                record["extraction"] = facts.pop("extraction")
-            else:
-                fold_dir = str(Path(config.work_dir) / f"repeat{repeat}-fold{fold}") if config.work_dir else None
-                proba, facts = train_fold(config, backbone_name, train, test, classes, fold_dir)
-            pred = task.predictions(proba)
-            oof["model"][repeat, test_idx] = pred
-            if repeat == 0:
-                oof_proba[test_idx] = proba
-            record["metrics"]["model"] = task.fold_metrics(y_test, proba, pred, classes)
-            record["facts"]["model"] = facts
-            for name in baseline_names:
-                if name == LINEAR_PROBE:
-                    b_proba, b_facts = frozen(train, test, classes)
-                    record["extraction"] = b_facts.pop("extraction")
-                    b_pred = task.predictions(b_proba)
-                else:
-                    result = BASELINES[name](train, test, classes, seed=config.seed, config=config,
-                                             backbone=backbone_name, val=None)
-                    b_proba, b_pred, b_facts = result.probabilities, result.predictions, result.extra
-                oof[name][repeat, test_idx] = b_pred
-                record["metrics"][name] = task.fold_metrics(y_test, b_proba, b_pred, classes)
-                record["facts"][name] = b_facts
-            if "scratch" in baseline_names:
-                from transferkit.strategies.run import finish_run
-
-                finish_run(config.model_copy(update={"init_from": None}), train)
-            record["seconds"] = round(time.perf_counter() - fold_start, 3)
-            records.append(record)
-            log.info("cross-validation %s (%d/%d): accuracy %.4f%s", tag, index + 1, n_folds,
-                     record["metrics"]["model"]["accuracy"],
-                     "".join(f", {n} {record['metrics'][n]['accuracy']:.4f}" for n in baseline_names))
-    finally:
-        if temporary_cache is not None:
-            shutil.rmtree(temporary_cache, ignore_errors=True)
-
-    test_fraction = float(np.mean([len(b) for _, b in splits])) / len(dataset)
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in ["model", *baseline_names]:
-        summary[name] = {m: _summarise([r["metrics"][name][m] for r in records], test_fraction, confidence)
-                         for m in METRICS if m in records[0]["metrics"][name]}
-    comparisons, intervals = [], {}
-    measure = task.measure
-
-    def scores(pred: np.ndarray) -> np.ndarray:  # (repeats, N) per-example scores of out-of-fold predictions
-        return np.stack([task.per_example_scores(labels, row) for row in pred])
-
-    model_scores = scores(oof["model"])
-    for name in baseline_names:
-        fold_diff = np.array([r["metrics"]["model"][measure] - r["metrics"][name][measure] for r in records])
-        fold_low, fold_high = corrected_t_interval(fold_diff, test_fraction, confidence)
-        per_example = (model_scores - scores(oof[name])).mean(axis=0)
-        ex_low, ex_high = paired_bootstrap_interval(per_example, confidence, seed=config.seed)
-        low, high = max(min(fold_low, ex_low), -1.0), min(max(fold_high, ex_high), 1.0)
-        comparisons.append(Comparison(name, summary["model"][measure]["mean"], summary[name][measure]["mean"],
-                                      float(fold_diff.mean()), low, high, confidence, verdict_of(low, high)))
-        intervals[name] = {"folds": [fold_low, fold_high], "examples": [ex_low, ex_high],
-                           "fold_differences": [float(d) for d in fold_diff]}
-
-    resolved = config.resolved(backbone=backbone_name, classes=classes, modality=dataset.modality,
-                               n_examples=len(dataset), data_fingerprint=dataset.fingerprint(), folds=folds,
-                               repeats=repeats, confidence=confidence, baselines_run=baseline_names,
-                               baselines_not_run=skipped, **ranking_facts)
-    result = CVResult(resolved, records, summary, comparisons, intervals, skipped_baselines=skipped,
-                      out_of_fold={"labels": labels, "proba_repeat0": oof_proba, **oof},
-                      seconds=time.perf_counter() - started)
-    if output is not None:
-        result.output = _write_output(result, output)
-    return result
-
-
-def _write_output(result: CVResult, folder: Path) -> Path:
-    """The results, written into a staging folder that replaces ``folder`` once complete; the reliability plot is
-    optional (its failure is a warning and a note)."""
-    import yaml
-
-    from transferkit._io import atomic_write_json, atomic_write_text, folder_is_empty, staged_folder
-    from transferkit.models.folder import late_step
-    from transferkit.evaluation.calibration import reliability_diagram
-
-    if not folder_is_empty(folder) and not (folder / CV_FILE).is_file():  # filled by something else meanwhile
-        folder = folder.with_name(f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        warnings.warn(f"--output {result.config.get('output')} was filled while the folds ran; the results are "
-                      f"written to {folder} instead.", stacklevel=3)
-    with staged_folder(folder, what="--output") as staging:
-        late_step("the reliability plot", lambda: reliability_diagram(
-            result.out_of_fold["labels"], result.out_of_fold["proba_repeat0"], staging / "reliability.png",
-            title=f"{result.config['strategy']}: out-of-fold predictions"), result.notes,
-            saved="the results are saved")
-        atomic_write_json(staging / CV_FILE, json.loads(json.dumps(result.to_dict(), default=str)))
-        atomic_write_text(staging / "run_config.yaml",
-                          yaml.safe_dump(json.loads(json.dumps(result.config, default=str)), sort_keys=False))
-        atomic_write_text(staging / "summary.txt", result.table() + "\n"
-                          + "".join(f"note: {note}\n" for note in result.notes))
-    return folder
