@@ -261,3 +261,44 @@ def test_an_unknown_runtime_names_the_choices(tiny_text_model):
 
     with pytest.raises(ConfigError, match="runtime must be one of auto, torch, onnx; got 'tensorrt'"):
         extract_features(create_backbone(str(tiny_text_model)), _texts(2), runtime="tensorrt", progress=False)
+
+
+# ------------------------------------------------------------------------------- extraction over several processes
+
+def test_shards_are_whole_batches_of_the_single_process_order_dealt_in_turn():
+    from transferkit.data import from_arrays
+    from transferkit.features.sharded import shard_rows
+
+    texts = from_arrays(["x" * n for n in (5, 1, 4, 2, 3, 7, 6)], ["a"] * 7)
+    shards = shard_rows(texts, batch_size=2, processes=2)
+    # by length: rows 1, 3, 4, 2, 0, 6, 5 -> batches (1, 3) (4, 2) (0, 6) (5)
+    assert [s.tolist() for s in shards] == [[1, 3, 0, 6], [4, 2, 5]]
+
+
+def test_two_processes_give_exactly_the_single_process_features_through_the_cache(tmp_path):
+    import torch
+
+    from conftest import TINY_IMAGE_BACKBONE
+    from transferkit.backbones import create_backbone
+    from transferkit.data import from_arrays
+    from transferkit.errors import ConfigError
+    from transferkit.features import ExtractionStats, FeatureCache
+    from transferkit.features.extract import extract_features
+    from transferkit.features.sharded import extract_sharded
+
+    torch.manual_seed(0)
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    images = np.random.default_rng(1).integers(0, 256, size=(13, 24, 24, 3), dtype=np.uint8)
+    data = from_arrays(images, ["a", "b"] * 6 + ["a"])
+    threads = torch.get_num_threads()
+    single = extract_features(backbone, data, cache=None, progress=False, batch_size=4, device="cpu", runtime="torch")
+    cache = FeatureCache(tmp_path / "cache")
+    assert extract_sharded(backbone, data, processes=2, cache=cache, batch_size=4, threads=threads,
+                           runtime="torch") == 13
+    stats = ExtractionStats()
+    merged = extract_features(backbone, data, cache=FeatureCache(tmp_path / "cache"), progress=False, stats=stats)
+    assert stats.from_cache == 13 and stats.computed == 0
+    np.testing.assert_array_equal(merged, single)
+    assert extract_sharded(backbone, data, processes=2, cache=cache, batch_size=4) == 0  # nothing left to compute
+    with pytest.raises(ConfigError, match="option 'processes' must be at least 1; got 0"):
+        extract_sharded(backbone, data, processes=0, cache=cache)

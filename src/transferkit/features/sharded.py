@@ -1,0 +1,85 @@
+"""Feature extraction over several processes, on Lightning Fabric (the engine that trains): the examples not yet
+cached are split into shards of whole batches, each process runs its shard and writes it to the feature cache, and
+the cache merges them (its entries are keyed by content, whichever process wrote them).
+
+The shards are made of the batches the single-process run would form (texts sorted by length, then cut into
+``batch_size`` batches), dealt to the processes in turn, so every example meets the same batch companions and the
+same padding: with the same thread count per process the features are exactly the single-process ones.
+
+One machine: ``processes`` CPU processes (``ddp_spawn``, gloo). Several machines: see ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from transferkit.backbones.base import Backbone
+from transferkit.data.dataset import Dataset
+from transferkit.errors import ConfigError
+from transferkit.features.cache import FeatureCache
+from transferkit.modalities import get_modality
+
+log = logging.getLogger("transferkit")
+
+
+def shard_rows(dataset: Dataset, batch_size: int, processes: int) -> list[np.ndarray]:
+    """Row indices of ``dataset`` per process: batch ``b`` of the single-process order goes to process
+    ``b % processes``; each process's rows keep that order, so its own batching re-forms the same batches."""
+    order = get_modality(dataset.modality).batch_order(dataset.items)
+    order = np.arange(len(dataset)) if order is None else np.asarray(order)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    shards = [[b for k, b in enumerate(batches) if k % processes == rank] for rank in range(processes)]
+    return [np.concatenate(s) if s else np.zeros(0, dtype=np.int64) for s in shards]
+
+
+def _worker(fabric: Any, backbone: Backbone, dataset: Dataset, shards: list[np.ndarray], keys: list[str],
+            cache_root: str, batch_size: int, threads: int, runtime: str) -> int:
+    import torch
+
+    from transferkit.features.extract import require_finite_features, run_backbone
+
+    torch.set_num_threads(threads)
+    rows = shards[fabric.global_rank]
+    if len(rows):
+        part = dataset.subset(rows)
+        features = run_backbone(backbone, part, batch_size=batch_size, device="cpu", progress=False,
+                                runtime=runtime, examples_planned=sum(len(s) for s in shards))
+        require_finite_features(features, backbone, part)
+        FeatureCache(cache_root).store(backbone.cache_key(), [keys[i] for i in rows], features,
+                                       meta=backbone.describe())
+    fabric.barrier()
+    return int(len(rows))
+
+
+def extract_sharded(backbone: Backbone, dataset: Dataset, *, processes: int, cache: FeatureCache,
+                    batch_size: int = 64, threads: int | None = None, runtime: str = "auto") -> int:
+    """Compute the features of every example of ``dataset`` missing from ``cache`` with ``processes`` CPU
+    processes, each with ``threads`` threads (default: this process's count divided among them, at least 1);
+    returns how many distinct examples were computed. Read them with
+    :func:`~transferkit.features.extract.extract_features` afterwards (all from the cache)."""
+    import torch
+
+    if processes < 1:
+        raise ConfigError(f"option 'processes' must be at least 1; got {processes}.")
+    key = backbone.cache_key()
+    keys = dataset.item_keys()
+    _, hits = cache.lookup(key, keys)
+    first_of: dict[str, int] = {}
+    for i in np.flatnonzero(~hits):
+        first_of.setdefault(keys[i], int(i))
+    if not first_of:
+        return 0
+    unique = np.fromiter(first_of.values(), dtype=np.int64)
+    missing = dataset.subset(unique)
+    shards = shard_rows(missing, batch_size, processes)
+    threads = threads or max(1, torch.get_num_threads() // processes)
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(accelerator="cpu", devices=processes, strategy="ddp_spawn")
+    fabric.launch(_worker, backbone, missing, shards, [keys[i] for i in unique], str(cache.root), batch_size, threads,
+                  runtime)
+    log.info("features of %s: %d examples computed by %d processes", dataset.origin, len(unique), processes)
+    return len(unique)
