@@ -13,13 +13,16 @@ PyTorch and ONNX Runtime use the same number of threads (``--threads``; ORT ``in
 2. End to end (decode PNG files + resize + normalise + model), on ``--images`` Fashion-MNIST test images written
    as PNG files to a temporary image folder:
    - ``plain eager loop``: a DataLoader with the backbone's prepare/collate and ``forward_features`` per batch;
-   - ``transferkit``: ``extract_features(..., cache=None)``;
+   - ``transferkit``: ``extract_features(..., cache=None)``, the default runtime (``auto``: ONNX Runtime from 1,000
+     examples on, so the default ``--images 1024`` measures that; the runtime it chose is printed and saved);
+   - ``transferkit runtime=torch``: ``extract_features(..., cache=None, runtime="torch")``;
    - ``transferkit runtime=onnx``: ``extract_features(..., cache=None, runtime="onnx")``;
    - ``onnxruntime``: ``OnnxFeatureExtractor.run`` (the same preprocessing code, ONNX Runtime for the model).
 
-Target: transferkit >= 0.9x ONNX Runtime (model only).
+Targets: transferkit's PyTorch kernels >= 0.9x ONNX Runtime (model only); the default path >= 1.0x ONNX Runtime
+(end to end).
 
-Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/extract_throughput.py [--threads 1] [--reps 7] [--images 512]
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/extract_throughput.py [--threads 1] [--reps 7] [--images 1024]
       [--quick]
 Saves benchmarks/results/extract_throughput.json (or extract_throughput_quick.json).
 """
@@ -43,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser = BENCH.parser(quick="fewer repetitions and images (a smoke run)")
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions of the model-only timing")
     parser.add_argument("--e2e-reps", type=int, default=3, help="interleaved repetitions of the end-to-end timing")
-    parser.add_argument("--images", type=int, default=512, help="images in the end-to-end run")
+    parser.add_argument("--images", type=int, default=1024, help="images in the end-to-end run")
     return BENCH.parse(parser)
 
 
@@ -100,7 +103,7 @@ def main() -> None:
     from transferkit.compress.onnx import OnnxFeatureExtractor, export_backbone, onnx_session
     from transferkit.data.builtin import load_fashion_mnist
     from transferkit.data.sources import load_data
-    from transferkit.features.extract import PreparedItems, extract_features, forward_batch
+    from transferkit.features.extract import PreparedItems, choose_runtime, extract_features, forward_batch
 
     env = BENCH.environment()
     print(f"CPU: {env['cpu']} ({env['cpu_count']} cores); PyTorch and ONNX Runtime on {args.threads} thread(s); "
@@ -155,6 +158,10 @@ def main() -> None:
     def transferkit_e2e():
         return extract_features(backbone, data, cache=None, batch_size=BATCH, device="cpu", progress=False)
 
+    def transferkit_torch_e2e():
+        return extract_features(backbone, data, cache=None, batch_size=BATCH, device="cpu", progress=False,
+                                runtime="torch")
+
     def transferkit_onnx_e2e():
         return extract_features(backbone, data, cache=None, batch_size=BATCH, device="cpu", progress=False,
                                 runtime="onnx")
@@ -168,7 +175,9 @@ def main() -> None:
         for i in range(len(data)):
             backbone.prepare(data.items[i])
     prepare_per_image_ms = step.wall_s / len(data) * 1e3
+    default_runtime = choose_runtime("auto", backbone, "cpu", len(data))
     end_to_end = interleaved({"plain eager loop": plain_loop, "transferkit": transferkit_e2e,
+                              "transferkit runtime=torch": transferkit_torch_e2e,
                               "transferkit runtime=onnx": transferkit_onnx_e2e, "onnxruntime": ort_e2e},
                              args.e2e_reps, len(data))
     e2e_ratio = end_to_end["transferkit"]["images_per_s_median"] / end_to_end["onnxruntime"]["images_per_s_median"]
@@ -177,7 +186,11 @@ def main() -> None:
     print(f"\nend to end (decode PNG + resize + normalise + model), {len(data)} images, batch {BATCH}, "
           f"{args.e2e_reps} interleaved repetitions (median / best images per s):")
     show(end_to_end, 24)
-    print(f"  transferkit / onnxruntime = {e2e_ratio:.2f}, with runtime='onnx' {e2e_ratio_onnx:.2f}; decode + "
+    e2e_ratio_torch = (end_to_end["transferkit runtime=torch"]["images_per_s_median"]
+                       / end_to_end["onnxruntime"]["images_per_s_median"])
+    print(f"  default runtime for {len(data)} images: {default_runtime}")
+    print(f"  transferkit / onnxruntime = {e2e_ratio:.2f}, runtime='torch' {e2e_ratio_torch:.2f}, runtime='onnx' "
+          f"{e2e_ratio_onnx:.2f}; decode + "
           f"preprocessing alone {prepare_per_image_ms:.2f} ms per image; max |difference| from onnxruntime's "
           f"features: transferkit {e2e_diff:.1e}, runtime='onnx' {e2e_diff_onnx_runtime:.1e}")
 
@@ -189,6 +202,8 @@ def main() -> None:
                        "max_abs_diff_vs_plain_eager": {"transferkit": diff_tk, "onnxruntime": diff_ort}},
         "end_to_end": {**end_to_end, "images": len(data), "transferkit_over_onnxruntime": e2e_ratio,
                        "transferkit_runtime_onnx_over_onnxruntime": e2e_ratio_onnx,
+                       "transferkit_runtime_torch_over_onnxruntime": e2e_ratio_torch,
+                       "default_runtime": default_runtime,
                        "decode_and_preprocess_ms_per_image": prepare_per_image_ms,
                        "max_abs_diff_transferkit_vs_onnxruntime": e2e_diff},
         "target": {"transferkit_over_onnxruntime_min": TARGET_RATIO, "met": bool(ratio >= TARGET_RATIO)},
