@@ -98,6 +98,8 @@ def load_data(
                 raise DataNotFoundError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist.")
             raise DataNotFoundError(f"{path}: no such file or folder. Give a folder of images or a table file.")
         if path.is_dir():
+            if not unlabelled:
+                _check_folder_labels(path, task)
             if folder_holds_audio(path):
                 if unlabelled:
                     return load_unlabelled_audio_folder(path)
@@ -141,7 +143,7 @@ def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "
         label_list = None if labels is None else _parse_listed_labels(reader, list(labels), origin)
         if label_list is not None:
             label_list = reader.check_labels(label_list, row_ids, origin, normalize=normalize_labels)
-        return Dataset("image", _image_array_uint8(items, origin), label_list, origin, row_ids)
+        return Dataset("image", _image_array_uint8(items, origin), label_list, origin, row_ids, task=task)
     items = list(items)
     label_list = None if labels is None else _parse_listed_labels(reader, list(labels), origin)
     if not all(isinstance(item, str) for item in items):
@@ -152,7 +154,7 @@ def from_arrays(items: Any, labels: Sequence[Any] | None = None, origin: str = "
     _check_texts(items, row_ids)
     if label_list is not None:
         label_list = reader.check_labels(label_list, row_ids, origin, normalize=normalize_labels)
-    return Dataset("text", items, label_list, origin, row_ids)
+    return Dataset("text", items, label_list, origin, row_ids, task=task)
 
 
 def _image_array_uint8(items: np.ndarray, origin: str) -> np.ndarray:
@@ -817,8 +819,9 @@ def check_numeric_labels(labels: list[str], column: str, path: str | Path) -> No
         examples = ", ".join(str(v) for v in sorted(distinct, key=float)[:4])
         raise DataError(
             f"{path}: the label column '{column}' looks numeric (a regression target?): {len(distinct)} distinct "
-            f"values in {len(labels)} rows, such as {examples}. transferkit classifies; give class labels (for "
-            "example bin the values into a few named ranges), or choose another column with --label-column."
+            f"values in {len(labels)} rows, such as {examples}. To predict the number, pass --task-type regression "
+            "(task='regression'); to classify, give class labels (for example bin the values into a few named "
+            "ranges), or choose another column with --label-column."
         )
 
 
@@ -872,13 +875,23 @@ def load_table(
     if text_col is not None:
         texts = table.cells[text_col]
         _check_texts(texts, row_ids, column=table.columns[text_col])
-        return Dataset("text", [str(t) for t in texts], labels, str(path), row_ids)
+        return Dataset("text", [str(t) for t in texts], labels, str(path), row_ids, task=task)
     base = path.parent
     paths = [_image_path(value, base, row_ids[i], table.columns[path_col])
              for i, value in enumerate(table.cells[path_col])]
     # the kind of file most paths name decides: clips (by extension) make an audio dataset
     clips = sum(Path(p).suffix.lower() in AUDIO_SUFFIXES for p in paths)
-    return Dataset("audio" if clips * 2 > len(paths) else "image", paths, labels, str(path), row_ids)
+    return Dataset("audio" if clips * 2 > len(paths) else "image", paths, labels, str(path), row_ids, task=task)
+
+
+def _check_folder_labels(path: Path, task: str) -> None:
+    """A folder of sub-folders gives one class per example: refused for a task whose labels are not classes."""
+    from transferkit.tasks import get_task
+
+    if not get_task(task).reads_class_folders:
+        raise DataError(f"{display_path(path)}: a folder of sub-folders labels each example with one class, but the "
+                        f"task is {task}; give a table with a path column and a label column (--path-column, "
+                        "--label-column) instead.")
 
 
 def _image_path(value: Any, base: Path, row: str, column: str) -> str:

@@ -14,20 +14,25 @@ from transferkit.errors import ConfigError
 
 
 class LabelledExamples(TorchDataset):
-    """``(prepare(items[i]), labels[i])`` pairs. ``prepare`` runs in loader workers (decoding, augmentation)."""
+    """``(prepare(items[i]), labels[i])`` pairs. ``prepare`` runs in loader workers (decoding, augmentation).
+
+    ``labels`` are the task's targets: class indices ``(N,)`` (kept as int64), values ``(N,)`` or 0/1 label
+    matrices ``(N, labels)`` (kept as float32)."""
 
     def __init__(self, items: Sequence[Any] | np.ndarray, labels: np.ndarray, prepare: Callable[[Any], Any]) -> None:
         if len(items) != len(labels):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
         self.items = items
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        self.labels = labels.astype(np.int64) if labels.dtype.kind in "iub" else labels.astype(np.float32)
         self.prepare = prepare
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        return self.prepare(self.items[index]), int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        label = self.labels[index]
+        return self.prepare(self.items[index]), int(label) if self.labels.dtype == np.int64 else label
 
 
 class LabelledCollate:
@@ -41,7 +46,9 @@ class LabelledCollate:
 
     def __call__(self, batch: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
         inputs = self.collate([example for example, _ in batch])
-        targets = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        labels = [label for _, label in batch]
+        targets = torch.tensor(labels, dtype=torch.int64) if all(isinstance(label, int) for label in labels) \
+            else torch.as_tensor(np.stack(labels))
         if self.batch_transform is not None:
             inputs, targets = self.batch_transform(inputs, targets)
         return inputs, targets

@@ -142,7 +142,8 @@ class AdaptationModule(pl.LightningModule):
             return
         # the task's validation loss and score; the score is logged as val_accuracy, the name the callbacks,
         # checkpoints and reports of every run use for "higher is better"
-        figures = get_task(self.plan.task_type).validation_figures(self.model(inputs), targets)
+        figures = get_task(self.plan.task_type).validation_figures(self.model(inputs), targets,
+                                                                   head=getattr(self.model, "head", None))
         size = len(targets)
         self.log("val_loss", figures["loss"], on_epoch=True, sync_dist=self._sync, batch_size=size)
         self.log("val_accuracy", figures["score"], on_epoch=True, prog_bar=True, sync_dist=self._sync, batch_size=size)

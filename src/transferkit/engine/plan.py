@@ -61,7 +61,7 @@ class TrainingPlan:
         from transferkit.tasks import get_task
 
         task = get_task(self.task_type)
-        return {task.loss_name: task.loss(model(inputs), targets)}
+        return {task.loss_name: task.loss(model(inputs), targets, head=getattr(model, "head", None))}
 
     def batch_terms(self, model: nn.Module, batch: Any) -> tuple[dict[str, torch.Tensor], int]:
         """Loss terms of one training batch and its number of examples. The default unpacks ``(inputs, targets)``

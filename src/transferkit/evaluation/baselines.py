@@ -84,24 +84,24 @@ def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def raw_baseline(train: Dataset, test: Dataset, classes: list[str], seed: int = 0, **_: Any) -> BaselineResult:
     """The linear probe on raw inputs, C chosen the same way as for the transferred features, on at most
     :data:`RAW_MAX_TRAIN` training examples (a stratified sample; the description says so when it applies)."""
-    from transferkit.estimators.linear_probe import LinearProbe
+    from transferkit.tasks import get_task
 
-    y_train = train.label_array(classes)
+    task = get_task(train.task)  # the task's probe: logistic regression, ridge, one-vs-rest
+    y_train = task.targets(train, classes)
     n_total = len(train)
-    kept = stratified_sample(y_train, RAW_MAX_TRAIN, seed)
+    kept = stratified_sample(np.asarray(task.strata(train.labels)), RAW_MAX_TRAIN, seed)
     if len(kept) < n_total:
         train, y_train = train.subset(kept), y_train[kept]
     encoder = RawInputEncoder().fit(train)
-    probe = LinearProbe(standardize=encoder.standardize, random_state=seed, tol=RAW_SOLVER_TOL,
-                        max_iter=RAW_SOLVER_MAX_ITER)
+    probe = task.new_probe(seed=seed, standardize=encoder.standardize, tol=RAW_SOLVER_TOL, max_iter=RAW_SOLVER_MAX_ITER)
     probe.fit(encoder.transform(train), y_train)
     parts = [probe.predict_proba(encoder.transform(test.subset(np.arange(first, min(first + RAW_TEST_CHUNK, len(test))))))
              for first in range(0, len(test), RAW_TEST_CHUNK)]
-    proba = np.concatenate(parts) if parts else np.zeros((0, len(probe.classes_)))
+    proba = np.concatenate(parts) if parts else np.zeros((0, len(classes)))
     description = encoder.description
     if len(kept) < n_total:
         description += f" (trained on a stratified sample of {len(kept):,} of {n_total:,} examples)"
-    return BaselineResult("raw", description, probe.classes_[proba.argmax(1)], proba,
+    return BaselineResult("raw", description, task.predictions(proba), proba,
                           {"C": probe.C_, "n_train": int(len(kept))})
 
 

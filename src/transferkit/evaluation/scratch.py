@@ -45,4 +45,6 @@ def scratch_baseline(train: Dataset, test: Dataset, classes: list[str], seed: in
         return BaselineResult("scratch", description, None, None, extra)
     proba = trained.model.predict_proba(test, batch_size=config.batch_size, device=config.device,
                                         num_workers=config.num_workers, cache=None, progress=config.progress)
-    return BaselineResult("scratch", description, proba.argmax(axis=1), proba, extra)
+    from transferkit.tasks import get_task
+
+    return BaselineResult("scratch", description, get_task(train.task).predictions(proba), proba, extra)

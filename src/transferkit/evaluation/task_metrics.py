@@ -16,20 +16,20 @@ import numpy as np
 N_BOOT = 1000
 
 
-def bootstrap_interval(statistic: Callable[[np.ndarray], float | None], n: int, *, confidence: float = 0.95,
-                       n_boot: int = N_BOOT, seed: int = 0) -> list[float] | None:
-    """Percentile interval of ``statistic(indices)`` over ``n_boot`` resamples of ``n`` examples; None when the
-    statistic is undefined on most resamples (or ``n < 2``)."""
+def bootstrap_intervals(figures: Callable[[np.ndarray], dict[str, float | None]], n: int, names: Sequence[str], *,
+                        confidence: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile interval of each figure ``names`` of ``figures(indices)`` over ``n_boot`` resamples of ``n``
+    examples (one call per resample); None for a figure undefined on most resamples (or when ``n < 2``)."""
     if n < 2:
-        return None
+        return {name: None for name in names}
     rng = np.random.default_rng(seed)
-    values = [statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)]
-    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if len(values) < n_boot / 2:
-        return None
+    samples = [figures(rng.integers(0, n, size=n)) for _ in range(n_boot)]
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return [float(low), float(high)]
+    out: dict[str, list[float] | None] = {}
+    for name in names:
+        values = np.asarray([v for v in (s[name] for s in samples) if v is not None and np.isfinite(v)])
+        out[name] = None if len(values) < n_boot / 2 else [float(q) for q in np.quantile(values, [alpha, 1 - alpha])]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- regression
@@ -48,11 +48,14 @@ def r2_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def _spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
-    from scipy.stats import spearmanr
+    """Spearman's rank correlation (Pearson's of the ranks, ties at their mean rank)."""
+    from scipy.stats import rankdata
 
     if np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
         return None  # undefined for a constant prediction or target
-    return float(spearmanr(y_true, y_pred).statistic)
+    a, b = rankdata(y_true), rankdata(y_pred)
+    a, b = a - a.mean(), b - b.mean()
+    return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
@@ -69,8 +72,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int = 0)
 
     everything = np.arange(len(y_true))
     out: dict[str, Any] = figures(everything)
-    out["intervals"] = {name: bootstrap_interval(lambda i, name=name: figures(i)[name], len(y_true), seed=seed)
-                        for name in ("mae", "rmse", "r2", "spearman")}
+    out["intervals"] = bootstrap_intervals(figures, len(y_true), ("mae", "rmse", "r2", "spearman"), seed=seed)
     out.update(n=int(len(y_true)), target_mean=float(y_true.mean()), target_std=float(y_true.std()))
     return out
 
@@ -100,13 +102,23 @@ def _f1s(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
             "example_f1": float(example_f1_scores(y_true, y_pred).mean())}
 
 
-def _mean_average_precision(y_true: np.ndarray, proba: np.ndarray) -> float | None:
-    from sklearn.metrics import average_precision_score
+def average_precision(truth: np.ndarray, score: np.ndarray) -> float:
+    """Average precision of one label: ``sum_n (R_n - R_(n-1)) P_n`` over the distinct score thresholds (ties
+    form one threshold), as scikit-learn's ``average_precision_score`` defines it; ``truth`` has a positive."""
+    order = np.argsort(-score, kind="mergesort")
+    ranked, hits = score[order], np.asarray(truth, dtype=np.float64)[order]
+    last_of_ties = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tp = np.cumsum(hits)[last_of_ties]
+    precision = tp / (last_of_ties + 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
+
+def _mean_average_precision(y_true: np.ndarray, proba: np.ndarray) -> float | None:
     present = y_true.any(axis=0)
     if not present.any():
         return None
-    return float(np.mean([average_precision_score(y_true[:, j], proba[:, j]) for j in np.flatnonzero(present)]))
+    return float(np.mean([average_precision(y_true[:, j], proba[:, j]) for j in np.flatnonzero(present)]))
 
 
 def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_space: Sequence[str],
@@ -114,8 +126,6 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_space: Sequ
     """Micro-, macro- and example-based F1, subset accuracy and Hamming loss of 0/1 predictions ``(N, labels)``,
     mean average precision (mAP, over labels present in ``y_true``) when ``proba`` is given, per-label precision /
     recall / F1 / AP / support, and bootstrap intervals of the F1s and mAP (``intervals``)."""
-    from sklearn.metrics import average_precision_score
-
     y_true = np.asarray(y_true) > 0
     y_pred = np.asarray(y_pred) > 0
     out: dict[str, Any] = _f1s(y_true, y_pred)
@@ -126,14 +136,13 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_space: Sequ
         proba = np.asarray(proba, dtype=np.float64)
         out["map"] = _mean_average_precision(y_true, proba)
         names.append("map")
-    intervals = {}
-    for name in names:
-        def statistic(index: np.ndarray, name: str = name) -> float | None:
-            if name == "map":
-                return _mean_average_precision(y_true[index], proba[index])
-            return _f1s(y_true[index], y_pred[index])[name]
-        intervals[name] = bootstrap_interval(statistic, len(y_true), seed=seed)
-    out["intervals"] = intervals
+    def figures(index: np.ndarray) -> dict[str, float | None]:
+        sample = _f1s(y_true[index], y_pred[index])
+        if proba is not None:
+            sample["map"] = _mean_average_precision(y_true[index], proba[index])
+        return sample
+
+    out["intervals"] = bootstrap_intervals(figures, len(y_true), names, seed=seed)
     per_label = {}
     for j, label in enumerate(label_space):
         tp = int((y_true[:, j] & y_pred[:, j]).sum())
@@ -144,7 +153,7 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_space: Sequ
         entry = {"precision": precision, "recall": recall, "f1": 2 * tp / denominator if denominator else None,
                  "support": support}
         if proba is not None:
-            entry["average_precision"] = float(average_precision_score(y_true[:, j], proba[:, j])) if support else None
+            entry["average_precision"] = average_precision(y_true[:, j], proba[:, j]) if support else None
         per_label[str(label)] = entry
     out["per_label"] = per_label
     out["n"] = int(len(y_true))

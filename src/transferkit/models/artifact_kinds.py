@@ -168,18 +168,23 @@ def _saved_task(config: dict[str, Any], folder: Path) -> str:
 
 
 def _model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    from transferkit.tasks import DEFAULT_TASK, get_task
+
     backbone = config["backbone"]
+    task = get_task(config.get("task", DEFAULT_TASK))
     lines = [
         f"# transferkit model: {backbone['name']} + {config['strategy']}",
         "",
-        f"- task: {config['modality']} classification, {len(config['classes'])} classes: {', '.join(config['classes'][:20])}",
+        f"- task: {config['modality']} {task.name}, {len(config['classes'])} outputs: {', '.join(config['classes'][:20])}",
         f"- backbone: `{backbone['name']}` ({backbone['num_features']}-d features); preprocessing "
         f"`{json.dumps(backbone['preprocessing'])}`",
         f"- strategy: {config['strategy']}; made by transferkit {config['transferkit_version']} on {config['created']}",
     ]
     test = metrics.get("test")
     if test:
-        lines.append(f"- test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} on {test['n']} held-out examples")
+        figures = ", ".join(f"{header} {test[key]:.4f}" for key, header in task.summary_columns
+                            if isinstance(test.get(key), (int, float)))
+        lines.append(f"- test {figures} on {test['n']} held-out examples")
     for comparison in metrics.get("comparisons", []):
         lines.append(f"- against the {comparison['baseline']} baseline: {comparison['verdict']} "
                      f"({100 * comparison['difference']:+.1f} points, interval {100 * comparison['ci_low']:+.1f} to "

@@ -47,8 +47,9 @@ class TransferModel(nn.Module):
 
     def head_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)`` from precomputed backbone features ``(N, num_features)``."""
-        logits = torch.from_numpy(self.head_logits(features))
-        return torch.softmax(logits / self.temperature, dim=1).numpy()
+        from transferkit.tasks import get_task
+
+        return get_task(self.task).proba_from_outputs(self.head_logits(features), self.temperature)
 
     def predict_logits(self, data: Dataset, *, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
                        cache: FeatureCache | None = None, progress: bool = True) -> np.ndarray:

@@ -184,8 +184,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
                      augmentation={"preset": config.augment, **augmentation.to_dict()})
 
     torch.manual_seed(config.seed)
-    model = TransferModel(backbone, task.new_head(backbone.num_features, classes), classes, strategy=strategy.name,
-                          task=task.name)
+    model = TransferModel(backbone, task.new_head(backbone.num_features, classes, task.targets(train, classes)),
+                          classes, strategy=strategy.name, task=task.name)
     if config.activation_checkpointing:
         from transferkit.engine.memory import enable_activation_checkpointing
 

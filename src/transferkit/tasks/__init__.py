@@ -21,6 +21,8 @@ DEFAULT_TASK = "classification"
 #: circle).
 _BUILTINS = (
     "transferkit.tasks.classification:SingleLabelClassification",
+    "transferkit.tasks.regression:Regression",
+    "transferkit.tasks.multilabel:MultiLabelClassification",
 )
 
 

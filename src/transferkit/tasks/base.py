@@ -32,6 +32,9 @@ class Task(ABC):
     measure: str = ""
     #: The metrics of the summary table (keys of :meth:`metrics` and :meth:`prediction_metrics`, with their headers).
     summary_columns: tuple[tuple[str, str], ...] = ()
+    #: Whether ``proba`` are class probabilities that temperature scaling calibrates (``--calibrate``, reliability
+    #: diagrams, ECE and NLL).
+    calibrates: bool = False
     #: Whether a folder with one sub-folder per class holds this task's labels (else only tables and lists do).
     reads_class_folders: bool = False
 

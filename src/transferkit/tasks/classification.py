@@ -23,6 +23,9 @@ class SingleLabelClassification(Task):
     description = "single-label classification: one class per example, softmax and cross-entropy"
     loss_name = "cross_entropy"
     measure = "accuracy"
+    summary_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+    reads_class_folders = True
+    calibrates = True
 
     # --- labels -----------------------------------------------------------------------------------------------
     def parse_labels(self, values: Sequence[Any], places: Sequence[str], column: str) -> list[str]:
@@ -44,29 +47,49 @@ class SingleLabelClassification(Task):
     def targets(self, dataset: Any, label_space: Sequence[str], *, normalize: bool = False) -> np.ndarray:
         return dataset.label_array(label_space, normalize=normalize)
 
+    def strata(self, labels: Sequence[Any]) -> list[str]:
+        return list(labels)
+
+    def check_training_labels(self, dataset: Any, *, min_classes: int = 2) -> None:
+        from transferkit.data.validation import check_class_counts
+
+        check_class_counts(dataset, min_classes=min_classes)
+
+    def check_split_labels(self, train: Any, other: Any, *, normalize: bool = False) -> None:
+        from transferkit.data.validation import check_unseen_labels
+
+        check_unseen_labels(train, other, normalize_labels=normalize)
+
     # --- model and training -----------------------------------------------------------------------------------
-    def new_head(self, in_features: int, label_space: Sequence[str]) -> Any:
+    def new_head(self, in_features: int, label_space: Sequence[str], targets: np.ndarray | None = None) -> Any:
         from transferkit.models.heads.linear import LinearHead
 
         return LinearHead(in_features, len(label_space))
 
-    def loss(self, outputs: Any, targets: Any) -> Any:
+    def loss(self, outputs: Any, targets: Any, *, head: Any = None) -> Any:
         """Cross-entropy of logits ``(N, classes)`` against class indices ``(N,)`` or class probabilities
         ``(N, classes)`` (mixup / cutmix)."""
         from torch.nn import functional as F
 
         return F.cross_entropy(outputs, targets)
 
-    def validation_figures(self, outputs: Any, targets: Any) -> dict[str, Any]:
+    def validation_figures(self, outputs: Any, targets: Any, *, head: Any = None) -> dict[str, Any]:
         from torch.nn import functional as F
 
         return {"loss": F.cross_entropy(outputs.float(), targets),
                 "score": (outputs.argmax(dim=1) == targets).float().mean()}
 
-    def new_probe(self, *, C: float | None = None, seed: int = 0) -> Any:
+    def proba_from_outputs(self, outputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Softmax of ``outputs / temperature`` over the classes."""
+        import torch
+
+        logits = torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32))
+        return torch.softmax(logits / temperature, dim=1).numpy()
+
+    def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
         from transferkit.estimators.linear_probe import LinearProbe
 
-        return LinearProbe(C=C, random_state=seed)
+        return LinearProbe(C=C, random_state=seed, **options)
 
     # --- evaluation -------------------------------------------------------------------------------------------
     def predictions(self, proba: np.ndarray) -> np.ndarray:
