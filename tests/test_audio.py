@@ -253,3 +253,5 @@ def test_cv_and_rank_on_clips(drum_model, tmp_path: Path) -> None:
     ranked = json.loads(ok("rank", str(drums), "--candidates", "aisfx,random:aisfx", "--json", "-q").stdout)
     assert ranked["modality"] == "audio"
     assert {row["name"] for row in ranked["rows"]} >= {"aisfx", "random:aisfx"}
+    raw = next(row for row in ranked["rows"] if row["kind"] == "raw")
+    assert raw["description"] == "log-mel statistics"

@@ -492,7 +492,7 @@ def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test:
     start = time.perf_counter()
     encoder = RawInputEncoder().fit(train)
     X = encoder.transform(train)
-    description = "pixels"
+    description = encoder.description.split(" + ")[0]  # the input part: pixels, log-mel statistics
     X_scored = X
     if sp.issparse(X):
         from sklearn.decomposition import TruncatedSVD
