@@ -38,7 +38,7 @@ def main() -> None:
     import transferkit as tk
     from transferkit.data.builtin import load_vader
     from transferkit.data.splits import sample_per_class
-    from transferkit.tuning.search import tune
+    from transferkit.workflows.tune import tune
 
     pool, held_out = vader_pools("movies")
     train = sample_per_class(pool, args.shots, 0)

@@ -317,7 +317,7 @@ def test_distillation_at_temperature_one_and_no_soft_weight_trains_the_plain_stu
 def test_tune_searches_the_distillation_options(images, teacher, tmp_path: Path) -> None:
     import yaml
 
-    from transferkit.tuning.search import tune
+    from transferkit.workflows.tune import tune
 
     train, _ = images
     out = tmp_path / "tune"
@@ -339,7 +339,7 @@ def test_tune_searches_the_distillation_options(images, teacher, tmp_path: Path)
 
 
 def test_tune_checks_the_teachers_before_any_trial(images, teacher, tiny_text_model, tmp_path: Path) -> None:
-    from transferkit.tuning.search import tune
+    from transferkit.workflows.tune import tune
 
     train, _ = images
     with pytest.raises(ConfigError, match="give a teacher model folder"):

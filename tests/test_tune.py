@@ -17,7 +17,8 @@ import yaml
 from synthetic_texts import synthetic_dataset, write_synthetic_csv
 from test_cli import CLI, run
 from transferkit.errors import ConfigError
-from transferkit.tuning.search import default_space, tune
+from transferkit.tuning.search import default_space
+from transferkit.workflows.tune import tune
 
 optuna = pytest.importorskip("optuna")
 

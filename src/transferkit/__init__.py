@@ -55,7 +55,7 @@ _LAZY = {
     "fuse": "transferkit.fusion",
     "cross_validate": "transferkit.workflows.cv",
     "CVResult": "transferkit.evaluation.cross_validation",
-    "tune": "transferkit.tuning.search",
+    "tune": "transferkit.workflows.tune",
     "TuneConfig": "transferkit.tuning.search",
     "TuneResult": "transferkit.tuning.search",
 }

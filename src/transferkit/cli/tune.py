@@ -52,7 +52,8 @@ def tune(
     _setup(quiet or as_json)
     try:
         from transferkit.config import load_config_file, merge_config
-        from transferkit.tuning.search import make_tune_config, run_config as build_config, tune as tune_fn
+        from transferkit.tuning.search import make_tune_config, run_config as build_config
+        from transferkit.workflows.tune import tune as tune_fn
 
         file_values = load_config_file(config) if config is not None else {}
         flags = dict(options, data=data, teacher=list(teacher) if teacher else None, unlabelled=unlabelled,

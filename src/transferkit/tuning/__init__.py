@@ -1,4 +1,5 @@
-"""Hyper-parameter search (Optuna) over the options of any strategy: :func:`~transferkit.tuning.search.tune`."""
+"""Hyper-parameter search (Optuna) over the options of any strategy: the verb is
+:func:`~transferkit.workflows.tune.tune`, its building blocks are in :mod:`transferkit.tuning.search`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("tune", "TuneConfig", "TuneResult", "default_space"):
+    if name == "tune":
+        from transferkit.workflows.tune import tune
+
+        return tune
+    if name in ("TuneConfig", "TuneResult", "default_space"):
         from transferkit.tuning import search
 
         return getattr(search, name)

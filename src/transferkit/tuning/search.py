@@ -1,4 +1,5 @@
-"""Hyper-parameter search over the options of any strategy (Optuna).
+"""Hyper-parameter search over the options of any strategy (Optuna): the building blocks of the ``tune`` verb,
+:func:`transferkit.workflows.tune.tune` (the space, the trial objective, the study storage, the results folder).
 
 Each trial draws values for the options of a search space (``lr``, ``weight_decay``, ``finetune.freeze``,
 ``lora.rank``, ``augment``, ``probe_c``, ...; any :class:`~transferkit.config.FitConfig` option, nested sections
@@ -39,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +50,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transferkit.config import FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
-from transferkit.modalities import get_modality
 
 log = logging.getLogger("transferkit")
 
@@ -91,7 +90,7 @@ def default_space(strategy: str) -> dict[str, Any]:
     return get_strategy(strategy).search_space()
 
 
-def _normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def normalise_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, spec in space.items():
         if isinstance(spec, (list, tuple)):
@@ -121,7 +120,7 @@ def run_config(origin: str = "options", **values: Any) -> FitConfig:
     return (own_config or make_config)(origin, **values)
 
 
-def _with_params(base: FitConfig, params: dict[str, Any], origin: str = "search space") -> FitConfig:
+def with_params(base: FitConfig, params: dict[str, Any], origin: str = "search space") -> FitConfig:
     values = base.model_dump()
     for name, value in params.items():
         section, _, option = name.partition(".")
@@ -144,7 +143,7 @@ def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
                                step=spec.get("step"))
 
 
-def _defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str, Any]:
+def defaults_in(space: dict[str, dict[str, Any]], base: FitConfig) -> dict[str, Any]:
     """The base config's values of the searched options, where the space contains them."""
     values = base.model_dump()
     out = {}
@@ -210,7 +209,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     tune_keys = set(TuneConfig.model_fields)
     return ({k: v for k, v in options.items() if k not in tune_keys},
             {k: v for k, v in options.items() if k in tune_keys})
@@ -225,7 +224,7 @@ def make_tune_config(**values: Any) -> TuneConfig:
         raise ConfigError(f"tune: {problems}") from None
 
 
-def _storage(url: str) -> Any:
+def open_storage(url: str) -> Any:
     import optuna
 
     if url.startswith("journal:"):  # an append-only log file: several processes, no database server
@@ -243,7 +242,7 @@ def _storage(url: str) -> Any:
     return url
 
 
-class _Objective:
+class TrialObjective:
     """Scores one trial's config (see the module docstring)."""
 
     def __init__(self, base: FitConfig, tune: TuneConfig, space: dict[str, dict[str, Any]], dataset: Dataset,
@@ -287,7 +286,7 @@ class _Objective:
 
         self.calls += 1
         params = {name: _suggest(trial, name, spec) for name, spec in self.space.items()}
-        config = _with_params(self.base, params)
+        config = with_params(self.base, params)
         work = self.runs_dir / f"trial-{trial.number}"
         if self.tune.objective == "val":
             if not self.entry.trains_network:
@@ -347,217 +346,6 @@ class _Objective:
         return score
 
 
-def tune(data: Any = None, *, config: FitConfig | None = None, tune_config: TuneConfig | None = None,
-         **options: Any) -> TuneResult:
-    """Search the options of ``config.strategy`` on ``data`` with Optuna; see the module docstring.
-
-    ``options`` are :class:`~transferkit.config.FitConfig` options (the run being tuned) and
-    :class:`TuneConfig` options (``n_trials``, ``objective``, ``storage``, ``space``, ``output``, ...).
-    Everything (the space against the run's options, the storage, the data) is checked before the first trial.
-    """
-    try:
-        import optuna
-    except ImportError as exc:
-        raise ConfigError("transferkit tune needs Optuna: pip install 'transferkit[tune]'.") from exc
-    from transferkit.data.sources import load_data
-    from transferkit.data.splits import sample_per_class
-    from transferkit.data.validation import validate_dataset
-
-    started = time.perf_counter()
-    fit_options, tune_options = _split_options(options)
-    if tune_config is None:
-        tune_config = make_tune_config(**tune_options)
-    elif tune_options:
-        tune_config = make_tune_config(**{**tune_config.model_dump(), **tune_options})
-    if config is None:
-        origin = data if isinstance(data, str) else None
-        config = run_config(**({"data": origin} if origin else {}), **fit_options)
-    elif fit_options:
-        config = run_config(**{**config.model_dump(), **fit_options})
-    from transferkit.strategies.registry import get_strategy
-
-    entry = get_strategy(config.strategy)
-    if entry.chooses_strategy:
-        raise ConfigError("tune searches the options of one strategy; give --strategy linear-probe, finetune, lp-ft, "
-                          "lora, l2sp or distill.")
-    from transferkit.features.extract import resolve_device
-
-    resolve_device(config.device)  # a device that is not here fails before the study starts
-    teachers = None
-    if entry.verb == "distill":
-        from transferkit.strategies.distill_setup import check_distill_options, load_teachers
-
-        check_distill_options(config)
-        teachers = load_teachers(config.teacher)  # checked (and loaded once) before any trial
-    else:
-        if config.budget is not None:
-            raise ConfigError("option 'budget' is used by fit --strategy auto; bound each trial with --epochs and "
-                              "the search with --timeout.")
-        config.check_options_apply()
-    if entry.trains_network:
-        from transferkit.strategies.requirements import check_training_installed
-
-        check_training_installed(config.strategy)
-        if tune_config.pruning:
-            try:
-                import optuna_integration  # noqa: F401
-            except ImportError as exc:
-                raise ConfigError("pruning training trials needs optuna-integration: pip install "
-                                  "'transferkit[tune]', or pass --no-pruning.") from exc
-    keep_models = tune_config.keep_models or tune_config.soup
-    if keep_models:
-        flag = "--soup" if tune_config.soup else "--keep-models"
-        if tune_config.output is None:
-            raise ConfigError(f"tune {flag}: give --output; the top trials' models are kept in OUTPUT/trials/.")
-        if tune_config.objective != "val":
-            raise ConfigError(f"tune {flag}: needs --objective val (a cv trial trains one model per fold and keeps "
-                              "none).")
-        if not entry.trains_network:
-            raise ConfigError(f"tune {flag}: linear-probe trials share the frozen backbone and refit in seconds; "
-                              "keep models of a training strategy (finetune, lp-ft, lora, l2sp, distill).")
-    if tune_config.output is not None:  # before any data is read: file, location, inputs
-        check_tune_output(tune_config.output, inputs=[
-            ("data", data if data is not None else config.data), ("backbone", config.backbone),
-            ("unlabelled data", getattr(config, "unlabelled", None)), ("--work-dir", config.work_dir),
-            *[("teacher model", t) for t in getattr(config, "teacher", None) or []]])
-    space = _normalise_space(tune_config.space or default_space(config.strategy))
-    from transferkit.config import option_users
-
-    ignored = [name for name in space if config.strategy not in option_users().get(name, (config.strategy,))]
-    if ignored:
-        raise ConfigError(f"search space: --strategy {config.strategy} does not use {', '.join(ignored)}; every "
-                          "trial would train the same model. Search options of this strategy, or tune another one.")
-    for name, spec in space.items():  # every option exists and takes the space's values
-        probe_value = spec["choices"][0] if "choices" in spec else spec["low"]
-        _with_params(config, {name: probe_value}, origin=f"search space option '{name}'")
-    data = data if data is not None else config.data
-    if data is None:
-        raise ConfigError("no data to tune on: give a folder of images per class or a table file.")
-    dataset = data if isinstance(data, Dataset) else load_data(
-        data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
-    validate_dataset(dataset, role="training")
-    if config.shots is not None:
-        dataset = sample_per_class(dataset, config.shots, config.seed)
-    make_strategy = None
-    if teachers is not None:
-        from transferkit.strategies.distill_setup import (
-            check_teacher_input,
-            default_student,
-            distill_strategy,
-            load_unlabelled,
-        )
-
-        check_teacher_input(teachers, dataset)
-        unlabelled = load_unlabelled(config, config.unlabelled, dataset.modality)
-
-        def make_strategy(trial_config: Any) -> Any:
-            return distill_strategy(trial_config, teachers, unlabelled)
-
-    backbone_name = default_student(config, teachers) if teachers is not None else \
-        (config.backbone or get_modality(dataset.modality).default_backbone)
-    if backbone_name == "auto":
-        from transferkit.selection.ranking import choose_backbone
-
-        backbone_name, _ = choose_backbone(dataset, config)
-    from transferkit.selection.ranking import check_candidates
-
-    check_candidates([backbone_name], dataset.modality, dataset.origin, option="--backbone")  # before any trial
-
-    output = Path(tune_config.output) if tune_config.output else None
-    name = tune_config.study_name or f"{config.strategy}-{backbone_name.replace('/', '_')}-{dataset.fingerprint()[:10]}"
-    replaced_study = None
-    if output is not None:
-        replaced_study = check_tune_output(output, study=name, overwrite=tune_config.overwrite,
-                                           default_storage=not tune_config.storage)
-        output.mkdir(parents=True, exist_ok=True)
-    if tune_config.storage:
-        url = tune_config.storage
-    else:
-        from transferkit.backbones.packaged import cache_root
-
-        folder = output if output is not None else cache_root() / "tuning"
-        folder.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{(folder / 'study.db').resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            study_name=name, storage=_storage(url), load_if_exists=True, direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=5),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if tune_config.pruning
-            else optuna.pruners.NopPruner())
-    except Exception as exc:  # a bad URL, an unreachable database, a missing driver
-        raise ConfigError(f"tune: cannot open the study storage {url!r}: {exc}") from None
-
-    from optuna.trial import TrialState
-
-    def count(*states: Any) -> int:
-        return len(study.get_trials(deepcopy=False, states=states))
-
-    finished = count(TrialState.COMPLETE, TrialState.PRUNED)
-    if finished == 0 and count(TrialState.RUNNING, TrialState.WAITING) == 0:
-        defaults = _defaults_in(space, config)
-        if len(defaults) == len(space):
-            study.enqueue_trial(defaults)
-    remaining = max(tune_config.n_trials - finished, 0)
-    if config.work_dir:
-        runs_dir = Path(config.work_dir) / name
-    else:
-        from transferkit.backbones.packaged import cache_root
-
-        runs_dir = (output if output is not None else cache_root() / "tuning") / "runs" / name
-    objective = _Objective(config, tune_config, space, dataset, backbone_name, runs_dir, make_strategy)
-    callbacks = []
-    if keep_models:
-        objective.keep_dir = output / "trials"
-
-        def keep_top_models(study_: Any, trial: Any) -> None:  # models of finished trials outside the top are deleted
-            finished_trials = study_.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                        TrialState.FAIL))
-            top = {t.number for t in sorted((t for t in finished_trials if t.state == TrialState.COMPLETE),
-                                            key=lambda t: (-t.value, t.number))[: tune_config.top_k]}
-            for t in finished_trials:
-                folder = objective.keep_dir / f"trial-{t.number}"
-                if t.number not in top and folder.is_dir():
-                    shutil.rmtree(folder)
-
-        callbacks.append(keep_top_models)
-    if remaining:
-        log.info("tune: study '%s' has %d finished trials; running %d more", name, finished, remaining)
-
-        def stop_at_total(study_: Any, trial: Any) -> None:  # several workers on one study stop at the total too
-            if count(TrialState.COMPLETE, TrialState.PRUNED) >= tune_config.n_trials:
-                study_.stop()
-
-        study.optimize(objective, n_trials=remaining, timeout=tune_config.timeout, catch=(),
-                       callbacks=[*callbacks, stop_at_total], gc_after_trial=entry.trains_network)  # 1-2 s a call
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda t: (-t.value, t.number))
-    result = TuneResult(name, url, None, {}, None, [], len(complete), count(TrialState.PRUNED),
-                        count(TrialState.FAIL), objective.calls)
-    if complete:
-        best = complete[0]
-        result.best_value, result.best_params = float(best.value), dict(best.params)
-        result.best_config = _with_params(config, best.params)
-        result.top = [{"trial": t.number, "value": float(t.value), "params": dict(t.params),
-                       **({"fold_accuracies": t.user_attrs["fold_accuracies"]} if "fold_accuracies" in t.user_attrs else {})}
-                      for t in complete[: tune_config.top_k]]
-    if keep_models:
-        for row in result.top:
-            folder = objective.keep_dir / f"trial-{row['trial']}"
-            if folder.is_dir():
-                row["model"] = str(folder)
-        if tune_config.soup:
-            result.soup = _soup_top(result, objective, config, output)
-    result.seconds = time.perf_counter() - started
-    if replaced_study is not None:
-        result.notes.append(f"the results of study '{replaced_study}' in {output} were replaced (--overwrite); that "
-                            "study stays in its storage.")
-    if output is not None and result.best_config is not None:
-        _write_outputs(result, config, output, dataset, replaced=replaced_study is not None)
-    return result
-
-
 TUNE_FILE = "tune.json"
 
 
@@ -614,7 +402,7 @@ def check_tune_output(path: str | Path, *, study: str | None = None, overwrite: 
     return previous
 
 
-def _soup_top(result: TuneResult, objective: _Objective, config: FitConfig, output: Path) -> dict[str, Any] | None:
+def soup_top(result: TuneResult, objective: TrialObjective, config: FitConfig, output: Path) -> dict[str, Any] | None:
     """A greedy soup of the top trials' kept models on the search's validation part, saved in ``OUTPUT/soup``."""
     from transferkit.fusion.soups import soup
 
@@ -655,7 +443,7 @@ def runnable_config(config: FitConfig) -> dict[str, Any]:
     return values
 
 
-def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: Dataset, *,
+def write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: Dataset, *,
                    replaced: bool = False) -> None:
     import yaml
 
@@ -674,7 +462,7 @@ def _write_outputs(result: TuneResult, base: FitConfig, output: Path, dataset: D
     for row in result.top:
         trial_path = trials / f"trial-{row['trial']}.yaml"
         atomic_write_text(trial_path, f"# trial {row['trial']}: objective {row['value']:.4f}\n" +
-                          yaml.safe_dump(runnable_config(_with_params(base, row["params"])), sort_keys=False))
+                          yaml.safe_dump(runnable_config(with_params(base, row["params"])), sort_keys=False))
         row["config"] = str(trial_path)
     kept = {f"trial-{row['trial']}" for row in result.top}
     for stale in trials.glob("trial-*"):  # trials that left the top, or of a study whose results were replaced
