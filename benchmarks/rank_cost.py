@@ -60,7 +60,7 @@ def extraction_alone(train, candidates: list[str], batch_size: int, cache_dir: s
 
 
 def ranking(train, candidates: list[str], batch_size: int, cache_dir: str) -> tuple[float, object]:
-    from transferkit.selection.ranking import rank
+    from transferkit.workflows.rank import rank
 
     with BENCH.step("ranking") as step:
         result = rank(train, candidates, cache_dir=cache_dir, batch_size=batch_size, progress=False)

@@ -35,7 +35,8 @@ def main() -> None:
     bench = Benchmark("rank_transferability", __doc__, threads=2)
     args = bench.parse(bench.parser(quick="fewer examples (a smoke run; figures not comparable)"))
     from transferkit.selection.config import DEFAULT_SCORES
-    from transferkit.selection.ranking import finetune_unavailable_reason, rank
+    from transferkit.selection.ranking import finetune_unavailable_reason
+    from transferkit.workflows.rank import rank
 
     scale = 0.2 if args.quick else 1.0
     tasks = [

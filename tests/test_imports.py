@@ -42,11 +42,7 @@ PRIVATE_EXCEPTIONS: dict[tuple[str, str], str] = {}
 #: Imports that close a circle not yet broken (importer, imported) -> why, and what breaks it. The circle check leaves
 #: these edges out; ``test_listed_circle_edges_still_close_a_circle`` fails once one no longer closes a circle, so
 #: the entry is removed the day the circle goes.
-KNOWN_CIRCLE_EDGES: dict[tuple[str, str], str] = {
-    ("transferkit.selection.ranking", "transferkit.api"):
-        "rank --validate measures fine-tune accuracy by calling fit, and fit --backbone auto calls rank's scoring "
-        "(choose_backbone); broken when the rank verb moves to workflows/ and only the scoring stays in selection/",
-}
+KNOWN_CIRCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

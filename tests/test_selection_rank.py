@@ -19,7 +19,8 @@ from transferkit.features.extract import ExtractionStats
 from transferkit.selection import h_score, leep_score, logme_score, nce_score, shrinkage_h_score
 from transferkit.selection import ranking as ranking_module
 from transferkit.selection._extract import features_and_logits
-from transferkit.selection.ranking import rank, weighted_tau
+from transferkit.selection.ranking import weighted_tau
+from transferkit.workflows.rank import rank
 
 OTHER_TINY_IMAGE = "random:timm:test_resnet"
 

@@ -40,7 +40,7 @@ _LAZY = {
     "from_arrays": "transferkit.data.sources",
     "create_backbone": "transferkit.backbones.registry",
     "LinearProbe": "transferkit.estimators.linear_probe",
-    "rank": "transferkit.selection.ranking",
+    "rank": "transferkit.workflows.rank",
     "write_report": "transferkit.reporting.report",
     "serve": "transferkit.serving.server",
     "distill": "transferkit.workflows.distill",

@@ -33,7 +33,7 @@ def rank(
     _setup(quiet or as_json)
     try:
         from transferkit.selection.config import make_rank_config
-        from transferkit.selection.ranking import rank as rank_fn
+        from transferkit.workflows.rank import rank as rank_fn
 
         config = make_rank_config(**options, **({"progress": False} if (quiet or as_json) else {}))
         result = rank_fn(data, config=config)

