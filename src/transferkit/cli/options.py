@@ -134,7 +134,8 @@ def _walk(spec: ConfigFlags, config: type[BaseModel], section: str, lead: str = 
             continue
         annotation = _unwrap_optional(info.annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _walk(spec, annotation, option, (info.description or option).split(": ", 1)[0])
+            users, said, _ = (info.description or "").partition(": ")  # "lora: rank, ..." -> "lora"
+            yield from _walk(spec, annotation, option, users if said else "")
             continue
         yield _flag(spec, option, info, annotation, lead)
 

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 from transferkit.config import FitConfig, describe_errors
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
-from transferkit.strategies.distill import DistillOptions
+from transferkit.strategies.options import DistillOptions
 
 
 class DistillConfig(FitConfig):

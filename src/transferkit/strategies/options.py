@@ -73,3 +73,25 @@ class ContrastiveConfig(BaseModel):
     top_layers: int = Field(4, ge=0, description="layer groups trained, counted from the top (the output side); "
                             "the lower ones stay frozen, which makes a step cheaper and keeps few examples from "
                             "distorting the whole encoder; 0 trains every layer group")
+
+
+class DistillOptions(BaseModel):
+    """The loss of ``distill``: temperature, the soft/hard weighting, optional feature matching."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    temperature: float = Field(4.0, gt=0, description="softmax temperature T of the soft targets (1 = the "
+                               "teachers' probabilities as they are); the soft term is scaled by T^2")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target term on labelled examples; 1 - alpha "
+                         "goes to the cross-entropy on the labels (unlabelled examples have the soft term only)")
+    feature_weight: float = Field(0.0, ge=0, description="weight of FitNets feature matching between the student's "
+                                  "pooled features and the teachers' through a learnable projection (0 = off)")
+    cache_teacher: bool = Field(True, description="compute the teachers' outputs once and keep them in the feature "
+                                "cache (ignored when the teachers must see the student's augmented inputs)")
+    mixup: float = Field(0.0, ge=0, description="mixup alpha of the training batches, the teachers running live on the "
+                         "mixed images (function matching); images, teachers with the student's preprocessing; 0 = off")
+    variants: int = Field(0, ge=0, le=32, description="text: word-dropout copies of each labelled text (besides the "
+                          "text itself) whose teacher outputs are cached; the student reads one of them, drawn at "
+                          "random, each time it meets the example. Augmentation any teacher can follow (the words are "
+                          "dropped before either tokenizer runs); 0 = off")
+    word_dropout: float = Field(0.1, gt=0, lt=1, description="text variants: probability that each word is dropped")
