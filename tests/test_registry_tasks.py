@@ -315,7 +315,8 @@ def test_a_new_task_is_one_registry_entry_fit_evaluate_predict_and_cv_use(marked
     result = tk.fit(str(table), task="marked", backbone=TINY_IMAGE_BACKBONE, output=str(out), progress=False,
                     report=False, baselines=["raw"])
     assert result.metrics["marked"] is True
-    assert marked.calls["parse_labels"] == 1 and marked.calls["new_probe"] == 1 and marked.calls["compare"] == 1
+    # the probe and the raw baseline's probe are the task's
+    assert marked.calls["parse_labels"] == 1 and marked.calls["new_probe"] == 2 and marked.calls["compare"] == 1
     assert json.loads((out / "config.json").read_text())["task"] == "marked"
     assert result.config["task"] == "marked"
     assert tk.load_model(out).task == "marked"
@@ -325,7 +326,7 @@ def test_a_new_task_is_one_registry_entry_fit_evaluate_predict_and_cv_use(marked
 
     cv = tk.cross_validate(str(table), task="marked", backbone=TINY_IMAGE_BACKBONE, folds=2, baselines=[],
                            progress=False)
-    assert cv.config["task"] == "marked" and marked.calls["new_probe"] == 3
+    assert cv.config["task"] == "marked" and marked.calls["new_probe"] == 4
 
 
 def test_training_strategies_take_the_head_loss_and_validation_from_the_task(marked, image_folder: Path) -> None:

@@ -265,3 +265,16 @@ def test_regression_metrics_and_verdict_scores_agree() -> None:
     assert get_task("regression").per_example_scores(y, pred).mean() == pytest.approx(m["r2"])
     better = get_task("regression").compare(y, pred, np.full_like(y, y.mean()), "mean", seed=0)
     assert better.verdict == "helped" and better.baseline_accuracy == pytest.approx(0.0, abs=1e-12)
+
+
+def test_logme_regression_prefers_features_that_explain_the_target_whatever_its_units() -> None:
+    from transferkit.selection.scores import logme_regression_score
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 16))
+    target = 2 * features[:, 0] + rng.normal(0, 0.5, 200)
+    informative = logme_regression_score(features, target)
+    assert informative > logme_regression_score(rng.normal(size=(200, 16)), target) + 0.5
+    assert logme_regression_score(features, 100 * target - 7) == pytest.approx(informative)
+    with pytest.raises(DataError, match="a target is constant"):
+        logme_regression_score(features, np.ones(200))

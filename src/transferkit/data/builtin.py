@@ -103,6 +103,23 @@ def load_vader(domain: str, min_abs_valence: float = 0.5) -> Dataset:
     return from_arrays(texts, labels, origin=f"vader/{domain}")
 
 
+def load_vader_ratings(domain: str) -> Dataset:
+    """One VADER domain as a regression task: every snippet with its mean human sentiment rating (-4 to +4, the
+    mean of 20 raters) as the target."""
+    if domain not in VADER_DOMAINS:
+        raise DataNotFoundError(f"unknown VADER domain '{domain}'; choose from {sorted(VADER_DOMAINS)}.")
+    path = datasets_dir() / "vader" / VADER_DOMAINS[domain]
+    texts, ratings = [], []
+    with open(path, encoding="latin-1") as handle:
+        for line in handle:
+            parts = line.rstrip("\n").split("\t")
+            text = "\t".join(parts[2:]).strip() if len(parts) >= 3 else ""
+            if text:
+                texts.append(text)
+                ratings.append(float(parts[1]))
+    return from_arrays(texts, ratings, origin=f"vader/{domain} ratings", task="regression")
+
+
 def load_digits() -> Dataset:
     """scikit-learn's 1,797 8x8 digits, rescaled to 0..255 uint8 (the negative-transfer example)."""
     from sklearn.datasets import load_digits as sklearn_digits

@@ -155,6 +155,38 @@ def logme_score(features, labels, *, intercept: bool = True, max_iter: int = 100
     n = features.shape[0]
     targets = np.zeros((n, n_classes))
     targets[np.arange(n), codes] = 1.0
+    return _logme_of_targets(features, targets, intercept=intercept, max_iter=max_iter, tol=tol)
+
+
+def logme_regression_score(features, targets, *, intercept: bool = True, max_iter: int = 100,
+                           tol: float = 1e-6) -> float:
+    """LogME for regression (You et al., ICML 2021, the real-valued form): the same Bayesian linear model as
+    :func:`logme_score`, fitted to each target column itself instead of one-vs-rest indicators; the score is the
+    mean over columns of the maximised log evidence per example. Each column is standardised first (zero mean,
+    unit deviation), so the figure does not depend on the target's units and reads like the classification one.
+
+    ``features`` (N, D) as they come from the backbone; ``targets`` (N,) or (N, K) real values (a 0/1 label matrix
+    of a multi-label task is K indicator targets). A constant target column is a DataError. Higher is better."""
+    features = _check_matrix(features, "logme_regression_score")
+    values = np.asarray(targets, dtype=np.float64)
+    values = values.reshape(len(values), -1)
+    if values.shape[0] != features.shape[0]:
+        raise DataError(f"logme_regression_score: {features.shape[0]} feature rows but {values.shape[0]} targets.")
+    if not np.isfinite(values).all():
+        raise DataError("logme_regression_score: the targets hold NaN or infinite values.")
+    spread = values.std(axis=0)
+    if np.any(spread == 0):
+        raise DataError("logme_regression_score: a target is constant; it carries nothing to explain.")
+    values = (values - values.mean(axis=0)) / spread
+    return _logme_of_targets(features, values, intercept=intercept, max_iter=max_iter, tol=tol)
+
+
+def _logme_of_targets(features: np.ndarray, targets: np.ndarray, *, intercept: bool, max_iter: int,
+                      tol: float) -> float:
+    """Mean over the columns of ``targets`` (N, K) of LogME's maximised evidence per example (see
+    :func:`logme_score`)."""
+    n, n_classes = targets.shape
+    targets = targets.copy()
     if intercept:
         features = features - features.mean(axis=0)
         targets -= targets.mean(axis=0)
