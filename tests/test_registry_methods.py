@@ -69,7 +69,8 @@ def test_fit_offers_every_registered_fit_strategy():
 
 def test_the_probe_path_and_the_engine_path_are_entry_attributes():
     assert not get_strategy("linear-probe").trains_network and get_strategy("linear-probe").build is None
-    assert {n for n in strategy_names() if get_strategy(n).build is not None} == {"finetune", "lp-ft", "lora", "l2sp"}
+    assert {n for n in strategy_names() if get_strategy(n).build is not None} == {"finetune", "lp-ft", "lora", "l2sp",
+                                                                                 "contrastive"}
     assert get_strategy("auto").chooses_strategy and get_strategy("distill").verb == "distill"
     assert keeps_pretrained_backbone("linear-probe") and not keeps_pretrained_backbone("finetune")
     assert not keeps_pretrained_backbone("adapt:dann") and not keeps_pretrained_backbone(None)
@@ -77,8 +78,8 @@ def test_the_probe_path_and_the_engine_path_are_entry_attributes():
 
 def test_option_users_come_from_the_entries():
     users = option_users()
-    assert users["probe_c"] == ("linear-probe", "lp-ft")
-    assert users["epochs"] == ("finetune", "lp-ft", "lora", "l2sp", "distill")
+    assert users["probe_c"] == ("linear-probe", "lp-ft", "contrastive")
+    assert users["epochs"] == ("finetune", "lp-ft", "lora", "l2sp", "contrastive", "distill")
     assert users["finetune.keep_probe"] == ("lp-ft",)
     assert users["finetune.freeze"] == ("finetune", "lp-ft", "l2sp", "distill")
     assert users["lora.rank"] == ("lora",) and users["l2sp.alpha"] == ("l2sp",)
