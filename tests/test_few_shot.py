@@ -155,3 +155,15 @@ def test_label_descriptions_file_is_read_and_its_mistakes_are_refused(tmp_path: 
     empty.write_text("label,description\nfood,\n", encoding="utf-8")
     with pytest.raises(DataError, match="row 2: the description of 'food' is empty"):
         read_label_descriptions(empty, ["food"])
+
+
+def test_tune_searches_the_contrastive_space(tiny_text_model: Path, tmp_path: Path) -> None:
+    from synthetic_texts import synthetic_dataset
+    from transferkit.workflows.tune import tune
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    result = tune(synthetic_dataset(6), strategy="contrastive", backbone=str(tiny_text_model), epochs=1,
+                  batch_size=8, augment="none", tracking_uri="off", device="cpu", progress=False, n_trials=2,
+                  storage=storage, work_dir=str(tmp_path / "work"))
+    assert result.n_complete == 2
+    assert {"lr", "contrastive.temperature", "contrastive.top_layers"} <= set(result.best_params)
