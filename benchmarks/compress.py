@@ -1,5 +1,5 @@
 """Int8, pruning and ONNX Runtime against the float PyTorch model: accuracy, size, parameters and CPU latency
-(batch 1 and 32), side by side in one run (``transferkit.compress.tradeoff.compress_model``).
+(batch 1 and 32), side by side in one run (``transferkit.workflows.compress.compress_model``).
 
 - ``text``: all-MiniLM-L6-v2 fine-tuned (``--text-epochs``) on ``--text-shots`` VADER movie-review snippets per
   class, tested on ``--n-test`` held-out snippets; int8 is ONNX Runtime's dynamic quantization (Linear layers and
@@ -39,7 +39,7 @@ def _data(task: str, args):
 
 def run_task(task: str, args, work: Path, echo=print) -> dict:
     import transferkit as tk
-    from transferkit.compress.tradeoff import compress_model
+    from transferkit.workflows.compress import compress_model
 
     train, test = _data(task, args)
     folder = work / f"model-{task}"

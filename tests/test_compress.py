@@ -203,7 +203,8 @@ def test_structured_pruning_of_a_transformer_removes_neurons_and_heads(tiny_text
 
 
 def test_compress_makes_the_variants_and_the_tradeoff_table(model_dir, images, tmp_path: Path) -> None:
-    from transferkit.compress.tradeoff import compress_model, read_tradeoff
+    from transferkit.compress.tradeoff import read_tradeoff
+    from transferkit.workflows.compress import compress_model
 
     train, test = images
     report = compress_model(model_dir, test, train=train, output=tmp_path / "variants",

@@ -482,7 +482,7 @@ def _image_model(root: Path) -> tuple[Path, object]:
 def test_compress_with_a_relative_output_quantizes_as_well_as_with_an_absolute_one(tmp_path: Path,
                                                                                   monkeypatch) -> None:
     pytest.importorskip("onnxruntime")
-    from transferkit.compress.tradeoff import compress_model
+    from transferkit.workflows.compress import compress_model
 
     model_dir, data = _image_model(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -46,7 +46,7 @@ _LAZY = {
     "distill": "transferkit.workflows.distill",
     "DistillConfig": "transferkit.strategies.distill_setup",
     "DistillResult": "transferkit.workflows.distill",
-    "compress_model": "transferkit.compress.tradeoff",
+    "compress_model": "transferkit.workflows.compress",
     "adapt": "transferkit.workflows.adapt",
     "AdaptConfig": "transferkit.strategies.adaptation.config",
     "AdaptResult": "transferkit.workflows.adapt",

@@ -1,5 +1,5 @@
 """``transferkit compress``: quantized and pruned variants of a saved model, and their accuracy / size / latency
-table. Thin: parse, call :func:`transferkit.compress.tradeoff.compress_model`, print."""
+table. Thin: parse, call :func:`transferkit.workflows.compress.compress_model`, print."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def compress(
     32) of each, side by side, measured on DATA."""
     _setup(quiet or as_json)
     try:
-        from transferkit.compress.tradeoff import compress_model
+        from transferkit.workflows.compress import compress_model
 
         chosen = [v.strip() for v in variants.split(",") if v.strip()]
         report = compress_model(model, data, train=train, calibration=calibration, output=output, variants=chosen,

@@ -28,7 +28,6 @@ _LAZY = {
     "recover": "prune",
     "OnnxClassifier": "runtime",
     "TradeoffReport": "tradeoff",
-    "compress_model": "tradeoff",
 }
 
 __all__ = list(_LAZY)
