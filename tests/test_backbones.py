@@ -12,15 +12,15 @@ import torch
 from conftest import TINY_IMAGE_BACKBONE
 from transferkit.backbones import Backbone, create_backbone, list_backbones
 from transferkit.backbones.registry import registered_backbones
-from transferkit.data import from_arrays
+from transferkit.data import Dataset, from_arrays
 from transferkit.features import run_backbone
+from transferkit.modalities import get_modality, modality_names
 
 
 def _sample(backbone: Backbone):
-    if backbone.modality == "text":
-        return from_arrays(["a short text", "another, somewhat longer text about films"], ["a", "b"])
-    images = np.random.default_rng(0).integers(0, 255, (2, 20, 30, 3), dtype=np.uint8)
-    return from_arrays(images, ["a", "b"])
+    """Two items of the backbone's modality, as its registry entry describes them (so a new modality needs no branch)."""
+    items, _ = get_modality(backbone.modality).sample_items(2)
+    return Dataset(backbone.modality, items, ["a", "b"], "sample", ["sample[0]", "sample[1]"])
 
 
 @pytest.fixture(params=["tiny-image", "tiny-text"])
@@ -91,7 +91,8 @@ def test_registry_lists_the_packaged_models() -> None:
     assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "all-MiniLM-L6-v2",
             "all-mpnet-base-v2"} <= names
     for entry in list_backbones():
-        assert entry["modality"] in ("image", "text") and entry["description"] and entry["install"]
+        assert entry["modality"] in modality_names() and entry["description"] and entry["install"]
+    assert {"image", "text", "audio"} <= {entry["modality"] for entry in list_backbones()}
 
 
 @pytest.mark.integration

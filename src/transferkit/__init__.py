@@ -25,11 +25,11 @@ from transferkit.errors import (
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 _LAZY = {
-    "fit": "transferkit.api",
-    "evaluate": "transferkit.api",
-    "predict": "transferkit.api",
+    "fit": "transferkit.workflows.fit",
+    "evaluate": "transferkit.workflows.evaluate",
+    "predict": "transferkit.workflows.predict",
     "list_models": "transferkit.api",
-    "FitResult": "transferkit.api",
+    "FitResult": "transferkit.workflows.fit",
     "FitConfig": "transferkit.config",
     "FineTuneConfig": "transferkit.strategies.options",
     "LoraConfig": "transferkit.strategies.options",

@@ -161,7 +161,7 @@ def _flag(spec: ConfigFlags, option: str, info: FieldInfo, annotation: Any, lead
     elif origin is Literal:
         kind, python_type = "value", type(typing.get_args(annotation)[0])
         metavar = "[" + "|".join(map(str, typing.get_args(annotation))) + "]"
-    elif extra.get("cli_type") == "text":  # parsed by the config (a duration such as 20m)
+    elif extra.get("cli_parse") == "config":  # a string the config parses (a duration such as 20m)
         kind, python_type = "value", str
     elif annotation in (int, float, str):
         kind, python_type = "value", annotation
