@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_IMAGE_BACKBONE
 from transferkit.backbones import Backbone, create_backbone, list_backbones
 from transferkit.backbones.registry import registered_backbones
-from transferkit.data import Dataset, from_arrays
+from transferkit.data import Dataset
 from transferkit.features import run_backbone
 from transferkit.modalities import get_modality, modality_names
 
