@@ -384,14 +384,50 @@ def _load_stacked(folder: Path, config: dict[str, Any], task: str | None = None)
     return StackedModel(backbones, reducers, head, classes)
 
 
+# --- detection --------------------------------------------------------------------------------------------
+
+def save_detection(model: Any, folder: str | Path, *, metrics: dict | None = None, run_config: dict | None = None,
+                   overwrite: bool = False, extra_files: dict[str, str] | None = None,
+                   keep_beside: bool = False) -> Path:
+    """Write a :class:`~transferkit.models.detector.DetectionModel`: the whole network (``network.*``; its backbone
+    trained with the rest) and ``detector`` (the spec that rebuilds it: backbone name, input size, pyramid)."""
+    header = {"task": model.task, "modality": model.modality, "strategy": model.strategy, "classes": model.classes,
+              "detector": model.spec}
+    tensors = {f"network.{k}": v for k, v in model.network.state_dict().items()}
+    lines = [f"# Object detector ({len(model.classes)} classes)", "",
+             f"FCOS on backbone `{model.spec['backbone']}`, images resized to {model.spec['image_size']} px.", "",
+             "Classes: " + ", ".join(model.classes), ""]
+    lines += [f"- {k}: {v:.4f}" for k, v in (metrics or {}).get("test", {}).items() if isinstance(v, float)]
+    return _write_folder(folder, "detection", tensors, header, metrics=metrics, run_config=run_config,
+                         overwrite=overwrite, card="\n".join(lines) + "\n", extra_files=extra_files,
+                         keep_beside=keep_beside)
+
+
+def _load_detection(folder: Path, config: dict[str, Any], task: str | None = None):
+    from transferkit.models.detector import DetectionModel, rebuild_detector
+
+    classes = config["classes"]
+    classes = check_classes(classes, len(classes) if isinstance(classes, list) else None, "'classes'", folder)
+    spec = config["detector"]
+    try:
+        network = rebuild_detector(spec, classes)
+    except (TransferkitError, ValueError) as exc:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: 'detector' cannot be rebuilt ({exc}); restore the saved "
+                            f"config.json, or {RESAVE}.") from exc
+    load_state(network, _prefixed(read_weights(folder, ("network.",)), "network."), folder)
+    return DetectionModel(network, classes, spec, strategy=str(config.get("strategy", "finetune")))
+
+
 SINGLE = ArtifactKind("single", "transferkit.models.model:TransferModel", save_single, _load_single_checked)
 MULTITASK = ArtifactKind("multitask", "transferkit.models.multitask_model:MultiTaskModel", save_multitask_model,
                          _load_multitask, has_tasks=True)
 ENSEMBLE = ArtifactKind("ensemble", "transferkit.models.combined:EnsembleModel", save_ensemble, _load_ensemble)
 STACKED = ArtifactKind("stacked", "transferkit.models.combined:StackedModel", save_stacked, _load_stacked)
+DETECTION = ArtifactKind("detection", "transferkit.models.detector:DetectionModel", save_detection,
+                         _load_detection)
 
 REGISTRY: Registry[ArtifactKind] = Registry("model kind", "kind", entries={})
-for _entry in (SINGLE, MULTITASK, ENSEMBLE, STACKED):
+for _entry in (SINGLE, MULTITASK, ENSEMBLE, STACKED, DETECTION):
     REGISTRY.register(_entry)
 
 
