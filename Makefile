@@ -16,7 +16,7 @@ $(BIN)/transferkit: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,explain,detection,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,explain,detection,explore,dev]'
 	# Packaged audio weights: the package's own pins (numpy 1.23, librosa) are for code transferkit never imports
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt aisfx
 	touch $(BIN)/transferkit
