@@ -30,7 +30,7 @@ def multitask(
     """Train one backbone with a head per task (each task its own data and labels), evaluate every task, save."""
     _setup(quiet or as_json)
     try:
-        from transferkit.strategies.multitask import multitask as multitask_fn
+        from transferkit.workflows.multitask import multitask as multitask_fn
         from transferkit.strategies.multitask_options import load_multitask_config
 
         cfg = load_multitask_config(config, output=output, backbone=backbone, sampling=sampling,

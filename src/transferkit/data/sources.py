@@ -67,8 +67,16 @@ JUNK_FOLDERS = frozenset({"__macosx", "@eadir", "$recycle.bin", "system volume i
 _MAX_LINK_WARNINGS = 5
 
 
+def table_options(options: Any) -> tuple[str | None, str | None, str | None, str, str | None, bool]:
+    """The fields of a :class:`~transferkit.options.DataOptions` (or of a config composed of it) that say how a table
+    is read: label, text and path columns, encoding, delimiter, label normalisation."""
+    return (options.label_column, options.text_column, options.path_column, options.encoding, options.delimiter,
+            options.normalize_labels)
+
+
 def load_data(
     source: Any,
+    options: Any = None,
     *,
     labels: Sequence[Any] | None = None,
     label_column: str | None = None,
@@ -88,9 +96,15 @@ def load_data(
     ``None``); ``normalize_labels`` folds labels that differ only in case, whitespace or Unicode form into their
     most frequent spelling instead of refusing them. ``task`` names the task (:mod:`transferkit.tasks`) that reads
     and checks the labels of a table or of ``labels``.
+
+    ``options``: a :class:`~transferkit.options.DataOptions` (or a config composed of it, such as a ``FitConfig``)
+    whose fields give the table options (and ``task``, when it has one) in place of the keywords of the same names.
     """
     if isinstance(source, Dataset):
         return source
+    if options is not None:
+        label_column, text_column, path_column, encoding, delimiter, normalize_labels = table_options(options)
+        task = getattr(options, "task", task)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.exists():
@@ -827,6 +841,7 @@ def check_numeric_labels(labels: list[str], column: str, path: str | Path) -> No
 
 def load_table(
     path: str | Path,
+    options: Any = None,
     *,
     label_column: str | None = None,
     text_column: str | None = None,
@@ -841,8 +856,12 @@ def load_table(
 
     Column names are guessed when not given (``label``/``class``/...; ``text``/``sentence``/...;
     ``path``/``image``/...). Image paths are relative to the table's folder unless absolute. Reading rules (encoding,
-    delimiter, blank rows, label spellings): see the module docstring.
+    delimiter, blank rows, label spellings): see the module docstring. ``options``: a
+    :class:`~transferkit.options.DataOptions` whose fields (and ``task``) replace the keywords of the same names.
     """
+    if options is not None:
+        label_column, text_column, path_column, encoding, delimiter, normalize_labels = table_options(options)
+        task = getattr(options, "task", task)
     path = Path(path)
     table = _read_table(path, encoding, delimiter)
     if len(table) == 0:

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -40,10 +37,10 @@ from transferkit.data.dataset import Dataset
 from transferkit.engine.freezing import set_trainable
 from transferkit.engine.param_groups import layerwise_groups
 from transferkit.engine.plan import ParamGroup
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
 from transferkit.strategies.finetune import FineTune
-from transferkit.strategies.multitask_options import MultiTaskConfig, make_multitask_config
+from transferkit.strategies.multitask_options import MultiTaskConfig
 
 log = logging.getLogger("transferkit")
 
@@ -199,30 +196,6 @@ class TaskData:
     val_held_out_of_train: bool = False
 
 
-@dataclass
-class MultiTaskResult:
-    """What ``multitask`` produced: the model, each task's test metrics, the training record."""
-
-    model: Any
-    config: dict[str, Any]
-    metrics: dict[str, dict[str, Any]]
-    training: dict[str, Any]
-    output: Path | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    is_main_process: bool = True
-
-    @property
-    def mean_accuracy(self) -> float:
-        return float(np.mean([m["accuracy"] for m in self.metrics.values()]))
-
-    def summary(self) -> str:
-        width = max(len(t) for t in self.metrics) if self.metrics else 4
-        lines = [f"{'task':<{width}}  accuracy  macro-F1  n_test", "-" * (width + 30)]
-        lines += [f"{t:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['n']:6d}" for t, m in self.metrics.items()]
-        lines.append(f"{'mean':<{width}}  {self.mean_accuracy:8.4f}")
-        return "\n".join(lines)
-
-
 #: Options that mean the same for a multi-task run as for ``fit``; the engine's settings are made from them.
 SHARED_TRAINING_OPTIONS = ("epochs", "batch_size", "weight_decay", "warmup", "accumulate", "precision", "patience",
                            "seed", "deterministic", "device", "devices", "distributed", "num_workers", "resume",
@@ -252,43 +225,16 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
     Tasks without validation data hold out ``config.val_fraction`` of each class of their training data (seeded).
     """
     from transferkit.data.augmentation import augmentation_for
-    from transferkit.data.splits import stratified_split
-    from transferkit.engine.data import LabelledCollate, LabelledExamples
-    from transferkit.engine.trainer import accelerator_and_devices, run_training
+    from transferkit.engine.trainer import run_training
     from transferkit.models.heads import HeadSet
     from transferkit.models.multitask_model import MultiTaskModel
-    from transferkit.strategies.run import TrainedModel, engine_settings, run_folder
+    from transferkit.strategies.run import TrainedModel
 
-    names = [t.name for t in tasks]
-    weights = {t.name: c.weight for t, c in zip(tasks, config.tasks)} if len(config.tasks) == len(tasks) else {}
-    strategy = MultiTaskPlan(names, weighting=config.weighting, task_weights=weights, config=config.finetune,
-                             head_lr=config.head_lr, seed=config.seed)
+    strategy = _plan(config, tasks)
     lr = config.lr or strategy.default_lr
-    folder = run_folder(config, tasks[0].train) / strategy.name
-    settings = engine_settings(_training_view(config), folder, lr=lr, run_name=f"{backbone.name} multitask",
-                               log_params=config.resolved(backbone=backbone.name, lr=lr))
-    strategy.check(backbone)
-    if config.batch_size % config.devices:
-        raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by 'devices' "
-                          f"({config.devices}).")
-    accelerator_and_devices(config.device, config.devices)
-    if config.resume and not settings.last_checkpoint.is_file():
-        raise ConfigError(f"--resume: nothing to resume in {folder} (no checkpoint). Give the same --output (or "
-                          "work_dir) as the interrupted run, or run without resume.")
-    settings.resume = config.resume
-    from transferkit.engine.run_record import check_resume, training_options, write_record
-
-    data = {t.name: {"training data": t.train.fingerprint(),
-                     "validation data": t.val.fingerprint() if t.val is not None else None} for t in tasks}
-    options = training_options(config.model_dump(), MULTITASK_UNTRAINED_OPTIONS, lr=lr, data=data)
-    (check_resume if config.resume else write_record)(folder, options)
+    settings = _engine_settings(config, backbone, tasks, strategy, lr)
     augmentation = augmentation_for(backbone.modality, config.augment)
-
-    for task in tasks:
-        if task.val is None:
-            task.train, task.val = stratified_split(task.train, config.val_fraction, config.seed,
-                                                    names=(f"{task.name} train", f"{task.name} validation"))
-            task.val_held_out_of_train = True
+    _hold_out_validation(config, tasks)
     probabilities = task_sampling_probabilities({t.name: len(t.train) for t in tasks}, config.sampling,
                                                 config.temperature)
     batch_sizes = task_batch_sizes(probabilities, config.batch_size)
@@ -305,21 +251,9 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
     model = MultiTaskModel(backbone, heads, {t.name: t.classes for t in tasks})
     strategy.prepare(model, {"tasks": tasks, "config": config})
     facts.update(strategy.describe(model))
-
-    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation)
-    train_sets = {t.name: LabelledExamples(t.train.items, t.train.label_array(t.classes), prepare_train) for t in tasks}
-    val_sets = {t.name: LabelledExamples(t.val.items, t.val.label_array(t.classes), backbone.prepare) for t in tasks}
-    outcome = run_training(model, strategy, train_sets, val_sets, settings,
-                           train_collate={t.name: LabelledCollate(backbone.collate, batch_transform) for t in tasks},
-                           val_collate={t.name: LabelledCollate(backbone.collate) for t in tasks},
-                           callbacks=callbacks, task_batch_sizes=batch_sizes)
-    if config.weighting == "pcgrad":
-        facts["pcgrad_conflicting_steps"] = {"steps_with_conflict": strategy.conflicting_steps,
-                                             "steps": strategy._steps}
-    weighting = getattr(model, "task_weighting", None)
-    if weighting is not None:
-        facts["learned_task_weights"] = weighting.weights()
-        del model.task_weighting
+    outcome = run_training(model, strategy, settings=settings, callbacks=callbacks, task_batch_sizes=batch_sizes,
+                           **_task_examples(backbone, tasks, augmentation))
+    facts.update(_training_facts(config, strategy, model))
     strategy.finalize(model)
     model.eval()
     facts["training"] = outcome.to_dict()
@@ -327,129 +261,76 @@ def train_multitask(config: MultiTaskConfig, backbone: Backbone, tasks: list[Tas
     return TrainedModel(model, outcome, facts)
 
 
-def _load_task(spec: Any, given: Mapping[str, Any] | None, config: MultiTaskConfig) -> TaskData:
-    from transferkit.data.sources import load_data
-    from transferkit.data.splits import sample_per_class, stratified_split
-    from transferkit.data.validation import validate_dataset, validate_splits
-
-    given = dict(given or {})
-
-    def load(role: str) -> Dataset | None:
-        source = given.get(role, getattr(spec, "data" if role == "train" else role))
-        if source is None or isinstance(source, Dataset):
-            return source
-        return load_data(source, label_column=spec.label_column, text_column=spec.text_column,
-                         path_column=spec.path_column, encoding=spec.encoding)
-
-    train = load("train")
-    if train is None:
-        raise ConfigError(f"task '{spec.name}': no training data; give tasks[].data (a folder or a table).")
-    validate_dataset(train, role=f"training ({spec.name})")
-    val, test = load("val"), load("test")
-    others = [d for d in (val, test) if d is not None]
-    for other in others:
-        validate_dataset(other, role=f"evaluation ({spec.name})")
-    validate_splits(train, others)
-    if spec.shots is not None:
-        train = sample_per_class(train, spec.shots, config.seed)
-    if test is None:
-        train, test = stratified_split(train, config.test_fraction, config.seed,
-                                       names=(f"{spec.name} train", f"{spec.name} test"))
-    return TaskData(spec.name, train, val, test, train.classes)
+def _plan(config: MultiTaskConfig, tasks: list[TaskData]) -> MultiTaskPlan:
+    """The engine's plan: the tasks, their loss weights and the weighting rule."""
+    names = [t.name for t in tasks]
+    weights = {t.name: c.weight for t, c in zip(tasks, config.tasks)} if len(config.tasks) == len(tasks) else {}
+    return MultiTaskPlan(names, weighting=config.weighting, task_weights=weights, config=config.finetune,
+                         head_lr=config.head_lr, seed=config.seed)
 
 
-def multitask(config: MultiTaskConfig | None = None, *, data: Mapping[str, Mapping[str, Any]] | None = None,
-              **options: Any) -> MultiTaskResult:
-    """Train one backbone for several tasks, evaluate each task on its test data, save the model.
-
-    ``config`` (or ``options``, the fields of :class:`MultiTaskConfig`) describes the run; ``data`` may give the
-    datasets of some tasks directly, ``{task: {"train": Dataset, "val": ..., "test": ...}}`` (Python API), in
-    place of their paths. Everything is checked before the backbone runs.
-    """
-    from transferkit.backbones import create_backbone
-    from transferkit.evaluation.metrics import classification_metrics
-    from transferkit.features.cache import FeatureCache, default_cache_dir
-    from transferkit.strategies.requirements import check_training_installed
-
-    if config is None:
-        config = make_multitask_config(**options)
-    elif options:
-        config = make_multitask_config(**{**config.model_dump(), **options})
-    data = dict(data or {})
-    unknown = sorted(set(data) - {t.name for t in config.tasks})
-    if unknown:
-        raise ConfigError(f"datasets given for tasks {unknown} that the config does not name "
-                          f"(tasks: {', '.join(t.name for t in config.tasks)}).")
-    check_training_installed("multitask")
-    config.warn_unused_options()
+def _engine_settings(config: MultiTaskConfig, backbone: Backbone, tasks: list[TaskData], strategy: MultiTaskPlan,
+                     lr: float) -> Any:
+    """The engine's settings (as for ``fit``), checked: the backbone fits the plan, the batch divides among the
+    devices, there is a checkpoint to resume from; the run's record written (or, resuming, compared)."""
+    from transferkit.engine.run_record import check_resume, training_options, write_record
     from transferkit.engine.trainer import accelerator_and_devices
+    from transferkit.strategies.run import engine_settings, run_folder
 
-    accelerator_and_devices(config.device, config.devices)  # a device that is not here fails before any work
-    if config.output is not None:
-        from transferkit.models.folder import check_output_folder, unfinished_model
+    folder = run_folder(config, tasks[0].train) / strategy.name
+    settings = engine_settings(_training_view(config), folder, lr=lr, run_name=f"{backbone.name} multitask",
+                               log_params=config.resolved(backbone=backbone.name, lr=lr))
+    strategy.check(backbone)
+    if config.batch_size % config.devices:
+        raise ConfigError(f"option 'batch_size' ({config.batch_size}) must be divisible by 'devices' "
+                          f"({config.devices}).")
+    accelerator_and_devices(config.device, config.devices)
+    if config.resume and not settings.last_checkpoint.is_file():
+        raise ConfigError(f"--resume: nothing to resume in {folder} (no checkpoint). Give the same --output (or "
+                          "work_dir) as the interrupted run, or run without resume.")
+    settings.resume = config.resume
+    data = {t.name: {"training data": t.train.fingerprint(),
+                     "validation data": t.val.fingerprint() if t.val is not None else None} for t in tasks}
+    options = training_options(config.model_dump(), MULTITASK_UNTRAINED_OPTIONS, lr=lr, data=data)
+    (check_resume if config.resume else write_record)(folder, options)
+    return settings
 
-        if config.resume and unfinished_model(config.output):  # the interrupted run's own model: replaced
-            config = config.model_copy(update={"overwrite": True})
-        check_output_folder(config.output, config.overwrite, inputs=[
-            *[(f"{role} data of task '{t.name}'", getattr(t, role)) for t in config.tasks
-              for role in ("data", "val", "test")],
-            ("backbone", config.backbone), ("--work-dir", config.work_dir)])
 
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    tasks = [_load_task(spec, data.get(spec.name), config) for spec in config.tasks]
-    modalities = {t.name: t.train.modality for t in tasks}
-    if len(set(modalities.values())) > 1:
-        raise DataError(f"every task of a multi-task run must have the same modality (one backbone); got "
-                        f"{modalities}.")
-    modality = tasks[0].train.modality
-    backbone_name = config.backbone or get_modality(modality).default_backbone
-    torch.manual_seed(config.seed)
-    backbone = create_backbone(backbone_name, **get_modality(modality).backbone_options(
-        max_length=config.max_length, image_size=config.image_size))
-    if backbone.modality != modality:
-        raise ConfigError(f"backbone '{backbone_name}' takes {backbone.modality} input but the tasks hold {modality} "
-                          "data; choose a backbone of that modality (`transferkit models`).")
-    timings["load"] = time.perf_counter() - start
+def _hold_out_validation(config: MultiTaskConfig, tasks: list[TaskData]) -> None:
+    """Tasks without validation data hold out ``val_fraction`` of each class of their training data."""
+    from transferkit.data.splits import stratified_split
 
-    start = time.perf_counter()
-    trained = train_multitask(config, backbone, tasks)
-    timings["training"] = time.perf_counter() - start
-    model = trained.model
-    metrics: dict[str, dict[str, Any]] = {}
-    training = {k: v for k, v in trained.facts.items() if k != "history"}
+    for task in tasks:
+        if task.val is None:
+            task.train, task.val = stratified_split(task.train, config.val_fraction, config.seed,
+                                                    names=(f"{task.name} train", f"{task.name} validation"))
+            task.val_held_out_of_train = True
 
-    def resolved_config() -> dict[str, Any]:
-        return config.resolved(
-            backbone=backbone_name, modality=modality,
-            task_facts={t.name: {"classes": t.classes, "n_train": len(t.train), "n_val": len(t.val),
-                                 "n_test": len(t.test), "data_fingerprint": t.train.fingerprint()} for t in tasks},
-            training=training)
 
-    output = None
-    if trained.is_main_process and config.output is not None:  # saved as soon as it exists; evaluation follows
-        from transferkit.models.artifact_kinds import save_multitask_model
+def _task_examples(backbone: Backbone, tasks: list[TaskData], augmentation: Any) -> dict[str, Any]:
+    """Each task's training and validation examples and their collate functions, as ``run_training`` takes them."""
+    from transferkit.engine.data import LabelledCollate, LabelledExamples
 
-        extra = {"training_log.csv": Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")} \
-            if trained.outcome.metrics_csv else {}
-        output = save_multitask_model(
-            model, config.output, metrics={"training": trained.facts, "timings_s": timings,
-                                           "pending": "test evaluation"},
-            run_config=resolved_config(), overwrite=config.overwrite, extra_files=extra, keep_beside=True)
-    if trained.is_main_process:
-        start = time.perf_counter()
-        cache = FeatureCache(config.cache_dir or default_cache_dir())
-        for task in tasks:
-            proba = model.predict_proba(task.test, task.name, batch_size=config.batch_size, device=config.device,
-                                        num_workers=config.num_workers, cache=cache, progress=config.progress)
-            metrics[task.name] = classification_metrics(task.test.label_array(task.classes), proba.argmax(axis=1),
-                                                        task.classes)
-        timings["test_predictions"] = time.perf_counter() - start
-    result = MultiTaskResult(model, resolved_config(), metrics, trained.facts, output=output, timings=timings,
-                             is_main_process=trained.is_main_process)
-    if output is not None:
-        from transferkit.models.folder import update_model_folder
+    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation)
+    return {
+        "train": {t.name: LabelledExamples(t.train.items, t.train.label_array(t.classes), prepare_train)
+                       for t in tasks},
+        "val": {t.name: LabelledExamples(t.val.items, t.val.label_array(t.classes), backbone.prepare)
+                     for t in tasks},
+        "train_collate": {t.name: LabelledCollate(backbone.collate, batch_transform) for t in tasks},
+        "val_collate": {t.name: LabelledCollate(backbone.collate) for t in tasks},
+    }
 
-        update_model_folder(output, metrics={"test": metrics, "training": trained.facts, "timings_s": timings},
-                            files={"summary.txt": result.summary() + "\n"})
-    return result
+
+def _training_facts(config: MultiTaskConfig, strategy: MultiTaskPlan, model: nn.Module) -> dict[str, Any]:
+    """What the loss weighting did: PCGrad's steps with conflicting gradients, uncertainty's learned weights (the
+    weighting module is then removed from the model)."""
+    facts: dict[str, Any] = {}
+    if config.weighting == "pcgrad":
+        facts["pcgrad_conflicting_steps"] = {"steps_with_conflict": strategy.conflicting_steps,
+                                             "steps": strategy._steps}
+    weighting = getattr(model, "task_weighting", None)
+    if weighting is not None:
+        facts["learned_task_weights"] = weighting.weights()
+        del model.task_weighting
+    return facts

@@ -13,25 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
+from transferkit.options import DataOptions
 from transferkit.strategies.options import FineTuneConfig
 
 SAMPLINGS = ("proportional", "uniform", "temperature")
 WEIGHTINGS = ("fixed", "uncertainty", "pcgrad")
 
 
-class TaskConfig(BaseModel):
-    """One task: a name, its data, and how much its loss counts (``weighting = fixed`` and ``pcgrad``)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class TaskConfig(DataOptions):
+    """One task: a name, its data, how its tables are read (the options of :class:`~transferkit.options.DataOptions`),
+    and how much its loss counts (``weighting = fixed`` and ``pcgrad``)."""
 
     name: str = Field(..., description="task name (letters, digits, _ and -): names its head, metrics and predictions")
     data: str | None = Field(None, description="training data: a folder with one sub-folder per class, or a table; may be given as a Dataset to the Python function instead")
     val: str | None = Field(None, description="validation data (same form); default: val_fraction of each class of the training data")
     test: str | None = Field(None, description="test data (same form); default: test_fraction of each class of the training data")
-    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
-    text_column: str | None = Field(None, description="text column of a table (default: text, sentence, review, content)")
-    path_column: str | None = Field(None, description="image-path column of a table (default: path, image, filepath, file)")
-    encoding: str = Field("utf-8", description="text encoding of table files")
     shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class")
     weight: float = Field(1.0, gt=0, description="loss weight of the task (fixed and pcgrad weighting)")
 

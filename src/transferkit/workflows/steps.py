@@ -91,9 +91,7 @@ def load_dataset(source: Any, config: Any) -> Dataset:
     options (columns, encoding, delimiter, label normalisation) and task."""
     from transferkit.data.sources import load_data
 
-    return load_data(source, label_column=config.label_column, text_column=config.text_column,
-                     path_column=config.path_column, encoding=config.encoding, delimiter=config.delimiter,
-                     normalize_labels=config.normalize_labels, task=config.task)
+    return load_data(source, config)
 
 
 def load_training_data(source: Any, config: Any) -> Dataset:
