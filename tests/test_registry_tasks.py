@@ -173,8 +173,8 @@ def test_config_takes_a_known_task_and_defaults_to_classification() -> None:
 
     assert make_config().task == DEFAULT_TASK == "classification"
     assert make_config(task="regression").task == "regression"
-    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'detection'; known tasks: classification"):
-        make_config(task="detection")
+    with pytest.raises(ConfigError, match=r"option 'task': unknown task 'segmentation'; known tasks: classification"):
+        make_config(task="segmentation")
 
 
 def test_fit_with_an_unknown_task_stops_before_reading_the_data(tmp_path: Path) -> None:
@@ -189,12 +189,12 @@ def test_cli_config_file_with_an_unknown_task_exits_2_naming_the_file_and_option
     from transferkit.cli.main import app
 
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"task": "detection"}))
+    config.write_text(yaml.safe_dump({"task": "segmentation"}))
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["fit", str(image_folder), "--config", str(config), "--output", str(out)])
     assert result.exit_code == 2
     assert "error:" in result.output and str(config) in result.output
-    assert "option 'task': unknown task 'detection'; known tasks: classification" in result.output
+    assert "option 'task': unknown task 'segmentation'; known tasks: classification" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
 

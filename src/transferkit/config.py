@@ -34,7 +34,7 @@ class FitConfig(DataOptions, RuntimeOptions, OutputOptions):
     test: str | None = Field(None, description="test data (same form); by default a stratified part of the training data is held out")
     backbone: str | None = Field(None, description="backbone name (`transferkit models`), timm:ARCH, hf:MODEL_ID or a local folder; default efficientnet_lite0 for images, all-MiniLM-L6-v2 for text; auto ranks the installed backbones of the data's modality by LogME on the training data and uses the best (the ranking is saved in the run config)")
     strategy: Literal["linear-probe", "finetune", "lp-ft", "lora", "l2sp", "contrastive", "auto"] = Field("linear-probe", description="how the backbone is adapted: linear-probe (frozen, cached features + logistic regression), finetune (full or partial), lp-ft (linear probe, then fine-tune from it), lora (low-rank adapters), l2sp (fine-tune held near the pretrained weights), contrastive (top layers tuned so that same-class examples are close, every pair of a batch, then the linear probe on the tuned embeddings; few labelled texts per class), auto (a planner chooses among linear-probe, lp-ft, finetune and lora from the data and the budget, and explains why in the run config)")
-    task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (one class per example, the default), regression (a numeric target) or multilabel (a set of labels per example: a|b, a;b or a JSON list); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
+    task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (one class per example, the default), regression (a numeric target) multilabel (a set of labels per example: a|b, a;b or a JSON list) or detection (boxes: DATA is a COCO annotations.json or folder, a YOLO folder with classes.txt or data.yaml, or a Pascal VOC folder; an FCOS detector on the backbone, scored by COCO mAP); the task decides the head, the loss, the probe, the metrics and the verdict's measure, and is saved with the model")
     budget: float | None = Field(None, gt=0, json_schema_extra={"cli_parse": "config"}, description="strategy auto: time budget of the run in seconds (YAML and CLI also take 90s, 20m, 1.5h); the planner picks a strategy and a number of epochs whose estimated cost fits, and training stops when the budget is spent")
     calibrate: bool = Field(False, description="fit a temperature on validation data (--val, else the part held out for early stopping, else out-of-fold probe logits) so that predicted probabilities match accuracy; saved with the model and applied by predict")
     shots: int | None = Field(None, gt=0, description="keep at most this many training examples per class (few-shot experiments)")
@@ -78,10 +78,10 @@ class FitConfig(DataOptions, RuntimeOptions, OutputOptions):
     @field_validator("task")
     @classmethod
     def _known_task(cls, value: str) -> str:
-        from transferkit.tasks import TASKS, task_names
+        from transferkit.tasks import TASKS, WORKFLOW_TASKS, task_names
 
-        if value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(task_names())}")
+        if value not in TASKS and value not in WORKFLOW_TASKS:
+            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join([*task_names(), *WORKFLOW_TASKS])}")
         return value
 
     @field_validator("budget", mode="before")

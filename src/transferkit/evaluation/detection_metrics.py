@@ -74,18 +74,89 @@ def map50(predictions: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]
 
 
 def compare_detectors(model: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]],
-                      truths: Sequence[dict[str, Any]], baseline_name: str, *, n_boot: int = 200,
+                      truths: Sequence[dict[str, Any]], baseline_name: str, *, n_boot: int = 500,
                       confidence: float = 0.95, seed: int = 0) -> Comparison:
     """mAP@0.5 of ``model`` minus ``baseline``'s on the same images, with a percentile bootstrap interval over
-    images (both detectors scored on the same resample, ``n_boot`` times); the verdict as for classification."""
+    images (both detectors scored on the same resample of images, ``n_boot`` times); the verdict as for
+    classification: ``helped`` when the whole interval is above zero.
+
+    Matching detections to true boxes is a property of each image, so the COCO evaluation matches once
+    (``COCOeval.evaluate``) and each resample only re-accumulates the precision curves of the images drawn
+    (``COCOeval.accumulate``): the same AP as a full evaluation of the resampled set, at a fraction of its cost.
+    """
     rng = np.random.default_rng(seed)
     n = len(truths)
+    evaluations = [_matched(found, truths) for found in (model, baseline)]
     differences = np.empty(n_boot)
     for b in range(n_boot):
         idx = rng.integers(0, n, size=n)
-        picked = [truths[i] for i in idx]
-        differences[b] = map50([model[i] for i in idx], picked) - map50([baseline[i] for i in idx], picked)
+        differences[b] = _accumulated_ap(evaluations[0], idx) - _accumulated_ap(evaluations[1], idx)
     alpha = (1 - confidence) / 2
     low, high = (float(v) for v in np.quantile(differences, [alpha, 1 - alpha]))
     a, b = map50(model, truths), map50(baseline, truths)
     return Comparison(baseline_name, a, b, a - b, low, high, confidence, verdict_of(low, high))
+
+
+def _matched(predictions: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]]) -> Any:
+    """pycocotools' evaluation at IoU 0.5 (100 detections per image, all areas) after matching, or ``None`` when
+    there is no detection at all (AP 0 on any resample)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    labels = sorted({int(l) for t in truths for l in np.asarray(t["labels"]).tolist()}
+                    | {int(l) for p in predictions for l in np.asarray(p["labels"]).tolist()})
+    truth = COCO()
+    truth.dataset = {"images": [{"id": i + 1} for i in range(len(truths))], "categories": [{"id": c + 1} for c in labels],
+                     "annotations": [_coco_box(i, box, label, n + 1)
+                                     for i, t in enumerate(truths)
+                                     for n, (box, label) in enumerate(zip(np.asarray(t["boxes"]).reshape(-1, 4).tolist(),
+                                                                          np.asarray(t["labels"]).tolist()))]}
+    for number, annotation in enumerate(truth.dataset["annotations"], start=1):
+        annotation["id"] = number
+    found = [{**_coco_box(i, box, label, 0), "score": float(score)}
+             for i, p in enumerate(predictions)
+             for box, label, score in zip(np.asarray(p["boxes"]).reshape(-1, 4).tolist(),
+                                          np.asarray(p["labels"]).tolist(), np.asarray(p["scores"]).tolist())]
+    if not found:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth.createIndex()
+        evaluation = COCOeval(truth, truth.loadRes(found), "bbox")
+        evaluation.params.iouThrs = np.array([0.5])
+        evaluation.params.areaRng, evaluation.params.areaRngLbl = [[0, 1e10]], ["all"]
+        evaluation.params.maxDets = [100]
+        evaluation.evaluate()
+    return evaluation
+
+
+def _coco_box(image: int, box: list[float], label: int, number: int) -> dict[str, Any]:
+    x1, y1, x2, y2 = box
+    return {"image_id": image + 1, "category_id": int(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "area": (x2 - x1) * (y2 - y1), "iscrowd": 0, "id": number}
+
+
+def _accumulated_ap(evaluation: Any, images: np.ndarray) -> float:
+    """mAP@0.5 of the images ``images`` (indices, repeats allowed) from a matched evaluation: its per-image
+    results laid out for those images, accumulated by pycocotools, averaged over classes as COCO's summary does."""
+    import contextlib
+    import copy
+    import io
+
+    if evaluation is None:
+        return 0.0
+    params = evaluation.params
+    n_images = len(params.imgIds)
+    resampled = copy.copy(evaluation)
+    resampled.evalImgs = [evaluation.evalImgs[block * n_images + int(i)]
+                          for block in range(len(params.catIds) * len(params.areaRng)) for i in images]
+    resampled.params = copy.copy(params)
+    resampled.params.imgIds = list(range(len(images)))
+    resampled._paramsEval = copy.copy(resampled.params)
+    with contextlib.redirect_stdout(io.StringIO()):
+        resampled.accumulate()
+    precision = resampled.eval["precision"][0, :, :, 0, -1]
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else 0.0

@@ -26,6 +26,25 @@ _BUILTINS = (
 )
 
 
+#: Tasks whose examples are not one label cell each (object detection: images with boxes in annotation files) run
+#: ``fit`` by a workflow of their own: task name -> ``"module:function"`` of that workflow, called as
+#: ``function(config, data, val, test)``. Their names are valid ``task`` values but not entries of the registry (the
+#: per-example hooks of :class:`Task` do not apply to them).
+WORKFLOW_TASKS = {"detection": "transferkit.workflows.detect:fit_detector"}
+
+
+def task_workflow(name: str) -> Any:
+    """The function that runs ``fit`` for task ``name`` when it has a workflow of its own (see
+    :data:`WORKFLOW_TASKS`), else ``None``."""
+    import importlib
+
+    reference = WORKFLOW_TASKS.get(name)
+    if reference is None:
+        return None
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def _check(entry: object) -> None:
     if not isinstance(entry, Task):
         raise TypeError(f"register_task takes a Task instance; got {type(entry).__name__}.")
@@ -62,4 +81,5 @@ def __getattr__(name: str) -> Any:
         return REGISTRY.mapping()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "get_task", "register_task", "task_names", "task_of"]
+__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "WORKFLOW_TASKS", "get_task", "register_task", "task_names",
+           "task_of", "task_workflow"]

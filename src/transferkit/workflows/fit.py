@@ -99,6 +99,11 @@ def fit(data: Any = None, *, config: FitConfig | None = None, val: Any = None, t
                        for given, configured in ((data, config.data), (val, config.val), (test, config.test)))
     if data is None:
         raise ConfigError("no training data: give a folder of images per class or a table file.")
+    from transferkit.tasks import task_workflow
+
+    workflow = task_workflow(config.task)
+    if workflow is not None:  # a task whose examples are not one label each (detection) runs its own workflow
+        return workflow(config, data, val, test)
     run = _check_before_work(config, data, val, test)
     started = time.perf_counter()
     with timed(run.log.timings, "load"):
