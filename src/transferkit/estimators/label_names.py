@@ -176,7 +176,8 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
     def _offsets(self, X: np.ndarray) -> np.ndarray:
         return cosine_logits(X, self.prototypes_)
 
-    def fit(self, X, y) -> "PrototypeProbe":
+    def fit(self, X, y, X_val=None, y_val=None) -> "PrototypeProbe":
+        """Fit on ``(X, y)``; ``C`` is chosen on ``(X_val, y_val)`` when given, else by cross-validation on ``X``."""
         X = validate_data(self, X, reset=True, dtype=np.float64)
         y = np.asarray(y)
         if self.prototypes is None:
@@ -198,7 +199,9 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         if self.C is not None:
             self.C_, self.validation_scores_ = float(self.C), {}
         else:
-            self.validation_scores_ = self._select_C(Xs, O, y, k)
+            self.validation_scores_ = (self._select_C(Xs, O, y, k) if X_val is None else
+                                       self._select_C_on(Xs, O, y, k, np.asarray(X_val, dtype=np.float64),
+                                                         np.asarray(y_val)))
             best = max(self.validation_scores_.values())
             self.C_ = min(c for c, s in self.validation_scores_.items() if s >= best - 1e-12)
         theta = self._solve(Xs, O, y, k, self.C_, self.max_iter)
@@ -224,6 +227,33 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
                 scores[C].append(float(np.mean(predicted == y[b])))
         return {C: float(np.mean(values)) for C, values in scores.items()}
 
+    def _select_C_on(self, Xs: np.ndarray, O: np.ndarray, y: np.ndarray, k: int, X_val: np.ndarray,
+                     y_val: np.ndarray) -> dict[float, float]:
+        """Validation accuracy of each ``C`` on held-out data."""
+        Xv, Ov, d = self.scaler_.transform(X_val), self._offsets(X_val), Xs.shape[1]
+        scores, start = {}, None
+        for C in sorted(float(c) for c in self.Cs):
+            start = self._solve(Xs, O, y, k, C, self.max_iter, start)
+            V, bias, s = start[:k * d].reshape(k, d), start[k * d:k * d + k], start[-1]
+            scores[C] = float(np.mean(np.argmax(s * Ov + Xv @ V.T + bias, axis=1) == y_val))
+        return scores
+
+    def to_head(self):
+        """The fitted probe as a :class:`~transferkit.models.heads.PrototypeHead` computing the same logits."""
+        import torch
+
+        from transferkit.models.heads import PrototypeHead
+
+        check_is_fitted(self, "coef_")
+        head = PrototypeHead(self.coef_.shape[1], self.coef_.shape[0])
+        with torch.no_grad():
+            for name, value in (("mean", self.scaler_.mean_), ("scale", self.scaler_.scale_),
+                                ("prototypes", _unit_rows(self.prototypes_)), ("prior_scale", self.scale_)):
+                getattr(head, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
+            head.linear.weight.copy_(torch.as_tensor(self.coef_, dtype=torch.float32))
+            head.linear.bias.copy_(torch.as_tensor(self.intercept_, dtype=torch.float32))
+        return head
+
     def decision_function(self, X) -> np.ndarray:
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -236,6 +266,12 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
 
+def labels_are_words(classes: Sequence[str]) -> bool:
+    """Whether most class names hold a word (two letters or more), not codes such as ``0``, ``1``, ``A3``."""
+    wordless = [c for c in classes if len(re.findall(r"[A-Za-z]", str(c))) < 2]
+    return len(wordless) <= len(classes) / 2
+
+
 def warn_if_labels_are_not_words(classes: Sequence[str]) -> None:
     """One warning when most class names hold no letters (codes such as ``0``, ``1``, ``A3``): their embedding
     says little, and the label-name prior then only costs time."""
@@ -246,5 +282,5 @@ def warn_if_labels_are_not_words(classes: Sequence[str]) -> None:
                       stacklevel=2)
 
 
-__all__ = ["PrototypeProbe", "class_texts", "cosine_logits", "label_prototypes", "label_text",
+__all__ = ["PrototypeProbe", "class_texts", "cosine_logits", "label_prototypes", "label_text", "labels_are_words",
            "read_label_descriptions", "warn_if_labels_are_not_words", "zero_shot_predict"]

@@ -181,10 +181,12 @@ def fit_temperature_on_logits(model, logits: np.ndarray, y: np.ndarray) -> dict[
             "validation_ece_after": expected_calibration_error(y, after)}
 
 
-def out_of_fold_probe_logits(X: np.ndarray, y: np.ndarray, C: float, *, folds: int = 5, seed: int = 0) -> np.ndarray:
+def out_of_fold_probe_logits(X: np.ndarray, y: np.ndarray, C: float, *, folds: int = 5, seed: int = 0,
+                             prototypes: np.ndarray | None = None) -> np.ndarray:
     """Held-out logits ``(N, classes)`` of a linear probe with fixed ``C`` on features ``X`` ``(N, D)``: each example
     scored by a probe fitted without it (stratified folds). A temperature fitted on them calibrates the probe fitted
-    on all of ``X`` without setting data aside (the folds' probes are close to it)."""
+    on all of ``X`` without setting data aside (the folds' probes are close to it). With ``prototypes`` (one row per
+    class), the probe is the label-name :class:`~transferkit.estimators.label_names.PrototypeProbe`."""
     import torch
     from sklearn.model_selection import StratifiedKFold
 
@@ -199,7 +201,12 @@ def out_of_fold_probe_logits(X: np.ndarray, y: np.ndarray, C: float, *, folds: i
                         "data (--val).")
     logits = np.zeros((len(y), len(classes)), dtype=np.float64)
     for a, b in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, y):
-        head = LinearProbe(C=C, random_state=seed).fit(X[a], y[a]).to_head().eval()
+        if prototypes is not None:
+            from transferkit.estimators.label_names import PrototypeProbe
+
+            head = PrototypeProbe(prototypes, C=C, random_state=seed).fit(X[a], y[a]).to_head().eval()
+        else:
+            head = LinearProbe(C=C, random_state=seed).fit(X[a], y[a]).to_head().eval()
         if len(np.unique(y[a])) != len(classes):
             raise DataError("temperature scaling of the probe: a fold lacks a class; give validation data (--val).")
         with torch.inference_mode():

@@ -57,6 +57,9 @@ class Modality(ABC):
     augment_summary: str = ""
     #: Whether ``distill.variants`` (word-dropout copies of each example for the teachers) applies.
     word_variants: bool = False
+    #: Whether this modality's backbones embed texts, so that class names and descriptions have an embedding in
+    #: the same space as the items (the label-name prior of the probe, the zero-shot row).
+    embeds_label_names: bool = False
     #: Whether the backbone runs in channels-last memory format on the CPU (faster convolutions).
     channels_last: bool = False
     #: Whether ``compress --method auto`` prefers static int8 when calibration data is given (convolutions).

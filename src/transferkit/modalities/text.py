@@ -52,6 +52,7 @@ class TextModality(Modality):
     mixes_batches = False
     augment_summary = "token masking"
     word_variants = True
+    embeds_label_names = True
     channels_last = False
     prefers_static_quantization = False
     service_request = "json"

@@ -37,6 +37,9 @@ class Task(ABC):
     calibrates: bool = False
     #: Whether a folder with one sub-folder per class holds this task's labels (else only tables and lists do).
     reads_class_folders: bool = False
+    #: Whether labels are classes whose names a text backbone can embed (the label-name prior and zero-shot row;
+    #: ``new_probe`` then takes ``prototypes=``, one row per class).
+    uses_label_names: bool = False
 
     # --- labels -----------------------------------------------------------------------------------------------
     @abstractmethod

@@ -25,6 +25,7 @@ class SingleLabelClassification(Task):
     measure = "accuracy"
     summary_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
     reads_class_folders = True
+    uses_label_names = True
     calibrates = True
 
     # --- labels -----------------------------------------------------------------------------------------------
@@ -89,6 +90,11 @@ class SingleLabelClassification(Task):
     def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
         from transferkit.estimators.linear_probe import LinearProbe
 
+        prototypes = options.pop("prototypes", None)
+        if prototypes is not None:  # the label-name prior: the probe starts from the zero-shot classifier
+            from transferkit.estimators.label_names import PrototypeProbe
+
+            return PrototypeProbe(prototypes, C=C, random_state=seed, **options)
         return LinearProbe(C=C, random_state=seed, **options)
 
     # --- evaluation -------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ from typing import Any
 from transferkit.config import FitConfig, make_config
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
+from transferkit.workflows.label_prior import (
+    check_label_file,
+    embed_label_names,
+    plan_label_prior,
+    zero_shot_predictions,
+)
 from transferkit.workflows.steps import (
     RunLog,
     backbone_name,
@@ -156,6 +162,8 @@ class _FitRun:
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     comparisons: list[Any] = field(default_factory=list)
     result: FitResult | None = None
+    label_prior: Any = None  #: the label-name prior (:class:`~transferkit.workflows.label_prior.LabelPrior`)
+    zero_shot_pred: Any = None  #: test predictions of the zero-shot classifier on the class texts
 
     def resolved_config(self) -> dict[str, Any]:
         """The run config saved with the model: the options as resolved, the data's facts, the choices made."""
@@ -165,6 +173,7 @@ class _FitRun:
             data_fingerprint=self.train.fingerprint(), test_fingerprint=self.test.fingerprint(),
             baselines_run=list(self.baselines), baselines_not_run=self.skipped, **self.strategy_facts,
             **self.ranking_facts, **self.plan_facts,
+            **({"label_prior": self.label_prior.facts()} if self.label_prior is not None else {}),
             **({"temperature_scaling": self.calibration} if self.calibration else {}),
         )
 
@@ -194,6 +203,7 @@ def _check_before_work(config: FitConfig, data: Any, val: Any, test: Any) -> _Fi
     if not entry.chooses_strategy:
         config.check_options_apply()  # options this strategy ignores: a warning (an error where it changes the result)
     check_runtime(config.device, training_requirement(config, entry.trains_network))
+    check_label_file(config)
     config = check_model_output(config, inputs=[
         ("training data", data), ("validation data", val), ("test data", test), ("backbone", config.backbone),
         ("--work-dir", config.work_dir)])
@@ -209,11 +219,17 @@ def _load_data(run: _FitRun, data: Any, val: Any, test: Any) -> None:
     run.task = get_task(run.config.task)
     run.classes = run.task.label_space(run.train)
     run.baseline_names, run.skipped = choose_baselines(run.config.baselines, run.config.strategy, len(run.train))
+    if "label_prior" in run.entry.options or run.entry.chooses_strategy:
+        from transferkit.modalities import get_modality
+
+        run.label_prior = plan_label_prior(run.config, run.task, get_modality(run.train.modality), run.classes)
 
 
 def _choose_backbone(run: _FitRun) -> None:
     run.backbone_name, run.ranking_facts = backbone_name(run.config, run.train)
     run.backbone = build_backbone(run.backbone_name, run.config, run.train)
+    if run.label_prior is not None:
+        embed_label_names(run.label_prior, run.backbone, run.config)
 
 
 def _plan_strategy(run: _FitRun, started: float) -> None:
@@ -256,15 +272,20 @@ def _fit_probe(run: _FitRun) -> None:
     with timed(run.log.timings, "probe"):
         y_train = task.targets(run.train, classes)
         y_val = task.targets(run.val, classes) if run.val is not None else None
-        probe = task.new_probe(C=config.probe_c, seed=config.seed)
+        prior = run.label_prior if run.label_prior is not None and run.label_prior.use else None
+        probe = task.new_probe(C=config.probe_c, seed=config.seed,
+                               **({"prototypes": prior.prototypes} if prior is not None else {}))
         probe.fit(X_train, y_train, X_val, y_val)
+        if prior is not None:
+            run.zero_shot_pred = zero_shot_predictions(prior, X_test)
         run.model = TransferModel(run.backbone, probe.to_head(), classes, strategy=config.strategy, task=task.name)
         if config.calibrate:
             run.calibration = _calibrate_probe(run, probe.C_, X_train, y_train, X_val, y_val)
         run.proba = run.model.head_proba(X_test)
     run.strategy_facts = {"probe_C": probe.C_}
     run.strategy_metrics = {
-        "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()}}}
+        "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()},
+                  "label_prior": prior is not None}}
 
 
 def _calibrate_probe(run: _FitRun, C: float, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> dict[str, Any]:
@@ -274,7 +295,9 @@ def _calibrate_probe(run: _FitRun, C: float, X_train: Any, y_train: Any, X_val: 
 
     if X_val is not None:
         return fit_temperature_on_logits(run.model, run.model.head_logits(X_val), y_val)
-    logits = out_of_fold_probe_logits(X_train, y_train, C, seed=run.config.seed)
+    prior = run.label_prior if run.label_prior is not None and run.label_prior.use else None
+    logits = out_of_fold_probe_logits(X_train, y_train, C, seed=run.config.seed,
+                                      prototypes=prior.prototypes if prior is not None else None)
     return {**fit_temperature_on_logits(run.model, logits, y_train), "on": "out-of-fold logits"}
 
 
@@ -352,8 +375,22 @@ def _run_baselines(run: _FitRun) -> None:
                                "description": outcome.description, **outcome.extra}
         run.comparisons.append(run.task.compare(run.y_test, run.y_pred, outcome.predictions, name,
                                                 seed=run.config.seed))
+    if run.zero_shot_pred is not None and run.is_main:
+        _zero_shot_row(run)
     run.log.pending.clear()
     run.result.config = run.resolved_config()
+
+
+def _zero_shot_row(run: _FitRun) -> None:
+    """The zero-shot classifier on the class texts (no labelled example used) beside the baselines, with its
+    verdict: what the labelled examples added to what the class names already knew."""
+    from transferkit.workflows.label_prior import ZERO_SHOT
+
+    run.baselines[ZERO_SHOT] = {
+        **run.task.prediction_metrics(run.y_test, run.zero_shot_pred, run.classes),
+        "description": f"nearest class text (cosine) in {run.backbone_name}'s embedding; {run.label_prior.reason}"}
+    run.comparisons.append(run.task.compare(run.y_test, run.y_pred, run.zero_shot_pred, ZERO_SHOT,
+                                            seed=run.config.seed))
 
 
 def _run_baseline(run: _FitRun, name: str) -> Any:
