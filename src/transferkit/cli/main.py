@@ -151,9 +151,11 @@ def predict(
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)."),
     onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="With --runtime onnx: this ONNX file instead of MODEL/model.onnx."),
     task: Optional[str] = typer.Option(None, "--task", help="The task to predict, for a multi-task model."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0, max=1, help="Detectors: the lowest score of a box returned (default 0.3)."),
+    draw: Optional[Path] = typer.Option(None, "--draw", help="Detectors: write each image with its predicted boxes into this new folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
-    """Predict the class of each input with MODEL; prints one JSON line per input (label and probabilities)."""
+    """Predict the class of each input with MODEL (a detector: its boxes); prints one JSON line per input."""
     _setup(quiet)
     try:
         from transferkit.workflows.predict import check_predictions_output, command_line_inputs, predict as predict_fn
@@ -165,7 +167,7 @@ def predict(
         source = command_line_inputs(inputs, loaded)
         rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
                           path_column=path_column, encoding=encoding, delimiter=delimiter, progress=not quiet,
-                          runtime=runtime,
+                          runtime=runtime, score_threshold=score_threshold, draw=str(draw) if draw else None,
                           onnx_file=onnx_file, model_dir=model)
     except TransferkitError as exc:
         _fail(exc)

@@ -224,6 +224,17 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def image_files(path: str | Path) -> list[Path]:
+    """The image files of ``path``: the file itself, or every image below a folder (sorted); none is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"{path}: no such file or folder.")
+    files = [path] if path.is_file() else _image_files(path)
+    if not files:
+        raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it.")
+    return files
+
+
 def _annotation_file(image: Path, root: Path, image_dir: str, label_dir: str, suffix: str) -> Path:
     relative = image.relative_to(root)
     parts = list(relative.parts)

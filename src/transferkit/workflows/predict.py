@@ -23,7 +23,8 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
             text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
             progress: bool = True, runtime: str = "torch", onnx_file: str | None = None,
             model_dir: str | None = None, task: str | None = None,
-            delimiter: str | None = None) -> list[dict[str, Any]]:
+            delimiter: str | None = None, score_threshold: float | None = None,
+            draw: str | None = None) -> list[dict[str, Any]]:
     """Predictions for ``inputs``: a folder of images, a table, an image array, or a list of strings.
 
     Returns one dict per example: ``input`` (its path, row or index), ``label`` and ``probabilities`` (class ->
@@ -31,6 +32,10 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
     CPU from the model folder's ``model.onnx`` (``transferkit export``; an int8 one from ``transferkit compress``)
     or ``onnx_file``; ``model_dir`` names the folder when ``model`` is already loaded. ``task``: the task of a
     multi-task model to predict.
+
+    A detector (a model that gives its own records) returns per image ``input`` and ``detections`` (``label``,
+    ``score``, ``box`` [x1, y1, x2, y2] in the image's pixels) scoring at least ``score_threshold`` (default 0.3);
+    ``draw`` names a folder where each image is written with its boxes.
     """
     from transferkit.data.validation import validate_dataset
     from transferkit.features.extract import resolve_device
@@ -46,6 +51,9 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
         onnx_path = model_onnx_path(model_folder, onnx_file)
     model = resolve_model(model, task)
+    if getattr(model, "predicts_records", False):
+        return _detections(model, inputs, runtime=runtime, batch_size=batch_size, device=device,
+                           score_threshold=score_threshold, draw=draw)
     dataset = _inputs_dataset(inputs, model, text_column=text_column, path_column=path_column, encoding=encoding,
                               delimiter=delimiter)
     check_model_input(model, dataset)
@@ -59,6 +67,33 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
     _check_finite(proba, dataset, model_folder)
     kind = task_of(model)
     return [kind.prediction_record(row, p, model.classes, top_k) for row, p in zip(dataset.row_ids, proba)]
+
+
+def _detections(model: Any, inputs: Any, *, runtime: str, batch_size: int, device: str,
+                score_threshold: float | None, draw: str | None) -> list[dict[str, Any]]:
+    """A detector's records for the images of ``inputs`` (a folder, image files, a dataset of image files), and
+    the images drawn with their boxes into ``draw``."""
+    from transferkit.data.detection import image_files
+    from transferkit.features.extract import resolve_device
+    from transferkit.models.detector import PREDICT_SCORE
+
+    if runtime != "torch":
+        raise ConfigError("option 'runtime': a detector predicts with torch; its ONNX file (transferkit export) runs "
+                          "in ONNX Runtime directly, see docs/detection.md.")
+    if draw is not None and Path(draw).exists() and (not Path(draw).is_dir() or any(Path(draw).iterdir())):
+        raise ConfigError(f"option 'draw': {draw} already exists and is not an empty folder; give a new folder so that "
+                          "no earlier file is replaced.")
+    if isinstance(inputs, Dataset):
+        inputs = list(inputs.items)
+    images = image_files(inputs) if isinstance(inputs, (str, os.PathLike)) else [Path(i) for i in inputs]
+    threshold = PREDICT_SCORE if score_threshold is None else score_threshold
+    records = model.prediction_records(images, batch_size=batch_size, device=str(resolve_device(device)),
+                                       score_threshold=threshold)
+    if draw is not None:
+        from transferkit.reporting.detection import draw_records
+
+        draw_records(records, draw)
+    return records
 
 
 def _inputs_dataset(inputs: Any, model: Any, **table_options: Any) -> Dataset:
