@@ -48,7 +48,7 @@ def model_dir(images, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(model_dir) -> Path:
-    from transferkit.compress.onnx import export_model_folder
+    from transferkit.workflows.export import export_model_folder
 
     return export_model_folder(model_dir).path
 
@@ -262,7 +262,7 @@ def test_compress_and_predict_commands_end_to_end(model_dir, images, tmp_path: P
 def test_quantizing_a_text_model_leaves_the_working_directory_clean(tiny_text_model, tmp_path: Path,
                                                                     monkeypatch) -> None:
     from transferkit.backbones import create_backbone
-    from transferkit.compress.onnx import export_model_folder
+    from transferkit.workflows.export import export_model_folder
     from transferkit.compress.quantize import quantize_model
     from transferkit.models.heads import LinearHead
     from transferkit.models.model import TransferModel

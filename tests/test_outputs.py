@@ -419,7 +419,7 @@ def test_a_structured_pruned_variant_checks_its_config(tiny_text_model: Path, tm
 
 def test_onnx_files_of_a_model_folder_are_checked(tiny_text_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from transferkit.compress.onnx import export_model_folder
+    from transferkit.workflows.export import export_model_folder
 
     folders = _kind_folders(tiny_text_model, tmp_path)
     folder = folders["single"]

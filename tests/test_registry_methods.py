@@ -181,7 +181,7 @@ def test_every_fusion_method_answers_every_hook(name):
 
 
 def test_unknown_fusion_method_is_a_config_error():
-    from transferkit.fusion import fuse
+    from transferkit.workflows.fuse import fuse
 
     with pytest.raises(ConfigError, match="option 'method': unknown fusion method 'mean'; known fusion methods: interpolate, soup, ensemble, stack"):
         fuse("mean", ["a"])

@@ -9,9 +9,7 @@ from typing import Optional
 import typer
 
 from transferkit.cli.main import _fail, _setup, app
-from transferkit.errors import ConfigError, TransferkitError
-
-FORMATS = ("onnx",)
+from transferkit.errors import TransferkitError
 
 
 @app.command()
@@ -30,13 +28,9 @@ def export(
     """Export MODEL to ONNX (logits, dynamic batch) and check that ONNX Runtime matches PyTorch on real inputs."""
     _setup(quiet)
     try:
-        if format.lower() not in FORMATS:
-            raise ConfigError(f"--format: '{format}' is not supported; use one of: {', '.join(FORMATS)}.")
-        if not tolerance >= 0:
-            raise ConfigError(f"--tolerance must be a non-negative number; got {tolerance}.")
-        from transferkit.compress.onnx import export_model_folder
+        from transferkit.workflows.export import export_model_folder
 
-        result = export_model_folder(model, output, tolerance=tolerance, data=data, overwrite=overwrite,
+        result = export_model_folder(model, output, format=format, tolerance=tolerance, data=data, overwrite=overwrite,
                                      text_column=text_column, path_column=path_column)
     except TransferkitError as exc:
         _fail(exc)

@@ -1,5 +1,5 @@
 """``transferkit fuse``: combine models (interpolation, soups, ensembles) or backbones' features (stacking).
-Thin: parse, call :func:`transferkit.fusion.fuse`, print."""
+Thin: parse, call :func:`transferkit.workflows.fuse.fuse_from_command`, print."""
 
 from __future__ import annotations
 
@@ -62,21 +62,15 @@ def fuse(
     """Fuse models: weight interpolation, greedy or uniform soups, ensembles, or stacked backbone features."""
     _setup(quiet or as_json)
     try:
-        from transferkit.errors import ConfigError
-        from transferkit.fusion import METHODS, fuse as fuse_fn
+        from transferkit.workflows.fuse import fuse_from_command
 
-        if method not in METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(METHODS)}; got {method!r}.")
         columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
         common = dict(output=output, overwrite=overwrite, batch_size=batch_size, device=device, **columns)
-        from transferkit.fusion.registry import get_fusion_method
-
         values = dict(models=models, val=val, train=train, pretrained=pretrained, soup=soup, weighting=weighting,
                       backbones=_split(backbones), ranking=from_rank, top=top, reduce=reduce, seed=seed,
                       alphas=lambda: _alphas(alphas) if alphas else None,  # parsed by the methods that take them
                       eval_sets={"test": test} if test else None, common=common)
-        chosen, options = get_fusion_method(method).from_cli(values)
-        result = fuse_fn(method, chosen, **options)
+        result = fuse_from_command(method, values)
     except (TransferkitError, ValueError) as exc:
         _fail(exc)
     typer.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.summary())

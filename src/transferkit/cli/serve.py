@@ -34,7 +34,7 @@ def serve(
     GET /info, OpenAPI description at /docs and /openapi.json."""
     _setup(quiet)
     try:
-        from transferkit.serving.server import serve as serve_fn
+        from transferkit.workflows.serve import serve as serve_fn
 
         if not math.isfinite(max_file_mb) or max_file_mb * 1024 * 1024 < 1 or max_file_mb > 1024 * 1024:
             raise ConfigError(f"--max-file-mb must be a size in MB above 0 (at most 1,048,576); got {max_file_mb}.")

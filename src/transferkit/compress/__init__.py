@@ -18,7 +18,6 @@ _LAZY = {
     "check_parity": "onnx",
     "export_backbone": "onnx",
     "export_model": "onnx",
-    "export_model_folder": "onnx",
     "QuantizationReport": "quantize",
     "quantize_model": "quantize",
     "quantize_onnx": "quantize",

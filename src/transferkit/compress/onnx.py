@@ -257,35 +257,6 @@ def check_export_output(path: str | Path, overwrite: bool, *, model_folder: str 
     return path
 
 
-def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
-                        tolerance: float = DEFAULT_TOLERANCE, data: Any = None, overwrite: bool = False,
-                        **data_options: Any) -> OnnxExport:
-    """Export a model folder written by ``fit`` to ONNX (default: ``FOLDER/model.onnx``) and check it.
-
-    ``data`` (a path or :class:`~transferkit.data.Dataset`) supplies the parity-check inputs; ``data_options``
-    (``label_column``, ``text_column``, ...) are passed to the data loader. The output, the model and the data
-    are checked (the data's modality against the model's) before anything is exported, and the file is put in
-    place only once it has passed the parity check.
-    """
-    from transferkit.models.artifacts import load_model
-
-    folder = Path(folder)
-    path = Path(output) if output is not None else folder / "model.onnx"
-    check_export_output(path, overwrite, model_folder=folder,
-                        inputs=[("model folder", folder), ("--data", data if not isinstance(data, Dataset) else None)])
-    model = load_model(folder)
-    dataset = None
-    if data is not None:
-        if isinstance(data, Dataset):
-            dataset = data
-        else:
-            from transferkit.data.sources import load_data
-
-            dataset = load_data(data, **{k: v for k, v in data_options.items() if v is not None})
-    check_export_data(dataset, model.modality)
-    return export_model(model, path, tolerance=tolerance, data=dataset)
-
-
 class OnnxFeatureExtractor:
     """Pooled features from an exported backbone, computed by ONNX Runtime.
 

@@ -2,17 +2,15 @@
 soups), in output space (ensembles), and of features (stacking several backbones).
 
 Every method returns a result whose ``model`` predicts like any transferkit model and, with ``output``, is saved
-as a model folder that :func:`transferkit.load_model` reads. :func:`fuse` dispatches by method name (what the CLI
-calls) through the fusion-method registry (:mod:`transferkit.fusion.registry`); the methods are also functions of
-their own.
+as a model folder that :func:`transferkit.load_model` reads. The verb, :func:`transferkit.workflows.fuse.fuse`,
+dispatches by method name through the fusion-method registry (:mod:`transferkit.fusion.registry`); the methods
+are also functions of their own.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from transferkit._lazy import lazy_getattr
-from transferkit.fusion.registry import fusion_method_names, get_fusion_method
+from transferkit.fusion.registry import fusion_method_names
 
 METHODS = tuple(fusion_method_names())
 
@@ -28,20 +26,7 @@ _LAZY = {
     "StackedModel": "transferkit.models.combined",
 }
 
-__all__ = ["METHODS", "fuse", *_LAZY]
-
-
-def fuse(method: str, models: Any = None, **options: Any) -> Any:
-    """Run fusion ``method``:
-
-    - ``interpolate``: ``models`` is the fine-tuned model (one folder); options of
-      :func:`~transferkit.fusion.interpolation.interpolate` (``val``, ``train`` or ``pretrained``, ``alphas``, ...);
-    - ``soup``: ``models`` are several fine-tuned folders; options of :func:`~transferkit.fusion.soups.soup`
-      (``val``, ``method="greedy"|"uniform"`` given as ``soup``);
-    - ``ensemble``: ``models`` are several folders; options of :func:`~transferkit.fusion.ensembles.ensemble`;
-    - ``stack``: ``models`` are backbone names (or give ``ranking``); options of :func:`~transferkit.fusion.stacking.stack`.
-    """
-    return get_fusion_method(method).run(models, dict(options))
+__all__ = ["METHODS", *_LAZY]
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -1,6 +1,6 @@
 """The fusion-method registry: name -> :class:`FusionMethod`, what ``fuse`` runs for ``--method NAME``.
 
-An entry runs its method from the models and options of :func:`transferkit.fusion.fuse` (``run``), and picks the
+An entry runs its method from the models and options of :func:`transferkit.workflows.fuse.fuse` (``run``), and picks the
 arguments it uses from the ``fuse`` command's values (``from_cli``), so neither :func:`fuse` nor the CLI compares
 method names. The registry is light; the methods' modules (torch) load when ``run`` is called. Each built-in entry
 lives in its own module in ``fusion/methods/``.
@@ -25,7 +25,7 @@ class FusionMethod:
     space: str
     #: (models, options) -> the method's result (``model``, ``output``, ``summary()``, ``to_dict()``).
     run: Callable[[Any, dict[str, Any]], Any]
-    #: (the fuse command's values) -> (models, options) for :func:`~transferkit.fusion.fuse`; raises
+    #: (the fuse command's values) -> (models, options) for :func:`~transferkit.workflows.fuse.fuse`; raises
     #: :class:`ConfigError` for values that cannot work with this method.
     from_cli: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]
 

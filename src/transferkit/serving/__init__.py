@@ -1,7 +1,7 @@
 """The HTTP service of a model folder (FastAPI + uvicorn): ``transferkit serve MODEL``.
 
-``create_app(ServeConfig(model=...))`` builds the application (for tests and embedding); :func:`serve` checks the
-options and runs uvicorn with several worker processes. See :mod:`transferkit.serving.app` for the endpoints and
+``create_app(ServeConfig(model=...))`` builds the application (for tests and embedding); the verb
+(:func:`transferkit.workflows.serve.serve`) checks the options and runs uvicorn with several worker processes. See :mod:`transferkit.serving.app` for the endpoints and
 the error codes, and ``docs/serving.md``.
 """
 
@@ -14,7 +14,6 @@ _LAZY = {
     "create_app": "transferkit.serving.app",
     "Predictor": "transferkit.serving.predictor",
     "MicroBatcher": "transferkit.serving.batching",
-    "serve": "transferkit.serving.server",
 }
 
 __all__ = list(_LAZY)

@@ -1,19 +1,14 @@
-"""``serve``: check the options, the address and the model (loaded and run once), then run uvicorn with one or
-more worker processes on the socket bound here."""
+"""What ``serve`` checks before the service starts: the model folder and the installation
+(:func:`check_serve_config`), and the address (:func:`bind_socket`). The verb is
+:func:`transferkit.workflows.serve.serve`."""
 
 from __future__ import annotations
 
 import errno
-import gc
-import logging
 import socket
-from pathlib import Path
-from typing import Any
 
-from transferkit.errors import ArtifactError, ConfigError
-from transferkit.serving.settings import ServeConfig, make_serve_config
-
-log = logging.getLogger("transferkit")
+from transferkit.errors import ConfigError
+from transferkit.serving.settings import ServeConfig
 
 
 def check_serve_config(config: ServeConfig) -> None:
@@ -66,46 +61,3 @@ def bind_socket(host: str, port: int) -> socket.socket:
                           "network addresses.") from None
     sock.set_inheritable(True)
     return sock
-
-
-def serve(model: str | Path, **options: Any) -> None:
-    """Serve ``model`` over HTTP until interrupted. ``options`` are those of
-    :class:`~transferkit.serving.settings.ServeConfig` (host, port, workers, runtime, limits, micro-batching).
-
-    Everything that can fail is checked before the service accepts a connection: the options, the installation,
-    the address (port free, host of this machine), and the model itself (loaded, and run once on a synthetic input:
-    a folder whose class list disagrees with its head, or whose weights are not safetensors or give NaN, raises
-    :class:`~transferkit.errors.ArtifactError` here instead of failing every request)."""
-    import uvicorn
-
-    from transferkit.serving.app import STARTUP_FAILURE, create_app, load_predictor
-
-    config = make_serve_config(model=str(Path(model).resolve()), **options)
-    check_serve_config(config)
-    sock = bind_socket(config.host, config.port)
-    try:
-        predictor = load_predictor(config)
-        port = sock.getsockname()[1]
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        log.info("serving %s on http://%s:%d with %d worker(s), runtime %s (Ctrl+C to stop)", config.model, host,
-                 port, config.workers, config.runtime)
-        options = dict(host=config.host, port=port, log_level="warning", access_log=False,
-                       timeout_graceful_shutdown=10)
-        if config.workers == 1:
-            server = uvicorn.Server(uvicorn.Config(create_app(config, predictor), **options))
-            server.run(sockets=[sock])
-            return
-        # Each worker process loads its own model: the one checked here is not needed any more.
-        del predictor
-        gc.collect()
-        config.to_environment()
-        from uvicorn.supervisors import Multiprocess
-
-        supervisor = Multiprocess(uvicorn.Config("transferkit.serving.app:app_from_environment", factory=True,
-                                                 workers=config.workers, **options), sockets=[sock])
-        supervisor.run()
-        if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
-            raise ArtifactError(f"{config.model}: a worker process could not load the model (the reason is above); "
-                                "the service stopped. Check the folder and start it again.")
-    finally:
-        sock.close()
