@@ -36,41 +36,14 @@ BACKBONE = "aisfx"
 
 
 def kit_split(seed: int, test_share: float, limit_per_kit: int | None = None):
-    """(train, test, test kits): whole kits held out, in the order a seeded shuffle gives, until the test set holds
-    ``test_share`` of the clips; kits whose classes the training set would lack are skipped."""
-    import numpy as np
+    """(train, test, test kits): whole kits held out (``transferkit.data.drumkits.load_drumkit_split``)."""
+    from transferkit.data.drumkits import load_drumkit_split
+    from transferkit.errors import DataNotFoundError
 
-    from transferkit.data.dataset import Dataset
-    from transferkit.data.drumkits import DRUMKITS, drum_clips
-
-    clips = drum_clips()
-    if not clips:
-        raise SystemExit(f"no drum kits under {DRUMKITS}: install Debian's hydrogen-drumkits (make audio-data)")
-    if limit_per_kit:
-        kept, count = [], {}
-        for kit, label, path in clips:
-            if count.get((kit, label), 0) < limit_per_kit:
-                kept.append((kit, label, path))
-                count[(kit, label)] = count.get((kit, label), 0) + 1
-        clips = kept
-    kits = sorted({kit for kit, _, _ in clips})
-    order = list(np.random.default_rng(seed).permutation(kits))
-    classes = {label for _, label, _ in clips}
-    test_kits: list[str] = []
-    for kit in order:
-        if sum(k in test_kits for k, _, _ in clips) >= test_share * len(clips):
-            break
-        remaining = {label for k, label, _ in clips if k not in test_kits and k != kit}
-        if remaining == classes:
-            test_kits.append(kit)
-
-    def dataset(rows, origin):
-        return Dataset("audio", [str(p) for _, _, p in rows], [label for _, label, _ in rows], origin,
-                       [f"{kit}/{Path(p).name}" for kit, _, p in rows])
-
-    train = dataset([r for r in clips if r[0] not in test_kits], "drum kits (train)")
-    test = dataset([r for r in clips if r[0] in test_kits], "drum kits (held-out kits)")
-    return train, test, sorted(test_kits)
+    try:
+        return load_drumkit_split(seed, test_share, limit_per_kit)
+    except DataNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs: int, batch_size: int,

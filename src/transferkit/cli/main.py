@@ -203,13 +203,15 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), "--output", "-o", help="Folder for the saved models and the summary."),
     shots: int = typer.Option(20, "--shots", min=1, help="Labelled training examples per class."),
     quick: bool = typer.Option(False, "--quick", help="Smaller test sets (for a fast check)."),
+    audio: bool = typer.Option(False, "--audio", help="Sound instead: drum hits of the Hydrogen kits (`make "
+                               "audio-data`), the packaged aiSFX network, tested on kits it never heard."),
 ) -> None:
     """The main job end to end on packaged weights and data: few labels per class, transfer vs the baselines."""
     _setup(False)
     try:
         from transferkit.workflows.demo import run_demo
 
-        run_demo(output, shots=shots, quick=quick)
+        run_demo(output, shots=shots, quick=quick, audio=audio)
     except TransferkitError as exc:
         _fail(exc)
 
@@ -218,7 +220,7 @@ def demo(
 COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve",
                               "transferkit.cli.cv", "transferkit.cli.tune", "transferkit.cli.multitask",
                               "transferkit.cli.fuse", "transferkit.cli.adapt", "transferkit.cli.distill",
-                              "transferkit.cli.compress"]
+                              "transferkit.cli.compress", "transferkit.cli.explore"]
 
 
 def _register_commands() -> None:

@@ -12,6 +12,9 @@ optional short recovery fine-tune through the engine.
     squeeze-excitation, 1x1 projection): the fraction ``amount`` of expanded channels of each block, those with the
     smallest ``|gamma_c| * ||W_proj[:, c]||_1`` (BatchNorm scale after the depthwise convolution times the
     projection weights reading the channel; the network-slimming criterion, Liu et al. 2017);
+  * two-convolution blocks (``conv1`` -> ``bn1`` -> ``conv2``, ungrouped, nothing else in the block holding
+    parameters: VGG-style stacks such as the aiSFX audio network, ResNet basic and bottleneck blocks): the fraction
+    ``amount`` of ``conv1``'s output channels, smallest ``|gamma_c| * ||W_conv2[:, c]||_1`` (the same criterion);
   * transformer layers: the fraction ``amount`` of feed-forward neurons, smallest ``||W_up[c]|| * ||W_down[:, c]||``,
     and, for BERT-style attention (``query``/``key``/``value``), ``heads`` of each layer's heads with the smallest
     summed weight norm (Michel et al. 2019, "Are Sixteen Heads Really Better than One?").
@@ -169,6 +172,30 @@ def _inverted_residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return blocks
 
 
+def _two_convolution_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Blocks whose ``conv1`` feeds ``conv2`` through ``bn1`` only (module docstring): ``conv1``'s output channels
+    can go. A block with any other child holding parameters (squeeze-excitation, anti-aliasing filters) is left
+    out, since such a child may read those channels; ``bn2`` and ``downsample`` act on other channels."""
+    blocks = []
+    for name, module in model.named_modules():
+        conv1, bn1, conv2 = (getattr(module, a, None) for a in ("conv1", "bn1", "conv2"))
+        if not (isinstance(conv1, nn.Conv2d) and isinstance(bn1, nn.BatchNorm2d) and isinstance(conv2, nn.Conv2d)):
+            continue
+        others = [child for key, child in module.named_children()
+                  if key not in ("conv1", "bn1", "conv2", "bn2", "downsample")]
+        if conv1.groups == conv2.groups == 1 and conv1.out_channels == bn1.num_features == conv2.in_channels \
+                and not any(True for other in others for _ in [*other.parameters(), *other.buffers()]):
+            blocks.append((name, module))
+    return blocks
+
+
+def structured_units(backbone: nn.Module) -> int:
+    """How many blocks and layers :func:`prune_structured` can shrink in ``backbone`` (0: structured pruning does
+    not apply to it)."""
+    return len(_inverted_residual_blocks(backbone)) + len(_two_convolution_blocks(backbone)) \
+        + len(_feed_forward_pairs(backbone))
+
+
 def _feed_forward_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """``(up, down)`` linear-layer names of each transformer layer's feed-forward part."""
     pairs = []
@@ -218,6 +245,12 @@ def _keep(scores: torch.Tensor, amount: float, minimum: int = 1) -> torch.Tensor
     return torch.sort(torch.topk(scores, keep).indices).values
 
 
+#: The error when a backbone has nothing :func:`prune_structured` can shrink (``name``: the backbone).
+STRUCTURED_REFUSAL = ("structured pruning: backbone '{name}' has no inverted-residual blocks, two-convolution blocks "
+                      "or transformer feed-forward layers to shrink; leave 'structured' out of --variants and use "
+                      "magnitude pruning.")
+
+
 def prune_structured(model: nn.Module, amount: float, *, heads: float = 0.0) -> PruneReport:
     """Remove the fraction ``amount`` of expanded channels (CNN) or feed-forward neurons (transformer) of every
     block, and ``heads`` of the attention heads of BERT-style layers (module docstring). Permanent; shapes shrink."""
@@ -229,13 +262,19 @@ def prune_structured(model: nn.Module, amount: float, *, heads: float = 0.0) -> 
     changes: list[dict[str, Any]] = list(getattr(backbone, "architecture_changes", []) or [])
     prefix_root = backbone
     blocks = _inverted_residual_blocks(prefix_root)
+    conv_pairs = _two_convolution_blocks(prefix_root)
     pairs = _feed_forward_pairs(prefix_root)
     attention = _bert_attention(prefix_root) if heads else []
-    if not blocks and not pairs:
-        raise ConfigError(f"structured pruning: backbone '{backbone.name}' has neither inverted-residual blocks "
-                          "nor transformer feed-forward layers; use magnitude pruning "
-                          "(--prune magnitude).")
+    if not structured_units(prefix_root):
+        raise ConfigError(STRUCTURED_REFUSAL.format(name=backbone.name))
     with torch.no_grad():
+        for name, block in conv_pairs:
+            gamma = block.bn1.weight.abs() if block.bn1.weight is not None else torch.ones(block.bn1.num_features)
+            scores = gamma * block.conv2.weight.abs().sum(dim=(0, 2, 3))
+            index = _keep(scores, amount)
+            for attr, kind in (("conv1", "out"), ("bn1", "norm"), ("conv2", "in")):
+                _slice(block.get_submodule(attr), kind, index)
+                changes.append({"module": f"{name}.{attr}" if name else attr, "kind": kind, "size": len(index)})
         for name, block in blocks:
             gamma = block.bn2.weight.abs() if getattr(block.bn2, "weight", None) is not None \
                 else torch.ones(block.conv_dw.out_channels)
@@ -275,7 +314,7 @@ def prune_structured(model: nn.Module, amount: float, *, heads: float = 0.0) -> 
     _invalidate(model)
     after = count_parameters(backbone)
     return PruneReport("structured", amount, before[0], after[0], before[1], after[1],
-                       len(blocks) + len(pairs) + len(attention), changes)
+                       len(blocks) + len(conv_pairs) + len(pairs) + len(attention), changes)
 
 
 def _invalidate_backbone(backbone: nn.Module) -> None:

@@ -108,6 +108,13 @@ class AudioModality(Modality):
         return audio_files(paths, origin)
 
     def backbone_options(self, *, max_length: int | None = None, image_size: int | None = None) -> dict[str, Any]:
+        """None: audio backbones take their window from their preprocessing; ``image_size`` (an image option) is
+        ignored with a warning (``max_length`` always has a value, the text default, so it is ignored silently)."""
+        if image_size:
+            import warnings
+
+            warnings.warn(f"option 'image_size' (--image-size {image_size}) applies to image backbones; the data is "
+                          "audio, so it is ignored.", UserWarning, stacklevel=2)
         return {}
 
     def options_from_preprocessing(self, preprocessing: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +213,11 @@ class AudioModality(Modality):
 
         rng = np.random.default_rng(0)
         return AudioClip((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, "warm-up")
+
+    def explainer(self) -> Any:
+        from transferkit.explain.grid import GridExplainer
+
+        return GridExplainer(channels=False, fill="min")
 
     def sample_items(self, count: int, seed: int = 0) -> tuple[list[Any], str]:
         from transferkit.data.audio import AudioClip

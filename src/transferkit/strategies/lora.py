@@ -5,7 +5,9 @@ frozen, so a few tenths of a percent of the parameters train. After training the
 weights (:meth:`LoRA.finalize`): the saved model is a plain backbone, exported and served like any other.
 
 Default targets: the attention query and value projections of a transformer (as in the paper), the linear and
-pointwise (1x1, ungrouped) convolution layers of a CNN; ``targets`` takes names or name suffixes.
+pointwise (1x1, ungrouped) convolution layers of a CNN, and for a CNN that has neither (a VGG-style stack of 3x3
+convolutions, such as the aiSFX audio network) its ungrouped convolutions (PEFT's convolution adapter: ``A`` a
+``k x k`` convolution to ``r`` channels, ``B`` a pointwise one back); ``targets`` takes names or name suffixes.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def default_targets(model: nn.Module) -> list[str]:
         elif isinstance(module, nn.Linear) or (
                 isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size == (1, 1)):
             names.append(name)
-    return names
+    if names or _is_transformer(model):
+        return names
+    return [name for name, module in model.named_modules()
+            if name and id(module) not in skip and isinstance(module, nn.Conv2d) and module.groups == 1]
 
 
 def resolve_targets(model: nn.Module, targets: list[str] | None) -> list[str]:

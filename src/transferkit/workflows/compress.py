@@ -63,6 +63,11 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
                                                                 ("--calibration", calibration)])
     read = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
     model, test, y, train_ds, calib_ds = _load_inputs(model_dir, data, train, calibration, read)
+    if "structured" in variants:
+        from transferkit.compress.prune import STRUCTURED_REFUSAL, structured_units
+
+        if not structured_units(model.backbone):
+            raise ConfigError(STRUCTURED_REFUSAL.format(name=model.backbone.name))
     if "int8" in variants:
         from transferkit.compress.quantize import resolve_method
 
