@@ -240,19 +240,65 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
     Checks that can fail fast (a resume with nothing to resume, a device that is not here) run before any work.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
-    from transferkit.engine.callbacks import EpochRecorder
     from transferkit.engine.checkpoint_io import StreamingCheckpointIO
     from transferkit.engine.data import EngineData
     from transferkit.engine.module import AdaptationModule
 
+    _quiet_library_loggers()
+    accelerator, devices = accelerator_and_devices(settings.device, settings.devices)
+    precision = resolve_precision(settings.precision, accelerator)
+    resume_from, earlier_rows = _prepare_work_dir(settings)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    watch = _Callbacks.make(settings, callbacks)
+    loggers, mlflow_logger = _loggers(settings, resume=resume_from is not None)
+
+    module = AdaptationModule(model, plan, settings)
+    micro = 1
+    if accelerator == "cpu" and settings.cpu_activation_budget_bytes and not isinstance(train, Mapping) and len(train):
+        micro = _cpu_micro_batches(module, plan, train, train_collate, settings)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)  # the measurement's draws are forgotten
+    data = EngineData(train, val, batch_size=settings.batch_size // micro, seed=settings.seed, train_collate=train_collate,
+                      val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu",
+                      task_batch_sizes=task_batch_sizes)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()  # the Trainer may change it
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=settings.num_nodes, strategy=_distribution(settings),
+        precision=precision,
+        max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate * micro,
+        deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
+        callbacks=watch.all, logger=loggers, log_every_n_steps=settings.log_every_n_steps,
+        enable_progress_bar=watch.on_terminal, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=str(settings.work_dir), use_distributed_sampler=False, plugins=[StreamingCheckpointIO()],
+    )
+    seconds = _fit(trainer, module, data, settings, mlflow_logger, resume_from, earlier_rows, deterministic_before)
+    best_epoch = _load_best(module, watch.checkpoint.best_model_path, trainer.current_epoch)
+    model.eval()
+    score = watch.checkpoint.best_model_score
+    outcome = TrainingOutcome(
+        best_epoch=best_epoch, best_score=float(score) if score is not None else None, monitor=settings.monitor,
+        epochs_run=trainer.current_epoch, stopped_early=watch.stopped_early(),
+        global_step=trainer.global_step, seconds=round(seconds, 2), history=watch.recorder.history,
+        resumed_from=resume_from, is_main_process=trainer.is_global_zero, world_size=trainer.world_size,
+        precision=precision, metrics_csv=str(settings.metrics_csv) if settings.metrics_csv.is_file() else None,
+        mlflow_uri=settings.mlflow_uri, mlflow_run_id=getattr(mlflow_logger, "run_id", None),
+        micro_batches=micro,
+    )
+    _remove_checkpoints(settings, trainer)
+    return outcome
+
+
+def _quiet_library_loggers() -> None:
+    """Lightning's and MLflow's messages at warning level (their set-up messages would interleave with results)."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)  # "experiment ... creating it"
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # database set-up messages
-    accelerator, devices = accelerator_and_devices(settings.device, settings.devices)
-    precision = resolve_precision(settings.precision, accelerator)
+
+
+def _prepare_work_dir(settings: EngineSettings) -> tuple[str | None, list[dict[str, str]]]:
+    """The checkpoint to resume from and the metrics rows of the interrupted run (with ``resume``), or a work folder
+    cleared of an earlier run's checkpoints and metrics (without)."""
     resume_from = None
     earlier_rows: list[dict[str, str]] = []
     if settings.resume:
@@ -269,38 +315,49 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
         settings.metrics_csv.unlink(missing_ok=True)
         (settings.work_dir / EARLIER_METRICS).unlink(missing_ok=True)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    return resume_from, earlier_rows
 
-    pl.seed_everything(settings.seed, workers=True, verbose=False)
-    mode, direction = settings.monitor, MONITORS[settings.monitor]
-    checkpoint = ModelCheckpoint(dirpath=str(settings.checkpoint_dir), filename="best-epoch{epoch}", monitor=mode,
-                                 mode=direction, save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    on_terminal = settings.progress and sys.stderr.isatty()
-    recorder = EpochRecorder(settings.run_name, echo=settings.progress and not on_terminal)
-    all_callbacks: list[Any] = [checkpoint, recorder, *callbacks]
-    if settings.patience > 0:
-        all_callbacks.append(EarlyStopping(monitor=mode, mode=direction, patience=settings.patience))
-    if on_terminal:
-        all_callbacks.append(RichProgressBar(leave=False))
-    loggers, mlflow_logger = _loggers(settings, resume=resume_from is not None)
 
-    module = AdaptationModule(model, plan, settings)
-    micro = 1
-    if accelerator == "cpu" and settings.cpu_activation_budget_bytes and not isinstance(train, Mapping) and len(train):
-        micro = _cpu_micro_batches(module, plan, train, train_collate, settings)
-    pl.seed_everything(settings.seed, workers=True, verbose=False)  # the measurement's draws are forgotten
-    data = EngineData(train, val, batch_size=settings.batch_size // micro, seed=settings.seed, train_collate=train_collate,
-                      val_collate=val_collate, num_workers=settings.num_workers, pin_memory=accelerator == "gpu",
-                      task_batch_sizes=task_batch_sizes)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, num_nodes=settings.num_nodes, strategy=_distribution(settings),
-        precision=precision,
-        max_epochs=settings.epochs, max_steps=settings.max_steps, accumulate_grad_batches=settings.accumulate * micro,
-        deterministic=(True if accelerator == "cpu" else "warn") if settings.deterministic else None,
-        callbacks=all_callbacks, logger=loggers, log_every_n_steps=settings.log_every_n_steps,
-        enable_progress_bar=on_terminal, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=str(settings.work_dir), use_distributed_sampler=False, plugins=[StreamingCheckpointIO()],
-    )
+@dataclass
+class _Callbacks:
+    """The run's Lightning callbacks: the best and last checkpoints, the epoch recorder, early stopping (with a
+    patience), the progress bar (on a terminal) and the caller's own."""
+
+    checkpoint: Any
+    recorder: Any
+    all: list[Any]
+    on_terminal: bool
+
+    @classmethod
+    def make(cls, settings: EngineSettings, callbacks: Sequence[Any]) -> "_Callbacks":
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+        from transferkit.engine.callbacks import EpochRecorder
+
+        mode, direction = settings.monitor, MONITORS[settings.monitor]
+        checkpoint = ModelCheckpoint(dirpath=str(settings.checkpoint_dir), filename="best-epoch{epoch}", monitor=mode,
+                                     mode=direction, save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        on_terminal = settings.progress and sys.stderr.isatty()
+        recorder = EpochRecorder(settings.run_name, echo=settings.progress and not on_terminal)
+        everything: list[Any] = [checkpoint, recorder, *callbacks]
+        if settings.patience > 0:
+            everything.append(EarlyStopping(monitor=mode, mode=direction, patience=settings.patience))
+        if on_terminal:
+            everything.append(RichProgressBar(leave=False))
+        return cls(checkpoint, recorder, everything, on_terminal)
+
+    def stopped_early(self) -> bool:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        early = next((c for c in self.all if isinstance(c, EarlyStopping)), None)
+        return bool(early and early.stopped_epoch > 0)
+
+
+def _fit(trainer: Any, module: nn.Module, data: Any, settings: EngineSettings, mlflow_logger: Any,
+         resume_from: str | None, earlier_rows: list[dict[str, str]], deterministic_before: bool) -> float:
+    """Run Lightning's fit (the run's parameters logged to MLflow first; the interrupted run's metrics rows kept
+    and merged back when resuming); the seconds it took. Deterministic algorithms are left as they were before the
+    Trainer was made (``deterministic_before``)."""
     start = time.perf_counter()
     module.train()  # the whole model in training mode, except frozen BatchNorm layers
     if earlier_rows and trainer.is_global_zero:  # kept aside first: Lightning's CSV logger starts metrics.csv anew
@@ -319,36 +376,32 @@ def run_training(model: nn.Module, plan: TrainingPlan, train: TorchDataset | Map
         torch.use_deterministic_algorithms(deterministic_before)
         if earlier_rows and trainer.is_global_zero:
             _merge_earlier_metrics(settings)
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start
 
-    best_path = checkpoint.best_model_path
-    best_epoch = None
-    if best_path:
-        named = re.fullmatch(r"best-epoch(\d+)\.ckpt", Path(best_path).name)
-        best_epoch = int(named.group(1)) if named else None
-        if best_epoch is None or best_epoch != trainer.current_epoch - 1:
-            # memory-mapped: only the weights are read, not the optimiser state beside them
-            state = torch.load(best_path, map_location="cpu", weights_only=True, mmap=True)
-            module.load_state_dict(state["state_dict"])
-            best_epoch = int(state["epoch"])
-            del state
-        # else the last epoch was the best: the model holds its weights already
-    model.eval()
-    early = next((c for c in all_callbacks if isinstance(c, EarlyStopping)), None)
-    score = checkpoint.best_model_score
-    outcome = TrainingOutcome(
-        best_epoch=best_epoch, best_score=float(score) if score is not None else None, monitor=mode,
-        epochs_run=trainer.current_epoch, stopped_early=bool(early and early.stopped_epoch > 0),
-        global_step=trainer.global_step, seconds=round(seconds, 2), history=recorder.history,
-        resumed_from=resume_from, is_main_process=trainer.is_global_zero, world_size=trainer.world_size,
-        precision=precision, metrics_csv=str(settings.metrics_csv) if settings.metrics_csv.is_file() else None,
-        mlflow_uri=settings.mlflow_uri, mlflow_run_id=getattr(mlflow_logger, "run_id", None),
-        micro_batches=micro,
-    )
-    if not settings.keep_checkpoints:
-        if trainer.world_size > 1:
-            trainer.strategy.barrier("transferkit-best-loaded")
-        if trainer.is_global_zero:
-            for old in settings.checkpoint_dir.glob("*.ckpt"):
-                old.unlink(missing_ok=True)
-    return outcome
+
+def _load_best(module: nn.Module, best_path: str, epochs_run: int) -> int | None:
+    """The weights of the best validation epoch loaded into ``module`` (unless the last epoch was the best: the
+    model holds them already); that epoch's number, or ``None`` without a best checkpoint."""
+    if not best_path:
+        return None
+    named = re.fullmatch(r"best-epoch(\d+)\.ckpt", Path(best_path).name)
+    best_epoch = int(named.group(1)) if named else None
+    if best_epoch is None or best_epoch != epochs_run - 1:
+        # memory-mapped: only the weights are read, not the optimiser state beside them
+        state = torch.load(best_path, map_location="cpu", weights_only=True, mmap=True)
+        module.load_state_dict(state["state_dict"])
+        best_epoch = int(state["epoch"])
+        del state
+    return best_epoch
+
+
+def _remove_checkpoints(settings: EngineSettings, trainer: Any) -> None:
+    """The run's checkpoints removed once the best weights are loaded (unless ``keep_checkpoints``); every process
+    waits until then."""
+    if settings.keep_checkpoints:
+        return
+    if trainer.world_size > 1:
+        trainer.strategy.barrier("transferkit-best-loaded")
+    if trainer.is_global_zero:
+        for old in settings.checkpoint_dir.glob("*.ckpt"):
+            old.unlink(missing_ok=True)

@@ -84,15 +84,59 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
     ``train`` when not given); ``eval_sets`` (name -> data) are only evaluated. With ``compare_single``, each
     backbone's own probe is evaluated beside the stack.
     """
-    from sklearn.decomposition import PCA
-
-    from transferkit.features.cache import default_cache_dir
-    from transferkit.models.folder import check_output_folder
-    from transferkit.backbones import create_backbone
-    from transferkit.features.cache import FeatureCache
-    from transferkit.features.extract import extract_features
-    from transferkit.models.combined import StackedModel
     from transferkit.estimators.linear_probe import LinearProbe
+    from transferkit.features.extract import resolve_device
+    from transferkit.models.combined import StackedModel
+
+    backbones = _chosen_backbones(backbones, ranking, top, reduce)
+    resolve_device(device)
+    if output is not None:
+        from transferkit.models.folder import check_output_folder
+
+        check_output_folder(output, overwrite, inputs=[
+            ("training data", train), ("validation data", val), ("ranking", ranking),
+            *[("backbone", b) for b in backbones], *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
+    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    train_ds = as_dataset(train, "training", **columns)
+    val_ds = as_dataset(val, "validation", **columns, required=False)
+    sets = {**({"val": val_ds} if val_ds is not None else {}),
+            **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
+    classes = train_ds.classes
+    built = _build_backbones(backbones, train_ds.modality, seed, max_length)
+    extract = dict(cache=_cache(cache_dir, no_cache), batch_size=batch_size, device=device, progress=progress)
+    train_features, set_features = _features(built, train_ds, sets, extract)
+    y_train = train_ds.label_array(classes)
+    labels = {s: d.label_array(classes) for s, d in sets.items()}
+
+    reducers = _reducers(train_features, reduce, seed)
+    holder = StackedModel(built, reducers, torch.nn.Identity(), classes)
+    X_train = holder.transform(train_features)
+    X_val = holder.transform(set_features["val"]) if val_ds is not None else None
+    probe = LinearProbe(C=probe_c, random_state=seed).fit(X_train, y_train, X_val,
+                                                          labels["val"] if val_ds is not None else None)
+    model = StackedModel(built, reducers, probe.to_head(), classes).eval()
+    figures = {}
+    for s in sets:
+        accuracy, loss = accuracy_and_loss(model.head_proba(holder.transform(set_features[s])), labels[s])
+        figures[s] = {"accuracy": accuracy, "log_loss": loss}
+    single = _single_probes(backbones, train_features, y_train, set_features, labels, probe_c, seed) \
+        if compare_single and sets else {}
+    result = StackResult(model, list(backbones), reduce, float(probe.C_), figures, single)
+    if output is not None:
+        from transferkit.models.artifact_kinds import save_stacked
+
+        result.output = save_stacked(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
+                                     overwrite=overwrite, keep_beside=True,
+                                     extra_files={"stack.json": json.dumps(result.to_dict(), indent=2) + "\n",
+                                                  "summary.txt": result.summary() + "\n"})
+    return result
+
+
+def _chosen_backbones(backbones: Sequence[str] | None, ranking: Any, top: int | None,
+                      reduce: int | None) -> list[str]:
+    """The backbones to stack (given, or the ``top`` rows of ``ranking``), checked with the other options before
+    any backbone runs: at least one, none repeated, every name known."""
+    from transferkit.selection.ranking import check_candidate_names
 
     if top is not None and top < 1:
         raise ConfigError(f"stack: --top must be at least 1 (the number of backbones kept); got {top}.")
@@ -108,35 +152,46 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
         raise ConfigError(f"stack: backbones repeat: {list(backbones)}.")
     if reduce is not None and reduce < 1:
         raise ConfigError(f"stack: reduce (PCA components per backbone) must be at least 1; got {reduce}.")
-    from transferkit.features.extract import resolve_device
-    from transferkit.selection.ranking import check_candidate_names
-
     check_candidate_names(list(backbones), option="stack --backbones")  # every name, before any backbone runs
-    resolve_device(device)
-    if output is not None:
-        check_output_folder(output, overwrite, inputs=[
-            ("training data", train), ("validation data", val), ("ranking", ranking),
-            *[("backbone", b) for b in backbones], *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
-    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
-    train_ds = as_dataset(train, "training", **columns)
-    val_ds = as_dataset(val, "validation", **columns, required=False)
-    sets = {**({"val": val_ds} if val_ds is not None else {}),
-            **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
-    classes = train_ds.classes
+    return list(backbones)
+
+
+def _build_backbones(names: Sequence[str], modality: str, seed: int, max_length: int) -> list[Any]:
+    """Each backbone built (random parts seeded); one that takes another kind of input than the data is an error."""
+    from transferkit.backbones import create_backbone
+
     built = []
-    for name in backbones:
+    for name in names:
         torch.manual_seed(seed)
-        backbone = create_backbone(name, **get_modality(train_ds.modality).backbone_options(max_length=max_length))
-        if backbone.modality != train_ds.modality:
+        backbone = create_backbone(name, **get_modality(modality).backbone_options(max_length=max_length))
+        if backbone.modality != modality:
             raise ConfigError(f"stack: backbone '{name}' takes {backbone.modality} input but the data is "
-                              f"{train_ds.modality}.")
+                              f"{modality}.")
         built.append(backbone)
-    cache = None if no_cache else FeatureCache(cache_dir or default_cache_dir())
-    extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
-    train_features = [extract_features(b, train_ds, **extract) for b in built]
+    return built
+
+
+def _cache(cache_dir: str | None, no_cache: bool) -> Any:
+    if no_cache:
+        return None
+    from transferkit.features.cache import FeatureCache, default_cache_dir
+
+    return FeatureCache(cache_dir or default_cache_dir())
+
+
+def _features(built: list[Any], train: Any, sets: dict[str, Any],
+              extract: dict[str, Any]) -> tuple[list[Any], dict[str, list[Any]]]:
+    """Each backbone's features of the training data and of every evaluated set (through the cache)."""
+    from transferkit.features.extract import extract_features
+
+    train_features = [extract_features(b, train, **extract) for b in built]
     set_features = {s: [extract_features(b, d, **extract) for b in built] for s, d in sets.items()}
-    y_train = train_ds.label_array(classes)
-    labels = {s: d.label_array(classes) for s, d in sets.items()}
+    return train_features, set_features
+
+
+def _reducers(train_features: list[Any], reduce: int | None, seed: int) -> list[dict[str, torch.Tensor] | None]:
+    """Per backbone, the PCA (mean and components) fitted on its training features, or ``None`` without ``reduce``."""
+    from sklearn.decomposition import PCA
 
     reducers: list[dict[str, torch.Tensor] | None] = []
     for features in train_features:
@@ -147,32 +202,23 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
         pca = PCA(n_components=components, random_state=seed).fit(features)
         reducers.append({"mean": torch.as_tensor(pca.mean_, dtype=torch.float32),
                          "components": torch.as_tensor(pca.components_, dtype=torch.float32)})
-    holder = StackedModel(built, reducers, torch.nn.Identity(), classes)
-    X_train = holder.transform(train_features)
-    X_val = holder.transform(set_features["val"]) if val_ds is not None else None
-    probe = LinearProbe(C=probe_c, random_state=seed).fit(X_train, y_train, X_val,
-                                                          labels["val"] if val_ds is not None else None)
-    model = StackedModel(built, reducers, probe.to_head(), classes).eval()
-    figures = {}
-    for s in sets:
-        accuracy, loss = accuracy_and_loss(model.head_proba(holder.transform(set_features[s])), labels[s])
-        figures[s] = {"accuracy": accuracy, "log_loss": loss}
-    single: dict[str, dict[str, Any]] = {}
-    if compare_single and sets:
-        for index, name in enumerate(backbones):
-            own = LinearProbe(C=probe_c, random_state=seed).fit(
-                train_features[index], y_train, set_features["val"][index] if val_ds is not None else None,
-                labels["val"] if val_ds is not None else None)
-            single[name] = {}
-            for s in sets:
-                accuracy, loss = accuracy_and_loss(own.predict_proba(set_features[s][index]), labels[s])
-                single[name][s] = {"accuracy": accuracy, "log_loss": loss}
-    result = StackResult(model, list(backbones), reduce, float(probe.C_), figures, single)
-    if output is not None:
-        from transferkit.models.artifact_kinds import save_stacked
+    return reducers
 
-        result.output = save_stacked(model, output, metrics={"fusion": result.to_dict()}, run_config=result.to_dict(),
-                                     overwrite=overwrite, keep_beside=True,
-                                     extra_files={"stack.json": json.dumps(result.to_dict(), indent=2) + "\n",
-                                                  "summary.txt": result.summary() + "\n"})
-    return result
+
+def _single_probes(backbones: Sequence[str], train_features: list[Any], y_train: Any,
+                   set_features: dict[str, list[Any]], labels: dict[str, Any], probe_c: float | None,
+                   seed: int) -> dict[str, dict[str, Any]]:
+    """Each backbone's own probe on the same features, scored on every evaluated set (the stack's comparison)."""
+    from transferkit.estimators.linear_probe import LinearProbe
+
+    has_val = "val" in set_features
+    single: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(backbones):
+        own = LinearProbe(C=probe_c, random_state=seed).fit(
+            train_features[index], y_train, set_features["val"][index] if has_val else None,
+            labels["val"] if has_val else None)
+        single[name] = {}
+        for s in set_features:
+            accuracy, loss = accuracy_and_loss(own.predict_proba(set_features[s][index]), labels[s])
+            single[name][s] = {"accuracy": accuracy, "log_loss": loss}
+    return single

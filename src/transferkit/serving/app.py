@@ -238,10 +238,22 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
     """The FastAPI application serving ``settings.model`` (default: the settings in the environment, as
     ``transferkit serve`` passes them to uvicorn's workers). ``predictor`` is a model already loaded (by
     :func:`load_predictor`); without one, the model loads, and runs once, before the first request is accepted."""
-    import anyio
-
     settings = settings or from_environment()
     state: dict[str, Any] = {}
+    app = FastAPI(title="transferkit model service", version=__version__,
+                  lifespan=_lifespan(settings, predictor, state),
+                  description="Class probabilities from a transferkit model folder. Image models take multipart "
+                              "uploads (`files`), text models JSON (`texts`).")
+    _add_status_routes(app, settings, state)
+    _add_predict_route(app, settings, state)
+    _add_error_handlers(app)
+    return app
+
+
+def _lifespan(settings: ServeConfig, predictor: Any, state: dict[str, Any]) -> Any:
+    """The application's start and stop: the model loaded (unless given) and run once, the micro-batcher started
+    (and stopped at the end), the shared ``state`` filled."""
+    import anyio
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -261,9 +273,11 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="transferkit model service", version=__version__, lifespan=lifespan,
-                  description="Class probabilities from a transferkit model folder. Image models take multipart "
-                              "uploads (`files`), text models JSON (`texts`).")
+    return lifespan
+
+
+def _add_status_routes(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:
+    """``GET /health`` and ``GET /info``."""
 
     @app.get("/health", summary="liveness and readiness")
     async def health() -> dict[str, Any]:
@@ -284,6 +298,10 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
                         "batching": {"wait_ms": settings.batch_wait_ms, "max_items": settings.max_batch_items,
                                      "batches_run": batcher.batches, "inputs_run": batcher.items},
                         "transferkit_version_serving": __version__})
+
+
+def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:
+    """``POST /predict``: images as multipart uploads or texts as JSON, as the model's modality takes them."""
 
     @app.post("/predict", summary="classify images (multipart) or texts (JSON)", response_model=PredictResponse,
               responses=_ERRORS, openapi_extra=_PREDICT_BODY)
@@ -321,6 +339,11 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
         return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
                 "predictions": _predictions(proba, names, model.classes, k)}
 
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answered in JSON: unknown endpoints and methods named, a client that went away, the service's
+    own faults."""
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
@@ -343,8 +366,6 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
         # The server's own fault: uvicorn logs the traceback; the client gets JSON like every other answer.
         return JSONResponse({"detail": f"internal error of the service ({type(exc).__name__}); it is logged there."},
                             status_code=500)
-
-    return app
 
 
 async def _image_inputs(request: Request, model: Any, settings: ServeConfig, decoders: Any):

@@ -140,10 +140,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     ``val`` drives early stopping and checkpoint selection; without it ``config.val_fraction`` of each class of
     ``train`` is held out. ``stage`` names the sub-folder of the run folder ("scratch" for the baseline).
     """
-    from transferkit.data.augmentation import BatchMixing, augmentation_for
+    from transferkit.data.augmentation import augmentation_for
     from transferkit.data.splits import stratified_split
-    from transferkit.engine.data import LabelledCollate, LabelledExamples
-    from transferkit.engine.trainer import run_training
     from transferkit.models.model import TransferModel
     from transferkit.strategies.registry import build_strategy
     from transferkit.tasks import DEFAULT_TASK, get_task
@@ -155,22 +153,8 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     lr = lr or config.lr or strategy.default_lr
     folder = run_folder(config, train) / stage
     run_facts = {"strategy": strategy.name, "stage": stage, "lr": lr, **(facts or {})}
-    settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
-                               log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
-    _check(config, strategy, backbone, settings, folder)
-    # A stage the interrupted run had not reached starts afresh; one it had started continues, with its options.
-    settings.resume = config.resume and settings.last_checkpoint.is_file()
-    from transferkit.engine.run_record import check_resume, training_options, write_record
-
-    options = training_options(config.model_dump(), UNTRAINED_OPTIONS, stage=stage, lr=lr,
-                               **{"training data": train.fingerprint(),
-                                  "validation data": val.fingerprint() if val is not None else None})
-    if config.resume and _has_progress(folder):
-        check_resume(folder, options)
-    else:
-        write_record(folder, options)
+    settings = _checked_settings(config, strategy, backbone, train, val, folder, stage, lr)
     augmentation = augmentation_for(backbone.modality, config.augment, config.auto_augment)
-    init_report = None
     if config.init_from:
         from transferkit.strategies.weight_transfer import load_backbone_weights
 
@@ -187,46 +171,12 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     model = TransferModel(backbone, task.new_head(backbone.num_features, classes, task.targets(train, classes)),
                           classes, strategy=strategy.name, task=task.name)
     if config.activation_checkpointing:
-        from transferkit.engine.memory import enable_activation_checkpointing
-
-        wrapped = enable_activation_checkpointing(backbone.layer_groups())
-        if not wrapped:
-            raise ConfigError(f"--activation-checkpointing: every layer group of backbone '{backbone.name}' holds "
-                              "BatchNorm layers, whose statistics recomputation would update twice; it applies to "
-                              "transformer encoders. Lower --batch-size (with --accumulate) instead.")
-        run_facts["activation_checkpointing"] = wrapped
+        run_facts["activation_checkpointing"] = _checkpoint_activations(backbone)
     strategy.prepare(model, {"train": train, "val": val, "classes": list(classes), "config": config,
                              "augmented": not augmentation.is_identity, "val_held_out": held_out})
     run_facts.update(strategy.describe(model))
-
-    mixing = BatchMixing(len(classes), config.mixup, config.cutmix) if (config.mixup or config.cutmix) else None
-    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation, mixing)
-    train_set = strategy.training_examples(train, task.targets(train, classes), prepare_train)
-    val_set = LabelledExamples(val.items, task.targets(val, classes), backbone.prepare)
-
-    final = folder / FINAL_WEIGHTS
-    if config.resume and final.is_file():
-        from transferkit.engine.trainer import TrainingOutcome
-
-        log.info("%s: finished in the interrupted run; its weights are reloaded from %s", stage, final)
-        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-        saved = json.loads((folder / FINAL_OUTCOME).read_text())
-        if saved.get("final_choice"):
-            run_facts["final_choice"] = saved["final_choice"]
-        outcome = TrainingOutcome(**{k: v for k, v in saved.items() if k in TrainingOutcome.__dataclass_fields__})
-    else:
-        final.unlink(missing_ok=True)
-        outcome = run_training(model, strategy, train_set, val_set, settings,
-                               train_collate=LabelledCollate(backbone.collate, batch_transform),
-                               val_collate=LabelledCollate(backbone.collate), callbacks=callbacks)
-        choice = strategy.after_training(model, outcome)
-        if choice:
-            run_facts["final_choice"] = choice
-            log.info("%s: %s", stage, ", ".join(f"{k} {v}" for k, v in choice.items()))
-        if outcome.is_main_process:
-            torch.save(model.state_dict(), final)
-            (folder / FINAL_OUTCOME).write_text(json.dumps({**outcome.to_dict(), "history": outcome.history,
-                                                            "final_choice": choice}, default=str))
+    examples = _examples(config, strategy, backbone, task, train, val, classes, augmentation)
+    outcome = _train_or_reload(model, strategy, settings, folder, stage, config, examples, callbacks, run_facts)
     if config.activation_checkpointing:
         from transferkit.engine.memory import disable_activation_checkpointing
 
@@ -236,6 +186,82 @@ def train_with_strategy(config: Any, backbone: Backbone, train: Dataset, val: Da
     run_facts["training"] = outcome.to_dict()
     run_facts["history"] = outcome.history
     return TrainedModel(model, outcome, run_facts)
+
+
+def _checked_settings(config: Any, strategy: TrainingStrategy, backbone: Backbone, train: Dataset,
+                      val: Dataset | None, folder: Path, stage: str, lr: float) -> Any:
+    """The engine's settings of this stage, the run checked (:func:`_check`) and its record written; resuming, a
+    stage the interrupted run had started continues (its options compared), one it had not reached starts afresh."""
+    from transferkit.engine.run_record import check_resume, training_options, write_record
+
+    settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
+                               log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
+    _check(config, strategy, backbone, settings, folder)
+    settings.resume = config.resume and settings.last_checkpoint.is_file()
+    options = training_options(config.model_dump(), UNTRAINED_OPTIONS, stage=stage, lr=lr,
+                               **{"training data": train.fingerprint(),
+                                  "validation data": val.fingerprint() if val is not None else None})
+    if config.resume and _has_progress(folder):
+        check_resume(folder, options)
+    else:
+        write_record(folder, options)
+    return settings
+
+
+def _checkpoint_activations(backbone: Backbone) -> Any:
+    """Activation checkpointing on the backbone's layer groups (what was wrapped); an error when every group holds
+    BatchNorm layers."""
+    from transferkit.engine.memory import enable_activation_checkpointing
+
+    wrapped = enable_activation_checkpointing(backbone.layer_groups())
+    if not wrapped:
+        raise ConfigError(f"--activation-checkpointing: every layer group of backbone '{backbone.name}' holds "
+                          "BatchNorm layers, whose statistics recomputation would update twice; it applies to "
+                          "transformer encoders. Lower --batch-size (with --accumulate) instead.")
+    return wrapped
+
+
+def _examples(config: Any, strategy: TrainingStrategy, backbone: Backbone, task: Any, train: Dataset, val: Dataset,
+              classes: Sequence[str], augmentation: Any) -> dict[str, Any]:
+    """The training and validation examples and their collate functions, as ``run_training`` takes them (mixup /
+    cutmix mixing the training batches when asked)."""
+    from transferkit.data.augmentation import BatchMixing
+    from transferkit.engine.data import LabelledCollate, LabelledExamples
+
+    mixing = BatchMixing(len(classes), config.mixup, config.cutmix) if (config.mixup or config.cutmix) else None
+    prepare_train, batch_transform = get_modality(backbone.modality).training_inputs(backbone, augmentation, mixing)
+    return {"train": strategy.training_examples(train, task.targets(train, classes), prepare_train),
+            "val": LabelledExamples(val.items, task.targets(val, classes), backbone.prepare),
+            "train_collate": LabelledCollate(backbone.collate, batch_transform),
+            "val_collate": LabelledCollate(backbone.collate)}
+
+
+def _train_or_reload(model: Any, strategy: TrainingStrategy, settings: Any, folder: Path, stage: str, config: Any,
+                     examples: dict[str, Any], callbacks: Sequence[Any], run_facts: dict[str, Any]) -> Any:
+    """Train ``model`` through the engine and keep its final weights and outcome in the stage's folder (for
+    ``--resume``); a stage that the interrupted run finished is reloaded instead. Returns the training outcome;
+    the strategy's final choice goes into ``run_facts``."""
+    from transferkit.engine.trainer import TrainingOutcome, run_training
+
+    final = folder / FINAL_WEIGHTS
+    if config.resume and final.is_file():
+        log.info("%s: finished in the interrupted run; its weights are reloaded from %s", stage, final)
+        model.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        saved = json.loads((folder / FINAL_OUTCOME).read_text())
+        if saved.get("final_choice"):
+            run_facts["final_choice"] = saved["final_choice"]
+        return TrainingOutcome(**{k: v for k, v in saved.items() if k in TrainingOutcome.__dataclass_fields__})
+    final.unlink(missing_ok=True)
+    outcome = run_training(model, strategy, settings=settings, callbacks=callbacks, **examples)
+    choice = strategy.after_training(model, outcome)
+    if choice:
+        run_facts["final_choice"] = choice
+        log.info("%s: %s", stage, ", ".join(f"{k} {v}" for k, v in choice.items()))
+    if outcome.is_main_process:
+        torch.save(model.state_dict(), final)
+        (folder / FINAL_OUTCOME).write_text(json.dumps({**outcome.to_dict(), "history": outcome.history,
+                                                        "final_choice": choice}, default=str))
+    return outcome
 
 
 def finish_run(config: Any, train: Dataset) -> None:
