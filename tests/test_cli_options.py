@@ -23,11 +23,14 @@ from transferkit.cli.adapt import ADAPT_FLAGS  # noqa: E402
 from transferkit.cli.cv import CV_FLAGS  # noqa: E402
 from transferkit.cli.distill import DISTILL_FLAGS  # noqa: E402  (registered above)
 from transferkit.cli.main import FIT_FLAGS  # noqa: E402
+from transferkit.cli.multitask import MULTITASK_FLAGS  # noqa: E402
 from transferkit.cli.rank import RANK_FLAGS  # noqa: E402
+from transferkit.cli.serve import SERVE_FLAGS  # noqa: E402
 from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
 
 CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS], "rank": [RANK_FLAGS],
-             "adapt": [ADAPT_FLAGS], "distill": [DISTILL_FLAGS]}
+             "adapt": [ADAPT_FLAGS], "distill": [DISTILL_FLAGS], "multitask": [MULTITASK_FLAGS],
+             "serve": [SERVE_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:
@@ -134,3 +137,39 @@ def test_a_field_without_a_flag_type_must_be_listed_with_its_reason() -> None:
     with pytest.raises(TypeError, match="weights"):
         config_flags(ConfigFlags(Mapped))(lambda options=None: None)
     config_flags(ConfigFlags(Mapped, exclude={"weights": "a mapping: given in a YAML config"}))(lambda options=None: None)
+
+
+def _multitask_file(tmp_path: Path, text_csv: Path) -> Path:
+    config = tmp_path / "multitask.yaml"
+    config.write_text(f"tasks:\n  - name: sentiment\n    data: {text_csv}\nfinetune:\n  layer_lr_decay: 0.5\n"
+                      "epochs: 3\n", encoding="utf-8")
+    return config
+
+
+def test_multitask_flags_merge_into_the_files_sections(tmp_path: Path, text_csv: Path) -> None:
+    from transferkit.strategies.multitask_options import load_multitask_config
+
+    config = load_multitask_config(_multitask_file(tmp_path, text_csv), finetune={"freeze": 1}, epochs=None,
+                                   sampling="uniform")
+    assert config.finetune.freeze == 1 and config.finetune.layer_lr_decay == 0.5  # the file's section kept
+    assert config.epochs == 3 and config.sampling == "uniform"
+
+
+def test_multitask_refuses_a_bad_flag_naming_the_option_before_any_work(tmp_path: Path, text_csv: Path) -> None:
+    out = tmp_path / "multi"
+    config = _multitask_file(tmp_path, text_csv)
+    before = config.read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["multitask", str(config), "--temperature", "0", "--freeze", "1",
+                                      "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "option 'temperature'" in result.output and "greater than 0" in result.output
+    assert str(config) in result.output  # the file the values were merged into
+    assert "Traceback" not in result.output and not out.exists()
+    assert config.read_text(encoding="utf-8") == before
+
+
+def test_serve_refuses_a_bad_generated_flag_before_starting(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "no-model"), "--top-k", "0"])
+    assert result.exit_code == 2, result.output
+    assert "top_k (--top-k)" in result.output and "greater than or equal to 1" in result.output
+    assert "Traceback" not in result.output

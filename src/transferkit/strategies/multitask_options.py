@@ -122,8 +122,9 @@ def make_multitask_config(origin: str = "options", **values: Any) -> MultiTaskCo
 
 
 def load_multitask_config(path: str | Path, **overrides: Any) -> MultiTaskConfig:
-    """A :class:`MultiTaskConfig` from a YAML file; relative data paths are taken relative to
-    the file's folder when they exist there, else relative to the working directory."""
+    """A :class:`MultiTaskConfig` from a YAML file, with ``overrides`` laid over it (``None``: not given; a section
+    such as ``finetune`` merged key by key); relative data paths are taken relative to the file's folder when they
+    exist there, else relative to the working directory."""
     from transferkit.config import load_config_file
 
     path = Path(path)
@@ -138,5 +139,6 @@ def load_multitask_config(path: str | Path, **overrides: Any) -> MultiTaskConfig
                     value = task.get(key)
                     if isinstance(value, str) and not Path(value).is_absolute() and (path.parent / value).exists():
                         task[key] = str(path.parent / value)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return make_multitask_config(str(path), **values)
+    from transferkit.config import merge_config
+
+    return merge_config(values, overrides, str(path), build=make_multitask_config)
