@@ -56,6 +56,8 @@ CASES = {
     "export-wrong-modality-data": ("export {root}/model --data {texts} --output {root}/new.onnx", ["text", "image"]),
     "export-nan-tolerance": ("export {root}/model --tolerance nan --output {root}/new.onnx", ["--tolerance"]),
     "export-not-a-model": ("export {images}", ["config.json"]),
+    "export-data-wrong-delimiter": ("export {root}/text-model --data {texts} --delimiter ; --output {root}/new.onnx",
+                                    ["reviews.csv", "--delimiter ','"]),
     "report-missing-folder": ("report {root}/nowhere", ["nowhere"]),
     "report-empty-folder": ("report {root}/empty", ["empty"]),
     "report-existing-file": ("report {root}/model --output {root}/existing.html", ["--overwrite"]),

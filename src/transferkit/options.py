@@ -10,7 +10,13 @@ Light on purpose (pydantic only): ``transferkit --help`` builds the flags from t
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from transferkit.errors import ConfigError
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 #: Sections of a config whose options have flags without the section's name (``finetune.freeze`` is ``--freeze``,
 #: ``distill.temperature`` is ``--temperature``); the options of other sections carry it (``lora.rank`` is
@@ -74,3 +80,20 @@ class OutputOptions(Options):
     output: str | None = Field(None, description="folder for the saved model; nothing is saved when not given (Python API)")
     overwrite: bool = Field(False, description="replace a model already in the output folder")
     report: bool = Field(True, description="write report.html (configuration, data, learning curves, metrics and verdict, confusion matrix, hardest mistakes) into the output folder at the end")
+
+
+def build_options(config_class: type[ConfigT], origin: str = "options", **values: Any) -> ConfigT:
+    """``config_class(**values)``, its validation problems turned into one :class:`ConfigError` that names each
+    option, its flag and the value given (``origin``: the file or "options" the values came from)."""
+    try:
+        return config_class(**values)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            option = ".".join(str(p) for p in error["loc"]) or "(config)"
+            if error["type"] == "extra_forbidden":
+                lines.append(f"unknown option '{option}'; allowed options are: {', '.join(config_class.model_fields)}")
+            else:
+                message = str(error["msg"]).removeprefix("Value error, ")
+                lines.append(f"option '{option}' ({flag_name(option)}): {message} (got {error.get('input')!r})")
+        raise ConfigError(f"{origin}: " + "; ".join(lines)) from None

@@ -1,37 +1,38 @@
-"""``transferkit export``: write a saved model as an ONNX file and check it against PyTorch."""
+"""``transferkit export``: write a saved model as an ONNX file and check it against PyTorch. Thin: parse, call
+:func:`transferkit.workflows.export.export_model_folder`, print. The flags are generated from
+:class:`~transferkit.compress.options.ExportConfig`."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
 from transferkit.cli.main import _fail, _setup, app
+from transferkit.cli.options import ConfigFlags, config_flags
+from transferkit.compress.options import ExportConfig
 from transferkit.errors import TransferkitError
+
+#: export's flags: every ExportConfig option (--format keeps its short -f).
+EXPORT_FLAGS = ConfigFlags(ExportConfig, short={"format": "-f"},
+                           exclude={"normalize_labels": "the parity check compares outputs, not labels"})
 
 
 @app.command()
+@config_flags(EXPORT_FLAGS)
 def export(
     model: str = typer.Argument(..., help="A model folder written by `transferkit fit`."),
-    format: str = typer.Option("onnx", "--format", "-f", help="Export format: onnx."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: MODEL/model.onnx)."),
-    tolerance: float = typer.Option(1e-3, "--tolerance", help="Largest absolute difference of the logits allowed between PyTorch and ONNX Runtime on the check inputs."),
-    data: Optional[str] = typer.Option(None, "--data", help="Check the export on these inputs (an image folder or a table) instead of generated ones."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a --data table."),
-    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a --data table."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from EXPORT_FLAGS
 ) -> None:
     """Export MODEL to ONNX (logits, dynamic batch) and check that ONNX Runtime matches PyTorch on real inputs."""
     _setup(quiet)
     try:
         from transferkit.workflows.export import export_model_folder
 
-        result = export_model_folder(model, output, format=format, tolerance=tolerance, data=data, overwrite=overwrite,
-                                     text_column=text_column, path_column=path_column)
+        result = export_model_folder(model, **options)
     except TransferkitError as exc:
         _fail(exc)
     if as_json:
