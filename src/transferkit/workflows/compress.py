@@ -46,22 +46,27 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
                    overwrite: bool = False, max_calibration: int = 256, signed_activations: bool = False,
                    progress: bool = False,
                    label_column: str | None = None, text_column: str | None = None, path_column: str | None = None,
-                   encoding: str = "utf-8") -> TradeoffReport:
+                   encoding: str = "utf-8", delimiter: str | None = None,
+                   normalize_labels: bool = False) -> TradeoffReport:
     """Make the compressed ``variants`` of the model folder ``model_dir`` and measure them all on labelled
     ``data`` (see :mod:`transferkit.compress.tradeoff`). ``train`` (labelled) drives the pruning recovery fine-tune
-    and, when ``calibration`` is not given, static quantization's calibration. Everything is checked before any
-    work."""
+    and, when ``calibration`` is not given, static quantization's calibration. The table options (those of
+    :class:`~transferkit.options.DataOptions`) read all three. Everything is checked before any work."""
     from transferkit._io import atomic_write_json, staged_folder
     from transferkit.models.folder import late_step
 
     start_all = time.perf_counter()
+    if data is None:
+        raise ConfigError("--data: give the labelled test data (an image folder or a table) that every variant is "
+                          "measured on.")
     variants = _check_options(variants, magnitude_amount, structured_amount, heads, recovery_epochs, recovery_lr,
                               tolerance, threads, seed)
     model_dir = Path(model_dir)
     output = check_compress_output(Path(output) if output is not None else model_dir / "compressed", overwrite,
                                    model_dir=model_dir, inputs=[("--data", data), ("--train", train),
                                                                 ("--calibration", calibration)])
-    read = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    read = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
+                delimiter=delimiter, normalize_labels=normalize_labels)
     model, test, y, train_ds, calib_ds = _load_inputs(model_dir, data, train, calibration, read)
     if "structured" in variants:
         from transferkit.compress.prune import STRUCTURED_REFUSAL, structured_units
