@@ -13,7 +13,7 @@ optional short recovery fine-tune through the engine.
     smallest ``|gamma_c| * ||W_proj[:, c]||_1`` (BatchNorm scale after the depthwise convolution times the
     projection weights reading the channel; the network-slimming criterion, Liu et al. 2017);
   * two-convolution blocks (``conv1`` -> ``bn1`` -> ``conv2``, ungrouped, nothing else in the block holding
-    parameters: VGG-style stacks such as the aiSFX audio network, ResNet basic and bottleneck blocks): the fraction
+    parameters: VGG-style stacks such as the aiSFX audio network, ResNet basic blocks): the fraction
     ``amount`` of ``conv1``'s output channels, smallest ``|gamma_c| * ||W_conv2[:, c]||_1`` (the same criterion);
   * transformer layers: the fraction ``amount`` of feed-forward neurons, smallest ``||W_up[c]|| * ||W_down[:, c]||``,
     and, for BERT-style attention (``query``/``key``/``value``), ``heads`` of each layer's heads with the smallest
