@@ -20,9 +20,11 @@ from transferkit.options import RENAMED_FLAGS, Options, flag_name
 
 _register_commands()
 from transferkit.cli.adapt import ADAPT_FLAGS  # noqa: E402
+from transferkit.cli.compress import COMPRESS_FLAGS  # noqa: E402
 from transferkit.cli.cv import CV_FLAGS  # noqa: E402
 from transferkit.cli.distill import DISTILL_FLAGS  # noqa: E402  (registered above)
 from transferkit.cli.export import EXPORT_FLAGS  # noqa: E402
+from transferkit.cli.fuse import FUSE_FLAGS  # noqa: E402
 from transferkit.cli.main import FIT_FLAGS  # noqa: E402
 from transferkit.cli.multitask import MULTITASK_FLAGS  # noqa: E402
 from transferkit.cli.rank import RANK_FLAGS  # noqa: E402
@@ -31,7 +33,8 @@ from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
 
 CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS], "rank": [RANK_FLAGS],
              "adapt": [ADAPT_FLAGS], "distill": [DISTILL_FLAGS], "multitask": [MULTITASK_FLAGS],
-             "serve": [SERVE_FLAGS], "export": [EXPORT_FLAGS]}
+             "serve": [SERVE_FLAGS], "export": [EXPORT_FLAGS],
+             "compress": [COMPRESS_FLAGS], "fuse": [FUSE_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:

@@ -71,6 +71,10 @@ CASES = {
     "fuse-soup-of-one": ("fuse {root}/model --method soup --val {images} --output {root}/new-fused", ["soup"]),
     "fuse-alphas-out-of-range": ("fuse {root}/model --method interpolate --alphas 0,2 --train {images} --val {images} "
                                  "--output {root}/new-fused", ["--alphas"]),
+    "fuse-val-wrong-delimiter": ("fuse {root}/text-model {root}/text-model --method ensemble --val {texts} "
+                                 "--delimiter ; --output {root}/new-fused", ["reviews.csv", "--delimiter ','"]),
+    "fuse-without-method": ("fuse {root}/model {root}/model --val {images} --output {root}/new-fused",
+                            ["--method", "ensemble"]),
     "fuse-into-a-folder-of-notes": ("fuse {root}/model {root}/model --method ensemble --val {images} "
                                     "--output {root}/holiday", ["holiday"]),
     "compress-unknown-variant": ("compress {root}/model --data {images} --variants float,zip --output {root}/new-c",
@@ -78,6 +82,9 @@ CASES = {
     "compress-wrong-modality-data": ("compress {root}/model --data {texts} --output {root}/new-c", ["text"]),
     "compress-into-the-model": ("compress {root}/model --data {images} --output {root}/model", ["--output"]),
     "compress-missing-model": ("compress {root}/nowhere --data {images} --output {root}/new-c", ["nowhere"]),
+    "compress-without-data": ("compress {root}/model --output {root}/new-c", ["--data", "test data"]),
+    "compress-data-wrong-delimiter": ("compress {root}/text-model --data {texts} --delimiter ; --output {root}/new-c",
+                                      ["reviews.csv", "--delimiter ','"]),
     "compress-unknown-quantization": ("compress {root}/model --data {images} --quantization int3 --output {root}/new-c",
                                       ["int3"]),
 }

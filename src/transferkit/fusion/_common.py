@@ -25,8 +25,10 @@ def as_model(model: Any, role: str = "model") -> Any:
 
 
 def as_dataset(data: Any, role: str, *, label_column: str | None = None, text_column: str | None = None,
-               path_column: str | None = None, encoding: str = "utf-8", required: bool = True) -> Dataset | None:
-    """A labelled dataset from a path or a :class:`Dataset` (``None`` allowed when not ``required``)."""
+               path_column: str | None = None, encoding: str = "utf-8", delimiter: str | None = None,
+               normalize_labels: bool = False, required: bool = True) -> Dataset | None:
+    """A labelled dataset from a path (read with the table options of
+    :class:`~transferkit.options.DataOptions`) or a :class:`Dataset` (``None`` allowed when not ``required``)."""
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
 
@@ -35,7 +37,8 @@ def as_dataset(data: Any, role: str, *, label_column: str | None = None, text_co
             raise ConfigError(f"{role} data is needed here: give a folder of images per class or a table.")
         return None
     dataset = data if isinstance(data, Dataset) else load_data(
-        data, label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+        data, label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
+        delimiter=delimiter, normalize_labels=normalize_labels)
     validate_dataset(dataset, role=role, min_classes=1)
     if not dataset.is_labelled:
         raise DataError(f"{dataset.origin}: the {role} data has no labels.")

@@ -81,6 +81,7 @@ class EnsembleResult:
 def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted", output: str | Path | None = None,
              overwrite: bool = False, batch_size: int = 64, device: str = "auto", label_column: str | None = None,
              text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+             delimiter: str | None = None, normalize_labels: bool = False,
              progress: bool = False) -> EnsembleResult:
     """An ensemble of ``models`` (model folders or models; any backbones, one label set and modality).
 
@@ -100,7 +101,8 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
     loaded = [as_model(m, f"ensemble model {i}") for i, m in enumerate(models)]
     uniform_model = EnsembleModel(loaded)  # checks modality and label sets
     val_ds = as_dataset(val, "validation", label_column=label_column, text_column=text_column,
-                        path_column=path_column, encoding=encoding, required=weighting == "fitted")
+                        path_column=path_column, encoding=encoding,
+                        delimiter=delimiter, normalize_labels=normalize_labels, required=weighting == "fitted")
     members = [{"name": n, "backbone": getattr(m, "backbone", None) and m.backbone.name,
                 "strategy": getattr(m, "strategy", None)} for n, m in zip(names, loaded)]
     weights = np.asarray(uniform_model.weights)

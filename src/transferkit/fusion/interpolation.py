@@ -113,7 +113,8 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
                 output: str | Path | None = None, overwrite: bool = False, batch_size: int = 64,
                 device: str = "auto", seed: int = 0, probe_c: float | None = None, cache_dir: str | None = None,
                 label_column: str | None = None, text_column: str | None = None, path_column: str | None = None,
-                encoding: str = "utf-8", progress: bool = False) -> InterpolationResult:
+                encoding: str = "utf-8",
+                delimiter: str | None = None, normalize_labels: bool = False, progress: bool = False) -> InterpolationResult:
     """Sweep ``alpha`` between the pretrained end and ``finetuned`` (a model folder or model), choose it on ``val``.
 
     ``eval_sets`` (name -> data) are evaluated at every alpha too (for example a shifted test domain); they never
@@ -130,7 +131,8 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise ConfigError(f"--alphas (interpolate): every mixing weight must be in [0, 1]; got {alphas}. "
                           "Give e.g. --alphas 0,0.25,0.5,0.75,1.")
-    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
+                   delimiter=delimiter, normalize_labels=normalize_labels)
     finetuned_model = single_models([finetuned], "interpolate")[0]
     val_ds = as_dataset(val, "validation", **columns)
     train_ds = as_dataset(train, "training", **columns, required=False)

@@ -72,6 +72,7 @@ def uniform_soup_state(states: Sequence[dict]) -> dict:
 def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", output: str | Path | None = None,
          overwrite: bool = False, batch_size: int = 64, device: str = "auto", label_column: str | None = None,
          text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+         delimiter: str | None = None, normalize_labels: bool = False,
          progress: bool = False) -> SoupResult:
     """A ``greedy`` or ``uniform`` soup of ``models`` (model folders or models of one architecture, one label set).
 
@@ -90,7 +91,8 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
     loaded = single_models(models, "soup")
     check_same_architecture(loaded, names, "soup")
     val_ds = as_dataset(val, "validation", label_column=label_column, text_column=text_column,
-                        path_column=path_column, encoding=encoding, required=method == "greedy")
+                        path_column=path_column, encoding=encoding,
+                        delimiter=delimiter, normalize_labels=normalize_labels, required=method == "greedy")
     states = [cpu_state(m) for m in loaded]
     working = copy.deepcopy(loaded[0])
     kwargs = predict_kwargs(batch_size, device, progress)

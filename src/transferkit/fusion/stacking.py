@@ -77,6 +77,7 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
           batch_size: int = 64, device: str = "auto", cache_dir: str | None = None, no_cache: bool = False,
           max_length: int = 256, compare_single: bool = True, label_column: str | None = None,
           text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+          delimiter: str | None = None, normalize_labels: bool = False,
           progress: bool = False) -> StackResult:
     """Fit a linear probe on the concatenated features of ``backbones`` (or the ``top`` rows of ``ranking``).
 
@@ -96,7 +97,8 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
         check_output_folder(output, overwrite, inputs=[
             ("training data", train), ("validation data", val), ("ranking", ranking),
             *[("backbone", b) for b in backbones], *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
-    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding)
+    columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
+                   delimiter=delimiter, normalize_labels=normalize_labels)
     train_ds = as_dataset(train, "training", **columns)
     val_ds = as_dataset(val, "validation", **columns, required=False)
     sets = {**({"val": val_ds} if val_ds is not None else {}),
