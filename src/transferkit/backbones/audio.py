@@ -137,10 +137,19 @@ class SpectrogramCNN(nn.Module):
         self.num_features = int(channels[-1])
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.feature_map(spectrogram))
+
+    def feature_map(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """``(N, frames, bands)`` -> the last block's map ``(N, C, frames', bands')``."""
         x = spectrogram.unsqueeze(1)
         for block in self.blocks:
             x = block(x)
-        return x.mean(dim=3).amax(dim=2)
+        return x
+
+    @staticmethod
+    def pool(feature_map: torch.Tensor) -> torch.Tensor:
+        """Mean over frequency, then max over time: ``(N, C, T, F)`` -> ``(N, C)``."""
+        return feature_map.mean(dim=3).amax(dim=2)
 
 
 class AudioCNNBackbone(Backbone):
@@ -172,6 +181,12 @@ class AudioCNNBackbone(Backbone):
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)
+
+    def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.feature_map(batch)
+
+    def pool_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.model.pool(feature_map)
 
     def layer_groups(self) -> list[nn.Module]:
         return list(self.model.blocks)

@@ -49,6 +49,15 @@ class Backbone(nn.Module):
     def forward(self, batch: Any) -> torch.Tensor:
         return self.forward_features(batch)
 
+    def feature_map(self, batch: Any) -> torch.Tensor:
+        """The last spatial feature map before pooling, ``(N, C, H, W)`` (what Grad-CAM weighs); backbones without
+        one (transformers encoders) raise NotImplementedError."""
+        raise NotImplementedError(f"backbone '{self.name}' has no spatial feature map")
+
+    def pool_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features` from :meth:`feature_map`'s output: ``(N, C, H, W)`` -> ``(N, num_features)``."""
+        raise NotImplementedError(f"backbone '{self.name}' has no spatial feature map")
+
     def layer_groups(self) -> list[nn.Module]:
         """Groups of layers from input to output (e.g. stem, stages, head); each parameter is in exactly one."""
         raise NotImplementedError

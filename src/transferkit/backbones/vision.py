@@ -115,6 +115,12 @@ class TimmBackbone(Backbone):
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
 
+    def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(batch)
+
+    def pool_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feature_map, pre_logits=True)
+
     def inference_features(self, batch: torch.Tensor) -> torch.Tensor:
         """:meth:`forward_features` for frozen inference, faster on the CPU; the same values to 1e-4.
 

@@ -141,11 +141,19 @@ class Modality(ABC):
         """``count`` synthetic items of varied shapes and how they are described (export parity checks when no
         data is given)."""
 
+    # --- explanations -----------------------------------------------------------------------------------------
+    def explainer(self) -> Any:
+        """The :class:`~transferkit.explain.base.Explainer` of this modality's inputs (``explain``, the report's
+        explanations, the service's ``/explain``)."""
+        from transferkit.errors import ConfigError
+
+        raise ConfigError(f"explain: {self.name} models cannot be explained yet.")
+
 
 #: Names of the hooks every entry answers (the contract test checks each registered entry against them).
 HOOKS = ("item_keys", "check_items", "batch_order", "files_dataset", "backbone_options", "options_from_preprocessing",
          "raw_encoder", "augmentation", "training_inputs", "example", "examples_html", "example_cell_html",
-         "decode_upload", "warm_up_item", "sample_items")
+         "decode_upload", "warm_up_item", "sample_items", "explainer")
 ATTRIBUTES = ("name", "description", "default_backbone", "input_hint", "items_are_files", "strings_are_items",
               "mixes_batches", "augment_summary", "word_variants", "channels_last", "prefers_static_quantization",
               "service_request", "onnx_inputs")

@@ -167,6 +167,11 @@ class ImageModality(Modality):
 
         return Image.new("RGB", (64, 64), (128, 128, 128))
 
+    def explainer(self) -> Any:
+        from transferkit.explain.grid import GridExplainer
+
+        return GridExplainer(channels=True, fill="zero")
+
     def sample_items(self, count: int, seed: int = 0) -> tuple[list[Any], str]:
         rng = np.random.default_rng(seed)
         items = [rng.integers(0, 256, size=(int(rng.integers(24, 300)), int(rng.integers(24, 300)), 3), dtype=np.uint8)

@@ -112,5 +112,10 @@ class TextModality(Modality):
     def warm_up_item(self) -> Any:
         return "warm-up"
 
+    def explainer(self) -> Any:
+        from transferkit.explain.text import TextExplainer
+
+        return TextExplainer()
+
     def sample_items(self, count: int, seed: int = 0) -> tuple[list[Any], str]:
         return [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(count)], "sample texts of varied length"

@@ -97,6 +97,11 @@ class Task(ABC):
         probabilities (softmax of ``outputs / temperature``), label probabilities (sigmoid), or values in the
         target's units (regression: unchanged)."""
 
+    def explained_scores(self, outputs: Any, temperature: float = 1.0) -> Any:
+        """What ``explain`` attributes, from the head's raw outputs ``(N, width)`` (a torch tensor, differentiable):
+        by default the outputs themselves (a regression's values, each label's logit)."""
+        return outputs
+
     @abstractmethod
     def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
         """The scikit-learn estimator fitted on frozen features (it converts to a head with ``to_head()``);

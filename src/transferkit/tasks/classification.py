@@ -87,6 +87,12 @@ class SingleLabelClassification(Task):
         logits = torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32))
         return torch.softmax(logits / temperature, dim=1).numpy()
 
+    def explained_scores(self, outputs: Any, temperature: float = 1.0) -> Any:
+        """Log-probabilities of the classes (log-softmax of ``outputs / temperature``)."""
+        import torch
+
+        return torch.log_softmax(outputs / temperature, dim=1)
+
     def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
         from transferkit.estimators.linear_probe import LinearProbe
 
