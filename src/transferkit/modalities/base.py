@@ -125,6 +125,11 @@ class Modality(ABC):
     def example_cell_html(self, entry: dict, escape: Callable[[Any], str]) -> str:
         """HTML of one example in a table cell (the hardest misclassified examples)."""
 
+    def distinctive_terms(self, items: Sequence[Any], groups: np.ndarray, count: int = 8) -> dict[int, list[str]]:
+        """Words that set each group of ``items`` apart (``groups``: a group id per item; ``-1`` is no group), for
+        ``explore``'s cluster summaries; ``{}`` for a modality without words."""
+        return {}
+
     # --- serving ----------------------------------------------------------------------------------------------
     def decode_upload(self, data: bytes, name: str, settings: Any) -> Any:
         """One uploaded file (``service_request == "files"``) as an item the backbone prepares; every limit of

@@ -109,6 +109,27 @@ class TextModality(Modality):
     def example_cell_html(self, entry: dict, escape: Callable[[Any], str]) -> str:
         return escape(entry.get("text", ""))
 
+    def distinctive_terms(self, items: Sequence[Any], groups: np.ndarray, count: int = 8) -> dict[int, list[str]]:
+        """Per group, the ``count`` words (and word pairs) whose mean TF-IDF weight in the group most exceeds
+        their mean over every text."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        groups = np.asarray(groups)
+        try:
+            weights = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=20000, sublinear_tf=True,
+                                      stop_words="english").fit(items)
+        except ValueError:  # no word occurs twice: nothing distinguishes a group
+            return {}
+        matrix = weights.transform(items)
+        vocabulary = weights.get_feature_names_out()
+        overall = np.asarray(matrix.mean(axis=0)).ravel()
+        terms = {}
+        for group in sorted(set(groups.tolist()) - {-1}):
+            inside = np.asarray(matrix[np.flatnonzero(groups == group)].mean(axis=0)).ravel() - overall
+            best = np.argsort(-inside)[:count]
+            terms[group] = [str(vocabulary[i]) for i in best if inside[i] > 0]
+        return terms
+
     def warm_up_item(self) -> Any:
         return "warm-up"
 
