@@ -34,6 +34,7 @@ class PageReport:
     screenshot: bytes = b""
     title: str = ""
     text_length: int = 0
+    probe: Any = None
 
 
 class _Pipe:
@@ -66,10 +67,12 @@ class _Pipe:
         return self._next_id
 
 
-def inspect_page(url: str, *, width: int = 1200, height: int = 900, timeout: float = 60.0) -> PageReport:
+def inspect_page(url: str, *, width: int = 1200, height: int = 900, timeout: float = 60.0,
+                 probe: str | None = None) -> PageReport:
     """Load ``url`` in headless Chromium; return its console errors (console.error, uncaught exceptions, and
     browser log entries of level error: failed loads, blocked content), every ``<img>`` with its natural size,
-    and a full-page PNG screenshot."""
+    and a full-page PNG screenshot; ``probe``: a JavaScript expression evaluated in the page after it loaded, its
+    JSON value kept as ``PageReport.probe``."""
     binary = find_chromium()
     if binary is None:
         raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
@@ -134,11 +137,12 @@ def inspect_page(url: str, *, width: int = 1200, height: int = 900, timeout: flo
         script = ("JSON.stringify({title: document.title, text: document.body ? document.body.innerText.length : 0,"
                   " images: Array.from(document.images).map(i => ({cls: i.className, alt: i.alt,"
                   " complete: i.complete, width: i.naturalWidth, height: i.naturalHeight,"
-                  " shown_width: i.getBoundingClientRect().width}))})")
+                  " shown_width: i.getBoundingClientRect().width})), probe: (" + (probe or "null") + ")})")
         value = call("Runtime.evaluate", {"expression": script, "returnByValue": True, "awaitPromise": True},
                      session=session)["result"]["value"]
         facts = json.loads(value)
         report.title, report.text_length, report.images = facts["title"], facts["text"], facts["images"]
+        report.probe = facts["probe"]
         shot = call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session)
         report.screenshot = base64.b64decode(shot["data"])
         time.sleep(0.2)  # late log entries
