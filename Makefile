@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean bench bench-deps chromium audio-data
+.PHONY: demo test install clean bench bench-deps chromium audio-data detection-data
 
 $(BIN)/transferkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,12 +36,17 @@ chromium:
 audio-data:
 	test -d /usr/share/hydrogen/data/drumkits || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hydrogen-drumkits)
 
+# Photographs behind the detection benchmark's composed images (Debian's mate-backgrounds: twelve nature photographs,
+# GPL-2+); benchmarks/detection_transfer.py only, the tests use scikit-learn's two sample photographs.
+detection-data:
+	test -d /usr/share/backgrounds/mate/nature || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mate-backgrounds)
+
 test: install chromium audio-data
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra
 
 # Benchmark-only packages (the bench extra: mlxtend, SetFit) and data (Debian's wordnet-base for
 # benchmarks/few_shot.py: noun glosses by lexicographer file).
-bench-deps: install
+bench-deps: install detection-data
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	test -f /usr/share/wordnet/data.noun || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base)
 
