@@ -247,9 +247,14 @@ def test_auto_runtime_takes_onnx_runtime_for_enough_examples_and_gives_the_torch
     assert choose_runtime("auto", backbone, "cpu", 6, custom_output=True) == "torch"
     assert choose_runtime("torch", backbone, "cpu", 10**6) == "torch"
     extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)  # exports (traces)
+    monkeypatch.setattr(extract, "_CHECKED_FILES", set())
+    seen.clear()
+    first = extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)
+    assert seen == [2]  # PyTorch ran only the parity check, on the first batch; ONNX Runtime computed every batch
     seen.clear()
     auto = extract_features(backbone, data, cache=None, progress=False, device="cpu", batch_size=2)
-    assert seen == [2]  # PyTorch ran only the parity check of the first batch; ONNX Runtime computed the rest
+    assert seen == []  # the file was checked once in this process
+    np.testing.assert_array_equal(auto, first)
     assert (cache_root() / "onnx" / f"{backbone.cache_key()}.onnx").is_file()  # exported once into the cache
     np.testing.assert_allclose(auto, plain, atol=1e-4)
 
@@ -291,10 +296,14 @@ def test_two_processes_give_exactly_the_single_process_features_through_the_cach
     images = np.random.default_rng(1).integers(0, 256, size=(13, 24, 24, 3), dtype=np.uint8)
     data = from_arrays(images, ["a", "b"] * 6 + ["a"])
     threads = torch.get_num_threads()
-    single = extract_features(backbone, data, cache=None, progress=False, batch_size=4, device="cpu", runtime="torch")
+    torch.set_num_threads(1)  # one thread per process: the processes are forked (start_method), in about a second
+    try:
+        single = extract_features(backbone, data, cache=None, progress=False, batch_size=4, device="cpu",
+                                  runtime="torch")
+    finally:
+        torch.set_num_threads(threads)
     cache = FeatureCache(tmp_path / "cache")
-    assert extract_sharded(backbone, data, processes=2, cache=cache, batch_size=4, threads=threads,
-                           runtime="torch") == 13
+    assert extract_sharded(backbone, data, processes=2, cache=cache, batch_size=4, threads=1, runtime="torch") == 13
     stats = ExtractionStats()
     merged = extract_features(backbone, data, cache=FeatureCache(tmp_path / "cache"), progress=False, stats=stats)
     assert stats.from_cache == 13 and stats.computed == 0

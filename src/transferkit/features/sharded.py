@@ -6,12 +6,14 @@ The shards are made of the batches the single-process run would form (texts sort
 ``batch_size`` batches), dealt to the processes in turn, so every example meets the same batch companions and the
 same padding: with the same thread count per process the features are exactly the single-process ones.
 
-One machine: ``processes`` CPU processes (``ddp_spawn``, gloo). Several machines: see ``docs/scaling.md``.
+One machine: ``processes`` CPU processes over gloo, forked when each runs one thread (see :func:`start_method`),
+spawned otherwise. Several machines: see ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,22 @@ def shard_rows(dataset: Dataset, batch_size: int, processes: int) -> list[np.nda
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     shards = [[b for k, b in enumerate(batches) if k % processes == rank] for rank in range(processes)]
     return [np.concatenate(s) if s else np.zeros(0, dtype=np.int64) for s in shards]
+
+
+def start_method(threads: int) -> str:
+    """Lightning's strategy for ``processes`` that run ``threads`` threads each: ``ddp_fork`` on Linux with one
+    thread per process, ``ddp_spawn`` otherwise.
+
+    A forked process starts at once (about 1 s for two, against 60 s for two spawned processes that import torch
+    and unpickle the backbone on a loaded machine) and shares the backbone's weights with this one page by page. But
+    GNU OpenMP, which PyTorch uses on Linux, deadlocks in a forked child that starts threads after the parent used
+    them; with one thread per process it starts none. Spawning also needs the calling script's work under
+    ``if __name__ == "__main__":``; forking does not. A process that has used CUDA cannot fork.
+    """
+    import torch
+
+    forkable = sys.platform.startswith("linux") and not torch.cuda.is_initialized()
+    return "ddp_fork" if threads == 1 and forkable else "ddp_spawn"
 
 
 def _worker(fabric: Any, backbone: Backbone, dataset: Dataset, shards: list[np.ndarray], keys: list[str],
@@ -78,7 +96,7 @@ def extract_sharded(backbone: Backbone, dataset: Dataset, *, processes: int, cac
     threads = threads or max(1, torch.get_num_threads() // processes)
     from lightning.fabric import Fabric
 
-    fabric = Fabric(accelerator="cpu", devices=processes, strategy="ddp_spawn")
+    fabric = Fabric(accelerator="cpu", devices=processes, strategy=start_method(threads))
     fabric.launch(_worker, backbone, missing, shards, [keys[i] for i in unique], str(cache.root), batch_size, threads,
                   runtime)
     log.info("features of %s: %d examples computed by %d processes", dataset.origin, len(unique), processes)
