@@ -1,0 +1,238 @@
+"""Object detection: the three annotation formats, the checks before training, a tiny detector trained one epoch
+and scored by the COCO evaluation, predict (records and drawings) from the saved folder, and the bootstrap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY_IMAGE_BACKBONE
+from transferkit.data.detection import check_detection_set, read_detection
+from transferkit.data.detection_synth import (compose_detection_set, digit_objects, sample_photographs,
+                                              write_detection_set)
+from transferkit.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def coco_set(tmp_path_factory) -> Path:
+    """Twelve 32-px images: handwritten digits 0-2 on crops of scikit-learn's sample photographs, COCO format."""
+    items, labels, names = digit_objects()
+    keep = labels < 3
+    folder = tmp_path_factory.mktemp("detection") / "coco"
+    compose_detection_set(folder, items[keep], labels[keep], names[:3], sample_photographs(), n_images=12,
+                          image_size=32, max_objects=2, scale=(0.3, 0.5), seed=0)
+    return folder
+
+
+def _by_name(dataset) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
+    return {p.name: sorted((dataset.classes[int(l)], tuple(np.round(b, 2))) for b, l in zip(boxes, labels))
+            for p, boxes, labels in zip(dataset.images, dataset.boxes, dataset.labels)}
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
+def test_each_format_reads_to_the_same_boxes(coco_set: Path, tmp_path: Path, fmt: str) -> None:
+    original = read_detection(coco_set)
+    write_detection_set(original, tmp_path / fmt, fmt)
+    again = read_detection(tmp_path / fmt)
+    assert again.format == fmt and len(again) == len(original) == 12
+    assert _by_name(again) == _by_name(original)
+    assert original.n_boxes > 0
+
+
+def test_yolo_class_names_from_data_yaml(coco_set: Path, tmp_path: Path) -> None:
+    original = read_detection(coco_set)
+    write_detection_set(original, tmp_path / "yolo", "yolo")
+    (tmp_path / "yolo" / "classes.txt").unlink()
+    (tmp_path / "yolo" / "data.yaml").write_text("names:\n  0: '0'\n  1: '1'\n  2: '2'\n")
+    assert _by_name(read_detection(tmp_path / "yolo")) == _by_name(original)
+
+
+def test_images_without_annotations_are_background_with_a_warning(coco_set: Path, tmp_path: Path, caplog) -> None:
+    original = read_detection(coco_set)
+    folder = tmp_path / "yolo"
+    write_detection_set(original, folder, "yolo")
+    first = next(folder.glob("labels/*.txt"))
+    first.unlink()
+    again = read_detection(folder)
+    assert again.n_background == original.n_background + 1
+    assert "no boxes; they train as background images" in caplog.text
+    check_detection_set(again)  # background images are legal
+
+
+def _yolo_copy(coco_set: Path, tmp_path: Path) -> Path:
+    write_detection_set(read_detection(coco_set), tmp_path / "yolo", "yolo")
+    return tmp_path / "yolo"
+
+
+def test_a_box_outside_the_image_is_refused_naming_the_file_and_box(coco_set: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "coco"
+    shutil.copytree(coco_set, folder)
+    data = json.loads((folder / "annotations.json").read_text())
+    data["annotations"][0]["bbox"] = [20, 20, 30, 5]
+    (folder / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(DataError) as info:
+        check_detection_set(read_detection(folder))
+    message = str(info.value)
+    assert f"{folder / 'annotations.json'} annotation {data['annotations'][0]['id']}" in message
+    assert "outside the 32x32 image" in message and "Fix or remove these boxes" in message
+
+
+def test_a_box_of_zero_area_is_refused_naming_the_xml_file_and_object(coco_set: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "voc"
+    write_detection_set(read_detection(coco_set), folder, "voc")
+    xml = next(p for p in sorted(folder.glob("Annotations/*.xml")) if "<object>" in p.read_text())
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    xml.write_text(text[:start] + text[text.index("<xmin>") + 6:text.index("</xmin>")] + text[text.index("</xmax>"):])
+    with pytest.raises(DataError, match=rf"{xml} object 1: box .* has zero or negative area"):
+        check_detection_set(read_detection(folder))
+
+
+def test_an_unknown_yolo_class_id_is_refused_naming_the_line(coco_set: Path, tmp_path: Path) -> None:
+    folder = _yolo_copy(coco_set, tmp_path)
+    label_file = sorted(folder.glob("labels/*.txt"))[0]
+    label_file.write_text("7 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match=rf"{label_file} line 1: unknown class id 7; the 3 classes of "
+                                        rf".*classes.txt have ids 0 to 2"):
+        read_detection(folder)
+
+
+def test_an_unknown_coco_category_is_refused(coco_set: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "coco"
+    shutil.copytree(coco_set, folder)
+    data = json.loads((folder / "annotations.json").read_text())
+    data["annotations"][0]["category_id"] = 42
+    (folder / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"annotations.json annotation \d+: unknown category_id 42; known ids \[1, 2, 3\]"):
+        read_detection(folder)
+
+
+def test_an_unreadable_image_is_refused_naming_it(coco_set: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "coco"
+    shutil.copytree(coco_set, folder)
+    broken = sorted((folder / "images").iterdir())[0]
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=rf"image {broken} cannot be read"):
+        check_detection_set(read_detection(folder))
+
+
+def test_box_augmentation_moves_the_boxes_with_the_object() -> None:
+    import torch
+
+    from transferkit.data.detection_augment import box_augmentation, to_box_tensors
+
+    image = torch.zeros(3, 48, 48)
+    image[:, 8:20, 4:16] = 1.0
+    transform = box_augmentation("medium")
+    for seed in range(4):
+        torch.manual_seed(seed)
+        moved, target = transform(*to_box_tensors(image, [[4, 8, 16, 20]], [1]))
+        for x1, y1, x2, y2 in target["boxes"].round().int().tolist():
+            inside = moved[:, y1:y2, x1:x2]
+            ring = moved[:, max(0, y1 - 2):y2 + 2, max(0, x1 - 2):x2 + 2]
+            # the box holds the (uniform) object and nothing else: one colour inside, another just around it
+            assert inside.numel() and float(inside.std(dim=(1, 2)).max()) < 1e-3
+            outside = (ring.sum(dim=(1, 2)) - inside.sum(dim=(1, 2))) / max(1, ring[0].numel() - inside[0].numel())
+            assert ring[0].numel() == inside[0].numel() or \
+                float((outside - inside.mean(dim=(1, 2))).abs().max()) > 0.02
+
+
+def test_bootstrap_reaccumulation_equals_a_full_evaluation_of_the_resample() -> None:
+    from transferkit.evaluation.detection_metrics import _accumulated_ap, _matched, map50
+
+    rng = np.random.default_rng(0)
+    truths = [{"boxes": np.array([[10, 10, 30, 30], [40, 40, 70, 70]], float), "labels": np.array([i % 3, 1])}
+              for i in range(30)]
+    found = [{"boxes": t["boxes"] + rng.normal(0, 4, (2, 4)), "labels": np.array([i % 3, (i + 1) % 3]),
+              "scores": rng.random(2)} for i, t in enumerate(truths)]
+    idx = rng.integers(0, 30, 30)
+    full = map50([found[i] for i in idx], [truths[i] for i in idx])
+    assert 0 < full < 1
+    assert _accumulated_ap(_matched(found, truths), idx) == pytest.approx(full, abs=1e-6)
+
+
+def test_cli_fit_detection_trains_scores_saves_and_predicts(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+    from transferkit.models.artifacts import load_model
+
+    out = tmp_path / "model"
+    runner = CliRunner()
+    result = runner.invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--backbone", TINY_IMAGE_BACKBONE,
+                                 "--strategy", "finetune", "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                                 "--baselines", "scratch", "--test-fraction", "0.25", "--device", "cpu",
+                                 "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "mAP@0.5" in result.output and "verdict:" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["map_50"] <= 1 and set(metrics["test"]["per_class"]) == {"0", "1", "2"}
+    assert metrics["baselines"]["scratch"]["images"] == 3 and metrics["comparisons"][0]["baseline"] == "scratch"
+    examples = json.loads((out / "examples.json").read_text())
+    assert examples and {"image", "predicted", "true"} <= set(examples[0])
+
+    model = load_model(out)
+    images = sorted((coco_set / "images").iterdir())[:2]
+    direct = model.detect(images, score_threshold=0.0)
+    drawn = tmp_path / "drawn"
+    result = runner.invoke(app, ["predict", str(out), *map(str, images), "--score-threshold", "0",
+                                 "--draw", str(drawn), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["input"] for r in rows] == [str(i) for i in images]
+    for row, found in zip(rows, direct):
+        assert len(row["detections"]) == len(found["scores"])
+        best = int(np.argmax(found["scores"]))
+        assert row["detections"][0]["box"] == pytest.approx(found["boxes"][best].tolist(), abs=0.01)
+    assert sorted(p.name for p in drawn.iterdir()) == [f"{i.stem}.png" for i in images]
+
+
+def test_cli_fit_detection_with_a_bad_box_exits_2_before_training(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+
+    folder = tmp_path / "coco"
+    shutil.copytree(coco_set, folder)
+    data = json.loads((folder / "annotations.json").read_text())
+    data["annotations"][0]["bbox"] = [5, 5, 0, 4]
+    (folder / "annotations.json").write_text(json.dumps(data))
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["fit", str(folder), "--task-type", "detection", "--backbone",
+                                      TINY_IMAGE_BACKBONE, "--device", "cpu", "--output", str(out)])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "annotations.json annotation" in result.output
+    assert "zero or negative area" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_cli_fit_detection_refuses_a_strategy_it_cannot_train(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--strategy", "lora",
+                                      "--output", str(tmp_path / "model")])
+    assert result.exit_code == 2
+    assert "option 'strategy': a detector trains by linear-probe, finetune, lp-ft; got 'lora'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+
+
+def test_predict_draw_refuses_a_folder_with_files(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "keep.png").write_bytes(b"earlier")
+    out = tmp_path / "model"
+    _save_tiny_detector(out)
+    result = CliRunner().invoke(app, ["predict", str(out), str(coco_set / "images"), "--draw", str(drawn)])
+    assert result.exit_code == 2 and "option 'draw'" in result.output and "Traceback" not in result.output
+    assert (drawn / "keep.png").read_bytes() == b"earlier"
+
+
+def _save_tiny_detector(folder: Path) -> None:
+    from transferkit.models.artifact_kinds import save_detection
+    from transferkit.models.detector import DetectionModel, build_detector
+
+    network, spec = build_detector(TINY_IMAGE_BACKBONE, ["0", "1", "2"], image_size=32)
+    save_detection(DetectionModel(network, ["0", "1", "2"], spec), folder)
