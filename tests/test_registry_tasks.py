@@ -109,6 +109,8 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
     X = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
     signal = np.asarray(y, dtype=np.float32).reshape(n, -1)
     X[:, : signal.shape[1]] += 2 * signal
+    for score in task.transferability_scores or ("logme",):
+        assert np.isfinite(hook("transferability")(score, X, y))
     probe = hook("new_probe")(C=1.0, seed=0).fit(X, y)
     probe_head = probe.to_head().eval()
     with torch.no_grad():

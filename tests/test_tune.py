@@ -73,7 +73,7 @@ def test_an_lp_ft_trial_that_keeps_its_probe_is_scored_as_the_probe(tiny_text_mo
 def test_cv_objective_reports_per_fold(tiny_text_model: Path, tmp_path: Path) -> None:
     result = tune(synthetic_dataset(6), backbone=str(tiny_text_model), objective="cv", folds=3, n_trials=2,
                   device="cpu", progress=False, storage=f"sqlite:///{tmp_path / 'cv.db'}")
-    assert result.n_complete == 2 and len(result.top[0]["fold_accuracies"]) == 3
+    assert result.n_complete == 2 and len(result.top[0]["fold_scores"]) == 3
 
 
 def test_bad_search_spaces_fail_before_any_trial(tmp_path: Path) -> None:

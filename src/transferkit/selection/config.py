@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from transferkit.errors import ConfigError
 from transferkit.options import DataOptions, RuntimeOptions
+from transferkit.tasks import DEFAULT_TASK
 
 DEFAULT_SCORES = ("logme", "leep", "nce", "hscore", "shrinkage_hscore")
 
@@ -27,6 +28,16 @@ class RankConfig(DataOptions, RuntimeOptions):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="part of each class held out for validate when no test data is given")
     shots: int | None = Field(None, gt=0, description="keep at most this many labelled examples per class for scoring (and training, with validate)")
     max_length: int = Field(256, gt=0, description="text backbones: maximum tokens per text")
+    task: str = Field(DEFAULT_TASK, description="what a label is (`transferkit.tasks`): classification (the default), regression (a numeric target: LogME's regression form, validate measures R2) or multilabel (a set of labels per example: LogME on the per-label indicators, validate measures example F1)")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from transferkit.tasks import TASKS, task_names
+
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(task_names())}")
+        return value
 
     @field_validator("scores")
     @classmethod
@@ -47,6 +58,26 @@ class RankConfig(DataOptions, RuntimeOptions):
         if not names:
             raise ValueError("give at least one candidate backbone name")
         return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _scores_of_the_task(self) -> "RankConfig":
+        """The scores the task has a form of: the default list cut to them, a score asked for that has none an
+        error naming the option."""
+        from transferkit.tasks import get_task
+
+        task = get_task(self.task)
+        known = task.transferability_scores
+        if known is None:
+            return self
+        if "scores" not in self.model_fields_set:
+            self.scores = [name for name in self.scores if name in known] or list(known[:1])
+            return self
+        other = [name for name in self.scores if name not in known]
+        if other:
+            raise ConfigError(f"option 'scores': {', '.join(other)} ha{'s' if len(other) == 1 else 've'} no form for "
+                              f"the {task.name} task (it needs class labels); choose among {', '.join(known)} "
+                              f"(--scores {known[0]}).")
+        return self
 
     @model_validator(mode="after")
     def _sort_by_is_computed(self) -> "RankConfig":
@@ -85,5 +116,8 @@ def make_rank_config(**values: Any) -> RankConfig:
                 lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
             else:
                 message = str(error["msg"]).removeprefix("Value error, ")
-                lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
+                if not error["loc"] and message.startswith("option '"):  # a check across options names its own
+                    lines.append(message)
+                else:
+                    lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
         raise ConfigError("rank: " + "; ".join(lines)) from None

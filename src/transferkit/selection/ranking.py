@@ -27,6 +27,7 @@ from transferkit.data.dataset import Dataset
 from transferkit.errors import BackboneError, ConfigError, DataError
 from transferkit.selection.config import RankConfig
 from transferkit.selection.scores import SCORES, get_score
+from transferkit.tasks import DEFAULT_TASK, get_task
 
 log = logging.getLogger("transferkit")
 
@@ -74,6 +75,8 @@ class Ranking:
     correlations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    task: str = DEFAULT_TASK
+    measure: str = "accuracy"  # what the held-out figures of validate are: the task's measure
 
     @property
     def best(self) -> str | None:
@@ -94,13 +97,13 @@ class Ranking:
         return {"sort_by": self.sort_by, "scores": list(self.scores), "modality": self.modality,
                 "classes": list(self.classes), "n_scored": self.n_scored, "n_test": self.n_test,
                 "best": self.best, "rows": [asdict(r) for r in self.rows], "correlations": self.correlations,
-                "notes": list(self.notes), "seconds": self.seconds}
+                "notes": list(self.notes), "seconds": self.seconds, "task": self.task, "measure": self.measure}
 
     def table(self) -> str:
         """A plain-text table, best first: each score with the time it took, the extraction time, accuracies."""
         titles = [SCORES[s].title for s in self.scores]
         measured = [a for a in ACCURACIES if any(a in r.accuracy or a in r.not_run for r in self.rows)]
-        head = ["#", "candidate", *titles, "features", *[_ACCURACY_TITLES[a] for a in measured]]
+        head = ["#", "candidate", *titles, "features", *[self._measured_title(a) for a in measured]]
         body = []
         for i, row in enumerate(self.rows, 1):
             cells = [str(i), row.label]
@@ -115,7 +118,7 @@ class Ranking:
         widths = [max(len(head[j]), *(len(r[j]) for r in body)) for j in range(len(head))]
         align = lambda cells: "  ".join(c.ljust(w) if j == 1 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
         lines = [f"ranked by {SCORES[self.sort_by].title} on {self.n_scored} labelled {self.modality} examples, "
-                 f"{len(self.classes)} classes (higher is better for every score; time in brackets)",
+                 f"{self._outputs()} (higher is better for every score; time in brackets)",
                  align(head), "-" * (sum(widths) + 2 * (len(widths) - 1))]
         lines += [align(cells) for cells in body]
         lines.append(_verdict_line(self))
@@ -130,20 +133,28 @@ class Ranking:
         for why in sorted(reasons):
             lines.append(f"not run: {why}")
         if self.correlations:
-            lines.append(f"weighted Kendall tau between each score and the measured accuracy ({self.n_test} held-out "
+            lines.append(f"weighted Kendall tau between each score and the measured {self.measure} ({self.n_test} held-out "
                          "examples; 1 = same order, -1 = reversed):")
             for score, by_accuracy in self.correlations.items():
                 parts = []
                 for accuracy, entry in by_accuracy.items():
                     value = entry.get("weighted_tau")
                     shown = f"{value:+.2f} over {entry['n']}" if value is not None else f"n/a ({entry['reason']})"
-                    parts.append(f"{_ACCURACY_TITLES[accuracy]}: {shown}")
+                    parts.append(f"{self._measured_title(accuracy)}: {shown}")
                 lines.append(f"  {SCORES[score].title:<20} " + "   ".join(parts))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def _measured_title(self, accuracy: str) -> str:
+        return _ACCURACY_TITLES[accuracy].replace(" acc", f" {_MEASURE_SHORT.get(self.measure, self.measure)}")
+
+    def _outputs(self) -> str:
+        task = get_task(self.task)
+        return f"{len(self.classes)} {task.output_noun}" + ("" if task.reads_class_folders else f" ({task.name})")
+
 
 _ACCURACY_TITLES = {"linear_probe": "probe acc", "finetune": "fine-tune acc"}
+_MEASURE_SHORT = {"accuracy": "acc", "r2": "R2", "example_f1": "ex-F1"}
 
 
 def _duration(seconds: float) -> str:
@@ -319,7 +330,7 @@ def correlations(rows: list[CandidateResult], scores: Sequence[str]) -> dict[str
 
 
 def _score_all(row: CandidateResult, features: np.ndarray | None, probabilities: np.ndarray | None,
-               labels: np.ndarray, scores: Sequence[str], why_no_source: str = NO_SOURCE_HEAD) -> None:
+               labels: np.ndarray, scores: Sequence[str], task: Any, why_no_source: str = NO_SOURCE_HEAD) -> None:
     for name in scores:
         info = get_score(name)
         values = features if info.input == "features" else probabilities
@@ -327,15 +338,15 @@ def _score_all(row: CandidateResult, features: np.ndarray | None, probabilities:
             row.not_applicable[name] = why_no_source
             continue
         start = time.perf_counter()
-        row.scores[name] = float(info.function(values, labels))
+        row.scores[name] = float(task.transferability(info.name, values, labels))
         row.seconds[name] = time.perf_counter() - start
 
 
-def _probe_accuracy(X_train, y_train, X_test, y_test, seed: int, standardize: bool = True) -> float:
-    from transferkit.estimators.linear_probe import LinearProbe
-
-    probe = LinearProbe(standardize=standardize, random_state=seed).fit(X_train, y_train)
-    return float(np.mean(probe.predict(X_test) == y_test))
+def _probe_accuracy(X_train, y_train, X_test, y_test, seed: int, task: Any, standardize: bool = True) -> float:
+    """The held-out measure of the task's probe (accuracy; R² for regression; example F1 for multi-label)."""
+    probe = task.new_probe(seed=seed, standardize=standardize).fit(X_train, y_train)
+    predicted = task.predictions(probe.predict_proba(X_test))
+    return float(np.mean(task.per_example_scores(y_test, predicted)))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -352,6 +363,7 @@ def rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset 
     from transferkit.backbones import create_backbone
     from transferkit.modalities import get_modality
     from transferkit.selection._extract import extract
+    task = get_task(train.task)
 
     start = time.perf_counter()
     options = get_modality(modality).backbone_options(max_length=config.max_length)
@@ -365,19 +377,19 @@ def rank_backbone(name: str, train: Dataset, y_train: np.ndarray, test: Dataset 
     row.seconds["load"] = time.perf_counter() - start
     with_logits = needs_source and backbone.has_source_head
     run = dict(cache=cache, batch_size=config.batch_size, device=config.device, num_workers=config.num_workers,
-               progress=config.progress)
+               progress=config.progress, runtime=config.runtime, processes=config.processes)
     log.info("rank: %s (%d features%s)", name, backbone.num_features, ", source classifier" if with_logits else "")
     got = extract(backbone, train, with_logits=with_logits, **run)
     row.seconds["features"] = got.seconds
     row.extraction = {"computed": got.computed, "from_cache": got.from_cache}
     probabilities = _softmax(got.source_logits) if got.source_logits is not None else None
-    _score_all(row, got.features, probabilities, y_train, config.scores)
+    _score_all(row, got.features, probabilities, y_train, config.scores, task)
     if y_test is not None:
         test_features = extract(backbone, test, with_logits=False, **run)
         row.seconds["test_features"] = test_features.seconds
         start = time.perf_counter()
         row.accuracy["linear_probe"] = _probe_accuracy(got.features, y_train, test_features.features, y_test,
-                                                       config.seed)
+                                                       config.seed, task)
         row.seconds["linear_probe"] = time.perf_counter() - start
     del backbone
     gc.collect()
@@ -390,7 +402,7 @@ def rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: 
     import scipy.sparse as sp
 
     from transferkit.evaluation.baselines import RawInputEncoder
-
+    task = get_task(train.task)
     start = time.perf_counter()
     encoder = RawInputEncoder().fit(train)
     X = encoder.transform(train)
@@ -404,12 +416,12 @@ def rank_raw(train: Dataset, y_train: np.ndarray, test: Dataset | None, y_test: 
         description = f"TF-IDF, {k}-d truncated SVD"
     row = CandidateResult(RAW, RAW, description, int(X_scored.shape[1]))
     row.seconds["features"] = time.perf_counter() - start
-    _score_all(row, np.asarray(X_scored), None, y_train, config.scores,
+    _score_all(row, np.asarray(X_scored), None, y_train, config.scores, task,
                why_no_source="the raw input has no source classifier")
     if y_test is not None:
         start = time.perf_counter()
         row.accuracy["linear_probe"] = _probe_accuracy(X, y_train, encoder.transform(test), y_test, config.seed,
-                                                       standardize=encoder.standardize)
+                                                       task, standardize=encoder.standardize)
         row.seconds["linear_probe"] = time.perf_counter() - start
     return row
 
@@ -429,8 +441,10 @@ def rank_candidates(train: Dataset, test: Dataset | None, names: list[str], conf
     order = sorted(range(len(rows)), key=lambda i: (primary not in rows[i].scores,
                                                      -rows[i].scores.get(primary, 0.0), i))
     rows = [rows[i] for i in order]
-    result = Ranking(rows, list(config.scores), primary, train.modality, train.classes, len(train),
-                     len(test) if test is not None else 0, notes=_notes(rows, len(train)))
+    task = get_task(train.task)
+    result = Ranking(rows, list(config.scores), primary, train.modality, task.label_space(train), len(train),
+                     len(test) if test is not None else 0, notes=_notes(rows, len(train)), task=task.name,
+                     measure=task.measure)
     if config.validate:
         result.correlations = correlations(rows, config.scores)
     return result
@@ -440,9 +454,10 @@ def _score_candidates(names: list[str], train: Dataset, test_ds: Dataset | None,
                       config: RankConfig) -> list[CandidateResult]:
     """A row per candidate (features through the feature cache, every score, the probe accuracy when held-out data
     is there), then the raw-input row."""
-    classes = train.classes
-    y_train = train.label_array(classes)
-    y_test = test_ds.label_array(classes) if test_ds is not None else None
+    task = get_task(train.task)
+    classes = task.label_space(train)
+    y_train = task.targets(train, classes)
+    y_test = task.targets(test_ds, classes, normalize=config.normalize_labels) if test_ds is not None else None
     cache = None
     if not config.no_cache:
         from transferkit.features.cache import FeatureCache, default_cache_dir
@@ -465,6 +480,8 @@ def _finetune_accuracies(rows: list[CandidateResult], train: Dataset, test_ds: D
             row.not_run["finetune"] = "fine-tune accuracy: not applicable to the raw-input baseline"
         elif reason is not None:
             row.not_run["finetune"] = reason
+        elif finetune is None:
+            row.not_run["finetune"] = "fine-tune accuracy: no fine-tuning runner was given"
         else:
             finetune(row, train, test_ds, config)
 

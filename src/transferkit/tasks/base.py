@@ -37,6 +37,11 @@ class Task(ABC):
     calibrates: bool = False
     #: Whether a folder with one sub-folder per class holds this task's labels (else only tables and lists do).
     reads_class_folders: bool = False
+    #: What the head's outputs are called in listings ("2 classes", "1 target", "5 labels").
+    output_noun: str = "outputs"
+    #: The transferability scores (:mod:`transferkit.selection.scores`) this task has a form of (``None``: every
+    #: registered score); ``rank`` computes these by default and refuses the others.
+    transferability_scores: tuple[str, ...] | None = None
     #: Whether labels are classes whose names a text backbone can embed (the label-name prior and zero-shot row;
     #: ``new_probe`` then takes ``prototypes=``, one row per class).
     uses_label_names: bool = False
@@ -106,6 +111,12 @@ class Task(ABC):
     def new_probe(self, *, C: float | None = None, seed: int = 0, **options: Any) -> Any:
         """The scikit-learn estimator fitted on frozen features (it converts to a head with ``to_head()``);
         ``options`` tune its solver (``standardize``, ``tol``, ``max_iter``: the raw baseline's settings)."""
+
+    @abstractmethod
+    def transferability(self, score: str, values: np.ndarray, targets: np.ndarray) -> float:
+        """The transferability score ``score`` (one of :attr:`transferability_scores`) of ``values`` (features
+        ``(N, D)``, or source probabilities for the scores that take them) against ``targets`` as :meth:`targets`
+        gives them; higher means the backbone is expected to transfer better (``rank``)."""
 
     # --- evaluation -------------------------------------------------------------------------------------------
     @abstractmethod

@@ -21,6 +21,7 @@ class SingleLabelClassification(Task):
 
     name = "classification"
     description = "single-label classification: one class per example, softmax and cross-entropy"
+    output_noun = "classes"
     loss_name = "cross_entropy"
     measure = "accuracy"
     summary_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
@@ -102,6 +103,12 @@ class SingleLabelClassification(Task):
 
             return PrototypeProbe(prototypes, C=C, random_state=seed, **options)
         return LinearProbe(C=C, random_state=seed, **options)
+
+    def transferability(self, score: str, values: np.ndarray, targets: np.ndarray) -> float:
+        """The registered score itself (every score is defined for class indices)."""
+        from transferkit.selection.scores import get_score
+
+        return float(get_score(score).function(values, targets))
 
     # --- evaluation -------------------------------------------------------------------------------------------
     def predictions(self, proba: np.ndarray) -> np.ndarray:

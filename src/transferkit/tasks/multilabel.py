@@ -79,9 +79,11 @@ class MultiLabelClassification(Task):
 
     name = "multilabel"
     description = "multi-label classification: a set of labels per example, per-label sigmoid and binary cross-entropy"
+    output_noun = "labels"
     loss_name = "binary_cross_entropy"
     measure = "example_f1"
     summary_columns = (("example_f1", "example-F1"), ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"))
+    transferability_scores = ("logme", "logme_no_intercept")
 
     # --- labels -----------------------------------------------------------------------------------------------
     def parse_labels(self, values: Sequence[Any], places: Sequence[str], column: str) -> list[str]:
@@ -214,6 +216,20 @@ class MultiLabelClassification(Task):
         from transferkit.estimators.task_probes import MultiLabelProbe
 
         return MultiLabelProbe(C=C, random_state=seed, **options)
+
+    def transferability(self, score: str, values: np.ndarray, targets: np.ndarray) -> float:
+        """LogME on the per-label 0/1 indicators (the form LogME gives one-hot classes, with several ones per
+        row), the mean evidence over the labels that vary in ``targets`` (a label on every row or on none says
+        nothing about the features)."""
+        from transferkit.errors import DataError
+        from transferkit.selection.scores import logme_regression_score
+        from transferkit.tasks.regression import LOGME_INTERCEPT
+
+        Y = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+        varying = Y.min(axis=0) != Y.max(axis=0)
+        if not varying.any():
+            raise DataError("every label is on every row or on none; no transferability score can be computed.")
+        return logme_regression_score(values, Y[:, varying], intercept=LOGME_INTERCEPT[score])
 
     # --- evaluation -------------------------------------------------------------------------------------------
     def predictions(self, proba: np.ndarray) -> np.ndarray:

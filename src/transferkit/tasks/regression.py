@@ -21,6 +21,9 @@ from transferkit.tasks.base import Task
 VALUE = "value"
 #: Most quantile bins the splits stratify by (fewer on small data: about ten examples per bin).
 MAX_BINS = 10
+#: The LogME forms of the tasks with real-valued (or 0/1 per-label) targets: score name -> whether a bias feature
+#: is added (the paper's exact LogME has none).
+LOGME_INTERCEPT = {"logme": True, "logme_no_intercept": False}
 
 
 def number_text(value: float) -> str:
@@ -33,9 +36,11 @@ class Regression(Task):
 
     name = "regression"
     description = "regression: a numeric target per example, predicted in its own units (MSE on the standardised target)"
+    output_noun = "target"
     loss_name = "mse"
     measure = "r2"
     summary_columns = (("r2", "R2"), ("mae", "MAE"), ("rmse", "RMSE"))
+    transferability_scores = ("logme", "logme_no_intercept")
 
     # --- labels -----------------------------------------------------------------------------------------------
     def parse_labels(self, values: Sequence[Any], places: Sequence[str], column: str) -> list[str]:
@@ -136,6 +141,13 @@ class Regression(Task):
         from transferkit.estimators.task_probes import RidgeProbe
 
         return RidgeProbe(alpha=None if C is None else 1.0 / C, standardize=options.get("standardize", True))
+
+    def transferability(self, score: str, values: np.ndarray, targets: np.ndarray) -> float:
+        """LogME's regression form (You et al., 2021) on the standardised target; ``logme_no_intercept`` without
+        the bias feature."""
+        from transferkit.selection.scores import logme_regression_score
+
+        return logme_regression_score(values, targets, intercept=LOGME_INTERCEPT[score])
 
     # --- evaluation -------------------------------------------------------------------------------------------
     def predictions(self, proba: np.ndarray) -> np.ndarray:

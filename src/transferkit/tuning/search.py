@@ -5,13 +5,14 @@ Each trial draws values for the options of a search space (``lr``, ``weight_deca
 ``lora.rank``, ``augment``, ``probe_c``, ...; any :class:`~transferkit.config.FitConfig` option, nested sections
 written ``section.option``), builds the run's config with them and scores it:
 
-- ``objective="val"``: trained on the training part of the data and scored by accuracy on a stratified validation
-  part (``val_fraction``; the test data is never seen). Training strategies also stop early and pick their best
+- ``objective="val"``: trained on the training part of the data and scored by the task's measure (accuracy;
+  R² for regression; example-based F1 for multi-label) on a stratified validation part (``val_fraction``; the test data is never seen). Training strategies also stop early and pick their best
   epoch on that part, so the objective is slightly optimistic; confirm the winner with ``transferkit cv``. Training strategies report the validation accuracy after
   every epoch to Optuna through the engine (``optuna_integration.PyTorchLightningPruningCallback``), and bad trials
   are pruned mid-run by the median rule (``MedianPruner``: a trial is stopped when its best epoch so far is worse
   than the median of earlier trials at the same epoch).
-- ``objective="cv"``: the mean accuracy over stratified folds (:mod:`transferkit.evaluation.cross_validation`),
+- ``objective="cv"``: the mean of the task's measure over stratified folds (by class, quantile bins of a
+  regression target, or each row's rarest label) (:mod:`transferkit.evaluation.cross_validation`),
   reported fold by fold, pruned after a fold by the same rule.
 
 Frozen features (the probe, and lp-ft's probe stage) come from the feature cache, so a probe sweep costs one
@@ -64,7 +65,7 @@ class TuneConfig(BaseModel):
 
     n_trials: int = Field(20, gt=0, description="trials the study should have finished in total (a resumed study runs only the missing ones)")
     timeout: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
-    objective: Literal["val", "cv"] = Field("val", description="val: accuracy on a stratified validation part of the data; cv: mean accuracy over stratified folds")
+    objective: Literal["val", "cv"] = Field("val", description="val: the task's measure (accuracy, R2, example F1) on a stratified validation part of the data; cv: its mean over stratified folds")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="objective val: part of each class held out for scoring")
     folds: int = Field(3, ge=2, description="objective cv: number of folds")
     pruning: bool = Field(True, description="stop bad trials early (median rule, per epoch or per fold)")
@@ -182,12 +183,13 @@ class TuneResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     soup: dict[str, Any] | None = None
+    measure: str = "accuracy"  # what the objective is: the task's measure
 
     def table(self) -> str:
         lines = [f"study '{self.study_name}' ({self.storage}): {self.n_complete} complete, {self.n_pruned} pruned, "
                  f"{self.n_failed} failed; {self.n_run_now} run now in {self.seconds:.0f} s"]
         if self.best_value is not None:
-            lines.append(f"best: {self.best_value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items()))
+            lines.append(f"best {self.measure}: {self.best_value:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items()))
         for row in self.top:
             lines.append(f"  trial {row['trial']:>3}  {row['value']:.4f}  " +
                          ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items()))
@@ -254,18 +256,30 @@ class TrialObjective:
         self.make_strategy = make_strategy  # config -> a fresh strategy (distill: its teachers); None: by name
         from transferkit.strategies.registry import get_strategy
 
+        from transferkit.tasks import get_task
+
         self.entry = get_strategy(base.strategy)
         self.keep_dir: Path | None = None  # where the trials' models are saved (keep_models)
-        self.classes = dataset.classes
+        self.task = get_task(dataset.task)
+        self.classes = self.task.label_space(dataset)
         self.calls = 0
         if tune.objective == "val":
             self.train, self.val = stratified_split(dataset, tune.val_fraction, base.seed, names=("train", "validation"))
         else:
+            from transferkit.data.dataset import sort_labels
             from transferkit.evaluation.cross_validation import stratified_folds
 
-            self.splits = stratified_folds(dataset.label_array(self.classes), tune.folds, 1, base.seed,
-                                           class_names=self.classes)
+            strata = self.task.strata(dataset.labels)
+            groups = sort_labels(strata)
+            code = {group: index for index, group in enumerate(groups)}
+            self.splits = stratified_folds(np.asarray([code[group] for group in strata]), tune.folds, 1, base.seed,
+                                           class_names=groups)
         self._frozen = None
+
+    def score(self, proba: np.ndarray, data: Dataset) -> float:
+        """The task's measure (accuracy, R², example-based F1) of outputs ``proba`` on ``data``."""
+        y_true = self.task.targets(data, self.classes)
+        return float(np.mean(self.task.per_example_scores(y_true, self.task.predictions(proba))))
 
     def _probe(self, config: FitConfig):
         from transferkit.evaluation.cross_validation import ProbeOnFeatures
@@ -291,7 +305,7 @@ class TrialObjective:
         if self.tune.objective == "val":
             if not self.entry.trains_network:
                 proba, _ = self._probe(config)(self.train, self.val, self.classes)
-                return float(np.mean(proba.argmax(1) == self.val.label_array(self.classes)))
+                return self.score(proba, self.val)
             return self._train_and_score(config, trial, work)
         scores = []
         for index, (a, b) in enumerate(self.splits):
@@ -303,11 +317,12 @@ class TrialObjective:
 
                 proba, _ = train_fold(config, self.backbone_name, train, test, self.classes, str(work / f"fold{index}"),
                                        strategy=self.make_strategy(config) if self.make_strategy else None)
-            scores.append(float(np.mean(proba.argmax(1) == test.label_array(self.classes))))
+            scores.append(self.score(proba, test))
             trial.report(float(np.mean(scores)), step=index)
             if self.tune.pruning and index < len(self.splits) - 1 and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {index + 1}: mean accuracy {np.mean(scores):.4f}")
-        trial.set_user_attr("fold_accuracies", scores)
+                raise optuna.TrialPruned(f"pruned after fold {index + 1}: mean {self.task.measure} "
+                                         f"{np.mean(scores):.4f}")
+        trial.set_user_attr("fold_scores", scores)
         return float(np.mean(scores))
 
     def _train_and_score(self, config: FitConfig, trial: Any, work: Path) -> float:

@@ -43,6 +43,8 @@ def rank(data: Any, candidates: Sequence[str] | str | None = None, *, config: Ra
 
     resolve_device(config.device)
     train, test_ds = _load_data(data, test if test is not None else config.test, config)
+    if train.task != config.task:  # a Dataset given with its own task: its scores and measure
+        config = make_rank_config(**{**config.model_dump(by_alias=True, exclude_unset=True), "task": train.task})
     names = _candidate_names(config, train)
     result = ranking.rank_candidates(train, test_ds, names, config, finetune=_finetune_accuracy)
     result.seconds = time.perf_counter() - start_all
@@ -69,15 +71,13 @@ def _load_data(data: Any, test: Any, config: RankConfig) -> tuple[Dataset, Datas
     from transferkit.data.splits import sample_per_class, stratified_split
     from transferkit.data.validation import validate_dataset, validate_splits
 
-    read = dict(label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-                encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
-    train = load_data(data, **read)
+    train = load_data(data, config)  # the table options and the task
     validate_dataset(train, role="training")
     test_ds = None
     if test is not None and not config.validate:
         warnings.warn("rank: test data is only used with validate=True (--validate); it was not read.", stacklevel=3)
     elif test is not None:
-        test_ds = load_data(test, **read)
+        test_ds = load_data(test, config)
         validate_dataset(test_ds, role="evaluation")
         validate_splits(train, [test_ds], normalize_labels=config.normalize_labels)
     if config.validate and test_ds is None:
@@ -100,8 +100,10 @@ def _candidate_names(config: RankConfig, train: Dataset) -> list[str]:
 
 
 def _finetune_accuracy(row: CandidateResult, train: Dataset, test: Dataset, config: RankConfig) -> None:
+    """The held-out measure of the task (accuracy, R², example F1) after a short fine-tune of ``row``."""
     from transferkit.config import FitConfig
     from transferkit.errors import TransferkitError
+    from transferkit.tasks import get_task
     from transferkit.workflows.fit import fit
 
     # A measurement, not a run to keep: no experiment tracking where the engine offers to turn it off.
@@ -111,10 +113,10 @@ def _finetune_accuracy(row: CandidateResult, train: Dataset, test: Dataset, conf
         result = fit(train, test=test, backbone=row.name, strategy="finetune", epochs=config.finetune_epochs,
                      baselines=[], seed=config.seed, batch_size=config.batch_size, device=config.device,
                      num_workers=config.num_workers, cache_dir=config.cache_dir, no_cache=config.no_cache,
-                     max_length=config.max_length, progress=config.progress, **quiet)
+                     max_length=config.max_length, progress=config.progress, task=config.task, **quiet)
     except TransferkitError as exc:
         row.not_run["finetune"] = f"fine-tune accuracy of {row.name}: {exc}"
         return
-    row.accuracy["finetune"] = float(result.accuracy)
+    row.accuracy["finetune"] = float(result.metrics[get_task(config.task).measure])
     row.seconds["finetune"] = time.perf_counter() - start
 

@@ -193,9 +193,7 @@ def _load_data(data: Any, config: FitConfig) -> Dataset:
     data = data if data is not None else config.data
     if data is None:
         raise ConfigError("no data to tune on: give a folder of images per class or a table file.")
-    dataset = data if isinstance(data, Dataset) else load_data(
-        data, label_column=config.label_column, text_column=config.text_column, path_column=config.path_column,
-        encoding=config.encoding, delimiter=config.delimiter, normalize_labels=config.normalize_labels)
+    dataset = data if isinstance(data, Dataset) else load_data(data, config)
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
@@ -328,13 +326,13 @@ def _collect(study: Any, name: str, url: str, objective: TrialObjective, config:
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                       key=lambda t: (-t.value, t.number))
     result = TuneResult(name, url, None, {}, None, [], len(complete), _count(study, TrialState.PRUNED),
-                        _count(study, TrialState.FAIL), objective.calls)
+                        _count(study, TrialState.FAIL), objective.calls, measure=objective.task.measure)
     if complete:
         best = complete[0]
         result.best_value, result.best_params = float(best.value), dict(best.params)
         result.best_config = with_params(config, best.params)
         result.top = [{"trial": t.number, "value": float(t.value), "params": dict(t.params),
-                       **({"fold_accuracies": t.user_attrs["fold_accuracies"]}
-                          if "fold_accuracies" in t.user_attrs else {})}
+                       **({"fold_scores": t.user_attrs["fold_scores"]}
+                          if "fold_scores" in t.user_attrs else {})}
                       for t in complete[: tune_config.top_k]]
     return result

@@ -1,0 +1,108 @@
+"""Regression and multi-label classification through the verbs beyond fit / evaluate / predict / cv: rank, tune,
+export, serve, report, fuse, distill and compress, each with the run's task, or refused naming the option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from test_task_types import ROWS, _table
+from transferkit.cli.main import _register_commands, app
+
+_register_commands()
+
+
+@pytest.fixture
+def ratings(tmp_path: Path) -> Path:
+    return _table(tmp_path / "ratings.csv", [(text, f"{rating:g}") for text, rating, _ in ROWS])
+
+
+@pytest.fixture
+def tags(tmp_path: Path) -> Path:
+    return _table(tmp_path / "tags.csv", [(text, tag) for text, _, tag in ROWS])
+
+
+@pytest.fixture(scope="module")
+def models(tiny_text_model: Path, tmp_path_factory) -> dict[str, Path]:
+    """A linear-probe model of each task, fitted once for the module."""
+    import transferkit as tk
+
+    folder = tmp_path_factory.mktemp("task-models")
+    data = {"regression": _table(folder / "ratings.csv", [(t, f"{r:g}") for t, r, _ in ROWS]),
+            "multilabel": _table(folder / "tags.csv", [(t, g) for t, _, g in ROWS])}
+    out = {}
+    for task, table in data.items():
+        out[task] = folder / f"{task}-model"
+        tk.fit(str(table), task=task, backbone=str(tiny_text_model), output=str(out[task]), report=False,
+               progress=False, baselines=[])
+        out[f"{task}-data"] = table
+    return out
+
+
+def _invoke(*args: object):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------- rank
+
+@pytest.mark.parametrize("task, table", [("regression", "ratings"), ("multilabel", "tags")])
+def test_rank_scores_by_the_logme_form_of_the_task(task: str, table: str, tiny_text_model: Path, request) -> None:
+    data = request.getfixturevalue(table)
+    result = _invoke("rank", data, "--candidates", tiny_text_model, "--task-type", task, "--json")
+    assert result.exit_code == 0, result.output
+    ranking = json.loads(result.output[result.output.index("{"):])
+    assert ranking["task"] == task and ranking["scores"] == ["logme"]
+    rows = {row["kind"]: row for row in ranking["rows"]}
+    assert np.isfinite(rows["backbone"]["scores"]["logme"]) and np.isfinite(rows["raw"]["scores"]["logme"])
+    assert f"({task})" in _invoke("rank", data, "--candidates", tiny_text_model, "--task-type", task).output
+
+
+@pytest.mark.parametrize("task, measure", [("regression", "r2"), ("multilabel", "example_f1")])
+def test_rank_validates_by_the_probe_measure_of_the_task(task: str, measure: str, ratings: Path, tags: Path,
+                                                         tiny_text_model: Path) -> None:
+    from transferkit.data.sources import load_data
+    from transferkit.data.splits import stratified_split
+    from transferkit.selection.config import make_rank_config
+    from transferkit.selection.ranking import rank_candidates
+
+    config = make_rank_config(task=task, validate=True, candidates=[str(tiny_text_model)], no_cache=True)
+    data = load_data(ratings if task == "regression" else tags, config)
+    train, test = stratified_split(data, 0.3, 0, names=("scored", "held-out"))
+    ranking = rank_candidates(train, test, [str(tiny_text_model)], config)
+    assert ranking.measure == measure
+    probe = {row.kind: row.accuracy["linear_probe"] for row in ranking.rows}
+    # the raw TF-IDF probe reads the words the targets were made from: close to perfect on held-out rows
+    assert probe["raw"] > 0.5 and -10 < probe["backbone"] <= 1
+    assert f"probe {'R2' if task == 'regression' else 'ex-F1'}" in ranking.table()
+
+
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_rank_refuses_a_score_the_task_has_no_form_of(task: str, ratings: Path, tags: Path, tiny_text_model) -> None:
+    data = ratings if task == "regression" else tags
+    result = _invoke("rank", data, "--candidates", tiny_text_model, "--task-type", task, "--scores", "logme,leep")
+    assert result.exit_code == 2
+    assert "option 'scores'" in result.output and "leep" in result.output and "--scores logme" in result.output
+
+
+# --------------------------------------------------------------------------------------------------------- tune
+
+@pytest.mark.parametrize("task, measure, table", [("regression", "r2", "ratings"),
+                                                  ("multilabel", "example_f1", "tags")])
+def test_tune_scores_trials_by_the_measure_of_the_task(task, measure, table, tiny_text_model, tmp_path,
+                                                       request) -> None:
+    import transferkit.workflows.tune as tune_module
+
+    data = request.getfixturevalue(table)
+    result = tune_module.tune(str(data), task=task, backbone=str(tiny_text_model), n_trials=2, objective="cv",
+                              folds=2, output=str(tmp_path / "tune"), progress=False)
+    assert result.measure == measure and result.n_complete == 2
+    assert all(-10 < row["value"] <= 1 and len(row["fold_scores"]) == 2 for row in result.top)
+    assert f"best {measure}:" in result.table()
+    best = (tmp_path / "tune" / "best_config.yaml").read_text()
+    assert f"task: {task}" in best
