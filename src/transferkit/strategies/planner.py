@@ -129,17 +129,10 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     ``started`` is when the run began (``time.perf_counter()``), so that loading and planning count against
     ``budget_s``; ``scratch_runs`` says whether the from-scratch baseline will train too (it takes as long).
     """
-    from transferkit.data.splits import sample_per_class
-    from transferkit.evaluation.baselines import RawInputEncoder
-    from transferkit.features.extract import ExtractionStats, extract_features
-    from transferkit.selection.scores import logme_score
-    from transferkit.estimators.linear_probe import LinearProbe
-
     started = time.perf_counter() if started is None else started
     t0 = time.perf_counter()
     classes = train.classes
-    y = train.label_array(classes)
-    counts = np.bincount(y, minlength=len(classes))
+    counts = np.bincount(train.label_array(classes), minlength=len(classes))
     per_class_min, per_class_median = int(counts.min()), float(np.median(counts))
     n_params = int(sum(p.numel() for p in backbone.parameters()))
     facts: dict[str, Any] = {"n_train": len(train), "n_classes": len(classes), "modality": train.modality,
@@ -148,55 +141,17 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     if ranking_facts and "backbone_ranking" in ranking_facts:
         ranked = ranking_facts["backbone_ranking"]["candidates"]
         facts["ranking"] = [r["name"] for r in ranked]
-
-    # the probe and the raw baseline, cross-validated on (a sample of) the training data (features through the
-    # cache); on large data the sample keeps planning short, and its costs are scaled up to the whole set
-    sample = sample_per_class(train, PLANNER_SHOTS, config.seed) if counts.max() > PLANNER_SHOTS else train
-    y_sample = sample.label_array(classes)
-    scale = len(train) / len(sample)
-    stats = ExtractionStats()
-    X = extract_features(backbone, sample, cache=cache, batch_size=config.batch_size, device=config.device,
-                         num_workers=config.num_workers, progress=config.progress, stats=stats)
-    start = time.perf_counter()
-    probe = LinearProbe(random_state=config.seed).fit(X, y_sample)
-    probe_fit_s = time.perf_counter() - start
-    encoder = RawInputEncoder().fit(sample)
-    raw = LinearProbe(standardize=encoder.standardize, random_state=config.seed).fit(encoder.transform(sample),
-                                                                                    y_sample)
-    probe_acc, raw_acc = _cv_accuracy(probe), _cv_accuracy(raw)
-    facts.update(probe_cv_accuracy=probe_acc, raw_cv_accuracy=raw_acc, probe_minus_raw=probe_acc - raw_acc,
-                 measured_on=len(sample), feature_seconds=round(stats.seconds, 3),
-                 features_from_cache=stats.from_cache)
-    try:
-        facts["logme"] = float(logme_score(X, y_sample))
-    except Exception as exc:  # a score is informative only; the plan does not depend on it
-        facts["logme"] = None
-        log.debug("planner: LogME failed (%s)", exc)
+    probed = _probe_against_raw(train, counts, config, backbone, cache, facts)
+    sample, X, y_sample = probed.sample, probed.features, probed.labels
+    probe_acc, raw_acc = probed.probe_accuracy, probed.raw_accuracy
 
     # cost estimates (seconds)
-    probe_cost = (stats.seconds + probe_fit_s) * scale  # (the probe's search is about linear in the examples)
+    probe_cost = probed.cost_s
     estimates: dict[str, float] = {"linear-probe": round(probe_cost, 2)}
     wants_training = per_class_median >= FEW_SHOT_MAX
-    epoch_s = None
-    if wants_training:
-        step_s = time_training_step(backbone, train, classes, config.batch_size, config.device)
-        n_fit = len(train) * (1 - config.val_fraction)
-        n_val = len(train) * config.val_fraction
-        steps = math.ceil(n_fit / config.batch_size)
-        infer_s = step_s / 3 / config.batch_size  # a forward pass is about a third of a training step
-        epoch_s = steps * step_s + n_val * infer_s
-        facts.update(step_seconds=round(step_s, 4), steps_per_epoch=steps, epoch_seconds_estimate=round(epoch_s, 2))
-        test_s = len(train) * config.test_fraction / (1 - config.test_fraction) * infer_s
-        per_epochs = config.epochs
-        estimates["finetune"] = round(per_epochs * epoch_s + test_s, 2)
-        estimates["lp-ft"] = round(probe_cost + per_epochs * epoch_s + test_s, 2)
-        estimates["lora"] = round(per_epochs * epoch_s * get_strategy("lora").step_cost + test_s, 2)
+    epoch_s = _training_estimates(train, config, backbone, probe_cost, estimates, facts) if wants_training else None
 
     # the rules
-    size = (f"{per_class_median:g} labelled examples per class (median; smallest {per_class_min}) in {len(classes)} "
-            f"classes of {train.modality} data")
-    gap_text = (f"the linear probe on {backbone.name}'s frozen features reaches {probe_acc:.3f} cross-validated "
-                f"accuracy against {raw_acc:.3f} for raw inputs ({100 * (probe_acc - raw_acc):+.1f} points)")
     if not wants_training:
         strategy = "linear-probe"
         reason = (f"with fewer than {FEW_SHOT_MAX} labels per class, updating the backbone's weights overfits and "
@@ -223,44 +178,143 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
                   f"({features}); if no fine-tuning epoch beats the probe on the validation data, the probe is kept")
 
     planning_s = time.perf_counter() - t0
-    elapsed = time.perf_counter() - started
-    epochs = None
-    limit = None
-    budget_text = ""
-    if get_strategy(strategy).trains_network:
-        epochs = config.epochs
-        if budget_s is not None:
-            left = max(budget_s - elapsed, 0.0)
-            share = left / 2 if scratch_runs else left
-            per_epoch = epoch_s * get_strategy(strategy).step_cost
-            fit_epochs = int(share // per_epoch) if per_epoch > 0 else config.epochs
-            if fit_epochs < MIN_EPOCHS:
-                budget_text = (f" That would need about {MIN_EPOCHS * per_epoch:.0f} s for {MIN_EPOCHS} epochs"
-                               f"{' (and as long again for the from-scratch baseline)' if scratch_runs else ''}, but "
-                               f"the budget leaves {left:.0f} s, so the linear probe is used, whose features are "
-                               "already computed.")
-                reason += "; but the budget is too small for it"
-                strategy, epochs = "linear-probe", None
-            else:
-                epochs = min(config.epochs, fit_epochs)
-                limit = share
-                budget_text = (f" Each epoch is estimated at {per_epoch:.1f} s from a timed training step, so "
-                               f"{epochs} epoch{'s' if epochs != 1 else ''} fit in the {left:.0f} s the budget "
-                               f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
-                               f"training stops at {share:.0f} s in any case.")
-        total_steps = epochs * math.ceil(facts["steps_per_epoch"] / config.accumulate) if epochs is not None else None
-        if total_steps is not None and total_steps < MIN_TRAINING_STEPS and get_strategy(strategy).new_head:
-            budget_text += (f" But {epochs} epoch{'s' if epochs != 1 else ''} of {facts['steps_per_epoch']} steps make "
-                            f"only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few to train "
-                            f"a new head, so lp-ft is used instead, whose head starts as the converged probe.")
-            strategy = "lp-ft"
-    logme_text = f" (LogME {facts['logme']:.3f})" if facts.get("logme") is not None else ""
-    costs = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items())
-    explanation = (f"Strategy {strategy}: the training data has {size}; {gap_text}"
-                   f"{logme_text}. "
-                   f"{reason[0].upper() + reason[1:]}.{budget_text}"
-                   f"{f' Estimated costs at {config.epochs} epochs: {costs}.' if len(estimates) > 1 else ''}"
-                   f"{f' Budget {budget_s:.0f} s.' if budget_s is not None else ''}")
+    fitted = _fit_to_budget(strategy, reason, config, budget_s, time.perf_counter() - started, scratch_runs,
+                            epoch_s, facts)
+    strategy, epochs, limit = fitted.strategy, fitted.epochs, fitted.limit_s
+    explanation = _explanation(fitted, facts, estimates, config, budget_s)
     return StrategyPlan(strategy=strategy, epochs=epochs, explanation=explanation, facts=facts,
                         estimates_s=estimates, budget_s=budget_s, planning_s=round(planning_s, 3),
                         training_time_limit_s=round(limit, 2) if limit is not None else None)
+
+
+@dataclass
+class _ProbeMeasurement:
+    """The probe and the raw baseline cross-validated on (a sample of) the training data."""
+
+    sample: Dataset
+    features: np.ndarray
+    labels: np.ndarray
+    probe_accuracy: float
+    raw_accuracy: float
+    cost_s: float  # the probe's features and fit on the whole training data, estimated (seconds)
+
+
+def _probe_against_raw(train: Dataset, counts: np.ndarray, config: Any, backbone, cache,
+                       facts: dict[str, Any]) -> _ProbeMeasurement:
+    """The probe and the raw baseline, cross-validated on (a sample of) the training data (features through the
+    cache); on large data the sample keeps planning short, and its costs are scaled up to the whole set. Their
+    accuracies, the features' cost and LogME go into ``facts``."""
+    from transferkit.data.splits import sample_per_class
+    from transferkit.estimators.linear_probe import LinearProbe
+    from transferkit.evaluation.baselines import RawInputEncoder
+    from transferkit.features.extract import ExtractionStats, extract_features
+    from transferkit.selection.scores import logme_score
+
+    classes = train.classes
+    sample = sample_per_class(train, PLANNER_SHOTS, config.seed) if counts.max() > PLANNER_SHOTS else train
+    y_sample = sample.label_array(classes)
+    scale = len(train) / len(sample)
+    stats = ExtractionStats()
+    X = extract_features(backbone, sample, cache=cache, batch_size=config.batch_size, device=config.device,
+                         num_workers=config.num_workers, progress=config.progress, stats=stats)
+    start = time.perf_counter()
+    probe = LinearProbe(random_state=config.seed).fit(X, y_sample)
+    probe_fit_s = time.perf_counter() - start
+    encoder = RawInputEncoder().fit(sample)
+    raw = LinearProbe(standardize=encoder.standardize, random_state=config.seed).fit(encoder.transform(sample),
+                                                                                    y_sample)
+    probe_acc, raw_acc = _cv_accuracy(probe), _cv_accuracy(raw)
+    facts.update(probe_cv_accuracy=probe_acc, raw_cv_accuracy=raw_acc, probe_minus_raw=probe_acc - raw_acc,
+                 measured_on=len(sample), feature_seconds=round(stats.seconds, 3),
+                 features_from_cache=stats.from_cache)
+    try:
+        facts["logme"] = float(logme_score(X, y_sample))
+    except Exception as exc:  # a score is informative only; the plan does not depend on it
+        facts["logme"] = None
+        log.debug("planner: LogME failed (%s)", exc)
+    # (the probe's search is about linear in the examples)
+    return _ProbeMeasurement(sample, X, y_sample, probe_acc, raw_acc, (stats.seconds + probe_fit_s) * scale)
+
+
+def _explanation(fitted: "_BudgetFit", facts: dict[str, Any], estimates: dict[str, float], config: Any,
+                 budget_s: float | None) -> str:
+    """The plan in words: the data's size, the probe against raw inputs, the reason, the budget and the costs."""
+    size = (f"{facts['per_class_median']:g} labelled examples per class (median; smallest {facts['per_class_min']}) "
+            f"in {facts['n_classes']} classes of {facts['modality']} data")
+    probe_acc, raw_acc = facts["probe_cv_accuracy"], facts["raw_cv_accuracy"]
+    gap_text = (f"the linear probe on {facts['backbone']}'s frozen features reaches {probe_acc:.3f} cross-validated "
+                f"accuracy against {raw_acc:.3f} for raw inputs ({100 * (probe_acc - raw_acc):+.1f} points)")
+    logme_text = f" (LogME {facts['logme']:.3f})" if facts.get("logme") is not None else ""
+    costs = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items())
+    return (f"Strategy {fitted.strategy}: the training data has {size}; {gap_text}"
+            f"{logme_text}. "
+            f"{fitted.reason[0].upper() + fitted.reason[1:]}.{fitted.budget_text}"
+            f"{f' Estimated costs at {config.epochs} epochs: {costs}.' if len(estimates) > 1 else ''}"
+            f"{f' Budget {budget_s:.0f} s.' if budget_s is not None else ''}")
+
+
+def _training_estimates(train: Dataset, config: Any, backbone, probe_cost: float, estimates: dict[str, float],
+                        facts: dict[str, Any]) -> float:
+    """The seconds of one training epoch, from a timed training step; the training strategies' costs go into
+    ``estimates`` and the step's figures into ``facts``."""
+    step_s = time_training_step(backbone, train, train.classes, config.batch_size, config.device)
+    n_fit = len(train) * (1 - config.val_fraction)
+    n_val = len(train) * config.val_fraction
+    steps = math.ceil(n_fit / config.batch_size)
+    infer_s = step_s / 3 / config.batch_size  # a forward pass is about a third of a training step
+    epoch_s = steps * step_s + n_val * infer_s
+    facts.update(step_seconds=round(step_s, 4), steps_per_epoch=steps, epoch_seconds_estimate=round(epoch_s, 2))
+    test_s = len(train) * config.test_fraction / (1 - config.test_fraction) * infer_s
+    per_epochs = config.epochs
+    estimates["finetune"] = round(per_epochs * epoch_s + test_s, 2)
+    estimates["lp-ft"] = round(probe_cost + per_epochs * epoch_s + test_s, 2)
+    estimates["lora"] = round(per_epochs * epoch_s * get_strategy("lora").step_cost + test_s, 2)
+    return epoch_s
+
+
+@dataclass
+class _BudgetFit:
+    """The strategy and epochs that fit the budget, the time limit of training, and the reason's additions."""
+
+    strategy: str
+    reason: str
+    epochs: int | None = None
+    limit_s: float | None = None
+    budget_text: str = ""
+
+
+def _fit_to_budget(strategy: str, reason: str, config: Any, budget_s: float | None, elapsed: float,
+                   scratch_runs: bool, epoch_s: float | None, facts: dict[str, Any]) -> _BudgetFit:
+    """The epochs of a training strategy that fit in what the budget leaves (the linear probe when not even
+    :data:`MIN_EPOCHS` fit; lp-ft when a new head would get fewer than :data:`MIN_TRAINING_STEPS` updates)."""
+    fit = _BudgetFit(strategy, reason)
+    if not get_strategy(strategy).trains_network:
+        return fit
+    fit.epochs = config.epochs
+    if budget_s is not None:
+        left = max(budget_s - elapsed, 0.0)
+        share = left / 2 if scratch_runs else left
+        per_epoch = epoch_s * get_strategy(strategy).step_cost
+        fit_epochs = int(share // per_epoch) if per_epoch > 0 else config.epochs
+        if fit_epochs < MIN_EPOCHS:
+            fit.budget_text = (f" That would need about {MIN_EPOCHS * per_epoch:.0f} s for {MIN_EPOCHS} epochs"
+                               f"{' (and as long again for the from-scratch baseline)' if scratch_runs else ''}, but "
+                               f"the budget leaves {left:.0f} s, so the linear probe is used, whose features are "
+                               "already computed.")
+            fit.reason += "; but the budget is too small for it"
+            fit.strategy, fit.epochs = "linear-probe", None
+        else:
+            fit.epochs = min(config.epochs, fit_epochs)
+            fit.limit_s = share
+            fit.budget_text = (f" Each epoch is estimated at {per_epoch:.1f} s from a timed training step, so "
+                               f"{fit.epochs} epoch{'s' if fit.epochs != 1 else ''} fit in the {left:.0f} s the budget "
+                               f"leaves{' (shared with the from-scratch baseline)' if scratch_runs else ''}; "
+                               f"training stops at {share:.0f} s in any case.")
+    epochs = fit.epochs
+    total_steps = epochs * math.ceil(facts["steps_per_epoch"] / config.accumulate) if epochs is not None else None
+    if total_steps is not None and total_steps < MIN_TRAINING_STEPS and get_strategy(fit.strategy).new_head:
+        fit.budget_text += (f" But {epochs} epoch{'s' if epochs != 1 else ''} of {facts['steps_per_epoch']} steps "
+                            f"make only {total_steps} optimiser updates (fewer than {MIN_TRAINING_STEPS}): too few to "
+                            f"train a new head, so lp-ft is used instead, whose head starts as the converged probe.")
+        fit.strategy = "lp-ft"
+    return fit
