@@ -105,78 +105,102 @@ def reduce(unit: np.ndarray, seed: int = 0) -> np.ndarray:
     return PCA(n_components=dims, random_state=seed).fit_transform(unit).astype(np.float32)
 
 
-def map_method(method: str, n: int) -> str:
-    """The map drawn for ``method`` on ``n`` examples: ``auto`` is t-SNE up to :data:`TSNE_LIMIT`, UMAP above
-    (PCA with a warning when umap-learn is not installed); ``umap`` refused when it is not installed."""
-    if method == "auto":
-        method = "tsne" if n <= TSNE_LIMIT else "umap"
-        if method == "umap" and not _umap_installed():
-            warnings.warn(f"explore: {n:,} examples and umap-learn is not installed (pip install "
-                          "'transferkit[explore]'): the map is PCA's first two components.", stacklevel=3)
-            method = "pca"
-    elif method == "umap" and not _umap_installed():
-        from transferkit.errors import ConfigError
+def _umap_map(reduced: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    import umap
 
-        raise ConfigError("option 'map': umap needs umap-learn (pip install 'transferkit[explore]'); or choose "
-                          "--map tsne or --map pca.")
-    return "pca" if n < 5 else method
+    neighbours = min(15, len(reduced) - 1)
+    coords = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(reduced)
+    return coords, f"UMAP ({neighbours} neighbours, PCA to {reduced.shape[1]} dims of centred unit features)"
 
 
-def _umap_installed() -> bool:
+def _tsne_map(reduced: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(2.0, (len(reduced) - 1) / 3)))
+    coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+    return coords, f"t-SNE (perplexity {perplexity:.3g}, PCA to {reduced.shape[1]} dims of centred unit features)"
+
+
+def _pca_map(reduced: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(reduced), "PCA (first two principal components)"
+
+
+#: The maps ``explore`` draws, by the name of the ``map`` option; each ``(reduced, seed) -> (coords, description)``.
+MAPS = {"umap": _umap_map, "tsne": _tsne_map, "pca": _pca_map}
+#: Maps that need an optional module (the ``explore`` extra).
+MAP_MODULES = {"umap": "umap"}
+
+
+def map_method(requested: str, n: int) -> str:
+    """The map drawn for the ``map`` option on ``n`` examples: ``auto`` (any name not in :data:`MAPS`) is t-SNE up
+    to :data:`TSNE_LIMIT` examples, UMAP above (PCA with a warning when umap-learn is not installed); a map named
+    explicitly whose module is missing is refused. Below five examples, PCA."""
     import importlib.util
 
-    return importlib.util.find_spec("umap") is not None
+    chosen = requested if requested in MAPS else ("tsne" if n <= TSNE_LIMIT else "umap")
+    module = MAP_MODULES.get(chosen)
+    if module is not None and importlib.util.find_spec(module) is None:
+        if requested in MAPS:
+            from transferkit.errors import ConfigError
+
+            raise ConfigError(f"option 'map': {chosen} needs {module} (pip install 'transferkit[explore]'); or "
+                              "choose --map tsne or --map pca.")
+        warnings.warn(f"explore: {n:,} examples and {module} is not installed (pip install 'transferkit[explore]'): "
+                      "the map is PCA's first two components.", stacklevel=3)
+        chosen = "pca"
+    return "pca" if n < 5 else chosen
 
 
 def two_d_map(reduced: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, str]:
-    """2-D coordinates ``(N, 2)`` of the examples and a sentence saying how they were drawn."""
-    n = len(reduced)
-    if method == "umap":
-        import umap
-
-        neighbours = min(15, n - 1)
-        coords = umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(reduced)
-        return coords.astype(np.float32), f"UMAP ({neighbours} neighbours, cosine of centred features, PCA to {reduced.shape[1]} dims)"
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
-        coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
-        return coords.astype(np.float32), f"t-SNE (perplexity {perplexity:g}, PCA to {reduced.shape[1]} dims)"
-    from sklearn.decomposition import PCA
-
-    coords = PCA(n_components=2, random_state=seed).fit_transform(reduced)
-    return coords.astype(np.float32), "PCA (first two principal components)"
+    """2-D coordinates ``(N, 2)`` of the examples by the map ``method`` of :data:`MAPS`, and a sentence saying how
+    they were drawn."""
+    coords, description = MAPS[method](reduced, seed)
+    return np.asarray(coords, dtype=np.float32), description
 
 
-def cluster(reduced: np.ndarray, method: str, *, clusters: int | None, max_clusters: int,
-            seed: int = 0) -> tuple[np.ndarray, str, dict[int, float]]:
-    """Cluster ids ``(N,)`` (``-1``: no cluster, HDBSCAN's noise), how they were chosen, and the silhouette score
-    of each number of clusters tried (k-means without a given number)."""
-    n = len(reduced)
-    if method == "hdbscan":
-        from sklearn.cluster import HDBSCAN
+def _hdbscan(reduced: np.ndarray, *, clusters: int | None, max_clusters: int,
+             seed: int) -> tuple[np.ndarray, str, dict[int, float]]:
+    from sklearn.cluster import HDBSCAN
 
-        size = max(3, n // 50)
-        ids = HDBSCAN(min_cluster_size=size).fit_predict(reduced)
-        return ids.astype(np.int64), f"HDBSCAN (minimum cluster size {size}; -1: in no dense group)", {}
+    size = max(3, len(reduced) // 50)
+    ids = HDBSCAN(min_cluster_size=size).fit_predict(reduced)
+    return ids, f"HDBSCAN (minimum cluster size {size}; -1: in no dense group)", {}
+
+
+def _kmeans(reduced: np.ndarray, *, clusters: int | None, max_clusters: int,
+            seed: int) -> tuple[np.ndarray, str, dict[int, float]]:
     from sklearn.cluster import KMeans
 
     if clusters is not None:
-        k = min(clusters, n)
-        ids = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(reduced)
-        return ids.astype(np.int64), f"k-means, {k} clusters (as given)", {}
+        k = min(clusters, len(reduced))
+        return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(reduced), \
+            f"k-means, {k} clusters (as given)", {}
     scores: dict[int, float] = {}
     best: tuple[float, np.ndarray] | None = None
-    for k in range(2, min(max_clusters, n - 1) + 1):
+    for k in range(2, min(max_clusters, len(reduced) - 1) + 1):
         ids = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(reduced)
         scores[k] = _silhouette(reduced, ids, seed)
         if best is None or scores[k] > best[0]:
             best = (scores[k], ids)
-    assert best is not None  # n >= 3, so k = 2 was tried
+    if best is None:  # fewer than three examples: the caller refuses them; one cluster here
+        return np.zeros(len(reduced), dtype=np.int64), "one cluster (too few examples to choose)", scores
     k = int(best[1].max()) + 1
-    return best[1].astype(np.int64), (f"k-means, {k} clusters: the best silhouette score ({best[0]:.3f}) among "
-                                      f"k = 2..{max(scores)}"), scores
+    return best[1], (f"k-means, {k} clusters: the best silhouette score ({best[0]:.3f}) among "
+                     f"k = 2..{max(scores)}"), scores
+
+
+#: Clustering methods by the name of the ``cluster_method`` option.
+CLUSTERERS = {"kmeans": _kmeans, "hdbscan": _hdbscan}
+
+
+def cluster(reduced: np.ndarray, method: str, *, clusters: int | None, max_clusters: int,
+            seed: int = 0) -> tuple[np.ndarray, str, dict[int, float]]:
+    """Cluster ids ``(N,)`` by ``method`` of :data:`CLUSTERERS` (``-1``: no cluster, HDBSCAN's noise), how they
+    were chosen, and the silhouette score of each number of clusters tried (k-means without a given number)."""
+    ids, description, scores = CLUSTERERS[method](reduced, clusters=clusters, max_clusters=max_clusters, seed=seed)
+    return np.asarray(ids, dtype=np.int64), description, scores
 
 
 def _silhouette(reduced: np.ndarray, ids: np.ndarray, seed: int) -> float:
