@@ -176,3 +176,21 @@ def test_builtin_vader_is_binary_and_large() -> None:
     assert ds.classes == ["negative", "positive"]
     assert len(ds) == 10_072  # |valence| >= 0.5, as counted in the datasets README
     assert json.dumps(ds.items[:2])
+
+
+def test_load_data_takes_the_table_options_as_one_data_options(tmp_path) -> None:
+    """``load_data(path, DataOptions(...))`` reads a table as the keywords of the same names do; the options'
+    values decide (a wrong delimiter is the error naming it, label spellings are folded only when asked)."""
+    from transferkit.data.sources import load_data
+    from transferkit.errors import DataError
+    from transferkit.options import DataOptions
+
+    table = tmp_path / "reviews.csv"
+    table.write_text("text;label\n" + "".join(f"review {i};{'Good' if i % 3 else 'good'}\n" for i in range(6)))
+    folded = load_data(str(table), DataOptions(delimiter=";", normalize_labels=True))
+    by_keyword = load_data(str(table), delimiter=";", normalize_labels=True)
+    assert folded.items == by_keyword.items and folded.labels == by_keyword.labels == ["Good"] * 6
+    with pytest.raises(DataError, match="--delimiter ';'"):
+        load_data(str(table), DataOptions(delimiter=","))
+    with pytest.raises(DataError, match="--normalize-labels"):
+        load_data(str(table), DataOptions(delimiter=";"))

@@ -98,13 +98,13 @@ def load_data(
     and checks the labels of a table or of ``labels``.
 
     ``options``: a :class:`~transferkit.options.DataOptions` (or a config composed of it, such as a ``FitConfig``)
-    whose fields give the table options (and ``task``, when it has one) in place of the keywords of the same names.
+    whose fields give the table options in place of the keywords of the same names (``task`` is always given by
+    keyword: a config's ``task`` may mean something else, such as the head of a multi-task model).
     """
     if isinstance(source, Dataset):
         return source
     if options is not None:
         label_column, text_column, path_column, encoding, delimiter, normalize_labels = table_options(options)
-        task = getattr(options, "task", task)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.exists():
@@ -857,11 +857,10 @@ def load_table(
     Column names are guessed when not given (``label``/``class``/...; ``text``/``sentence``/...;
     ``path``/``image``/...). Image paths are relative to the table's folder unless absolute. Reading rules (encoding,
     delimiter, blank rows, label spellings): see the module docstring. ``options``: a
-    :class:`~transferkit.options.DataOptions` whose fields (and ``task``) replace the keywords of the same names.
+    :class:`~transferkit.options.DataOptions` whose fields replace the keywords of the same names.
     """
     if options is not None:
         label_column, text_column, path_column, encoding, delimiter, normalize_labels = table_options(options)
-        task = getattr(options, "task", task)
     path = Path(path)
     table = _read_table(path, encoding, delimiter)
     if len(table) == 0:

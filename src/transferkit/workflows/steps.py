@@ -91,7 +91,7 @@ def load_dataset(source: Any, config: Any) -> Dataset:
     options (columns, encoding, delimiter, label normalisation) and task."""
     from transferkit.data.sources import load_data
 
-    return load_data(source, config)
+    return load_data(source, config, task=config.task)
 
 
 def load_training_data(source: Any, config: Any) -> Dataset:
