@@ -311,3 +311,32 @@ def test_two_processes_give_exactly_the_single_process_features_through_the_cach
     assert extract_sharded(backbone, data, processes=2, cache=cache, batch_size=4) == 0  # nothing left to compute
     with pytest.raises(ConfigError, match="option 'processes' must be at least 1; got 0"):
         extract_sharded(backbone, data, processes=0, cache=cache)
+
+
+def test_fit_with_two_processes_saves_the_model_of_one_process(text_csv, tiny_text_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from transferkit.cli.main import app
+
+    def fit(processes: str):
+        output = tmp_path / f"model-{processes}"
+        result = CliRunner().invoke(app, ["fit", str(text_csv), "--backbone", str(tiny_text_model), "--no-cache",
+                                          "--processes", processes, "--runtime", "torch", "--output", str(output),
+                                          "--no-report", "--quiet"])
+        assert result.exit_code == 0, result.output
+        return output
+
+    one, two = fit("1"), fit("2")
+    assert (two / "model.safetensors").read_bytes() == (one / "model.safetensors").read_bytes()
+    assert (two / "predictions.csv").read_text() == (one / "predictions.csv").read_text()
+
+
+def test_processes_below_one_is_refused_before_any_work(text_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from transferkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["fit", str(text_csv), "--processes", "0", "--output", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "option 'processes'" in result.output and "greater than or equal to 1 (got 0)" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "m").exists()

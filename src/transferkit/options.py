@@ -10,7 +10,7 @@ Light on purpose (pydantic only): ``transferkit --help`` builds the flags from t
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,6 +72,8 @@ class RuntimeOptions(Options):
     cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
     no_cache: bool = Field(False, description="do not read or write the feature cache")
     progress: bool = Field(True, description="show progress of long steps (the CLI's --quiet turns it off)")
+    runtime: Literal["auto", "torch", "onnx"] = Field("auto", description="frozen feature extraction on the CPU: auto (ONNX Runtime from 1,000 examples when it is installed, PyTorch otherwise), torch, or onnx (the backbone exported once into the cache)")
+    processes: int = Field(1, ge=1, description="CPU processes extracting frozen features (each a share of the examples, one thread each on a machine of as many cores); the features are those of one process")
 
 
 class OutputOptions(Options):

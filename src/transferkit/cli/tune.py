@@ -24,7 +24,8 @@ TUNE_RUN_FLAGS = ConfigFlags(
              "test_fraction": _NOT_FOR_TRIALS,
              "budget": "fit --strategy auto only; bound each trial with --epochs and the search with --timeout",
              "resume": "a trial is rerun, not resumed; the study itself resumes from its storage",
-             "output": "the study's --output (TuneConfig)", "overwrite": "the study's --overwrite (TuneConfig)"},
+             "output": "the study's --output (TuneConfig)", "overwrite": "the study's --overwrite (TuneConfig)",
+             "unlabelled": "semi-supervised fitting (pseudo-labels) is fit's; folds and trials use the labelled data"},
     panels={name: TRAINING_PANEL for name in (*TRAINING_OPTIONS, *sections(FitConfig))},
 )
 TUNE_FLAGS = ConfigFlags(

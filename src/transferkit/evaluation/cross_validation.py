@@ -183,7 +183,7 @@ class ProbeOnFeatures:
         task = get_task(cfg.task)
         stats_train, stats_test = ExtractionStats(), ExtractionStats()
         extract = dict(cache=self.cache, batch_size=cfg.batch_size, device=cfg.device, num_workers=cfg.num_workers,
-                       progress=cfg.progress)
+                       progress=cfg.progress, runtime=cfg.runtime, processes=cfg.processes)
         X_train = extract_features(self.backbone, train, stats=stats_train, **extract)
         X_test = extract_features(self.backbone, test, stats=stats_test, **extract)
         y_train = task.targets(train, classes)

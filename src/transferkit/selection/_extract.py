@@ -89,15 +89,18 @@ def features_and_logits(backbone: Backbone, batch):
 
 
 def extract(backbone: Backbone, dataset: Dataset, *, with_logits: bool, cache: FeatureCache | None,
-            batch_size: int = 64, device: str = "auto", num_workers: int = 0, progress: bool = True) -> Extraction:
-    """Features of every example of ``dataset``, and its source logits when ``with_logits`` (needs a source head)."""
+            batch_size: int = 64, device: str = "auto", num_workers: int = 0, progress: bool = True,
+            runtime: str = "auto", processes: int = 1) -> Extraction:
+    """Features of every example of ``dataset``, and its source logits when ``with_logits`` (needs a source head;
+    PyTorch in this process computes both, whatever ``runtime`` and ``processes`` say)."""
     start = time.perf_counter()
     run = dict(batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
     if not with_logits:
         from transferkit.features.extract import ExtractionStats
 
         stats = ExtractionStats()
-        features = extract_features(backbone, dataset, cache=cache, stats=stats, **run)
+        features = extract_features(backbone, dataset, cache=cache, stats=stats, runtime=runtime,
+                                    processes=processes, **run)
         return Extraction(features, None, stats.computed, stats.from_cache, time.perf_counter() - start)
     width = backbone.num_features
     if cache is None:

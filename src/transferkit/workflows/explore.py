@@ -153,7 +153,8 @@ def _features(backbone: Any, joined: Dataset, config: ExploreConfig) -> np.ndarr
     from transferkit.features.extract import extract_features
 
     features = extract_features(backbone, joined, cache=feature_cache(config), batch_size=config.batch_size,
-                                device=config.device, num_workers=config.num_workers, progress=config.progress)
+                                device=config.device, num_workers=config.num_workers, progress=config.progress,
+                                runtime=config.runtime, processes=config.processes)
     check_spread(features, joined.origin)
     return features
 

@@ -264,7 +264,8 @@ def _fit_probe(run: _FitRun) -> None:
     config, task, classes = run.config, run.task, run.classes
     run.y_test = task.targets(run.test, classes)
     extract = dict(cache=feature_cache(config), batch_size=config.batch_size, device=config.device,
-                   num_workers=config.num_workers, progress=config.progress)
+                   num_workers=config.num_workers, progress=config.progress, runtime=config.runtime,
+                   processes=config.processes)
     with timed(run.log.timings, "features"):
         X_train = extract_features(run.backbone, run.train, **extract)
         X_val = extract_features(run.backbone, run.val, **extract) if run.val is not None else None
