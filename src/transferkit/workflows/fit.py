@@ -24,6 +24,7 @@ from transferkit.workflows.label_prior import (
     plan_label_prior,
     zero_shot_predictions,
 )
+from transferkit.workflows.semi_supervised import check_unlabelled_option, pseudo_label_probe
 from transferkit.workflows.steps import (
     RunLog,
     backbone_name,
@@ -204,6 +205,7 @@ def _check_before_work(config: FitConfig, data: Any, val: Any, test: Any) -> _Fi
         config.check_options_apply()  # options this strategy ignores: a warning (an error where it changes the result)
     check_runtime(config.device, training_requirement(config, entry.trains_network))
     check_label_file(config)
+    check_unlabelled_option(config, entry)
     config = check_model_output(config, inputs=[
         ("training data", data), ("validation data", val), ("test data", test), ("backbone", config.backbone),
         ("--work-dir", config.work_dir)])
@@ -277,15 +279,17 @@ def _fit_probe(run: _FitRun) -> None:
         probe = task.new_probe(C=config.probe_c, seed=config.seed,
                                **({"prototypes": prior.prototypes} if prior is not None else {}))
         probe.fit(X_train, y_train, X_val, y_val)
+        if config.unlabelled is not None:
+            probe = pseudo_label_probe(run, probe, X_train, y_train, X_test, extract)
         if prior is not None:
             run.zero_shot_pred = zero_shot_predictions(prior, X_test)
         run.model = TransferModel(run.backbone, probe.to_head(), classes, strategy=config.strategy, task=task.name)
         if config.calibrate:
             run.calibration = _calibrate_probe(run, probe.C_, X_train, y_train, X_val, y_val)
         run.proba = run.model.head_proba(X_test)
-    run.strategy_facts = {"probe_C": probe.C_}
+    run.strategy_facts = {"probe_C": probe.C_, **run.strategy_facts}
     run.strategy_metrics = {
-        "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()},
+        **run.strategy_metrics, "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()},
                   "label_prior": prior is not None}}
 
 
