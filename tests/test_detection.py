@@ -236,3 +236,22 @@ def _save_tiny_detector(folder: Path) -> None:
 
     network, spec = build_detector(TINY_IMAGE_BACKBONE, ["0", "1", "2"], image_size=32)
     save_detection(DetectionModel(network, ["0", "1", "2"], spec), folder)
+
+
+def test_onnx_export_of_a_detector_gives_the_same_boxes(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.compress.detection_onnx import OnnxDetector, export_detector
+    from transferkit.errors import ConfigError
+    from transferkit.models.artifacts import load_model
+
+    _save_tiny_detector(tmp_path / "model")
+    model = load_model(tmp_path / "model")
+    images = sorted((coco_set / "images").iterdir())[:3]
+    parity = export_detector(model, tmp_path / "detector.onnx", images=images)
+    assert parity.images == 3 and parity.same_counts and parity.max_box_diff < 1e-3
+    runner = OnnxDetector(tmp_path / "detector.onnx")
+    assert runner.classes == ["0", "1", "2"] and runner.size == (32, 32)
+    for got, want in zip(runner.detect(images, score_threshold=0.05), model.detect(images, score_threshold=0.05)):
+        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
+        np.testing.assert_array_equal(got["labels"], want["labels"])
+    with pytest.raises(ConfigError, match="16x16 pixels, but .*detector.onnx takes 32x32"):
+        runner.detect([np.zeros((3, 16, 16), np.float32)])
