@@ -7,9 +7,10 @@ from __future__ import annotations
 from transferkit.backbones.registry import list_backbones as list_models
 from transferkit.features.cache import default_cache_dir
 from transferkit.workflows.evaluate import evaluate
+from transferkit.workflows.explain import ExplainResult, explain
 from transferkit.workflows.fit import FitResult, fit
 from transferkit.workflows.predict import predict
 from transferkit.workflows.steps import load_splits, resolve_model, source_origin
 
-__all__ = ["FitResult", "default_cache_dir", "evaluate", "fit", "list_models", "load_splits", "predict", "resolve_model",
-           "source_origin"]
+__all__ = ["ExplainResult", "FitResult", "default_cache_dir", "evaluate", "explain", "fit", "list_models",
+           "load_splits", "predict", "resolve_model", "source_origin"]

@@ -55,15 +55,17 @@ class ExplainResult:
         return "\n".join(lines)
 
 
-def explain(model: Any, inputs: Any, *, config: Any = None, **options: Any) -> ExplainResult:
+def explain(model: Any, inputs: Any, *, config: Any = None, model_folder: str | None = None,
+            **options: Any) -> ExplainResult:
     """Explain ``model``'s predictions for ``inputs`` (what ``predict`` takes: a folder, a table, files, texts, an
     array). Options are :class:`~transferkit.explain.config.ExplainConfig` fields (``method``, ``target``, ``task``,
-    ``output``, ``faithfulness``, ...); ``config`` gives them all at once, keyword options laid over it."""
+    ``output``, ``faithfulness``, ...); ``config`` gives them all at once, keyword options laid over it.
+    ``model_folder`` names the folder of a model given loaded (the output may not replace it)."""
     from transferkit.explain.network import explained_network
     from transferkit.modalities import get_modality
 
     config = _options(config, options)
-    _check_output(config, model, inputs)
+    _check_output(config, model if isinstance(model, (str, Path)) else model_folder, inputs)
     loaded = resolve_model(model, config.task)
     explainer = get_modality(loaded.modality).explainer()
     network = explained_network(loaded)
@@ -105,7 +107,7 @@ def _check_output(config: Any, model: Any, inputs: Any) -> None:
     path = Path(config.output)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--output {path} is a file; give a folder for the explanations (it is created).")
-    sources = [("model folder", model if isinstance(model, (str, Path)) else None),
+    sources = [("model folder", model),
                ("input", inputs if isinstance(inputs, (str, Path)) else None)]
     check_not_input(path, sources)
     if not folder_is_empty(path) and not config.overwrite:
