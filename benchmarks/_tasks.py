@@ -83,3 +83,16 @@ def rounded(c) -> dict[str, Any]:
     """A ``transferkit.evaluation.verdict.Comparison`` as saved: difference and interval to 4 decimals, verdict."""
     return {"difference": round(c.difference, 4), "ci_low": round(c.ci_low, 4), "ci_high": round(c.ci_high, 4),
             "verdict": c.verdict}
+
+
+def frozen_features(backbone_name: str, dataset, *, image_size: int | None = None, max_length: int = 256):
+    """Pooled frozen features ``(N, D)`` of ``dataset`` by a packaged backbone, on the CPU, through the default
+    feature cache (a rerun computes nothing)."""
+    from transferkit.backbones import create_backbone
+    from transferkit.features.cache import FeatureCache, default_cache_dir
+    from transferkit.features.extract import extract_features
+    from transferkit.modalities import get_modality
+
+    options = get_modality(dataset.modality).backbone_options(max_length=max_length, image_size=image_size)
+    backbone = create_backbone(backbone_name, **options)
+    return extract_features(backbone, dataset, cache=FeatureCache(default_cache_dir()), device="cpu", progress=False)

@@ -50,7 +50,7 @@ def _load_unlabelled(config: Any, train: Any) -> Any:
     return unlabelled
 
 
-def _keep_by_folds(new_probe: Any, X: np.ndarray, y: np.ndarray, X_u: np.ndarray, seed: int) -> tuple[bool, dict]:
+def keep_by_folds(new_probe: Any, X: np.ndarray, y: np.ndarray, X_u: np.ndarray, seed: int) -> tuple[bool, dict]:
     """Whether pseudo-labelling is kept: its mean held-out accuracy over stratified folds of the labelled data is at
     least the labelled-only probe's (the unlabelled examples join every fold's training part)."""
     from sklearn.model_selection import StratifiedKFold
@@ -85,7 +85,7 @@ def pseudo_label_probe(run: Any, probe: Any, X_train: np.ndarray, y_train: np.nd
     def new_probe() -> Any:
         return task.new_probe(C=probe.C_, seed=config.seed)
 
-    keep, folds = _keep_by_folds(new_probe, X_train, y_train, X_u, config.seed)
+    keep, folds = keep_by_folds(new_probe, X_train, y_train, X_u, config.seed)
     semi, facts = curriculum_pseudo_labels(new_probe, X_train, y_train, X_u, rounds=ROUNDS)
     if facts.mix_distance > MIX_WARNING:
         warnings.warn(f"fit: the unlabelled data {unlabelled.origin} looks differently mixed from the labelled data "
