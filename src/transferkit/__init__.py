@@ -43,7 +43,7 @@ _LAZY = {
     "rank": "transferkit.workflows.rank",
     "explain": "transferkit.workflows.explain",
     "ExplainResult": "transferkit.workflows.explain",
-    "ExplainConfig": "transferkit.explain.config",
+    "ExplainConfig": "transferkit.explanations.config",
     "explore": "transferkit.workflows.explore",
     "ExploreConfig": "transferkit.exploration.config",
     "ExploreResult": "transferkit.exploration.result",

@@ -10,7 +10,7 @@ import typer
 from transferkit.cli.main import _fail, _setup, app
 from transferkit.cli.options import ConfigFlags, config_flags
 from transferkit.errors import TransferkitError
-from transferkit.explain.config import ExplainConfig
+from transferkit.explanations.config import ExplainConfig
 
 #: Where the CLI writes when --output is not given (the Python API writes nothing then).
 DEFAULT_OUTPUT = "explanations"
@@ -41,7 +41,7 @@ def explain(
     method, each checked against random orders by deletion and insertion curves."""
     _setup(quiet or as_json)
     try:
-        from transferkit.explain.config import make_explain_config
+        from transferkit.explanations.config import make_explain_config
         from transferkit.workflows.explain import explain as explain_fn
         from transferkit.workflows.predict import command_line_inputs
         from transferkit.workflows.steps import resolve_model

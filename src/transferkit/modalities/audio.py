@@ -215,7 +215,7 @@ class AudioModality(Modality):
         return AudioClip((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, "warm-up")
 
     def explainer(self) -> Any:
-        from transferkit.explain.grid import GridExplainer
+        from transferkit.explanations.grid import GridExplainer
 
         return GridExplainer(channels=False, fill="min")
 

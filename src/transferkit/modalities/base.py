@@ -148,7 +148,7 @@ class Modality(ABC):
 
     # --- explanations -----------------------------------------------------------------------------------------
     def explainer(self) -> Any:
-        """The :class:`~transferkit.explain.base.Explainer` of this modality's inputs (``explain``, the report's
+        """The :class:`~transferkit.explanations.base.Explainer` of this modality's inputs (``explain``, the report's
         explanations, the service's ``/explain``)."""
         from transferkit.errors import ConfigError
 

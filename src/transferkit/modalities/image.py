@@ -168,7 +168,7 @@ class ImageModality(Modality):
         return Image.new("RGB", (64, 64), (128, 128, 128))
 
     def explainer(self) -> Any:
-        from transferkit.explain.grid import GridExplainer
+        from transferkit.explanations.grid import GridExplainer
 
         return GridExplainer(channels=True, fill="zero")
 

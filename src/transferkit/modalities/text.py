@@ -134,7 +134,7 @@ class TextModality(Modality):
         return "warm-up"
 
     def explainer(self) -> Any:
-        from transferkit.explain.text import TextExplainer
+        from transferkit.explanations.text import TextExplainer
 
         return TextExplainer()
 

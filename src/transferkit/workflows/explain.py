@@ -58,10 +58,10 @@ class ExplainResult:
 def explain(model: Any, inputs: Any, *, config: Any = None, model_folder: str | None = None,
             **options: Any) -> ExplainResult:
     """Explain ``model``'s predictions for ``inputs`` (what ``predict`` takes: a folder, a table, files, texts, an
-    array). Options are :class:`~transferkit.explain.config.ExplainConfig` fields (``method``, ``target``, ``task``,
-    ``output``, ``faithfulness``, ...); ``config`` gives them all at once, keyword options laid over it.
+    array). Options are :class:`~transferkit.explanations.config.ExplainConfig` fields (``method``, ``target``,
+    ``task``, ``output``, ``faithfulness``, ...); ``config`` gives them all at once, keyword options laid over it.
     ``model_folder`` names the folder of a model given loaded (the output may not replace it)."""
-    from transferkit.explain.network import explained_network
+    from transferkit.explanations.network import explained_network
     from transferkit.modalities import get_modality
 
     config = _options(config, options)
@@ -89,7 +89,7 @@ def explain(model: Any, inputs: Any, *, config: Any = None, model_folder: str | 
 
 
 def _options(config: Any, options: dict[str, Any]) -> Any:
-    from transferkit.explain.config import ExplainConfig, make_explain_config
+    from transferkit.explanations.config import ExplainConfig, make_explain_config
 
     if config is None:
         return make_explain_config(**options)
@@ -164,7 +164,7 @@ def _device(config: Any) -> Any:
 def _explain_one(explainer: Any, network: Any, item: Any, row: Any, target: int | None, methods: list[str],
                  config: Any, device: Any, model: Any, measures: dict[str, list]) -> tuple[dict, dict, dict]:
     """One input: its prediction, each method's attribution, drawing and faithfulness measures."""
-    from transferkit.explain import faithfulness
+    from transferkit.explanations import faithfulness
 
     prepared = explainer.prepare(network.backbone, item)
     prepared.batch = explainer.to(prepared.batch, device)
@@ -199,7 +199,7 @@ def _input_figures(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summaries(measures: dict[str, list], config: Any) -> dict[str, dict[str, Any]]:
-    from transferkit.explain.faithfulness import summarise
+    from transferkit.explanations.faithfulness import summarise
 
     if not config.faithfulness:
         return {}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from transferkit.errors import ConfigError
-from transferkit.explain.base import Explainer, Prepared, Rendering, Units
+from transferkit.explanations.base import Explainer, Prepared, Rendering, Units
 
 #: Faithfulness curves remove cells of about this many per side (a 224-pixel image: 16 x 16 cells of 14 pixels).
 CELLS_PER_SIDE = 16

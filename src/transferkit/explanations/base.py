@@ -1,8 +1,8 @@
 """What a modality's explainer answers (:meth:`transferkit.modalities.base.Modality.explainer` gives one).
 
 An explainer turns one raw item into the backbone's input batch of one, attributes a target output of an
-:class:`~transferkit.explain.network.ExplainedNetwork` to the parts of that input with a named method, splits the
-input into *units* (cells of an image or spectrogram, words of a text) that the faithfulness curves remove in turn,
+:class:`~transferkit.explanations.network.ExplainedNetwork` to the parts of that input with a named method, splits
+the input into *units* (cells of an image or spectrogram, words of a text) that the faithfulness curves remove in turn,
 and draws an attribution (a PNG heat map, or highlighted HTML).
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit.explain.base import Explainer, Prepared, Rendering, Units
+from transferkit.explanations.base import Explainer, Prepared, Rendering, Units
 
 
 class TextExplainer(Explainer):
