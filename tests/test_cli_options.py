@@ -25,16 +25,18 @@ from transferkit.cli.cv import CV_FLAGS  # noqa: E402
 from transferkit.cli.distill import DISTILL_FLAGS  # noqa: E402  (registered above)
 from transferkit.cli.export import EXPORT_FLAGS  # noqa: E402
 from transferkit.cli.fuse import FUSE_FLAGS  # noqa: E402
-from transferkit.cli.main import FIT_FLAGS  # noqa: E402
+from transferkit.cli.main import EVALUATE_FLAGS, FIT_FLAGS, PREDICT_FLAGS  # noqa: E402
 from transferkit.cli.multitask import MULTITASK_FLAGS  # noqa: E402
 from transferkit.cli.rank import RANK_FLAGS  # noqa: E402
+from transferkit.cli.report import REPORT_FLAGS  # noqa: E402
 from transferkit.cli.serve import SERVE_FLAGS  # noqa: E402
 from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
 
 CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE_FLAGS], "rank": [RANK_FLAGS],
              "adapt": [ADAPT_FLAGS], "distill": [DISTILL_FLAGS], "multitask": [MULTITASK_FLAGS],
              "serve": [SERVE_FLAGS], "export": [EXPORT_FLAGS],
-             "compress": [COMPRESS_FLAGS], "fuse": [FUSE_FLAGS]}
+             "compress": [COMPRESS_FLAGS], "fuse": [FUSE_FLAGS], "evaluate": [EVALUATE_FLAGS],
+             "predict": [PREDICT_FLAGS], "report": [REPORT_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:

@@ -144,6 +144,34 @@ class FitConfig(DataOptions, RuntimeOptions, OutputOptions):
                       stacklevel=2)
 
 
+class EvaluateConfig(DataOptions):
+    """Options of ``evaluate``: how the labelled data is read (:class:`~transferkit.options.DataOptions`), where the
+    model runs, and which task of a multi-task model is scored."""
+
+    batch_size: int = Field(64, gt=0, description="examples per forward pass")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    cache_dir: str | None = Field(None, description="feature cache folder (default: $TRANSFERKIT_CACHE/features or ~/.cache/transferkit/features)")
+    task: str | None = Field(None, description="the task to evaluate, for a multi-task model")
+    progress: bool = Field(True, description="show progress of long steps (the CLI's --quiet turns it off)")
+
+
+class PredictConfig(DataOptions):
+    """Options of ``predict``: how tables of inputs are read, where the model runs, what each prediction holds and
+    where the predictions go."""
+
+    top_k: int = Field(3, ge=1, description="probabilities of the K most likely classes per input")
+    batch_size: int = Field(64, gt=0, description="examples per forward pass")
+    device: str = Field("auto", description="cpu, cuda, cuda:1, ... or auto")
+    output: str | None = Field(None, description="write the predictions to this file (.jsonl or .csv) instead of printing them")
+    overwrite: bool = Field(False, description="replace the output file if it exists")
+    runtime: str = Field("torch", description="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)")
+    onnx_file: str | None = Field(None, description="with --runtime onnx: this ONNX file instead of MODEL/model.onnx")
+    task: str | None = Field(None, description="the task to predict, for a multi-task model")
+    score_threshold: float | None = Field(None, ge=0, le=1, description="detectors: the lowest score of a box returned (default 0.3)")
+    draw: str | None = Field(None, description="detectors: write each image with its predicted boxes into this new folder")
+    progress: bool = Field(True, description="show progress of long steps (the CLI's --quiet turns it off)")
+
+
 def option_users() -> dict[str, tuple[str, ...]]:
     """Options that only some strategies use -> those strategies (options not listed apply to every strategy), as
     the strategy registry's entries declare them."""

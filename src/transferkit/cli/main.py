@@ -16,7 +16,7 @@ import typer
 
 from transferkit._version import __version__
 from transferkit.cli.options import ConfigFlags, config_flags, sections
-from transferkit.config import FitConfig
+from transferkit.config import EvaluateConfig, FitConfig, PredictConfig
 from transferkit.strategies.options import TRAINING_OPTIONS
 from transferkit.errors import TransferkitError
 
@@ -105,70 +105,67 @@ def fit(
             typer.echo(f"saved: {result.output}")
 
 
+#: evaluate's flags: every EvaluateConfig option (--task picks a multi-task model's head; the task type is the
+#: model's own).
+EVALUATE_FLAGS = ConfigFlags(EvaluateConfig, names={"task": "--task"}, exclude={"progress": "set by --quiet"})
+
+
 @app.command()
+@config_flags(EVALUATE_FLAGS)
 def evaluate(
     model: str = typer.Argument(..., help="A model folder written by `transferkit fit`."),
     data: str = typer.Argument(..., help="Labelled data (image folder or table) to evaluate on."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column of a table."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
-    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of table files."),
-    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
-    normalize_labels: bool = typer.Option(False, "--normalize-labels", help="Labels that differ from the model's classes only in case, whitespace or Unicode form count as those classes."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-    task: Optional[str] = typer.Option(None, "--task", help="The task to evaluate, for a multi-task model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from EVALUATE_FLAGS
 ) -> None:
     """Print accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix of MODEL on DATA."""
     _setup(quiet)
     try:
-        from transferkit.workflows.evaluate import evaluate as evaluate_fn
         from transferkit.evaluation.metrics import format_metrics
+        from transferkit.options import build_options
+        from transferkit.workflows.evaluate import evaluate as evaluate_fn
 
-        metrics = evaluate_fn(model, data, batch_size=batch_size, device=device, label_column=label_column,
-                              text_column=text_column, path_column=path_column, encoding=encoding, progress=not quiet,
-                              task=task, delimiter=delimiter, normalize_labels=normalize_labels)
+        config = build_options(EvaluateConfig, **options, progress=not quiet)
+        metrics = evaluate_fn(model, data, **config.model_dump())
     except TransferkitError as exc:
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics, f"{model} on {data}"))
 
 
+#: predict's flags: every PredictConfig option that applies to unlabelled inputs.
+PREDICT_FLAGS = ConfigFlags(
+    PredictConfig, names={"task": "--task"},
+    exclude={"progress": "set by --quiet", "label_column": "predict reads no labels",
+             "normalize_labels": "predict reads no labels"},
+)
+
+
 @app.command()
+@config_flags(PREDICT_FLAGS)
 def predict(
     model: str = typer.Argument(..., help="A model folder written by `transferkit fit`."),
     inputs: list[str] = typer.Argument(..., help="A folder of images, a table (with a text or path column), image files, or (for text models) one or more texts."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Probabilities of the K most likely classes per input."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table."),
-    path_column: Optional[str] = typer.Option(None, "--path-column", help="Image-path column of a table."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of table files."),
-    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="Delimiter of CSV/TSV tables (default: detected)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples per forward pass."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the predictions to this file (.jsonl or .csv) instead of printing them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --output file if it exists."),
-    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)."),
-    onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="With --runtime onnx: this ONNX file instead of MODEL/model.onnx."),
-    task: Optional[str] = typer.Option(None, "--task", help="The task to predict, for a multi-task model."),
-    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", min=0, max=1, help="Detectors: the lowest score of a box returned (default 0.3)."),
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Detectors: write each image with its predicted boxes into this new folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from PREDICT_FLAGS
 ) -> None:
     """Predict the class of each input with MODEL (a detector: its boxes); prints one JSON line per input."""
     _setup(quiet)
     try:
+        from transferkit.options import build_options
         from transferkit.workflows.predict import check_predictions_output, command_line_inputs, predict as predict_fn
         from transferkit.workflows.steps import resolve_model
 
+        config = build_options(PredictConfig, **options, progress=not quiet)
+        output = Path(config.output) if config.output is not None else None
         if output is not None:
-            check_predictions_output(output, overwrite, [("model folder", model), *[("input", i) for i in inputs]])
-        loaded = resolve_model(model, task)
+            check_predictions_output(output, config.overwrite, [("model folder", model), *[("input", i) for i in inputs]])
+        loaded = resolve_model(model, config.task)
         source = command_line_inputs(inputs, loaded)
-        rows = predict_fn(loaded, source, top_k=top_k, batch_size=batch_size, device=device, text_column=text_column,
-                          path_column=path_column, encoding=encoding, delimiter=delimiter, progress=not quiet,
-                          runtime=runtime, score_threshold=score_threshold, draw=str(draw) if draw else None,
-                          onnx_file=onnx_file, model_dir=model)
+        read = config.model_dump(include={"text_column", "path_column", "encoding", "delimiter"})
+        rows = predict_fn(loaded, source, top_k=config.top_k, batch_size=config.batch_size, device=config.device,
+                          progress=config.progress, runtime=config.runtime, score_threshold=config.score_threshold,
+                          draw=config.draw, onnx_file=config.onnx_file, model_dir=model, **read)
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:
