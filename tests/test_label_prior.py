@@ -38,8 +38,8 @@ def test_fit_with_label_descriptions_saves_a_prototype_head_and_reports_the_zero
     config = json.loads((out / "config.json").read_text())
     assert config["head"]["type"] == "PrototypeHead"
     run_config = yaml.safe_load((out / "run_config.yaml").read_text())
-    assert run_config["label_prior"]["used"] is True
-    assert run_config["label_prior"]["class_texts"] == ["negative", "a review that praises the film"]
+    assert run_config["label_names"]["used"] is True
+    assert run_config["label_names"]["class_texts"] == ["negative", "a review that praises the film"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["baselines"][ZERO_SHOT]["accuracy"] <= 1.0
     assert any(c["baseline"] == ZERO_SHOT for c in metrics["comparisons"])
@@ -96,7 +96,7 @@ def test_label_prior_off_keeps_the_plain_probe_and_no_zero_shot_row(text_csv: Pa
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["head"]["type"] == "LinearHead"
     assert ZERO_SHOT not in json.loads((out / "metrics.json").read_text())["baselines"]
-    assert yaml.safe_load((out / "run_config.yaml").read_text())["label_prior"]["reason"] == "--label-prior off"
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["label_names"]["reason"] == "--label-prior off"
 
 
 def test_class_codes_do_not_use_the_prior_unless_described(tiny_text_model: Path, tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_class_codes_do_not_use_the_prior_unless_described(tiny_text_model: Path
     out = tmp_path / "model"
     result = invoke("fit", str(data), "--backbone", str(tiny_text_model), "--output", str(out), *COMMON)
     assert result.exit_code == 0, result.output
-    prior = yaml.safe_load((out / "run_config.yaml").read_text())["label_prior"]
+    prior = yaml.safe_load((out / "run_config.yaml").read_text())["label_names"]
     assert prior["used"] is False and "not words" in prior["reason"] and "--label-descriptions" in prior["reason"]
     assert json.loads((out / "config.json").read_text())["head"]["type"] == "LinearHead"
 

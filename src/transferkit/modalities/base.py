@@ -60,6 +60,9 @@ class Modality(ABC):
     #: Whether this modality's backbones embed texts, so that class names and descriptions have an embedding in
     #: the same space as the items (the label-name prior of the probe, the zero-shot row).
     embeds_label_names: bool = False
+    #: Training strategies ``fit --strategy auto`` measures on folds of the training data, beside the probe, when
+    #: there are few labels per class (what tends to beat the probe there for this kind of input).
+    few_shot_strategies: tuple[str, ...] = ()
     #: Whether the backbone runs in channels-last memory format on the CPU (faster convolutions).
     channels_last: bool = False
     #: Whether ``compress --method auto`` prefers static int8 when calibration data is given (convolutions).

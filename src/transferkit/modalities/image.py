@@ -74,6 +74,7 @@ class ImageModality(Modality):
     mixes_batches = True
     augment_summary = "flips, crops, rotation, colour jitter"
     word_variants = False
+    few_shot_strategies = ("finetune",)
     channels_last = True
     prefers_static_quantization = True
     service_request = "files"

@@ -53,6 +53,7 @@ class TextModality(Modality):
     augment_summary = "token masking"
     word_variants = True
     embeds_label_names = True
+    few_shot_strategies = ("contrastive",)
     channels_last = False
     prefers_static_quantization = False
     service_request = "json"

@@ -13,9 +13,13 @@ most :data:`PLANNER_SHOTS` examples per class, so that planning stays a small pa
 
 The rules, in order (thresholds are the module constants below):
 
-1. Fewer than :data:`FEW_SHOT_MAX` labels per class (median): the linear probe. With so few labels, updating
-   millions of weights overfits and distorts the pretrained features; the probe is the strong choice in the
-   few-shot regime (Kumar et al. 2022; Kornblith et al. 2019), and it is the cheapest.
+1. Fewer than :data:`FEW_SHOT_MAX` labels per class (median): the candidates are measured on repeated stratified
+   folds of the training data (:mod:`transferkit.strategies.selection_by_cv`): the probe, the probe started from
+   the class names (text), and the modality's few-shot training strategies (contrastive tuning for text,
+   fine-tuning for images) when the budget allows; the best on the shared folds is chosen, never one that measured
+   worse than the probe. Updating millions of weights on so few labels often overfits (Kumar et al. 2022), and
+   often helps (SetFit, Tunstall et al. 2022): only the user's data says which. Without two examples of every
+   class, or for a backbone without pretrained weights, the linear probe, the cheapest.
 2. From :data:`FEW_SHOT_MAX` to :data:`LARGE_DATA_MIN` labels per class: lp-ft, which fine-tunes from the probe's
    head and keeps the features near the pretrained ones (Kumar et al. 2022), also where the probe loses to raw
    inputs: finetune from a new head matched or lost to it in every setting measured at this size
@@ -78,6 +82,8 @@ class StrategyPlan:
     budget_s: float | None = None
     planning_s: float = 0.0
     training_time_limit_s: float | None = None
+    #: Options the chosen strategy runs with (the label-name prior of the probe, chosen by measurement).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,11 +129,15 @@ def _cv_accuracy(probe) -> float:
 
 def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | None = None, cache=None,
                   ranking_facts: dict[str, Any] | None = None, started: float | None = None,
-                  scratch_runs: bool = False, lora_min_parameters: int = LORA_MIN_PARAMETERS) -> StrategyPlan:
+                  scratch_runs: bool = False, lora_min_parameters: int = LORA_MIN_PARAMETERS,
+                  label_prototypes: np.ndarray | None = None, backbone_name: str | None = None) -> StrategyPlan:
     """Choose a strategy for ``train`` with ``backbone`` (see the module docstring for the rules).
 
     ``started`` is when the run began (``time.perf_counter()``), so that loading and planning count against
     ``budget_s``; ``scratch_runs`` says whether the from-scratch baseline will train too (it takes as long).
+    Few labels per class: the candidates are measured on folds of ``train``
+    (:mod:`transferkit.strategies.selection_by_cv`; ``label_prototypes``: the class texts' embedding, ``(classes,
+    features)``, for the label-name probe; ``backbone_name``: what each fold's fresh backbone is built from).
     """
     started = time.perf_counter() if started is None else started
     t0 = time.perf_counter()
@@ -148,11 +158,18 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     # cost estimates (seconds)
     probe_cost = probed.cost_s
     estimates: dict[str, float] = {"linear-probe": round(probe_cost, 2)}
-    wants_training = per_class_median >= FEW_SHOT_MAX
+    measured = None
+    if per_class_median < FEW_SHOT_MAX and per_class_min >= 2 and not backbone.name.startswith("random:"):
+        measured = _measure_few_shot(sample, X, y_sample, config, backbone, backbone_name, label_prototypes,
+                                     budget_s - (time.perf_counter() - started) if budget_s is not None else None)
+        facts["measured"] = measured[2]
+    wants_training = per_class_median >= FEW_SHOT_MAX or (measured is not None and measured[0] != "linear-probe")
     epoch_s = _training_estimates(train, config, backbone, probe_cost, estimates, facts) if wants_training else None
 
     # the rules
-    if not wants_training:
+    if measured is not None:
+        strategy, reason = measured[0], measured[1]
+    elif not wants_training:
         strategy = "linear-probe"
         reason = (f"with fewer than {FEW_SHOT_MAX} labels per class, updating the backbone's weights overfits and "
                   "distorts its features, so the linear probe on cached features is used")
@@ -184,7 +201,8 @@ def plan_strategy(train: Dataset, config: Any, backbone, *, budget_s: float | No
     explanation = _explanation(fitted, facts, estimates, config, budget_s)
     return StrategyPlan(strategy=strategy, epochs=epochs, explanation=explanation, facts=facts,
                         estimates_s=estimates, budget_s=budget_s, planning_s=round(planning_s, 3),
-                        training_time_limit_s=round(limit, 2) if limit is not None else None)
+                        training_time_limit_s=round(limit, 2) if limit is not None else None,
+                        options=measured[3] if measured is not None and strategy == measured[0] else {})
 
 
 @dataclass
@@ -318,3 +336,18 @@ def _fit_to_budget(strategy: str, reason: str, config: Any, budget_s: float | No
                             f"train a new head, so lp-ft is used instead, whose head starts as the converged probe.")
         fit.strategy = "lp-ft"
     return fit
+
+
+def _measure_few_shot(train: Dataset, X: np.ndarray, y: np.ndarray, config: Any, backbone, backbone_name: str | None,
+                      prototypes: np.ndarray | None, time_left_s: float | None
+                      ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """The candidates measured on folds of the training data: (strategy, reason, facts, options of the choice)."""
+    from transferkit.modalities import get_modality
+    from transferkit.strategies.selection_by_cv import choose, measure_candidates, measured_facts
+
+    candidates, folds = measure_candidates(
+        train, X, y, config, backbone=backbone, backbone_name=backbone_name or backbone.name, prototypes=prototypes,
+        strategies=get_modality(train.modality).few_shot_strategies, time_left_s=time_left_s,
+        time_step=time_training_step)
+    best, reason = choose(candidates, folds)
+    return best.strategy, reason, measured_facts(candidates, folds), best.options

@@ -174,7 +174,7 @@ class _FitRun:
             data_fingerprint=self.train.fingerprint(), test_fingerprint=self.test.fingerprint(),
             baselines_run=list(self.baselines), baselines_not_run=self.skipped, **self.strategy_facts,
             **self.ranking_facts, **self.plan_facts,
-            **({"label_prior": self.label_prior.facts()} if self.label_prior is not None else {}),
+            **({"label_names": self.label_prior.facts()} if self.label_prior is not None else {}),
             **({"temperature_scaling": self.calibration} if self.calibration else {}),
         )
 
@@ -243,10 +243,16 @@ def _plan_strategy(run: _FitRun, started: float) -> None:
 
     config = run.config
     scratch_runs = "scratch" in choose_baselines(config.baselines, "finetune", len(run.train))[0]
+    prior = run.label_prior if run.label_prior is not None and run.label_prior.use else None
     plan = plan_strategy(run.train, config, run.backbone, budget_s=config.budget, started=started,
-                         cache=feature_cache(config), ranking_facts=run.ranking_facts, scratch_runs=scratch_runs)
+                         cache=feature_cache(config), ranking_facts=run.ranking_facts, scratch_runs=scratch_runs,
+                         label_prototypes=prior.prototypes if prior is not None else None,
+                         backbone_name=run.backbone_name)
     log.info("%s", plan.explanation)
-    run.config = config.model_copy(update={"strategy": plan.strategy, **({"epochs": plan.epochs} if plan.epochs else {})})
+    run.config = config.model_copy(update={"strategy": plan.strategy, **plan.options,
+                                           **({"epochs": plan.epochs} if plan.epochs else {})})
+    if prior is not None and plan.options.get("label_prior") == "off":
+        prior.use, prior.reason = False, "auto measured the plain probe better on folds of the training data"
     run.entry = get_strategy(run.config.strategy)
     run.config.check_options_apply(chosen_by="auto")
     run.baseline_names, run.skipped = choose_baselines(run.config.baselines, run.config.strategy, len(run.train))
@@ -281,8 +287,8 @@ def _fit_probe(run: _FitRun) -> None:
         probe.fit(X_train, y_train, X_val, y_val)
         if config.unlabelled is not None:
             probe = pseudo_label_probe(run, probe, X_train, y_train, X_test, extract)
-        if prior is not None:
-            run.zero_shot_pred = zero_shot_predictions(prior, X_test)
+        if run.label_prior is not None and run.label_prior.prototypes is not None:
+            run.zero_shot_pred = zero_shot_predictions(run.label_prior, X_test)
         run.model = TransferModel(run.backbone, probe.to_head(), classes, strategy=config.strategy, task=task.name)
         if config.calibrate:
             run.calibration = _calibrate_probe(run, probe.C_, X_train, y_train, X_val, y_val)
