@@ -175,7 +175,8 @@ class ProbeOnFeatures:
         self.backbone, self.config, self.cache = backbone, config, cache
 
     def __call__(self, train: Dataset, test: Dataset, classes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
-        from transferkit.features.extract import ExtractionStats, extract_features
+        from transferkit.features.extract import ExtractionStats
+        from transferkit.features.sharded import extract_features_sharded
         from transferkit.models.model import TransferModel
         from transferkit.tasks import get_task
 
@@ -184,8 +185,8 @@ class ProbeOnFeatures:
         stats_train, stats_test = ExtractionStats(), ExtractionStats()
         extract = dict(cache=self.cache, batch_size=cfg.batch_size, device=cfg.device, num_workers=cfg.num_workers,
                        progress=cfg.progress, runtime=cfg.runtime, processes=cfg.processes)
-        X_train = extract_features(self.backbone, train, stats=stats_train, **extract)
-        X_test = extract_features(self.backbone, test, stats=stats_test, **extract)
+        X_train = extract_features_sharded(self.backbone, train, stats=stats_train, **extract)
+        X_test = extract_features_sharded(self.backbone, test, stats=stats_test, **extract)
         y_train = task.targets(train, classes)
         probe = task.new_probe(C=cfg.probe_c, seed=cfg.seed).fit(X_train, y_train)
         model = TransferModel(self.backbone, probe.to_head(), classes, strategy=LINEAR_PROBE, task=task.name)

@@ -320,19 +320,14 @@ def extract_features(
     progress: bool = True,
     stats: ExtractionStats | None = None,
     runtime: str = "auto",
-    processes: int = 1,
 ) -> np.ndarray:
     """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``.
 
     ``runtime`` is ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`run_backbone`); all fill the same cache entries,
     since they compute the same features to about 1e-5. ``"auto"`` decides on the number of examples not yet cached
-    (all of them in one decision, not chunk by chunk). With ``processes`` above 1 the examples not yet cached are
-    computed by that many CPU processes (:func:`~transferkit.features.sharded.extract_sharded`), into ``cache`` or,
-    without one, a temporary cache removed afterwards; the features are the single-process ones.
+    (all of them in one decision, not chunk by chunk). Several processes:
+    :func:`~transferkit.features.sharded.extract_features_sharded`.
     """
-    if processes > 1:
-        return _extract_by_processes(backbone, dataset, cache=cache, batch_size=batch_size, device=device,
-                                     progress=progress, stats=stats, runtime=runtime, processes=processes)
     start = time.perf_counter()
     stats = stats if stats is not None else ExtractionStats()
     stats.total = len(dataset)
@@ -377,30 +372,6 @@ def extract_features(
     stats.seconds = time.perf_counter() - start
     log.info("features of %s: %d examples (%d from cache, %d computed) in %.1f s", dataset.origin, stats.total,
              stats.from_cache, stats.computed, stats.seconds)
-    return features
-
-
-def _extract_by_processes(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache | None, batch_size: int,
-                          device: str | torch.device, progress: bool, stats: ExtractionStats | None, runtime: str,
-                          processes: int) -> np.ndarray:
-    """:func:`extract_features` with the missing examples computed by ``processes`` CPU processes first."""
-    import tempfile
-
-    from transferkit.features.sharded import extract_sharded
-
-    if str(device) != "auto" and resolve_device(device).type != "cpu":
-        raise ConfigError(f"option 'processes' (--processes {processes}): several extraction processes run on the "
-                          f"CPU; got --device {device}. Use --device cpu, or --processes 1 on a GPU.")
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="transferkit-features-") as scratch:
-        target = cache if cache is not None else FeatureCache(scratch)
-        computed = extract_sharded(backbone, dataset, processes=processes, cache=target, batch_size=batch_size,
-                                   runtime=runtime)
-        features = extract_features(backbone, dataset, cache=target, batch_size=batch_size, device="cpu",
-                                    progress=progress, stats=stats, runtime=runtime)
-    if stats is not None:
-        stats.computed, stats.from_cache = computed, len(dataset) - computed
-        stats.seconds = time.perf_counter() - start
     return features
 
 

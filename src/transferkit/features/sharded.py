@@ -101,3 +101,33 @@ def extract_sharded(backbone: Backbone, dataset: Dataset, *, processes: int, cac
                   runtime)
     log.info("features of %s: %d examples computed by %d processes", dataset.origin, len(unique), processes)
     return len(unique)
+
+
+def extract_features_sharded(backbone: Backbone, dataset: Dataset, *, processes: int = 1,
+                             cache: FeatureCache | None = None, batch_size: int = 64, device: str = "auto",
+                             stats: Any = None, runtime: str = "auto", **options: Any) -> np.ndarray:
+    """:func:`~transferkit.features.extract.extract_features` (same arguments, ``options`` passed on) with the
+    examples not yet cached computed first by ``processes`` CPU processes (:func:`extract_sharded`), into ``cache``
+    or, without one, a temporary cache removed afterwards; the features are the single-process ones. One process:
+    ``extract_features`` itself."""
+    import tempfile
+    import time
+
+    from transferkit.features.extract import extract_features, resolve_device
+
+    run = dict(batch_size=batch_size, stats=stats, runtime=runtime, **options)
+    if processes <= 1:
+        return extract_features(backbone, dataset, cache=cache, device=device, **run)
+    if str(device) != "auto" and resolve_device(device).type != "cpu":
+        raise ConfigError(f"option 'processes' (--processes {processes}): several extraction processes run on the "
+                          f"CPU; got --device {device}. Use --device cpu, or --processes 1 on a GPU.")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="transferkit-features-") as scratch:
+        target = cache if cache is not None else FeatureCache(scratch)
+        computed = extract_sharded(backbone, dataset, processes=processes, cache=target, batch_size=batch_size,
+                                   runtime=runtime)
+        features = extract_features(backbone, dataset, cache=target, device="cpu", **run)
+    if stats is not None:
+        stats.computed, stats.from_cache = computed, len(dataset) - computed
+        stats.seconds = time.perf_counter() - start
+    return features

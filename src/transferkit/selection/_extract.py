@@ -16,7 +16,8 @@ import numpy as np
 from transferkit.backbones.base import Backbone
 from transferkit.data.dataset import Dataset
 from transferkit.features.cache import FeatureCache
-from transferkit.features.extract import extract_features, run_backbone
+from transferkit.features.extract import run_backbone
+from transferkit.features.sharded import extract_features_sharded
 
 
 @dataclass
@@ -99,8 +100,8 @@ def extract(backbone: Backbone, dataset: Dataset, *, with_logits: bool, cache: F
         from transferkit.features.extract import ExtractionStats
 
         stats = ExtractionStats()
-        features = extract_features(backbone, dataset, cache=cache, stats=stats, runtime=runtime,
-                                    processes=processes, **run)
+        features = extract_features_sharded(backbone, dataset, cache=cache, stats=stats, runtime=runtime,
+                                            processes=processes, **run)
         return Extraction(features, None, stats.computed, stats.from_cache, time.perf_counter() - start)
     width = backbone.num_features
     if cache is None:

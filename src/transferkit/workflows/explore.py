@@ -150,11 +150,12 @@ def _check_explorable(joined: Dataset, labels: list[str | None], config: Explore
 
 def _features(backbone: Any, joined: Dataset, config: ExploreConfig) -> np.ndarray:
     from transferkit.exploration.analysis import check_spread
-    from transferkit.features.extract import extract_features
+    from transferkit.features.sharded import extract_features_sharded
 
-    features = extract_features(backbone, joined, cache=feature_cache(config), batch_size=config.batch_size,
-                                device=config.device, num_workers=config.num_workers, progress=config.progress,
-                                runtime=config.runtime, processes=config.processes)
+    features = extract_features_sharded(backbone, joined, cache=feature_cache(config), batch_size=config.batch_size,
+                                        device=config.device, num_workers=config.num_workers,
+                                        progress=config.progress, runtime=config.runtime,
+                                        processes=config.processes)
     check_spread(features, joined.origin)
     return features
 
