@@ -266,7 +266,7 @@ def _plan_strategy(run: _FitRun, started: float) -> None:
 def _fit_probe(run: _FitRun) -> None:
     """The probe path: frozen features (cached) of the three sets, a probe on the training features, and the test
     probabilities from the probe."""
-    from transferkit.features.extract import extract_features
+    from transferkit.features.sharded import extract_features_sharded as extract_features
     from transferkit.models.model import TransferModel
 
     config, task, classes = run.config, run.task, run.classes
