@@ -32,7 +32,7 @@ def test_pseudo_labels_raise_accuracy_with_two_labels_per_class() -> None:
     wins = 0
     for seed in range(3):
         X, y = _blobs(2, seed)
-        X_u, _ = _blobs(200, seed)
+        X_u, _ = _blobs(100, seed)
         X_u = X_u[np.random.default_rng(seed).permutation(len(X_u))]
         X_test, y_test = _blobs(100, seed)
         plain = task.new_probe(C=1.0).fit(X, y)
