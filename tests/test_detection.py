@@ -238,20 +238,27 @@ def _save_tiny_detector(folder: Path) -> None:
     save_detection(DetectionModel(network, ["0", "1", "2"], spec), folder)
 
 
-def test_onnx_export_of_a_detector_gives_the_same_boxes(coco_set: Path, tmp_path: Path) -> None:
-    from transferkit.compress.detection_onnx import OnnxDetector, export_detector
+def test_cli_export_of_a_detector_checks_parity_on_its_images(coco_set: Path, tmp_path: Path) -> None:
+    import transferkit.cli.export  # noqa: F401  (registers the command)
+    from transferkit.cli.main import app
+
+    _save_tiny_detector(tmp_path / "model")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "model"), "--data", str(coco_set / "images"),
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "post-processing inside" in result.output and "parity: max difference" in result.output
+
+    from transferkit.compress.detection_onnx import OnnxDetector
     from transferkit.errors import ConfigError
     from transferkit.models.artifacts import load_model
 
-    _save_tiny_detector(tmp_path / "model")
     model = load_model(tmp_path / "model")
-    images = sorted((coco_set / "images").iterdir())[:3]
-    parity = export_detector(model, tmp_path / "detector.onnx", images=images)
-    assert parity.images == 3 and parity.same_counts and parity.max_box_diff < 1e-3
-    runner = OnnxDetector(tmp_path / "detector.onnx")
+    runner = OnnxDetector(tmp_path / "model" / "model.onnx")
     assert runner.classes == ["0", "1", "2"] and runner.size == (32, 32)
-    for got, want in zip(runner.detect(images, score_threshold=0.05), model.detect(images, score_threshold=0.05)):
+    images = sorted((coco_set / "images").iterdir())[:3]
+    for got, want in zip(runner.detect(images), model.detect(images)):
         np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
+        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-4)
         np.testing.assert_array_equal(got["labels"], want["labels"])
-    with pytest.raises(ConfigError, match="16x16 pixels, but .*detector.onnx takes 32x32"):
+    with pytest.raises(ConfigError, match="16x16 pixels, but .*model.onnx takes 32x32"):
         runner.detect([np.zeros((3, 16, 16), np.float32)])

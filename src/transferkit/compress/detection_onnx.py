@@ -33,13 +33,20 @@ class DetectorParity:
 
 
 def export_detector(model: Any, path: str | Path, *, size: tuple[int, int] | None = None,
-                    images: Sequence[Any] | None = None, tolerance: float = 1e-3) -> DetectorParity:
+                    images: Sequence[Any] | None = None, tolerance: float = 1e-3) -> Any:
     """Write ``model`` (a :class:`~transferkit.models.detector.DetectionModel`) to ``path`` for inputs of ``size``
-    ``(height, width)`` (default: the square input size it trained at) and check it on ``images`` (paths or arrays
-    of that size; default two random images). A difference above ``tolerance`` is an ExportError."""
+    ``(height, width)`` (default: the square input size it trained at) and check it on ``images`` (paths or arrays,
+    resized to that size; default two random images). Returns the
+    :class:`~transferkit.compress.onnx.OnnxExport`; a difference above ``tolerance`` (boxes in pixels, scores), or
+    another number of detections, is an ExportError and the file is removed."""
+    import time
+
     import onnx
     import torch
 
+    from transferkit.compress.onnx import OnnxExport, ParityReport
+
+    started = time.perf_counter()
     height, width = size or (int(model.spec["image_size"]),) * 2
     network = model.network.cpu().eval()
     example = torch.rand(3, height, width, generator=torch.Generator().manual_seed(0))
@@ -51,12 +58,17 @@ def export_detector(model: Any, path: str | Path, *, size: tuple[int, int] | Non
     entry = graph.metadata_props.add()
     entry.key, entry.value = "classes", json.dumps(model.classes)
     onnx.save(graph, str(path))
-    parity = check_detector_parity(model, path, images if images is not None else
-                                   [torch.rand(3, height, width).numpy() for _ in range(2)])
+    source = "the images given" if images is not None else "random images"
+    if images is None:
+        images = [torch.rand(3, height, width, generator=torch.Generator().manual_seed(1)).numpy() for _ in range(2)]
+    parity = check_detector_parity(model, path, images)
     if not parity.same_counts or max(parity.max_box_diff, parity.max_score_diff) > tolerance:
+        path.unlink()
         raise ExportError(f"{path}: ONNX Runtime differs from PyTorch (boxes by {parity.max_box_diff:.2e}, scores by "
-                          f"{parity.max_score_diff:.2e}, same counts: {parity.same_counts}); the file is not usable.")
-    return parity
+                          f"{parity.max_score_diff:.2e}, same counts: {parity.same_counts}); nothing was written.")
+    report = ParityReport(max(parity.max_box_diff, parity.max_score_diff), tolerance, parity.images, [1], source)
+    return OnnxExport(path, f"boxes, scores, labels for a {height}x{width} image (post-processing inside)",
+                      ["image"], report, time.perf_counter() - started, {"classes": json.dumps(model.classes)})
 
 
 class OnnxDetector:
@@ -94,11 +106,15 @@ def _arrays(images: Sequence[Any]) -> list[np.ndarray]:
 
 
 def check_detector_parity(model: Any, path: str | Path, images: Sequence[Any]) -> DetectorParity:
-    """Run ``images`` through PyTorch and the ONNX file and compare their detections."""
+    """Run ``images`` (resized to the file's input size) through PyTorch and the ONNX file and compare their
+    detections."""
     import torch
+    from torch.nn.functional import interpolate
 
     runner = OnnxDetector(path)
-    arrays = _arrays(images)
+    arrays = [a if tuple(a.shape[1:]) == runner.size else
+              interpolate(torch.from_numpy(a)[None], size=runner.size, mode="bilinear")[0].numpy()
+              for a in _arrays(images)]
     with torch.no_grad():
         reference = model.network.cpu().eval()([torch.from_numpy(a) for a in arrays])
     found = runner.detect(arrays, score_threshold=0.0)

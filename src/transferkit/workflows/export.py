@@ -40,6 +40,12 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
     check_export_output(path, config.overwrite, model_folder=folder,
                         inputs=[("model folder", folder), ("--data", config.data)])
     model = load_model(folder)
+    if getattr(model, "predicts_records", False):  # a detector: its post-processing goes inside the file
+        from transferkit.compress.detection_onnx import export_detector
+        from transferkit.data.detection import image_files
+
+        images = image_files(config.data)[:8] if config.data is not None else None
+        return export_detector(model, path, images=images, tolerance=max(config.tolerance, 1e-3))
     dataset = _parity_data(data, config)
     check_export_data(dataset, model.modality)
     return export_model(model, path, tolerance=config.tolerance, data=dataset)
