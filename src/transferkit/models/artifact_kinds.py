@@ -15,6 +15,8 @@ kinds carry ``"kind"`` and ``format_version`` 2:
 - ``stacked``: several pretrained backbones (rebuilt from their names and checked by weights digest, like a
   linear-probe model), per backbone an optional PCA projection (``reduce.<i>.mean``, ``reduce.<i>.components``),
   and one ``LinearHead`` (``head.*``) on the concatenated features.
+- ``detection``: an object detector (:class:`~transferkit.models.detector.DetectionModel`): the whole FCOS network
+  (``network.*``), its ``classes`` and ``detector`` (backbone name, input size, pyramid and head widths).
 
 A new kind is one :class:`ArtifactKind` (its model class, a ``save`` and a ``load`` hook) and one
 :func:`register_artifact_kind` call; the model classes are imported when a hook runs, so the registry costs nothing.
