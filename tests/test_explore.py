@@ -211,3 +211,16 @@ def test_python_api_refuses_the_same_input(tmp_path: Path) -> None:
         tk.explore(str(_image(tmp_path / "one" / "x.png").parent), backbone=TINY_IMAGE_BACKBONE)
     with pytest.raises(ConfigError, match="option 'map'"):
         tk.explore(str(tmp_path), map="mds")
+
+
+def test_audio_clips_are_explored_through_the_same_verb(tmp_path: Path) -> None:
+    from _audio_clips import require_drumkits, write_drum_folder
+
+    require_drumkits()
+    data = write_drum_folder(tmp_path / "drums", per_class=2, seconds=0.3)
+    result = _cli(str(data), "-b", "random:aisfx", "--map", "pca", "-o", str(tmp_path / "out"), "-q")
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "out")
+    assert len(rows) == 6 and all(r["cluster"] != "" and r["label_issue_score"] != "" for r in rows)
+    page = (tmp_path / "out" / "explore.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 6  # each clip's spectrogram among the cluster examples
