@@ -16,12 +16,13 @@ a class (motive gives 21, so 1,961 in all). The training examples (``--shots`` p
 with each seed; every contender gets the same ones.
 
 Contenders (all with the packaged all-MiniLM-L6-v2, on the CPU):
-- ``probe``: ``fit --strategy linear-probe`` (C by cross-validation);
+- ``probe``: ``fit --strategy linear-probe --label-prior off`` (the plain probe, C by cross-validation);
 - ``contrastive``: ``fit --strategy contrastive`` with its defaults (supcon, top 4 layer groups, 10 epochs at most);
 - ``label-names``: the label-name head: frozen features and :class:`~transferkit.estimators.label_names.PrototypeProbe`
   (the probe regularised towards the embeddings of the class names; rotten-tomatoes' names say little, so its three
   classes get one-line descriptions, as ``--label-descriptions`` would); ``zero-shot`` is its prior alone;
-- ``auto``: ``fit --strategy auto --budget B``;
+- ``auto``: ``fit --strategy auto --budget B`` (on few labels per class it measures the probe, the label-name probe
+  and contrastive tuning on folds of the training data, within the budget; its choice is in the ``chosen`` column);
 - ``setfit``: SetFit 1.x (``pip install -e '.[bench]'``) from the same MiniLM folder, its default arguments except
   where ``--setfit-iterations`` is given (then ``num_iterations`` pairs per example; its default draws every pair
   once, which on 200 WordNet examples is about 40,000 pairs).
@@ -139,6 +140,8 @@ def run_fit(strategy: str, train, test, seed: int, args, work: Path) -> dict:
         options["work_dir"] = str(work / f"runs/{strategy}-{seed}-{len(train)}")
     if strategy == "auto":
         options["budget"] = args.budget
+    if strategy == "linear-probe":
+        options["label_prior"] = "off"  # the plain probe; the label-name head is its own contender
     result = tk.fit(train, strategy=strategy, **options)
     row = {"accuracy": result.metrics["accuracy"], "n_test": result.metrics["n"]}
     if strategy == "auto":
