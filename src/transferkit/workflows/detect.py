@@ -104,7 +104,12 @@ def _check_before_work(config: Any, data: Any, val: Any, test: Any) -> Any:
     changed = [o for o in IGNORED_OPTIONS if getattr(config, o) != type(config).model_fields[o].default]
     if changed:
         warnings.warn(f"options {', '.join(changed)} do not apply to a detector and are ignored.", stacklevel=3)
-    check_runtime(config.device, config.strategy)
+    check_runtime(config.device, "a detector")
+    import importlib.util
+
+    if importlib.util.find_spec("pycocotools") is None:
+        raise ConfigError("--task-type detection scores boxes with the COCO evaluation, which needs the 'pycocotools' "
+                          "package; install the detection extra: pip install 'transferkit[detection]'.")
     return check_model_output(config, inputs=[("training data", data), ("validation data", val),
                                               ("test data", test), ("backbone", config.backbone)])
 
