@@ -262,3 +262,19 @@ def test_cli_export_of_a_detector_checks_parity_on_its_images(coco_set: Path, tm
         np.testing.assert_array_equal(got["labels"], want["labels"])
     with pytest.raises(ConfigError, match="16x16 pixels, but .*model.onnx takes 32x32"):
         runner.detect([np.zeros((3, 16, 16), np.float32)])
+
+
+def test_cli_evaluate_a_detector_on_annotated_images(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+
+    _save_tiny_detector(tmp_path / "model")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(coco_set), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "mAP@0.5" in result.output and "(12 images," in result.output
+    voc = tmp_path / "voc"
+    original = read_detection(coco_set)
+    original.classes = ["a", "b", "c"]
+    write_detection_set(original, voc, "voc")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(voc), "--device", "cpu"])
+    assert result.exit_code == 2 and "differ from the model's ['0', '1', '2']" in result.output
+    assert "Traceback" not in result.output

@@ -160,3 +160,34 @@ def _accumulated_ap(evaluation: Any, images: np.ndarray) -> float:
     precision = resampled.eval["precision"][0, :, :, 0, -1]
     valid = precision[precision > -1]
     return float(valid.mean()) if valid.size else 0.0
+
+
+def evaluate_detector(model: Any, data: Any, *, batch_size: int = 8, device: str = "cpu") -> dict[str, Any]:
+    """``evaluate`` for a detector: the COCO figures of :func:`detection_metrics` on annotated images ``data``
+    (COCO, YOLO or VOC; checked first, its classes the model's)."""
+    from transferkit.data.detection import check_detection_set, read_detection
+    from transferkit.errors import DataError
+
+    dataset = read_detection(data)
+    check_detection_set(dataset, role="evaluation")
+    if dataset.classes != list(model.classes):
+        raise DataError(f"evaluation data {dataset.origin}: classes {dataset.classes} differ from the model's "
+                        f"{list(model.classes)}; give annotations with the model's class list, in its order.")
+    found = model.detect(dataset.images, batch_size=batch_size, device=device)
+    return detection_metrics(found, dataset.targets(), dataset.classes)
+
+
+def format_detection_metrics(metrics: dict[str, Any], title: str = "") -> str:
+    """A plain-text block: mAP figures, then AP per class."""
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [title] if title else []
+    lines.append(f"mAP@0.5 {cell(metrics['map_50'])}   mAP@[.5:.95] {cell(metrics['map'])}   mAP@0.75 "
+                 f"{cell(metrics['map_75'])}   recall@100 {cell(metrics['mar_100'])}   ({metrics['images']} images, "
+                 f"{metrics['boxes']} boxes)")
+    width = max(8, *(len(c) for c in metrics["per_class"]))
+    lines.append(f"{'class':<{width}}   AP@0.5  AP@[.5:.95]  boxes")
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<{width}}  {cell(row['ap_50']):>7}  {cell(row['ap']):>11}  {row['boxes']:5d}")
+    return "\n".join(lines)

@@ -32,7 +32,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequ
 
 
 def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
-    """A plain-text block: headline figures, per-class table, confusion matrix."""
+    """A plain-text block: headline figures, per-class table, confusion matrix (a detector's: mAP and AP per class)."""
+    if "map_50" in metrics:
+        from transferkit.evaluation.detection_metrics import format_detection_metrics
+
+        return format_detection_metrics(metrics, title)
     lines = [title] if title else []
     lines.append(f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   ({metrics['n']} examples)")
     calibration = metrics.get("calibration")

@@ -24,6 +24,10 @@ def evaluate(model: Any, data: Any, *, batch_size: int = 64, device: str = "auto
 
     resolve_device(device)  # a GPU that is not here fails now, even when every feature comes from the cache
     model = resolve_model(model, task)
+    if getattr(model, "predicts_records", False):  # a detector: COCO mAP on annotated images
+        from transferkit.evaluation.detection_metrics import evaluate_detector
+
+        return evaluate_detector(model, data, batch_size=batch_size, device=str(resolve_device(device)))
     kind = task_of(model)
     dataset = load_data(data, label_column=label_column, text_column=text_column, path_column=path_column,
                         encoding=encoding, delimiter=delimiter, normalize_labels=normalize_labels, task=kind.name)
