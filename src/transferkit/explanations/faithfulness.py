@@ -56,7 +56,8 @@ def measure(predict: Any, units: Any, target: int, *, random_orders: int, seed: 
     count = len(units.scores)
     if count < 2:
         return {"units": count, "deletion": None, "insertion": None, "random_deletion": [], "random_insertion": []}
-    order = np.argsort(-units.scores, kind="stable")
+    shuffled = rng.permutation(count)  # ties (a flat map) in random order, not in reading order
+    order = shuffled[np.argsort(-units.scores[shuffled], kind="stable")]
     randoms = [rng.permutation(count) for _ in range(random_orders)]
     result: dict[str, Any] = {"units": count}
     for name, insertion in (("deletion", False), ("insertion", True)):

@@ -28,7 +28,7 @@ class GridExplainer(Explainer):
     """``channels``: True when the input has a leading channel axis (images); ``fill``: ``"zero"`` or ``"min"``, the
     value of a removed cell."""
 
-    methods = ("gradcam", "integrated-gradients", "smoothgrad")
+    methods = ("integrated-gradients", "gradcam", "smoothgrad")
 
     def __init__(self, *, channels: bool, fill: str) -> None:
         self.channels = channels
@@ -49,7 +49,7 @@ class GridExplainer(Explainer):
         return Prepared(x.contiguous(), {"preprocessing": backbone.preprocessing})
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x) if self.fill == "zero" else torch.full_like(x, float(x.min()))
+        return torch.zeros_like(x) if self.fill == "zero" else torch.full_like(x, float(x.detach().min()))
 
     def attribute(self, network: Any, prepared: Prepared, target: int, method: str, options: Any) -> np.ndarray:
         from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
