@@ -23,13 +23,13 @@ def backbone(tiny_text_model: Path):
     return create_backbone(str(tiny_text_model))
 
 
-def plan(backbone, per_class: int, **kwargs):
-    config = make_config(batch_size=16, progress=False, device="cpu", no_cache=True)
+def plan(backbone, per_class: int, epochs: int = 10, **kwargs):
+    config = make_config(batch_size=16, progress=False, device="cpu", no_cache=True, epochs=epochs)
     return planner.plan_strategy(synthetic_dataset(per_class), config, backbone, **kwargs)
 
 
 def test_choice_follows_the_number_of_labels_per_class(backbone) -> None:
-    few = plan(backbone, 5, budget_s=3600)  # few labels per class: the candidates are measured on folds
+    few = plan(backbone, 5, epochs=1, budget_s=3600)  # few labels per class: the candidates are measured on folds
     assert few.strategy in ("linear-probe", "contrastive")
     assert "5 labelled examples per class" in few.explanation and "stratified folds" in few.explanation
     assert {c["name"] for c in few.facts["measured"]["candidates"]} == {"linear-probe", "contrastive"}
@@ -86,12 +86,14 @@ def test_durations_parse() -> None:
 
 def test_fit_auto_saves_the_plan_and_budget_needs_auto(tiny_text_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    result = tk.fit(synthetic_dataset(6), backbone=str(tiny_text_model), strategy="auto", budget=600,
-                    output=str(out), progress=False, device="cpu", report=False, tracking_uri="off")
-    assert result.config["strategy"] == "linear-probe" and result.config["strategy_requested"] == "auto"
-    assert "auto: Strategy linear-probe" in result.summary()
+    result = tk.fit(synthetic_dataset(6), backbone=str(tiny_text_model), strategy="auto", budget=600, epochs=1,
+                    output=str(out), progress=False, device="cpu", report=False, tracking_uri="off",
+                    work_dir=str(tmp_path / "work"))
+    chosen = result.config["strategy"]  # few labels per class: measured on folds (the probe, or contrastive)
+    assert chosen in ("linear-probe", "contrastive") and result.config["strategy_requested"] == "auto"
+    assert f"auto: Strategy {chosen}" in result.summary()
     saved = yaml.safe_load((out / "run_config.yaml").read_text())
-    assert saved["plan"]["explanation"].startswith("Strategy linear-probe") and saved["budget"] == 600
+    assert saved["plan"]["explanation"].startswith(f"Strategy {chosen}") and saved["budget"] == 600
     with pytest.raises(ConfigError, match="budget"):
         tk.fit(synthetic_dataset(6), backbone=str(tiny_text_model), strategy="finetune", budget=60)
 
