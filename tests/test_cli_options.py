@@ -23,6 +23,7 @@ from transferkit.cli.adapt import ADAPT_FLAGS  # noqa: E402
 from transferkit.cli.compress import COMPRESS_FLAGS  # noqa: E402
 from transferkit.cli.cv import CV_FLAGS  # noqa: E402
 from transferkit.cli.distill import DISTILL_FLAGS  # noqa: E402  (registered above)
+from transferkit.cli.explain import EXPLAIN_FLAGS  # noqa: E402
 from transferkit.cli.explore import EXPLORE_FLAGS  # noqa: E402
 from transferkit.cli.export import EXPORT_FLAGS  # noqa: E402
 from transferkit.cli.fuse import FUSE_FLAGS  # noqa: E402
@@ -37,7 +38,8 @@ CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE
              "adapt": [ADAPT_FLAGS], "distill": [DISTILL_FLAGS], "multitask": [MULTITASK_FLAGS],
              "serve": [SERVE_FLAGS], "export": [EXPORT_FLAGS],
              "compress": [COMPRESS_FLAGS], "fuse": [FUSE_FLAGS], "evaluate": [EVALUATE_FLAGS],
-             "predict": [PREDICT_FLAGS], "report": [REPORT_FLAGS], "explore": [EXPLORE_FLAGS]}
+             "predict": [PREDICT_FLAGS], "report": [REPORT_FLAGS], "explore": [EXPLORE_FLAGS],
+             "explain": [EXPLAIN_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:
