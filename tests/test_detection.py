@@ -163,11 +163,14 @@ def test_cli_fit_detection_trains_scores_saves_and_predicts(coco_set: Path, tmp_
     out = tmp_path / "model"
     runner = CliRunner()
     result = runner.invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--backbone", TINY_IMAGE_BACKBONE,
-                                 "--strategy", "finetune", "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                                 "--epochs", "1", "--image-size", "32", "--batch-size", "4",
                                  "--baselines", "scratch", "--test-fraction", "0.25", "--device", "cpu",
                                  "--output", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "mAP@0.5" in result.output and "verdict:" in result.output
+    import yaml
+
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["strategy"] == "finetune"  # a detector's default
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test"]["map_50"] <= 1 and set(metrics["test"]["per_class"]) == {"0", "1", "2"}
     assert metrics["baselines"]["scratch"]["images"] == 3 and metrics["comparisons"][0]["baseline"] == "scratch"

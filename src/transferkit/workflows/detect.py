@@ -8,7 +8,7 @@ it (:mod:`transferkit.engine.detection`); save it; score it on the test images (
 train the scratch baseline and compare the two by a bootstrap over test images; write examples of predicted and
 true boxes beside the model.
 
-What the strategies mean for a detector: ``linear-probe`` trains the feature pyramid and the head on the frozen
+What the strategies mean for a detector (``finetune`` when the run names none): ``linear-probe`` trains the feature pyramid and the head on the frozen
 backbone; ``finetune`` trains everything (``finetune.freeze`` keeps the first layer groups frozen); ``lp-ft``
 trains the head on the frozen backbone for the first third of the epochs, then everything.
 """
@@ -29,6 +29,9 @@ log = logging.getLogger("transferkit")
 
 #: The strategies a detector trains by: the part of the epochs with the backbone frozen (None: all of them).
 DETECTION_STRATEGIES = {"linear-probe": None, "finetune": 0.0, "lp-ft": 1 / 3}
+#: The strategy of a detection run that names none: the whole detector trains (a frozen backbone under a new
+#: pyramid and head falls far behind on boxes).
+DEFAULT_STRATEGY = "finetune"
 #: FitConfig options a detection run does not read, each set to something else than its default: a warning.
 IGNORED_OPTIONS = ("shots", "probe_c", "mixup", "cutmix", "auto_augment", "max_length", "calibrate", "budget",
                    "init_from", "activation_checkpointing", "accumulate")
@@ -95,6 +98,8 @@ def fit_detector(config: Any, data: Any, val: Any = None, test: Any = None) -> D
 
 
 def _check_before_work(config: Any, data: Any, val: Any, test: Any) -> Any:
+    if "strategy" not in config.model_fields_set:  # fit's default (a probe) is not what a detector wants
+        config = config.model_copy(update={"strategy": DEFAULT_STRATEGY})
     if config.strategy not in DETECTION_STRATEGIES:
         raise ConfigError(f"option 'strategy': a detector trains by {', '.join(DETECTION_STRATEGIES)}; got "
                           f"{config.strategy!r}. Use --strategy finetune (or linear-probe, lp-ft).")
