@@ -106,3 +106,105 @@ def test_tune_scores_trials_by_the_measure_of_the_task(task, measure, table, tin
     assert f"best {measure}:" in result.table()
     best = (tmp_path / "tune" / "best_config.yaml").read_text()
     assert f"task: {task}" in best
+
+
+# ------------------------------------------------------------------------------------------ export and compress
+
+def test_export_reads_its_parity_data_by_the_task_of_the_model(models) -> None:
+    """The parity inputs of ``export --data`` are read as the model's task reads them (a numeric label column is
+    refused when read as classes); the ONNX parity itself is the same code for every task."""
+    from transferkit.models.artifacts import load_model
+    from transferkit.workflows.export import _config, _parity_data
+
+    model = load_model(models["regression"])
+    dataset = _parity_data(str(models["regression-data"]), _config(None, None, {}), model)
+    assert dataset.task == "regression" and len(dataset) == len(ROWS)
+
+
+@pytest.mark.parametrize("task, measure", [("regression", "r2"), ("multilabel", "example_f1")])
+def test_compress_measures_every_variant_by_the_task_measure(task: str, measure: str, models, tmp_path) -> None:
+    from transferkit.models.artifacts import load_model
+    from transferkit.tasks import get_task
+    from transferkit.workflows.compress import compress_model
+
+    data = models[f"{task}-data"]
+    report = compress_model(models[task], str(data), output=tmp_path / "variants", variants=["float"])
+    assert report.measure == measure and measure in report.table()
+    model = load_model(models[task])
+    task_entry = get_task(task)
+    from transferkit.data.sources import load_data
+
+    dataset = load_data(data, task=task)
+    proba = model.predict_proba(dataset, progress=False, cache=None)
+    expected = task_entry.metrics(task_entry.targets(dataset, model.classes), proba, model.classes)[measure]
+    assert report.row("float").accuracy == pytest.approx(expected, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+def test_report_of_a_regression_model_shows_predictions_residuals_and_largest_errors(models, tmp_path) -> None:
+    out = tmp_path / "report.html"
+    result = _invoke("report", models["regression"], "--output", out)
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "Predictions and residuals" in html and "largest errors" in html and "<th>r2</th>" in html
+
+
+def test_report_of_a_multilabel_model_shows_per_label_results(models, tmp_path) -> None:
+    out = tmp_path / "report.html"
+    result = _invoke("report", models["multilabel"], "--output", out)
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "Per-label results" in html and "average precision" in html and "<th>example_f1</th>" in html
+    for label in ("acting", "negative", "positive", "time"):
+        assert f"<td>{label}</td>" in html
+
+
+# ------------------------------------------------------------------------------------------------------- serve
+
+def test_serve_answers_a_value_or_a_label_set_with_probabilities(models) -> None:
+    from fastapi.testclient import TestClient
+
+    from transferkit.serving.app import create_app
+    from transferkit.serving.settings import ServeConfig
+
+    texts = {"texts": ["great acting and a great story", "a dull, lifeless mess"]}
+    with TestClient(create_app(ServeConfig(model=str(models["regression"])))) as client:
+        answer = client.post("/predict", json=texts)
+    assert answer.status_code == 200, answer.text
+    values = [p["value"] for p in answer.json()["predictions"]]
+    assert "label" not in answer.json()["predictions"][0] and values[0] > values[1]
+    with TestClient(create_app(ServeConfig(model=str(models["multilabel"])))) as client:
+        answer = client.post("/predict", json=texts)
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["predictions"]
+    assert set(first["probabilities"]) == {"acting", "negative", "positive", "time"}
+    assert all(0 <= p <= 1 for p in first["probabilities"].values())
+    assert first["labels"] == [n for n, p in first["probabilities"].items() if p >= 0.5]
+    assert "positive" in first["labels"] and "negative" in second["labels"]
+
+
+# ------------------------------------------------------------------------------------ verbs that refuse the tasks
+
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_distill_refuses_a_task_without_class_probabilities_naming_the_option(task: str, models,
+                                                                              tiny_text_model: Path,
+                                                                              tmp_path: Path) -> None:
+    data = models[f"{task}-data"]
+    result = _invoke("distill", data, "--task-type", task, "--teacher", models[task], "--student", tiny_text_model,
+                     "--output", tmp_path / "student", "--epochs", "1", "--no-report")
+    assert result.exit_code == 2
+    assert f"--task-type {task}" in result.output and "transferkit fit" in result.output
+    assert not (tmp_path / "student").exists()
+    teacher_only = _invoke("distill", data, "--teacher", models[task], "--student", tiny_text_model,
+                           "--output", tmp_path / "student", "--epochs", "1", "--no-report")
+    assert teacher_only.exit_code == 2 and f"--teacher {models[task]}" in teacher_only.output
+
+
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_fuse_refuses_models_of_a_task_without_classes_naming_the_model(task: str, models, tmp_path: Path) -> None:
+    result = _invoke("fuse", models[task], models[task], "--method", "ensemble", "--val", models[f"{task}-data"],
+                     "--output", tmp_path / "fused")
+    assert result.exit_code == 2
+    assert f"is a {task} model" in result.output and str(models[task]) in result.output
+    assert not (tmp_path / "fused").exists()

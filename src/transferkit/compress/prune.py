@@ -352,7 +352,10 @@ def recover(model: nn.Module, train: Any, *, val: Any = None, epochs: int = 1, l
     from transferkit.strategies.finetune import FineTune
     from transferkit.strategies.run import engine_settings
 
+    from transferkit.tasks import task_of
+
     classes = list(model.classes)
+    task = task_of(model)  # its loss and targets: class indices, values, label matrices
     if val is None:
         train, val = stratified_split(train, 0.15, seed, names=("train", "validation"))
     config = make_config(strategy="finetune", epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
@@ -362,6 +365,7 @@ def recover(model: nn.Module, train: Any, *, val: Any = None, epochs: int = 1, l
 
     settings = engine_settings(config, Path(folder), lr=lr, run_name="prune recovery", log_params=None)
     strategy = FineTune(head_lr=lr)
+    strategy.task_type = task.name
     strategy.prepare(model, {})
     handles = []
     if keep_zeros:
@@ -370,8 +374,8 @@ def recover(model: nn.Module, train: Any, *, val: Any = None, epochs: int = 1, l
             if float(mask.mean()) < 1.0:
                 handles.append(layer.weight.register_hook(_KeepZeros(mask)))
     backbone = model.backbone
-    train_set = LabelledExamples(train.items, train.label_array(classes), backbone.prepare)
-    val_set = LabelledExamples(val.items, val.label_array(classes), backbone.prepare)
+    train_set = LabelledExamples(train.items, task.targets(train, classes), backbone.prepare)
+    val_set = LabelledExamples(val.items, task.targets(val, classes), backbone.prepare)
     try:
         outcome = run_training(model, strategy, train_set, val_set, settings,
                                train_collate=LabelledCollate(backbone.collate),

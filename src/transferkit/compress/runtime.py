@@ -86,9 +86,10 @@ class OnnxClassifier:
         return restore_order(logits, order)
 
     def predict_proba(self, data: Dataset, *, batch_size: int = 64, num_workers: int = 0, **_: Any) -> np.ndarray:
-        """Class probabilities ``(N, classes)`` (the model's temperature applied, as in PyTorch)."""
+        """The model's outputs ``(N, width)`` as in PyTorch: class probabilities (the model's temperature applied),
+        per-label probabilities, or values, as the model's task makes them from its head's outputs."""
+        from transferkit.tasks import task_of
+
         logits = self.predict_logits(data, batch_size=batch_size, num_workers=num_workers).astype(np.float64)
-        logits /= float(getattr(self.model, "temperature", 1.0) or 1.0)
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+        temperature = float(getattr(self.model, "temperature", 1.0) or 1.0)
+        return np.asarray(task_of(self.model).proba_from_outputs(logits, temperature), dtype=np.float32)

@@ -78,21 +78,23 @@ class TradeoffReport:
     rows: list[VariantRow]
     seconds: float = 0.0
     output: str | None = None
+    measure: str = "accuracy"  # what the accuracy column holds: the model task's measure (r2, example_f1)
 
     def row(self, name: str) -> VariantRow:
         return next(r for r in self.rows if r.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "test": self.test, "n_test": self.n_test, "threads": self.threads,
-                "seconds": self.seconds, "output": self.output, "rows": [r.to_dict() for r in self.rows]}
+                "seconds": self.seconds, "output": self.output, "measure": self.measure,
+                "rows": [r.to_dict() for r in self.rows]}
 
     def table(self) -> str:
         """A plain-text table: one line per variant."""
-        header = (f"{'variant':<11} {'runtime':<13} {'accuracy':>8} {'change':>7} {'size MB':>8} {'size':>6} "
+        header = (f"{'variant':<11} {'runtime':<13} {self.measure[:10]:>10} {'change':>7} {'size MB':>8} {'size':>6} "
                   f"{'params':>11} {'ms @1':>8} {'ms @32':>8}")
         lines = [header, "-" * len(header)]
         for r in self.rows:
-            lines.append(f"{r.name:<11} {r.runtime:<13} {r.accuracy:8.4f} {100 * r.accuracy_change:+6.1f}p "
+            lines.append(f"{r.name:<11} {r.runtime:<13} {r.accuracy:10.4f} {100 * r.accuracy_change:+6.1f}p "
                          f"{r.size_bytes / 1e6:8.2f} {100 * r.size_ratio:5.0f}% {r.parameters:>11,} "
                          f"{r.latency_ms.get('1', float('nan')):8.2f} {r.latency_ms.get('32', float('nan')):8.2f}")
         lines.append(f"({self.n_test} test examples of {self.test}; latency: median over interleaved rounds, "

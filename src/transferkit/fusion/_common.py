@@ -18,10 +18,25 @@ def as_model(model: Any, role: str = "model") -> Any:
     if isinstance(model, (str, os.PathLike)):
         from transferkit.models.artifacts import load_model
 
-        return load_model(model)
-    if not hasattr(model, "predict_proba"):
+        loaded = load_model(model)
+    elif not hasattr(model, "predict_proba"):
         raise ConfigError(f"{role}: expected a model folder or a loaded transferkit model; got {type(model).__name__}.")
-    return model
+    else:
+        loaded = model
+    _check_fusable_task(loaded, model, role)
+    return loaded
+
+
+def _check_fusable_task(loaded: Any, given: Any, role: str) -> None:
+    """Fusion scores and weights members by their class probabilities on labelled validation data: a model of a
+    task without classes (regression, multi-label) is refused, naming it."""
+    from transferkit.tasks import task_of
+
+    task = task_of(loaded)
+    if not task.calibrates:
+        raise ConfigError(f"{role} ({_origin(given)}) is a {task.name} model; fuse combines classifiers (it weighs "
+                          "and checks members by their class probabilities on labelled validation data). Average "
+                          f"{task.name} predictions yourself, or fuse classification models.")
 
 
 def as_dataset(data: Any, role: str, *, label_column: str | None = None, text_column: str | None = None,

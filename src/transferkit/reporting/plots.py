@@ -260,3 +260,27 @@ def fold_spread(values: dict[str, Sequence[float]]) -> bytes:
     ax.set_xlabel("value per fold (red: mean)")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def predicted_against_true(targets: Sequence[float], predictions: Sequence[float]) -> bytes:
+    """Two panels of a regression model's test predictions: predicted against true values (with the line of
+    perfect prediction), and residuals (predicted - true) against the predicted value."""
+    import numpy as np
+
+    plt = _pyplot()
+    y, p = np.asarray(targets, dtype=float), np.asarray(predictions, dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    low, high = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    left.scatter(y, p, s=12, alpha=0.6, color=_PALETTE[0])
+    left.plot([low, high], [low, high], color="black", linewidth=1, linestyle="--")
+    left.set_xlabel("true value")
+    left.set_ylabel("predicted value")
+    left.set_title("predicted against true")
+    right.scatter(p, p - y, s=12, alpha=0.6, color=_PALETTE[1])
+    right.axhline(0, color="black", linewidth=1, linestyle="--")
+    right.set_xlabel("predicted value")
+    right.set_ylabel("residual (predicted - true)")
+    right.set_title("residuals")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return _png(fig)

@@ -39,6 +39,8 @@ REPORT_FILE = "report.html"
 #: Marks a page as written by transferkit (an existing report at the default place is written again).
 GENERATOR_MARK = '<meta name="generator" content="transferkit report">'
 RANKING_FILE = "ranking.json"
+#: The test figures shown for a model whose task has no accuracy, in this order where present.
+TASK_FIGURES = ("r2", "mae", "rmse", "spearman", "example_f1", "micro_f1", "macro_f1", "map", "subset_accuracy")
 ADAPTATION_FILE = "adaptation.json"
 INTERPOLATION_FILE = "interpolation.json"
 COMPRESSION_FILE = "compression.json"
@@ -321,7 +323,7 @@ def _metrics(metrics: dict, predictions: list[dict[str, str]] | None) -> str:
         rows.append([name, m["accuracy"], f"{low:.3f} to {high:.3f}", m.get("macro_f1"), m.get("n"),
                      m.get("description", "")])
         bars.append((name, float(m["accuracy"]), low, high))
-    parts = []
+    parts = [_task_figures(metrics)]
     if bars:
         parts.append(_img(plots.accuracy_with_intervals(bars), "test accuracy of the model and the baselines"))
         parts.append(_table(["", "accuracy", "95% interval (Wilson)", "macro-F1", "examples", "what"], rows))
@@ -409,6 +411,8 @@ def bootstrap_macro_f1(y_true, y_pred, n_classes: int, n_boot: int = 1000, seed:
 
 
 def _bootstrap_macro_f1(predictions: list[dict[str, str]], classes: Sequence[str]) -> tuple[float, float] | None:
+    if not predictions or "true" not in predictions[0]:  # predictions of a task without classes
+        return None
     names = list(classes) or sorted({r["true"] for r in predictions} | {r["predicted"] for r in predictions})
     index = {c: i for i, c in enumerate(names)}
     try:
@@ -417,6 +421,61 @@ def _bootstrap_macro_f1(predictions: list[dict[str, str]], classes: Sequence[str
     except KeyError:
         return None
     return bootstrap_macro_f1(y_true, y_pred, len(names))
+
+
+def _task_figures(metrics: dict) -> str:
+    """The test figures of a model whose task has no accuracy (regression, multi-label), with their intervals,
+    beside each baseline's."""
+    test = metrics.get("test") or {}
+    names = [k for k in TASK_FIGURES if isinstance(test.get(k), (int, float))]
+    if not names or "accuracy" in test:
+        return ""
+    entries = [("model", test)] + [(f"baseline: {k}", v) for k, v in (metrics.get("baselines") or {}).items()]
+    intervals = test.get("intervals") or {}
+    rows = [[name, *[m.get(k) for k in names], m.get("n"), m.get("description", "")] for name, m in entries]
+    spread = "".join(f"<li>{_e(k)}: {intervals[k][0]:.3f} to {intervals[k][1]:.3f}</li>" for k in names
+                     if isinstance(intervals.get(k), (list, tuple)) and len(intervals[k]) == 2)
+    return (_table(["", *names, "examples", "what"], rows)
+            + (f"<p class='muted'>95% bootstrap intervals of the model:</p><ul>{spread}</ul>" if spread else ""))
+
+
+def _regression_predictions(predictions: list[dict[str, str]], worst: int = 10) -> str:
+    """Predicted against true values, residuals, and the largest errors (``predictions.csv`` of a regression)."""
+    from transferkit.reporting import plots
+
+    try:
+        rows = [(r["input"], float(r["target"]), float(r["prediction"])) for r in predictions]
+    except (KeyError, ValueError):
+        return ""
+    if not rows:
+        return ""
+    image = _img(plots.predicted_against_true([t for _, t, _ in rows], [p for _, _, p in rows]),
+                 "predicted against true values, and residuals")
+    largest = sorted(rows, key=lambda r: -abs(r[2] - r[1]))[:worst]
+    table = _table(["input", "true", "predicted", "error"],
+                   [[i, f"{t:.4g}", f"{p:.4g}", f"{p - t:+.4g}"] for i, t, p in largest])
+    return image + f"<h3>largest errors ({len(largest)} of {len(rows)} test examples)</h3>" + table
+
+
+def _label_set_predictions(test: dict, predictions: list[dict[str, str]] | None, worst: int = 10) -> str:
+    """Per-label precision, recall, F1 and average precision, and the test examples whose predicted label set is
+    furthest from the true one (``metrics.json`` and ``predictions.csv`` of a multi-label model)."""
+    per_label = test.get("per_label") or {}
+    rows = [[name, v.get("precision"), v.get("recall"), v.get("f1"), v.get("average_precision"), v.get("support")]
+            for name, v in sorted(per_label.items(), key=lambda kv: (kv[1].get("f1") or 0.0, kv[0]))]
+    parts = [_table(["label (worst F1 first)", "precision", "recall", "F1", "average precision", "positives"], rows)]
+    scored = []
+    for r in predictions or []:
+        truth = set(filter(None, r.get("labels", "").split("|")))
+        chosen = set(filter(None, r.get("predicted", "").split("|")))
+        size = len(truth) + len(chosen)
+        scored.append((2 * len(truth & chosen) / size if size else 1.0, r.get("input", ""), truth, chosen))
+    scored = [s for s in sorted(scored, key=lambda s: s[0]) if s[0] < 1.0][:worst]
+    if scored:
+        parts.append(f"<h3>worst examples by F1 of the label set ({len(scored)} shown)</h3>")
+        parts.append(_table(["input", "true labels", "predicted labels", "F1"],
+                            [[i, ", ".join(sorted(t)), ", ".join(sorted(c)), f"{f:.2f}"] for f, i, t, c in scored]))
+    return "".join(parts)
 
 
 def _confusion(test: dict) -> str:
@@ -650,6 +709,10 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     if metrics and (metrics.get("test") or metrics.get("baselines")):
         add("metrics", "Metrics and verdict", lambda: _metrics(metrics, predictions))
     test = (metrics or {}).get("test") or {}
+    if predictions and "residual" in predictions[0]:
+        add("predictions", "Predictions and residuals", lambda: _regression_predictions(predictions))
+    if test.get("per_label"):
+        add("labels", "Per-label results and the worst examples", lambda: _label_set_predictions(test, predictions))
     if test.get("confusion_matrix") and test.get("classes"):
         add("confusion-matrix", "Confusion matrix", lambda: _confusion(test))
     if isinstance(examples, dict) and "hardest" in examples:

@@ -54,6 +54,7 @@ from transferkit._version import __version__
 from transferkit.errors import TransferkitError
 from transferkit.modalities import get_modality
 from transferkit.serving.settings import ServeConfig, from_environment
+from transferkit.tasks import task_of
 
 log = logging.getLogger("transferkit")
 
@@ -90,10 +91,14 @@ class ClassProbability(BaseModel):
 class Prediction(BaseModel):
     index: int = Field(..., description="position of the input in the request")
     input: str = Field(..., description="the uploaded file's name, or texts[i]")
-    label: str = Field(..., description="the most likely class")
-    probability: float = Field(..., description="its probability")
-    probabilities: dict[str, float] = Field(..., description="every class's probability")
-    top_k: list[ClassProbability] = Field(..., description="the k most likely classes, most likely first")
+    label: str | None = Field(None, description="classification: the most likely class")
+    probability: float | None = Field(None, description="classification: its probability")
+    probabilities: dict[str, float] | None = Field(
+        None, description="every class's probability; multi-label: each label's probability (the top k)")
+    top_k: list[ClassProbability] | None = Field(
+        None, description="classification: the k most likely classes, most likely first")
+    value: float | None = Field(None, description="regression: the predicted value, in the target's units")
+    labels: list[str] | None = Field(None, description="multi-label: the predicted label set, most likely first")
 
 
 class PredictResponse(BaseModel):
@@ -213,9 +218,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int) -> list[dict[str, Any]]:
+def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int,
+                 task: Any = None) -> list[dict[str, Any]]:
+    """One answer per input: the class, its probability, every class's and the top k (classification); or what
+    the model's task records for one input (``task.prediction_record``: a value; a label set with probabilities)."""
     out = []
     for index, (name, row) in enumerate(zip(names, proba)):
+        record = task.prediction_record(name, row, classes, k) if task is not None else {}
+        if "label" not in record and record:
+            out.append({"index": index, **record})
+            continue
         order = np.argsort(-row, kind="stable")
         out.append({"index": index, "input": name, "label": classes[int(order[0])],
                     "probability": float(row[order[0]]),
@@ -304,6 +316,7 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
     """``POST /predict``: images as multipart uploads or texts as JSON, as the model's modality takes them."""
 
     @app.post("/predict", summary="classify images (multipart) or texts (JSON)", response_model=PredictResponse,
+              response_model_exclude_none=True,
               responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> Any:
         model = state["predictor"]
@@ -337,7 +350,7 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
             return JSONResponse({"detail": f"the model gave non-finite probabilities for {', '.join(bad)}; this is a "
                                            "fault of the model, logged by the service."}, status_code=500)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
-                "predictions": _predictions(proba, names, model.classes, k)}
+                "predictions": _predictions(proba, names, model.classes, k, task_of(getattr(model, "model", model)))}
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -145,16 +145,18 @@ class Predictor:
         backbone = self.model.backbone
         loader, order = batches_in_order(backbone, self._dataset(items), batch_size=len(items))
         logits = np.concatenate([self._session.run(None, onnx_feed(batch, self.modality))[0] for batch in loader])
-        logits = restore_order(logits, order).astype(np.float64) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        return (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+        from transferkit.tasks import task_of
+
+        logits = restore_order(logits, order).astype(np.float64)
+        return np.asarray(task_of(self.model).proba_from_outputs(logits, self.temperature), dtype=np.float32)
 
     def warm_up(self) -> None:
         """One prediction on a synthetic input, so that the first request does not pay for one-time set-up, and a
         check of what it gives: one finite probability per class of ``config.json``, summing to 1. A folder that
         fails (a class list that disagrees with the head, weights that give NaN) raises :class:`ArtifactError`
         here, before the service accepts a request, instead of failing every request."""
+        from transferkit.tasks import task_of
+
         problem = self._class_list_problem()
         if problem is None:
             proba = self.predict_proba([get_modality(self.modality).warm_up_item()])
@@ -163,7 +165,7 @@ class Predictor:
                            f"{len(self.classes)} classes")
             elif not np.isfinite(proba).all():
                 problem = "the model gives non-finite probabilities (NaN or infinity): its weights are damaged"
-            elif abs(float(proba.sum()) - 1.0) > 1e-3:
+            elif task_of(self.model).calibrates and abs(float(proba.sum()) - 1.0) > 1e-3:  # class probabilities
                 problem = f"the model's probabilities sum to {float(proba.sum()):.4f}, not 1"
         if problem:
             raise ArtifactError(f"{self.folder}: {problem}. The folder cannot be served; restore it from a backup "

@@ -59,6 +59,13 @@ def load_teachers(paths: list[str]) -> list[Any]:
         if not Path(path).is_dir():
             raise ConfigError(f"--teacher {path}: no such model folder; give a folder written by `transferkit fit`.")
         teachers.append(load_model(path))
+    from transferkit.tasks import task_of
+
+    for path, teacher in zip(paths, teachers):
+        if not task_of(teacher).calibrates:
+            raise ConfigError(f"--teacher {path}: a {task_of(teacher).name} model gives no class probabilities to "
+                              "distil; give a classification teacher, or train the student with transferkit fit "
+                              f"--task-type {task_of(teacher).name}.")
     modalities = {t.modality for t in teachers}
     if len(modalities) > 1:
         raise ConfigError(f"--teacher: the teachers take different inputs ({', '.join(sorted(modalities))}).")
@@ -95,6 +102,14 @@ def check_distill_options(config: FitConfig) -> None:
                           "Python), where the teachers see the mixed images, or --augment.")
     if config.budget is not None:
         raise ConfigError("distill: option 'budget' is used by fit --strategy auto; bound distillation with --epochs.")
+    from transferkit.tasks import get_task
+
+    task = get_task(config.task)
+    if not task.calibrates:  # soft targets are temperature-softened class probabilities
+        raise ConfigError(f"distill: option 'task' (--task-type {task.name}): distillation matches the teacher's "
+                          "temperature-softened class probabilities, which a model of this task does not give. "
+                          f"Train the smaller model directly (transferkit fit --task-type {task.name} --backbone "
+                          "STUDENT), or distill a classification task.")
     config.check_options_apply("distill")
     from transferkit.features.extract import resolve_device
 

@@ -54,6 +54,7 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
     :class:`~transferkit.options.DataOptions`) read all three. Everything is checked before any work."""
     from transferkit._io import atomic_write_json, staged_folder
     from transferkit.models.folder import late_step
+    from transferkit.tasks import task_of
 
     start_all = time.perf_counter()
     if data is None:
@@ -97,7 +98,8 @@ def compress_model(model_dir: str | Path, data: Any, *, train: Any = None, calib
                     _pruned_variant(run, kind, amount, heads, train_ds, recovery_epochs, recovery_lr, seed)
             _measure_latency(run)
             result = TradeoffReport(str(model_dir), test.origin, len(test), threads, run.rows,
-                                    round(time.perf_counter() - start_all, 1), str(output))
+                                    round(time.perf_counter() - start_all, 1), str(output),
+                                    measure=task_of(model).measure)
             atomic_write_json(staging / TRADEOFF_FILE, result.to_dict())
         finally:
             torch.set_num_threads(previous_threads)
@@ -145,13 +147,16 @@ def _load_inputs(model_dir: Path, data: Any, train: Any, calibration: Any,
     indices, the optional training data and the calibration data (the training data when none is given)."""
     from transferkit.data.validation import check_modality
     from transferkit.models.artifacts import load_model
+    from transferkit.tasks import task_of
 
     label_column = read.pop("label_column")
     model = load_model(model_dir)
-    test = _load(data, "evaluation", label_column=label_column, **read)
+    task = task_of(model)
+    test = _load(data, "evaluation", label_column=label_column, task=task.name, **read)
     check_modality(test, model.modality, f"the model in {model_dir}")
-    y = test.label_array(model.classes)
-    train_ds = _load(train, "training", label_column=label_column, **read) if train is not None else None
+    y = task.targets(test, model.classes, normalize=bool(read.get("normalize_labels")))
+    train_ds = _load(train, "training", label_column=label_column, task=task.name, **read) \
+        if train is not None else None
     calib_ds = _load(calibration, "calibration", unlabelled=True, **read) if calibration is not None else train_ds
     return model, test, y, train_ds, calib_ds
 
@@ -175,7 +180,12 @@ class _Run:
     float_params: int = 0
 
     def accuracy(self, proba: np.ndarray) -> float:
-        return float(np.mean(proba.argmax(axis=1) == self.y)) if len(self.y) else float("nan")
+        """The model task's measure (accuracy; R² for regression; example F1 for multi-label) of ``proba``."""
+        from transferkit.tasks import task_of
+
+        task = task_of(self.model)
+        return float(np.mean(task.per_example_scores(self.y, task.predictions(proba)))) if len(self.y) \
+            else float("nan")
 
     def pytorch_proba(self, model: Any) -> np.ndarray:
         return model.predict_proba(self.test, cache=None, batch_size=self.batch_size, device="cpu",

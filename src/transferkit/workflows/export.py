@@ -46,7 +46,7 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
 
         images = image_files(config.data)[:8] if config.data is not None else None
         return export_detector(model, path, images=images, tolerance=max(config.tolerance, 1e-3))
-    dataset = _parity_data(data, config)
+    dataset = _parity_data(data, config, model)
     check_export_data(dataset, model.modality)
     return export_model(model, path, tolerance=config.tolerance, data=dataset)
 
@@ -65,10 +65,12 @@ def _config(output: str | Path | None, data: Any, options: dict[str, Any]) -> Ex
     return config
 
 
-def _parity_data(data: Any, config: ExportConfig) -> Dataset | None:
-    """The parity-check inputs: ``data`` as a dataset (read with the config's table options), or ``None``."""
+def _parity_data(data: Any, config: ExportConfig, model: Any) -> Dataset | None:
+    """The parity-check inputs: ``data`` as a dataset (read with the config's table options, its labels by the
+    model's task: numbers for regression, label sets for multi-label), or ``None``."""
     if data is None or isinstance(data, Dataset):
         return data
     from transferkit.data.sources import load_data
+    from transferkit.tasks import task_of
 
-    return load_data(data, config)
+    return load_data(data, config, task=task_of(model).name)
