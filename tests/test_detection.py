@@ -176,6 +176,7 @@ def test_cli_fit_detection_trains_scores_saves_and_predicts(coco_set: Path, tmp_
     assert metrics["baselines"]["scratch"]["images"] == 3 and metrics["comparisons"][0]["baseline"] == "scratch"
     examples = json.loads((out / "examples.json").read_text())
     assert examples and {"image", "predicted", "true"} <= set(examples[0])
+    assert sorted(p.stem for p in (out / "examples").iterdir()) == sorted(Path(e["image"]).stem for e in examples)
 
     model = load_model(out)
     images = sorted((coco_set / "images").iterdir())[:2]

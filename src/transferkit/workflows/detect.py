@@ -230,3 +230,15 @@ def _finish(result: DetectionFitResult, predictions: list[Any], test_set: Any, t
                "training": result.training, "timings_s": timings}
     update_model_folder(result.output, metrics=metrics, files={
         "summary.txt": result.summary() + "\n", "examples.json": json.dumps(examples, indent=1) + "\n"})
+    _draw_examples(result.output / "examples", examples)
+
+
+def _draw_examples(folder: Path, examples: list[dict[str, Any]]) -> None:
+    """``examples/<image>.png``: each example image with its true boxes (green) and the predictions scoring at
+    least the predict default (red)."""
+    from transferkit.models.detector import PREDICT_SCORE
+    from transferkit.reporting.detection import draw_boxes
+
+    for example in examples:
+        predicted = [p for p in example["predicted"] if p["score"] >= PREDICT_SCORE]
+        draw_boxes(example["image"], folder / f"{Path(example['image']).stem}.png", predicted, example["true"])
