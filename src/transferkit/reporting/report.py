@@ -478,6 +478,16 @@ def _label_set_predictions(test: dict, predictions: list[dict[str, str]] | None,
     return "".join(parts)
 
 
+def _task_sections(add: Callable[[str, str, Callable[[], str]], None], test: dict,
+                   predictions: list[dict[str, str]] | None) -> None:
+    """The sections of a task without classes, chosen by what its files hold: residuals (regression), per-label
+    figures (multi-label)."""
+    if predictions and "residual" in predictions[0]:
+        add("predictions", "Predictions and residuals", lambda: _regression_predictions(predictions))
+    if test.get("per_label"):
+        add("labels", "Per-label results and the worst examples", lambda: _label_set_predictions(test, predictions))
+
+
 def _confusion(test: dict) -> str:
     from transferkit.reporting import plots
 
@@ -709,10 +719,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     if metrics and (metrics.get("test") or metrics.get("baselines")):
         add("metrics", "Metrics and verdict", lambda: _metrics(metrics, predictions))
     test = (metrics or {}).get("test") or {}
-    if predictions and "residual" in predictions[0]:
-        add("predictions", "Predictions and residuals", lambda: _regression_predictions(predictions))
-    if test.get("per_label"):
-        add("labels", "Per-label results and the worst examples", lambda: _label_set_predictions(test, predictions))
+    _task_sections(add, test, predictions)
     if test.get("confusion_matrix") and test.get("classes"):
         add("confusion-matrix", "Confusion matrix", lambda: _confusion(test))
     if isinstance(examples, dict) and "hardest" in examples:
