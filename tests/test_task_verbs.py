@@ -72,7 +72,7 @@ def test_rank_validates_by_the_probe_measure_of_the_task(task: str, measure: str
     from transferkit.selection.ranking import rank_candidates
 
     config = make_rank_config(task=task, validate=True, candidates=[str(tiny_text_model)], no_cache=True)
-    data = load_data(ratings if task == "regression" else tags, config)
+    data = load_data(ratings if task == "regression" else tags, config, task=task)
     train, test = stratified_split(data, 0.3, 0, names=("scored", "held-out"))
     ranking = rank_candidates(train, test, [str(tiny_text_model)], config)
     assert ranking.measure == measure

@@ -71,13 +71,13 @@ def _load_data(data: Any, test: Any, config: RankConfig) -> tuple[Dataset, Datas
     from transferkit.data.splits import sample_per_class, stratified_split
     from transferkit.data.validation import validate_dataset, validate_splits
 
-    train = load_data(data, config)  # the table options and the task
+    train = load_data(data, config, task=config.task)
     validate_dataset(train, role="training")
     test_ds = None
     if test is not None and not config.validate:
         warnings.warn("rank: test data is only used with validate=True (--validate); it was not read.", stacklevel=3)
     elif test is not None:
-        test_ds = load_data(test, config)
+        test_ds = load_data(test, config, task=config.task)
         validate_dataset(test_ds, role="evaluation")
         validate_splits(train, [test_ds], normalize_labels=config.normalize_labels)
     if config.validate and test_ds is None:

@@ -193,7 +193,7 @@ def _load_data(data: Any, config: FitConfig) -> Dataset:
     data = data if data is not None else config.data
     if data is None:
         raise ConfigError("no data to tune on: give a folder of images per class or a table file.")
-    dataset = data if isinstance(data, Dataset) else load_data(data, config)
+    dataset = data if isinstance(data, Dataset) else load_data(data, config, task=config.task)
     validate_dataset(dataset, role="training")
     if config.shots is not None:
         dataset = sample_per_class(dataset, config.shots, config.seed)
