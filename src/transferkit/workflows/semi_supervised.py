@@ -76,7 +76,7 @@ def pseudo_label_probe(run: Any, probe: Any, X_train: np.ndarray, y_train: np.nd
     data do not advise against it, else ``probe`` (labelled only). The labelled-only probe becomes a row of
     ``run.baselines`` with its verdict; the facts go to ``run.strategy_facts`` / ``run.strategy_metrics``."""
     from transferkit.estimators.pseudo_labels import curriculum_pseudo_labels
-    from transferkit.features.extract import extract_features
+    from transferkit.features.sharded import extract_features_sharded as extract_features
 
     config, task = run.config, run.task
     unlabelled = _load_unlabelled(config, run.train)
