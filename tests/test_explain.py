@@ -290,3 +290,34 @@ def test_an_explanation_no_better_than_random_is_flagged() -> None:
     assert summary["better_than_random"] is False and summary["verdict"] == "no better than random"
     better = [dict(m, deletion=0.1) for m in same]
     assert summarise(better)["verdict"] == "better than random"
+
+
+# --- the service -----------------------------------------------------------------------------------------------------
+def test_service_explains_with_the_limits_of_predict(image_cue, text_cue) -> None:
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from transferkit.serving.app import create_app
+    from transferkit.serving.settings import ServeConfig
+
+    model, images = image_cue
+    with TestClient(create_app(ServeConfig(model=str(model), max_batch=2))) as client:
+        upload = ("files", ("00.png", (images / "cue" / "00.png").read_bytes(), "image/png"))
+        answer = client.post("/explain", files=[upload])
+        assert answer.status_code == 200, answer.text
+        (explained,) = answer.json()["explanations"]
+        assert explained["label"] == "cue" and explained["input"] == "00.png"
+        assert base64.b64decode(explained["heatmap_png"])[:4] == b"\x89PNG"
+        assert explained["faithfulness"]["units"] > 1
+        too_many = client.post("/explain", files=[upload] * 3)  # the same limit as /predict
+        assert too_many.status_code == 413 and "3" in too_many.json()["detail"]
+        wrong = client.post("/explain", json={"texts": ["a text"]})
+        assert wrong.status_code == 415 and "multipart/form-data" in wrong.json()["detail"]
+
+    text_model, texts = text_cue
+    with TestClient(create_app(ServeConfig(model=str(text_model)))) as client:
+        answer = client.post("/explain", json={"texts": texts[:1]})
+        assert answer.status_code == 200, answer.text
+        tokens = answer.json()["explanations"][0]["tokens"]
+        assert max(tokens, key=lambda pair: pair[1])[0] == TRIGGER

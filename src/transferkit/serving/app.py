@@ -258,6 +258,7 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
                               "uploads (`files`), text models JSON (`texts`).")
     _add_status_routes(app, settings, state)
     _add_predict_route(app, settings, state)
+    _add_explain_route(app, settings, state)
     _add_error_handlers(app)
     return app
 
@@ -351,6 +352,39 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
                                            "fault of the model, logged by the service."}, status_code=500)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
                 "predictions": _predictions(proba, names, model.classes, k, task_of(getattr(model, "model", model)))}
+
+
+def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:
+    """``POST /explain``: the requests of ``/predict``, read and limited by the same code; one explanation runs at a
+    time, in a worker thread (each is tens of forward and backward passes)."""
+    import anyio
+
+    limiter = anyio.CapacityLimiter(1)
+
+    @app.post("/explain", summary="explain the predicted class of images (multipart) or texts (JSON)",
+              responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def explain(request: Request) -> Any:
+        from transferkit.serving.explaining import explain_items
+
+        model = state["predictor"]
+        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+        content_type = media_type.strip().lower()
+        files = get_modality(model.modality).service_request == "files"
+        expected = "multipart/form-data" if files else "application/json"
+        if content_type != expected:
+            how = ("multipart/form-data with one or more file parts named 'files'" if files
+                   else 'application/json like {"texts": ["..."]}')
+            raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
+                              f"{content_type or '(none)'}.")
+        body = await _read_body(request, settings.request_limit(model.modality))
+        if files:
+            items, names, _ = await _image_inputs(request, model, settings, state["decoders"])
+        else:
+            items, names, _ = _text_inputs(body, parameters, request, model, settings)
+        state["requests"] += 1
+        method, answers = await anyio.to_thread.run_sync(explain_items, model, items, names, limiter=limiter)
+        return {"model": os.path.basename(os.path.normpath(settings.model)), "method": method,
+                "explanations": _finite(answers)}
 
 
 def _add_error_handlers(app: FastAPI) -> None:
