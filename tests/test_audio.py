@@ -305,77 +305,82 @@ def test_cv_and_rank_on_clips(drum_model, tmp_path: Path) -> None:
     assert raw["description"] == "log-mel statistics"
 
 
-# --- every training verb on clips (random-weight aiSFX, a few short clips, one epoch) ---------------------------------
+# --- every training verb on clips (random-weight YAMNet, the cheapest audio network; a few short clips, one epoch) --
 @pytest.fixture(scope="module")
 def clip_sets(tmp_path_factory) -> tuple[Path, Path, Path]:
     """Two folders of real drum hits (the second a different draw: an adaptation target) and a linear probe of the
-    random-weight aiSFX network on the first."""
+    random-weight YAMNet network on the first."""
     require_drumkits()
     root = tmp_path_factory.mktemp("audio-verbs")
     first = write_drum_folder(root / "first", per_class=3, seconds=0.3)
     second = write_drum_folder(root / "second", per_class=2, seconds=0.3)
     probe = root / "probe"
-    ok("fit", str(first), "--backbone", "random:aisfx", "--output", str(probe), "--no-report", "--seed", "0", "-q")
+    ok("fit", str(first), "--backbone", "random:yamnet", "--output", str(probe), "--no-report", "--seed", "0", "-q")
     return first, second, probe
+
+
+@pytest.fixture(scope="module")
+def lora_aisfx(clip_sets, tmp_path_factory) -> Path:
+    """LoRA on the random-weight aiSFX network (3x3 convolutions only), one epoch, merged and saved."""
+    first, _, _ = clip_sets
+    out = tmp_path_factory.mktemp("lora") / "model"
+    ok("fit", str(first), "--backbone", "random:aisfx", "--strategy", "lora", "--epochs", "1", "--baselines", "raw",
+       "--output", str(out), "--no-report", "-q")
+    return out
 
 
 def _labels(model: Path, clips: Path) -> list[str]:
     return [json.loads(line)["label"] for line in ok("predict", str(model), str(clips), "-q").stdout.splitlines()]
 
 
-def test_lora_adapts_the_convolutions_of_the_audio_cnn_and_merges_them(clip_sets, tmp_path: Path) -> None:
+def test_lora_adapts_the_convolutions_of_the_audio_cnn_and_merges_them(clip_sets, lora_aisfx: Path) -> None:
     from safetensors.torch import load_file
 
     from transferkit.backbones import create_backbone
     from transferkit.strategies.lora import default_targets
 
-    first, _, _ = clip_sets
     cnn = create_backbone("random:aisfx").model
     assert default_targets(cnn) == [f"blocks.{b}.conv{c}" for b in range(4) for c in (1, 2)]
-    out = tmp_path / "lora"
-    ok("fit", str(first), "--backbone", "random:aisfx", "--strategy", "lora", "--epochs", "1", "--baselines", "raw",
-       "--output", str(out), "--no-report", "-q")
-    assert json.loads((out / "config.json").read_text())["strategy"] == "lora"
-    weights = [load_file(str(f)) for f in out.glob("*.safetensors")]
+    assert json.loads((lora_aisfx / "config.json").read_text())["strategy"] == "lora"
+    weights = [load_file(str(f)) for f in lora_aisfx.glob("*.safetensors")]
     assert weights and not any("lora_" in key for w in weights for key in w)  # merged: a plain backbone
-    assert set(_labels(out, first)) <= {"hihat", "kick", "snare"}
+    assert set(_labels(lora_aisfx, clip_sets[0])) <= {"hihat", "kick", "snare"}
 
 
 def test_tune_and_distill_on_clips(clip_sets, tmp_path: Path) -> None:
     first, _, probe = clip_sets
-    tuned = ok("tune", str(first), "--backbone", "random:aisfx", "-n", "2", "--output", str(tmp_path / "tune"), "-q")
+    tuned = ok("tune", str(first), "--backbone", "random:yamnet", "-n", "2", "--output", str(tmp_path / "tune"), "-q")
     assert "2 complete" in tuned.stdout and (tmp_path / "tune" / "best_config.yaml").is_file()
     student = tmp_path / "student"
-    distilled = ok("distill", str(first), "--teacher", str(probe), "--student", "random:aisfx", "--epochs", "1",
+    distilled = ok("distill", str(first), "--teacher", str(probe), "--student", "random:yamnet", "--epochs", "1",
                    "--output", str(student), "--no-report", "-q")
-    assert "student random:aisfx (distill)" in distilled.stdout
+    assert "student random:yamnet (distill)" in distilled.stdout
     assert json.loads((student / "config.json").read_text())["modality"] == "audio"
     assert len(_labels(student, first / "kick")) == 3
 
 
 def test_adapt_fuse_and_multitask_on_clips(clip_sets, tmp_path: Path) -> None:
     first, second, probe = clip_sets
-    adapted = ok("adapt", "--source", str(first), "--target", str(second), "--backbone", "random:aisfx",
+    adapted = ok("adapt", "--source", str(first), "--target", str(second), "--backbone", "random:yamnet",
                  "--method", "dan", "--epochs", "1", "--output", str(tmp_path / "adapted"), "-q")
     assert "<- chosen" in adapted.stdout and len(_labels(tmp_path / "adapted", second)) == 6
     fused = ok("fuse", str(probe), str(tmp_path / "adapted"), "--method", "ensemble", "--val", str(second),
                "--output", str(tmp_path / "ensemble"), "-q")
     assert "fitted ensemble" in fused.stdout and len(_labels(tmp_path / "ensemble", second)) == 6
     (tmp_path / "tasks.yaml").write_text(
-        f"backbone: random:aisfx\nepochs: 1\ntasks:\n  - {{name: first, data: {first}}}\n"
+        f"backbone: random:yamnet\nepochs: 1\ntasks:\n  - {{name: first, data: {first}}}\n"
         f"  - {{name: again, data: {first}, val: {second}}}\n", encoding="utf-8")
     ok("multitask", str(tmp_path / "tasks.yaml"), "--output", str(tmp_path / "multi"), "-q")
     assert json.loads((tmp_path / "multi" / "config.json").read_text())["modality"] == "audio"
 
 
-def test_structured_pruning_shrinks_the_audio_cnn_and_reloads(clip_sets, tmp_path: Path) -> None:
+def test_structured_pruning_shrinks_the_audio_cnn_and_reloads(clip_sets, lora_aisfx: Path, tmp_path: Path) -> None:
     import transferkit as tk
     from transferkit.compress.prune import count_parameters, prune_structured
     from transferkit.data import load_data
 
-    first, _, probe = clip_sets
-    clips = load_data(str(first))
-    model = tk.load_model(probe)
+    clips = load_data(str(clip_sets[0]))
+    model = tk.load_model(lora_aisfx)
     report = prune_structured(model, 0.5)
     assert [c["module"] for c in report.changes][:3] == ["model.blocks.0.conv1", "model.blocks.0.bn1",
                                                          "model.blocks.0.conv2"]
@@ -390,12 +395,23 @@ def test_structured_pruning_shrinks_the_audio_cnn_and_reloads(clip_sets, tmp_pat
                                atol=1e-5)
 
 
+def test_compress_refuses_structured_pruning_of_yamnet_before_any_work(clip_sets, tmp_path: Path) -> None:
+    first, _, probe = clip_sets
+    before = {p: p.read_bytes() for p in probe.rglob("*") if p.is_file()}
+    out = tmp_path / "variants"
+    proc = run("compress", str(probe), "--data", str(first), "--variants", "structured", "--output", str(out), "-q")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert all(w in proc.stderr for w in ("structured pruning", "random:yamnet", "leave 'structured' out of "
+                                          "--variants")), proc.stderr
+    assert not out.exists() and {p: p.read_bytes() for p in probe.rglob("*") if p.is_file()} == before
+
+
 def test_image_options_on_clips_are_refused_or_said_to_be_ignored(clip_sets, tmp_path: Path) -> None:
     first, _, _ = clip_sets
     before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
     for option, words in ((("--auto-augment", "randaugment"), ("auto_augment", "not audio", "--augment light")),
                           (("--mixup", "0.2"), ("mixup", "for audio use --augment"))):
-        proc = run("fit", str(first), "--backbone", "random:aisfx", "--strategy", "finetune", *option,
+        proc = run("fit", str(first), "--backbone", "random:yamnet", "--strategy", "finetune", *option,
                    "--output", str(tmp_path / "refused"), "-q")
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
         assert all(w in proc.stderr for w in words), proc.stderr
