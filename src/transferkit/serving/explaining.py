@@ -2,7 +2,7 @@
 request reading and limits it shares).
 
 Each input is explained with its modality's default method for its predicted class
-(:func:`transferkit.workflows.explain.explain`) on the service's PyTorch model (also when it predicts with ONNX
+(the building blocks of :mod:`transferkit.explanations`) on the service's PyTorch model (also when it predicts with ONNX
 Runtime). An answer per input: the prediction, the attribution (a PNG heat map as base64, or words with weights) and
 that input's faithfulness figures.
 """
@@ -18,20 +18,33 @@ RANDOM_ORDERS = 3
 
 def explain_items(predictor: Any, items: list[Any], names: list[str]) -> tuple[str, list[dict[str, Any]]]:
     """``(method, answers)`` for decoded, checked request items (``names``: how the request names each)."""
-    from transferkit.workflows.explain import explain
-
     import numpy as np
 
-    method, answers = "", []
+    from transferkit.explanations import faithfulness
+    from transferkit.explanations.config import ExplainConfig
+    from transferkit.explanations.network import explained_network
+    from transferkit.modalities import get_modality
+
+    model = predictor.model
+    explainer = get_modality(model.modality).explainer()
+    network = explained_network(model).eval()
+    options = ExplainConfig(random_orders=RANDOM_ORDERS)
+    method = [m for m in explainer.methods if m not in explainer.available(network)][0]
+    answers = []
     for index, (name, item) in enumerate(zip(names, items)):
-        one = np.asarray(item)[None] if hasattr(item, "getbands") else [item]  # a decoded image as a batch of one
-        result = explain(predictor.model, one, device=str(predictor.device), random_orders=RANDOM_ORDERS,
-                         progress=False)
-        method, record, drawn = result.methods[0], result.records[0], result.renderings[0]
-        entry = record["methods"][method]
-        answer = {"index": index, "input": name, "label": record["label"], "probability": record["probability"],
-                  **{k: v for k, v in entry.items() if k != "file"}}
-        if drawn[method].png is not None:
-            answer["heatmap_png"] = base64.b64encode(drawn[method].png).decode("ascii")
+        prepared = explainer.prepare(network.backbone, item)
+        proba = network.predict(prepared.batch)[0]
+        target = int(np.argmax(proba))
+        attribution = explainer.attribute(network, prepared, target, method, options)
+        rendering = explainer.render(prepared, attribution, f"{name}: {model.classes[target]}")
+        measured = faithfulness.measure(network.predict, explainer.units(prepared, attribution), target,
+                                        random_orders=RANDOM_ORDERS, seed=0, batch_size=options.batch_size)
+        answer = {"index": index, "input": name, "label": str(model.classes[target]),
+                  "probability": float(proba[target]), **rendering.extra,
+                  "faithfulness": {"units": measured["units"], "deletion": measured["deletion"],
+                                   "random_deletion": float(np.mean(measured["random_deletion"]))
+                                   if measured["random_deletion"] else None}}
+        if rendering.png is not None:
+            answer["heatmap_png"] = base64.b64encode(rendering.png).decode("ascii")
         answers.append(answer)
     return method, answers
