@@ -330,6 +330,19 @@ def test_fit_with_two_processes_saves_the_model_of_one_process(text_csv, tiny_te
     assert (two / "model.safetensors").read_bytes() == (one / "model.safetensors").read_bytes()
     assert (two / "predictions.csv").read_text() == (one / "predictions.csv").read_text()
 
+    def predict(processes: str):
+        output = tmp_path / f"predictions-{processes}.jsonl"
+        result = CliRunner().invoke(app, ["predict", str(one), str(text_csv), "--processes", processes,
+                                          "--output", str(output), "--quiet"])
+        assert result.exit_code == 0, result.output
+        return output.read_text()
+
+    single, merged = predict("1"), predict("2")  # one file written from the features of two processes
+    assert merged == single and len(merged.splitlines()) == len(text_csv.read_text().splitlines()) - 1
+    refused = CliRunner().invoke(app, ["predict", str(one), str(text_csv), "--processes", "2", "--runtime", "onnx"])
+    assert refused.exit_code == 2 and "option 'processes' (--processes 2)" in refused.output
+    assert "Leave out --runtime onnx or --processes" in refused.output and "Traceback" not in refused.output
+
 
 def test_processes_below_one_is_refused_before_any_work(text_csv, tmp_path):
     from typer.testing import CliRunner

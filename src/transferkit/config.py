@@ -166,6 +166,7 @@ class PredictConfig(DataOptions):
     overwrite: bool = Field(False, description="replace the output file if it exists")
     runtime: str = Field("torch", description="torch, or onnx: ONNX Runtime on the CPU with MODEL/model.onnx (from `transferkit export`, or int8 from `transferkit compress`)")
     onnx_file: str | None = Field(None, description="with --runtime onnx: this ONNX file instead of MODEL/model.onnx")
+    processes: int = Field(1, ge=1, description="with --runtime torch: CPU processes computing the backbone's features, each a share of the inputs (one thread each on a machine of as many cores); one merged output, the predictions of one process")
     task: str | None = Field(None, description="the task to predict, for a multi-task model")
     score_threshold: float | None = Field(None, ge=0, le=1, description="detectors: the lowest score of a box returned (default 0.3)")
     draw: str | None = Field(None, description="detectors: write each image with its predicted boxes into this new folder")

@@ -165,7 +165,8 @@ def predict(
         read = config.model_dump(include={"text_column", "path_column", "encoding", "delimiter"})
         rows = predict_fn(loaded, source, top_k=config.top_k, batch_size=config.batch_size, device=config.device,
                           progress=config.progress, runtime=config.runtime, score_threshold=config.score_threshold,
-                          draw=config.draw, onnx_file=config.onnx_file, model_dir=model, **read)
+                          draw=config.draw, onnx_file=config.onnx_file, model_dir=model, processes=config.processes,
+                          **read)
     except TransferkitError as exc:
         _fail(exc)
     if output is not None:

@@ -59,18 +59,25 @@ class TransferModel(nn.Module):
         return self.head_logits(features)
 
     def predict_proba(self, data: Dataset, *, batch_size: int = 64, device: str = "auto", num_workers: int = 0,
-                      cache: FeatureCache | None = None, progress: bool = True) -> np.ndarray:
-        """Class probabilities for every example of ``data`` (order of ``self.classes``), temperature applied."""
+                      cache: FeatureCache | None = None, progress: bool = True, processes: int = 1) -> np.ndarray:
+        """Class probabilities for every example of ``data`` (order of ``self.classes``), temperature applied;
+        with ``processes`` above 1 the features are computed by that many CPU processes (the same features)."""
         features = self._features(data, batch_size=batch_size, device=device, num_workers=num_workers, cache=cache,
-                                  progress=progress)
+                                  progress=progress, processes=processes)
         return self.head_proba(features)
 
     def _features(self, data: Dataset, *, batch_size: int, device: str, num_workers: int,
-                  cache: FeatureCache | None, progress: bool) -> np.ndarray:
+                  cache: FeatureCache | None, progress: bool, processes: int = 1) -> np.ndarray:
         if data.modality != self.modality:
             from transferkit.errors import DataError
 
             raise DataError(f"{data.origin}: holds {data.modality} data, but this model takes {self.modality} input.")
+        if processes > 1:
+            from transferkit.features.sharded import extract_features_sharded
+
+            return extract_features_sharded(self.backbone, data, processes=processes, cache=cache,
+                                            batch_size=batch_size, device=device, num_workers=num_workers,
+                                            progress=progress)
         return extract_features(self.backbone, data, cache=cache, batch_size=batch_size, device=device,
                                 num_workers=num_workers, progress=progress)
 

@@ -24,7 +24,7 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
             progress: bool = True, runtime: str = "torch", onnx_file: str | None = None,
             model_dir: str | None = None, task: str | None = None,
             delimiter: str | None = None, score_threshold: float | None = None,
-            draw: str | None = None) -> list[dict[str, Any]]:
+            draw: str | None = None, processes: int = 1) -> list[dict[str, Any]]:
     """Predictions for ``inputs``: a folder of images, a table, an image array, or a list of strings.
 
     Returns one dict per example: ``input`` (its path, row or index), ``label`` and ``probabilities`` (class ->
@@ -35,7 +35,8 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
     A detector (a model that gives its own records) returns per image ``input`` and ``detections`` (``label``,
     ``score``, ``box`` [x1, y1, x2, y2] in the image's pixels) scoring at least ``score_threshold`` (default 0.3);
-    ``draw`` names a folder where each image is written with its boxes.
+    ``draw`` names a folder where each image is written with its boxes. ``processes`` above 1: the backbone's
+    features are computed by that many CPU processes (a share of the inputs each), then the head runs once on all.
     """
     from transferkit.data.validation import validate_dataset
     from transferkit.features.extract import resolve_device
@@ -45,12 +46,14 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         resolve_device(device)  # before the inputs are read, and even when the cache holds every feature
     if runtime not in ("torch", "onnx"):
         raise ConfigError(f"runtime must be torch or onnx; got {runtime!r}.")
+    _check_processes(processes, runtime)
     model_folder = str(model) if isinstance(model, (str, os.PathLike)) else model_dir
     if runtime == "onnx":
         from transferkit.compress.runtime import model_onnx_path
 
         onnx_path = model_onnx_path(model_folder, onnx_file)
     model = resolve_model(model, task)
+    sharding = _sharding(model, processes)
     if getattr(model, "predicts_records", False):
         return _detections(model, inputs, runtime=runtime, batch_size=batch_size, device=device,
                            score_threshold=score_threshold, draw=draw)
@@ -63,10 +66,33 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
 
         proba = OnnxClassifier(model, onnx_path).predict_proba(dataset, batch_size=batch_size)
     else:
-        proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress)
+        proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress, **sharding)
     _check_finite(proba, dataset, model_folder)
     kind = task_of(model)
     return [kind.prediction_record(row, p, model.classes, top_k) for row, p in zip(dataset.row_ids, proba)]
+
+
+def _check_processes(processes: int, runtime: str) -> None:
+    """An error naming ``--processes`` below 1, or above 1 with the ONNX runtime (which runs the whole model)."""
+    if processes < 1:
+        raise ConfigError(f"option 'processes' (--processes): must be at least 1; got {processes}.")
+    if processes > 1 and runtime != "torch":
+        raise ConfigError(f"option 'processes' (--processes {processes}): several processes compute the backbone's "
+                          "features with --runtime torch; ONNX Runtime runs the whole model in one. Leave out "
+                          "--runtime onnx or --processes.")
+
+
+def _sharding(model: Any, processes: int) -> dict[str, int]:
+    """``predict_proba``'s ``processes`` argument for ``processes`` above 1 (none for one); an error naming
+    ``--processes`` when the kind of model predicts in one process."""
+    if processes == 1:
+        return {}
+    import inspect
+
+    if "processes" not in inspect.signature(model.predict_proba).parameters:
+        raise ConfigError(f"option 'processes' (--processes {processes}): a {type(model).__name__} predicts in one "
+                          "process; leave out --processes.")
+    return {"processes": processes}
 
 
 def _detections(model: Any, inputs: Any, *, runtime: str, batch_size: int, device: str,
