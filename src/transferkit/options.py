@@ -10,7 +10,7 @@ Light on purpose (pydantic only): ``transferkit --help`` builds the flags from t
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,18 +84,33 @@ class OutputOptions(Options):
     report: bool = Field(True, description="write report.html (configuration, data, learning curves, metrics and verdict, confusion matrix, hardest mistakes) into the output folder at the end")
 
 
+def describe_validation(exc: ValidationError, config_class: type[BaseModel], origin: str, *,
+                        name_flags: bool = False) -> str:
+    """One sentence per problem of ``exc``: the option (and, with ``name_flags``, its flag), what was wrong and the
+    value given; an unknown option lists the allowed ones (those of its section, for a section's option)."""
+    lines = []
+    for error in exc.errors():
+        option = ".".join(str(p) for p in error["loc"]) or "(config)"
+        if error["type"] == "extra_forbidden":
+            owner = config_class
+            for part in error["loc"][:-1]:  # a section's (or a list item's) own options
+                field = owner.model_fields.get(str(part)) if isinstance(part, str) else None
+                annotation = getattr(field, "annotation", None)
+                inner = get_args(annotation)[0] if get_args(annotation) else annotation
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    owner = inner
+            lines.append(f"unknown option '{option}'; allowed options are: {', '.join(owner.model_fields)}")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            flag = f" ({flag_name(option)})" if name_flags and option.replace(".", "").replace("_", "").isalpha() else ""
+            lines.append(f"option '{option}'{flag}: {message} (got {error.get('input')!r})")
+    return f"{origin}: " + "; ".join(lines)
+
+
 def build_options(config_class: type[ConfigT], origin: str = "options", **values: Any) -> ConfigT:
     """``config_class(**values)``, its validation problems turned into one :class:`ConfigError` that names each
     option, its flag and the value given (``origin``: the file or "options" the values came from)."""
     try:
         return config_class(**values)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            option = ".".join(str(p) for p in error["loc"]) or "(config)"
-            if error["type"] == "extra_forbidden":
-                lines.append(f"unknown option '{option}'; allowed options are: {', '.join(config_class.model_fields)}")
-            else:
-                message = str(error["msg"]).removeprefix("Value error, ")
-                lines.append(f"option '{option}' ({flag_name(option)}): {message} (got {error.get('input')!r})")
-        raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
+        raise ConfigError(describe_validation(exc, config_class, origin, name_flags=True)) from None

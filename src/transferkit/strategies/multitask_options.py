@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
-from transferkit.options import DataOptions
+from transferkit.options import DataOptions, describe_validation
 from transferkit.strategies.options import FineTuneConfig
 
 SAMPLINGS = ("proportional", "uniform", "temperature")
@@ -110,15 +110,7 @@ def make_multitask_config(origin: str = "options", **values: Any) -> MultiTaskCo
     try:
         return MultiTaskConfig(**values)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "(config)"
-            if error["type"] == "extra_forbidden":
-                owner = TaskConfig if error["loc"][:1] == ("tasks",) else MultiTaskConfig
-                lines.append(f"unknown option '{field}'; allowed options are: {', '.join(owner.model_fields)}")
-            else:
-                lines.append(f"option '{field}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
-        raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
+        raise ConfigError(describe_validation(exc, MultiTaskConfig, origin)) from None
 
 
 def load_multitask_config(path: str | Path, **overrides: Any) -> MultiTaskConfig:

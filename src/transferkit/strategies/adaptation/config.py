@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
+from transferkit.options import describe_validation
 from transferkit.strategies.adaptation.registry import (
     adaptation_method_names,
     get_adaptation_method,
@@ -162,11 +163,4 @@ def make_adapt_config(**values: Any) -> AdaptConfig:
     try:
         return AdaptConfig(**values)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            option = ".".join(str(p) for p in error["loc"]) or "(config)"
-            if error["type"] == "extra_forbidden":
-                problems.append(f"unknown option '{option}'; allowed: {', '.join(AdaptConfig.model_fields)}")
-            else:
-                problems.append(f"option '{option}': {str(error['msg']).removeprefix('Value error, ')} (got {error.get('input')!r})")
-        raise ConfigError("adapt: " + "; ".join(problems)) from None
+        raise ConfigError(describe_validation(exc, AdaptConfig, "adapt")) from None
