@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from conftest import TINY_IMAGE_BACKBONE, write_text_csv
 from transferkit.cli.main import _register_commands, app
 
-COMMON = ["--tracking-uri", "off", "--device", "cpu", "--no-report", "--baselines", "raw", "-q"]
+COMMON = ["--tracking-uri", "off", "--device", "cpu", "--no-report", "--baselines", "raw,zero-shot", "-q"]
 ZERO_SHOT = "zero-shot (label names)"
 
 
@@ -105,6 +105,8 @@ def test_class_codes_do_not_use_the_prior_unless_described(tiny_text_model: Path
     out = tmp_path / "model"
     result = invoke("fit", str(data), "--backbone", str(tiny_text_model), "--output", str(out), *COMMON)
     assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert ZERO_SHOT not in metrics["baselines"] and "not words" in metrics["baselines_not_run"]["zero-shot"]
     prior = yaml.safe_load((out / "run_config.yaml").read_text())["label_names"]
     assert prior["used"] is False and "not words" in prior["reason"] and "--label-descriptions" in prior["reason"]
     assert json.loads((out / "config.json").read_text())["head"]["type"] == "LinearHead"

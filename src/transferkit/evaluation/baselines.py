@@ -164,7 +164,8 @@ def choose_baselines(requested: list[str] | None, strategy: str, n_train: int) -
     the training data has at most :data:`SCRATCH_AUTO_MAX_EXAMPLES` examples.
     """
     if requested is not None:
-        chosen = list(dict.fromkeys(requested))
+        # rows that are not run here (fit's zero-shot row on the class names) are the caller's
+        chosen = [name for name in dict.fromkeys(requested) if name in BASELINES]
         skipped = {name: "not requested (--baselines)" for name in BASELINES if name not in chosen}
         return chosen, skipped
     from transferkit.strategies.registry import get_strategy

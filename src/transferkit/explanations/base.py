@@ -43,9 +43,12 @@ class Rendering:
 
 
 class Explainer(ABC):
-    """One modality's explanations. ``methods``: the method names it offers, the default first."""
+    """One modality's explanations: its methods are :meth:`attributions`, the default first."""
 
-    methods: tuple[str, ...] = ()
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The method names offered, the default first."""
+        return tuple(self.attributions())
 
     def available(self, network: Any) -> dict[str, str]:
         """Methods that cannot explain ``network`` -> why (Grad-CAM needs one spatial feature map)."""
@@ -56,9 +59,15 @@ class Explainer(ABC):
         """One raw item as the backbone's input batch of one example."""
 
     @abstractmethod
+    def attributions(self) -> dict[str, Callable[[Any, Prepared, int, Any], np.ndarray]]:
+        """Method name -> the function ``(network, prepared, target, options)`` computing its attribution, the
+        default first."""
+
     def attribute(self, network: Any, prepared: Prepared, target: int, method: str, options: Any) -> np.ndarray:
-        """The attribution of output ``target`` to the input, as drawn: ``(H, W)`` for an image, ``(frames, bands)``
-        for a spectrogram, ``(words,)`` for a text. ``options`` is the run's :class:`ExplainConfig`."""
+        """The attribution of output ``target`` to the input by ``method``, as drawn: ``(H, W)`` for an image,
+        ``(frames, bands)`` for a spectrogram, ``(words,)`` for a text. ``options`` is the run's
+        :class:`ExplainConfig`."""
+        return self.attributions()[method](network, prepared, target, options)
 
     @abstractmethod
     def units(self, prepared: Prepared, attribution: np.ndarray) -> Units:

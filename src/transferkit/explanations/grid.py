@@ -28,8 +28,6 @@ class GridExplainer(Explainer):
     """``channels``: True when the input has a leading channel axis (images); ``fill``: ``"zero"`` or ``"min"``, the
     value of a removed cell."""
 
-    methods = ("integrated-gradients", "gradcam", "smoothgrad")
-
     def __init__(self, *, channels: bool, fill: str) -> None:
         self.channels = channels
         self.fill = fill
@@ -51,24 +49,40 @@ class GridExplainer(Explainer):
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x) if self.fill == "zero" else torch.full_like(x, float(x.detach().min()))
 
-    def attribute(self, network: Any, prepared: Prepared, target: int, method: str, options: Any) -> np.ndarray:
-        from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
+    def attributions(self) -> dict[str, Any]:
+        return {"integrated-gradients": self._integrated_gradients, "gradcam": self._gradcam,
+                "smoothgrad": self._smoothgrad}
+
+    def _gradcam(self, network: Any, prepared: Prepared, target: int, options: Any) -> np.ndarray:
+        from captum.attr import LayerAttribution, LayerGradCam
 
         x = prepared.batch.detach().clone().requires_grad_(True)
-        if method == "gradcam":
-            cam = LayerGradCam(network, network.feature_map).attribute(x, target=target, relu_attributions=True)
-            size = tuple(x.shape[-2:])
-            heat = LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="bilinear")[0, 0]
-        elif method == "integrated-gradients":
-            heat = IntegratedGradients(network).attribute(
-                x, baselines=self._baseline(x), target=target, n_steps=options.steps,
-                internal_batch_size=options.batch_size).detach().abs()[0]
-        else:  # smoothgrad
-            torch.manual_seed(options.seed)
-            spread = float(x.detach().max() - x.detach().min()) or 1.0
-            heat = NoiseTunnel(Saliency(network)).attribute(
-                x, nt_type="smoothgrad", nt_samples=options.samples, nt_samples_batch_size=options.batch_size,
-                stdevs=options.noise * spread, target=target).detach().abs()[0]
+        cam = LayerGradCam(network, network.feature_map).attribute(x, target=target, relu_attributions=True)
+        heat = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[-2:]), interpolate_mode="bilinear")[0, 0]
+        return self._as_map(heat)
+
+    def _integrated_gradients(self, network: Any, prepared: Prepared, target: int, options: Any) -> np.ndarray:
+        from captum.attr import IntegratedGradients
+
+        x = prepared.batch.detach().clone().requires_grad_(True)
+        heat = IntegratedGradients(network).attribute(
+            x, baselines=self._baseline(x), target=target, n_steps=options.steps,
+            internal_batch_size=options.batch_size).detach().abs()[0]
+        return self._as_map(heat)
+
+    def _smoothgrad(self, network: Any, prepared: Prepared, target: int, options: Any) -> np.ndarray:
+        from captum.attr import NoiseTunnel, Saliency
+
+        x = prepared.batch.detach().clone().requires_grad_(True)
+        torch.manual_seed(options.seed)
+        spread = float(x.detach().max() - x.detach().min()) or 1.0
+        heat = NoiseTunnel(Saliency(network)).attribute(
+            x, nt_type="smoothgrad", nt_samples=options.samples, nt_samples_batch_size=options.batch_size,
+            stdevs=options.noise * spread, target=target).detach().abs()[0]
+        return self._as_map(heat)
+
+    def _as_map(self, heat: torch.Tensor) -> np.ndarray:
+        """One non-negative value per cell of the grid (colour channels summed)."""
         if self.channels and heat.dim() == 3:
             heat = heat.sum(dim=0)
         return heat.float().cpu().numpy().clip(min=0)

@@ -18,7 +18,8 @@ from transferkit.explanations.base import Explainer, Prepared, Rendering, Units
 
 
 class TextExplainer(Explainer):
-    methods = ("integrated-gradients", "occlusion")
+    def attributions(self) -> dict[str, Any]:
+        return {"integrated-gradients": self._integrated_gradients, "occlusion": self._occlusion}
 
     def prepare(self, backbone: Any, item: Any) -> Prepared:
         text = str(item)
@@ -40,7 +41,29 @@ class TextExplainer(Explainer):
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return Prepared(batch, {"words": words, "word_of_token": word_of_token, "pad": int(pad), "text": text})
 
-    def attribute(self, network: Any, prepared: Prepared, target: int, method: str, options: Any) -> np.ndarray:
+    def _integrated_gradients(self, network: Any, prepared: Prepared, target: int, options: Any) -> np.ndarray:
+        from captum.attr import LayerIntegratedGradients
+
+        ids, mask = prepared.batch["input_ids"], prepared.batch["attention_mask"]
+        word_of_token = prepared.info["word_of_token"].to(ids.device)
+        count = len(prepared.info["words"])
+        if count == 0:
+            return np.zeros(0, dtype=np.float32)
+        layer = network.backbone.model.get_input_embeddings()
+        baseline = torch.where(word_of_token >= 0, torch.full_like(ids, prepared.info["pad"]), ids)
+        per_token = LayerIntegratedGradients(lambda i, m: network({"input_ids": i, "attention_mask": m}), layer
+                                             ).attribute(ids, baselines=baseline, additional_forward_args=(mask,),
+                                                         target=target, n_steps=options.steps,
+                                                         internal_batch_size=options.batch_size)
+        per_token = per_token.detach().sum(dim=-1)[0]
+        weights = torch.zeros(count, dtype=per_token.dtype, device=per_token.device)
+        keep = word_of_token >= 0
+        weights.index_add_(0, word_of_token[keep], per_token[keep])
+        return weights.float().cpu().numpy()
+
+    def _occlusion(self, network: Any, prepared: Prepared, target: int, options: Any) -> np.ndarray:
+        from captum.attr import FeatureAblation
+
         ids, mask = prepared.batch["input_ids"], prepared.batch["attention_mask"]
         word_of_token = prepared.info["word_of_token"].to(ids.device)
         pad = prepared.info["pad"]
@@ -51,22 +74,6 @@ class TextExplainer(Explainer):
         def scores(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return network({"input_ids": input_ids, "attention_mask": attention_mask * (input_ids != pad)
                             if pad is not None else attention_mask})
-
-        if method == "integrated-gradients":
-            from captum.attr import LayerIntegratedGradients
-
-            layer = network.backbone.model.get_input_embeddings()
-            baseline = torch.where(word_of_token >= 0, torch.full_like(ids, pad), ids)
-            per_token = LayerIntegratedGradients(lambda i, m: network({"input_ids": i, "attention_mask": m}), layer
-                                                 ).attribute(ids, baselines=baseline, additional_forward_args=(mask,),
-                                                             target=target, n_steps=options.steps,
-                                                             internal_batch_size=options.batch_size)
-            per_token = per_token.detach().sum(dim=-1)[0]
-            weights = torch.zeros(count, dtype=per_token.dtype, device=per_token.device)
-            keep = word_of_token >= 0
-            weights.index_add_(0, word_of_token[keep], per_token[keep])
-            return weights.float().cpu().numpy()
-        from captum.attr import FeatureAblation
 
         groups = torch.where(word_of_token >= 0, word_of_token + 1, torch.zeros_like(word_of_token)).unsqueeze(0)
         ablation = FeatureAblation(scores).attribute(ids, baselines=pad, additional_forward_args=(mask,),

@@ -386,8 +386,11 @@ def _run_baselines(run: _FitRun) -> None:
                                "description": outcome.description, **outcome.extra}
         run.comparisons.append(run.task.compare(run.y_test, run.y_pred, outcome.predictions, name,
                                                 seed=run.config.seed))
-    if run.zero_shot_pred is not None and run.is_main:
+    if run.zero_shot_pred is not None and run.is_main and "zero-shot" in (run.config.baselines or ["zero-shot"]):
         _zero_shot_row(run)
+    elif "zero-shot" in (run.config.baselines or []):
+        run.skipped["zero-shot"] = ("the label-name prior does not apply: " + run.label_prior.reason
+                                    if run.label_prior is not None else "not available for this strategy")
     run.log.pending.clear()
     run.result.config = run.resolved_config()
 
