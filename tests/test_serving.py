@@ -320,6 +320,48 @@ def test_text_predictions_and_refusals(text_server, models) -> None:
         assert all(w in answer.json()["detail"] for w in words), (request, answer.json())
 
 
+def test_explain_takes_a_method_and_a_class_checked_like_the_command(image_server, text_server) -> None:
+    import base64
+
+    url = f"{image_server.url}/explain"
+    answer = httpx.post(f"{url}?method=gradcam&target=dog", files=_files(_png()), timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["method"] == "gradcam"
+    (explained,) = answer.json()["explanations"]
+    assert explained["target"] == "dog" and 0 <= explained["target_probability"] <= 1
+    assert base64.b64decode(explained["heatmap_png"])[:4] == b"\x89PNG"
+    refusals = [
+        ("?method=occlusion", ["query parameter 'method'", "unknown method 'occlusion' for image models",
+                               "integrated-gradients, gradcam, smoothgrad"]),
+        ("?target=wolf", ["query parameter 'target'", "'wolf' is not a class", "cat, dog, fox"]),
+        ("?method=gradcam&method=smoothgrad", ["method is given more than once"]),
+        ("?top_k=2", ["unknown query parameter(s) 'top_k'", "method and target"]),
+    ]
+    for query, words in refusals:
+        refused = httpx.post(url + query, files=_files(_png()), timeout=60)
+        assert refused.status_code == 422, (query, refused.text)
+        assert all(w in refused.json()["detail"] for w in words), (query, refused.json())
+
+    url = f"{text_server.url}/explain"
+    answer = httpx.post(url, json={"texts": ["a dull, lifeless mess"], "method": "occlusion", "target": "positive"},
+                        timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["method"] == "occlusion"
+    (explained,) = answer.json()["explanations"]
+    assert explained["target"] == "positive" and [w for w, _ in explained["tokens"]][:2] == ["a", "dull"]
+    refusals = [
+        ({"method": "gradcam"}, ["field 'method'", "unknown method 'gradcam' for text models",
+                                 "integrated-gradients, occlusion"]),
+        ({"target": "neutral"}, ["field 'target'", "'neutral' is not a class", "negative, positive"]),
+        ({"method": 3}, ["field 'method'"]),
+        ({"top_k": 2}, ["unknown field 'top_k'", "allowed: texts, method, target"]),
+    ]
+    for fields, words in refusals:
+        refused = httpx.post(url, json={"texts": ["a text"], **fields}, timeout=60)
+        assert refused.status_code == 422, (fields, refused.text)
+        assert all(w in refused.json()["detail"] for w in words), (fields, refused.json())
+
+
 def test_concurrent_text_requests_share_batches(text_server) -> None:
     async def burst() -> list:
         async with httpx.AsyncClient(timeout=60) as client:

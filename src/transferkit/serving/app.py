@@ -4,18 +4,23 @@
 
 - for image models, ``multipart/form-data`` with one or more file parts named ``files`` (several = a batch);
   ``?top_k=N`` sets how many classes each prediction lists;
-- for text models, ``application/json`` ``{"texts": ["...", ...], "top_k": N}``.
+- for text models, ``application/json`` ``{"texts": ["...", ...], "top_k": N}``;
+- for detectors, image uploads as above with ``?score_threshold=S`` (0 to 1, default 0.3) instead of ``top_k``:
+  each prediction is ``{"index", "input", "detections": [{"label", "score", "box": [x1, y1, x2, y2]}]}``, the
+  records ``transferkit predict`` gives (:mod:`transferkit.serving.detecting`).
 
 It answers ``{"model", "runtime", "predictions": [{"index", "input", "label", "probability", "probabilities",
-"top_k"}]}``. The service reads only what a client sends: no field names a path, a URL or anything on the server.
-Every limit (request size, file size, image pixels, batch size, text length) is checked before the model runs and
-answered with a 4xx whose ``detail`` names the input and the limit:
+"top_k"}]}``. ``POST /explain`` takes the same requests, and the attribution method and the explained class
+(``?method=...&target=...`` beside image uploads; ``"method"`` and ``"target"`` in a text request's JSON): see
+:mod:`transferkit.serving.explaining`. The service reads only what a client sends: no field names a path, a URL or
+anything on the server. Every limit (request size, file size, image pixels, batch size, text length) is checked
+before the model runs and answered with a 4xx whose ``detail`` names the input and the limit:
 
 ======  ==========================================================================================
 code    when
 ======  ==========================================================================================
 400     the body is empty, not UTF-8, not valid (strict) JSON, nested too deeply, or the multipart body cannot be
-        parsed
+        parsed; ``/explain`` asked of a detector
 404     no such endpoint
 405     the endpoint exists but not for this method (``GET /predict``)
 413     request body, a file, an image's pixels, a text's length or the batch is over its limit
@@ -65,7 +70,7 @@ MAX_JSON_DEPTH = 32
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 #: Exit status of a worker process that cannot load the model (uvicorn's own code for a failed start).
 STARTUP_FAILURE = 3
-_ENDPOINTS = "POST /predict, GET /health, GET /info, GET /openapi.json, GET /docs"
+_ENDPOINTS = "POST /predict, POST /explain, GET /health, GET /info, GET /openapi.json, GET /docs"
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BRACKET_STEP = np.zeros(256, dtype=np.int8)
@@ -83,9 +88,26 @@ class TextRequest(BaseModel):
                               description="classes listed per prediction (default: the service's)")
 
 
+class TextExplainRequest(BaseModel):
+    """The JSON body of ``POST /explain`` for text models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(..., description="texts to explain (one explanation each, in order)")
+    method: str | None = Field(None, strict=True, description="attribution method (default: the model's first)")
+    target: str | None = Field(None, strict=True,
+                               description="class whose score is explained (default: each text's predicted class)")
+
+
 class ClassProbability(BaseModel):
     label: str
     probability: float
+
+
+class Detection(BaseModel):
+    label: str = Field(..., description="the detected object's class")
+    score: float = Field(..., description="the detector's score, 0 to 1")
+    box: list[float] = Field(..., description="[x1, y1, x2, y2] in the uploaded image's pixels")
 
 
 class Prediction(BaseModel):
@@ -99,6 +121,8 @@ class Prediction(BaseModel):
         None, description="classification: the k most likely classes, most likely first")
     value: float | None = Field(None, description="regression: the predicted value, in the target's units")
     labels: list[str] | None = Field(None, description="multi-label: the predicted label set, most likely first")
+    detections: list[Detection] | None = Field(
+        None, description="detection: the boxes scoring at least score_threshold, best first")
 
 
 class PredictResponse(BaseModel):
@@ -129,6 +153,24 @@ _PREDICT_BODY = {
             "application/json": {"schema": {"$ref": "#/components/schemas/TextRequest"}},
         },
     }
+}
+
+
+_EXPLAIN_BODY = {
+    "parameters": [
+        {"name": "method", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "image models: attribution method (gradcam, integrated-gradients, smoothgrad)"},
+        {"name": "target", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "image models: class whose score is explained (default: the predicted class)"}],
+    "requestBody": {
+        "required": True,
+        "description": "Image models: multipart/form-data with file parts named `files`, the method and the class "
+                       "as query parameters. Text models: JSON with `texts`, `method` and `target`.",
+        "content": {
+            "multipart/form-data": _PREDICT_BODY["requestBody"]["content"]["multipart/form-data"],
+            "application/json": {"schema": TextExplainRequest.model_json_schema()},
+        },
+    },
 }
 
 
@@ -207,6 +249,35 @@ def _top_k(value: Any, settings: ServeConfig, n_classes: int) -> int:
     return k
 
 
+def _score_threshold(value: Any) -> float:
+    """A detector's ``?score_threshold=`` (default: ``predict``'s, 0.3): a number from 0 to 1, else 422."""
+    from transferkit.models.detector import PREDICT_SCORE
+
+    if value is None:
+        return PREDICT_SCORE
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:
+        raise refuse(422, f"score_threshold must be a number from 0 to 1 (detections scoring at least this are "
+                          f"answered; default {PREDICT_SCORE}); got {value!r}.")
+    return threshold
+
+
+def _detection_answer(model: Any, found: list[dict[str, Any]], names: list[str], threshold: float,
+                      settings: ServeConfig) -> Any:
+    """The answer of a detector: per image its detections scoring at least ``threshold`` (those ``predict``
+    gives); a 500 naming the images when the network gave non-finite boxes or unknown classes."""
+    problem = model.problem(found, names)
+    if problem:
+        log.error("serve: %s", problem)
+        return JSONResponse({"detail": f"{problem}; this is a fault of the model, logged by the service."},
+                            status_code=500)
+    return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
+            "predictions": model.answers(found, names, threshold)}
+
+
 def _finite(value: Any) -> Any:
     """``value`` with every NaN or infinite float replaced by ``None``: answers are strict JSON."""
     if isinstance(value, float):
@@ -238,10 +309,13 @@ def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int
 
 def load_predictor(settings: ServeConfig):
     """The model of ``settings`` loaded and checked by one prediction (:meth:`Predictor.warm_up`); raises a
-    :class:`~transferkit.errors.TransferkitError` naming the folder when it cannot be served."""
+    :class:`~transferkit.errors.TransferkitError` naming the folder when it cannot be served. A detector's folder
+    gets a :class:`~transferkit.serving.detecting.DetectionPredictor` (boxes), any other a ``Predictor``."""
+    from transferkit.serving.detecting import DetectionPredictor, folder_predicts_records
     from transferkit.serving.predictor import Predictor
 
-    model = Predictor(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
+    kind = DetectionPredictor if folder_predicts_records(settings.model) else Predictor
+    model = kind(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
     model.warm_up()
     return model
 
@@ -275,7 +349,8 @@ def _lifespan(settings: ServeConfig, predictor: Any, state: dict[str, Any]) -> A
         model = predictor if predictor is not None else load_predictor(settings)
         if not getattr(model, "checked", False):
             model.warm_up()
-        batcher = MicroBatcher(model.predict_proba, wait_s=settings.batch_wait_ms / 1000.0,
+        run = model.predict_batch if getattr(model, "predicts_records", False) else model.predict_proba
+        batcher = MicroBatcher(run, wait_s=settings.batch_wait_ms / 1000.0,
                                max_items=settings.max_batch_items)
         await batcher.start()
         # Images decode in threads (the event loop keeps answering), a few at a time (each may be large).
@@ -296,6 +371,7 @@ def _add_status_routes(app: FastAPI, settings: ServeConfig, state: dict[str, Any
     async def health() -> dict[str, Any]:
         model = state["predictor"]
         return {"status": "ok", "model": os.path.basename(os.path.normpath(settings.model)),
+                "task": getattr(model, "task", None) or task_of(getattr(model, "model", model)).name,
                 "runtime": model.runtime, "pid": os.getpid(), "uptime_s": round(time.time() - state["started"], 1),
                 "requests": state["requests"]}
 
@@ -316,7 +392,8 @@ def _add_status_routes(app: FastAPI, settings: ServeConfig, state: dict[str, Any
 def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:
     """``POST /predict``: images as multipart uploads or texts as JSON, as the model's modality takes them."""
 
-    @app.post("/predict", summary="classify images (multipart) or texts (JSON)", response_model=PredictResponse,
+    @app.post("/predict", summary="classify images (multipart) or texts (JSON); a detector's boxes for images",
+              response_model=PredictResponse,
               response_model_exclude_none=True,
               responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> Any:
@@ -331,10 +408,14 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
             raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
                              f"{content_type or '(none)'}.")
         body = await _read_body(request, settings.request_limit(model.modality))
+        records = getattr(model, "predicts_records", False)  # a detector: boxes, classes and scores per image
         if files:
-            items, names, k = await _image_inputs(request, model, settings, state["decoders"])
+            items, names, k = await _image_inputs(request, model, settings, state["decoders"],
+                                                  accepted=("score_threshold",) if records else ("top_k",))
+            threshold = _score_threshold(request.query_params.get("score_threshold")) if records else None
         else:
-            items, names, k = _text_inputs(body, parameters, request, model, settings)
+            items, names, parsed = _text_inputs(body, parameters, request, model, settings)
+            k = _top_k(parsed.top_k, settings, len(model.classes))
         if await request.is_disconnected():
             log.info("serve: the client of %s went away before its answer; not predicted", request.url.path)
             return Response(status_code=400)
@@ -345,6 +426,8 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
             log.error("serve: prediction failed on valid inputs (%s)", type(exc).__name__, exc_info=exc)
             return JSONResponse({"detail": f"the model failed on these inputs ({type(exc).__name__}: {exc}); this "
                                            "is a fault of the service, logged there."}, status_code=500)
+        if records:
+            return _detection_answer(model, proba, names, threshold, settings)
         bad = [names[i] for i in np.flatnonzero(~np.isfinite(proba).all(axis=1))]
         if bad:
             log.error("serve: the model gave non-finite probabilities for %s", ", ".join(bad))
@@ -361,12 +444,16 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
 
     limiter = anyio.CapacityLimiter(1)
 
-    @app.post("/explain", summary="explain the predicted class of images (multipart) or texts (JSON)",
-              responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    @app.post("/explain", summary="explain the predicted (or a named) class of images (multipart; ?method=&target=) "
+                                  "or texts (JSON: texts, method, target)",
+              responses=_ERRORS, openapi_extra=_EXPLAIN_BODY)
     async def explain(request: Request) -> Any:
-        from transferkit.serving.explaining import explain_items
+        from transferkit.serving.explaining import check_request, explain_items
 
         model = state["predictor"]
+        if getattr(model, "predicts_records", False):
+            raise refuse(400, "this model is an object detector; /explain explains a classifier's class scores. "
+                              "POST the images to /predict for their boxes, classes and scores.")
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
         files = get_modality(model.modality).service_request == "files"
@@ -378,11 +465,19 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
                               f"{content_type or '(none)'}.")
         body = await _read_body(request, settings.request_limit(model.modality))
         if files:
-            items, names, _ = await _image_inputs(request, model, settings, state["decoders"])
+            items, names, _ = await _image_inputs(request, model, settings, state["decoders"],
+                                                  accepted=("method", "target"))
+            asked, where = request.query_params, "query parameter"
         else:
-            items, names, _ = _text_inputs(body, parameters, request, model, settings)
+            items, names, parsed = _text_inputs(body, parameters, request, model, settings, TextExplainRequest)
+            asked, where = {"method": parsed.method, "target": parsed.target}, "field"
+        try:
+            method, target = check_request(model, asked.get("method"), asked.get("target"), where=where)
+        except TransferkitError as exc:
+            raise refuse(422, str(exc)) from None
         state["requests"] += 1
-        method, answers = await anyio.to_thread.run_sync(explain_items, model, items, names, limiter=limiter)
+        answers = await anyio.to_thread.run_sync(explain_items, model, items, names, method, target,
+                                                 limiter=limiter)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "method": method,
                 "explanations": _finite(answers)}
 
@@ -415,16 +510,22 @@ def _add_error_handlers(app: FastAPI) -> None:
                             status_code=500)
 
 
-async def _image_inputs(request: Request, model: Any, settings: ServeConfig, decoders: Any):
+async def _image_inputs(request: Request, model: Any, settings: ServeConfig, decoders: Any,
+                        accepted: tuple[str, ...] = ("top_k",)):
+    """``(items, names, k)`` of a multipart request; ``accepted``: the query parameters the endpoint takes (each at
+    most once; ``k`` is None when top_k is not one of them)."""
     import anyio
     from starlette.datastructures import UploadFile
 
-    extra = set(request.query_params) - {"top_k"}
+    extra = set(request.query_params) - set(accepted)
     if extra:
-        raise refuse(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only top_k is taken.")
-    if len(request.query_params.getlist("top_k")) > 1:
-        raise refuse(422, "query parameter top_k is given more than once; give it once (/predict?top_k=3).")
-    k = _top_k(request.query_params.get("top_k"), settings, len(model.classes))
+        raise refuse(422, f"unknown query parameter(s) {', '.join(sorted(map(repr, extra)))}; only "
+                         f"{' and '.join(accepted)} {'is' if len(accepted) == 1 else 'are'} taken.")
+    for name in accepted:
+        if len(request.query_params.getlist(name)) > 1:
+            raise refuse(422, f"query parameter {name} is given more than once; give it once "
+                              f"({request.url.path}?{name}=...).")
+    k = _top_k(request.query_params.get("top_k"), settings, len(model.classes)) if "top_k" in accepted else None
 
     try:
         form = await request.form(max_files=settings.max_batch + 1, max_fields=16,
@@ -485,8 +586,12 @@ def _json_depth(body: bytes) -> int | None:
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
-def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, settings: ServeConfig):
-    example = 'send a JSON object like {"texts": ["first text", "second text"], "top_k": 3}'
+def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, settings: ServeConfig,
+                 schema: type[BaseModel] = TextRequest):
+    """``(texts, names, parsed)`` of a JSON request; ``schema``: the endpoint's body (``TextRequest`` for /predict,
+    ``TextExplainRequest`` for /explain)."""
+    example = ('send a JSON object like {"texts": ["first text", "second text"], "top_k": 3}' if schema is TextRequest
+               else 'send a JSON object like {"texts": ["first text"], "method": "occlusion", "target": "a class"}')
     charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in parameters.split(";")
                     if p.strip().lower().startswith("charset=")), "utf-8")
     if charset not in ("utf-8", "utf8"):
@@ -518,13 +623,13 @@ def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, set
     if isinstance(data.get("texts"), list) and len(data["texts"]) > settings.max_batch:
         raise refuse(413, f"{len(data['texts'])} texts in one request; the limit is {settings.max_batch}.")
     try:
-        parsed = TextRequest.model_validate(data)
+        parsed = schema.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"]) or "(body)"
             if error["type"] == "extra_forbidden":
-                problems.append(f"unknown field '{where}' (allowed: texts, top_k)")
+                problems.append(f"unknown field '{where}' (allowed: {', '.join(schema.model_fields)})")
             elif error["type"] == "missing":
                 problems.append(f"field '{where}' is required")
             else:
@@ -543,7 +648,7 @@ def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, set
                              f"{lone.start()}, which is not Unicode text; send valid UTF-8 (a character outside the "
                              "basic plane is written as a surrogate pair, high then low).")
     names = [f"texts[{i}]" for i in range(len(parsed.texts))]
-    return list(parsed.texts), names, _top_k(parsed.top_k, settings, len(model.classes))
+    return list(parsed.texts), names, parsed
 
 
 def app_from_environment() -> FastAPI:

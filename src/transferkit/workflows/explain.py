@@ -117,28 +117,15 @@ def _check_output(config: Any, model: Any, inputs: Any) -> None:
 
 
 def _methods(config: Any, explainer: Any, network: Any, modality: str) -> list[str]:
-    methods = config.method or [explainer.methods[0]]
-    for method in methods:
-        if method not in explainer.methods:
-            raise ConfigError(f"option 'method': unknown method '{method}' for {modality} models; known methods: "
-                              f"{', '.join(explainer.methods)}.")
-    unavailable = explainer.available(network)
-    for method in methods:
-        if method in unavailable:
-            usable = [m for m in explainer.methods if m not in unavailable]
-            raise ConfigError(f"option 'method': {method} cannot explain this model: {unavailable[method]}; use "
-                              f"{' or '.join(usable)}.")
-    return methods
+    from transferkit.explanations.choices import choose_methods
+
+    return choose_methods(config.method, explainer, network, modality)
 
 
 def _target(config: Any, model: Any) -> int | None:
-    if config.target is None:
-        return None
-    classes = [str(c) for c in model.classes]
-    if config.target not in classes:
-        raise ConfigError(f"option 'target': '{config.target}' is not a class of this model; its classes are: "
-                          f"{', '.join(classes)}.")
-    return classes.index(config.target)
+    from transferkit.explanations.choices import target_index
+
+    return target_index(config.target, model.classes)
 
 
 def _dataset(inputs: Any, model: Any, config: Any) -> Any:
