@@ -103,6 +103,14 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
+    student = outputs.detach().requires_grad_(True)
+    teachers = torch.stack([outputs.detach() + 1.0, outputs.detach() - 0.5])
+    batch_targets = torch.as_tensor(y).reshape(n, -1)
+    terms = hook("distillation_terms")(student, teachers, batch_targets, temperature=2.0, alpha=0.5, head=head)
+    assert set(terms) == {"soft_targets", task.loss_name}
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
+    sum(terms.values()).backward()
+    assert student.grad is not None and torch.isfinite(student.grad).all()
     figures = hook("validation_figures")(outputs.detach(), torch.as_tensor(y), head=head)
     assert set(figures) == {"loss", "score"} and all(torch.isfinite(v) and v.ndim == 0 for v in figures.values())
 

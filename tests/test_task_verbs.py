@@ -184,22 +184,86 @@ def test_serve_answers_a_value_or_a_label_set_with_probabilities(models) -> None
     assert "positive" in first["labels"] and "negative" in second["labels"]
 
 
-# ------------------------------------------------------------------------------------ verbs that refuse the tasks
+# ----------------------------------------------------------------------------------------------------- distill
 
-@pytest.mark.parametrize("task", ["regression", "multilabel"])
-def test_distill_refuses_a_task_without_class_probabilities_naming_the_option(task: str, models,
-                                                                              tiny_text_model: Path,
-                                                                              tmp_path: Path) -> None:
-    data = models[f"{task}-data"]
-    result = _invoke("distill", data, "--task-type", task, "--teacher", models[task], "--student", tiny_text_model,
-                     "--output", tmp_path / "student", "--epochs", "1", "--no-report")
+@pytest.mark.parametrize("task, measure, hard_term", [("regression", "r2", "mse"),
+                                                      ("multilabel", "example_f1", "binary_cross_entropy")])
+def test_distill_trains_a_student_of_the_teachers_task(task: str, measure: str, hard_term: str, models,
+                                                       tiny_text_model: Path, tmp_path: Path) -> None:
+    """The task is the teachers' (no --task-type given): the student is saved as a model of it, scored by its
+    measure beside the teacher, and its training logged the soft-target term and the task's own loss."""
+    import transferkit as tk
+    from transferkit.tasks import task_of
+
+    out = tmp_path / "student"
+    result = _invoke("distill", models[f"{task}-data"], "--teacher", models[task], "--student", tiny_text_model,
+                     "--output", out, "--epochs", "1", "--batch-size", "16", "--no-report", "--lr", "1e-3",
+                     "--device", "cpu", "--tracking-uri", "off", "--work-dir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    assert f"{measure}" in result.output and "teacher" in result.output
+    student = tk.load_model(out)
+    assert task_of(student).name == task and student.classes == tk.load_model(models[task]).classes
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert measure in metrics["test"] and np.isfinite(metrics["teachers"][0][measure])
+    log = (out / "training_log.csv").read_text()
+    assert "train_soft_targets" in log and f"train_{hard_term}" in log
+
+
+def test_distill_refuses_a_task_other_than_the_teachers_naming_both(models, tiny_text_model: Path,
+                                                                     tmp_path: Path) -> None:
+    result = _invoke("distill", models["regression-data"], "--task-type", "multilabel", "--teacher",
+                     models["regression"], "--student", tiny_text_model, "--output", tmp_path / "student",
+                     "--epochs", "1", "--no-report")
     assert result.exit_code == 2
-    assert f"--task-type {task}" in result.output and "transferkit fit" in result.output
+    assert f"--teacher {models['regression']}" in result.output and "--task-type regression" in result.output
     assert not (tmp_path / "student").exists()
-    teacher_only = _invoke("distill", data, "--teacher", models[task], "--student", tiny_text_model,
-                           "--output", tmp_path / "student", "--epochs", "1", "--no-report")
-    assert teacher_only.exit_code == 2 and f"--teacher {models[task]}" in teacher_only.output
+    mixed = _invoke("distill", models["regression-data"], "--teacher", models["regression"], "--teacher",
+                    models["multilabel"], "--student", tiny_text_model, "--output", tmp_path / "student", "--epochs",
+                    "1", "--no-report")
+    assert mixed.exit_code == 2 and "different tasks" in mixed.output and "(multilabel)" in mixed.output
 
+
+def test_regression_distillation_terms_are_standardised_squared_errors() -> None:
+    """Values: the soft term is the squared distance to the teachers' mean in units of the target's deviation;
+    an unlabelled example (NaN) has the soft term only; at alpha 1 the true targets do not count."""
+    import torch
+
+    from transferkit.tasks import get_task
+
+    task = get_task("regression")
+    student = torch.tensor([[1.0], [3.0], [0.0]], requires_grad=True)
+    teachers = torch.tensor([[[2.0], [3.0], [1.0]], [[4.0], [3.0], [-1.0]]])  # mean 3, 3, 0
+    targets = torch.tensor([[1.0], [5.0], [float("nan")]])
+    head = type("Head", (), {"target_scale": torch.tensor([2.0])})()
+    terms = task.distillation_terms(student, teachers, targets, temperature=4.0, alpha=0.25, head=head)
+    assert float(terms["soft_targets"].detach()) == pytest.approx((0.25 * (2 / 2) ** 2 + 0.25 * 0 + 1.0 * 0) / 3)
+    assert float(terms["mse"].detach()) == pytest.approx(0.75 * (0 + (2 / 2) ** 2) / 3)
+    sum(terms.values()).backward()
+    assert torch.isfinite(student.grad).all()
+    only_soft = task.distillation_terms(student, teachers, targets, temperature=1.0, alpha=1.0, head=head)
+    assert float(only_soft["mse"]) == 0.0
+
+
+def test_multilabel_distillation_terms_vanish_when_the_student_matches_the_teachers() -> None:
+    """Labels: the soft term is a binary KL divergence to the teachers' averaged tempered sigmoids (zero when the
+    student's tempered sigmoids equal them, positive otherwise); the hard term is the BCE on the 0/1 labels."""
+    import torch
+    from torch.nn import functional as F
+
+    from transferkit.tasks import get_task
+
+    task = get_task("multilabel")
+    teacher = torch.tensor([[[2.0, -1.0], [0.5, 3.0]]])
+    targets = torch.tensor([[1.0, 0.0], [float("nan"), float("nan")]])
+    same = task.distillation_terms(teacher[0], teacher, targets, temperature=2.0, alpha=0.5)
+    assert float(same["soft_targets"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(same["binary_cross_entropy"]) == pytest.approx(
+        0.5 * float(F.binary_cross_entropy_with_logits(teacher[0, 0], targets[0])) / 2, rel=1e-5)
+    other = task.distillation_terms(-teacher[0], teacher, targets, temperature=2.0, alpha=0.5)
+    assert float(other["soft_targets"]) > 0.1
+
+
+# ------------------------------------------------------------------------------------ verbs that refuse the tasks
 
 @pytest.mark.parametrize("task", ["regression", "multilabel"])
 def test_fuse_refuses_models_of_a_task_without_classes_naming_the_model(task: str, models, tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
-"""Knowledge distillation: soft targets from a teacher (Hinton et al.) and feature matching (FitNets)."""
+"""Knowledge distillation: soft targets from a teacher (Hinton et al.) and feature matching (FitNets), and the
+per-batch terms of each task's distillation loss (class probabilities, values, per-label probabilities)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -129,4 +132,114 @@ class FeatureMatchingLoss(nn.Module):
         return F.mse_loss(_checks.full_precision(projected), target)
 
 
-__all__ = ["DistillationLoss", "FeatureMatchingLoss"]
+#: Class index of an unlabelled example in a batch of class indices (ignored by the cross-entropy term, as in
+#: ``F.cross_entropy``); value and label-matrix targets mark an unlabelled example by NaN instead.
+UNLABELLED = -100
+
+
+def _batch_weights(labelled: torch.Tensor, alpha: float, like: torch.Tensor) -> torch.Tensor:
+    """``alpha`` for labelled examples, 1 for unlabelled ones (their soft term is the whole objective)."""
+    return torch.where(labelled, torch.full_like(like, alpha), torch.ones_like(like))
+
+
+def ensemble_soft_logits(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits whose tempered softmax is the teachers' mean tempered probability.
+
+    ``teacher_logits`` ``(K, N, C)`` (``K`` teachers) -> ``(N, C)`` equal to ``T * log(mean_k softmax(t_k / T))``.
+    With one teacher this is its logits up to a per-row constant (the same soft targets).
+    """
+    if teacher_logits.shape[0] == 1:
+        return teacher_logits[0]
+    log_probs = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    return temperature * (torch.logsumexp(log_probs, dim=0) - math.log(teacher_logits.shape[0]))
+
+
+def classification_distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                                      labels: torch.Tensor, *, temperature: float,
+                                      alpha: float) -> dict[str, torch.Tensor]:
+    """Hinton et al.'s loss for one batch, as two named terms.
+
+    Shapes: ``student_logits`` and ``teacher_logits`` ``(N, C)``, ``labels`` ``(N,)`` class indices with
+    :data:`UNLABELLED` for unlabelled examples. With ``soft_i = T^2 KL(softmax(t_i / T) || softmax(s_i / T))``
+    returns ``soft_targets`` = ``1/N sum_i w_i soft_i`` (``w_i = alpha`` when labelled, 1 otherwise) and
+    ``cross_entropy`` = ``1/N sum_{i labelled} (1 - alpha) CE_i``; their sum is the batch loss. Float32.
+    """
+    student = student_logits.float()
+    teacher = teacher_logits.detach().float()
+    log_p_student = torch.log_softmax(student / temperature, dim=1)
+    log_p_teacher = torch.log_softmax(teacher / temperature, dim=1)
+    soft = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1) * temperature ** 2
+    labelled = labels != UNLABELLED
+    n = max(1, len(labels))
+    terms = {"soft_targets": (_batch_weights(labelled, alpha, soft) * soft).sum() / n}
+    if labelled.any():
+        ce = F.cross_entropy(student[labelled], labels[labelled], reduction="sum")
+        terms["cross_entropy"] = (1.0 - alpha) * ce / n
+    else:
+        terms["cross_entropy"] = student.sum() * 0.0
+    return terms
+
+
+def regression_distillation_terms(student_values: torch.Tensor, teacher_values: torch.Tensor,
+                                  targets: torch.Tensor, *, alpha: float, scale: float | torch.Tensor = 1.0,
+                                  hard_name: str = "mse") -> dict[str, torch.Tensor]:
+    """Distillation of a regression model: the student matches the teachers' mean value, mixed with the targets.
+
+    Shapes: ``student_values`` ``(N,)`` or ``(N, 1)``, ``teacher_values`` ``(K, N)`` or ``(K, N, 1)`` (``K``
+    teachers, averaged), ``targets`` ``(N,)`` with NaN for unlabelled examples; ``scale`` is the training target's
+    standard deviation, so both terms are squared errors in standardised units (unit-free, like the task's loss):
+
+        soft_i = ((s_i - mean_k t_ki) / scale)^2
+        soft_targets = 1/N sum_i w_i soft_i                  (w_i = alpha when labelled, 1 otherwise)
+        <hard_name>  = 1/N sum_{i labelled} (1 - alpha) ((s_i - y_i) / scale)^2
+
+    A temperature has no meaning for values and is not taken. Float32.
+    """
+    n = student_values.shape[0]
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=student_values.device).reshape(())
+    student = student_values.float().reshape(n)
+    teacher = teacher_values.detach().float().reshape(teacher_values.shape[0], n).mean(dim=0)
+    y = targets.float().reshape(n)
+    labelled = ~torch.isnan(y)
+    soft = ((student - teacher) / scale) ** 2
+    terms = {"soft_targets": (_batch_weights(labelled, alpha, soft) * soft).sum() / max(1, n)}
+    hard = ((student - torch.where(labelled, y, student.detach())) / scale) ** 2
+    terms[hard_name] = (1.0 - alpha) * hard[labelled].sum() / max(1, n) if labelled.any() else student.sum() * 0.0
+    return terms
+
+
+def multilabel_distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                                  targets: torch.Tensor, *, temperature: float, alpha: float,
+                                  hard_name: str = "binary_cross_entropy") -> dict[str, torch.Tensor]:
+    """Distillation of a multi-label model: per-label tempered sigmoids of the teachers as soft targets.
+
+    Shapes: ``student_logits`` ``(N, L)``, ``teacher_logits`` ``(K, N, L)`` (``K`` teachers), ``targets``
+    ``(N, L)`` 0/1 with NaN rows for unlabelled examples. With ``q = 1/K sum_k sigmoid(t_k / T)`` and
+    ``p = sigmoid(s / T)``, the soft term of an example is ``T^2`` times the mean over labels of the binary KL
+    divergence ``KL(q || p) = BCE(p, q) - H(q)`` (zero when the student matches; ``T^2`` keeps its gradient's
+    size, as in Hinton et al.):
+
+        soft_targets = 1/N sum_i w_i soft_i                  (w_i = alpha when labelled, 1 otherwise)
+        <hard_name>  = 1/N sum_{i labelled} (1 - alpha) mean_l BCE(sigmoid(s_il), y_il)
+
+    Float32.
+    """
+    student = student_logits.float()
+    n = student.shape[0]
+    q = torch.sigmoid(teacher_logits.detach().float() / temperature).mean(dim=0).reshape(student.shape)
+    entropy = -(torch.xlogy(q, q) + torch.xlogy(1 - q, 1 - q))
+    bce = F.binary_cross_entropy_with_logits(student / temperature, q, reduction="none")
+    soft = (bce - entropy).mean(dim=1) * temperature ** 2
+    y = targets.float().reshape(student.shape)
+    labelled = ~torch.isnan(y).any(dim=1)
+    terms = {"soft_targets": (_batch_weights(labelled, alpha, soft) * soft).sum() / max(1, n)}
+    if labelled.any():
+        hard = F.binary_cross_entropy_with_logits(student[labelled], y[labelled], reduction="none").mean(dim=1)
+        terms[hard_name] = (1.0 - alpha) * hard.sum() / max(1, n)
+    else:
+        terms[hard_name] = student.sum() * 0.0
+    return terms
+
+
+__all__ = ["DistillationLoss", "FeatureMatchingLoss", "UNLABELLED", "classification_distillation_terms",
+           "ensemble_soft_logits", "multilabel_distillation_terms", "regression_distillation_terms"]

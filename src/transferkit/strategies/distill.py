@@ -9,7 +9,10 @@ teacher logits ``t_i`` (for an ensemble: see below), temperature ``T`` and soft-
     L_i    = soft_i                                                        unlabelled example (no y_i)
     loss   = mean_i L_i  (+ feature_weight * FitNets feature matching, optional)
 
-so a batch of labelled examples gives exactly :class:`~transferkit.losses.distillation.DistillationLoss`, and
+(the classification form; regression and multi-label models are distilled by their task's form,
+:meth:`~transferkit.tasks.base.Task.distillation_terms`: the student's value matches the teachers' mean value by
+squared error on the standardised target, or its per-label tempered sigmoids the teachers' by binary KL, mixed with
+the task's own loss on the true targets), so a batch of labelled examples gives exactly :class:`~transferkit.losses.distillation.DistillationLoss`, and
 unlabelled examples (data from where the model will be used) add soft-target terms only. The engine receives the
 two parts as the named terms ``soft_targets`` and ``cross_entropy`` (``feature_matching`` when on).
 
@@ -61,12 +64,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import Dataset as TorchDataset
 
 from transferkit.data.dataset import Dataset
 from transferkit.engine.plan import ParamGroup
 from transferkit.errors import ConfigError
+from transferkit.losses.distillation import (  # noqa: F401  (UNLABELLED and ensemble_soft_logits re-exported)
+    UNLABELLED, classification_distillation_terms, ensemble_soft_logits)
 from transferkit.modalities import get_modality
 from transferkit.strategies.finetune import FineTune
 from transferkit.strategies.options import DistillOptions, FineTuneConfig
@@ -77,62 +81,62 @@ log = logging.getLogger("transferkit")
 #: under-confident (a warning says to calibrate it).
 UNDER_CONFIDENCE_GAP = 0.15
 
-#: Label of an unlabelled training example (ignored by the cross-entropy term, as in ``F.cross_entropy``).
-UNLABELLED = -100
+#: The classification form of the batch's terms (other tasks' forms: :meth:`transferkit.tasks.base.Task.distillation_terms`).
+distillation_terms = classification_distillation_terms
 
 
-def ensemble_soft_logits(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Logits whose tempered softmax is the teachers' mean tempered probability.
-
-    ``teacher_logits`` ``(K, N, C)`` (``K`` teachers) -> ``(N, C)`` equal to ``T * log(mean_k softmax(t_k / T))``.
-    With one teacher this is its logits up to a per-row constant (the same soft targets).
-    """
-    if teacher_logits.shape[0] == 1:
-        return teacher_logits[0]
-    log_probs = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    return temperature * (torch.logsumexp(log_probs, dim=0) - float(np.log(teacher_logits.shape[0])))
+def example_target(labels: np.ndarray, index: int, position: int) -> Any:
+    """The engine's target of one distillation example: its label and its index into the teachers' cached outputs.
+    Class indices travel as ``(label, position)``; values and 0/1 label rows as one float vector ``[*target,
+    position]`` (positions are exact in float64)."""
+    if labels.dtype == np.int64:
+        return int(labels[index]), int(position)
+    return np.append(np.asarray(labels[index], dtype=np.float64).reshape(-1), float(position))
 
 
-def distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-                       temperature: float, alpha: float) -> dict[str, torch.Tensor]:
-    """The two named terms of the module docstring's loss for one batch.
+def as_targets(labels: np.ndarray) -> np.ndarray:
+    """Labels kept as :func:`example_target` reads them: class indices as int64, anything else as float64."""
+    labels = np.asarray(labels)
+    return labels.astype(np.int64) if labels.dtype.kind in "iub" else labels.astype(np.float64)
 
-    Shapes: ``student_logits`` and ``teacher_logits`` ``(N, C)``, ``labels`` ``(N,)`` class indices with
-    :data:`UNLABELLED` for unlabelled examples. Returns ``soft_targets`` = ``1/N sum_i w_i soft_i`` (``w_i = alpha``
-    when labelled, 1 otherwise) and ``cross_entropy`` = ``1/N sum_{i labelled} (1 - alpha) CE_i``; their sum is
-    the batch loss. Computed in float32.
-    """
-    student = student_logits.float()
-    teacher = teacher_logits.detach().float()
-    log_p_student = torch.log_softmax(student / temperature, dim=1)
-    log_p_teacher = torch.log_softmax(teacher / temperature, dim=1)
-    soft = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1) * temperature ** 2
-    labelled = labels != UNLABELLED
-    weights = torch.where(labelled, torch.full_like(soft, alpha), torch.ones_like(soft))
-    n = max(1, len(labels))
-    terms = {"soft_targets": (weights * soft).sum() / n}
-    if labelled.any():
-        ce = F.cross_entropy(student[labelled], labels[labelled], reduction="sum")
-        terms["cross_entropy"] = (1.0 - alpha) * ce / n
-    else:
-        terms["cross_entropy"] = student.sum() * 0.0
-    return terms
+
+def unlabelled_targets(labels: np.ndarray, count: int) -> np.ndarray:
+    """``labels`` followed by ``count`` unlabelled examples' targets: :data:`UNLABELLED` class indices, or NaN
+    values / label rows."""
+    labels = as_targets(labels)
+    if labels.dtype == np.int64:
+        return np.concatenate([labels, np.full(count, UNLABELLED, np.int64)])
+    return np.concatenate([labels, np.full((count, *labels.shape[1:]), np.nan)])
+
+
+def _labelled(targets: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` whether each example of a batch's targets ``(N, k)`` has a label."""
+    if targets.dtype.is_floating_point:
+        return ~torch.isnan(targets).any(dim=1)
+    return (targets != UNLABELLED).all(dim=1)
+
+
+def _unlabel(targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``targets`` ``(N, k)`` with the examples where ``keep`` is false marked unlabelled."""
+    mark = torch.full_like(targets, float("nan") if targets.dtype.is_floating_point else UNLABELLED)
+    return torch.where(keep[:, None], targets, mark)
 
 
 class DistillExamples(TorchDataset):
-    """``(prepare(items[i]), (labels[i], i))``: the example's index travels with its label, so that the plan finds
-    the teachers' cached outputs for it. Unlabelled examples carry :data:`UNLABELLED`."""
+    """``(prepare(items[i]), target)``: the example's index travels with its label (:func:`example_target`), so
+    that the plan finds the teachers' cached outputs for it. Unlabelled examples carry :data:`UNLABELLED` (NaN for
+    values and label rows)."""
 
     def __init__(self, items: Sequence[Any] | np.ndarray, labels: np.ndarray, prepare: Any) -> None:
         if len(items) != len(labels):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
-        self.items, self.labels, self.prepare = items, np.asarray(labels, dtype=np.int64), prepare
+        self.items, self.labels, self.prepare = items, as_targets(labels), prepare
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Any, tuple[int, int]]:
-        return self.prepare(self.items[index]), (int(self.labels[index]), int(index))
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.prepare(self.items[index]), example_target(self.labels, index, index)
 
 
 class VersionedExamples(TorchDataset):
@@ -144,18 +148,18 @@ class VersionedExamples(TorchDataset):
         if len(items) != n_labelled * versions + (len(labels) - n_labelled):
             raise ValueError(f"{len(items)} items for {n_labelled} labelled examples x {versions} versions and "
                              f"{len(labels) - n_labelled} unlabelled")
-        self.items, self.labels, self.prepare = items, np.asarray(labels, dtype=np.int64), prepare
+        self.items, self.labels, self.prepare = items, as_targets(labels), prepare
         self.versions, self.n_labelled = versions, n_labelled
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Any, tuple[int, int]]:
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         if index < self.n_labelled:
             position = index * self.versions + int(torch.randint(self.versions, ()))
         else:
             position = self.n_labelled * self.versions + index - self.n_labelled
-        return self.prepare(self.items[position]), (int(self.labels[index]), position)
+        return self.prepare(self.items[position]), example_target(self.labels, index, position)
 
 
 def text_versions(texts: Sequence[str], copies: int, dropout: float, seed: int) -> list[str]:
@@ -366,12 +370,7 @@ class Distill(FineTune):
             joined = _join(train, self.unlabelled)
             self._logits, self._features = self._teacher_outputs(joined)
             self._version_items = train.items
-            probs = torch.softmax(self._logits.float(), dim=-1).mean(dim=0)
-            y = torch.from_numpy(context["train"].label_array(classes))
-            originals = torch.arange(len(y)) * self._versions  # version 0 of each example: the text itself
-            self.facts_["teacher_train_accuracy"] = float((probs[originals].argmax(1) == y).float().mean())
-            if self.options.alpha > 0 or self.unlabelled is not None:  # at alpha 0 the teachers teach nothing
-                self._check_confidence(self._logits[:, originals], y)
+            self._teacher_train_facts(context["train"], classes)
         if self.options.feature_weight > 0:
             from transferkit.losses.distillation import FeatureMatchingLoss
 
@@ -383,11 +382,26 @@ class Distill(FineTune):
             self.projection.set_target_statistics(features)
             model.distill_projection = self.projection  # moves and checkpoints with the model; removed after
 
+    def _teacher_train_facts(self, train: Dataset, classes: Sequence[str]) -> None:
+        """The teachers' (averaged) measure on the labelled training examples, and for class probabilities the
+        under-confidence warning (:meth:`_check_confidence`)."""
+        from transferkit.tasks import get_task
+
+        task = get_task(self.task_type)
+        y = task.targets(train, classes)
+        originals = torch.arange(len(y)) * self._versions  # version 0 of each example: the text itself
+        logits = self._logits[:, originals].float().numpy()
+        proba = np.mean([task.proba_from_outputs(teacher_logits) for teacher_logits in logits], axis=0)
+        scores = task.per_example_scores(y, task.predictions(proba))
+        self.facts_[f"teacher_train_{task.measure}"] = float(np.mean(scores))
+        if task.calibrates and (self.options.alpha > 0 or self.unlabelled is not None):  # at alpha 0 no teaching
+            self._check_confidence(self._logits[:, originals], torch.from_numpy(np.asarray(y)))
+
     def training_examples(self, train: Dataset, labels: np.ndarray, prepare: Any) -> TorchDataset:
         """Labelled examples then the unlabelled ones, each with its index (see :class:`DistillExamples`)."""
         n_unlabelled = len(self.unlabelled) if self.unlabelled is not None else 0
         if n_unlabelled:
-            labels = np.concatenate([labels, np.full(n_unlabelled, UNLABELLED, np.int64)])
+            labels = unlabelled_targets(labels, n_unlabelled)
         if self._versions > 1:
             items = list(self._version_items) + (list(self.unlabelled.items) if n_unlabelled else [])
             return VersionedExamples(items, labels, prepare, self._versions, len(train))
@@ -414,10 +428,13 @@ class Distill(FineTune):
         return torch.stack(logits), (torch.cat(features, dim=1) if self.projection is not None else None)
 
     def loss_terms(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        if targets.ndim != 2 or targets.shape[1] != 2:
+        if targets.ndim != 2 or targets.shape[1] < 2:
             raise ConfigError("distill: training batches must carry (label, index) pairs; mixup and cutmix are not "
                               "supported with distillation.")
-        labels, index = targets[:, 0], targets[:, 1]
+        from transferkit.tasks import get_task
+
+        task = get_task(self.task_type)
+        labels, index = targets[:, :-1], targets[:, -1].long()
         mixing = None
         if self.options.mixup > 0 and model.training and len(labels) > 1:
             lam = float(torch.distributions.Beta(self.options.mixup, self.options.mixup).sample())
@@ -433,17 +450,16 @@ class Distill(FineTune):
                 self._features[cpu_index].to(labels.device, non_blocking=True)
         features = model.backbone.forward_features(inputs)
         logits = model.head(features)
-        soft_logits = ensemble_soft_logits(teacher_logits, self.options.temperature)
-        options = dict(temperature=self.options.temperature, alpha=self.options.alpha)
+        options = dict(temperature=self.options.temperature, alpha=self.options.alpha, head=model.head)
         if mixing is None:
-            terms = distillation_terms(logits, soft_logits, labels, **options)
+            terms = task.distillation_terms(logits, teacher_logits, labels, **options)
         else:
             lam, perm = mixing
-            both = (labels != UNLABELLED) & (labels[perm] != UNLABELLED)
-            first = distillation_terms(logits, soft_logits, torch.where(both, labels, UNLABELLED), **options)
-            second = distillation_terms(logits, soft_logits, torch.where(both, labels[perm], UNLABELLED), **options)
+            both = _labelled(labels) & _labelled(labels[perm])
+            first = task.distillation_terms(logits, teacher_logits, _unlabel(labels, both), **options)
+            second = task.distillation_terms(logits, teacher_logits, _unlabel(labels[perm], both), **options)
             terms = {"soft_targets": first["soft_targets"],
-                     "cross_entropy": lam * first["cross_entropy"] + (1.0 - lam) * second["cross_entropy"]}
+                     task.loss_name: lam * first[task.loss_name] + (1.0 - lam) * second[task.loss_name]}
         if self.projection is not None:
             terms["feature_matching"] = self.options.feature_weight * self.projection(features, teacher_features)
         return terms

@@ -61,15 +61,30 @@ def load_teachers(paths: list[str]) -> list[Any]:
         teachers.append(load_model(path))
     from transferkit.tasks import task_of
 
-    for path, teacher in zip(paths, teachers):
-        if not task_of(teacher).calibrates:
-            raise ConfigError(f"--teacher {path}: a {task_of(teacher).name} model gives no class probabilities to "
-                              "distil; give a classification teacher, or train the student with transferkit fit "
-                              f"--task-type {task_of(teacher).name}.")
+    tasks = {task_of(t).name for t in teachers}
+    if len(tasks) > 1:
+        listed = ", ".join(f"{path} ({task_of(t).name})" for path, t in zip(paths, teachers))
+        raise ConfigError(f"--teacher: the teachers are models of different tasks ({listed}); give teachers of one "
+                          "task.")
     modalities = {t.modality for t in teachers}
     if len(modalities) > 1:
         raise ConfigError(f"--teacher: the teachers take different inputs ({', '.join(sorted(modalities))}).")
     return teachers
+
+
+def teachers_task(config: DistillConfig, teachers: list[Any]) -> DistillConfig:
+    """``config`` with the teachers' task: taken from them when the run names none, else checked to be theirs
+    (a student learns the task its teachers answer)."""
+    from transferkit.tasks import task_of
+
+    task = task_of(teachers[0]).name
+    if "task" not in config.model_fields_set:
+        return config.model_copy(update={"task": task})
+    if config.task != task:
+        raise ConfigError(f"--teacher {config.teacher[0]}: a {task} model, but option 'task' (--task-type "
+                          f"{config.task}) asks for a {config.task} student. Give --task-type {task} (or leave it "
+                          f"out: the teachers' task is the default), or {config.task} teachers.")
+    return config
 
 
 def check_teacher_input(teachers: list[Any], data: Any) -> None:
@@ -102,14 +117,6 @@ def check_distill_options(config: FitConfig) -> None:
                           "Python), where the teachers see the mixed images, or --augment.")
     if config.budget is not None:
         raise ConfigError("distill: option 'budget' is used by fit --strategy auto; bound distillation with --epochs.")
-    from transferkit.tasks import get_task
-
-    task = get_task(config.task)
-    if not task.calibrates:  # soft targets are temperature-softened class probabilities
-        raise ConfigError(f"distill: option 'task' (--task-type {task.name}): distillation matches the teacher's "
-                          "temperature-softened class probabilities, which a model of this task does not give. "
-                          f"Train the smaller model directly (transferkit fit --task-type {task.name} --backbone "
-                          "STUDENT), or distill a classification task.")
     config.check_options_apply("distill")
     from transferkit.features.extract import resolve_device
 

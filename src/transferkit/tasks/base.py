@@ -97,6 +97,17 @@ class Task(ABC):
         score (higher is better) for early stopping and checkpoint selection."""
 
     @abstractmethod
+    def distillation_terms(self, student_outputs: Any, teacher_outputs: Any, targets: Any, *, temperature: float,
+                           alpha: float, head: Any = None) -> dict[str, Any]:
+        """The named loss terms of distilling one batch (their sum is minimised): ``soft_targets`` (the student
+        matching the teachers) and :attr:`loss_name` (the task's loss on the true targets, weighted ``1 - alpha``).
+
+        Shapes: ``student_outputs`` ``(N, width)`` the student head's raw outputs, ``teacher_outputs``
+        ``(K, N, width)`` those of ``K`` teachers (after their saved temperature), ``targets`` ``(N, k)`` the
+        batch's targets (a class-index column, a value column, or the 0/1 label columns) with unlabelled examples
+        marked (class index ``-100``, NaN); ``head`` is the student's head (a regression head's target scale)."""
+
+    @abstractmethod
     def proba_from_outputs(self, outputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """The model's outputs ``proba`` ``(N, width)`` from its head's raw outputs ``(N, width)``: class
         probabilities (softmax of ``outputs / temperature``), label probabilities (sigmoid), or values in the

@@ -75,6 +75,16 @@ class SingleLabelClassification(Task):
 
         return F.cross_entropy(outputs, targets)
 
+    def distillation_terms(self, student_outputs: Any, teacher_outputs: Any, targets: Any, *, temperature: float,
+                           alpha: float, head: Any = None) -> dict[str, Any]:
+        """Hinton et al.'s soft targets (the teachers' averaged tempered probabilities) and the cross-entropy
+        (:func:`~transferkit.losses.distillation.classification_distillation_terms`)."""
+        from transferkit.losses.distillation import classification_distillation_terms, ensemble_soft_logits
+
+        labels = targets.reshape(len(targets), -1)[:, 0].long()
+        return classification_distillation_terms(student_outputs, ensemble_soft_logits(teacher_outputs, temperature),
+                                                 labels, temperature=temperature, alpha=alpha)
+
     def validation_figures(self, outputs: Any, targets: Any, *, head: Any = None) -> dict[str, Any]:
         from torch.nn import functional as F
 

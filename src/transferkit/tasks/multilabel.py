@@ -207,6 +207,15 @@ class MultiLabelClassification(Task):
         f1 = (2 * both / sizes.clamp(min=1)).where(sizes > 0, 1.0)
         return {"loss": self.loss(outputs, targets), "score": f1.mean()}
 
+    def distillation_terms(self, student_outputs: Any, teacher_outputs: Any, targets: Any, *, temperature: float,
+                           alpha: float, head: Any = None) -> dict[str, Any]:
+        """Per-label binary KL to the teachers' averaged tempered sigmoids, and the binary cross-entropy on the true
+        labels (:func:`~transferkit.losses.distillation.multilabel_distillation_terms`)."""
+        from transferkit.losses.distillation import multilabel_distillation_terms
+
+        return multilabel_distillation_terms(student_outputs, teacher_outputs, targets, temperature=temperature,
+                                             alpha=alpha, hard_name=self.loss_name)
+
     def proba_from_outputs(self, outputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Per-label sigmoid of ``outputs / temperature``."""
         scaled = np.asarray(outputs, dtype=np.float64) / temperature

@@ -131,6 +131,18 @@ class Regression(Task):
         loss = (self._standardised_errors(outputs, targets, head) ** 2).mean()
         return {"loss": loss, "score": 1.0 - loss}
 
+    def distillation_terms(self, student_outputs: Any, teacher_outputs: Any, targets: Any, *, temperature: float,
+                           alpha: float, head: Any = None) -> dict[str, Any]:
+        """Squared error to the teachers' mean value and to the target, both in units of the training target's
+        deviation (:func:`~transferkit.losses.distillation.regression_distillation_terms`); ``temperature`` does
+        not apply to values."""
+        from transferkit.losses.distillation import regression_distillation_terms
+
+        scale = getattr(head, "target_scale", None)
+        scale = scale.reshape(()) if scale is not None and scale.numel() == 1 else 1.0
+        return regression_distillation_terms(student_outputs, teacher_outputs, targets.reshape(len(targets)),
+                                             alpha=alpha, scale=scale, hard_name=self.loss_name)
+
     def proba_from_outputs(self, outputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """The head's values, unchanged (a temperature has no meaning here)."""
         return np.asarray(outputs, dtype=np.float32)

@@ -29,6 +29,7 @@ from transferkit.strategies.distill_setup import (
     load_unlabelled,
     make_distill_config,
     student_backbone_options,
+    teachers_task,
 )
 from transferkit.workflows.steps import (
     build_config,
@@ -61,25 +62,32 @@ class DistillResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def measure(self) -> str:
+        """The task's measure that the figures are (``accuracy`` for classification, ``r2``, ``example_f1``)."""
+        return self.config.get("measure", "accuracy")
+
+    @property
     def accuracy(self) -> float:
-        return self.metrics["accuracy"]
+        """The student's test measure (accuracy for classification)."""
+        return self.metrics[self.measure]
 
     def summary(self) -> str:
-        rows = [(f"student {self.config['backbone']} (distill)", self.metrics["accuracy"],
+        measure = self.measure
+        rows = [(f"student {self.config['backbone']} (distill)", self.metrics[measure],
                  self.facts.get("total_parameters"))]
         if self.plain is not None:
-            rows.append((f"student {self.config['backbone']} without distillation", self.plain["accuracy"],
+            rows.append((f"student {self.config['backbone']} without distillation", self.plain[measure],
                          self.facts.get("total_parameters")))
-        rows += [(f"teacher {t['backbone']} ({t['path']})", t["accuracy"], t["parameters"]) for t in self.teachers]
-        if len(self.teachers) > 1 and "ensemble_accuracy" in self.config:
-            rows.append(("teacher ensemble", self.config["ensemble_accuracy"],
+        rows += [(f"teacher {t['backbone']} ({t['path']})", t[measure], t["parameters"]) for t in self.teachers]
+        if len(self.teachers) > 1 and f"ensemble_{measure}" in self.config:
+            rows.append(("teacher ensemble", self.config[f"ensemble_{measure}"],
                          sum(t["parameters"] for t in self.teachers)))
         width = max(len(r[0]) for r in rows)
-        lines = [f"{'model':<{width}}  accuracy  parameters", "-" * (width + 22)]
-        lines += [f"{name:<{width}}  {acc:8.4f}  {params or 0:>10,}" for name, acc, params in rows]
+        lines = [f"{'model':<{width}}  {measure:>10}  parameters", "-" * (width + 24)]
+        lines += [f"{name:<{width}}  {value:10.4f}  {params or 0:>10,}" for name, value, params in rows]
         if self.comparison is not None:
             c = self.comparison
-            lines.append(f"distillation vs plain training: {100 * c.difference:+.1f} points "
+            lines.append(f"distillation vs plain training ({measure}): {100 * c.difference:+.1f} points "
                          f"({c.confidence:.0%} interval {100 * c.ci_low:+.1f} to {100 * c.ci_high:+.1f}; {c.verdict})")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
@@ -96,6 +104,7 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     ...). Teachers, data and options are all checked before any training.
     """
     from transferkit.strategies.run import train_with_strategy
+    from transferkit.tasks import get_task
 
     config, data, val, test, unlabelled = _distill_config(config, data, teacher, student, val, test, unlabelled,
                                                           options)
@@ -104,22 +113,24 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     notes: list[str] = []
     with timed(timings, "load"):
         teachers = load_teachers(config.teacher)
+        config = teachers_task(config, teachers)
         train, val_ds, test_ds = load_splits(data, val, test, config)
         check_teacher_input(teachers, train)
         unlabelled_ds = load_unlabelled(config, unlabelled, train.modality)
         student_name = default_student(config, teachers)
         backbone = _student_backbone(student_name, config, train)
+        classes = get_task(config.task).label_space(train)
 
     strategy = distill_strategy(config, teachers, unlabelled_ds)
     strategy.check_options(backbone, augmented=config.augment != "none")
     with timed(timings, "training"):
-        trained = train_with_strategy(config, backbone, train, val_ds, train.classes, strategy=strategy)
+        trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
     output = _save_student(trained, config, student_name, train, timings)
 
-    student_pred, metrics = _test_student(trained.model, test_ds, train.classes, config)
-    teacher_rows, extra_facts = _test_teachers(teachers, test_ds, train.classes, config)
-    resolved = config.resolved(backbone=student_name, classes=train.classes, modality=train.modality,
-                               n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0,
+    student_pred, metrics = _test_student(trained.model, test_ds, classes, config)
+    teacher_rows, extra_facts = _test_teachers(teachers, test_ds, classes, config)
+    resolved = config.resolved(backbone=student_name, classes=classes, modality=train.modality,
+                               measure=get_task(config.task).measure, n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0,
                                n_test=len(test_ds), n_unlabelled=len(unlabelled_ds) if unlabelled_ds is not None else 0,
                                data_fingerprint=train.fingerprint(), test_fingerprint=test_ds.fingerprint(),
                                teachers=teacher_rows, **extra_facts)
@@ -190,7 +201,7 @@ def _save_student(trained: Any, config: DistillConfig, student_name: str, train:
     folder later."""
     training_log = {"training_log.csv": Path(trained.outcome.metrics_csv).read_text(encoding="utf-8")} \
         if trained.outcome.metrics_csv else {}
-    run_config = config.resolved(backbone=student_name, classes=train.classes, modality=train.modality)
+    run_config = config.resolved(backbone=student_name, classes=trained.model.classes, modality=train.modality)
     return save_early(trained.model, config, run_config,
                       {"training": trained.facts, "timings_s": timings,
                        "pending": "test evaluation and the teachers' figures"}, training_log)
@@ -202,28 +213,36 @@ def _predict_options(config: DistillConfig) -> dict[str, Any]:
 
 
 def _test_student(model: Any, test_ds: Any, classes: list[str], config: DistillConfig) -> tuple[np.ndarray, dict]:
-    """The student's predicted classes on the test data and its test metrics."""
-    from transferkit.evaluation.metrics import classification_metrics
+    """The student's predictions on the test data (the task's predicted targets) and its test metrics."""
+    from transferkit.tasks import get_task
 
-    predicted = model.predict_proba(test_ds, cache=None, **_predict_options(config)).argmax(axis=1)
-    return predicted, classification_metrics(test_ds.label_array(classes), predicted, classes)
+    task = get_task(config.task)
+    proba = model.predict_proba(test_ds, cache=None, **_predict_options(config))
+    return task.predictions(proba), task.metrics(task.targets(test_ds, classes), proba, classes)
 
 
 def _test_teachers(teachers: list[Any], test_ds: Any, classes: list[str],
                    config: DistillConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Each teacher's accuracy and size on the same test examples, and the ensemble's accuracy for several."""
-    y_test = test_ds.label_array(classes)
+    """Each teacher's measure (accuracy for classification) and size on the same test examples, and the
+    ensemble's (averaged outputs) for several."""
+    from transferkit.tasks import get_task
+
+    task = get_task(config.task)
+    y_test = task.targets(test_ds, classes)
+
+    def measured(proba: np.ndarray) -> float:
+        return float(np.mean(task.per_example_scores(y_test, task.predictions(proba))))
+
     teacher_rows, teacher_probas = [], []
     for path, t in zip(config.teacher, teachers):
         p = t.predict_proba(test_ds, cache=feature_cache(config), **_predict_options(config))[
             :, [t.classes.index(c) for c in classes]]
         teacher_probas.append(p)
-        teacher_rows.append({"path": str(path), "backbone": t.backbone.name, "accuracy":
-                             float(np.mean(p.argmax(axis=1) == y_test)),
+        teacher_rows.append({"path": str(path), "backbone": t.backbone.name, task.measure: measured(p),
                              "parameters": int(sum(q.numel() for q in t.parameters()))})
     extra_facts: dict[str, Any] = {}
     if len(teachers) > 1:
-        extra_facts["ensemble_accuracy"] = float(np.mean(np.mean(teacher_probas, axis=0).argmax(axis=1) == y_test))
+        extra_facts[f"ensemble_{task.measure}"] = measured(np.mean(teacher_probas, axis=0))
     return teacher_rows, extra_facts
 
 
@@ -246,13 +265,14 @@ def _train_plain(config: DistillConfig, teachers: list[Any], student_name: str, 
     import torch
 
     from transferkit.backbones import create_backbone
-    from transferkit.evaluation.metrics import classification_metrics
-    from transferkit.evaluation.verdict import compare
     from transferkit.strategies.finetune import FineTune
     from transferkit.strategies.run import train_with_strategy
 
+    from transferkit.tasks import get_task
+
+    task = get_task(config.task)
     train, val_ds, test_ds = splits
-    classes = train.classes
+    classes = task.label_space(train)
     torch.manual_seed(config.seed)
     plain_backbone = create_backbone(student_name, **student_backbone_options(config, train.modality))
     start = time.perf_counter()
@@ -265,11 +285,11 @@ def _train_plain(config: DistillConfig, teachers: list[Any], student_name: str, 
     plain_run = train_with_strategy(plain_config, plain_backbone, train, val_ds, classes,
                                     strategy=plain_strategy, stage="plain")
     timings["plain_training"] = time.perf_counter() - start
-    plain_pred = plain_run.model.predict_proba(test_ds, cache=None, **_predict_options(config)).argmax(axis=1)
-    y_test = test_ds.label_array(classes)
-    return ({**classification_metrics(y_test, plain_pred, classes),
+    plain_proba = plain_run.model.predict_proba(test_ds, cache=None, **_predict_options(config))
+    y_test = task.targets(test_ds, classes)
+    return ({**task.metrics(y_test, plain_proba, classes),
              "epochs_run": plain_run.outcome.epochs_run, "seconds": plain_run.outcome.seconds},
-            compare(y_test, student_pred, plain_pred, "plain student", seed=config.seed))
+            task.compare(y_test, student_pred, task.predictions(plain_proba), "plain student", seed=config.seed))
 
 
 def _all_metrics(result: DistillResult, trained: Any, extra_facts: dict[str, Any],
