@@ -282,3 +282,67 @@ def test_cli_evaluate_a_detector_on_annotated_images(coco_set: Path, tmp_path: P
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(voc), "--device", "cpu"])
     assert result.exit_code == 2 and "differ from the model's ['0', '1', '2']" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tmp_path_factory) -> Path:
+    """An untrained tiny detector saved as a model folder (random weights: many low-scoring boxes)."""
+    folder = tmp_path_factory.mktemp("detector") / "model"
+    _save_tiny_detector(folder)
+    return folder
+
+
+def test_serve_a_detector_answers_the_boxes_predict_gives_within_the_service_limits(
+        coco_set: Path, tiny_detector: Path, tmp_path: Path) -> None:
+    httpx = pytest.importorskip("httpx")
+    from test_serving import Server
+    from transferkit import predict
+
+    images = sorted((coco_set / "images").iterdir())[:2]
+    upload = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in images]
+    server = Server(tiny_detector, "--max-batch", "2", "--max-image-pixels", "2000", cache=tmp_path / "cache")
+    try:
+        health = httpx.get(f"{server.url}/health", timeout=30).json()
+        info = httpx.get(f"{server.url}/info", timeout=30).json()
+        answer = httpx.post(f"{server.url}/predict?score_threshold=0", files=upload, timeout=60)
+        default = httpx.post(f"{server.url}/predict", files=upload, timeout=60).json()
+        too_many = httpx.post(f"{server.url}/predict", files=upload + upload[:1], timeout=60)
+        from PIL import Image
+        import io
+
+        large = io.BytesIO()
+        Image.new("RGB", (64, 64)).save(large, "PNG")
+        too_large = httpx.post(f"{server.url}/predict", files=[("files", ("large.png", large.getvalue()))],
+                               timeout=60)
+        top_k = httpx.post(f"{server.url}/predict?top_k=2", files=upload, timeout=60)
+        bad_threshold = httpx.post(f"{server.url}/predict?score_threshold=1.5", files=upload, timeout=60)
+        explain = httpx.post(f"{server.url}/explain", files=upload, timeout=60)
+    finally:
+        server.stop()
+    assert health["task"] == info["task"] == "detection" and info["classes"] == ["0", "1", "2"]
+    assert info["detector"]["image_size"] == 32 and info["backbone"] == TINY_IMAGE_BACKBONE
+    assert answer.status_code == 200, answer.text
+    direct = predict(tiny_detector, [str(p) for p in images], score_threshold=0.0, progress=False)
+    served = answer.json()["predictions"]
+    assert [p["input"] for p in served] == [p.name for p in images]
+    assert [p["detections"] for p in served] == [d["detections"] for d in direct]
+    assert sum(len(p["detections"]) for p in served) > 0
+    default_kept = [[d for d in p["detections"] if d["score"] >= 0.3] for p in served]
+    assert [p["detections"] for p in default["predictions"]] == default_kept  # predict's 0.3 by default
+    assert too_many.status_code == 413 and "3 files in one request; the limit is 2" in too_many.json()["detail"]
+    assert too_large.status_code == 413 and "large.png" in too_large.json()["detail"]
+    assert top_k.status_code == 422 and "only score_threshold is taken" in top_k.json()["detail"]
+    assert bad_threshold.status_code == 422 and "score_threshold must be a number from 0 to 1" in \
+        bad_threshold.json()["detail"]
+    assert explain.status_code == 400 and "object detector" in explain.json()["detail"]
+
+
+def test_serve_a_detector_with_the_onnx_runtime_is_refused_before_it_starts(tiny_detector: Path) -> None:
+    import transferkit.cli.serve  # noqa: F401  (registers the command)
+    from transferkit.cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", str(tiny_detector), "--runtime", "onnx", "--port", "0"])
+    assert result.exit_code == 2
+    assert "option 'runtime' (--runtime onnx)" in result.output and "object detector" in result.output
+    assert "Leave out --runtime" in result.output and "Traceback" not in result.output
+    assert not (tiny_detector / "model.onnx").exists()

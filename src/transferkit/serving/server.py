@@ -25,6 +25,10 @@ def check_serve_config(config: ServeConfig) -> None:
         raise ConfigError(f"serve needs fastapi, python-multipart and uvicorn ({exc.name} is missing): "
                           "`pip install 'transferkit[serve]'`.") from None
     if config.runtime == "onnx":
+        from transferkit.serving.detecting import check_detector_runtime, folder_predicts_records
+
+        if folder_predicts_records(config.model):
+            check_detector_runtime(config.model, config.runtime)
         if config.device not in ("cpu", "auto"):
             raise ConfigError(f"--runtime onnx runs on the CPU; got --device {config.device}. Use --runtime torch.")
         try:
