@@ -46,7 +46,7 @@ def _folder_of_kind(folder: Path, kind: str) -> Path:
 
 
 def test_the_built_in_kinds():
-    assert artifact_kind_names() == ["single", "multitask", "ensemble", "stacked", "detection"]
+    assert artifact_kind_names() == ["single", "multitask", "ensemble", "stacked", "detection", "recommender"]
     assert kind_of(object()).name == "single"
 
 

@@ -15,6 +15,8 @@ kinds carry ``"kind"`` and ``format_version`` 2:
 - ``stacked``: several pretrained backbones (rebuilt from their names and checked by weights digest, like a
   linear-probe model), per backbone an optional PCA projection (``reduce.<i>.mean``, ``reduce.<i>.components``),
   and one ``LinearHead`` (``head.*``) on the concatenated features.
+- ``recommender``: user and item vectors from ids, the projection of item content features, ids and backbone
+  (:class:`~transferkit.models.recommender.Recommender`; ``transferkit recommend``).
 - ``detection``: an object detector (:class:`~transferkit.models.detector.DetectionModel`): the whole FCOS network
   (``network.*``), its ``classes`` and ``detector`` (backbone name, input size, pyramid and head widths).
 
@@ -420,6 +422,20 @@ def _load_detection(folder: Path, config: dict[str, Any], task: str | None = Non
     return DetectionModel(network, classes, spec, strategy=str(config.get("strategy", "finetune")))
 
 
+# --- recommender ------------------------------------------------------------------------------------------
+
+def _save_recommender(model: Any, folder: str | Path, **options: Any) -> Path:
+    from transferkit.models.recommender import save_recommender
+
+    return save_recommender(model, folder, **options)
+
+
+def _load_recommender(folder: Path, config: dict[str, Any], task: str | None = None):
+    from transferkit.models.recommender import load_recommender
+
+    return load_recommender(folder, config, task)
+
+
 SINGLE = ArtifactKind("single", "transferkit.models.model:TransferModel", save_single, _load_single_checked)
 MULTITASK = ArtifactKind("multitask", "transferkit.models.multitask_model:MultiTaskModel", save_multitask_model,
                          _load_multitask, has_tasks=True)
@@ -427,9 +443,11 @@ ENSEMBLE = ArtifactKind("ensemble", "transferkit.models.combined:EnsembleModel",
 STACKED = ArtifactKind("stacked", "transferkit.models.combined:StackedModel", save_stacked, _load_stacked)
 DETECTION = ArtifactKind("detection", "transferkit.models.detector:DetectionModel", save_detection,
                          _load_detection)
+RECOMMENDER = ArtifactKind("recommender", "transferkit.models.recommender:Recommender", _save_recommender,
+                           _load_recommender)
 
 REGISTRY: Registry[ArtifactKind] = Registry("model kind", "kind", entries={})
-for _entry in (SINGLE, MULTITASK, ENSEMBLE, STACKED, DETECTION):
+for _entry in (SINGLE, MULTITASK, ENSEMBLE, STACKED, DETECTION, RECOMMENDER):
     REGISTRY.register(_entry)
 
 
