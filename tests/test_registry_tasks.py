@@ -132,6 +132,8 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
     assert task.measure in hook("prediction_metrics")(y, pred, space)
     folds = hook("fold_metrics")(y, proba, pred, space)
     assert task.measure in folds
+    loss_value = hook("output_loss")(y, proba)
+    assert task.output_loss_name and np.isfinite(loss_value) and loss_value >= 0
     scores = hook("per_example_scores")(y, pred)
     assert scores.shape == (n,) and scores.mean() == pytest.approx(metrics[task.measure])
     same = hook("compare")(y, pred, pred, "raw", seed=0)

@@ -265,10 +265,71 @@ def test_multilabel_distillation_terms_vanish_when_the_student_matches_the_teach
 
 # ------------------------------------------------------------------------------------ verbs that refuse the tasks
 
-@pytest.mark.parametrize("task", ["regression", "multilabel"])
-def test_fuse_refuses_models_of_a_task_without_classes_naming_the_model(task: str, models, tmp_path: Path) -> None:
-    result = _invoke("fuse", models[task], models[task], "--method", "ensemble", "--val", models[f"{task}-data"],
-                     "--output", tmp_path / "fused")
+# -------------------------------------------------------------------------------------------------------- fuse
+
+def _worse_copy(folder: Path, seed: int = 0):
+    """The model of ``folder`` with noise added to its head's weights (a weaker member of the same architecture)."""
+    import torch
+
+    import transferkit as tk
+
+    model = tk.load_model(folder)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        weight = model.head.linear.weight
+        weight.add_(3 * weight.abs().mean() * torch.randn(weight.shape, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("task, measure, loss", [("regression", "r2", "mse"), ("multilabel", "example_f1", "bce")])
+def test_fuse_ensemble_averages_the_task_outputs_weighted_on_validation(task: str, measure: str, loss: str, models,
+                                                                        tmp_path: Path) -> None:
+    """The ensemble's output is the weighted mean of its members' values or per-label probabilities; fitted
+    weights favour the better member; the saved folder loads as a model of the task."""
+    import transferkit as tk
+    from transferkit.data.sources import load_data
+    from transferkit.tasks import task_of
+
+    data = models[f"{task}-data"]
+    result = tk.fuse("ensemble", [models[task], _worse_copy(models[task])], val=str(data), output=str(tmp_path / "e"))
+    assert result.weights[0] > result.weights[1] and sum(result.weights) == pytest.approx(1.0)
+    assert result.members[0][f"val_{measure}"] > result.members[1][f"val_{measure}"]
+    assert set(result.val["fitted"]) == {measure, loss}
+    assert result.val["fitted"][loss] <= result.val["uniform"][loss] + 1e-9
+    dataset = load_data(data, task=task)
+    members = [m.predict_proba(dataset, progress=False, cache=None) for m in result.model.members]
+    expected = result.weights[0] * members[0] + result.weights[1] * members[1]
+    np.testing.assert_allclose(result.model.predict_proba(dataset, progress=False, cache=None), expected, atol=1e-5)
+    loaded = tk.load_model(tmp_path / "e")
+    assert task_of(loaded).name == task
+    np.testing.assert_allclose(loaded.predict_proba(dataset, progress=False, cache=None), expected, atol=1e-5)
+    cli = _invoke("fuse", models[task], models[task], "--method", "ensemble", "--weighting", "uniform", "--val", data,
+                  "--output", tmp_path / "cli")
+    assert cli.exit_code == 0, cli.output
+    assert f"val {measure}" in cli.output and loss in cli.output
+
+
+@pytest.mark.parametrize("task, measure", [("regression", "r2"), ("multilabel", "example_f1")])
+def test_fuse_soup_and_interpolation_choose_by_the_task_measure(task: str, measure: str, models,
+                                                                tmp_path: Path) -> None:
+    """Weight-space fusion of one architecture: the greedy soup is never worse on validation than its best
+    ingredient, and interpolation's curve holds the task's measure, its chosen alpha the best on validation."""
+    import transferkit as tk
+
+    data = str(models[f"{task}-data"])
+    soup = tk.fuse("soup", [_worse_copy(models[task], 1), models[task]], val=data)
+    assert soup.measure == measure and soup.val_accuracy >= soup.best_ingredient_accuracy
+    assert f"val_{measure}" in soup.to_dict() and 1 in soup.used
+    line = tk.fuse("interpolate", models[task], val=data, train=data, alphas=[0.0, 0.5, 1.0])
+    scores = {row["alpha"]: row[f"val_{measure}"] for row in line.curve}
+    assert set(scores) == {0.0, 0.5, 1.0} and scores[line.alpha] == max(scores.values())
+    assert measure in line.summary()
+
+
+def test_fuse_refuses_members_of_different_tasks_naming_them(models, tmp_path: Path) -> None:
+    result = _invoke("fuse", models["regression"], models["multilabel"], "--method", "ensemble", "--val",
+                     models["regression-data"], "--output", tmp_path / "fused")
     assert result.exit_code == 2
-    assert f"is a {task} model" in result.output and str(models[task]) in result.output
+    assert "regression model" in result.output and "multilabel model" in result.output
+    assert str(models["multilabel"]) in result.output
     assert not (tmp_path / "fused").exists()

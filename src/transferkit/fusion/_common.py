@@ -18,42 +18,51 @@ def as_model(model: Any, role: str = "model") -> Any:
     if isinstance(model, (str, os.PathLike)):
         from transferkit.models.artifacts import load_model
 
-        loaded = load_model(model)
-    elif not hasattr(model, "predict_proba"):
+        return load_model(model)
+    if not hasattr(model, "predict_proba"):
         raise ConfigError(f"{role}: expected a model folder or a loaded transferkit model; got {type(model).__name__}.")
-    else:
-        loaded = model
-    _check_fusable_task(loaded, model, role)
-    return loaded
+    return model
 
 
-def _check_fusable_task(loaded: Any, given: Any, role: str) -> None:
-    """Fusion scores and weights members by their class probabilities on labelled validation data: a model of a
-    task without classes (regression, multi-label) is refused, naming it."""
+def members_task(models: Sequence[Any], names: Sequence[str], method: str) -> Any:
+    """The task (:mod:`transferkit.tasks`) every model answers; models of different tasks are an error naming
+    the first that differs. Their outputs (class probabilities, values, per-label probabilities) are what fusion
+    averages and scores."""
     from transferkit.tasks import task_of
 
-    task = task_of(loaded)
-    if not task.calibrates:
-        raise ConfigError(f"{role} ({_origin(given)}) is a {task.name} model; fuse combines classifiers (it weighs "
-                          "and checks members by their class probabilities on labelled validation data). Average "
-                          f"{task.name} predictions yourself, or fuse classification models.")
+    first = task_of(models[0])
+    for model, name in zip(models[1:], names[1:]):
+        other = task_of(model)
+        if other.name != first.name:
+            raise ConfigError(f"{method}: {name} is a {other.name} model but {names[0]} is a {first.name} model; "
+                              "fuse models of one task.")
+    return first
 
 
-def as_dataset(data: Any, role: str, *, label_column: str | None = None, text_column: str | None = None,
-               path_column: str | None = None, encoding: str = "utf-8", delimiter: str | None = None,
-               normalize_labels: bool = False, required: bool = True) -> Dataset | None:
-    """A labelled dataset from a path (read with the table options of
-    :class:`~transferkit.options.DataOptions`) or a :class:`Dataset` (``None`` allowed when not ``required``)."""
+def score_and_loss(task: Any, proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The task's measure (accuracy, R², example F1) and its output loss (log-loss, squared error, binary
+    cross-entropy) of outputs ``proba`` against targets ``y``: what fusion chooses by (measure, then loss)."""
+    return float(np.mean(task.per_example_scores(y, task.predictions(proba)))), task.output_loss(y, proba)
+
+
+def as_dataset(data: Any, role: str, *, task: Any = None, label_column: str | None = None,
+               text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
+               delimiter: str | None = None, normalize_labels: bool = False, required: bool = True) -> Dataset | None:
+    """A labelled dataset of ``task`` (a task name or entry; default single-label classification) from a path
+    (read with the table options of :class:`~transferkit.options.DataOptions`) or a :class:`Dataset` (``None``
+    allowed when not ``required``)."""
     from transferkit.data.sources import load_data
     from transferkit.data.validation import validate_dataset
+    from transferkit.tasks import DEFAULT_TASK
 
     if data is None:
         if required:
             raise ConfigError(f"{role} data is needed here: give a folder of images per class or a table.")
         return None
+    task_name = getattr(task, "name", task) or DEFAULT_TASK
     dataset = data if isinstance(data, Dataset) else load_data(
         data, label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
-        delimiter=delimiter, normalize_labels=normalize_labels)
+        delimiter=delimiter, normalize_labels=normalize_labels, task=task_name)
     validate_dataset(dataset, role=role, min_classes=1)
     if not dataset.is_labelled:
         raise DataError(f"{dataset.origin}: the {role} data has no labels.")

@@ -1,9 +1,14 @@
-"""Ensembles in output space: the mean of the members' class probabilities, uniform or weighted.
+"""Ensembles in output space: the mean of the members' outputs (class probabilities; for regression the values,
+for multi-label the per-label probabilities), uniform or weighted.
 
 Weighted: the weights ``w`` on the simplex minimise the validation log-loss of the mixture,
 ``-1/N sum_n log sum_m w_m P_m(y_n | x_n)`` (a convex problem in ``w``), parametrised as ``w = softmax(z)`` and
 solved by L-BFGS from the uniform weights. The result is never worse than the uniform mean on the validation
 log-loss (if the solver ended higher, the uniform weights are kept). Members may have different backbones.
+
+Tasks without class probabilities fit the weights the same way on their own output loss of the weighted mean
+(:meth:`~transferkit.tasks.base.Task.output_loss`: squared error of the averaged value, binary cross-entropy of the
+averaged per-label probabilities; both convex in ``w``), with a numerical gradient.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from transferkit.errors import ConfigError
-from transferkit.fusion._common import accuracy_and_loss, as_dataset, as_model
+from transferkit.fusion._common import as_dataset, as_model, members_task, score_and_loss
 
 ENSEMBLE_WEIGHTINGS = ("uniform", "fitted")
 
@@ -53,6 +58,28 @@ def fit_ensemble_weights(member_proba: np.ndarray, y: np.ndarray, max_iter: int 
     return w
 
 
+def fit_output_weights(member_proba: np.ndarray, loss: Any, max_iter: int = 200) -> np.ndarray:
+    """Weights ``(M,)`` on the simplex minimising ``loss(sum_m w_m P_m)`` for member outputs ``(M, N, ...)``
+    (``loss`` a convex function of the averaged outputs); the uniform weights when the solver does not beat them."""
+    from scipy.optimize import minimize
+
+    count = member_proba.shape[0]
+    uniform = np.full(count, 1.0 / count)
+    if count == 1:
+        return uniform
+
+    def weights(z: np.ndarray) -> np.ndarray:
+        w = np.exp(z - z.max())
+        return w / w.sum()
+
+    def objective(z: np.ndarray) -> float:
+        return float(loss(np.tensordot(weights(z), member_proba, axes=1)))
+
+    solution = minimize(objective, np.zeros(count), method="L-BFGS-B", options={"maxiter": max_iter})
+    w = weights(solution.x)
+    return w if objective(solution.x) < objective(np.zeros(count)) else uniform
+
+
 @dataclass
 class EnsembleResult:
     model: Any
@@ -62,19 +89,22 @@ class EnsembleResult:
     val: dict[str, Any] = field(default_factory=dict)
     output: Path | None = None
 
+    measure: str = "accuracy"
+    loss_name: str = "log_loss"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"method": f"{self.weighting} ensemble", "weights": self.weights, "members": self.members,
-                "val": self.val}
+        return {"method": f"{self.weighting} ensemble", "measure": self.measure, "weights": self.weights,
+                "members": self.members, "val": self.val}
 
     def summary(self) -> str:
-        lines = [f"{'member':<40}  weight  val accuracy"]
+        lines = [f"{'member':<40}  weight  val {self.measure}"]
         for w, m in zip(self.weights, self.members):
-            acc = m.get("val_accuracy")
-            lines.append(f"{m['name'][-40:]:<40}  {w:6.3f}  {acc if acc is not None else float('nan'):12.4f}")
+            value = m.get(f"val_{self.measure}")
+            lines.append(f"{m['name'][-40:]:<40}  {w:6.3f}  {value if value is not None else float('nan'):12.4f}")
         for key in ("uniform", "fitted"):
             if key in self.val:
-                lines.append(f"{key + ' ensemble':<40}          {self.val[key]['accuracy']:12.4f}  "
-                             f"(log-loss {self.val[key]['log_loss']:.4f})")
+                lines.append(f"{key + ' ensemble':<40}          {self.val[key][self.measure]:12.4f}  "
+                             f"({self.loss_name} {self.val[key][self.loss_name]:.4f})")
         return "\n".join(lines)
 
 
@@ -99,8 +129,9 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
                                                        *[("member model", m) for m in models]])
     names = [str(m) if isinstance(m, (str, Path)) else f"model {i}" for i, m in enumerate(models)]
     loaded = [as_model(m, f"ensemble model {i}") for i, m in enumerate(models)]
+    task = members_task(loaded, names, "ensemble")
     uniform_model = EnsembleModel(loaded)  # checks modality and label sets
-    val_ds = as_dataset(val, "validation", label_column=label_column, text_column=text_column,
+    val_ds = as_dataset(val, "validation", task=task, label_column=label_column, text_column=text_column,
                         path_column=path_column, encoding=encoding,
                         delimiter=delimiter, normalize_labels=normalize_labels, required=weighting == "fitted")
     members = [{"name": n, "backbone": getattr(m, "backbone", None) and m.backbone.name,
@@ -108,21 +139,23 @@ def ensemble(models: Sequence[Any], val: Any = None, *, weighting: str = "fitted
     weights = np.asarray(uniform_model.weights)
     figures: dict[str, Any] = {}
     if val_ds is not None:
-        y = val_ds.label_array(uniform_model.classes)
+        y = task.targets(val_ds, uniform_model.classes)
         member_proba = uniform_model.member_probabilities(val_ds, batch_size=batch_size, device=device, cache=None,
                                                           progress=progress)
         for info, proba in zip(members, member_proba):
-            info["val_accuracy"], info["val_log_loss"] = accuracy_and_loss(proba, y)
+            info[f"val_{task.measure}"], info[f"val_{task.output_loss_name}"] = score_and_loss(task, proba, y)
         if weighting == "fitted":
-            weights = fit_ensemble_weights(member_proba, y)
+            weights = fit_ensemble_weights(member_proba, y) if task.calibrates else \
+                fit_output_weights(member_proba, lambda averaged: task.output_loss(y, averaged))
         for key, w in (("uniform", np.asarray(uniform_model.weights)), ("fitted", weights)):
             if key == "fitted" and weighting != "fitted":
                 continue
-            accuracy, loss = accuracy_and_loss(np.tensordot(w, member_proba, axes=1), y)
-            figures[key] = {"accuracy": accuracy, "log_loss": loss}
+            score, loss = score_and_loss(task, np.tensordot(w, member_proba, axes=1), y)
+            figures[key] = {task.measure: score, task.output_loss_name: loss}
     weights = weights / weights.sum()
     model = EnsembleModel(loaded, weights.tolist(), classes=uniform_model.classes)
-    result = EnsembleResult(model, weighting, [float(w) for w in weights], members, figures)
+    result = EnsembleResult(model, weighting, [float(w) for w in weights], members, figures,
+                            measure=task.measure, loss_name=task.output_loss_name)
     if output is not None:
         from transferkit.models.artifact_kinds import save_ensemble
 

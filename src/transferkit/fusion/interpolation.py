@@ -24,8 +24,8 @@ import torch
 
 from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
-from transferkit.fusion._common import (accuracy_and_loss, as_dataset, check_same_architecture, cpu_state, load_state,
-                                        predict_kwargs, single_models, weighted_state)
+from transferkit.fusion._common import (as_dataset, check_same_architecture, cpu_state, load_state, members_task,
+                                        predict_kwargs, score_and_loss, single_models, weighted_state)
 
 log = logging.getLogger("transferkit")
 
@@ -50,15 +50,20 @@ class InterpolationResult:
     output: Path | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
+    #: The task's measure the curve's ``<set>_<measure>`` columns hold (accuracy for classifiers).
+    measure: str = "accuracy"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "interpolate", "alpha": self.alpha, "curve": self.curve, **self.facts}
+        return {"method": "interpolate", "measure": self.measure, "alpha": self.alpha, "curve": self.curve,
+                **self.facts}
 
     def summary(self) -> str:
-        names = [k[: -len("_accuracy")] for k in self.curve[0] if k.endswith("_accuracy")]
-        lines = ["alpha  " + "  ".join(f"{n + ' acc':>14}" for n in names)]
+        suffix = f"_{self.measure}"
+        names = [k[: -len(suffix)] for k in self.curve[0] if k.endswith(suffix)]
+        lines = ["alpha  " + "  ".join(f"{n + ' ' + self.measure:>14}" for n in names)]
         for row in self.curve:
             mark = "  <- chosen" if row["alpha"] == self.alpha else ""
-            lines.append(f"{row['alpha']:5.2f}  " + "  ".join(f"{row[n + '_accuracy']:14.4f}" for n in names) + mark)
+            lines.append(f"{row['alpha']:5.2f}  " + "  ".join(f"{row[n + suffix]:14.4f}" for n in names) + mark)
         return "\n".join(lines)
 
 
@@ -73,7 +78,7 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
     from transferkit.features.cache import FeatureCache
     from transferkit.features.extract import extract_features
     from transferkit.models.model import TransferModel
-    from transferkit.estimators.linear_probe import LinearProbe
+    from transferkit.tasks import task_of
 
     if pretrained is not None:
         return single_models([pretrained], "interpolate")[0], {"pretrained": str(pretrained)}
@@ -91,15 +96,17 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
     cache = FeatureCache(cache_dir) if cache_dir else _default_cache()
     extract = dict(cache=cache, batch_size=batch_size, device=device, progress=progress)
     classes = finetuned.classes
+    task = task_of(finetuned)
     # C by cross-validation on the training data: the validation data stays unseen, so that the probe's
     # validation accuracy (alpha 0) is as honest as the fine-tuned model's when alpha is chosen on it
-    probe = LinearProbe(C=probe_c, random_state=seed).fit(extract_features(backbone, train, **extract),
-                                                          train.label_array(classes))
-    if len(probe.classes_) != len(classes):
+    probe = task.new_probe(C=probe_c, seed=seed).fit(extract_features(backbone, train, **extract),
+                                                     task.targets(train, classes))
+    if len(getattr(probe, "classes_", classes)) != len(classes):
         raise ConfigError(f"interpolate: the training data holds {len(probe.classes_)} of the fine-tuned model's "
                           f"{len(classes)} classes; the probe needs examples of every class.")
-    model = TransferModel(backbone, probe.to_head(), classes, strategy="linear-probe").eval()
-    return model, {"pretrained": f"{name} + linear probe (C={probe.C_:g}) fitted on {len(train)} examples"}
+    model = TransferModel(backbone, probe.to_head(), classes, strategy="linear-probe", task=task.name).eval()
+    penalty = f"C={probe.C_:g}" if hasattr(probe, "C_") else f"alpha={getattr(probe, 'alpha_', float('nan')):g}"
+    return model, {"pretrained": f"{name} + {task.name} probe ({penalty}) fitted on {len(train)} examples"}
 
 
 def _default_cache():
@@ -134,16 +141,19 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
     columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
                    delimiter=delimiter, normalize_labels=normalize_labels)
     finetuned_model = single_models([finetuned], "interpolate")[0]
-    val_ds = as_dataset(val, "validation", **columns)
-    train_ds = as_dataset(train, "training", **columns, required=False)
-    sets = {"val": val_ds, **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
+    task = members_task([finetuned_model], [str(finetuned)], "interpolate")
+    val_ds = as_dataset(val, "validation", task=task, **columns)
+    train_ds = as_dataset(train, "training", task=task, **columns, required=False)
+    sets = {"val": val_ds,
+            **{name: as_dataset(d, name, task=task, **columns) for name, d in (eval_sets or {}).items()}}
     start_model, facts = pretrained_endpoint(finetuned_model, train=train_ds, val=val_ds, pretrained=pretrained,
                                              batch_size=batch_size, device=device, seed=seed, probe_c=probe_c,
                                              cache_dir=cache_dir, progress=progress)
+    members_task([finetuned_model, start_model], ["the fine-tuned model", "the pretrained end"], "interpolate")
     check_same_architecture([finetuned_model, start_model], ["the fine-tuned model", "the pretrained end"],
                             "interpolate")
     theta_pre, theta_ft = cpu_state(start_model), cpu_state(finetuned_model)
-    labels = {name: d.label_array(finetuned_model.classes) for name, d in sets.items()}
+    labels = {name: task.targets(d, finetuned_model.classes) for name, d in sets.items()}
     working = copy.deepcopy(finetuned_model)  # the caller's model keeps its weights
     curve = []
     kwargs = predict_kwargs(batch_size, device, progress)
@@ -151,21 +161,22 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
         load_state(working, interpolate_states(theta_pre, theta_ft, alpha))
         row: dict[str, Any] = {"alpha": alpha}
         for name, dataset in sets.items():
-            accuracy, loss = accuracy_and_loss(working.predict_proba(dataset, **kwargs), labels[name])
-            row[f"{name}_accuracy"], row[f"{name}_log_loss"] = accuracy, loss
+            score, loss = score_and_loss(task, working.predict_proba(dataset, **kwargs), labels[name])
+            row[f"{name}_{task.measure}"], row[f"{name}_{task.output_loss_name}"] = score, loss
         curve.append(row)
-        log.info("interpolate: alpha %.2f  val accuracy %.4f", alpha, row["val_accuracy"])
-    best = max(curve, key=lambda r: (r["val_accuracy"], -r["val_log_loss"]))
+        log.info("interpolate: alpha %.2f  val %s %.4f", alpha, task.measure, row[f"val_{task.measure}"])
+    best = max(curve, key=lambda r: (r[f"val_{task.measure}"], -r[f"val_{task.output_loss_name}"]))
     load_state(working, interpolate_states(theta_pre, theta_ft, best["alpha"]))
     working.strategy = "interpolated"
     facts.update(finetuned=str(finetuned) if isinstance(finetuned, (str, Path)) else "model",
-                 alphas=alphas, chosen_on="validation accuracy, then log-loss")
-    result = InterpolationResult(working, best["alpha"], curve, facts=facts)
+                 alphas=alphas, chosen_on=f"validation {task.measure}, then {task.output_loss_name}")
+    result = InterpolationResult(working, best["alpha"], curve, facts=facts, measure=task.measure)
     if output is not None:
         from transferkit.models.artifacts import save_model
 
-        metrics = {"fusion": result.to_dict(), "validation": {"accuracy": best["val_accuracy"],
-                                                              "log_loss": best["val_log_loss"]}}
+        metrics = {"fusion": result.to_dict(),
+                   "validation": {task.measure: best[f"val_{task.measure}"],
+                                  task.output_loss_name: best[f"val_{task.output_loss_name}"]}}
         result.output = save_model(working, output, metrics=metrics, run_config=result.to_dict(), overwrite=overwrite,
                                    include_backbone=True, keep_beside=True,
                                    extra_files={"interpolation.json": json.dumps(result.to_dict(), indent=2) + "\n",
@@ -174,15 +185,16 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
 
         notes: list[str] = []
         late_step("the interpolation plot", lambda: plot_curve(curve, best["alpha"],
-                                                               Path(result.output) / "interpolation.png"), notes)
+                                                               Path(result.output) / "interpolation.png",
+                                                               measure=task.measure), notes)
         if notes:
             update_model_folder(result.output, metrics={**metrics, "notes": notes},
                                 files={"summary.txt": result.summary() + "\n" + "".join(f"note: {n}\n" for n in notes)})
     return result
 
 
-def plot_curve(curve: list[dict[str, Any]], chosen: float, path: Path) -> Path:
-    """Accuracy against alpha, one line per dataset, the chosen alpha marked."""
+def plot_curve(curve: list[dict[str, Any]], chosen: float, path: Path, measure: str = "accuracy") -> Path:
+    """The task's measure (accuracy) against alpha, one line per dataset, the chosen alpha marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,11 +202,11 @@ def plot_curve(curve: list[dict[str, Any]], chosen: float, path: Path) -> Path:
 
     alphas = [r["alpha"] for r in curve]
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for key in [k for k in curve[0] if k.endswith("_accuracy")]:
-        ax.plot(alphas, [r[key] for r in curve], marker="o", label=key[: -len("_accuracy")])
+    for key in [k for k in curve[0] if k.endswith(f"_{measure}")]:
+        ax.plot(alphas, [r[key] for r in curve], marker="o", label=key[: -len(f"_{measure}")])
     ax.axvline(chosen, color="grey", linestyle="--", linewidth=1, label=f"chosen alpha {chosen:g}")
     ax.set_xlabel("alpha (0 = pretrained + probe, 1 = fine-tuned)")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(measure)
     ax.set_title("weight interpolation")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -7,7 +7,8 @@ search) often lie in one basin of the loss, where their weight average is a bett
 - **uniform soup**: ``theta = (1/K) sum_k theta_k``;
 - **greedy soup**: the ingredients sorted by validation accuracy, best first; starting from the best, each next
   run is added (the soup being the uniform average of the runs kept) only if the soup's validation accuracy
-  improves, or stays the same while its validation log loss falls. The result is never worse on validation
+  improves, or stays the same while its validation log loss falls. (Accuracy and log-loss are the task's measure
+  and output loss: for regression R² and squared error, for multi-label example F1 and binary cross-entropy.) The result is never worse on validation
   accuracy than the best single run. The tie-break matters on small validation sets, where accuracy moves in
   steps of 1/n: on 80 examples, a strict-accuracy rule kept none of four tuning trials whose uniform soup was
   1.2 points better in-domain and 3.6 better on a shifted domain (benchmarks/tune_soup.py).
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from transferkit.errors import ConfigError
-from transferkit.fusion._common import (accuracy_and_loss, as_dataset, check_same_architecture, cpu_state, load_state,
-                                        predict_kwargs, single_models, weighted_state)
+from transferkit.fusion._common import (as_dataset, check_same_architecture, cpu_state, load_state, members_task,
+                                        predict_kwargs, score_and_loss, single_models, weighted_state)
 
 log = logging.getLogger("transferkit")
 SOUPS = ("greedy", "uniform")
@@ -42,22 +43,26 @@ class SoupResult:
     val_log_loss: float | None
     steps: list[dict[str, Any]] = field(default_factory=list)
     output: Path | None = None
+    #: The task's measure that ``val_accuracy`` holds (accuracy for classifiers) and its output loss's name.
+    measure: str = "accuracy"
+    loss_name: str = "log_loss"
 
     @property
     def best_ingredient_accuracy(self) -> float | None:
-        values = [i["val_accuracy"] for i in self.ingredients if i.get("val_accuracy") is not None]
+        values = [i[f"val_{self.measure}"] for i in self.ingredients if i.get(f"val_{self.measure}") is not None]
         return max(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": f"{self.method} soup", "ingredients": self.ingredients, "used": self.used,
-                "val_accuracy": self.val_accuracy, "val_log_loss": self.val_log_loss, "steps": self.steps,
-                "best_ingredient_val_accuracy": self.best_ingredient_accuracy}
+        return {"method": f"{self.method} soup", "measure": self.measure, "ingredients": self.ingredients,
+                "used": self.used, f"val_{self.measure}": self.val_accuracy,
+                f"val_{self.loss_name}": self.val_log_loss, "steps": self.steps,
+                f"best_ingredient_val_{self.measure}": self.best_ingredient_accuracy}
 
     def summary(self) -> str:
-        lines = [f"{'ingredient':<40}  val accuracy  in soup"]
+        lines = [f"{'ingredient':<40}  {'val ' + self.measure:>12}  in soup"]
         for index, item in enumerate(self.ingredients):
-            acc = item.get("val_accuracy")
-            lines.append(f"{item['name'][-40:]:<40}  {acc if acc is not None else float('nan'):12.4f}  "
+            value = item.get(f"val_{self.measure}")
+            lines.append(f"{item['name'][-40:]:<40}  {value if value is not None else float('nan'):12.4f}  "
                          f"{'yes' if index in self.used else 'no'}")
         if self.val_accuracy is not None:
             lines.append(f"{self.method + ' soup':<40}  {self.val_accuracy:12.4f}  ({len(self.used)} runs)")
@@ -89,46 +94,49 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
                                                        *[("ingredient model", m) for m in models]])
     names = [str(m) if isinstance(m, (str, Path)) else f"model {i}" for i, m in enumerate(models)]
     loaded = single_models(models, "soup")
+    task = members_task(loaded, names, "soup")
     check_same_architecture(loaded, names, "soup")
-    val_ds = as_dataset(val, "validation", label_column=label_column, text_column=text_column,
+    val_ds = as_dataset(val, "validation", task=task, label_column=label_column, text_column=text_column,
                         path_column=path_column, encoding=encoding,
                         delimiter=delimiter, normalize_labels=normalize_labels, required=method == "greedy")
     states = [cpu_state(m) for m in loaded]
     working = copy.deepcopy(loaded[0])
     kwargs = predict_kwargs(batch_size, device, progress)
-    y = val_ds.label_array(working.classes) if val_ds is not None else None
+    y = task.targets(val_ds, working.classes) if val_ds is not None else None
 
     def score(state: dict) -> tuple[float, float] | tuple[None, None]:
         if val_ds is None:
             return None, None
         load_state(working, state)
-        return accuracy_and_loss(working.predict_proba(val_ds, **kwargs), y)
+        return score_and_loss(task, working.predict_proba(val_ds, **kwargs), y)
 
-    ingredients = []
+    ingredients, ingredient_figures = [], []
     for name, state in zip(names, states):
         accuracy, loss = score(state)
-        ingredients.append({"name": name, "val_accuracy": accuracy, "val_log_loss": loss})
+        ingredient_figures.append((accuracy, loss))
+        ingredients.append({"name": name, f"val_{task.measure}": accuracy, f"val_{task.output_loss_name}": loss})
     steps: list[dict[str, Any]] = []
     if method == "uniform":
         used = list(range(len(states)))
         accuracy, loss = score(uniform_soup_state(states))
     else:
-        order = sorted(range(len(states)), key=lambda i: (-ingredients[i]["val_accuracy"],
-                                                          ingredients[i]["val_log_loss"], i))
+        order = sorted(range(len(states)), key=lambda i: (-ingredient_figures[i][0], ingredient_figures[i][1], i))
         used = [order[0]]
-        accuracy, loss = ingredients[order[0]]["val_accuracy"], ingredients[order[0]]["val_log_loss"]
+        accuracy, loss = ingredient_figures[order[0]]
         for candidate in order[1:]:
             trial_accuracy, trial_loss = score(uniform_soup_state([states[i] for i in used + [candidate]]))
             added = trial_accuracy > accuracy or (trial_accuracy == accuracy and trial_loss < loss)
-            steps.append({"candidate": candidate, "name": names[candidate], "soup_val_accuracy": trial_accuracy,
-                          "soup_val_log_loss": trial_loss, "added": added})
-            log.info("greedy soup: %s -> %.4f (%s)", names[candidate], trial_accuracy, "added" if added else "left out")
+            steps.append({"candidate": candidate, "name": names[candidate], f"soup_val_{task.measure}": trial_accuracy,
+                          f"soup_val_{task.output_loss_name}": trial_loss, "added": added})
+            log.info("greedy soup: %s -> %s %.4f (%s)", names[candidate], task.measure, trial_accuracy,
+                     "added" if added else "left out")
             if added:
                 used.append(candidate)
                 accuracy, loss = trial_accuracy, trial_loss
     load_state(working, uniform_soup_state([states[i] for i in used]))
     working.strategy = f"{method}-soup"
-    result = SoupResult(working, method, ingredients, sorted(used), accuracy, loss, steps)
+    result = SoupResult(working, method, ingredients, sorted(used), accuracy, loss, steps,
+                        measure=task.measure, loss_name=task.output_loss_name)
     if output is not None:
         from transferkit.models.artifacts import save_model
 

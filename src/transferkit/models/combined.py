@@ -16,6 +16,7 @@ from transferkit.data.dataset import Dataset
 from transferkit.errors import ConfigError
 from transferkit.features.cache import FeatureCache
 from transferkit.features.extract import extract_features
+from transferkit.tasks import DEFAULT_TASK
 
 
 def _check_modality(data: Dataset, modality: str) -> None:
@@ -25,9 +26,10 @@ def _check_modality(data: Dataset, modality: str) -> None:
 
 
 class EnsembleModel(nn.Module):
-    """``p(y | x) = sum_m w_m p_m(y | x)``: a weighted mean of the members' class probabilities (weights on the
-    simplex). Members may have different backbones; they must share one modality and one label set (each
-    member's outputs are reordered to ``classes``)."""
+    """``p(y | x) = sum_m w_m p_m(y | x)``: a weighted mean of the members' outputs (weights on the simplex):
+    class probabilities, or for the members' task the values (regression) or per-label probabilities
+    (multi-label). Members may have different backbones; they must share one modality, one task and one label set
+    (each member's outputs are reordered to ``classes``)."""
 
     strategy = "ensemble"
 
@@ -46,6 +48,12 @@ class EnsembleModel(nn.Module):
             if sorted(member.classes) != sorted(self.classes):
                 raise ConfigError(f"ensemble member {index} has classes {member.classes}, the first has "
                                   f"{self.classes}; members must share one label set.")
+        tasks = {getattr(m, "task", DEFAULT_TASK) for m in members}
+        if len(tasks) > 1:
+            raise ConfigError(f"ensemble members are models of different tasks ({sorted(tasks)}); combine models of "
+                              "one task.")
+        #: The members' task (:mod:`transferkit.tasks`): what the averaged outputs are.
+        self.task = tasks.pop()
         self._order = [[list(m.classes).index(c) for c in self.classes] for m in members]
         weights = [1.0 / len(members)] * len(members) if weights is None else [float(w) for w in weights]
         if len(weights) != len(members) or any(w < 0 for w in weights) or not abs(sum(weights) - 1.0) < 1e-6:
@@ -65,8 +73,13 @@ class EnsembleModel(nn.Module):
     def predict_proba(self, data: Dataset, **kwargs: Any) -> np.ndarray:
         return combine_probabilities(self.member_probabilities(data, **kwargs), self.weights)
 
-    def predict(self, data: Dataset, **kwargs: Any) -> list[str]:
-        return [self.classes[i] for i in self.predict_proba(data, **kwargs).argmax(axis=1)]
+    def predict(self, data: Dataset, **kwargs: Any) -> list[Any]:
+        """The predicted class of each example (for other tasks, the task's predicted targets)."""
+        from transferkit.tasks import get_task
+
+        predicted = get_task(self.task).predictions(self.predict_proba(data, **kwargs))
+        return [self.classes[i] for i in predicted] if predicted.ndim == 1 and predicted.dtype.kind in "iu" \
+            else list(predicted)
 
 
 def combine_probabilities(member_proba: np.ndarray, weights: Sequence[float]) -> np.ndarray:

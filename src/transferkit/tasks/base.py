@@ -30,6 +30,8 @@ class Task(ABC):
     loss_name: str = ""
     #: The metric the verdict compares with each baseline (higher is better), a key of :meth:`metrics`.
     measure: str = ""
+    #: The name of :meth:`output_loss` in listings and result files (``log_loss``, ``mse``, ``bce``).
+    output_loss_name: str = ""
     #: The metrics of the summary table (keys of :meth:`metrics` and :meth:`prediction_metrics`, with their headers).
     summary_columns: tuple[tuple[str, str], ...] = ()
     #: Whether ``proba`` are class probabilities that temperature scaling calibrates (``--calibrate``, reliability
@@ -146,6 +148,11 @@ class Task(ABC):
     def fold_metrics(self, y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
                      label_space: Sequence[str]) -> dict[str, float]:
         """The figures cross-validation summarises over folds (each with a mean, spread and interval)."""
+
+    @abstractmethod
+    def output_loss(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """The mean loss of the model's outputs ``proba`` against ``y_true`` (lower is better; named
+        :attr:`output_loss_name`): what fusion breaks ties by and fits ensemble weights on."""
 
     @abstractmethod
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

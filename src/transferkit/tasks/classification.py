@@ -23,6 +23,7 @@ class SingleLabelClassification(Task):
     description = "single-label classification: one class per example, softmax and cross-entropy"
     output_noun = "classes"
     loss_name = "cross_entropy"
+    output_loss_name = "log_loss"
     measure = "accuracy"
     summary_columns = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
     reads_class_folders = True
@@ -145,6 +146,12 @@ class SingleLabelClassification(Task):
             out["ece"] = expected_calibration_error(y_true, proba)
             out["nll"] = negative_log_likelihood(y_true, proba)
         return out
+
+    def output_loss(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """Mean log-loss of the class probabilities ``(N, C)`` at the labels ``(N,)``."""
+        y = np.asarray(y_true, dtype=np.int64)
+        picked = np.clip(np.asarray(proba, dtype=np.float64)[np.arange(len(y)), y], 1e-12, 1.0)
+        return float(-np.mean(np.log(picked)))
 
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """1.0 where the prediction is right, else 0.0 (their mean is the accuracy)."""

@@ -81,6 +81,7 @@ class MultiLabelClassification(Task):
     description = "multi-label classification: a set of labels per example, per-label sigmoid and binary cross-entropy"
     output_noun = "labels"
     loss_name = "binary_cross_entropy"
+    output_loss_name = "bce"
     measure = "example_f1"
     summary_columns = (("example_f1", "example-F1"), ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"))
     transferability_scores = ("logme", "logme_no_intercept")
@@ -260,6 +261,12 @@ class MultiLabelClassification(Task):
 
         m = multilabel_metrics(y_true, y_pred, label_space, proba)
         return {name: m[name] for name in ("example_f1", "micro_f1", "macro_f1", "map") if m.get(name) is not None}
+
+    def output_loss(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """Mean binary cross-entropy over examples and labels."""
+        p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1 - 1e-12)
+        y = np.asarray(y_true, dtype=np.float64)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         from transferkit.evaluation.task_metrics import example_f1_scores

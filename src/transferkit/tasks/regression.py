@@ -38,6 +38,7 @@ class Regression(Task):
     description = "regression: a numeric target per example, predicted in its own units (MSE on the standardised target)"
     output_noun = "target"
     loss_name = "mse"
+    output_loss_name = "mse"
     measure = "r2"
     summary_columns = (("r2", "R2"), ("mae", "MAE"), ("rmse", "RMSE"))
     transferability_scores = ("logme", "logme_no_intercept")
@@ -177,6 +178,11 @@ class Regression(Task):
                      label_space: Sequence[str]) -> dict[str, float]:
         m = self.prediction_metrics(y_true, y_pred, label_space)
         return {name: m[name] for name in ("r2", "mae", "rmse", "spearman") if m[name] is not None}
+
+    def output_loss(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        """Mean squared error in the target's units squared."""
+        errors = self.predictions(proba) - np.asarray(y_true, dtype=np.float64).reshape(-1)
+        return float(np.mean(errors ** 2))
 
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         from transferkit.evaluation.task_metrics import r2_scores
