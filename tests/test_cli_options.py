@@ -30,6 +30,7 @@ from transferkit.cli.fuse import FUSE_FLAGS  # noqa: E402
 from transferkit.cli.main import EVALUATE_FLAGS, FIT_FLAGS, PREDICT_FLAGS  # noqa: E402
 from transferkit.cli.multitask import MULTITASK_FLAGS  # noqa: E402
 from transferkit.cli.rank import RANK_FLAGS  # noqa: E402
+from transferkit.cli.recommend import RECOMMEND_FLAGS  # noqa: E402
 from transferkit.cli.report import REPORT_FLAGS  # noqa: E402
 from transferkit.cli.serve import SERVE_FLAGS  # noqa: E402
 from transferkit.cli.tune import TUNE_FLAGS, TUNE_RUN_FLAGS  # noqa: E402
@@ -39,7 +40,7 @@ CONVERTED = {"fit": [FIT_FLAGS], "cv": [CV_FLAGS], "tune": [TUNE_RUN_FLAGS, TUNE
              "serve": [SERVE_FLAGS], "export": [EXPORT_FLAGS],
              "compress": [COMPRESS_FLAGS], "fuse": [FUSE_FLAGS], "evaluate": [EVALUATE_FLAGS],
              "predict": [PREDICT_FLAGS], "report": [REPORT_FLAGS], "explore": [EXPLORE_FLAGS],
-             "explain": [EXPLAIN_FLAGS]}
+             "explain": [EXPLAIN_FLAGS], "recommend fit": [RECOMMEND_FLAGS]}
 
 
 def _options(config: type, section: str = "") -> list[str]:
@@ -56,7 +57,11 @@ def _options(config: type, section: str = "") -> list[str]:
 
 
 def _command(name: str) -> click.Command:
-    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    """The command ``name``; a sub-command as ``"group command"`` (``recommend fit``)."""
+    command = typer.main.get_command(app)
+    for part in name.split():
+        command = command.commands[part]  # type: ignore[attr-defined]
+    return command
 
 
 @pytest.mark.parametrize("verb", sorted(CONVERTED))

@@ -66,6 +66,11 @@ _LAZY = {
     "tune": "transferkit.workflows.tune",
     "TuneConfig": "transferkit.tuning.search",
     "TuneResult": "transferkit.tuning.search",
+    "recommend_fit": "transferkit.workflows.recommend",
+    "recommend_evaluate": "transferkit.workflows.recommend",
+    "recommend_top": "transferkit.workflows.recommend",
+    "RecommendResult": "transferkit.workflows.recommend",
+    "RecommendConfig": "transferkit.recommendation.config",
 }
 
 __all__ = ["__version__", "ArtifactError", "BackboneError", "ConfigError", "DataError", "DataNotFoundError",

@@ -10,7 +10,9 @@ from transferkit.workflows.evaluate import evaluate
 from transferkit.workflows.explain import ExplainResult, explain
 from transferkit.workflows.fit import FitResult, fit
 from transferkit.workflows.predict import predict
+from transferkit.workflows.recommend import RecommendResult, recommend_evaluate, recommend_fit, recommend_top
 from transferkit.workflows.steps import load_splits, resolve_model, source_origin
 
 __all__ = ["ExplainResult", "FitResult", "default_cache_dir", "evaluate", "explain", "fit", "list_models",
-           "load_splits", "predict", "resolve_model", "source_origin"]
+           "load_splits", "predict", "recommend_evaluate", "recommend_fit", "recommend_top", "RecommendResult",
+           "resolve_model", "source_origin"]

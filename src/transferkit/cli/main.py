@@ -218,7 +218,8 @@ def demo(
 COMMAND_MODULES: list[str] = ["transferkit.cli.rank", "transferkit.cli.export", "transferkit.cli.report", "transferkit.cli.serve",
                               "transferkit.cli.cv", "transferkit.cli.tune", "transferkit.cli.multitask",
                               "transferkit.cli.fuse", "transferkit.cli.adapt", "transferkit.cli.distill",
-                              "transferkit.cli.compress", "transferkit.cli.explain", "transferkit.cli.explore"]
+                              "transferkit.cli.compress", "transferkit.cli.explain", "transferkit.cli.explore",
+                              "transferkit.cli.recommend"]
 
 
 def _register_commands() -> None:

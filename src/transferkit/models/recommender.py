@@ -113,7 +113,7 @@ class Recommender:
     def item_index(self, item: str) -> int:
         if item not in self._item_index:
             raise DataError(f"item '{item}' is not in this model's catalogue; give a catalogue item, or describe a new "
-                            "item by its content (--text, or --file for image and audio items).")
+                            "item by its content (--content: its text, or its image or audio file).")
         return self._item_index[item]
 
     def recommend(self, user: str, k: int = 10, scorer: str = "hybrid") -> list[dict[str, Any]]:
