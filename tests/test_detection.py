@@ -156,16 +156,26 @@ def test_bootstrap_reaccumulation_equals_a_full_evaluation_of_the_resample() -> 
     assert _accumulated_ap(_matched(found, truths), idx) == pytest.approx(full, abs=1e-6)
 
 
-def test_cli_fit_detection_trains_scores_saves_and_predicts(coco_set: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fitted_detector(coco_set: Path, tmp_path_factory) -> tuple[Path, object]:
+    """``fit --task-type detection`` of the tiny detector for one epoch, with the scratch baseline: the model
+    folder and the command's result."""
+    from transferkit.cli.main import app
+
+    out = tmp_path_factory.mktemp("fitted") / "model"
+    result = CliRunner().invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--backbone",
+                                      TINY_IMAGE_BACKBONE, "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                                      "--baselines", "scratch", "--test-fraction", "0.25", "--device", "cpu",
+                                      "--output", str(out), "--quiet"])
+    return out, result
+
+
+def test_cli_fit_detection_trains_scores_saves_and_predicts(coco_set: Path, fitted_detector, tmp_path: Path) -> None:
     from transferkit.cli.main import app
     from transferkit.models.artifacts import load_model
 
-    out = tmp_path / "model"
+    out, result = fitted_detector
     runner = CliRunner()
-    result = runner.invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--backbone", TINY_IMAGE_BACKBONE,
-                                 "--epochs", "1", "--image-size", "32", "--batch-size", "4",
-                                 "--baselines", "scratch", "--test-fraction", "0.25", "--device", "cpu",
-                                 "--output", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "mAP@0.5" in result.output and "verdict:" in result.output
     import yaml
@@ -346,3 +356,65 @@ def test_serve_a_detector_with_the_onnx_runtime_is_refused_before_it_starts(tiny
     assert "option 'runtime' (--runtime onnx)" in result.output and "object detector" in result.output
     assert "Leave out --runtime" in result.output and "Traceback" not in result.output
     assert not (tiny_detector / "model.onnx").exists()
+
+
+def test_missed_boxes_match_each_true_box_once_by_class_iou_and_score() -> None:
+    from transferkit.evaluation.detection_metrics import hardest_misses, missed_boxes
+
+    truth = {"boxes": np.array([[0, 0, 10, 10], [20, 20, 40, 40], [0, 0, 11, 11]], float),
+             "labels": np.array([0, 1, 0])}
+    found = {"boxes": np.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 40, 40], [21, 21, 40, 40]], float),
+             "labels": np.array([0, 0, 0, 1]), "scores": np.array([0.9, 0.8, 0.7, 0.2])}
+    # the two class-0 detections find the two overlapping class-0 boxes, one each; the class-1 box is found only
+    # by a detection of the wrong class (0.7) or one below the score threshold (0.2)
+    assert missed_boxes(found, truth).tolist() == [False, True, False]
+    assert missed_boxes(found, truth, score_threshold=0.1).tolist() == [False, False, False]
+    assert missed_boxes(found, truth, score_threshold=0.85).tolist() == [False, True, True]
+    assert missed_boxes(found, truth, iou_threshold=0.95).tolist() == [False, True, True]
+    empty = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int), "scores": np.zeros(0)}
+    rows = hardest_misses([found, empty, found], [truth, truth, {"boxes": np.zeros((0, 4)), "labels": []}])
+    assert [(r["index"], r["recall"], r["missed"]) for r in rows] == [(1, 0.0, [1, 2, 0]),
+                                                                      (0, pytest.approx(2 / 3), [1])]
+    assert rows[1]["false_detections"] == 1 and rows[1]["largest_missed_area"] == 400
+
+
+def test_report_of_a_detector_in_headless_chromium(fitted_detector, tmp_path: Path) -> None:
+    from _chromium import file_url, find_chromium, inspect_page
+    import transferkit.cli.report  # noqa: F401  (registers the command)
+    from transferkit.cli.main import app
+    from transferkit.evaluation.verdict import Comparison
+
+    if find_chromium() is None:
+        pytest.fail("chromium is not installed: run `make chromium` (apt-get install -y chromium)")
+    out, _ = fitted_detector
+    assert (out / "report.html").is_file()  # fit writes it
+    metrics = json.loads((out / "metrics.json").read_text())
+    examples = json.loads((out / "examples.json").read_text())
+    misses = json.loads((out / "hardest_misses.json").read_text())
+    assert [m["recall"] for m in misses] == sorted(m["recall"] for m in misses) and misses
+    assert all(box in m["true"] for m in misses for box in m["missed"])
+    page_file = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(out), "-o", str(page_file)])
+    assert result.exit_code == 0, result.output
+    page = inspect_page(file_url(page_file), probe="[...document.querySelectorAll('section')].map(s => s.id)")
+    assert page.console_errors == []
+    assert page.probe[page.probe.index("learning-curves"):] == [
+        "learning-curves", "detection-metrics", "per-class-ap", "detection-examples", "hardest-misses"]
+    drawings = [i for i in page.images if i["cls"] == "boxes"]
+    assert len(drawings) == len(examples) + len(misses)
+    assert all(i["complete"] and i["width"] > 0 and i["shown_width"] > 0 for i in drawings)
+    html = page_file.read_text()
+    assert Comparison(**metrics["comparisons"][0]).sentence() in html
+    assert "mAP@0.5 difference against each baseline" in [i["alt"] for i in page.images if i["cls"] == "plot"]
+    for name, row in metrics["test"]["per_class"].items():
+        assert f"<tr><td>{name}</td>" in html
+    assert all(Path(m["image"]).name in html for m in misses)
+    # a folder fitted before the hardest misses were written: they come from its examples, and it says so
+    (out / "hardest_misses.json").rename(tmp_path / "kept.json")
+    try:
+        from transferkit.reporting.report import build_report
+
+        older = build_report(out)
+    finally:
+        (tmp_path / "kept.json").rename(out / "hardest_misses.json")
+    assert "this folder has no hardest_misses.json" in older and "Hardest misses" in older

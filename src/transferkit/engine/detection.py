@@ -136,7 +136,7 @@ class DetectorModule(pl.LightningModule):
         self.predictions, self.truths = [], []
         self.log("val_map50", score, prog_bar=True)
         loss = sum(self._losses) / max(1, len(self._losses))
-        self.history.append({"epoch": self.current_epoch + 1, "train_loss": loss, "val_map50": score})
+        self.history.append({"epoch": self.current_epoch, "train_loss": loss, "val_map50": score})  # from 0
         if score > self.best_score:
             self.best_score = score
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}

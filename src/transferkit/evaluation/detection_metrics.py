@@ -191,3 +191,54 @@ def format_detection_metrics(metrics: dict[str, Any], title: str = "") -> str:
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}  {cell(row['ap_50']):>7}  {cell(row['ap']):>11}  {row['boxes']:5d}")
     return "\n".join(lines)
+
+
+def missed_boxes(found: dict[str, Any], truth: dict[str, Any], *, iou_threshold: float = 0.5,
+                 score_threshold: float = 0.3) -> np.ndarray:
+    """Which true boxes of one image no detection found: ``(m,)`` bool. A detection scoring at least
+    ``score_threshold`` finds the unfound true box of its class it overlaps most, when their IoU is at least
+    ``iou_threshold``; detections are taken best score first and each finds one box (the COCO matching at one
+    IoU, for a diagnosis per image: AP itself is always computed by the COCO evaluation)."""
+    import torch
+    from torchvision.ops import box_iou
+
+    true_boxes = torch.as_tensor(np.asarray(truth["boxes"], np.float32)).reshape(-1, 4)
+    true_labels = np.asarray(truth["labels"], np.int64).reshape(-1)
+    missed = np.ones(len(true_labels), bool)
+    scores = np.asarray(found["scores"], np.float32).reshape(-1)
+    keep = np.flatnonzero(scores >= score_threshold)
+    if not len(keep) or not len(true_labels):
+        return missed
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    boxes = torch.as_tensor(np.asarray(found["boxes"], np.float32).reshape(-1, 4)[keep])
+    labels = np.asarray(found["labels"], np.int64).reshape(-1)[keep]
+    overlap = box_iou(boxes, true_boxes).numpy()
+    for row, label in enumerate(labels):
+        candidates = np.where(missed & (true_labels == label), overlap[row], -1.0)
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou_threshold:
+            missed[best] = False
+    return missed
+
+
+def hardest_misses(predictions: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]], *, count: int = 12,
+                   iou_threshold: float = 0.5, score_threshold: float = 0.3) -> list[dict[str, Any]]:
+    """The images whose true boxes were missed most: lowest recall (found true boxes / true boxes, by
+    :func:`missed_boxes`) first, then the largest missed box (area in pixels). Each entry: ``index`` (into the
+    images), ``recall``, ``boxes`` (true boxes), ``missed`` (indices of the missed true boxes, largest first),
+    ``largest_missed_area``, ``false_detections`` (detections at the score threshold that found no box). Images
+    with no missed box are left out; at most ``count``."""
+    rows = []
+    for index, (found, truth) in enumerate(zip(predictions, truths)):
+        missed = missed_boxes(found, truth, iou_threshold=iou_threshold, score_threshold=score_threshold)
+        if not missed.any():
+            continue
+        boxes = np.asarray(truth["boxes"], np.float64).reshape(-1, 4)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        order = [int(i) for i in np.argsort(-areas, kind="stable") if missed[i]]
+        detections = int((np.asarray(found["scores"]) >= score_threshold).sum())
+        rows.append({"index": index, "recall": float(1 - missed.mean()), "boxes": len(missed), "missed": order,
+                     "largest_missed_area": float(areas[order[0]]),
+                     "false_detections": detections - int((~missed).sum())})
+    rows.sort(key=lambda r: (r["recall"], -r["largest_missed_area"]))
+    return rows[:count]

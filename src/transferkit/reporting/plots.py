@@ -70,16 +70,19 @@ def learning_curves(history: Sequence[dict[str, Any]], title: str = "") -> bytes
     loss_ax.set_title("loss")
     if loss_ax.lines:
         loss_ax.legend()
-    values = _finite([row.get("val_accuracy") for row in history])
+    # a detector's runs record validation mAP@0.5 where the others record accuracy
+    key, score = ("val_accuracy", "accuracy") if not any("val_map50" in row for row in history) else \
+        ("val_map50", "mAP@0.5")
+    values = _finite([row.get(key) for row in history])
     points = [(e, v) for e, v in zip(epochs, values) if v is not None]
     if points:
-        acc_ax.plot(*zip(*points), marker="o", color=_PALETTE[2], label="validation accuracy")
+        acc_ax.plot(*zip(*points), marker="o", color=_PALETTE[2], label=f"validation {score}")
         best = max(points, key=lambda p: p[1])
         acc_ax.scatter([best[0]], [best[1]], s=120, facecolors="none", edgecolors="black", label="best epoch")
         acc_ax.legend()
     acc_ax.set_xlabel("epoch")
-    acc_ax.set_ylabel("accuracy")
-    acc_ax.set_title("validation accuracy")
+    acc_ax.set_ylabel(score)
+    acc_ax.set_title(f"validation {score}")
     from matplotlib.ticker import MaxNLocator
 
     for ax in (loss_ax, acc_ax):
@@ -159,8 +162,9 @@ def accuracy_with_intervals(rows: Sequence[tuple[str, float, float | None, float
     return _png(fig)
 
 
-def verdict_intervals(comparisons: Sequence[dict[str, Any]]) -> bytes:
-    """The paired differences model - baseline (points) with their intervals, and zero: where transfer helped."""
+def verdict_intervals(comparisons: Sequence[dict[str, Any]], measure: str = "accuracy") -> bytes:
+    """The paired differences model - baseline (points of ``measure``) with their intervals, and zero: where
+    transfer helped."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.6 * len(comparisons)))
     for y, c in enumerate(comparisons):
@@ -170,7 +174,7 @@ def verdict_intervals(comparisons: Sequence[dict[str, Any]]) -> bytes:
     ax.axvline(0, color="black", lw=1)
     ax.set_yticks(range(len(comparisons)), [f"vs {c['baseline']}" for c in comparisons])
     ax.set_ylim(-0.7, len(comparisons) - 0.3)
-    ax.set_xlabel("accuracy difference, model - baseline (points; 95% paired bootstrap interval)")
+    ax.set_xlabel(f"{measure} difference, model - baseline (points; 95% paired bootstrap interval)")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 

@@ -23,9 +23,7 @@ any other              ``report_sections.json``: titled sections of text, tables
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 import math
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, Callable, Sequence
 from transferkit._io import atomic_write_text
 from transferkit._version import __version__
 from transferkit.errors import ArtifactError, ConfigError
+from transferkit.reporting._html import escape as _e, image_tag as _img, number as _num, table as _table
 
 REPORT_FILE = "report.html"
 #: Marks a page as written by transferkit (an existing report at the default place is written again).
@@ -71,37 +70,6 @@ img.plot{max-width:100%;height:auto;display:block;margin:8px 0}
 .card b{display:block;font-size:1.3rem}
 figure{margin:8px 0} figcaption{color:#6b7280;font-size:.85rem}
 """
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return _e(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if math.isfinite(value) else _e(value)
-    return _e(value)
-
-
-def _img(data: bytes, alt: str, mime: str = "image/png", css: str = "plot") -> str:
-    return (f'<img class="{css}" alt="{_e(alt)}" src="data:{mime};base64,'
-            f'{base64.b64encode(data).decode("ascii")}">')
-
-
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for value in row:
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(f'<td class="num">{_num(value)}</td>' if numeric else f"<td>{_e(value)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -247,6 +215,7 @@ def _data(examples: dict | None, options: dict | None) -> str:
     from transferkit.reporting import plots
 
     parts = []
+    examples = examples if isinstance(examples, dict) else None  # a detector's examples are boxes, shown later
     if examples and examples.get("counts"):
         classes = examples.get("classes") or list(next(iter(examples["counts"].values())))
         parts.append(_img(plots.class_counts(examples["counts"], classes), "examples per class and split"))
@@ -476,6 +445,19 @@ def _label_set_predictions(test: dict, predictions: list[dict[str, str]] | None,
         parts.append(_table(["input", "true labels", "predicted labels", "F1"],
                             [[i, ", ".join(sorted(t)), ", ".join(sorted(c)), f"{f:.2f}"] for f, i, t, c in scored]))
     return "".join(parts)
+
+
+def _result_sections(add: Callable[[str, str, Callable[[], str]], None], run: _Run, metrics: dict | None,
+                     examples: Any, predictions: list[dict[str, str]] | None) -> None:
+    """The metrics and verdict: a detector's (mAP, per-class AP, examples with boxes, hardest misses; see
+    :mod:`transferkit.reporting.detection`), or the accuracy or task figures of the others."""
+    from transferkit.reporting.detection import detection_sections, is_detection_run
+
+    if is_detection_run(metrics):
+        for key, heading, body in detection_sections(run.folder, metrics, examples, run.notes):
+            add(key, heading, lambda body=body: body)
+    elif metrics and (metrics.get("test") or metrics.get("baselines")):
+        add("metrics", "Metrics and verdict", lambda: _metrics(metrics, predictions))
 
 
 def _task_sections(add: Callable[[str, str, Callable[[], str]], None], test: dict,
@@ -716,8 +698,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     history = epoch_history(run.csv_rows("training_log.csv"), metrics)
     if history:
         add("learning-curves", "Learning curves", lambda: _learning_curves(history, metrics))
-    if metrics and (metrics.get("test") or metrics.get("baselines")):
-        add("metrics", "Metrics and verdict", lambda: _metrics(metrics, predictions))
+    _result_sections(add, run, metrics, examples, predictions)
     test = (metrics or {}).get("test") or {}
     _task_sections(add, test, predictions)
     if test.get("confusion_matrix") and test.get("classes"):

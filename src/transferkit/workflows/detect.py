@@ -39,8 +39,9 @@ IGNORED_OPTIONS = ("shots", "probe_c", "mixup", "cutmix", "auto_augment", "max_l
 DEFAULT_IMAGE_SIZE = 320
 #: The default learning rates of a new pyramid and head, and of a pretrained backbone.
 HEAD_LR, BACKBONE_LR = 1e-3, 1e-4
-#: Test images with predicted and true boxes kept in ``examples.json``.
+#: Test images with predicted and true boxes kept in ``examples.json``, and hardest misses in ``hardest_misses.json``.
 EXAMPLES = 12
+MISSES_FILE = "hardest_misses.json"
 
 
 @dataclass
@@ -94,6 +95,7 @@ def fit_detector(config: Any, data: Any, val: Any = None, test: Any = None) -> D
         with timed(timings, "scratch baseline"):
             _scratch_baseline(result, name, train, val_set, test_set, predictions, config)
     _finish(result, predictions, test_set, timings)
+    _report(result, config)
     return result
 
 
@@ -213,32 +215,68 @@ def _scratch_baseline(result: DetectionFitResult, name: str, train: Any, val: An
 
 
 def _finish(result: DetectionFitResult, predictions: list[Any], test_set: Any, timings: dict[str, float]) -> None:
-    """``metrics.json``, ``summary.txt`` and ``examples.json`` (predicted and true boxes of test images) in the
-    model folder."""
+    """``metrics.json``, ``summary.txt``, ``examples.json`` (predicted and true boxes of test images) and
+    ``hardest_misses.json`` (the test images whose boxes were missed most) in the model folder, both drawn."""
     if result.output is None:
         return
-    from transferkit.models.detector import detection_list
     from transferkit.models.folder import update_model_folder
 
-    examples = [{"image": str(path), "predicted": detection_list(found, test_set.classes)[:20],
-                 "true": [{"label": test_set.classes[int(l)], "box": [round(float(v), 2) for v in b]}
-                          for b, l in zip(boxes, labels)]}
-                for path, found, boxes, labels in list(zip(test_set.images, predictions, test_set.boxes,
-                                                           test_set.labels))[:EXAMPLES]]
+    examples = [_boxes_record(test_set, i, predictions[i]) for i in range(min(EXAMPLES, len(test_set)))]
+    misses = _hardest_misses(predictions, test_set)
     metrics = {"test": result.metrics, "baselines": result.baselines,
                "comparisons": [c.to_dict() for c in result.comparisons],
                "training": result.training, "timings_s": timings}
     update_model_folder(result.output, metrics=metrics, files={
-        "summary.txt": result.summary() + "\n", "examples.json": json.dumps(examples, indent=1) + "\n"})
+        "summary.txt": result.summary() + "\n", "examples.json": json.dumps(examples, indent=1) + "\n",
+        MISSES_FILE: json.dumps(misses, indent=1) + "\n"})
     _draw_examples(result.output / "examples", examples)
+    _draw_examples(result.output / "misses", misses)
+
+
+def _boxes_record(test_set: Any, index: int, found: dict[str, Any]) -> dict[str, Any]:
+    """One test image: its path, its 20 best detections and its true boxes."""
+    from transferkit.models.detector import detection_list
+
+    return {"image": str(test_set.images[index]), "predicted": detection_list(found, test_set.classes)[:20],
+            "true": [{"label": test_set.classes[int(l)], "box": [round(float(v), 2) for v in b]}
+                     for b, l in zip(test_set.boxes[index], test_set.labels[index])]}
+
+
+def _hardest_misses(predictions: list[Any], test_set: Any) -> list[dict[str, Any]]:
+    """The test images with the lowest recall at IoU 0.5 of the detections ``predict`` keeps (then the largest
+    missed box): their boxes as in ``examples.json``, the missed true boxes, recall and false detections."""
+    from transferkit.evaluation.detection_metrics import hardest_misses
+    from transferkit.models.detector import PREDICT_SCORE
+
+    rows = hardest_misses(predictions, test_set.targets(), count=EXAMPLES, score_threshold=PREDICT_SCORE)
+    out = []
+    for row in rows:
+        record = _boxes_record(test_set, row["index"], predictions[row["index"]])
+        out.append({**record, "recall": round(row["recall"], 4), "false_detections": row["false_detections"],
+                    "largest_missed_area": round(row["largest_missed_area"], 1),
+                    "missed": [record["true"][i] for i in row["missed"]]})
+    return out
+
+
+def _report(result: DetectionFitResult, config: Any) -> None:
+    """The HTML report of the model folder (unless ``--no-report``) and the MLflow run; each a note if it fails."""
+    if result.output is None:
+        return
+    from transferkit.reporting.tracking import report_and_track
+
+    metrics = {"test": result.metrics, "baselines": result.baselines,
+               "comparisons": [c.to_dict() for c in result.comparisons], "training": result.training}
+    report_and_track(result.output, params=result.config, metrics=metrics, tracking_uri=config.tracking_uri,
+                     report=config.report, run_name=f"detection {result.config['backbone']}")
 
 
 def _draw_examples(folder: Path, examples: list[dict[str, Any]]) -> None:
-    """``examples/<image>.png``: each example image with its true boxes (green) and the predictions scoring at
-    least the predict default (red)."""
+    """``FOLDER/<image>.png``: each example image with its true boxes (green), the predictions scoring at least
+    the predict default (red) and, for the hardest misses, the true boxes no detection found (magenta)."""
     from transferkit.models.detector import PREDICT_SCORE
     from transferkit.reporting.detection import draw_boxes
 
     for example in examples:
         predicted = [p for p in example["predicted"] if p["score"] >= PREDICT_SCORE]
-        draw_boxes(example["image"], folder / f"{Path(example['image']).stem}.png", predicted, example["true"])
+        draw_boxes(example["image"], folder / f"{Path(example['image']).stem}.png", predicted, example["true"],
+                   missed=example.get("missed", ()))
