@@ -333,3 +333,30 @@ def test_fuse_refuses_members_of_different_tasks_naming_them(models, tmp_path: P
     assert "regression model" in result.output and "multilabel model" in result.output
     assert str(models["multilabel"]) in result.output
     assert not (tmp_path / "fused").exists()
+
+
+@pytest.mark.parametrize("task, measure, head", [("regression", "r2", "RegressionHead"),
+                                                 ("multilabel", "example_f1", "LinearHead")])
+def test_fuse_stack_fits_the_task_meta_model_and_saves_it(task: str, measure: str, head: str, models,
+                                                          tiny_text_model: Path, tmp_path: Path) -> None:
+    """Stacked features with --task-type: ridge (values) or per-label logistic regression (label sets) as the meta
+    model, scored by the task's measure; the folder records the task and reloads to the same outputs."""
+    import transferkit as tk
+    from transferkit.data.sources import load_data
+    from transferkit.tasks import task_of
+
+    data = models[f"{task}-data"]
+    out = tmp_path / "stacked"
+    result = _invoke("fuse", "--method", "stack", "--task-type", task, "--backbones", tiny_text_model, "--train", data,
+                     "--val", data, "--output", out)
+    assert result.exit_code == 0, result.output
+    assert f"val {measure}" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task"] == task and saved["head"]["type"] == head
+    model = tk.load_model(out)
+    assert task_of(model).name == task
+    dataset = load_data(data, task=task)
+    proba = model.predict_proba(dataset, progress=False, cache=None)
+    direct = tk.fuse("stack", [str(tiny_text_model)], train=str(data), val=str(data), task=task, compare_single=False)
+    np.testing.assert_allclose(proba, direct.model.predict_proba(dataset, progress=False, cache=None), atol=1e-5)
+    assert direct.val["val"][measure] > 0.2

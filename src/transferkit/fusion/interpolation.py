@@ -105,8 +105,8 @@ def pretrained_endpoint(finetuned: Any, *, train: Dataset | None, val: Dataset, 
         raise ConfigError(f"interpolate: the training data holds {len(probe.classes_)} of the fine-tuned model's "
                           f"{len(classes)} classes; the probe needs examples of every class.")
     model = TransferModel(backbone, probe.to_head(), classes, strategy="linear-probe", task=task.name).eval()
-    penalty = f"C={probe.C_:g}" if hasattr(probe, "C_") else f"alpha={getattr(probe, 'alpha_', float('nan')):g}"
-    return model, {"pretrained": f"{name} + {task.name} probe ({penalty}) fitted on {len(train)} examples"}
+    return model, {"pretrained": f"{name} + {task.name} probe (C={float(np.mean(probe.C_)):g}) fitted on "
+                                 f"{len(train)} examples"}
 
 
 def _default_cache():

@@ -26,6 +26,7 @@ class FuseConfig(DataOptions):
     from_rank: str | None = Field(None, description="stack: take the backbones from a ranking saved by `transferkit rank DATA --json > ranking.json`")
     top: int | None = Field(None, description="stack: use the best N backbones of the ranking (or the first N of --backbones)")
     reduce: int | None = Field(None, description="stack: keep N PCA components of each backbone's features (default: all features)")
+    task: str | None = Field(None, description="stack: what a label is (classification, the default; regression: ridge on the stacked features; multilabel: per-label logistic regression); the other methods take the task of their models")
     batch_size: int = Field(64, gt=0, description="examples per forward pass")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the probes' folds and of PCA")

@@ -1,7 +1,8 @@
 """Stacking features of several pretrained backbones: each backbone's cached features, optionally reduced by PCA
 (fitted on the training features, per backbone, so that a wide backbone does not drown a narrow one), are
-concatenated and a linear probe (:class:`~transferkit.estimators.linear_probe.LinearProbe`, C chosen on the
-validation data) is fitted on them. The backbone set can be given by name or taken from a ranking (``rank``):
+concatenated and the task's probe is fitted on them (the meta model: for classification
+:class:`~transferkit.estimators.linear_probe.LinearProbe`, C chosen on the validation data; for regression ridge
+regression, for multi-label per-label logistic regression with thresholds from the validation data). The backbone set can be given by name or taken from a ranking (``rank``):
 its best ``top`` pretrained rows.
 
 Features come from the feature cache, so stacking backbones that were ranked or probed before costs no backbone
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from transferkit.errors import ConfigError
 from transferkit.modalities import get_modality
-from transferkit.fusion._common import accuracy_and_loss, as_dataset
+from transferkit.fusion._common import as_dataset, score_and_loss
 
 
 def backbones_from_ranking(ranking: Any, top: int | None = None) -> list[str]:
@@ -56,18 +58,21 @@ class StackResult:
     val: dict[str, Any] = field(default_factory=dict)
     single: dict[str, dict[str, Any]] = field(default_factory=dict)
     output: Path | None = None
+    #: The task's measure the figures hold (accuracy for classifiers).
+    measure: str = "accuracy"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "stack", "backbones": self.backbones, "reduce": self.reduce, "probe_C": self.probe_C,
-                "val": self.val, "single_backbones": self.single}
+        return {"method": "stack", "measure": self.measure, "backbones": self.backbones, "reduce": self.reduce,
+                "probe_C": self.probe_C, "val": self.val, "single_backbones": self.single}
 
     def summary(self) -> str:
         sets = list(self.val)
-        lines = [f"{'features':<44}" + "".join(f"  {s + ' acc':>12}" for s in sets)]
+        short = "acc" if self.measure == "accuracy" else self.measure
+        lines = [f"{'features':<44}" + "".join(f"  {s + ' ' + short:>12}" for s in sets)]
         for name, figures in self.single.items():
-            lines.append(f"{name[-44:]:<44}" + "".join(f"  {figures[s]['accuracy']:12.4f}" for s in sets))
+            lines.append(f"{name[-44:]:<44}" + "".join(f"  {figures[s][self.measure]:12.4f}" for s in sets))
         label = " + ".join(self.backbones) + (f" (PCA {self.reduce} each)" if self.reduce else "")
-        lines.append(f"{label[-44:]:<44}" + "".join(f"  {self.val[s]['accuracy']:12.4f}" for s in sets))
+        lines.append(f"{label[-44:]:<44}" + "".join(f"  {self.val[s][self.measure]:12.4f}" for s in sets))
         return "\n".join(lines)
 
 
@@ -77,18 +82,20 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
           batch_size: int = 64, device: str = "auto", cache_dir: str | None = None, no_cache: bool = False,
           max_length: int = 256, compare_single: bool = True, label_column: str | None = None,
           text_column: str | None = None, path_column: str | None = None, encoding: str = "utf-8",
-          delimiter: str | None = None, normalize_labels: bool = False,
+          delimiter: str | None = None, normalize_labels: bool = False, task: str | None = None,
           progress: bool = False) -> StackResult:
-    """Fit a linear probe on the concatenated features of ``backbones`` (or the ``top`` rows of ``ranking``).
+    """Fit the ``task``'s probe (default: single-label classification) on the concatenated features of
+    ``backbones`` (or the ``top`` rows of ``ranking``).
 
     ``reduce`` keeps that many PCA components per backbone. ``val`` chooses the probe's C (cross-validation on
     ``train`` when not given); ``eval_sets`` (name -> data) are only evaluated. With ``compare_single``, each
     backbone's own probe is evaluated beside the stack.
     """
-    from transferkit.estimators.linear_probe import LinearProbe
     from transferkit.features.extract import resolve_device
     from transferkit.models.combined import StackedModel
+    from transferkit.tasks import DEFAULT_TASK, get_task
 
+    task_entry = get_task(task or DEFAULT_TASK)
     backbones = _chosen_backbones(backbones, ranking, top, reduce)
     resolve_device(device)
     if output is not None:
@@ -98,32 +105,32 @@ def stack(backbones: Sequence[str] | None, train: Any, val: Any = None, *, ranki
             ("training data", train), ("validation data", val), ("ranking", ranking),
             *[("backbone", b) for b in backbones], *[(f"{name} data", d) for name, d in (eval_sets or {}).items()]])
     columns = dict(label_column=label_column, text_column=text_column, path_column=path_column, encoding=encoding,
-                   delimiter=delimiter, normalize_labels=normalize_labels)
+                   delimiter=delimiter, normalize_labels=normalize_labels, task=task_entry)
     train_ds = as_dataset(train, "training", **columns)
     val_ds = as_dataset(val, "validation", **columns, required=False)
     sets = {**({"val": val_ds} if val_ds is not None else {}),
             **{name: as_dataset(d, name, **columns) for name, d in (eval_sets or {}).items()}}
-    classes = train_ds.classes
+    classes = task_entry.label_space(train_ds)
     built = _build_backbones(backbones, train_ds.modality, seed, max_length)
     extract = dict(cache=_cache(cache_dir, no_cache), batch_size=batch_size, device=device, progress=progress)
     train_features, set_features = _features(built, train_ds, sets, extract)
-    y_train = train_ds.label_array(classes)
-    labels = {s: d.label_array(classes) for s, d in sets.items()}
+    y_train = task_entry.targets(train_ds, classes)
+    labels = {s: task_entry.targets(d, classes) for s, d in sets.items()}
 
     reducers = _reducers(train_features, reduce, seed)
-    holder = StackedModel(built, reducers, torch.nn.Identity(), classes)
+    holder = StackedModel(built, reducers, torch.nn.Identity(), classes, task=task_entry.name)
     X_train = holder.transform(train_features)
     X_val = holder.transform(set_features["val"]) if val_ds is not None else None
-    probe = LinearProbe(C=probe_c, random_state=seed).fit(X_train, y_train, X_val,
-                                                          labels["val"] if val_ds is not None else None)
-    model = StackedModel(built, reducers, probe.to_head(), classes).eval()
+    probe = task_entry.new_probe(C=probe_c, seed=seed).fit(X_train, y_train, X_val,
+                                                           labels["val"] if val_ds is not None else None)
+    model = StackedModel(built, reducers, probe.to_head(), classes, task=task_entry.name).eval()
     figures = {}
     for s in sets:
-        accuracy, loss = accuracy_and_loss(model.head_proba(holder.transform(set_features[s])), labels[s])
-        figures[s] = {"accuracy": accuracy, "log_loss": loss}
-    single = _single_probes(backbones, train_features, y_train, set_features, labels, probe_c, seed) \
+        score, loss = score_and_loss(task_entry, model.head_proba(holder.transform(set_features[s])), labels[s])
+        figures[s] = {task_entry.measure: score, task_entry.output_loss_name: loss}
+    single = _single_probes(backbones, train_features, y_train, set_features, labels, probe_c, seed, task_entry) \
         if compare_single and sets else {}
-    result = StackResult(model, list(backbones), reduce, float(probe.C_), figures, single)
+    result = StackResult(model, list(backbones), reduce, _penalty(probe), figures, single, measure=task_entry.measure)
     if output is not None:
         from transferkit.models.artifact_kinds import save_stacked
 
@@ -207,20 +214,23 @@ def _reducers(train_features: list[Any], reduce: int | None, seed: int) -> list[
     return reducers
 
 
+def _penalty(probe: Any) -> float:
+    """The probe's chosen inverse penalty ``C`` (ridge: ``1 / alpha``; one-vs-rest: their mean)."""
+    return float(np.mean(probe.C_))
+
+
 def _single_probes(backbones: Sequence[str], train_features: list[Any], y_train: Any,
                    set_features: dict[str, list[Any]], labels: dict[str, Any], probe_c: float | None,
-                   seed: int) -> dict[str, dict[str, Any]]:
+                   seed: int, task: Any) -> dict[str, dict[str, Any]]:
     """Each backbone's own probe on the same features, scored on every evaluated set (the stack's comparison)."""
-    from transferkit.estimators.linear_probe import LinearProbe
-
     has_val = "val" in set_features
     single: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(backbones):
-        own = LinearProbe(C=probe_c, random_state=seed).fit(
+        own = task.new_probe(C=probe_c, seed=seed).fit(
             train_features[index], y_train, set_features["val"][index] if has_val else None,
             labels["val"] if has_val else None)
         single[name] = {}
         for s in set_features:
-            accuracy, loss = accuracy_and_loss(own.predict_proba(set_features[s][index]), labels[s])
-            single[name][s] = {"accuracy": accuracy, "log_loss": loss}
+            score, loss = score_and_loss(task, own.predict_proba(set_features[s][index]), labels[s])
+            single[name][s] = {task.measure: score, task.output_loss_name: loss}
     return single

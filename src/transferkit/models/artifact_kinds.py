@@ -341,13 +341,15 @@ def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None,
         if backbone.name.startswith("random:"):
             tensors.update({f"backbone.{index}.{k}": v for k, v in backbone.state_dict().items()})
     description = {
-        "strategy": "stacked", "modality": model.modality, "classes": model.classes,
+        "strategy": "stacked", "task": getattr(model, "task", DEFAULT_TASK), "modality": model.modality,
+        "classes": model.classes,
         "backbones": [backbone_spec(b, included=b.name.startswith("random:")) for b in model.backbones],
         "reduce": reducers,
-        "head": {"type": "LinearHead", "in_features": model.head.in_features, "num_classes": model.head.num_classes},
+        "head": {"type": type(model.head).__name__, "in_features": model.head.in_features,
+                 "num_classes": model.head.num_classes},
     }
     card = "\n".join([f"# transferkit stacked-features model: {' + '.join(b.name for b in model.backbones)}", "",
-                      f"- {model.modality} classification, {len(model.classes)} classes",
+                      f"- {model.modality} {getattr(model, 'task', DEFAULT_TASK)}, {len(model.classes)} outputs",
                       f"- features of {len(model.backbones)} frozen backbones"
                       + (", each reduced by PCA," if any(reducers) else "") + " concatenated, then a linear probe",
                       "", "Load it with `transferkit.load_model(folder)`.", ""])
@@ -357,9 +359,12 @@ def save_stacked(model: Any, folder: str | Path, *, metrics: dict | None = None,
 
 def _load_stacked(folder: Path, config: dict[str, Any], task: str | None = None):
     from transferkit.models.combined import StackedModel
-    from transferkit.models.heads import LinearHead
+    from transferkit.models.heads import HEAD_TYPES
 
     specs, reduce_specs, head_spec = config["backbones"], config["reduce"], config["head"]
+    if head_spec.get("type") not in HEAD_TYPES:
+        raise ArtifactError(f"{folder / 'config.json'}: unknown head type {head_spec.get('type')!r} (known: "
+                            f"{', '.join(HEAD_TYPES)}); restore the saved config.json, or {RESAVE}.")
     if not isinstance(specs, list) or not specs or not isinstance(reduce_specs, list) \
             or len(reduce_specs) != len(specs):
         raise ArtifactError(f"{folder / 'config.json'}: 'backbones' and 'reduce' do not describe the same backbones; "
@@ -382,10 +387,10 @@ def _load_stacked(folder: Path, config: dict[str, Any], task: str | None = None)
                                 f"{RESAVE}.")
         reducers.append({"mean": mean, "components": components})
         width += int(components.shape[0])
-    head = LinearHead(head_spec["in_features"], head_spec["num_classes"])
+    head = HEAD_TYPES[head_spec["type"]](head_spec["in_features"], head_spec["num_classes"])
     load_state(head, _prefixed(tensors, "head."), folder)
     check_head_width(head, width, folder)
-    return StackedModel(backbones, reducers, head, classes)
+    return StackedModel(backbones, reducers, head, classes, task=_saved_task(config, folder))
 
 
 # --- detection --------------------------------------------------------------------------------------------

@@ -89,16 +89,17 @@ def combine_probabilities(member_proba: np.ndarray, weights: Sequence[float]) ->
 
 class StackedModel(nn.Module):
     """Features of several frozen backbones, each optionally projected by PCA (``(x - mean) @ components.T``),
-    concatenated, then one linear head: ``head([r_1(f_1(x)), ..., r_K(f_K(x))])``.
+    concatenated, then one linear head: ``head([r_1(f_1(x)), ..., r_K(f_K(x))])``, whose outputs the ``task``
+    turns into the model's outputs (class probabilities, values, per-label probabilities).
 
     Shapes: backbone ``k`` gives ``(N, d_k)``; its projection keeps ``(N, c_k)``; the head takes
-    ``(N, sum_k c_k)`` to logits ``(N, classes)``.
+    ``(N, sum_k c_k)`` to outputs ``(N, classes)``.
     """
 
     strategy = "stacked"
 
     def __init__(self, backbones: Sequence[Any], reducers: Sequence[dict[str, torch.Tensor] | None], head: nn.Module,
-                 classes: Sequence[str]) -> None:
+                 classes: Sequence[str], task: str = DEFAULT_TASK) -> None:
         super().__init__()
         if not backbones:
             raise ConfigError("stacking needs at least one backbone.")
@@ -112,6 +113,7 @@ class StackedModel(nn.Module):
         self.reducers = list(reducers)
         self.head = head
         self.classes = list(classes)
+        self.task = task
 
     @property
     def modality(self) -> str:
@@ -134,9 +136,11 @@ class StackedModel(nn.Module):
                                  progress=progress) for b in self.backbones]
 
     def head_proba(self, stacked: np.ndarray) -> np.ndarray:
+        from transferkit.tasks import get_task
+
         with torch.inference_mode():
-            logits = self.head.eval()(torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32)))
-            return torch.softmax(logits.float(), dim=1).numpy()
+            outputs = self.head.eval()(torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32)))
+        return get_task(self.task).proba_from_outputs(outputs.float().numpy())
 
     def predict_proba(self, data: Dataset, **kwargs: Any) -> np.ndarray:
         return self.head_proba(self.transform(self.backbone_features(data, **kwargs)))

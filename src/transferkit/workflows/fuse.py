@@ -44,7 +44,7 @@ def fuse_from_command(models: list[str] | None, config: FuseConfig) -> Any:
                   device=config.device, **columns)
     values = dict(models=models, val=config.val, train=config.train, pretrained=config.pretrained, soup=config.soup,
                   weighting=config.weighting, backbones=config.backbones, ranking=config.from_rank, top=config.top,
-                  reduce=config.reduce, seed=config.seed,
+                  reduce=config.reduce, seed=config.seed, task=config.task,
                   alphas=lambda: _alphas(config.alphas),  # parsed by the methods that take them
                   eval_sets={"test": config.test} if config.test else None, common=common)
     chosen, options = entry.from_cli(values)
