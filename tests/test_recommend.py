@@ -256,3 +256,16 @@ def test_min_rating_without_a_rating_column_is_refused(tables, tmp_path):
     config = RecommendConfig(min_rating=4)
     with pytest.raises(DataError, match="--min-rating needs a rating column.*--rating-column"):
         load_interactions(bare, [r[0] for r in _items_rows()], "items.csv", config)
+
+
+def test_the_coverage_test_tells_a_wider_catalogue_from_chance():
+    from transferkit.recommendation.metrics import coverage_test
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 200, size=(50, 5))
+    narrow = rng.integers(0, 20, size=(50, 5))
+    diff, p = coverage_test(wide, narrow, 200, n_perm=200)
+    assert diff > 0.3 and p < 0.01
+    same = rng.integers(0, 200, size=(50, 5))
+    _, p_same = coverage_test(wide, same, 200, n_perm=200)
+    assert p_same > 0.05

@@ -7,8 +7,8 @@
   ``(I,)`` is False for them;
 - ``projection`` ``(D, F)`` and ``feature_mean`` ``(D,)``: the linear map from a backbone's frozen ``D``-wide item
   features to the same space, trained on the interactions with the users' vectors held fixed;
-  ``item_content_vectors`` ``(I, F)`` are the catalogue's projected features, and ``content_offset`` the constant
-  that puts their scores on the id scores' scale (fitted on items with history);
+  ``item_content_vectors`` ``(I, F)`` are the catalogue's projected features; the projection's scale and the
+  constant ``content_offset`` put their scores on the id scores' scale (mean and spread over items with history);
 - ``popularity`` ``(I,)``: interactions per item in training; ``seen`` the items each user interacted with.
 
 Scores: ``id`` = user . id vector (items without history cannot be scored), ``content`` = user . content vector,

@@ -13,7 +13,8 @@ Three views, each scored for the users with training history and at least one he
 
 Each scorer (popularity, id-only, content-only, hybrid) gets recall / NDCG / MAP at ``k``; content and hybrid are
 compared with the reference of each view (id-only on ``warm`` and ``all``, popularity on ``cold``, where id-only
-cannot score) by a paired bootstrap over users, in the words of ``fit``'s verdicts.
+cannot score) by a paired bootstrap over users, in the words of ``fit``'s verdicts; catalogue coverage, which is not
+a mean over users, by a paired permutation test over users.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from typing import Any
 import numpy as np
 
 from transferkit.data.interactions import Interactions
-from transferkit.evaluation.verdict import paired_bootstrap_interval, verdict_of
+from transferkit.evaluation.verdict import HELPED, HURT, NO_DIFFERENCE, paired_bootstrap_interval, verdict_of
 from transferkit.models.recommender import SCORERS, Recommender
-from transferkit.recommendation.metrics import coverage, coverage_interval, per_user_metrics
+from transferkit.recommendation.metrics import coverage, coverage_test, per_user_metrics
 
 #: Each view's reference scorer, that the content and hybrid scorers are compared with.
 REFERENCE = {"warm": "id", "cold": "popularity", "all": "id"}
 COMPARED = ("content", "hybrid")
+NAMES = {"id": "id-only", "popularity": "popularity", "content": "content", "hybrid": "hybrid"}
 METRICS = ("recall", "ndcg", "map")
 
 
@@ -146,17 +148,24 @@ def _compare(view: str, per_user: dict, lists: dict, n_items: int, seed: int, n_
             low, high = paired_bootstrap_interval(diff, n_boot=n_boot, seed=seed)
             out.append(_comparison(view, scorer, reference, metric, float(diff.mean()), low, high))
         if view == "all":
-            low, high = coverage_interval(lists[scorer], lists[reference], n_items, seed=seed)
-            diff = coverage(lists[scorer], n_items) - coverage(lists[reference], n_items)
-            out.append(_comparison(view, scorer, reference, "coverage", diff, low, high))
+            out.append(_coverage_comparison(scorer, reference, lists, n_items, seed))
     return out
+
+
+def _coverage_comparison(scorer: str, reference: str, lists: dict, n_items: int, seed: int) -> dict[str, Any]:
+    """Coverage is compared by a paired permutation test (:func:`coverage_test`): a verdict at p < 0.05."""
+    diff, p = coverage_test(lists[scorer], lists[reference], n_items, seed=seed)
+    verdict = NO_DIFFERENCE if p >= 0.05 else HELPED if diff > 0 else HURT
+    sentence = (f"all items, coverage: {NAMES[scorer]} vs {NAMES[reference]} {100 * diff:+.1f} points (paired "
+                f"permutation test over users, p = {p:.3f}): {verdict}")
+    return {"view": "all", "model": scorer, "baseline": reference, "metric": "coverage", "difference": diff,
+            "p_value": p, "verdict": verdict, "sentence": sentence}
 
 
 def _comparison(view: str, scorer: str, reference: str, metric: str, diff: float, low: float,
                 high: float) -> dict[str, Any]:
     verdict = verdict_of(low, high)
-    names = {"id": "id-only", "popularity": "popularity", "content": "content", "hybrid": "hybrid"}
-    sentence = (f"{view} items, {metric}@k: {names[scorer]} vs {names[reference]} {100 * diff:+.1f} points "
+    sentence = (f"{view} items, {metric}@k: {NAMES[scorer]} vs {NAMES[reference]} {100 * diff:+.1f} points "
                 f"(95% interval {100 * low:+.1f} to {100 * high:+.1f}): {verdict}")
     return {"view": view, "model": scorer, "baseline": reference, "metric": metric, "difference": diff,
             "ci_low": low, "ci_high": high, "confidence": 0.95, "verdict": verdict, "sentence": sentence}

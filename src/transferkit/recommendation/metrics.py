@@ -51,18 +51,24 @@ def coverage(lists: np.ndarray, n_items: int) -> float:
     return float(items.size / n_items) if n_items else 0.0
 
 
-def coverage_interval(lists: np.ndarray, baseline_lists: np.ndarray, n_items: int, confidence: float = 0.95,
-                      n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Paired bootstrap interval of ``coverage(lists) - coverage(baseline_lists)``, resampling users."""
+def coverage_test(lists: np.ndarray, baseline_lists: np.ndarray, n_items: int, n_perm: int = 1000,
+                  seed: int = 0) -> tuple[float, float]:
+    """``(d, p)``: ``d = coverage(lists) - coverage(baseline_lists)`` and its two-sided p-value by a paired
+    permutation test over users (each user's two lists swapped with probability 1/2).
+
+    Coverage is not a mean over users: a bootstrap resample repeats some users and drops others, so it covers fewer
+    items than the whole set, and percentile intervals of the difference can miss ``d`` itself (measured: +2.1
+    points observed, interval -1.0 to +1.7). The permutation test needs no resampling of users."""
+    lists, baseline_lists = np.asarray(lists), np.asarray(baseline_lists)
+    observed = coverage(lists, n_items) - coverage(baseline_lists, n_items)
     rng = np.random.default_rng(seed)
-    users = len(lists)
-    diffs = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = rng.integers(0, users, size=users)
-        diffs[b] = coverage(lists[pick], n_items) - coverage(baseline_lists[pick], n_items)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(diffs, [alpha, 1 - alpha])
-    return float(low), float(high)
+    extreme = 0
+    for _ in range(n_perm):
+        swap = rng.random(len(lists)) < 0.5
+        first = np.where(swap[:, None], baseline_lists, lists)
+        second = np.where(swap[:, None], lists, baseline_lists)
+        extreme += abs(coverage(first, n_items) - coverage(second, n_items)) >= abs(observed) - 1e-12
+    return float(observed), float((1 + extreme) / (1 + n_perm))
 
 
-__all__ = ["PER_USER", "coverage", "coverage_interval", "per_user_metrics"]
+__all__ = ["PER_USER", "coverage", "coverage_test", "per_user_metrics"]
