@@ -292,6 +292,96 @@ def test_an_explanation_no_better_than_random_is_flagged() -> None:
     assert summarise(better)["verdict"] == "better than random"
 
 
+# --- the report ------------------------------------------------------------------------------------------------------
+def _section(page: str, key: str) -> str:
+    start = page.index(f'<section id="{key}">')
+    return page[start:page.index("</section>", start)]
+
+
+def _highlighted_words(section: str) -> list[list[tuple[str, float]]]:
+    import html
+    import re
+
+    return [[(html.unescape(word), float(weight)) for weight, word in
+             re.findall(r'<span title="([+-][\d.]+)"[^>]*>([^<]*)</span>', paragraph)]
+            for paragraph in re.findall(r'<p class="explained-text">(.*?)</p>', section)]
+
+
+@pytest.mark.filterwarnings("ignore:.*also appear in the training data")  # mislabelled copies, on purpose
+def test_report_explains_the_surest_mistakes_and_shows_the_planted_word(tiny_text_model, tmp_path, monkeypatch) -> None:
+    """Test texts with the trigger word but labelled with the other class: the model is sure and wrong, and the
+    report's explanation of each mistake puts the most weight on the trigger."""
+    import transferkit as tk
+    from transferkit.reporting.explanations import explanations_html
+    from transferkit.reporting.report import build_report
+
+    train, cue_texts = _cue_texts(tmp_path / "train.csv")
+    with open(train, newline="", encoding="utf-8") as handle:
+        plain = [row["text"] for row in csv.DictReader(handle) if row["label"] == "beta"]
+    rows = [(text, "beta") for text in cue_texts[:3]] + [(text, "beta") for text in plain[:3]]
+    rows += [(text, "alpha") for text in cue_texts[3:6]]
+    with open(tmp_path / "test.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    model = tmp_path / "model"
+    tk.fit(str(train), test=str(tmp_path / "test.csv"), backbone=str(tiny_text_model), probe_c=20.0, baselines=[],
+           output=str(model), report=False, progress=False)
+
+    section = _section(build_report(model, explain_mistakes=2), "explanations")
+    assert "The 2 test mistake(s) the model was surest of (of 3 misclassified)" in section
+    assert "integrated-gradients" in section and "than random" in section
+    highlighted = _highlighted_words(section)
+    assert len(highlighted) == 2
+    for words in highlighted:
+        assert max(words, key=lambda pair: pair[1])[0] == TRIGGER, words
+
+    examples = json.loads((model / "examples.json").read_text())
+    assert "--explain-mistakes N" in explanations_html(model, examples, 0)
+    monkeypatch.setitem(__import__("sys").modules, "captum", None)  # captum cannot be imported
+    section = explanations_html(model, examples, 2)
+    assert "captum is not installed" in section and "pip install &#x27;transferkit[explain]&#x27;" in section
+
+
+def test_report_explains_moved_images_from_thumbnails_and_notes_a_model_it_cannot_explain(image_cue, tmp_path) -> None:
+    import shutil
+
+    import torch
+
+    import transferkit as tk
+    from transferkit.backbones import create_backbone
+    from transferkit.models.artifact_kinds import save_any
+    from transferkit.models.combined import EnsembleModel
+    from transferkit.models.heads import LinearHead
+    from transferkit.models.model import TransferModel
+    from transferkit.reporting.evidence import thumbnail_data_uri
+    from transferkit.reporting.report import build_report
+
+    model_folder, images = image_cue
+    cue = images / "cue" / "03.png"
+    moved = {"row_id": str(tmp_path / "gone" / "03.png"), "thumbnail": thumbnail_data_uri(cue), "true": "plain",
+             "predicted": "cue", "p_true": 0.02, "p_predicted": 0.98}
+    lost = {"row_id": str(tmp_path / "gone" / "04.png"), "true": "plain", "predicted": "cue", "p_true": 0.1,
+            "p_predicted": 0.9}
+    examples = {"modality": "image", "classes": ["cue", "plain"], "hardest": [lost, moved], "n_misclassified": 2}
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder, folder)
+    (folder / "examples.json").write_text(json.dumps(examples))
+    section = _section(build_report(folder, explain_mistakes=2), "explanations")
+    assert section.count('<img class="explained"') == 1
+    assert "03.png: the file is no longer there; explained from the report&#x27;s thumbnail" in section
+    assert "04.png: the input is no longer there (moved or deleted); left out" in section
+
+    torch.manual_seed(0)
+    other = create_backbone(TINY_IMAGE_BACKBONE, image_size=16)
+    members = [tk.load_model(str(model_folder)), TransferModel(other, LinearHead(other.num_features, 2),
+                                                               ["cue", "plain"])]
+    ensemble = tmp_path / "ensemble"
+    save_any(EnsembleModel(members, [0.5, 0.5]), ensemble)
+    (ensemble / "examples.json").write_text(json.dumps(examples))
+    section = _section(build_report(ensemble, explain_mistakes=2), "explanations")
+    assert "No explanations: this model cannot be explained" in section
+    assert "prepare their input differently" in section and "<img" not in section
+
+
 # --- the service -----------------------------------------------------------------------------------------------------
 def test_service_explains_with_the_limits_of_predict(image_cue, text_cue) -> None:
     import base64

@@ -124,6 +124,15 @@ def test_report_opens_in_headless_chromium_without_errors(image_run, tmp_path: P
     text = (tmp_path / "full.html").read_text()
     assert "outside the run folder" in text  # ../outside.png was refused, and said so
     assert "Another &lt;b&gt;one&lt;/b&gt;." in text  # manifest text is escaped, not markup
+    # the explanations section: the mistakes the model was surest of (the two mislabelled images, at least), each a
+    # heat map drawn in the page
+    explained = [i for i in page.images if i["cls"] == "explained"]
+    mistakes = json.loads((out / "examples.json").read_text())["n_misclassified"]
+    assert len(explained) == min(4, mistakes) >= 2, [i["alt"] for i in page.images]
+    assert {"x-cat.png", "x-fox.png"} <= {Path(i["alt"].split(" for ")[1]).name for i in explained}
+    assert all(i["complete"] and i["width"] >= 224 and i["shown_width"] > 0 for i in explained)
+    assert "Explanations of the surest mistakes" in text and "integrated-gradients" in text
+    assert re.search(r"gain [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]: <b>(no )?better than random</b>", text)
 
 
 def test_the_browser_check_catches_console_errors_and_broken_images(tmp_path: Path) -> None:

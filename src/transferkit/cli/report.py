@@ -25,7 +25,8 @@ def report(
     options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from REPORT_FLAGS
 ) -> None:
     """Write a self-contained HTML report of RUN_DIR (plots embedded, opens offline): configuration, data,
-    learning curves, metrics and verdict, confusion matrix, hardest mistakes, and the optional sections the folder
+    learning curves, metrics and verdict, confusion matrix, hardest mistakes and the explanations of those the
+    model was surest of, and the optional sections the folder
     has files for (ranking, domain adaptation, weight interpolation, compressed variants, extra sections)."""
     _setup(quiet)
     try:
@@ -33,7 +34,8 @@ def report(
         from transferkit.reporting.report import write_report
 
         config = build_options(ReportConfig, **options)
-        path = write_report(run_dir, config.output, overwrite=config.overwrite)
+        path = write_report(run_dir, config.output, overwrite=config.overwrite,
+                            explain_mistakes=config.explain_mistakes)
     except TransferkitError as exc:
         _fail(exc)
     typer.echo(str(path) if quiet else f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -13,6 +13,8 @@ learning curves        ``training_log.csv`` (the engine's per-epoch log), else `
 metrics and verdict    ``metrics.json`` (test metrics, baselines, comparisons, optional cross-validation)
 confusion matrix       ``metrics.json``
 hardest mistakes       ``examples.json`` (``hardest``), ``predictions.csv``
+explanations           ``examples.json`` (``hardest``) and the model folder: the mistakes the model was surest of,
+                       explained (:mod:`transferkit.reporting.explanations`; ``explain_mistakes`` of them)
 ranking                ``ranking.json`` (:meth:`Ranking.to_dict`), or the ranking of ``--backbone auto``
 domain adaptation      ``adaptation.json`` (+ the PNG files it names; also the shape ``transferkit adapt`` writes)
 weight interpolation   ``interpolation.json`` (also the ``curve`` shape ``transferkit fuse`` writes)
@@ -33,6 +35,7 @@ from transferkit._io import atomic_write_text
 from transferkit._version import __version__
 from transferkit.errors import ArtifactError, ConfigError
 from transferkit.reporting._html import escape as _e, image_tag as _img, number as _num, table as _table
+from transferkit.reporting.options import EXPLAINED_MISTAKES
 
 REPORT_FILE = "report.html"
 #: Marks a page as written by transferkit (an existing report at the default place is written again).
@@ -69,6 +72,7 @@ img.plot{max-width:100%;height:auto;display:block;margin:8px 0}
 .cards{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;min-width:140px}
 .card b{display:block;font-size:1.3rem}
 figure{margin:8px 0} figcaption{color:#6b7280;font-size:.85rem}
+img.explained{max-width:420px;height:auto;display:block;image-rendering:pixelated} p.explained-text{max-width:520px}
 """
 
 
@@ -408,8 +412,22 @@ def _task_figures(metrics: dict) -> str:
             + (f"<p class='muted'>95% bootstrap intervals of the model:</p><ul>{spread}</ul>" if spread else ""))
 
 
-def _regression_predictions(predictions: list[dict[str, str]], worst: int = 10) -> str:
-    """Predicted against true values, residuals, and the largest errors (``predictions.csv`` of a regression)."""
+def _interval_note(interval: dict | None) -> str:
+    """The prediction interval's test figures (``metrics.json``'s ``test.interval``): the empirical coverage
+    beside the nominal level, and the width."""
+    if not isinstance(interval, dict) or not all(k in interval for k in ("level", "coverage", "width", "n")):
+        return ""
+    low, high = (interval.get("coverage_ci") or [None, None])[:2]
+    spread = f" (95% interval {100 * low:.1f}% to {100 * high:.1f}%)" if low is not None and high is not None else ""
+    return (f"<p>Prediction intervals ({_e(str(interval.get('method', 'split conformal')))}): predicted value "
+            f"± {interval['width'] / 2:.4g}. Nominal coverage {100 * interval['level']:.0f}%; on the "
+            f"{interval['n']} test examples {100 * interval['coverage']:.1f}% of the true values fall inside"
+            f"{spread}.</p>")
+
+
+def _regression_predictions(predictions: list[dict[str, str]], interval: dict | None = None, worst: int = 10) -> str:
+    """Predicted against true values, residuals, and the largest errors (``predictions.csv`` of a regression),
+    after the prediction interval's test coverage when the model has one."""
     from transferkit.reporting import plots
 
     try:
@@ -423,7 +441,8 @@ def _regression_predictions(predictions: list[dict[str, str]], worst: int = 10) 
     largest = sorted(rows, key=lambda r: -abs(r[2] - r[1]))[:worst]
     table = _table(["input", "true", "predicted", "error"],
                    [[i, f"{t:.4g}", f"{p:.4g}", f"{p - t:+.4g}"] for i, t, p in largest])
-    return image + f"<h3>largest errors ({len(largest)} of {len(rows)} test examples)</h3>" + table
+    return (_interval_note(interval) + image
+            + f"<h3>largest errors ({len(largest)} of {len(rows)} test examples)</h3>" + table)
 
 
 def _label_set_predictions(test: dict, predictions: list[dict[str, str]] | None, worst: int = 10) -> str:
@@ -465,7 +484,8 @@ def _task_sections(add: Callable[[str, str, Callable[[], str]], None], test: dic
     """The sections of a task without classes, chosen by what its files hold: residuals (regression), per-label
     figures (multi-label)."""
     if predictions and "residual" in predictions[0]:
-        add("predictions", "Predictions and residuals", lambda: _regression_predictions(predictions))
+        add("predictions", "Predictions and residuals",
+            lambda: _regression_predictions(predictions, test.get("interval")))
     if test.get("per_label"):
         add("labels", "Per-label results and the worst examples", lambda: _label_set_predictions(test, predictions))
 
@@ -491,6 +511,17 @@ def _hardest(examples: dict) -> str:
     return (f"<p>{len(items)} of {total} misclassified test examples, lowest probability of the true class first.</p>"
             "<table><thead><tr><th>example</th><th>true</th><th>predicted</th><th>p(true)</th><th>p(predicted)</th>"
             f"<th>row</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _mistake_sections(add: Callable[[str, str, Callable[[], str]], None], folder: Path, examples: dict,
+                      explain: int | None) -> None:
+    """The hardest mistakes, then (for a model folder: ``explain`` not None) the explanations of ``explain`` of
+    them."""
+    from transferkit.reporting.explanations import explanations_html
+
+    add("mistakes", "Hardest misclassified examples", lambda: _hardest(examples))
+    if explain is not None:
+        add("explanations", "Explanations of the surest mistakes", lambda: explanations_html(folder, examples, explain))
 
 
 def _ranking(ranking: dict) -> str:
@@ -664,8 +695,9 @@ def _custom(run: _Run, entry: dict) -> str:
 
 # --- the page ----------------------------------------------------------------------------------------------------
 
-def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
-    """The HTML text of the report of ``run_dir`` (see the module docstring for what is read)."""
+def build_report(run_dir: str | Path, *, title: str | None = None, explain_mistakes: int = EXPLAINED_MISTAKES) -> str:
+    """The HTML text of the report of ``run_dir`` (see the module docstring for what is read); the explanations
+    section explains ``explain_mistakes`` of the test mistakes (0: a line saying how to get them)."""
     folder = Path(run_dir)
     if not folder.is_dir():
         raise ArtifactError(f"{folder}: no such run folder; give the folder `transferkit fit --output` wrote.")
@@ -704,7 +736,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> str:
     if test.get("confusion_matrix") and test.get("classes"):
         add("confusion-matrix", "Confusion matrix", lambda: _confusion(test))
     if isinstance(examples, dict) and "hardest" in examples:
-        add("mistakes", "Hardest misclassified examples", lambda: _hardest(examples))
+        _mistake_sections(add, folder, examples, explain_mistakes if model else None)
     ranking = run.json(RANKING_FILE)
     if not isinstance(ranking, dict) and options:
         ranking = _auto_ranking(options)
@@ -778,10 +810,12 @@ def check_report_output(run_dir: str | Path, output: str | Path | None = None, *
     return path
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None, *, overwrite: bool = False) -> Path:
+def write_report(run_dir: str | Path, output: str | Path | None = None, *, overwrite: bool = False,
+                 explain_mistakes: int = EXPLAINED_MISTAKES) -> Path:
     """Write the report of ``run_dir`` to ``output`` (default ``RUN_DIR/report.html``, written again on every
     call); an existing file at ``output`` is replaced only with ``overwrite`` (:func:`check_report_output`). The
-    file is written atomically. Returns its path."""
+    file is written atomically. ``explain_mistakes``: the mistakes explained (:func:`build_report`). Returns its
+    path."""
     path = check_report_output(run_dir, output, overwrite=overwrite)
-    atomic_write_text(path, build_report(run_dir))
+    atomic_write_text(path, build_report(run_dir, explain_mistakes=explain_mistakes))
     return path

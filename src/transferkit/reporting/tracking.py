@@ -156,7 +156,7 @@ def report_and_track(folder: str | Path | None, *, params: dict[str, Any], metri
             try:
                 from transferkit.reporting.report import write_report
 
-                return write_report(folder)
+                return write_report(folder, explain_mistakes=0)  # `transferkit report` explains, on demand
             except ImportError as exc:
                 raise ImportError(f"{exc}; install matplotlib (`pip install 'transferkit[report]'`) or pass "
                                   "--no-report") from exc
