@@ -13,6 +13,7 @@ _LAZY = {
     "make_serve_config": "transferkit.serving.settings",
     "create_app": "transferkit.serving.app",
     "Predictor": "transferkit.serving.predictor",
+    "DetectionPredictor": "transferkit.serving.detecting",
     "MicroBatcher": "transferkit.serving.batching",
 }
 

@@ -86,7 +86,7 @@ class Predictor:
         kind = self.config.get("kind", "single")
         if kind != "single":
             raise ConfigError(f"{self.folder} is a {kind} model; the service serves single models (written by fit, "
-                              "adapt, distill or compress). Predict with it through `transferkit predict`, or serve "
+                              "adapt, distill or compress) and detectors. Predict with it through `transferkit predict`, or serve "
                               "one of its members.")
         self.model = load_model(self.folder)
         self.runtime = runtime
