@@ -86,8 +86,8 @@ class Predictor:
         kind = self.config.get("kind", "single")
         if kind != "single":
             raise ConfigError(f"{self.folder} is a {kind} model; the service serves single models (written by fit, "
-                              "adapt, distill or compress) and detectors. Predict with it through `transferkit predict`, or serve "
-                              "one of its members.")
+                              "adapt, distill or compress) and detectors. Predict with it through `transferkit "
+                              "predict`, or serve one of its members.")
         self.model = load_model(self.folder)
         self.runtime = runtime
         self.device = device
