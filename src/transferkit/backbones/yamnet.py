@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from transferkit.backbones.audio import SpectrogramBackbone
 from transferkit.backbones.base import Backbone
 
 #: Output channels and strides of the 13 depthwise-separable layers.
@@ -130,35 +131,8 @@ class YamnetNetwork(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-class YamnetBackbone(Backbone):
+class YamnetBackbone(SpectrogramBackbone):
     """A :class:`YamnetNetwork` and its :class:`YamnetPreprocessing`."""
-
-    modality = "audio"
-
-    def __init__(self, model: YamnetNetwork, name: str, preprocessing: YamnetPreprocessing) -> None:
-        super().__init__(name)
-        self.model = model
-        self.num_features = model.num_features
-        self.audio_preprocessing = preprocessing
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        return self.audio_preprocessing.to_dict()
-
-    def waveform(self, item: Any) -> np.ndarray:
-        return self.audio_preprocessing.waveform(item)
-
-    def spectrogram(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return self.audio_preprocessing.spectrogram(wave)
-
-    def prepare(self, item: Any) -> torch.Tensor:
-        return self.audio_preprocessing(item)
-
-    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(list(prepared))
-
-    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
 
     def layer_groups(self) -> list[nn.Module]:
         """The stem with the first two layers, then the layers in pairs up to the last (seven groups)."""

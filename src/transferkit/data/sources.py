@@ -355,22 +355,30 @@ def _walk_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def _split_images(files: list[Path], folder: Path) -> list[Path]:
-    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    unsupported = [f for f in files if f.suffix.lower() in UNSUPPORTED_IMAGE_SUFFIXES]
-    others = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES | UNSUPPORTED_IMAGE_SUFFIXES]
+def _split_by_suffix(files: list[Path], folder: Path, kind: str, suffixes: set[str] | frozenset[str],
+                     unsupported_suffixes: set[str] | frozenset[str], convert_to: str, modality: str) -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes`` (a ``kind`` each: image, clip); those in a format that cannot
+    be decoded here and those without a ``modality`` extension are named in one warning each."""
+    kept = [f for f in files if f.suffix.lower() in suffixes]
+    unsupported = [f for f in files if f.suffix.lower() in unsupported_suffixes]
+    others = [f for f in files if f.suffix.lower() not in set(suffixes) | set(unsupported_suffixes)]
     if unsupported:
         kinds = ", ".join(sorted({f.suffix.lower() for f in unsupported}))
-        shown = ", ".join(display_path(p) for p in unsupported[:3]) + (" ..." if len(unsupported) > 3 else "")
-        warnings.warn(f"{display_path(folder)}: {len(unsupported)} image(s) in a format that cannot be decoded here "
-                      f"({kinds}) skipped ({shown}); convert them to JPEG or PNG to use them.", stacklevel=3)
+        warnings.warn(f"{display_path(folder)}: {len(unsupported)} {kind}(s) in a format that cannot be decoded here "
+                      f"({kinds}) skipped ({_shown(unsupported)}); convert them to {convert_to} to use them.",
+                      stacklevel=4)
     if others:
-        shown = ", ".join(display_path(p) for p in others[:3]) + (" ..." if len(others) > 3 else "")
-        warnings.warn(
-            f"{display_path(folder)}: {len(others)} file(s) without an image extension skipped ({shown}).",
-            stacklevel=3,
-        )
-    return images
+        warnings.warn(f"{display_path(folder)}: {len(others)} file(s) without an {modality} extension skipped "
+                      f"({_shown(others)}).", stacklevel=4)
+    return kept
+
+
+def _shown(paths: list[Path]) -> str:
+    return ", ".join(display_path(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+
+
+def _split_images(files: list[Path], folder: Path) -> list[Path]:
+    return _split_by_suffix(files, folder, "image", IMAGE_SUFFIXES, UNSUPPORTED_IMAGE_SUFFIXES, "JPEG or PNG", "image")
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -466,19 +474,7 @@ def folder_holds_audio(root: Path) -> bool:
 
 
 def _split_audio(files: list[Path], folder: Path) -> list[Path]:
-    clips = [f for f in files if f.suffix.lower() in AUDIO_SUFFIXES]
-    unsupported = [f for f in files if f.suffix.lower() in UNSUPPORTED_AUDIO_SUFFIXES]
-    others = [f for f in files if f.suffix.lower() not in AUDIO_SUFFIXES | UNSUPPORTED_AUDIO_SUFFIXES]
-    if unsupported:
-        kinds = ", ".join(sorted({f.suffix.lower() for f in unsupported}))
-        shown = ", ".join(display_path(p) for p in unsupported[:3]) + (" ..." if len(unsupported) > 3 else "")
-        warnings.warn(f"{display_path(folder)}: {len(unsupported)} clip(s) in a format that cannot be decoded here "
-                      f"({kinds}) skipped ({shown}); convert them to WAV or FLAC to use them.", stacklevel=3)
-    if others:
-        shown = ", ".join(display_path(p) for p in others[:3]) + (" ..." if len(others) > 3 else "")
-        warnings.warn(f"{display_path(folder)}: {len(others)} file(s) without an audio extension skipped ({shown}).",
-                      stacklevel=3)
-    return clips
+    return _split_by_suffix(files, folder, "clip", AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, "WAV or FLAC", "audio")
 
 
 def load_audio_folder(root: str | Path, *, normalize_labels: bool = False) -> Dataset:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transferkit.models.heads.linear import LinearHead
 
-class PrototypeHead(nn.Module):
+
+class PrototypeHead(LinearHead):
     """``logits = s * cos(x, p_c) + W ((x - mean) / scale) + b``.
 
     ``p_c`` (buffer ``prototypes``, ``(num_classes, in_features)``, unit rows) is the backbone's embedding of class
@@ -18,20 +20,9 @@ class PrototypeHead(nn.Module):
     """
 
     def __init__(self, in_features: int, num_classes: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(in_features))
-        self.register_buffer("scale", torch.ones(in_features))
+        super().__init__(in_features, num_classes)
         self.register_buffer("prototypes", torch.zeros(num_classes, in_features))
         self.register_buffer("prior_scale", torch.zeros(()))
-        self.linear = nn.Linear(in_features, num_classes)
-
-    @property
-    def in_features(self) -> int:
-        return self.linear.in_features
-
-    @property
-    def num_classes(self) -> int:
-        return self.linear.out_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         cosine = nn.functional.normalize(features, dim=-1) @ self.prototypes.T

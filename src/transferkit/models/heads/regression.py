@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transferkit.models.heads.linear import LinearHead
 
-class RegressionHead(nn.Module):
+
+class RegressionHead(LinearHead):
     """``value = (W ((x - mean) / scale) + b) * target_scale + target_mean``.
 
     Shapes: features ``(N, in_features)`` -> values ``(N, num_classes)`` (one output per target; one today), in the
@@ -18,20 +20,9 @@ class RegressionHead(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int = 1, target_mean: float = 0.0,
                  target_scale: float = 1.0) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(in_features))
-        self.register_buffer("scale", torch.ones(in_features))
+        super().__init__(in_features, num_classes)
         self.register_buffer("target_mean", torch.full((num_classes,), float(target_mean)))
         self.register_buffer("target_scale", torch.full((num_classes,), float(target_scale)))
-        self.linear = nn.Linear(in_features, num_classes)
-
-    @property
-    def in_features(self) -> int:
-        return self.linear.in_features
-
-    @property
-    def num_classes(self) -> int:
-        return self.linear.out_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear((features - self.mean) / self.scale) * self.target_scale + self.target_mean
