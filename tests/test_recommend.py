@@ -269,3 +269,27 @@ def test_the_coverage_test_tells_a_wider_catalogue_from_chance():
     same = rng.integers(0, 200, size=(50, 5))
     _, p_same = coverage_test(wide, same, 200, n_perm=200)
     assert p_same > 0.05
+
+
+def test_the_service_answers_post_recommend_and_refuses_what_it_cannot_answer(fitted):
+    from fastapi.testclient import TestClient
+
+    from transferkit.serving.app import create_app, load_predictor
+    from transferkit.serving.settings import make_serve_config
+
+    settings = make_serve_config(model=str(fitted["model"]))
+    with TestClient(create_app(settings, load_predictor(settings))) as client:
+        answer = client.post("/recommend", json={"user": "u0", "k": 3})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["items"]) == 3
+        assert client.post("/recommend", json={"content": "galaxy rockets", "k": 2}).status_code == 200
+        assert client.post("/recommend", json={"item": "space1", "k": 2}).json()["items"][0]["item"] != "space1"
+        unknown = client.post("/recommend", json={"user": "nobody"})
+        assert unknown.status_code == 422 and "user 'nobody'" in unknown.json()["detail"]
+        both = client.post("/recommend", json={"user": "u0", "item": "space1"})
+        assert both.status_code == 422 and "exactly one" in both.json()["detail"]
+        extra = client.post("/recommend", json={"users": "u0"})
+        assert extra.status_code == 422 and "unknown field 'users'" in extra.json()["detail"]
+        predict = client.post("/predict", json={"texts": ["a"]})
+        assert predict.status_code == 400 and "POST /recommend" in predict.json()["detail"]
+        assert client.get("/info").json()["kind"] == "recommender"

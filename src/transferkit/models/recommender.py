@@ -32,6 +32,8 @@ class Recommender:
 
     modality: str
     task = "recommendation"
+    #: answers ``POST /recommend`` of the service rather than ``/predict``
+    recommends = True
 
     def __init__(self, *, user_ids: Sequence[str], item_ids: Sequence[str], user_vectors: np.ndarray,
                  item_id_vectors: np.ndarray, has_history: np.ndarray, projection: np.ndarray,
@@ -132,6 +134,35 @@ class Recommender:
             cosine[exclude] = -np.inf
         order = np.argsort(-cosine, kind="stable")[:k]
         return [self._row(int(i), float(cosine[i])) for i in order if np.isfinite(cosine[i])]
+
+    def content_features(self, content: str, device: str = "auto") -> np.ndarray:
+        """``(1, D)`` backbone features of a new item given as the catalogue's items are: its text, or the path of
+        its image or audio file (the modality's entry says which); the backbone is built on first use."""
+        from pathlib import Path
+
+        from transferkit.data.dataset import Dataset
+        from transferkit.features.extract import extract_features
+        from transferkit.modalities import get_modality
+
+        entry = get_modality(self.modality)
+        if not str(content).strip():
+            raise DataError("--content is empty; give the new item's text, or the path of its file.")
+        if entry.strings_are_items:
+            data = Dataset(self.modality, [str(content)], None, "new item (--content)")
+        else:
+            if not Path(content).is_file():
+                raise DataError(f"{content}: no such file (--content); this model's items are {self.modality} "
+                                "files: give the new item's file.")
+            data = entry.files_dataset([str(content)], "new item (--content)")
+        if getattr(self, "_backbone", None) is None:
+            from transferkit.backbones import create_backbone
+
+            self._backbone = create_backbone(self.backbone["name"], **self.backbone.get("options", {}))
+        return extract_features(self._backbone, data, cache=None, device=device, progress=False)
+
+    def similar_to_content(self, content: str, k: int = 10, device: str = "auto") -> list[dict[str, Any]]:
+        """The ``k`` catalogue items nearest a new item's ``content`` (see :meth:`content_features`)."""
+        return self.similar(self.project(self.content_features(content, device))[0], k)
 
     def _row(self, index: int, score: float) -> dict[str, Any]:
         return {"item": self.item_ids[index], "score": round(score, 6), "cold": not bool(self.has_history[index])}

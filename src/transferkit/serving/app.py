@@ -315,7 +315,12 @@ def load_predictor(settings: ServeConfig):
     from transferkit.serving.predictor import Predictor
 
     kind = DetectionPredictor if folder_predicts_records(settings.model) else Predictor
+    from transferkit.serving.recommending import RecommendPredictor, folder_recommends
     model = kind(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
+    if folder_recommends(settings.model):  # POST /recommend (serving/recommending.py)
+        model = RecommendPredictor(settings.model, device=settings.device)
+        model.warm_up()
+        return model
     model.warm_up()
     return model
 
@@ -335,6 +340,7 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
     _add_explain_route(app, settings, state)
     _add_error_handlers(app)
     return app
+    _add_recommend_route(app, settings, state)
 
 
 def _lifespan(settings: ServeConfig, predictor: Any, state: dict[str, Any]) -> Any:
@@ -400,6 +406,7 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
         model = state["predictor"]
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
+        _refuse_recommender(model)
         files = get_modality(model.modality).service_request == "files"
         expected = "multipart/form-data" if files else "application/json"
         if content_type != expected:
@@ -454,6 +461,7 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
         if getattr(model, "predicts_records", False):
             raise refuse(400, "this model is an object detector; /explain explains a classifier's class scores. "
                               "POST the images to /predict for their boxes, classes and scores.")
+        _refuse_recommender(model)
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
         files = get_modality(model.modality).service_request == "files"
@@ -483,6 +491,33 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+
+
+def _refuse_recommender(model: Any) -> None:
+    if getattr(model, "recommends", False):
+        raise refuse(400, 'this model is a recommender: POST /recommend with JSON like {"user": "42", "k": 10}.')
+
+
+def _add_recommend_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:
+    """``POST /recommend``: a recommender's JSON requests, answered in a worker thread
+    (:mod:`transferkit.serving.recommending`)."""
+    import anyio
+
+    @app.post("/recommend", summary="a recommender's best items for a user, or the items nearest an item or a new "
+                                    "item's text (JSON: user | item | content, k, scorer)", responses=_ERRORS)
+    async def recommend(request: Request) -> Any:
+        model = state["predictor"]
+        if not getattr(model, "recommends", False):
+            raise refuse(400, "this model is not a recommender (those come from `transferkit recommend fit`); POST "
+                              "/predict for its predictions.")
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise refuse(415, 'send application/json like {"user": "42", "k": 10}; got content type '
+                              f"{content_type or '(none)'}.")
+        body = await _read_body(request, settings.request_limit(model.modality))
+        state["requests"] += 1
+        items = await anyio.to_thread.run_sync(model.recommend, body)
+        return {"model": os.path.basename(os.path.normpath(settings.model)), "items": _finite(items)}
     """Every error answered in JSON: unknown endpoints and methods named, a client that went away, the service's
     own faults."""
 

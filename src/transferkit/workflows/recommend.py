@@ -233,27 +233,7 @@ def recommend_top(model: Any, *, user: str | None = None, item: str | None = Non
     if item is not None:
         index = recommender.item_index(str(item))
         return recommender.similar(recommender.item_content_vectors[index], k, exclude=index)
-    return recommender.similar(recommender.project(_new_item_features(recommender, str(content), device))[0], k)
-
-
-def _new_item_features(recommender: Recommender, content: str, device: str) -> np.ndarray:
-    """``(1, D)`` backbone features of a new item given as the catalogue's items are (a text, or a file path)."""
-    from transferkit.backbones import create_backbone
-    from transferkit.features.extract import extract_features
-    from transferkit.modalities import get_modality
-
-    entry = get_modality(recommender.modality)
-    if not content.strip():
-        raise DataError("--content is empty; give the new item's text, or the path of its file.")
-    if entry.strings_are_items:
-        data = Dataset(recommender.modality, [content], None, "new item (--content)")
-    else:
-        if not Path(content).is_file():
-            raise DataError(f"{content}: no such file (--content); this model's items are {recommender.modality} "
-                            "files: give the new item's file.")
-        data = entry.files_dataset([content], "new item (--content)")
-    backbone = create_backbone(recommender.backbone["name"], **recommender.backbone.get("options", {}))
-    return extract_features(backbone, data, cache=None, device=device, progress=False)
+    return recommender.similar_to_content(str(content), k, device)
 
 
 __all__ = ["RESULTS_FILE", "RecommendResult", "recommend_evaluate", "recommend_fit", "recommend_top"]
