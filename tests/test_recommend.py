@@ -52,7 +52,7 @@ def tables(tmp_path: Path) -> dict[str, Path]:
                                    _interaction_rows())}
 
 
-FAST = dict(factors=4, epochs=2, iterations=3, progress=False)
+FAST = dict(factors=4, epochs=1, iterations=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def fitted(tmp_path_factory, tiny_text_model) -> dict[str, Path]:
     interactions = _write(root / "ratings.csv", ["user", "item", "rating", "timestamp"], _interaction_rows())
     result = runner.invoke(app, ["recommend", "fit", str(interactions), "--items", str(items), "--output",
                                  str(root / "model"), "--backbone", str(tiny_text_model), "--factors", "4",
-                                 "--epochs", "2", "--iterations", "3", "--quiet"])
+                                 "--epochs", "1", "--iterations", "3", "--quiet"])
     assert result.exit_code == 0, result.output
     return {"model": root / "model", "items": items, "interactions": interactions, "output": result.output}
 

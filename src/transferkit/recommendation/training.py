@@ -9,8 +9,9 @@ the mean and spread of their id scores, so that the hybrid's cold items compete 
 scale alone, an offset alone or a regression of id scores on content scores were measured on MovieLens-100k: see
 benchmarks/README.md).
 
-The projection trains in a small PyTorch loop on the CPU (a few seconds for thousands of items), not through the
-Lightning engine: it is one matrix on cached features.
+The projection trains on the shared engine (:mod:`transferkit.recommendation.projection`: a ranking pair is a
+two-class example whose cross-entropy is the BPR loss), with its optimiser, schedule, early stopping on held-out
+pairs and device handling.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def check_recommend_installed() -> None:
     if importlib.util.find_spec("implicit") is None:
         raise ConfigError("recommend needs the implicit package (the id-only collaborative-filtering model); install "
                           "it with: pip install 'transferkit[recommend]'.")
+    if importlib.util.find_spec("lightning") is None:
+        raise ConfigError("recommend trains the content projection on the training engine, which needs lightning; "
+                          "install it with: pip install 'transferkit[train]'.")
 
 
 def train_id_model(matrix: Any, config: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -57,37 +61,6 @@ def train_id_model(matrix: Any, config: Any) -> tuple[np.ndarray, np.ndarray]:
     items = np.asarray(model.item_factors, dtype=np.float32)
     items[np.asarray(matrix.sum(axis=0)).ravel() == 0] = 0.0
     return users, items
-
-
-def train_projection(features: np.ndarray, user_vectors: np.ndarray, matrix: Any, config: Any) -> np.ndarray:
-    """``W`` ``(D, F)``: BPR on the positives of ``matrix`` with fixed ``user_vectors``; ``features`` ``(I, D)``
-    already centred. Negatives are sampled among the items that have interactions."""
-    import torch
-
-    generator = torch.Generator().manual_seed(config.seed)
-    coo = matrix.tocoo()
-    users = torch.from_numpy(coo.row.astype(np.int64))
-    positives = torch.from_numpy(coo.col.astype(np.int64))
-    warm = torch.from_numpy(np.flatnonzero(np.asarray(matrix.sum(axis=0)).ravel() > 0))
-    content = torch.from_numpy(np.asarray(features, dtype=np.float32))
-    user_table = torch.from_numpy(user_vectors)
-    weight = torch.zeros(content.shape[1], user_table.shape[1])
-    torch.nn.init.normal_(weight, std=1.0 / np.sqrt(content.shape[1]), generator=generator)
-    weight.requires_grad_(True)
-    optimiser = torch.optim.Adam([weight], lr=config.lr)
-    batch = 1024
-    for _ in range(config.epochs):
-        order = torch.randperm(len(users), generator=generator)
-        for start in range(0, len(order), batch):
-            rows = order[start:start + batch]
-            negatives = warm[torch.randint(len(warm), (len(rows),), generator=generator)]
-            u = user_table[users[rows]]
-            margin = (u * ((content[positives[rows]] - content[negatives]) @ weight)).sum(dim=1)
-            loss = -torch.nn.functional.logsigmoid(margin).mean() + 1e-4 * weight.pow(2).sum()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return weight.detach().numpy()
 
 
 def content_calibration(user_vectors: np.ndarray, id_vectors: np.ndarray, content_vectors: np.ndarray,
@@ -111,11 +84,13 @@ def build_recommender(interactions: Interactions, rows: np.ndarray, item_ids: li
                       backbone: dict[str, Any], modality: str, config: Any) -> Recommender:
     """A :class:`Recommender` trained on the interactions ``rows`` (indices into ``interactions``) over the whole
     catalogue ``item_ids`` (``features`` ``(I, D)``: every item's frozen backbone features)."""
+    from transferkit.recommendation.projection import train_projection
+
     n_users, n_items = len(interactions.user_ids), len(item_ids)
     matrix = interaction_matrix(interactions.users[rows], interactions.items[rows], n_users, n_items)
     user_vectors, id_vectors = train_id_model(matrix, config)
     feature_mean = features.mean(axis=0)
-    projection = train_projection(features - feature_mean, user_vectors, matrix, config)
+    projection = train_projection(features - feature_mean, user_vectors, matrix, config)  # on the engine
     has_history = np.asarray(matrix.sum(axis=0)).ravel() > 0
     scale, offset = content_calibration(user_vectors, id_vectors, (features - feature_mean) @ projection,
                                         has_history, config.seed)
@@ -128,4 +103,4 @@ def build_recommender(interactions: Interactions, rows: np.ndarray, item_ids: li
 
 
 __all__ = ["build_recommender", "check_recommend_installed", "content_calibration", "interaction_matrix",
-           "train_id_model", "train_projection"]
+           "train_id_model"]
