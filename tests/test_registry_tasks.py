@@ -146,6 +146,12 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
     json.dumps(record, allow_nan=False)
     table = hook("prediction_table")([record], space)
     assert len(table) == 2 and all(isinstance(cell, str) for row in table for cell in row)
+    interval = hook("prediction_interval")(y, proba, 0.5, calibrated_on="the sample")
+    assert (interval is not None) == task.gives_intervals
+    if interval is not None:
+        bounded = task.prediction_record("row 1", proba[0], space, 1, interval=interval)
+        assert bounded["low"] <= bounded["value"] <= bounded["high"] and interval["level"] == 0.5
+        assert task.prediction_table([bounded], space)[0][-2:] == ["low", "high"]
 
     assert called == set(HOOKS), f"the contract test does not call {sorted(set(HOOKS) - called)}"
 

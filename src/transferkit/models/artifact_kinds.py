@@ -92,6 +92,7 @@ def save_single(model: Any, folder: str | Path, *, metrics: dict | None = None, 
         "strategy": model.strategy,
         "task": getattr(model, "task", DEFAULT_TASK),
         "temperature": float(getattr(model, "temperature", 1.0)),
+        **({"interval": model.interval} if getattr(model, "interval", None) else {}),
         "modality": model.modality,
         "classes": model.classes,
         "backbone": backbone_spec(backbone, include_backbone),
@@ -147,6 +148,7 @@ def _load_single(folder: Path, config: dict[str, Any]):
                             f"the saved config.json, or {RESAVE}.")
     model = TransferModel(backbone, head, classes, strategy=config.get("strategy", "linear-probe"),
                           temperature=float(temperature), task=_saved_task(config, folder))
+    model.interval = _saved_interval(config, folder)
     return model.eval()
 
 
@@ -156,6 +158,21 @@ def _load_single_checked(folder: Path, config: dict[str, Any], task: str | None 
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ArtifactError(f"{folder / CONFIG_FILE}: entry {exc} is missing or malformed; restore the saved "
                             f"config.json, or {RESAVE}.") from exc
+
+
+def _saved_interval(config: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """The prediction interval recorded in ``config.json`` (``None`` when the model has none), checked: a nominal
+    ``level`` in (0, 1) and a finite ``half_width`` >= 0 (see :mod:`transferkit.evaluation.conformal`)."""
+    value = config.get("interval")
+    if value is None:
+        return None
+    numbers = isinstance(value, dict) and all(
+        isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool)
+        for key in ("level", "half_width"))
+    if not numbers or not 0 < value["level"] < 1 or not 0 <= value["half_width"] < math.inf:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: 'interval' must hold a 'level' in (0, 1) and a finite "
+                            f"'half_width' >= 0; got {value!r}. Restore the saved config.json, or {RESAVE}.")
+    return dict(value)
 
 
 def _saved_task(config: dict[str, Any], folder: Path) -> str:

@@ -21,6 +21,8 @@ class TransferModel(nn.Module):
     ``temperature`` (default 1) divides the logits before the softmax of :meth:`head_proba` / :meth:`predict_proba`
     (temperature scaling, fitted on validation data by :mod:`transferkit.evaluation.calibration`); it never changes
     the predicted class. ``task`` names what its labels are (:mod:`transferkit.tasks`), saved in ``config.json``.
+    ``interval`` is the prediction interval calibrated for it (regression: split conformal, see
+    :mod:`transferkit.evaluation.conformal`; ``None`` for none), saved in ``config.json`` and given by predict.
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, classes: Sequence[str], strategy: str = "linear-probe",
@@ -32,6 +34,7 @@ class TransferModel(nn.Module):
         self.strategy = strategy
         self.temperature = float(temperature)
         self.task = task
+        self.interval: dict[str, Any] | None = None
 
     @property
     def modality(self) -> str:

@@ -120,6 +120,10 @@ class Prediction(BaseModel):
     top_k: list[ClassProbability] | None = Field(
         None, description="classification: the k most likely classes, most likely first")
     value: float | None = Field(None, description="regression: the predicted value, in the target's units")
+    low: float | None = Field(None, description="regression with a prediction interval: its lower end (value - the "
+                              "split-conformal width calibrated by fit)")
+    high: float | None = Field(None, description="regression with a prediction interval: its upper end")
+    level: float | None = Field(None, description="regression with a prediction interval: its nominal coverage")
     labels: list[str] | None = Field(None, description="multi-label: the predicted label set, most likely first")
     detections: list[Detection] | None = Field(
         None, description="detection: the boxes scoring at least score_threshold, best first")
@@ -290,12 +294,14 @@ def _finite(value: Any) -> Any:
 
 
 def _predictions(proba: np.ndarray, names: list[str], classes: list[str], k: int,
-                 task: Any = None) -> list[dict[str, Any]]:
+                 task: Any = None, interval: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One answer per input: the class, its probability, every class's and the top k (classification); or what
-    the model's task records for one input (``task.prediction_record``: a value; a label set with probabilities)."""
+    the model's task records for one input (``task.prediction_record``: a value, with ``low`` and ``high`` when
+    the model carries a prediction ``interval``; a label set with probabilities)."""
     out = []
+    options = {"interval": interval} if interval else {}
     for index, (name, row) in enumerate(zip(names, proba)):
-        record = task.prediction_record(name, row, classes, k) if task is not None else {}
+        record = task.prediction_record(name, row, classes, k, **options) if task is not None else {}
         if "label" not in record and record:
             out.append({"index": index, **record})
             continue
@@ -441,7 +447,8 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
             return JSONResponse({"detail": f"the model gave non-finite probabilities for {', '.join(bad)}; this is a "
                                            "fault of the model, logged by the service."}, status_code=500)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "runtime": model.runtime,
-                "predictions": _predictions(proba, names, model.classes, k, task_of(getattr(model, "model", model)))}
+                "predictions": _predictions(proba, names, model.classes, k, task_of(getattr(model, "model", model)),
+                                            getattr(getattr(model, "model", model), "interval", None))}
 
 
 def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ FINAL_OUTCOME = "outcome.json"
 #: training, paths whose data is recorded by fingerprint instead): ``--resume`` may change them.
 UNTRAINED_OPTIONS = ("data", "val", "test", "output", "overwrite", "report", "label_column", "text_column",
                      "path_column", "encoding", "cache_dir", "no_cache", "progress", "resume", "work_dir",
-                     "tracking_uri", "num_workers", "device", "devices", "num_nodes", "distributed", "calibrate",
+                     "tracking_uri", "num_workers", "device", "devices", "num_nodes", "distributed", "calibrate", "interval",
                      "baselines", "activation_checkpointing", "compare_plain")
 
 

@@ -32,6 +32,8 @@ class Task(ABC):
     measure: str = ""
     #: The name of :meth:`output_loss` in listings and result files (``log_loss``, ``mse``, ``bce``).
     output_loss_name: str = ""
+    #: Whether :meth:`prediction_interval` can give the model an interval (``fit`` then calibrates one).
+    gives_intervals: bool = False
     #: The metrics of the summary table (keys of :meth:`metrics` and :meth:`prediction_metrics`, with their headers).
     summary_columns: tuple[tuple[str, str], ...] = ()
     #: Whether ``proba`` are class probabilities that temperature scaling calibrates (``--calibrate``, reliability
@@ -155,6 +157,13 @@ class Task(ABC):
         :attr:`output_loss_name`): what fusion breaks ties by and fits ensemble weights on."""
 
     @abstractmethod
+    def prediction_interval(self, y_true: np.ndarray, proba: np.ndarray, level: float, *,
+                            calibrated_on: str) -> dict[str, Any] | None:
+        """The prediction interval a model carries, calibrated on held-out targets ``y_true`` and the model's
+        outputs ``proba`` there, for nominal coverage ``level`` (regression: split conformal); ``None`` for tasks
+        without intervals (or too few examples). ``calibrated_on`` says what the examples are."""
+
+    @abstractmethod
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """``(N,)`` scores whose mean is :attr:`measure`: the unit of the paired bootstrap of the verdict."""
 
@@ -171,8 +180,9 @@ class Task(ABC):
     # --- prediction -------------------------------------------------------------------------------------------
     @abstractmethod
     def prediction_record(self, row: str, proba: np.ndarray, label_space: Sequence[str],
-                          top_k: int | None = None) -> dict[str, Any]:
-        """What ``predict`` returns for one input, from its outputs ``proba`` ``(width,)``."""
+                          top_k: int | None = None, *, interval: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What ``predict`` returns for one input, from its outputs ``proba`` ``(width,)``; ``interval`` is the
+        prediction interval the model carries (:meth:`prediction_interval`; tasks without intervals ignore it)."""
 
     @abstractmethod
     def prediction_table(self, records: Sequence[dict[str, Any]], label_space: Sequence[str]) -> list[list[str]]:

@@ -153,6 +153,11 @@ class SingleLabelClassification(Task):
         picked = np.clip(np.asarray(proba, dtype=np.float64)[np.arange(len(y)), y], 1e-12, 1.0)
         return float(-np.mean(np.log(picked)))
 
+    def prediction_interval(self, y_true: np.ndarray, proba: np.ndarray, level: float, *,
+                            calibrated_on: str) -> dict[str, Any] | None:
+        """None: the outputs are probabilities, not values with an interval."""
+        return None
+
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """1.0 where the prediction is right, else 0.0 (their mean is the accuracy)."""
         return (np.asarray(y_pred) == np.asarray(y_true)).astype(np.float64)
@@ -171,7 +176,7 @@ class SingleLabelClassification(Task):
 
     # --- prediction -------------------------------------------------------------------------------------------
     def prediction_record(self, row: str, proba: np.ndarray, label_space: Sequence[str],
-                          top_k: int | None = None) -> dict[str, Any]:
+                          top_k: int | None = None, *, interval: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{"input": row, "label": most likely class, "probabilities": {class: p}}`` for the ``top_k`` most
         likely classes (all when ``None``), most likely first."""
         order = np.argsort(-proba)[: top_k or len(proba)]

@@ -268,6 +268,11 @@ class MultiLabelClassification(Task):
         y = np.asarray(y_true, dtype=np.float64)
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
+    def prediction_interval(self, y_true: np.ndarray, proba: np.ndarray, level: float, *,
+                            calibrated_on: str) -> dict[str, Any] | None:
+        """None: the outputs are probabilities, not values with an interval."""
+        return None
+
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         from transferkit.evaluation.task_metrics import example_f1_scores
 
@@ -297,7 +302,7 @@ class MultiLabelClassification(Task):
 
     # --- prediction -------------------------------------------------------------------------------------------
     def prediction_record(self, row: str, proba: np.ndarray, label_space: Sequence[str],
-                          top_k: int | None = None) -> dict[str, Any]:
+                          top_k: int | None = None, *, interval: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{"input": row, "labels": the predicted set (most likely first), "probabilities": {label: p}}`` for the
         ``top_k`` most likely labels (all when ``None``)."""
         order = np.argsort(-np.asarray(proba), kind="stable")

@@ -39,6 +39,7 @@ class Regression(Task):
     output_noun = "target"
     loss_name = "mse"
     output_loss_name = "mse"
+    gives_intervals = True
     measure = "r2"
     summary_columns = (("r2", "R2"), ("mae", "MAE"), ("rmse", "RMSE"))
     transferability_scores = ("logme", "logme_no_intercept")
@@ -184,6 +185,14 @@ class Regression(Task):
         errors = self.predictions(proba) - np.asarray(y_true, dtype=np.float64).reshape(-1)
         return float(np.mean(errors ** 2))
 
+    def prediction_interval(self, y_true: np.ndarray, proba: np.ndarray, level: float, *,
+                            calibrated_on: str) -> dict[str, Any] | None:
+        """Split conformal (:mod:`transferkit.evaluation.conformal`): ``value ± q``, ``q`` the finite-sample
+        quantile of the absolute calibration residuals."""
+        from transferkit.evaluation.conformal import split_conformal_interval
+
+        return split_conformal_interval(y_true, self.predictions(proba), level, calibrated_on=calibrated_on)
+
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         from transferkit.evaluation.task_metrics import r2_scores
 
@@ -212,12 +221,20 @@ class Regression(Task):
 
     # --- prediction -------------------------------------------------------------------------------------------
     def prediction_record(self, row: str, proba: np.ndarray, label_space: Sequence[str],
-                          top_k: int | None = None) -> dict[str, Any]:
-        """``{"input": row, "value": the predicted value}`` (``top_k`` does not apply)."""
-        return {"input": row, "value": float(np.asarray(proba).reshape(-1)[0])}
+                          top_k: int | None = None, *, interval: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``{"input": row, "value": the predicted value}`` (``top_k`` does not apply), with ``low`` and ``high``
+        (and the interval's ``level``) when the model carries a prediction interval."""
+        value = float(np.asarray(proba).reshape(-1)[0])
+        if interval is None:
+            return {"input": row, "value": value}
+        return {"input": row, "value": value, "low": value - interval["half_width"],
+                "high": value + interval["half_width"], "level": interval["level"]}
 
     def prediction_table(self, records: Sequence[dict[str, Any]], label_space: Sequence[str]) -> list[list[str]]:
-        """Columns ``input, value``."""
+        """Columns ``input, value`` (and ``low, high`` when the records have an interval)."""
+        if records and "low" in records[0]:
+            return [["input", "value", "low", "high"],
+                    *([r["input"], f"{r['value']:.6g}", f"{r['low']:.6g}", f"{r['high']:.6g}"] for r in records)]
         return [["input", "value"], *([r["input"], f"{r['value']:.6g}"] for r in records)]
 
 

@@ -290,6 +290,7 @@ def _fit_probe(run: _FitRun) -> None:
         if run.label_prior is not None and run.label_prior.prototypes is not None:
             run.zero_shot_pred = zero_shot_predictions(run.label_prior, X_test)
         run.model = TransferModel(run.backbone, probe.to_head(), classes, strategy=config.strategy, task=task.name)
+        run.model.interval = _probe_interval(run, probe, X_train, y_train, X_val, y_val)
         if config.calibrate:
             run.calibration = _calibrate_probe(run, probe.C_, X_train, y_train, X_val, y_val)
         run.proba = run.model.head_proba(X_test)
@@ -297,6 +298,45 @@ def _fit_probe(run: _FitRun) -> None:
     run.strategy_metrics = {
         **run.strategy_metrics, "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()},
                   "label_prior": prior is not None}}
+
+
+def _probe_interval(run: _FitRun, probe: Any, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> Any:
+    """The task's prediction interval (regression: split conformal at ``--interval``) of the probe: calibrated on
+    the validation features, else on out-of-fold predictions of the training features (5 folds, the probe's
+    chosen C); ``None`` for tasks without intervals or ``--interval 0``."""
+    task, level, seed = run.task, run.config.interval, run.config.seed
+    if not task.gives_intervals or level == 0:
+        return None
+    if X_val is not None:
+        return task.prediction_interval(y_val, run.model.head_proba(X_val), level,
+                                        calibrated_on=f"the validation data ({len(y_val)} examples)")
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    folds = min(5, len(y_train))
+    out_of_fold = np.zeros((len(y_train), len(run.classes)), dtype=np.float64)
+    for fitted, held in KFold(folds, shuffle=True, random_state=seed).split(X_train):
+        fold_probe = task.new_probe(C=probe.C_, seed=seed).fit(X_train[fitted], y_train[fitted])
+        out_of_fold[held] = np.asarray(fold_probe.predict_proba(X_train[held])).reshape(len(held), -1)
+    return task.prediction_interval(y_train, out_of_fold, level, calibrated_on=(
+        f"out-of-fold predictions of the training data ({folds} folds, {len(y_train)} examples)"))
+
+
+def _network_interval(run: _FitRun) -> Any:
+    """The task's prediction interval of a trained network: calibrated on the validation data, else on the part
+    of the training data that ``train_with_strategy`` held out for early stopping (never trained on)."""
+    from transferkit.data.splits import stratified_split
+
+    config, task = run.config, run.task
+    if not task.gives_intervals or config.interval == 0:
+        return None
+    held_out = run.val if run.val is not None else stratified_split(
+        run.train, config.val_fraction, config.seed, names=("train", "validation"))[1]
+    proba = run.model.predict_proba(held_out, batch_size=config.batch_size, device=config.device,
+                                    num_workers=config.num_workers, cache=None, progress=False)
+    where = "the validation data" if run.val is not None else "the part of the training data held out for early stopping"
+    return task.prediction_interval(task.targets(held_out, run.classes), proba, config.interval,
+                                    calibrated_on=f"{where} ({len(held_out)} examples)")
 
 
 def _calibrate_probe(run: _FitRun, C: float, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> dict[str, Any]:
@@ -321,6 +361,8 @@ def _train_network(run: _FitRun) -> None:
     with timed(run.log.timings, "training"):
         trained = train_with_strategy(config, run.backbone, run.train, run.val, run.classes, callbacks=run.callbacks)
     run.model, run.is_main = trained.model, trained.is_main_process
+    if run.is_main:
+        run.model.interval = _network_interval(run)
     if config.calibrate and run.is_main:
         run.calibration = _calibrate_network(run)
     run.strategy_facts = {"training": {k: v for k, v in trained.facts.items() if k != "history"}}
@@ -362,6 +404,10 @@ def _evaluate_on_test(run: _FitRun) -> None:
     run.y_pred = run.task.predictions(run.proba) if run.proba is not None else None
     if run.y_pred is not None:
         run.metrics.update(run.task.metrics(run.y_test, run.proba, run.classes))
+        if getattr(run.model, "interval", None):
+            from transferkit.evaluation.conformal import interval_coverage
+
+            run.metrics["interval"] = interval_coverage(run.model.interval, run.y_test, run.y_pred)
     run.log.pending.remove("test evaluation")
     run.update_folder()
 

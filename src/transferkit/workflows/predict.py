@@ -69,7 +69,9 @@ def predict(model: Any, inputs: Any, *, top_k: int | None = None, batch_size: in
         proba = model.predict_proba(dataset, batch_size=batch_size, device=device, progress=progress, **sharding)
     _check_finite(proba, dataset, model_folder)
     kind = task_of(model)
-    return [kind.prediction_record(row, p, model.classes, top_k) for row, p in zip(dataset.row_ids, proba)]
+    interval = getattr(model, "interval", None)  # a regression's prediction interval: low and high in the records
+    options = {"interval": interval} if interval else {}
+    return [kind.prediction_record(row, p, model.classes, top_k, **options) for row, p in zip(dataset.row_ids, proba)]
 
 
 def _check_processes(processes: int, runtime: str) -> None:
