@@ -77,11 +77,12 @@ def test_regression_fit_evaluate_predict_through_the_cli(ratings: Path, tiny_tex
     predicted = _invoke("predict", out, ratings, "--output", table)
     assert predicted.exit_code == 0, predicted.output
     rows = list(csv.reader(table.open()))
-    assert rows[0] == ["input", "value"] and len(rows) == len(ROWS) + 1
+    assert rows[0] == ["input", "value", "low", "high"] and len(rows) == len(ROWS) + 1  # the 90 % interval
     values = np.array([float(r[1]) for r in rows[1:]])
     assert np.isfinite(values).all() and values.std() > 0  # the values are in the target's units, not one class
     api = tk.predict(out, [ROWS[0][0]], progress=False)
-    assert set(api[0]) == {"input", "value"} and api[0]["value"] == pytest.approx(values[0], abs=1e-4)
+    assert set(api[0]) == {"input", "value", "low", "high", "level"}
+    assert api[0]["value"] == pytest.approx(values[0], abs=1e-4) and api[0]["low"] < api[0]["value"] < api[0]["high"]
 
 
 def test_multilabel_fit_evaluate_predict_through_the_cli(tags: Path, tiny_text_model: Path, tmp_path: Path) -> None:

@@ -861,8 +861,12 @@ def load_table(
     table = _read_table(path, encoding, delimiter)
     if len(table) == 0:
         raise DataError(f"{path}: the table has a header but no rows.")
-    label_col = _pick_column(table, label_column, LABEL_COLUMNS, path, "--label-column")
-    if require_labels and label_col is None:
+    from transferkit.data.label_columns import named_columns
+
+    several = named_columns(table.columns, label_column) if require_labels else None  # 0/1 columns: a,b,c
+    label_col = _pick_column(table, None if several else label_column, () if several else LABEL_COLUMNS, path,
+                             "--label-column")
+    if require_labels and label_col is None and not several:
         raise DataError(
             f"{path}: no label column found among {table.columns}. Name it 'label' or pass --label-column NAME."
             + _one_column_hint(table)
@@ -879,11 +883,17 @@ def load_table(
     row_ids = table.row_ids
     labels = None
     if require_labels:
-        name = table.columns[label_col]
-        values = table.cells[label_col]
         from transferkit.tasks import get_task
 
         reader = get_task(task)
+        if several:
+            from transferkit.data.label_columns import label_sets
+
+            name = ",".join(several)
+            values = label_sets(table.columns, table.cells, several, row_ids, str(path),
+                                reads_label_sets=reader.label_sets, task=reader.name)
+        else:
+            name, values = table.columns[label_col], table.cells[label_col]
         labels = reader.parse_labels(values, row_ids, f"label ('{name}')")
         labels = reader.check_labels(labels, row_ids, str(path), normalize=normalize_labels, column=name)
     if text_col is not None:

@@ -32,6 +32,9 @@ class Task(ABC):
     measure: str = ""
     #: The name of :meth:`output_loss` in listings and result files (``log_loss``, ``mse``, ``bce``).
     output_loss_name: str = ""
+    #: Whether a label is a set of names (a table may then give it as one 0/1 column per label:
+    #: ``--label-column a,b,c``).
+    label_sets: bool = False
     #: Whether :meth:`prediction_interval` can give the model an interval (``fit`` then calibrates one).
     gives_intervals: bool = False
     #: The metrics of the summary table (keys of :meth:`metrics` and :meth:`prediction_metrics`, with their headers).

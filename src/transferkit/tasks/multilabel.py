@@ -82,6 +82,7 @@ class MultiLabelClassification(Task):
     output_noun = "labels"
     loss_name = "binary_cross_entropy"
     output_loss_name = "bce"
+    label_sets = True
     measure = "example_f1"
     summary_columns = (("example_f1", "example-F1"), ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"))
     transferability_scores = ("logme", "logme_no_intercept")
