@@ -54,7 +54,7 @@ class Options(BaseModel):
 class DataOptions(Options):
     """How a labelled table or folder is read."""
 
-    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target)")
+    label_column: str | None = Field(None, description="label column of a table (default: label, class, category, target); for multi-label data several 0/1 columns, comma-separated (drama,comedy,horror: a row's labels are the columns holding 1)")
     text_column: str | None = Field(None, description="text column of a table (default: text, sentence, review, content)")
     path_column: str | None = Field(None, description="image-path column of a table (default: path, image, filepath, file); relative paths are relative to the table")
     encoding: str = Field("utf-8", description="text encoding of table files (a UTF-8 byte-order mark is removed; UTF-16 is recognised by its byte-order mark)")
