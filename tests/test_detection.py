@@ -224,10 +224,11 @@ def test_cli_fit_detection_with_a_bad_box_exits_2_before_training(coco_set: Path
 def test_cli_fit_detection_refuses_a_strategy_it_cannot_train(coco_set: Path, tmp_path: Path) -> None:
     from transferkit.cli.main import app
 
-    result = CliRunner().invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--strategy", "lora",
+    result = CliRunner().invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--strategy", "contrastive",
                                       "--output", str(tmp_path / "model")])
     assert result.exit_code == 2
-    assert "option 'strategy': a detector trains by linear-probe, finetune, lp-ft; got 'lora'" in result.output
+    assert ("option 'strategy': a detector trains by linear-probe, finetune, lp-ft, l2sp, lora; got 'contrastive'. "
+            "Use --strategy finetune") in result.output
     assert "Traceback" not in result.output and not (tmp_path / "model").exists()
 
 
@@ -418,3 +419,42 @@ def test_report_of_a_detector_in_headless_chromium(fitted_detector, tmp_path: Pa
     finally:
         (tmp_path / "kept.json").rename(out / "hardest_misses.json")
     assert "this folder has no hardest_misses.json" in older and "Hardest misses" in older
+
+
+def test_detector_lora_trains_adapters_then_merges_them_into_the_targeted_layers(coco_set: Path) -> None:
+    import torch
+
+    from transferkit.engine.detection import DetectorTraining, train_detector
+    from transferkit.models.detector import build_detector
+    from transferkit.strategies.lora import resolve_targets
+    from transferkit.strategies.options import LoraConfig
+
+    dataset = read_detection(coco_set)
+    network, _ = build_detector(TINY_IMAGE_BACKBONE, dataset.classes, image_size=32)
+    start = {k: v.clone() for k, v in network.state_dict().items()}
+    targets = {f"backbone.body.{name}" for name in resolve_targets(network.backbone.body, None)}
+    facts = train_detector(network, dataset, dataset, DetectorTraining(epochs=1, batch_size=6, patience=0,
+                                                                       device="cpu", lora=LoraConfig(rank=2)))
+    after = network.state_dict()
+    assert set(after) == set(start) and facts["epochs"] == 1  # a plain detector again: no adapter left
+    changed = {k for k in start if not torch.equal(start[k], after[k])}
+    in_backbone = {k.rsplit(".", 1)[0] for k in changed if k.startswith("backbone.body.")}
+    assert in_backbone and in_backbone <= targets  # only the adapted layers moved (by their merged adapters)
+    assert any(k.startswith("head.") for k in changed) and any(k.startswith("backbone.fpn.") for k in changed)
+
+
+def test_cli_fit_detection_with_l2sp_trains_with_its_penalty_term(coco_set: Path, tmp_path: Path) -> None:
+    from transferkit.cli.main import app
+    from transferkit.models.artifacts import load_model
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["fit", str(coco_set), "--task-type", "detection", "--strategy", "l2sp",
+                                      "--l2sp-beta", "0.5", "--backbone", TINY_IMAGE_BACKBONE, "--epochs", "1",
+                                      "--image-size", "32", "--batch-size", "6", "--baselines", "raw", "--no-report",
+                                      "--device", "cpu", "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    epoch = json.loads((out / "metrics.json").read_text())["training"]["history"][0]
+    terms = {k: v for k, v in epoch.items() if k.startswith("train_") and k != "train_loss"}
+    assert set(terms) == {"train_classification", "train_bbox_regression", "train_bbox_ctrness", "train_l2sp"}
+    assert terms["train_l2sp"] > 0 and epoch["train_loss"] == pytest.approx(sum(terms.values()), rel=1e-5)
+    assert load_model(out).strategy == "l2sp"

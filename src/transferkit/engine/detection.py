@@ -10,7 +10,11 @@ BatchNorm kept in eval mode.
 What trains is the strategy's choice (:class:`DetectorTraining`): ``frozen_epochs`` of the run train the pyramid
 and the head with the backbone frozen (the whole run for a linear probe, a warm-up for LP-FT), ``freeze`` layer
 groups of the backbone stay frozen throughout (``finetune.freeze``), the backbone trains at ``lr`` and the new
-pyramid and head at ``head_lr``. Each epoch ends with mAP@0.5 on the validation images; the weights of the best
+pyramid and head at ``head_lr``. ``l2sp`` adds the L2-SP penalty (:class:`~transferkit.losses.l2sp.L2SPPenalty`:
+the backbone pulled towards its pretrained weights, the pyramid and head towards zero) as the loss term ``l2sp``,
+in place of AdamW's weight decay. ``lora`` trains low-rank adapters (PEFT's LoRA, on the layers
+:func:`~transferkit.strategies.lora.resolve_targets` picks in the backbone) instead of the backbone's weights, and
+merges them into the weights after training, so the saved detector is a plain one. Each epoch ends with mAP@0.5 on the validation images; the weights of the best
 epoch are kept, and training stops after ``patience`` epochs without a better one.
 """
 
@@ -51,6 +55,10 @@ class DetectorTraining:
     deterministic: bool = True
     num_workers: int = 0
     progress: bool = False
+    #: L2-SP: ``(alpha, beta)`` of the penalty (None: AdamW's weight decay).
+    l2sp: tuple[float, float] | None = None
+    #: LoRA: the adapters' :class:`~transferkit.strategies.options.LoraConfig` (None: the backbone's weights train).
+    lora: Any = None
 
 
 class BoxExamples(TorchDataset):
@@ -95,14 +103,22 @@ class DetectorModule(pl.LightningModule):
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
         self._losses: list[float] = []
+        self._terms: dict[str, list[float]] = {}
+        self.penalty: nn.Module | None = None
+        if settings.l2sp is not None:
+            from transferkit.losses.l2sp import L2SPPenalty
+
+            self.penalty = L2SPPenalty(network, pretrained=lambda name: name.startswith("backbone.body."),
+                                       alpha=settings.l2sp[0], beta=settings.l2sp[1])
 
     def on_train_epoch_start(self) -> None:
         s = self.settings
         body = self.network.backbone.body
-        set_trainable(body, self.current_epoch >= s.frozen_epochs)
-        if s.freeze:
-            set_trainable(_first_stages(body, s.freeze), False)
-        self._losses = []
+        if s.lora is None:  # with adapters, PEFT keeps the backbone's own weights frozen and the adapters trainable
+            set_trainable(body, self.current_epoch >= s.frozen_epochs)
+            if s.freeze:
+                set_trainable(_first_stages(body, s.freeze), False)
+        self._losses, self._terms = [], {}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.settings.bn_frozen:
@@ -113,9 +129,12 @@ class DetectorModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, targets = batch
         terms = self.network(images, targets)
+        if self.penalty is not None:
+            terms = {**terms, "l2sp": self.penalty(self.network)}
         loss = sum(terms.values())
         self._losses.append(float(loss.detach()))
         for name, value in terms.items():
+            self._terms.setdefault(name, []).append(float(value.detach()))
             self.log(f"train_{name}", value.detach(), batch_size=len(images), on_epoch=True, on_step=False)
         self.log("train_loss", loss.detach(), batch_size=len(images), on_epoch=True, on_step=False)
         return loss
@@ -136,7 +155,8 @@ class DetectorModule(pl.LightningModule):
         self.predictions, self.truths = [], []
         self.log("val_map50", score, prog_bar=True)
         loss = sum(self._losses) / max(1, len(self._losses))
-        self.history.append({"epoch": self.current_epoch, "train_loss": loss, "val_map50": score})  # from 0
+        terms = {f"train_{k}": sum(v) / len(v) for k, v in self._terms.items() if v}  # each loss term's mean
+        self.history.append({"epoch": self.current_epoch, "train_loss": loss, **terms, "val_map50": score})  # from 0
         if score > self.best_score:
             self.best_score = score
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
@@ -147,7 +167,8 @@ class DetectorModule(pl.LightningModule):
         groups = []
         for name, lr, params in (("backbone", s.lr, [p for p in self.network.parameters() if id(p) in body_ids]),
                                  ("head", s.head_lr, [p for p in self.network.parameters() if id(p) not in body_ids])):
-            groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": s.weight_decay,
+            decay = 0.0 if self.penalty is not None else s.weight_decay  # L2-SP's penalty replaces the decay
+            groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": decay,
                            "name": name})
             groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0,
                            "name": f"{name}.no_decay"})
@@ -165,6 +186,37 @@ def _first_stages(body: nn.Module, count: int) -> list[nn.Module]:
     return stem + blocks[:max(0, count - 1)]
 
 
+def _add_adapters(network: nn.Module, config: Any) -> None:
+    """LoRA adapters on the backbone's layers (``config.targets``, else the linear and pointwise convolutions);
+    the backbone's own weights frozen, the pyramid and the head trainable."""
+    import warnings
+
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    from transferkit.errors import ConfigError
+    from transferkit.strategies.lora import resolve_targets
+
+    body = network.backbone.body
+    targets = resolve_targets(body, config.targets)
+    if not targets:
+        raise ConfigError("option 'strategy' (--strategy lora): the detector's backbone has no linear or convolution "
+                          "layer to adapt; name them with --lora-targets, or use --strategy finetune.")
+    peft_config = PeftLoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 target_modules=targets, bias="none")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        network.backbone.body = get_peft_model(body, peft_config)
+
+
+def _merge_adapters(network: nn.Module) -> None:
+    """Fold the adapters into the backbone's weights (``W + (alpha / r) B A``): the detector is a plain one again,
+    saved and loaded as any other."""
+    with torch.no_grad():
+        network.backbone.body = network.backbone.body.merge_and_unload()
+    set_trainable(network, True)
+
+
 def train_detector(network: nn.Module, train: Any, val: Any, settings: DetectorTraining, *,
                    augmentation: Any = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train ``network`` on ``train`` (a :class:`~transferkit.data.detection.DetectionSet`), validating on
@@ -177,6 +229,8 @@ def train_detector(network: nn.Module, train: Any, val: Any, settings: DetectorT
     from transferkit.engine.trainer import accelerator_and_devices, resolve_precision
 
     pl.seed_everything(settings.seed, workers=True, verbose=False)
+    if settings.lora is not None:
+        _add_adapters(network, settings.lora)
     accelerator, devices = accelerator_and_devices(settings.device, 1)
     generator = torch.Generator().manual_seed(settings.seed)
     loaders = [DataLoader(BoxExamples(data, transform), batch_size=settings.batch_size, shuffle=shuffle,
@@ -196,6 +250,8 @@ def train_detector(network: nn.Module, train: Any, val: Any, settings: DetectorT
     elapsed = time.perf_counter() - started
     if module.best_state is not None:
         network.load_state_dict(module.best_state)
+    if settings.lora is not None:
+        _merge_adapters(network)
     network.cpu().eval()
     epochs = len(module.history)
     return {"epochs": epochs, "best_val_map50": module.best_score, "history": module.history,

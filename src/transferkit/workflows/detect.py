@@ -8,9 +8,13 @@ it (:mod:`transferkit.engine.detection`); save it; score it on the test images (
 train the scratch baseline and compare the two by a bootstrap over test images; write examples of predicted and
 true boxes beside the model.
 
-What the strategies mean for a detector (``finetune`` when the run names none): ``linear-probe`` trains the feature pyramid and the head on the frozen
-backbone; ``finetune`` trains everything (``finetune.freeze`` keeps the first layer groups frozen); ``lp-ft``
-trains the head on the frozen backbone for the first third of the epochs, then everything.
+What the strategies mean for a detector (``finetune`` when the run names none): ``linear-probe`` trains the
+feature pyramid and the head on the frozen backbone; ``finetune`` trains everything (``finetune.freeze`` keeps the
+first layer groups frozen); ``lp-ft`` trains the head on the frozen backbone for the first third of the epochs,
+then everything; ``l2sp`` trains everything as ``finetune`` with the L2-SP penalty towards the pretrained backbone
+(``l2sp.alpha``, ``l2sp.beta``) in place of weight decay; ``lora`` trains low-rank adapters on the backbone's linear
+and pointwise convolution layers (``lora.*``; learning rate 1e-3 unless ``--lr``) with the pyramid and head, and
+merges them into the weights at the end.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from transferkit.workflows.steps import check_model_output, check_runtime, timed
 
 log = logging.getLogger("transferkit")
 
-#: The strategies a detector trains by: the part of the epochs with the backbone frozen (None: all of them).
-DETECTION_STRATEGIES = {"linear-probe": None, "finetune": 0.0, "lp-ft": 1 / 3}
+#: The strategies a detector trains by: the part of the epochs with the backbone frozen (None: all of them), and
+#: what else changes: the L2-SP penalty, LoRA adapters (and their learning rate) in place of the backbone's weights.
+DETECTION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "linear-probe": {"frozen": None}, "finetune": {"frozen": 0.0}, "lp-ft": {"frozen": 1 / 3},
+    "l2sp": {"frozen": 0.0, "penalty": True}, "lora": {"frozen": 0.0, "adapters": True, "lr": 1e-3}}
 #: The strategy of a detection run that names none: the whole detector trains (a frozen backbone under a new
 #: pyramid and head falls far behind on boxes).
 DEFAULT_STRATEGY = "finetune"
@@ -104,7 +111,7 @@ def _check_before_work(config: Any, data: Any, val: Any, test: Any) -> Any:
         config = config.model_copy(update={"strategy": DEFAULT_STRATEGY})
     if config.strategy not in DETECTION_STRATEGIES:
         raise ConfigError(f"option 'strategy': a detector trains by {', '.join(DETECTION_STRATEGIES)}; got "
-                          f"{config.strategy!r}. Use --strategy finetune (or linear-probe, lp-ft).")
+                          f"{config.strategy!r}. Use --strategy finetune (or one of the others).")
     if config.backbone == "auto":
         raise ConfigError("option 'backbone': auto ranks backbones for classification; name a backbone for a "
                           "detector (efficientnet_lite0, timm:ARCH).")
@@ -149,17 +156,21 @@ def _device(config: Any) -> str:
 def _settings(config: Any, *, baseline: bool) -> Any:
     from transferkit.engine.detection import DetectorTraining
 
-    frozen = DETECTION_STRATEGIES[config.strategy]
+    entry = {"frozen": 0.0} if baseline else DETECTION_STRATEGIES[config.strategy]  # the baseline: finetune
+    frozen = entry["frozen"]
     head_lr = config.head_lr or HEAD_LR
     return DetectorTraining(
-        epochs=config.epochs, lr=head_lr if baseline else (config.lr or BACKBONE_LR), head_lr=head_lr,
+        epochs=config.epochs, lr=head_lr if baseline else (config.lr or entry.get("lr", BACKBONE_LR)),
+        head_lr=head_lr,
         weight_decay=config.weight_decay, warmup=config.warmup,
         frozen_epochs=0 if baseline else (config.epochs if frozen is None else int(frozen * config.epochs)),
         freeze=0 if baseline else config.finetune.freeze,
         bn_frozen=not baseline and config.finetune.bn_statistics != "update",
         batch_size=config.batch_size, patience=config.patience, seed=config.seed, device=config.device,
         precision=config.precision, deterministic=config.deterministic, num_workers=config.num_workers,
-        progress=bool(config.progress))
+        progress=bool(config.progress),
+        l2sp=(config.l2sp.alpha, config.l2sp.beta) if entry.get("penalty") else None,
+        lora=config.lora if entry.get("adapters") else None)
 
 
 def _train(name: str, train: Any, val: Any, config: Any, *, baseline: bool) -> tuple[Any, dict[str, Any]]:
