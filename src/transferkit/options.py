@@ -99,9 +99,13 @@ def describe_validation(exc: ValidationError, config_class: type[BaseModel], ori
                 inner = get_args(annotation)[0] if get_args(annotation) else annotation
                 if isinstance(inner, type) and issubclass(inner, BaseModel):
                     owner = inner
-            lines.append(f"unknown option '{option}'; allowed options are: {', '.join(owner.model_fields)}")
+            allowed = ", ".join(field.alias or name for name, field in owner.model_fields.items())
+            lines.append(f"unknown option '{option}'; allowed options are: {allowed}")
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
+            if not error["loc"] and message.startswith("option '"):  # a check across options names its own
+                lines.append(message)
+                continue
             flag = f" ({flag_name(option)})" if name_flags and option.replace(".", "").replace("_", "").isalpha() else ""
             lines.append(f"option '{option}'{flag}: {message} (got {error.get('input')!r})")
     return f"{origin}: " + "; ".join(lines)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from transferkit.errors import ConfigError
-from transferkit.options import DataOptions, OutputOptions, RuntimeOptions
+from transferkit.options import DataOptions, OutputOptions, RuntimeOptions, build_options
 
 
 class ExplainConfig(DataOptions, RuntimeOptions, OutputOptions):
@@ -36,18 +35,4 @@ class ExplainConfig(DataOptions, RuntimeOptions, OutputOptions):
 
 def make_explain_config(**values: Any) -> ExplainConfig:
     """An ExplainConfig; problems become one ConfigError naming each option, what was given and what is allowed."""
-    try:
-        return ExplainConfig(**values)
-    except ConfigError:
-        raise
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "(options)"
-            if error["type"] == "extra_forbidden":
-                allowed = ", ".join(ExplainConfig.model_fields)
-                lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
-            else:
-                message = str(error["msg"]).removeprefix("Value error, ")
-                lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
-        raise ConfigError("explain: " + "; ".join(lines)) from None
+    return build_options(ExplainConfig, "explain", **values)

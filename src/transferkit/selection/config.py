@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from transferkit.errors import ConfigError
-from transferkit.options import DataOptions, RuntimeOptions
+from transferkit.options import DataOptions, RuntimeOptions, build_options
 from transferkit.tasks import DEFAULT_TASK
 
 DEFAULT_SCORES = ("logme", "leep", "nce", "hscore", "shrinkage_hscore")
@@ -103,21 +103,4 @@ class RankConfig(DataOptions, RuntimeOptions):
 
 def make_rank_config(**values: Any) -> RankConfig:
     """Build a RankConfig; problems become one ConfigError naming each option, what was given and what is allowed."""
-    try:
-        return RankConfig(**values)
-    except ConfigError:
-        raise
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "(options)"
-            if error["type"] == "extra_forbidden":
-                allowed = ", ".join(f.alias or name for name, f in RankConfig.model_fields.items())
-                lines.append(f"unknown option '{field}'; allowed options are: {allowed}")
-            else:
-                message = str(error["msg"]).removeprefix("Value error, ")
-                if not error["loc"] and message.startswith("option '"):  # a check across options names its own
-                    lines.append(message)
-                else:
-                    lines.append(f"option '{field}': {message} (got {error.get('input')!r})")
-        raise ConfigError("rank: " + "; ".join(lines)) from None
+    return build_options(RankConfig, "rank", **values)
