@@ -30,8 +30,9 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start-up messages."),
     options: dict[str, Any] = None,  # type: ignore[assignment]  # the flags given, from SERVE_FLAGS
 ) -> None:
-    """Serve MODEL over HTTP: POST /predict (images as multipart `files`, or JSON {"texts": [...]}), GET /health,
-    GET /info, OpenAPI description at /docs and /openapi.json."""
+    """Serve MODEL over HTTP: POST /predict (images as multipart `files`, or JSON {"texts": [...]}; a detector
+    answers boxes, classes and scores, ?score_threshold=S), GET /health, GET /info, OpenAPI description at /docs and
+    /openapi.json."""
     _setup(quiet)
     try:
         from transferkit.workflows.serve import serve as serve_fn
