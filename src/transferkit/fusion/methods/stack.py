@@ -20,7 +20,7 @@ def _from_cli(values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         raise ConfigError("fuse --method stack takes backbones (--backbones or --from-rank), not model folders.")
     return values["backbones"], dict(train=values["train"], val=values["val"], ranking=values["ranking"],
                                      top=values["top"], reduce=values["reduce"], eval_sets=values["eval_sets"],
-                                     seed=values["seed"], task=values["task"], **values["common"])
+                                     seed=values["seed"], task=values.get("task"), **values["common"])
 
 
 ENTRY = FusionMethod(
