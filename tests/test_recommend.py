@@ -95,14 +95,21 @@ def test_split_holds_cold_items_out_of_training_and_each_users_latest_interactio
     from transferkit.recommendation.config import RecommendConfig
     from transferkit.recommendation.evaluation import split_interactions
 
-    config = RecommendConfig(items=str(tables["items"]), cold_items=0.25, test_fraction=0.2)
+    config = RecommendConfig(items=str(tables["items"]), cold_items=0.25, cold_users=0.25, cold_user_likes=2,
+                             test_fraction=0.2)
     catalogue = load_catalogue(tables["items"], config)
     data = load_interactions(tables["interactions"], catalogue.item_ids, catalogue.origin, config)
     split = split_interactions(data, len(catalogue.item_ids), config, seed=0)
     assert not split.cold[data.items[split.train]].any()
     assert split.cold.sum() == round(0.25 * np.unique(data.items).size)
-    assert set(np.flatnonzero(split.cold[data.items])) <= set(split.test.tolist())
-    for user in range(len(data.user_ids)):  # the held-out warm interactions are the user's latest ones
+    held = set(split.test.tolist()) | set(split.revealed.tolist()) | set(split.cold_user_test.tolist())
+    assert set(np.flatnonzero(split.cold[data.items])) <= held
+    assert split.cold_users.sum() == 3 and not split.cold_users[data.users[split.train]].any()
+    for user in np.flatnonzero(split.cold_users):  # a cold user's 2 earliest interactions are revealed, not trained
+        revealed = data.times[split.revealed][data.users[split.revealed] == user]
+        later = data.times[split.cold_user_test][data.users[split.cold_user_test] == user]
+        assert revealed.size == 2 and later.size == 3 and revealed.max() < later.min()
+    for user in np.flatnonzero(~split.cold_users):  # the held-out warm interactions are the user's latest ones
         train_times = data.times[split.train][data.users[split.train] == user]
         test_rows = split.test[(data.users[split.test] == user) & ~split.cold[data.items[split.test]]]
         assert train_times.size >= 1
@@ -117,9 +124,10 @@ def test_fit_evaluates_every_model_and_only_content_and_hybrid_recommend_cold_it
     import transferkit as tk
 
     result = tk.recommend_fit(tables["interactions"], items=tables["items"], backbone=str(tiny_text_model),
-                              cold_items=0.25, **FAST)
+                              cold_items=0.25, cold_user_likes=2, **FAST)
     views = result.evaluation.views
-    assert set(views) == {"warm", "cold", "all"}
+    assert set(views) == {"warm", "cold", "all", "new users"}
+    assert views["new users"]["hybrid"]["users"] == result.evaluation.facts["cold_users"] == 1
     assert set(views["all"]) == {"popularity", "id", "content", "hybrid"}
     assert views["cold"]["id"]["recall"] is None  # id-only cannot score an item without interactions
     assert views["all"]["id"]["cold_share"] == 0 and views["all"]["popularity"]["cold_share"] == 0
@@ -137,7 +145,7 @@ def test_cli_fit_saves_a_recommender_with_its_results_and_run_config(fitted):
     folder = fitted["model"]
     model = load_model(folder)
     assert isinstance(model, Recommender) and len(model.item_ids) == 24 and len(model.user_ids) == 12
-    assert "view   model" in (folder / "results.txt").read_text() and "saved to" in fitted["output"]
+    assert "hybrid" in (folder / "results.txt").read_text().split("recall@10")[1] and "saved to" in fitted["output"]
     assert "cold_items: 0.2" in (folder / "run_config.yaml").read_text()
     assert json.loads((folder / "config.json").read_text())["kind"] == "recommender"
 
@@ -148,6 +156,24 @@ def test_cli_top_for_a_user_leaves_out_what_they_saw(fitted):
     listed = [row["item"] for row in json.loads(result.output)]
     seen = {row[1] for row in _interaction_rows() if row[0] == "u0"}
     assert listed and not seen & set(listed) and len(listed) == 24 - len(seen)
+
+
+def test_cli_top_for_a_new_user_from_the_items_they_liked(fitted):
+    from transferkit.models.artifacts import load_model
+
+    result = runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--likes", "space1,space2", "-k", "5",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 5 and not {"space1", "space2"} & {r["item"] for r in rows}
+    model = load_model(fitted["model"])
+    liked = [model.item_ids.index("space1"), model.item_ids.index("space2")]
+    vectors = model.item_vectors("hybrid")
+    expected = np.linalg.solve(vectors.T @ vectors + model.regularization * np.eye(vectors.shape[1]),
+                               vectors[liked].sum(axis=0))  # the ALS user step, written out
+    assert np.allclose(model.fold_in(liked), expected, rtol=1e-4, atol=1e-6)
+    _assert_refused(runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--likes", "space1,nothing"]),
+                    "item 'nothing'")
 
 
 def test_cli_top_lists_items_similar_to_a_catalogue_item_and_to_a_new_one(fitted):
@@ -241,7 +267,7 @@ def test_an_existing_model_is_not_replaced_without_overwrite(fitted, tmp_path):
 
 def test_top_for_an_unknown_user_or_item_is_refused_with_the_fix(fitted):
     _assert_refused(runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--user", "nobody"]),
-                    "user 'nobody'", "--item")
+                    "user 'nobody'", "--likes")
     _assert_refused(runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--item", "nothing"]),
                     "item 'nothing'", "--content")
     _assert_refused(runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--user", "u0", "--item", "space1"]),
@@ -286,6 +312,7 @@ def test_the_service_answers_post_recommend_and_refuses_what_it_cannot_answer(fi
         assert client.post("/recommend", json={"item": "space1", "k": 2}).json()["items"][0]["item"] != "space1"
         unknown = client.post("/recommend", json={"user": "nobody"})
         assert unknown.status_code == 422 and "user 'nobody'" in unknown.json()["detail"]
+        assert len(client.post("/recommend", json={"likes": ["space1"], "k": 4}).json()["items"]) == 4
         both = client.post("/recommend", json={"user": "u0", "item": "space1"})
         assert both.status_code == 422 and "exactly one" in both.json()["detail"]
         extra = client.post("/recommend", json={"users": "u0"})

@@ -87,18 +87,21 @@ def evaluate(
 def top(
     model: str = typer.Argument(..., help="A model folder saved by `transferkit recommend fit`."),
     user: Optional[str] = typer.Option(None, "--user", "-u", help="Recommend for this user (items they have not interacted with)."),
+    likes: Optional[str] = typer.Option(None, "--likes", help="Recommend for a new user (not in the model) who liked these items (comma-separated ids), without retraining."),
     item: Optional[str] = typer.Option(None, "--item", "-i", help="List the catalogue items whose content is nearest this item's."),
     content: Optional[str] = typer.Option(None, "--content", help="A new item's content (its text, or its image or audio file): list the catalogue items nearest it."),
     k: int = typer.Option(10, "-k", help="How many items to list."),
     scorer: str = typer.Option("hybrid", "--scorer", help="For --user: hybrid, id, content or popularity."),
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
-    """The best items for a user, or the items most similar to an item (a catalogue item or a new one)."""
+    """The best items for a user (known, or new: --likes), or the items most similar to an item (a catalogue item,
+    or a new one by its content)."""
     _setup(as_json)
     try:
         from transferkit.workflows.recommend import recommend_top
 
-        rows = recommend_top(model, user=user, item=item, content=content, k=k, scorer=scorer)
+        liked = None if likes is None else [part.strip() for part in likes.split(",") if part.strip()]
+        rows = recommend_top(model, user=user, likes=liked, item=item, content=content, k=k, scorer=scorer)
     except TransferkitError as exc:
         _fail(exc)
     if as_json:

@@ -11,6 +11,9 @@
   constant ``content_offset`` put their scores on the id scores' scale (mean and spread over items with history);
 - ``popularity`` ``(I,)``: interactions per item in training; ``seen`` the items each user interacted with.
 
+A user outside training (a cold user) who liked some items gets a vector by the least-squares user step against
+those items' vectors (:meth:`Recommender.fold_in`), without retraining.
+
 Scores: ``id`` = user . id vector (items without history cannot be scored), ``content`` = user . content vector,
 ``hybrid`` = the id score where an item has history, the content score where it has none, ``popularity``.
 """
@@ -39,7 +42,7 @@ class Recommender:
                  item_id_vectors: np.ndarray, has_history: np.ndarray, projection: np.ndarray,
                  feature_mean: np.ndarray, item_features: np.ndarray, content_offset: float,
                  popularity: np.ndarray, seen_indptr: np.ndarray, seen_items: np.ndarray,
-                 backbone: dict[str, Any], modality: str) -> None:
+                 backbone: dict[str, Any], modality: str, regularization: float = 0.05) -> None:
         self.user_ids = list(user_ids)
         self.item_ids = list(item_ids)
         self.user_vectors = np.asarray(user_vectors, dtype=np.float32)
@@ -54,6 +57,7 @@ class Recommender:
         self.seen_items = np.asarray(seen_items, dtype=np.int64)
         self.backbone = dict(backbone)
         self.modality = modality
+        self.regularization = float(regularization)
         self.item_content_vectors = self.project(self.item_features)
         #: below one interaction: ties of popularity (items without history, all at 0) in a fixed random order
         self._ties = np.random.default_rng(0).random(len(self.item_ids)) * 0.5
@@ -77,17 +81,31 @@ class Recommender:
         return np.where(self.has_history[:, None], self.item_id_vectors, self.item_content_vectors)
 
     def score_users(self, users: np.ndarray, scorer: str = "hybrid") -> np.ndarray:
-        """``(len(users), I)`` scores; ``-inf`` where ``scorer`` cannot score an item (``id``: no history)."""
+        """``(len(users), I)`` scores of known users; see :meth:`score_vectors`."""
+        return self.score_vectors(self.user_vectors[np.asarray(users, dtype=np.int64)], scorer)
+
+    def score_vectors(self, vectors: np.ndarray, scorer: str = "hybrid") -> np.ndarray:
+        """``(N, I)`` scores of users given by their vectors ``(N, F)``; ``-inf`` where ``scorer`` cannot score an
+        item (``id``: no history)."""
         check_scorer(scorer)
-        users = np.asarray(users, dtype=np.int64)
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if scorer == "popularity":
-            return np.tile(self.popularity + self._ties, (len(users), 1)).astype(np.float64)
-        scores = (self.user_vectors[users] @ self.item_vectors(scorer).T).astype(np.float64)
+            return np.tile(self.popularity + self._ties, (len(vectors), 1)).astype(np.float64)
+        scores = (vectors @ self.item_vectors(scorer).T).astype(np.float64)
         if scorer == "id":
             scores[:, ~self.has_history] = -np.inf
         elif scorer == "hybrid":
             scores[:, ~self.has_history] += self.content_offset
         return scores
+
+    def fold_in(self, items: Sequence[int], scorer: str = "hybrid") -> np.ndarray:
+        """``(F,)`` vector of a user outside training who interacted with ``items`` (catalogue indices): the
+        alternating-least-squares user step against ``scorer``'s item vectors ``Y`` (the hybrid's for popularity),
+        ``(Y^T Y + regularization I)^-1 sum_{i in items} y_i``; an item ``id`` has no vector for adds nothing."""
+        check_scorer(scorer)
+        vectors = self.item_vectors("hybrid" if scorer == "popularity" else scorer)
+        gram = vectors.T @ vectors + self.regularization * np.eye(vectors.shape[1], dtype=np.float32)
+        return np.linalg.solve(gram, vectors[np.asarray(items, dtype=np.int64)].sum(axis=0))
 
     def seen(self, user: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
@@ -96,20 +114,39 @@ class Recommender:
                     candidates: np.ndarray | None = None, exclude_seen: bool = True) -> np.ndarray:
         """``(len(users), k)`` item indices, best first, among ``candidates`` (a ``(I,)`` mask; default all) and
         without each user's seen items; -1 fills slots no item could take (nothing left, or no score)."""
-        scores = self.score_users(users, scorer).copy()
+        users = np.asarray(users, dtype=np.int64)
+        excluded = [self.seen(int(u)) for u in users] if exclude_seen else None
+        return self.top_of_scores(self.score_users(users, scorer), k, candidates, excluded)
+
+    @staticmethod
+    def top_of_scores(scores: np.ndarray, k: int, candidates: np.ndarray | None = None,
+                      excluded: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """``(N, k)`` indices of the best ``scores`` ``(N, I)`` among ``candidates``, without ``excluded[n]``;
+        -1 where no item is left."""
+        scores = np.array(scores, dtype=np.float64)
         if candidates is not None:
             scores[:, ~np.asarray(candidates, dtype=bool)] = -np.inf
-        if exclude_seen:
-            for row, user in enumerate(np.asarray(users)):
-                scores[row, self.seen(int(user))] = -np.inf
+        for row, items in enumerate(excluded or ()):
+            scores[row, items] = -np.inf
         k = min(k, scores.shape[1])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.where(np.take_along_axis(scores, order, axis=1) > -np.inf, order, -1)
 
+    def recommend_for_items(self, items: Sequence[str], k: int = 10, scorer: str = "hybrid") -> list[dict[str, Any]]:
+        """The ``k`` best items for a new user who liked ``items`` (catalogue ids; see :meth:`fold_in`), those
+        items left out."""
+        liked = np.array([self.item_index(str(item)) for item in items], dtype=np.int64)
+        if liked.size == 0:
+            raise DataError("--likes is empty; give the ids of items the new user liked, comma-separated.")
+        vector = self.fold_in(liked, scorer) if scorer != "popularity" else np.zeros(self.user_vectors.shape[1])
+        scores = self.score_vectors(vector[None, :], scorer)
+        top = self.top_of_scores(scores, k, excluded=[liked])[0]
+        return [self._row(int(i), float(scores[0, i])) for i in top if i >= 0]
+
     def user_index(self, user: str) -> int:
         if user not in self._user_index:
             raise DataError(f"user '{user}' has no interactions in this model's training data; give a known user "
-                            f"(such as '{self.user_ids[0]}'), or ask for items similar to one the user liked (--item).")
+                            f"(such as '{self.user_ids[0]}'), or the items the user liked (--likes ITEM,ITEM).")
         return self._user_index[user]
 
     def item_index(self, item: str) -> int:
@@ -193,7 +230,8 @@ def save_recommender(model: Recommender, folder: Any, *, metrics: dict | None = 
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in model.tensors().items()}
     header = {"format_version": 2, "kind": "recommender", "task": model.task, "modality": model.modality,
               "user_ids": model.user_ids, "item_ids": model.item_ids, "backbone": model.backbone,
-              "content_offset": model.content_offset, "factors": int(model.user_vectors.shape[1])}
+              "content_offset": model.content_offset, "regularization": model.regularization,
+              "factors": int(model.user_vectors.shape[1])}
     test = (metrics or {}).get("summary", {})
     lines = [f"# Recommender: {len(model.item_ids)} items, {len(model.user_ids)} users", "",
              f"Item content from the frozen backbone `{model.backbone.get('name')}` ({model.modality}); ids where an "
@@ -225,7 +263,8 @@ def load_recommender(folder: Any, config: dict[str, Any], task: str | None = Non
                        projection=tensors["projection"], feature_mean=tensors["feature_mean"],
                        item_features=tensors["item_features"], content_offset=float(config["content_offset"]),
                        popularity=tensors["popularity"], seen_indptr=tensors["seen_indptr"],
-                       seen_items=tensors["seen_items"], backbone=config["backbone"], modality=config["modality"])
+                       seen_items=tensors["seen_items"], backbone=config["backbone"], modality=config["modality"],
+                       regularization=float(config.get("regularization", 0.05)))
 
 
 __all__ = ["Recommender", "SCORERS", "check_scorer", "load_recommender", "save_recommender"]

@@ -30,6 +30,8 @@ class RecommendConfig(DataOptions, RuntimeOptions, OutputOptions):
     epochs: int = Field(30, ge=1, description="passes over the interactions that train the content projection")
     lr: float = Field(0.01, gt=0, description="learning rate of the content projection (Adam)")
     cold_items: float = Field(0.2, ge=0, lt=0.9, description="evaluation: share of items held out of training entirely (cold-start items); 0: none")
+    cold_users: float = Field(0.1, ge=0, lt=0.9, description="evaluation: share of users held out of training entirely (cold-start users); each is scored from the items of their first --cold-user-likes interactions, without retraining; 0: none")
+    cold_user_likes: int = Field(5, ge=1, description="evaluation: interactions of each cold user revealed (the earliest ones); the rest are the held-out items to find")
     test_fraction: float = Field(0.2, gt=0, lt=0.9, description="evaluation: share of each user's interactions held out (the latest ones when there is a time column)")
     k: int = Field(10, ge=1, description="length of the recommendation lists scored (recall@k, NDCG@k, MAP@k)")
     evaluate: bool = Field(True, description="hold out cold items and each user's latest interactions, train on the rest, score the models on them (then train the saved model on everything)")

@@ -99,7 +99,8 @@ def build_recommender(interactions: Interactions, rows: np.ndarray, item_ids: li
                        item_id_vectors=id_vectors, has_history=has_history, projection=projection,
                        feature_mean=feature_mean, item_features=features, content_offset=offset,
                        popularity=np.asarray(matrix.sum(axis=0)).ravel(), seen_indptr=matrix.indptr,
-                       seen_items=matrix.indices, backbone=backbone, modality=modality)
+                       seen_items=matrix.indices, backbone=backbone, modality=modality,
+                       regularization=config.regularization)
 
 
 __all__ = ["build_recommender", "check_recommend_installed", "content_calibration", "interaction_matrix",

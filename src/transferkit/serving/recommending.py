@@ -4,6 +4,7 @@ The request is a JSON object with exactly one of
 
 - ``"user"``: the best items for a known user (items the user interacted with left out), by ``"scorer"``
   (``hybrid`` by default; ``id``, ``content``, ``popularity``);
+- ``"likes"``: the best items for a new user who liked these catalogue items (by ``"scorer"``);
 - ``"item"``: the catalogue items whose content is nearest a catalogue item's;
 - ``"content"``: the catalogue items nearest a new item's text (text catalogues; the service reads no file path);
 
@@ -34,6 +35,7 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: str | None = Field(None, description="a user known to the model")
+    likes: list[str] | None = Field(None, max_length=MAX_K, description="a new user's liked items (catalogue ids)")
     item: str | None = Field(None, description="a catalogue item: its nearest items by content")
     content: str | None = Field(None, description="a new item's text: the catalogue items nearest it")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items to list")
@@ -84,15 +86,17 @@ class RecommendPredictor:
     def recommend(self, body: bytes) -> list[dict[str, Any]]:
         """The rows answering the JSON ``body``; an HTTPException (422) for a request that cannot be answered."""
         request = parse_request(body)
-        asked = [name for name in ("user", "item", "content") if getattr(request, name) is not None]
+        asked = [name for name in ("user", "likes", "item", "content") if getattr(request, name) is not None]
         if len(asked) != 1:
-            raise _unprocessable("give exactly one of the fields 'user', 'item' or 'content'"
+            raise _unprocessable("give exactly one of the fields 'user', 'likes', 'item' or 'content'"
                                  + (f" (got {', '.join(asked)})" if asked else "") + ".")
         model = self.model
         try:
             with self._lock:
                 if request.user is not None:
                     return model.recommend(request.user, request.k, request.scorer)
+                if request.likes is not None:
+                    return model.recommend_for_items(request.likes, request.k, request.scorer)
                 if request.item is not None:
                     index = model.item_index(request.item)
                     return model.similar(model.item_content_vectors[index], request.k, exclude=index)
@@ -101,7 +105,8 @@ class RecommendPredictor:
                                          "item's content as text only (use `transferkit recommend top --content`).")
                 return model.similar_to_content(request.content, request.k, self.device)
         except TransferkitError as exc:
-            raise _unprocessable(str(exc).replace("--item", "'item'").replace("--content", "'content'")) from None
+            raise _unprocessable(str(exc).replace("--likes", "'likes'").replace("--item", "'item'")
+                                 .replace("--content", "'content'")) from None
 
 
 def _takes_text(modality: str) -> bool:

@@ -215,14 +215,17 @@ def _as_model_users(data: Interactions, recommender: Recommender) -> Interaction
                         recommender.user_ids, data.origin)
 
 
-def recommend_top(model: Any, *, user: str | None = None, item: str | None = None, content: str | None = None,
-                  k: int = 10, scorer: str = "hybrid", device: str = "auto") -> list[dict[str, Any]]:
-    """The ``k`` best items for ``user`` (by ``scorer``), or the ``k`` items whose content is nearest ``item`` (a
-    catalogue item) or ``content`` (a new item: its text, or its image or audio file, as the catalogue's items;
-    embedded by the model's backbone). Each row: ``item``, ``score`` and ``cold`` (the item has no history)."""
-    given = [name for name, value in (("user", user), ("item", item), ("content", content)) if value is not None]
+def recommend_top(model: Any, *, user: str | None = None, likes: list[str] | None = None, item: str | None = None,
+                  content: str | None = None, k: int = 10, scorer: str = "hybrid",
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """The ``k`` best items for ``user`` or for a new user who liked the items ``likes`` (by ``scorer``), or the
+    ``k`` items whose content is nearest ``item`` (a catalogue item) or ``content`` (a new item: its text, or its
+    image or audio file, as the catalogue's items; embedded by the model's backbone). Each row: ``item``, ``score``
+    and ``cold`` (the item has no history)."""
+    given = [name for name, value in (("user", user), ("likes", likes), ("item", item), ("content", content))
+             if value is not None]
     if len(given) != 1:
-        raise ConfigError("recommend top: give exactly one of --user, --item or --content"
+        raise ConfigError("recommend top: give exactly one of --user, --likes, --item or --content"
                           + (f" (got {', '.join('--' + g for g in given)})." if given else "."))
     if k < 1:
         raise ConfigError(f"option 'k' (-k): must be at least 1 (got {k}).")
@@ -230,6 +233,8 @@ def recommend_top(model: Any, *, user: str | None = None, item: str | None = Non
     recommender = _recommender(model)
     if user is not None:
         return recommender.recommend(str(user), k, scorer)
+    if likes is not None:
+        return recommender.recommend_for_items(likes, k, scorer)
     if item is not None:
         index = recommender.item_index(str(item))
         return recommender.similar(recommender.item_content_vectors[index], k, exclude=index)
