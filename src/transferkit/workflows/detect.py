@@ -48,7 +48,6 @@ DEFAULT_IMAGE_SIZE = 320
 HEAD_LR, BACKBONE_LR = 1e-3, 1e-4
 #: Test images with predicted and true boxes kept in ``examples.json``, and hardest misses in ``hardest_misses.json``.
 EXAMPLES = 12
-MISSES_FILE = "hardest_misses.json"
 
 
 @dataclass
@@ -231,6 +230,7 @@ def _finish(result: DetectionFitResult, predictions: list[Any], test_set: Any, t
     if result.output is None:
         return
     from transferkit.models.folder import update_model_folder
+    from transferkit.reporting.detection import MISSES_FILE
 
     examples = [_boxes_record(test_set, i, predictions[i]) for i in range(min(EXAMPLES, len(test_set)))]
     misses = _hardest_misses(predictions, test_set)
