@@ -71,10 +71,6 @@ def evaluate(
         result = recommend_evaluate(model, interactions, k=k, user_column=user_column, item_column=item_column)
     except TransferkitError as exc:
         _fail(exc)
-    if isinstance(result, dict):  # the saved evaluation
-        from transferkit.recommendation.evaluation import RecommendEvaluation
-
-        result = RecommendEvaluation(result["k"], result["views"], result["comparisons"], result.get("facts", {}))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return

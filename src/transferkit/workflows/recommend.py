@@ -70,7 +70,9 @@ def recommend_fit(interactions: str | Path, *, items: str | Path | None = None,
     """Train (and, with ``evaluate``, score on held-out data) a recommender from the ``interactions`` table and
     the item table ``items``; options are those of :class:`~transferkit.recommendation.config.RecommendConfig`.
     Every check runs before the backbone does."""
-    config = build_config(make_recommend_config, config, {"items": items} if items is not None else {}, options)
+    if items is not None:
+        options = {"items": str(items), **options}
+    config = build_config(make_recommend_config, config, {}, options)
     start = time.perf_counter()
     output = _check_before_work(interactions, config)
     catalogue = load_catalogue(config.items, config)
@@ -181,19 +183,22 @@ def _recommender(model: Any) -> Recommender:
 
 
 def recommend_evaluate(model: Any, interactions: str | Path | None = None, *, k: int = 10, seed: int = 0,
-                       **table_options: Any) -> RecommendEvaluation | dict[str, Any]:
+                       **table_options: Any) -> RecommendEvaluation:
     """Score a saved recommender on an ``interactions`` table of later interactions (users the model does not know
-    are left out, with a warning; items without history are its cold items); without ``interactions``, the
-    held-out evaluation saved when it was fitted."""
+    are left out, with a warning; pairs it was trained on are not counted; items without history are its cold
+    items); without ``interactions``, the held-out evaluation saved when the folder ``model`` was fitted."""
     import json
 
     recommender = _recommender(model)
     if interactions is None:
+        if not isinstance(model, (str, Path)):
+            raise ConfigError("recommend evaluate: give an interactions table (the saved evaluation is read from a "
+                              "model folder, and a loaded model was given).")
         metrics = json.loads((Path(model) / "metrics.json").read_text(encoding="utf-8"))
         if "views" not in metrics:
             raise ConfigError(f"{model}: was fitted without a held-out evaluation (--no-evaluate); give an "
                               "interactions table to score it on.")
-        return metrics
+        return RecommendEvaluation(metrics["k"], metrics["views"], metrics["comparisons"], metrics.get("facts", {}))
     config = make_recommend_config("recommend evaluate", k=k, seed=seed, **table_options)
     data = load_interactions(interactions, recommender.item_ids, str(model), config)
     data = _as_model_users(data, recommender)
@@ -205,12 +210,17 @@ def _as_model_users(data: Interactions, recommender: Recommender) -> Interaction
     known = {u: i for i, u in enumerate(recommender.user_ids)}
     mapped = np.array([known.get(data.user_ids[u], -1) for u in data.users], dtype=np.int64)
     keep = mapped >= 0
-    if not keep.any():
+    for n in np.flatnonzero(keep):  # a pair seen in training is never recommended again: not a test pair
+        keep[n] = data.items[n] not in recommender.seen(int(mapped[n]))
+    if not (mapped >= 0).any():
         raise DataError(f"{data.origin}: none of its users is known to the model; score it on interactions of the "
                         "users it was trained on.")
-    if not keep.all():
-        warnings.warn(f"{data.origin}: {int((~keep).sum())} interactions of users the model does not know are left "
-                      "out.", stacklevel=3)
+    if not (mapped >= 0).all():
+        warnings.warn(f"{data.origin}: {int((mapped < 0).sum())} interactions of users the model does not know are "
+                      "left out.", stacklevel=3)
+    if not keep.any():
+        raise DataError(f"{data.origin}: every interaction of a known user was already in the training data; "
+                        "score the model on later interactions.")
     return Interactions(mapped[keep], data.items[keep], None if data.times is None else data.times[keep],
                         recommender.user_ids, data.origin)
 
