@@ -123,7 +123,7 @@ def _check_enough(data: Interactions, catalogue: Catalogue, config: RecommendCon
     if never:
         log.info("%d of %d items have no interactions: they are recommended from their content alone", never,
                  len(catalogue.item_ids))
-    if config.evaluate and items * config.cold_items < 1 and config.cold_items > 0:
+    if config.evaluate and config.cold_items > 0 and round(items * config.cold_items) == 0:
         warnings.warn(f"{data.origin}: {items} items with interactions hold out no cold item at --cold-items "
                       f"{config.cold_items}; the cold view is not scored.", stacklevel=3)
 
