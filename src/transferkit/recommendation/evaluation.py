@@ -1,9 +1,9 @@
 """Held-out evaluation of a recommender: the split, the scores of each scorer, and the verdicts.
 
 The split makes real cold starts: a share of the items with interactions (``cold_items``) is held out of training
-entirely, with all their interactions, and so is a share of the users (``cold_users``); of the rest, each user's latest ``test_fraction`` of interactions (by the
-time column; a seeded random share without one) is held out, at least one kept for training. Pairs seen in
-training are not test pairs.
+entirely, with all their interactions, and so is a share of the users (``cold_users``); of the rest, each user's
+latest ``test_fraction`` of interactions (by the time column; a seeded random share without one) is held out, at
+least one kept for training. Pairs seen in training are not test pairs.
 
 Three views, each scored for the users with training history and at least one held-out item there:
 
@@ -37,6 +37,7 @@ from transferkit.recommendation.metrics import coverage, coverage_test, per_user
 REFERENCE = {"warm": "id", "cold": "popularity", "all": "id", "new users": "id"}
 COMPARED = ("content", "hybrid")
 NAMES = {"id": "id-only", "popularity": "popularity", "content": "content", "hybrid": "hybrid"}
+VIEW_NAMES = {"warm": "warm items", "cold": "cold items", "all": "all items", "new users": "new users"}
 METRICS = ("recall", "ndcg", "map")
 
 
@@ -203,7 +204,7 @@ def _coverage_comparison(scorer: str, reference: str, lists: dict, n_items: int,
 def _comparison(view: str, scorer: str, reference: str, metric: str, diff: float, low: float,
                 high: float) -> dict[str, Any]:
     verdict = verdict_of(low, high)
-    sentence = (f"{view if view == 'new users' else view + ' items'}, {metric}@k: {NAMES[scorer]} vs {NAMES[reference]} {100 * diff:+.1f} points "
+    sentence = (f"{VIEW_NAMES[view]}, {metric}@k: {NAMES[scorer]} vs {NAMES[reference]} {100 * diff:+.1f} points "
                 f"(95% interval {100 * low:+.1f} to {100 * high:+.1f}): {verdict}")
     return {"view": view, "model": scorer, "baseline": reference, "metric": metric, "difference": diff,
             "ci_low": low, "ci_high": high, "confidence": 0.95, "verdict": verdict, "sentence": sentence}
