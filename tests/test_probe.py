@@ -81,3 +81,29 @@ def test_bad_parameters(params, message, data) -> None:
 def test_single_class_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 2 classes"):
         LinearProbe().fit(np.zeros((4, 2)), [1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("n, scaler_rows", [(20000, 4096), (4000, 500)])  # one hold-out / five folds choose C
+def test_fit_holds_about_one_copy_of_the_features(monkeypatch, n: int, scaler_rows: int) -> None:
+    """Beyond the caller's features, the probe holds one standardised copy at a time (a split's copies while C is
+    chosen, then the whole set's): no float64 copy, no copy of every fold at once."""
+    import tracemalloc
+
+    from sklearn.preprocessing import StandardScaler
+
+    import transferkit.estimators.linear_probe as linear_probe
+
+    monkeypatch.setattr(linear_probe, "SCALER_CHUNK_ROWS", scaler_rows)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    X = (rng.normal(size=(n, 64)) + 0.1 * y[:, None]).astype(np.float32)
+    tracemalloc.start()
+    try:
+        probe = LinearProbe(Cs=(0.01, 1.0), max_iter=30).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.6 * X.nbytes, f"peak {peak / X.nbytes:.2f}x the features"
+    one_pass = StandardScaler().fit(X)  # the scaler fitted by blocks has the same statistics
+    np.testing.assert_allclose(probe.scaler_.mean_, one_pass.mean_, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(probe.scaler_.scale_, one_pass.scale_, rtol=1e-6)

@@ -25,6 +25,9 @@ LARGE_DATA = 5_000
 #: Features whose spread is below this fraction of the largest one are constant (float32 features carry about seven
 #: significant digits): they are scaled by 1, not by their near-zero deviation.
 RELATIVE_SCALE_FLOOR = 1e-6
+#: Rows per step when the standardisation statistics are accumulated: scikit-learn's one-pass ``fit`` makes float64
+#: temporaries of the whole matrix (twice the size of float32 features, plus a mask); by steps they stay ~40 MB.
+SCALER_CHUNK_ROWS = 4096
 
 
 def _floor_scale(scaler: StandardScaler) -> None:
@@ -34,6 +37,15 @@ def _floor_scale(scaler: StandardScaler) -> None:
     scale = scaler.scale_
     if scale is not None and scale.size:
         scaler.scale_ = np.where(scale < RELATIVE_SCALE_FLOOR * float(np.max(scale)), 1.0, scale)
+
+
+def _fit_scaler(X, with_mean: bool) -> StandardScaler:
+    """A StandardScaler fitted on ``X`` a block of :data:`SCALER_CHUNK_ROWS` rows at a time (the same mean and
+    scale as one ``fit``, to float rounding), so that its temporaries do not grow with the number of examples."""
+    scaler = StandardScaler(with_mean=with_mean)
+    for start in range(0, X.shape[0], SCALER_CHUNK_ROWS):
+        scaler.partial_fit(X[start:start + SCALER_CHUNK_ROWS])
+    return scaler
 
 
 def _require_finite(X, name: str) -> None:
@@ -124,28 +136,36 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ConfigError(f"LinearProbe: needs at least 2 classes; got {len(self.classes_)}.")
         sparse = sp.issparse(X)
-        self.scaler_ = StandardScaler(with_mean=not sparse).fit(X) if self.standardize else None
+        self.scaler_ = _fit_scaler(X, with_mean=not sparse) if self.standardize else None
         if self.scaler_ is not None:
             _floor_scale(self.scaler_)
-        Xs = self._transform(X)
         if self.C is not None:
             self.C_ = float(self.C)
             self.validation_scores_ = {}
         else:
-            self.validation_scores_ = self._select_C(Xs, y, X_val, y_val, sample_weight)
+            # Before the standardised copy of X exists: the search holds its own split copies, then frees them.
+            self.validation_scores_ = self._select_C(X, y, X_val, y_val, sample_weight)
             best = max(self.validation_scores_.values())
             # Among equally good values, the strongest regularisation (smallest C) generalises best.
             self.C_ = min(c for c, s in self.validation_scores_.items() if s >= best - 1e-12)
+        Xs = self._transform(X)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model_ = self._new_model(self.C_).fit(Xs, y, sample_weight=sample_weight)
         return self
 
-    def _select_C(self, Xs, y, X_val, y_val, sample_weight=None) -> dict[float, float]:
+    def _scaled_rows(self, X, rows):
+        """The standardised rows ``rows`` of ``X``: one copy, scaled in place."""
+        part = X[rows]
+        return self.scaler_.transform(part, copy=False) if self.scaler_ is not None else part
+
+    def _select_C(self, X, y, X_val, y_val, sample_weight=None) -> dict[float, float]:
+        """Validation accuracy per candidate C: on ``(X_val, y_val)``, else on folds (or one hold-out) of ``X``.
+        Each split's standardised copies are made when the split's turn comes, so at most one split's exist."""
         w = np.ones(len(y)) if sample_weight is None else sample_weight
         if X_val is not None:
             Xv = self._transform(validate_data(self, X_val, reset=False, accept_sparse="csr"))
-            splits = [(Xs, y, w, Xv, np.asarray(y_val), np.ones(len(y_val)))]
+            splits = iter([(self._transform(X), y, w, Xv, np.asarray(y_val), np.ones(len(y_val)))])
         else:
             counts = np.unique(y, return_counts=True)[1]
             if counts.min() < 2:
@@ -155,7 +175,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             else:
                 splitter = StratifiedKFold(n_splits=min(self.cv, int(counts.min())), shuffle=True,
                                            random_state=self.random_state)
-            splits = [(Xs[a], y[a], w[a], Xs[b], y[b], w[b]) for a, b in splitter.split(np.zeros(len(y)), y)]
+            splits = ((self._scaled_rows(X, a), y[a], w[a], self._scaled_rows(X, b), y[b], w[b])
+                      for a, b in splitter.split(np.zeros(len(y)), y))
         # One regularisation path per split, from the strongest regularisation up: each fit starts from the last
         # one's solution (warm start), which the solver is then close to. On 5,000 x 1,280 Lite0 features this
         # halved the search (113 -> 56 s, same C chosen; benchmarks/results/probe_path.json).
@@ -168,6 +189,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                 for C in sorted(accs):
                     model.set_params(C=C).fit(xa, ya, sample_weight=wa)
                     accs[C].append(float(np.average(model.predict(xb) == yb, weights=wb if wb.sum() > 0 else None)))
+                del xa, xb  # before the next split's copies are made
         return {C: float(np.mean(values)) for C, values in accs.items()}
 
     def decision_function(self, X) -> np.ndarray:
