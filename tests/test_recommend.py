@@ -320,3 +320,12 @@ def test_the_service_answers_post_recommend_and_refuses_what_it_cannot_answer(fi
         predict = client.post("/predict", json={"texts": ["a"]})
         assert predict.status_code == 400 and "POST /recommend" in predict.json()["detail"]
         assert client.get("/info").json()["kind"] == "recommender"
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "export"])
+def test_verbs_for_label_models_refuse_a_recommender_naming_the_commands_to_use(fitted, tmp_path, verb):
+    texts = _write(tmp_path / "texts.csv", ["text", "label"], [["a galaxy", "space"]])
+    args = [verb, str(fitted["model"])] + ([] if verb == "export" else [str(texts)])
+    before = sorted(p.name for p in fitted["model"].iterdir())
+    _assert_refused(runner.invoke(app, args), "this is a recommender", "transferkit recommend top")
+    assert sorted(p.name for p in fitted["model"].iterdir()) == before

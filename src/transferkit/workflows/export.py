@@ -33,6 +33,7 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
     """
     from transferkit.compress.onnx import check_export_data, check_export_output, export_model
     from transferkit.models.artifacts import load_model
+    from transferkit.workflows.steps import refuse_recommender
 
     config = _config(output, data, options)
     folder = Path(folder)
@@ -40,6 +41,7 @@ def export_model_folder(folder: str | Path, output: str | Path | None = None, *,
     check_export_output(path, config.overwrite, model_folder=folder,
                         inputs=[("model folder", folder), ("--data", config.data)])
     model = load_model(folder)
+    refuse_recommender(model)
     if getattr(model, "predicts_records", False):  # a detector: its post-processing goes inside the file
         from transferkit.compress.detection_onnx import export_detector
         from transferkit.data.detection import image_files

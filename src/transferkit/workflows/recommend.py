@@ -29,7 +29,7 @@ from transferkit.recommendation.config import RecommendConfig, make_recommend_co
 from transferkit.recommendation.evaluation import (RecommendEvaluation, Split, evaluate_recommender,
                                                    split_interactions)
 from transferkit.workflows.steps import (backbone_name, build_backbone, build_config, check_runtime, feature_cache,
-                                         resolve_model, yaml_text)
+                                         yaml_text)
 
 log = logging.getLogger("transferkit")
 
@@ -175,7 +175,9 @@ def _save(result: RecommendResult, config: RecommendConfig, output: Path) -> Pat
 
 
 def _recommender(model: Any) -> Recommender:
-    loaded = resolve_model(model)
+    from transferkit.models.artifacts import load_model
+
+    loaded = load_model(model) if isinstance(model, (str, Path)) else model
     if not isinstance(loaded, Recommender):
         raise ConfigError(f"{model}: is a {type(loaded).__name__}, not a recommender; give a folder that "
                           "`transferkit recommend fit` saved.")

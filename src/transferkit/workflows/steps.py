@@ -256,7 +256,16 @@ def resolve_model(model: Any, task: str | None = None) -> Any:
     if isinstance(model, MultiTaskModel):
         raise ConfigError(f"this is a multi-task model ({', '.join(model.tasks)}): choose one task with "
                           f"--task (task=...), e.g. --task {model.tasks[0]}.")
+    refuse_recommender(model)
     return model
+
+
+def refuse_recommender(model: Any) -> None:
+    """A recommender has no predictions of labels or values: the verbs that need them say where to go instead."""
+    if getattr(model, "recommends", False):
+        raise ConfigError("this is a recommender (saved by `transferkit recommend fit`), not a model that predicts "
+                          "labels or values: use `transferkit recommend top` / `recommend evaluate` (Python: "
+                          "transferkit.recommend_top / recommend_evaluate), or `transferkit serve` (POST /recommend).")
 
 
 def check_model_input(model: Any, dataset: Dataset) -> None:
