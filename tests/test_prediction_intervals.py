@@ -53,6 +53,8 @@ def test_the_half_width_is_the_conformal_quantile_of_the_validation_residuals(fi
     test = json.loads((fitted["model"] / "metrics.json").read_text())["test"]["interval"]
     assert test["level"] == 0.8 and 0 <= test["coverage"] <= 1 and test["width"] == pytest.approx(
         2 * model.interval["half_width"])
+    summary = (fitted["model"] / "summary.txt").read_text()
+    assert "prediction interval: value ±" in summary and "(80% split conformal); test coverage" in summary
 
 
 def test_predict_gives_low_and_high_around_each_value(fitted, tmp_path: Path) -> None:

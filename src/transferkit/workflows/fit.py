@@ -88,6 +88,10 @@ class FitResult:
             scaling = self.config.get("temperature_scaling")
             lines.append(f"calibration: ECE {calibration['ece']:.4f}, NLL {calibration['nll']:.4f}"
                          + (f" (temperature {scaling['temperature']:.3f} fitted on validation data)" if scaling else ""))
+        interval = self.metrics.get("interval")
+        if interval:
+            lines.append(f"prediction interval: value ± {interval['width'] / 2:.4g} ({interval['level']:.0%} split "
+                         f"conformal); test coverage {interval['coverage']:.1%} of {interval['n']} examples")
         if self.config.get("plan"):
             lines.append(f"auto: {self.config['plan']['explanation']}")
         lines += [f"note: {note}" for note in self.notes]
@@ -308,8 +312,7 @@ def _probe_interval(run: _FitRun, probe: Any, X_train: Any, y_train: Any, X_val:
     if not task.gives_intervals or level == 0:
         return None
     if X_val is not None:
-        return task.prediction_interval(y_val, run.model.head_proba(X_val), level,
-                                        calibrated_on=f"the validation data ({len(y_val)} examples)")
+        return task.prediction_interval(y_val, run.model.head_proba(X_val), level, calibrated_on="the validation data")
     import numpy as np
     from sklearn.model_selection import KFold
 
@@ -318,8 +321,8 @@ def _probe_interval(run: _FitRun, probe: Any, X_train: Any, y_train: Any, X_val:
     for fitted, held in KFold(folds, shuffle=True, random_state=seed).split(X_train):
         fold_probe = task.new_probe(C=probe.C_, seed=seed).fit(X_train[fitted], y_train[fitted])
         out_of_fold[held] = np.asarray(fold_probe.predict_proba(X_train[held])).reshape(len(held), -1)
-    return task.prediction_interval(y_train, out_of_fold, level, calibrated_on=(
-        f"out-of-fold predictions of the training data ({folds} folds, {len(y_train)} examples)"))
+    return task.prediction_interval(y_train, out_of_fold, level,
+                                    calibrated_on=f"out-of-fold predictions of the training data, {folds} folds")
 
 
 def _network_interval(run: _FitRun) -> Any:
@@ -335,8 +338,7 @@ def _network_interval(run: _FitRun) -> Any:
     proba = run.model.predict_proba(held_out, batch_size=config.batch_size, device=config.device,
                                     num_workers=config.num_workers, cache=None, progress=False)
     where = "the validation data" if run.val is not None else "the part of the training data held out for early stopping"
-    return task.prediction_interval(task.targets(held_out, run.classes), proba, config.interval,
-                                    calibrated_on=f"{where} ({len(held_out)} examples)")
+    return task.prediction_interval(task.targets(held_out, run.classes), proba, config.interval, calibrated_on=where)
 
 
 def _calibrate_probe(run: _FitRun, C: float, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> dict[str, Any]:
