@@ -268,6 +268,46 @@ def test_an_unknown_runtime_names_the_choices(tiny_text_model):
         extract_features(create_backbone(str(tiny_text_model)), _texts(2), runtime="tensorrt", progress=False)
 
 
+# --------------------------------------------------------------------------------------------- streamed prediction
+
+def _tiny_image_model():
+    import torch
+
+    from transferkit.backbones import create_backbone
+    from transferkit.models.heads.linear import LinearHead
+    from transferkit.models.model import TransferModel
+
+    torch.manual_seed(0)
+    backbone = create_backbone("random:timm:test_efficientnet", image_size=16)
+    return TransferModel(backbone, LinearHead(backbone.num_features, 3), ["a", "b", "c"])
+
+
+def test_prediction_streams_in_blocks_with_the_probabilities_of_one_pass(monkeypatch):
+    """Only one block's backbone features exist at a time (the numpy memory traced while predicting stays under
+    half of all the features'), and the blocks give the one-pass probabilities and logits in the inputs' order."""
+    import tracemalloc
+
+    from transferkit.models import model as model_module
+
+    model = _tiny_image_model()
+    data = _image_arrays(200)  # 600 images
+    run = {"progress": False, "device": "cpu", "batch_size": 16}
+    whole = model.predict_proba(data, **run)
+    whole_logits = model.predict_logits(data, **run)
+    monkeypatch.setattr(model_module, "PREDICT_BLOCK", 64)
+    tracemalloc.start()
+    try:
+        blocks = model.predict_proba(data, **run)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    all_features = len(data) * model.backbone.num_features * 4
+    assert peak < all_features / 2, f"peak {peak / all_features:.2f}x the features of every input"
+    np.testing.assert_allclose(blocks, whole, atol=1e-6)
+    np.testing.assert_allclose(model.predict_logits(data, **run), whole_logits, atol=1e-5)
+    assert blocks.shape == (600, 3) and np.all(blocks.argmax(axis=1) == whole.argmax(axis=1))
+
+
 # ------------------------------------------------------------------------------- extraction over several processes
 
 def test_shards_are_whole_batches_of_the_single_process_order_dealt_in_turn():

@@ -320,12 +320,14 @@ def extract_features(
     progress: bool = True,
     stats: ExtractionStats | None = None,
     runtime: str = "auto",
+    examples_planned: int | None = None,
 ) -> np.ndarray:
     """Pooled features ``(N, backbone.num_features)`` of every example, reading and filling ``cache``.
 
     ``runtime`` is ``"auto"``, ``"torch"`` or ``"onnx"`` (see :func:`run_backbone`); all fill the same cache entries,
     since they compute the same features to about 1e-5. ``"auto"`` decides on the number of examples not yet cached
-    (all of them in one decision, not chunk by chunk). Several processes:
+    (all of them in one decision, not chunk by chunk), or on ``examples_planned`` when the caller computes more
+    over several calls (a prediction streamed in blocks). Several processes:
     :func:`~transferkit.features.sharded.extract_features_sharded`.
     """
     start = time.perf_counter()
@@ -333,7 +335,7 @@ def extract_features(
     stats.total = len(dataset)
     if cache is None:
         features = run_backbone(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
-                                progress=progress, runtime=runtime)
+                                progress=progress, runtime=runtime, examples_planned=examples_planned)
         stats.computed, stats.from_cache = len(dataset), 0
     else:
         key = backbone.cache_key()
@@ -352,7 +354,7 @@ def extract_features(
                 part = unique[first:first + CACHE_CHUNK]
                 computed = run_backbone(backbone, dataset.subset(part), batch_size=batch_size, device=device,
                                         num_workers=num_workers, progress=progress, runtime=runtime,
-                                        examples_planned=len(unique), description=f"extracting features ({first + len(part):,} of {len(unique):,})"
+                                        examples_planned=examples_planned or len(unique), description=f"extracting features ({first + len(part):,} of {len(unique):,})"
                                         if len(unique) > CACHE_CHUNK else "extracting features")
                 require_finite_features(computed, backbone, dataset.subset(part))  # never cached
                 cache.store(key, [keys[i] for i in part], computed, meta=backbone.describe())
