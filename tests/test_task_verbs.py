@@ -322,6 +322,7 @@ def test_fuse_soup_and_interpolation_choose_by_the_task_measure(task: str, measu
     soup = tk.fuse("soup", [_worse_copy(models[task], 1), models[task]], val=data)
     assert soup.measure == measure and soup.val_accuracy >= soup.best_ingredient_accuracy
     assert f"val_{measure}" in soup.to_dict() and 1 in soup.used
+    assert getattr(soup.model, "interval", None) is None  # an ingredient's interval does not fit the soup
     line = tk.fuse("interpolate", models[task], val=data, train=data, alphas=[0.0, 0.5, 1.0])
     scores = {row["alpha"]: row[f"val_{measure}"] for row in line.curve}
     assert set(scores) == {0.0, 0.5, 1.0} and scores[line.alpha] == max(scores.values())

@@ -168,6 +168,7 @@ def interpolate(finetuned: Any, val: Any, *, train: Any = None, pretrained: Any 
     best = max(curve, key=lambda r: (r[f"val_{task.measure}"], -r[f"val_{task.output_loss_name}"]))
     load_state(working, interpolate_states(theta_pre, theta_ft, best["alpha"]))
     working.strategy = "interpolated"
+    working.interval = None  # the fine-tuned model's prediction interval was calibrated for its own weights
     facts.update(finetuned=str(finetuned) if isinstance(finetuned, (str, Path)) else "model",
                  alphas=alphas, chosen_on=f"validation {task.measure}, then {task.output_loss_name}")
     result = InterpolationResult(working, best["alpha"], curve, facts=facts, measure=task.measure)

@@ -135,6 +135,7 @@ def soup(models: Sequence[Any], val: Any = None, *, method: str = "greedy", outp
                 accuracy, loss = trial_accuracy, trial_loss
     load_state(working, uniform_soup_state([states[i] for i in used]))
     working.strategy = f"{method}-soup"
+    working.interval = None  # an ingredient's prediction interval was calibrated for its own weights
     result = SoupResult(working, method, ingredients, sorted(used), accuracy, loss, steps,
                         measure=task.measure, loss_name=task.output_loss_name)
     if output is not None:
