@@ -148,6 +148,8 @@ def test_cli_fit_saves_a_recommender_with_its_results_and_run_config(fitted):
     assert "hybrid" in (folder / "results.txt").read_text().split("recall@10")[1] and "saved to" in fitted["output"]
     assert "cold_items: 0.2" in (folder / "run_config.yaml").read_text()
     assert json.loads((folder / "config.json").read_text())["kind"] == "recommender"
+    report = (folder / "report.html").read_text()
+    assert '<section id="extra-0"><h2>Recommendation</h2>' in report and "cold items, recall@k" in report
 
 
 def test_cli_top_for_a_user_leaves_out_what_they_saw(fitted):

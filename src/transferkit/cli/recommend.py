@@ -21,8 +21,7 @@ app.add_typer(recommend_app, name="recommend")
 RECOMMEND_FLAGS = ConfigFlags(RecommendConfig, exclude={
     "progress": "set by --quiet and --json",
     "label_column": "interactions have no labels: the positives are the rows (see --min-rating)",
-    "normalize_labels": "interactions have no labels",
-    "report": "the evaluation is written as results.txt in the model folder"})
+    "normalize_labels": "interactions have no labels"})
 
 
 @recommend_app.command("fit")

@@ -12,6 +12,7 @@ best items for a user, or the items nearest an item's content (a catalogue item,
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -35,6 +36,8 @@ log = logging.getLogger("transferkit")
 
 #: The file of a model folder that holds the evaluation as a table and sentences.
 RESULTS_FILE = "results.txt"
+#: The report's extra sections (``transferkit report`` reads them; :mod:`transferkit.reporting.report`).
+REPORT_SECTIONS = "report_sections.json"
 
 
 @dataclass
@@ -156,19 +159,44 @@ def _held_out_evaluation(data: Interactions, catalogue: Catalogue, features: np.
 
 
 def _save(result: RecommendResult, config: RecommendConfig, output: Path) -> Path:
+    """The model folder (kind ``recommender``) with ``results.txt`` and the report's section; then, with
+    ``config.report``, ``report.html`` (a failure there is a warning: the model is saved)."""
     from transferkit.models.artifacts import save_any
+    from transferkit.models.folder import late_step
 
     evaluation = result.evaluation
-    metrics = {"facts": result.facts}
+    metrics: dict[str, Any] = {"facts": result.facts}
+    extra = {RESULTS_FILE: result.summary() + "\n"}
     if evaluation is not None:
-        metrics.update(evaluation.to_dict())
+        metrics["recommendation"] = evaluation.to_dict()
         metrics["summary"] = {f"{view}.{scorer}.{m}": v for view, rows in evaluation.views.items()
                               for scorer, row in rows.items() for m, v in row.items()
                               if scorer == "hybrid" and isinstance(v, float)}
+        extra[REPORT_SECTIONS] = json.dumps({"sections": [_report_section(result)]}, indent=2)
     run_config = {**config.model_dump(mode="json"), "resolved": result.facts}
-    return save_any(result.model, output, metrics=metrics, run_config=run_config, overwrite=config.overwrite,
-                    extra_files={RESULTS_FILE: result.summary() + "\n", "run_config_resolved.yaml":
-                                 yaml_text(run_config)})
+    folder = save_any(result.model, output, metrics=metrics, run_config=run_config, overwrite=config.overwrite,
+                      extra_files=extra)
+    if config.report:
+        from transferkit.reporting.report import write_report
+
+        late_step("the report", lambda: write_report(folder, overwrite=True), notes=[])
+    return folder
+
+
+def _report_section(result: RecommendResult) -> dict[str, Any]:
+    """The report's "Recommendation" section: the held-out figures as a table, the split and the verdicts."""
+    evaluation = result.evaluation
+    k, facts = evaluation.k, evaluation.facts
+    columns = ["view", "model", f"recall@{k}", f"NDCG@{k}", f"MAP@{k}", "coverage", "cold share", "users"]
+    rows = [[view, scorer, *(None if row.get(m) is None else round(row[m], 4)
+                             for m in ("recall", "ndcg", "map", "coverage", "cold_share")), row.get("users")]
+            for view, scorers in evaluation.views.items() for scorer, row in scorers.items()]
+    text = (f"{result.facts['items']} items described by {result.facts['backbone']} ({result.facts['modality']}), "
+            f"{result.facts['users']} users, {result.facts['interactions']} interactions. Held out: "
+            f"{facts['cold_items']} cold items, {facts['cold_users']} cold users and {facts['test_interactions']} "
+            f"interactions of the other users (trained on {facts['train_interactions']}).\n\n"
+            + "\n\n".join(s for s in evaluation.sentences() if "recall" in s or "coverage" in s))
+    return {"title": "Recommendation", "text": text, "table": {"columns": columns, "rows": rows}}
 
 
 # --- a saved model ------------------------------------------------------------------------------------------------
@@ -189,18 +217,17 @@ def recommend_evaluate(model: Any, interactions: str | Path | None = None, *, k:
     """Score a saved recommender on an ``interactions`` table of later interactions (users the model does not know
     are left out, with a warning; pairs it was trained on are not counted; items without history are its cold
     items); without ``interactions``, the held-out evaluation saved when the folder ``model`` was fitted."""
-    import json
 
     recommender = _recommender(model)
     if interactions is None:
         if not isinstance(model, (str, Path)):
             raise ConfigError("recommend evaluate: give an interactions table (the saved evaluation is read from a "
                               "model folder, and a loaded model was given).")
-        metrics = json.loads((Path(model) / "metrics.json").read_text(encoding="utf-8"))
-        if "views" not in metrics:
+        saved = json.loads((Path(model) / "metrics.json").read_text(encoding="utf-8")).get("recommendation")
+        if not isinstance(saved, dict):
             raise ConfigError(f"{model}: was fitted without a held-out evaluation (--no-evaluate); give an "
                               "interactions table to score it on.")
-        return RecommendEvaluation(metrics["k"], metrics["views"], metrics["comparisons"], metrics.get("facts", {}))
+        return RecommendEvaluation(saved["k"], saved["views"], saved["comparisons"], saved.get("facts", {}))
     config = make_recommend_config("recommend evaluate", k=k, seed=seed, **table_options)
     data = load_interactions(interactions, recommender.item_ids, str(model), config)
     data = _as_model_users(data, recommender)
