@@ -308,6 +308,34 @@ def test_prediction_streams_in_blocks_with_the_probabilities_of_one_pass(monkeyp
     assert blocks.shape == (600, 3) and np.all(blocks.argmax(axis=1) == whole.argmax(axis=1))
 
 
+def test_prediction_files_written_in_blocks_equal_the_whole_and_a_failed_write_keeps_the_earlier_file(
+        tmp_path, monkeypatch):
+    import json
+
+    import transferkit
+    from transferkit.workflows import predict as predict_module
+
+    model = _tiny_image_model()
+    rows = transferkit.predict(model, _image_arrays(5).items, progress=False, device="cpu")  # 15 records
+    whole = {suffix: tmp_path / f"whole{suffix}" for suffix in (".csv", ".jsonl")}
+    for path in whole.values():
+        predict_module.write_predictions(rows, path, model)
+    monkeypatch.setattr(predict_module, "WRITE_BLOCK", 4)
+    for suffix, path in whole.items():
+        blocks = tmp_path / f"blocks{suffix}"
+        predict_module.write_predictions(rows, blocks, model)
+        assert blocks.read_bytes() == path.read_bytes()
+    lines = whole[".csv"].read_text().splitlines()
+    assert len(lines) == 16 and lines[0].startswith("input,label,p_a") and lines.count(lines[0]) == 1
+    assert [json.loads(line) for line in whole[".jsonl"].read_text().splitlines()] == rows
+    earlier = whole[".jsonl"].read_bytes()
+    broken = rows[:9] + [{**rows[9], "probabilities": {"a": float("nan")}}] + rows[10:]  # fails in the third block
+    with pytest.raises(ValueError):
+        predict_module.write_predictions(broken, whole[".jsonl"], model)
+    assert whole[".jsonl"].read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.csv", "blocks.jsonl", "whole.csv", "whole.jsonl"]
+
+
 # ------------------------------------------------------------------------------- extraction over several processes
 
 def test_shards_are_whole_batches_of_the_single_process_order_dealt_in_turn():

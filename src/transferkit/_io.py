@@ -68,6 +68,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def atomic_text_writer(path: str | Path) -> Iterator[Any]:
+    """A UTF-8 text file written in pieces (no newline translation) through a temporary file in the same folder,
+    renamed onto ``path`` when the block ends without error and removed otherwise: for outputs too large to build
+    in memory first. An earlier ``path`` is untouched until the rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_exclusive(path.parent, f".{path.name}.", ".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        keep_mode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def keep_mode(existing: str | Path, new: str | Path) -> None:
     """Give ``new`` the permission bits of ``existing`` when that exists (a replaced file keeps its mode)."""
     try:

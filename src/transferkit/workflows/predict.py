@@ -187,18 +187,26 @@ def check_predictions_output(path: Path, overwrite: bool, inputs: list[tuple[str
     check_location(path)
 
 
+#: Records laid out and written at a time by :func:`write_predictions` (the file is never built in memory whole).
+WRITE_BLOCK = 4096
+
+
 def write_predictions(rows: list[dict], path: Path, model: Any) -> None:
-    """The predictions as JSON lines, or, for a ``.csv`` path, as the model's task lays them out in a table."""
-    from transferkit._io import atomic_write_text
+    """The predictions as JSON lines, or, for a ``.csv`` path, as the model's task lays them out in a table; written
+    a block of :data:`WRITE_BLOCK` records at a time into a temporary file that replaces ``path`` once complete."""
+    from transferkit._io import atomic_text_writer
 
-    if path.suffix.lower() == ".csv":
-        import csv
-        import io
+    with atomic_text_writer(path) as handle:
+        if path.suffix.lower() == ".csv":
+            import csv
 
-        from transferkit.tasks import task_of
+            from transferkit.tasks import task_of
 
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(task_of(model).prediction_table(rows, model.classes))
-        atomic_write_text(path, buffer.getvalue())
-    else:
-        atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+            writer, task = csv.writer(handle), task_of(model)
+            for start in range(0, max(len(rows), 1), WRITE_BLOCK):
+                table = task.prediction_table(rows[start:start + WRITE_BLOCK], model.classes)
+                writer.writerows(table if start == 0 else table[1:])  # one header row, at the top
+        else:
+            for start in range(0, len(rows), WRITE_BLOCK):
+                block = rows[start:start + WRITE_BLOCK]
+                handle.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in block))
