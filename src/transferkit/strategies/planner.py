@@ -90,10 +90,12 @@ class StrategyPlan:
 
 
 def time_training_step(backbone, train: Dataset, classes: list[str], batch_size: int, device: str = "cpu",
-                       steps: int = TIMED_STEPS) -> float:
-    """Seconds of one training step (forward, cross-entropy, backward, AdamW update) on a batch of real training
-    examples, median of ``steps`` timed steps after one warm-up, on a copy of ``backbone`` (BatchNorm statistics
-    and weights of the original stay untouched)."""
+                       steps: int = TIMED_STEPS, strategy: Any = None) -> float:
+    """Seconds of one training step (forward, loss, backward, AdamW update) on a batch of real training examples,
+    median of ``steps`` timed steps after one warm-up, on a copy of ``backbone`` (BatchNorm statistics and weights
+    of the original stay untouched). Without ``strategy``: every parameter trains on the cross-entropy; with a
+    :class:`~transferkit.strategies.base.TrainingStrategy`: its own trainable parameters and loss terms (a strategy
+    that trains the top layers only backpropagates through those)."""
     import torch
 
     from transferkit.features.extract import resolve_device
@@ -106,12 +108,17 @@ def time_training_step(backbone, train: Dataset, classes: list[str], batch_size:
     items = [copy_.prepare(train.items[i]) for i in range(n)]
     batch = copy_.batch_to(copy_.collate(items), device_t)
     labels = torch.as_tensor(train.label_array(classes)[:n], device=device_t)
+    model = torch.nn.Module()
+    model.backbone, model.head = copy_, head
+    if strategy is not None:
+        strategy.prepare(model, {})
     params = [p for p in [*copy_.parameters(), *head.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6)
     times = []
     for step in range(steps + 1):
         start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(head(copy_.forward_features(batch)), labels)
+        loss = (torch.nn.functional.cross_entropy(head(copy_.forward_features(batch)), labels) if strategy is None
+                else sum(strategy.loss_terms(model, batch, labels).values()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,7 +126,7 @@ def time_training_step(backbone, train: Dataset, classes: list[str], batch_size:
             torch.cuda.synchronize()
         if step:
             times.append(time.perf_counter() - start)
-    del copy_, head, optimizer
+    del copy_, head, model, optimizer
     return float(np.median(times)) * batch_size / n  # a partial batch is scaled to a full one
 
 

@@ -35,6 +35,10 @@ TRAINING_FOLDS = 2
 INNER_FOLDS = 3
 #: Without --budget, network candidates are measured only if their folds are estimated to take at most this.
 UNBUDGETED_MEASURE_S = 600.0
+#: A forward pass (no gradient) as a share of a training step's time, and the factor for the engine's overheads
+#: in a training candidate's estimate (:func:`training_estimate_s`).
+FORWARD_SHARE = 0.5
+ESTIMATE_OVERHEAD = 1.5
 #: A training candidate this far below the best probe after its first fold stops early.
 BEHIND_BY = 0.05
 PROBE = "linear-probe"
@@ -53,6 +57,8 @@ class Candidate:
     skipped: str | None = None
     #: A training candidate: the best probe's mean accuracy on the same folds (the paired reference).
     probe_on_same_folds: float | None = None
+    #: A training candidate: the estimated seconds of its folds (compared with ``seconds`` once measured).
+    estimate_s: float | None = None
 
     def mean(self, folds: int | None = None) -> float:
         values = self.scores[:folds] if folds else self.scores
@@ -65,16 +71,19 @@ class Candidate:
         stop = f"; {self.skipped}" if self.skipped else ""
         paired = (f", the probe {self.probe_on_same_folds:.3f} on the same folds"
                   if self.probe_on_same_folds is not None else "")
+        estimated = f", estimated {self.estimate_s:.0f} s" if self.estimate_s is not None else ""
         return (f"{self.name} {self.mean():.3f}{spread} ({len(self.scores)} folds{paired}, {self.seconds:.0f} s"
-                f"{stop})")
+                f"{estimated}{stop})")
 
 
 def measure_candidates(train: Any, X: np.ndarray, y: np.ndarray, config: Any, *, backbone: Any, backbone_name: str,
                        prototypes: np.ndarray | None, strategies: tuple[str, ...], time_left_s: float | None,
                        time_step: Callable[..., float]) -> tuple[list[Candidate], int]:
     """Every candidate measured on the same folds of ``train`` (features ``X`` ``(N, D)``, class indices ``y``);
-    returns the candidates and the folds per repeat. ``time_step(backbone, train, classes, batch_size, device)``:
-    seconds of one training step (the cost estimate of a training candidate)."""
+    returns the candidates and the folds per repeat. ``time_step(backbone, train, classes, batch_size, device,
+    strategy=...)``: seconds of one training step of that strategy (the cost estimate of a training candidate)."""
+    from transferkit.strategies.registry import build_strategy
+
     from transferkit.evaluation.cross_validation import stratified_folds
 
     folds = min(FOLDS, int(np.bincount(y).min()))
@@ -90,7 +99,8 @@ def measure_candidates(train: Any, X: np.ndarray, y: np.ndarray, config: Any, *,
                                  prototypes if best_probe.name == LABEL_NAMES else None)
     for name in strategies:
         started = time.perf_counter()
-        step_s = time_step(backbone, train, list(train.classes), config.batch_size, config.device)
+        step_s = time_step(backbone, train, list(train.classes), config.batch_size, config.device,
+                           strategy=build_strategy(config.model_copy(update={"strategy": name})))
         candidates.append(_training_candidate(name, train, y, halves, config, step_s, backbone_name,
                                               reference.scores, time_left_s))
         if time_left_s is not None:
@@ -122,8 +132,7 @@ def _training_candidate(name: str, train: Any, y: np.ndarray, splits: list, conf
     candidate = Candidate(name, name)
     classes = list(train.classes)
     fold_config = config.model_copy(update={"strategy": name, "budget": None, "calibrate": False})
-    n_fit = len(splits[0][0]) * (1 - config.val_fraction)
-    estimate = len(splits) * config.epochs * math.ceil(n_fit / config.batch_size) * step_s * 1.5
+    estimate = candidate.estimate_s = training_estimate_s(len(splits[0][0]), len(y), config, step_s) * len(splits)
     allowed = UNBUDGETED_MEASURE_S if time_left_s is None else time_left_s / 2  # the rest: the final training
     if estimate > allowed:
         candidate.skipped = (f"its {len(splits)} folds would take about {estimate:.0f} s, more than the "
@@ -143,6 +152,18 @@ def _training_candidate(name: str, train: Any, y: np.ndarray, splits: list, conf
     candidate.seconds = time.perf_counter() - start
     candidate.probe_on_same_folds = float(np.mean(probe_scores[:len(candidate.scores)]))
     return candidate
+
+
+def training_estimate_s(n_train: int, n_all: int, config: Any, step_s: float) -> float:
+    """Estimated seconds of one fold of a training candidate: ``config.epochs`` epochs of training steps on the
+    ``n_train`` fold examples less the validation part (``step_s`` each), the validation part's forward pass each
+    epoch, then the forward passes over all ``n_all`` examples (the head's features and the held-out predictions),
+    a forward pass counted as :data:`FORWARD_SHARE` of a step; times :data:`ESTIMATE_OVERHEAD` (the engine's
+    per-epoch work, the fresh backbone)."""
+    n_fit = n_train * (1 - config.val_fraction)
+    steps = config.epochs * math.ceil(n_fit / config.batch_size)
+    forward_examples = config.epochs * (n_train - n_fit) + n_all
+    return (steps + forward_examples / config.batch_size * FORWARD_SHARE) * step_s * ESTIMATE_OVERHEAD
 
 
 def choose(candidates: list[Candidate], folds: int) -> tuple[Candidate, str]:

@@ -1,5 +1,5 @@
-"""``contrastive``: the top layers tuned so that same-class examples are close (every pair of a batch), then the
-linear probe fitted on the tuned embeddings, through the engine."""
+"""``contrastive``: the encoder (or its top layers) tuned so that same-class examples are close (every pair of a
+batch), then the linear probe fitted on the tuned embeddings, through the engine."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _default_lr() -> float:
 
 ENTRY = Strategy(
     name="contrastive",
-    description="top layers tuned by a pair loss (same class close, every pair of a batch), then the linear probe "
-                "on the tuned embeddings; for a few labelled examples per class",
+    description="the encoder (or its top layers) tuned by a pair loss (same class close, every pair of a batch), "
+                "then the linear probe on the tuned embeddings; for a few labelled examples per class",
     trains_network=True,
     options=(*TRAINING_OPTIONS, "probe_c", *(f"contrastive.{name}" for name in ContrastiveConfig.model_fields)),
     build=_build,
@@ -32,5 +32,5 @@ ENTRY = Strategy(
     packages=("lightning",),
     search_space=lambda: {"lr": {"low": 1e-5, "high": 3e-4, "log": True},
                           "contrastive.temperature": {"low": 0.03, "high": 0.3, "log": True},
-                          "contrastive.top_layers": {"choices": [1, 2, 4]}},
+                          "contrastive.top_layers": {"choices": [0, 1, 2, 4]}},
 )
