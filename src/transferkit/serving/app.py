@@ -70,7 +70,8 @@ MAX_JSON_DEPTH = 32
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 #: Exit status of a worker process that cannot load the model (uvicorn's own code for a failed start).
 STARTUP_FAILURE = 3
-_ENDPOINTS = "POST /predict, POST /explain, GET /health, GET /info, GET /openapi.json, GET /docs"
+_ENDPOINTS = ("POST /predict, POST /explain, POST /recommend (recommenders), GET /health, GET /info, GET /openapi.json, "
+              "GET /docs")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BRACKET_STEP = np.zeros(256, dtype=np.int8)
