@@ -320,14 +320,14 @@ def load_predictor(settings: ServeConfig):
     gets a :class:`~transferkit.serving.detecting.DetectionPredictor` (boxes), any other a ``Predictor``."""
     from transferkit.serving.detecting import DetectionPredictor, folder_predicts_records
     from transferkit.serving.predictor import Predictor
-
-    kind = DetectionPredictor if folder_predicts_records(settings.model) else Predictor
     from transferkit.serving.recommending import RecommendPredictor, folder_recommends
-    model = kind(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
+
     if folder_recommends(settings.model):  # POST /recommend (serving/recommending.py)
         model = RecommendPredictor(settings.model, device=settings.device)
         model.warm_up()
         return model
+    kind = DetectionPredictor if folder_predicts_records(settings.model) else Predictor
+    model = kind(settings.model, runtime=settings.runtime, device=settings.device, threads=settings.threads)
     model.warm_up()
     return model
 
@@ -345,9 +345,9 @@ def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> Fa
     _add_status_routes(app, settings, state)
     _add_predict_route(app, settings, state)
     _add_explain_route(app, settings, state)
+    _add_recommend_route(app, settings, state)
     _add_error_handlers(app)
     return app
-    _add_recommend_route(app, settings, state)
 
 
 def _lifespan(settings: ServeConfig, predictor: Any, state: dict[str, Any]) -> Any:
@@ -411,9 +411,9 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
               responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> Any:
         model = state["predictor"]
+        _refuse_recommender(model)
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
-        _refuse_recommender(model)
         files = get_modality(model.modality).service_request == "files"
         expected = "multipart/form-data" if files else "application/json"
         if content_type != expected:
@@ -466,10 +466,10 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
         from transferkit.serving.explaining import check_request, explain_items
 
         model = state["predictor"]
+        _refuse_recommender(model)
         if getattr(model, "predicts_records", False):
             raise refuse(400, "this model is an object detector; /explain explains a classifier's class scores. "
                               "POST the images to /predict for their boxes, classes and scores.")
-        _refuse_recommender(model)
         media_type, _, parameters = request.headers.get("content-type", "").partition(";")
         content_type = media_type.strip().lower()
         files = get_modality(model.modality).service_request == "files"
@@ -498,9 +498,6 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
                 "explanations": _finite(answers)}
 
 
-def _add_error_handlers(app: FastAPI) -> None:
-
-
 def _refuse_recommender(model: Any) -> None:
     if getattr(model, "recommends", False):
         raise refuse(400, 'this model is a recommender: POST /recommend with JSON like {"user": "42", "k": 10}.')
@@ -526,6 +523,9 @@ def _add_recommend_route(app: FastAPI, settings: ServeConfig, state: dict[str, A
         state["requests"] += 1
         items = await anyio.to_thread.run_sync(model.recommend, body)
         return {"model": os.path.basename(os.path.normpath(settings.model)), "items": _finite(items)}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
     """Every error answered in JSON: unknown endpoints and methods named, a client that went away, the service's
     own faults."""
 
