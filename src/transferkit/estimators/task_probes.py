@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from transferkit.errors import ConfigError
-from transferkit.estimators.linear_probe import DEFAULT_CS, _floor_scale, _require_finite
+from transferkit.estimators.linear_probe import DEFAULT_CS, _fit_scaler, _floor_scale, _require_finite
 
 #: Ridge penalties tried (features are standardised, so one grid fits every backbone width).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -37,7 +37,7 @@ def _scaler(X, standardize: bool = True) -> StandardScaler:
 
     if not standardize:
         return StandardScaler(with_mean=False, with_std=False).fit(X)
-    scaler = StandardScaler(with_mean=not sp.issparse(X)).fit(X)
+    scaler = _fit_scaler(X, with_mean=not sp.issparse(X))  # by blocks of rows: no float64 copy of X
     _floor_scale(scaler)
     return scaler
 
