@@ -186,6 +186,10 @@ def test_cli_top_lists_items_similar_to_a_catalogue_item_and_to_a_new_one(fitted
     new = runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--content", "a galaxy of rockets", "-k", "2"])
     assert new.exit_code == 0, new.output
     assert "rank" in new.output and len(new.output.strip().splitlines()) == 3
+    # a new item with the very content of space1 (its columns joined) lands on space1 itself
+    same = runner.invoke(app, ["recommend", "top", str(fitted["model"]), "--content", "stars story 1. space", "--json"])
+    nearest = json.loads(same.output)[0]
+    assert nearest["item"] == "space1" and nearest["score"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_cli_evaluate_prints_the_saved_evaluation_and_scores_new_interactions(fitted, tmp_path):
@@ -198,6 +202,23 @@ def test_cli_evaluate_prints_the_saved_evaluation_and_scores_new_interactions(fi
     document = json.loads(scored.stdout)
     assert document["views"]["all"]["hybrid"]["users"] == 2  # u99 is unknown to the model: left out, with a warning
     assert "1 interactions of users the model does not know are left out" in scored.output
+
+
+def test_image_items_through_a_path_column_and_a_new_image_item(tmp_path):
+    from conftest import TINY_IMAGE_BACKBONE, write_image_folder
+
+    import transferkit as tk
+
+    files = sorted(write_image_folder(tmp_path / "pics", per_class=3).rglob("*.png"))
+    items = _write(tmp_path / "items.csv", ["item", "path"],
+                   [[f"i{i}", str(p.relative_to(tmp_path))] for i, p in enumerate(files)])
+    rows = [[f"u{u}", f"i{(u + j) % len(files)}"] for u in range(6) for j in range(4)]
+    interactions = _write(tmp_path / "ratings.csv", ["user", "item"], rows)
+    result = tk.recommend_fit(interactions, items=items, path_column="path", backbone=TINY_IMAGE_BACKBONE,
+                              evaluate=False, output=str(tmp_path / "model"), report=False, **FAST)
+    assert result.facts["modality"] == "image" and result.evaluation is None
+    nearest = tk.recommend_top(tmp_path / "model", content=str(files[4]), k=1)[0]
+    assert nearest["item"] == "i4" and nearest["score"] == pytest.approx(1.0, abs=1e-4)
 
 
 # --- mistakes -----------------------------------------------------------------------------------------------------

@@ -192,9 +192,13 @@ class Recommender:
                                 "files: give the new item's file.")
             data = entry.files_dataset([str(content)], "new item (--content)")
         if getattr(self, "_backbone", None) is None:
+            import torch
+
             from transferkit.backbones import create_backbone
 
-            self._backbone = create_backbone(self.backbone["name"], **self.backbone.get("options", {}))
+            with torch.random.fork_rng():  # random:... backbones: the weights the catalogue's features came from
+                torch.manual_seed(int(self.backbone.get("seed", 0)))
+                self._backbone = create_backbone(self.backbone["name"], **self.backbone.get("options", {}))
         return extract_features(self._backbone, data, cache=None, device=device, progress=False)
 
     def similar_to_content(self, content: str, k: int = 10, device: str = "auto") -> list[dict[str, Any]]:

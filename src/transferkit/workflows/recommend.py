@@ -84,7 +84,7 @@ def recommend_fit(interactions: str | Path, *, items: str | Path | None = None,
     name, _ = backbone_name(config, catalogue.content)
     backbone = build_backbone(name, config, catalogue.content)
     features = _item_features(backbone, catalogue.content, config)
-    spec = {"name": name, "options": config.backbone_options(catalogue.content.modality)}
+    spec = {"name": name, "options": config.backbone_options(catalogue.content.modality), "seed": config.seed}
     evaluation = None
     if config.evaluate:
         evaluation = _held_out_evaluation(data, catalogue, features, spec, config)
