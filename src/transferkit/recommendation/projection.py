@@ -66,10 +66,11 @@ class _Collate:
         return inputs, torch.zeros(len(rows), dtype=torch.int64)
 
 
-def train_projection(features: np.ndarray, user_vectors: np.ndarray, matrix: Any, config: Any) -> np.ndarray:
+def train_projection(features: np.ndarray, user_vectors: np.ndarray, matrix: Any, config: Any,
+                     run_name: str = "recommend") -> np.ndarray:
     """``W`` ``(D, F)`` trained on the positives of ``matrix`` (users x items) with fixed ``user_vectors``;
     ``features`` ``(I, D)`` already centred. A seeded share of the pairs (up to 5,000) validates each epoch; the
-    best epoch's projection is returned."""
+    best epoch's projection is returned. ``run_name`` leads the engine's progress lines."""
     from transferkit.engine import EngineSettings, TrainingPlan, run_training
 
     coo = matrix.tocoo()
@@ -88,7 +89,7 @@ def train_projection(features: np.ndarray, user_vectors: np.ndarray, matrix: Any
     with tempfile.TemporaryDirectory(prefix="tk-recommend-") as work:
         settings = EngineSettings(work_dir=work, epochs=config.epochs, batch_size=min(BATCH_PAIRS, len(train_rows)),
                                   lr=config.lr, weight_decay=1e-4, patience=3, monitor="val_loss", seed=config.seed,
-                                  device=config.device, tracking_uri="off", run_name="recommend",
+                                  device=config.device, tracking_uri="off", run_name=run_name,
                                   progress=config.progress, cpu_activation_budget_bytes=0)
         run_training(model, TrainingPlan(), _Pairs(len(train_rows)), _Pairs(n_val), settings,
                      train_collate=_Collate(users[train_rows], items[train_rows], user_table, content, warm),

@@ -81,7 +81,8 @@ def content_calibration(user_vectors: np.ndarray, id_vectors: np.ndarray, conten
 
 
 def build_recommender(interactions: Interactions, rows: np.ndarray, item_ids: list[str], features: np.ndarray,
-                      backbone: dict[str, Any], modality: str, config: Any) -> Recommender:
+                      backbone: dict[str, Any], modality: str, config: Any,
+                      run_name: str = "recommend") -> Recommender:
     """A :class:`Recommender` trained on the interactions ``rows`` (indices into ``interactions``) over the whole
     catalogue ``item_ids`` (``features`` ``(I, D)``: every item's frozen backbone features)."""
     from transferkit.recommendation.projection import train_projection
@@ -90,7 +91,7 @@ def build_recommender(interactions: Interactions, rows: np.ndarray, item_ids: li
     matrix = interaction_matrix(interactions.users[rows], interactions.items[rows], n_users, n_items)
     user_vectors, id_vectors = train_id_model(matrix, config)
     feature_mean = features.mean(axis=0)
-    projection = train_projection(features - feature_mean, user_vectors, matrix, config)  # on the engine
+    projection = train_projection(features - feature_mean, user_vectors, matrix, config, run_name)  # on the engine
     has_history = np.asarray(matrix.sum(axis=0)).ravel() > 0
     scale, offset = content_calibration(user_vectors, id_vectors, (features - feature_mean) @ projection,
                                         has_history, config.seed)

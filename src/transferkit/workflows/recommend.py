@@ -88,7 +88,7 @@ def recommend_fit(interactions: str | Path, *, items: str | Path | None = None,
     evaluation = None
     if config.evaluate:
         evaluation = _held_out_evaluation(data, catalogue, features, spec, config)
-    model = _train(data, np.arange(len(data)), catalogue, features, spec, config)
+    model = _train(data, np.arange(len(data)), catalogue, features, spec, config, "recommend (all interactions)")
     facts = {"items": len(catalogue.item_ids), "users": len(data.user_ids), "interactions": len(data),
              "modality": catalogue.content.modality, "backbone": name, "feature_width": int(features.shape[1]),
              "seconds": round(time.perf_counter() - start, 2)}
@@ -142,10 +142,11 @@ def _item_features(backbone: Any, content: Dataset, config: RecommendConfig) -> 
 
 
 def _train(data: Interactions, rows: np.ndarray, catalogue: Catalogue, features: np.ndarray, spec: dict[str, Any],
-           config: RecommendConfig) -> Recommender:
+           config: RecommendConfig, run_name: str) -> Recommender:
     from transferkit.recommendation.training import build_recommender
 
-    return build_recommender(data, rows, catalogue.item_ids, features, spec, catalogue.content.modality, config)
+    return build_recommender(data, rows, catalogue.item_ids, features, spec, catalogue.content.modality, config,
+                             run_name=run_name)
 
 
 def _held_out_evaluation(data: Interactions, catalogue: Catalogue, features: np.ndarray, spec: dict[str, Any],
@@ -154,7 +155,7 @@ def _held_out_evaluation(data: Interactions, catalogue: Catalogue, features: np.
     if split.test.size == 0:
         raise DataError(f"{data.origin}: nothing is left to hold out (every user has a single interaction and no "
                         "cold item was drawn); give more interactions, or pass --no-evaluate.")
-    held_out_model = _train(data, split.train, catalogue, features, spec, config)
+    held_out_model = _train(data, split.train, catalogue, features, spec, config, "recommend (held-out run)")
     return evaluate_recommender(held_out_model, data, split, config.k, seed=config.seed)
 
 
