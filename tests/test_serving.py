@@ -662,7 +662,7 @@ def test_a_slow_client_does_not_hold_up_the_others(text_server) -> None:
     ("PUT", "/predict", 405, ["PUT is not allowed", "use POST"]),
     ("POST", "/health", 405, ["POST is not allowed on /health", "use GET"]),
     ("DELETE", "/info", 405, ["use GET"]),
-    ("GET", "/predictions", 404, ["no endpoint /predictions", "POST /predict, GET /health"]),
+    ("GET", "/predictions", 404, ["no endpoint /predictions", "POST /predict", "GET /health"]),
     ("POST", "/", 404, ["no endpoint /", "POST /predict"]),
 ])
 def test_wrong_methods_and_paths_get_json_naming_the_endpoints(text_server, method, path, code, words) -> None:
