@@ -23,6 +23,7 @@ def test_auto_measures_the_probes_and_contrastive_on_folds_and_explains_the_choi
     assert set(measured) == {PROBE, LABEL_NAMES, "contrastive"}
     assert len(measured[PROBE]["scores"]) == 2 * plan["facts"]["measured"]["folds"]  # two repeats
     assert len(measured["contrastive"]["scores"]) == TRAINING_FOLDS
+    assert measured["contrastive"]["estimate_s"] > 0 and measured["contrastive"]["seconds"] > 0
     chosen = next(c for c in measured.values() if c["strategy"] == run_config["strategy"]
                   and c["options"] == plan["options"])
     best_probe = max(measured[PROBE]["mean"], measured[LABEL_NAMES]["mean"])
@@ -32,7 +33,7 @@ def test_auto_measures_the_probes_and_contrastive_on_folds_and_explains_the_choi
         assert chosen["mean"] > chosen["probe_on_same_folds"]
     explanation = plan["explanation"]
     assert "stratified folds" in explanation and f"{measured[PROBE]['mean']:.3f}" in explanation
-    assert "contrastive" in explanation
+    assert "contrastive" in explanation and f"estimated {measured['contrastive']['estimate_s']:.0f} s" in explanation
 
 
 def test_choice_never_takes_a_candidate_that_measured_worse_than_the_probe() -> None:
@@ -48,3 +49,30 @@ def test_choice_never_takes_a_candidate_that_measured_worse_than_the_probe() -> 
     assert choose([probe, stopped], 4)[0] is probe
     assert choose([Candidate(PROBE, PROBE, {}, [0.5, 0.6]), Candidate(LABEL_NAMES, PROBE, {}, [0.6, 0.7])],
                   2)[0].name == LABEL_NAMES
+
+
+def test_timing_a_strategy_step_uses_its_trainable_layers_and_leaves_the_backbone_untouched(
+        text_csv: Path, tiny_text_model: Path) -> None:
+    import torch
+    from transferkit.backbones import create_backbone
+    from transferkit.data import load_data
+    from transferkit.strategies.contrastive import ContrastiveTuning
+    from transferkit.strategies.options import ContrastiveConfig
+    from transferkit.strategies.planner import time_training_step
+
+    backbone = create_backbone(str(tiny_text_model))
+    before = {name: p.detach().clone() for name, p in backbone.named_parameters()}
+    data = load_data(str(text_csv))
+    strategy = ContrastiveTuning(ContrastiveConfig(top_layers=1))
+    seconds = time_training_step(backbone, data, list(data.classes), 8, "cpu", strategy=strategy)
+    assert seconds > 0
+    assert all(p.requires_grad for p in backbone.parameters())  # the strategy froze layers of a copy only
+    assert all(torch.equal(p, before[name]) for name, p in backbone.named_parameters())
+
+
+def test_contrastive_trains_every_layer_group_by_default_and_its_head_learns_fast() -> None:
+    from transferkit.strategies.contrastive import ContrastiveTuning
+
+    assert ContrastiveTuning().config.top_layers == 0 and ContrastiveTuning.default_lr == 2e-5
+    assert ContrastiveTuning().head_learning_rate(2e-5) == ContrastiveTuning.default_head_lr == 1e-2
+    assert ContrastiveTuning(head_lr=0.5).head_learning_rate(2e-5) == 0.5

@@ -43,6 +43,10 @@ class ContrastiveTuning(TrainingStrategy):
     default_lr = 2e-5
     #: Few examples: BatchNorm layers (of an image backbone) keep their pretrained statistics.
     batchnorm_eval = True
+    #: The head's rate when ``head_lr`` is not given. It learns on detached embeddings (a convex problem) and its
+    #: validation accuracy drives early stopping and the checkpoint choice, so it must follow the embeddings from
+    #: the first epochs: at 10 x the encoder's rate it stayed near chance, and early stopping kept an early epoch.
+    default_head_lr = 1e-2
 
     def __init__(self, config: ContrastiveConfig | None = None, head_lr: float | None = None) -> None:
         super().__init__(head_lr)
@@ -56,6 +60,9 @@ class ContrastiveTuning(TrainingStrategy):
 
         options = {"temperature": self.config.temperature} if self.config.loss == "supcon" else {}
         return create_loss(self.config.loss, **options)
+
+    def head_learning_rate(self, lr: float) -> float:
+        return self.head_lr if self.head_lr is not None else self.default_head_lr
 
     def check(self, backbone: Backbone) -> None:
         n = len(backbone.layer_groups())
