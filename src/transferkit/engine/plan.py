@@ -47,6 +47,8 @@ class TrainingPlan:
     tasks: list[str] | None = None
     #: The task type (:mod:`transferkit.tasks`) whose loss and validation figures the engine uses.
     task_type: str = DEFAULT_TASK
+    #: What early stopping and the checkpoint choice follow: ``val_accuracy`` or ``val_loss``.
+    monitor: str = "val_accuracy"
 
     def param_groups(self, model: nn.Module, lr: float) -> list[ParamGroup]:
         """Groups of parameters to optimise. The default: every parameter that requires a gradient, at ``lr``."""

@@ -63,6 +63,9 @@ class Modality(ABC):
     #: Training strategies ``fit --strategy auto`` measures on folds of the training data, beside the probe, when
     #: there are few labels per class (what tends to beat the probe there for this kind of input).
     few_shot_strategies: tuple[str, ...] = ()
+    #: Fixed augmented views of an example (``view_dataset`` makes a dataset of one of them) that the linear probe
+    #: takes as extra training rows when there are few labels per class (``--probe-views``).
+    probe_views: tuple[str, ...] = ()
     #: Whether the backbone runs in channels-last memory format on the CPU (faster convolutions).
     channels_last: bool = False
     #: Whether ``compress --method auto`` prefers static int8 when calibration data is given (convolutions).
@@ -74,6 +77,10 @@ class Modality(ABC):
     onnx_inputs: tuple[str, ...] = ()
 
     # --- items ------------------------------------------------------------------------------------------------
+    def view_dataset(self, dataset: Any, view: str) -> Any:
+        """``dataset`` with every item replaced by its ``view`` (one of :attr:`probe_views`)."""
+        raise NotImplementedError(f"{self.name} data has no augmented views")
+
     @abstractmethod
     def item_keys(self, items: Sequence[Any]) -> list[str]:
         """A content hash (hex) per item given as a list (arrays are hashed by the dataset itself)."""

@@ -75,10 +75,16 @@ class ImageModality(Modality):
     augment_summary = "flips, crops, rotation, colour jitter"
     word_variants = False
     few_shot_strategies = ("finetune",)
+    probe_views = ("flip", "crop top-left", "crop top-right", "crop bottom-left", "crop bottom-right")
     channels_last = True
     prefers_static_quantization = True
     service_request = "files"
     onnx_inputs = ("pixels",)
+
+    def view_dataset(self, dataset: Any, view: str) -> Any:
+        from transferkit.data.views import view_dataset
+
+        return view_dataset(dataset, view)
 
     def item_keys(self, items: Sequence[Any]) -> list[str]:
         from transferkit.data.dataset import file_digest

@@ -47,6 +47,9 @@ class ContrastiveTuning(TrainingStrategy):
     #: validation accuracy drives early stopping and the checkpoint choice, so it must follow the embeddings from
     #: the first epochs: at 10 x the encoder's rate it stayed near chance, and early stopping kept an early epoch.
     default_head_lr = 1e-2
+    #: The head's validation loss, not its accuracy: a few validation examples per class give an accuracy that
+    #: stops changing after two epochs (early stopping then kept the second epoch, 4 points below the tenth).
+    monitor = "val_loss"
 
     def __init__(self, config: ContrastiveConfig | None = None, head_lr: float | None = None) -> None:
         super().__init__(head_lr)

@@ -196,6 +196,7 @@ def _checked_settings(config: Any, strategy: TrainingStrategy, backbone: Backbon
 
     settings = engine_settings(config, folder, lr=lr, run_name=f"{backbone.name} {stage}",
                                log_params=config.resolved(backbone=backbone.name, stage=stage, lr=lr))
+    settings.monitor = strategy.monitor
     _check(config, strategy, backbone, settings, folder)
     settings.resume = config.resume and settings.last_checkpoint.is_file()
     options = training_options(config.model_dump(), UNTRAINED_OPTIONS, stage=stage, lr=lr,

@@ -168,6 +168,7 @@ class _FitRun:
     comparisons: list[Any] = field(default_factory=list)
     result: FitResult | None = None
     label_prior: Any = None  #: the label-name prior (:class:`~transferkit.workflows.label_prior.LabelPrior`)
+    probe_views: Any = None  #: the probe's extra views (:class:`~transferkit.workflows.probe_views.ProbeViews`)
     zero_shot_pred: Any = None  #: test predictions of the zero-shot classifier on the class texts
 
     def resolved_config(self) -> dict[str, Any]:
@@ -229,6 +230,11 @@ def _load_data(run: _FitRun, data: Any, val: Any, test: Any) -> None:
         from transferkit.modalities import get_modality
 
         run.label_prior = plan_label_prior(run.config, run.task, get_modality(run.train.modality), run.classes)
+    if "probe_views" in run.entry.options or run.entry.chooses_strategy:
+        from transferkit.modalities import get_modality
+        from transferkit.workflows.probe_views import plan_probe_views
+
+        run.probe_views = plan_probe_views(run.config, get_modality(run.train.modality), run.train, run.classes)
 
 
 def _choose_backbone(run: _FitRun) -> None:
@@ -289,6 +295,11 @@ def _fit_probe(run: _FitRun) -> None:
         probe = task.new_probe(C=config.probe_c, seed=config.seed,
                                **({"prototypes": prior.prototypes} if prior is not None else {}))
         probe.fit(X_train, y_train, X_val, y_val)
+        if run.probe_views is not None and run.probe_views.views:
+            from transferkit.workflows.probe_views import refit_on_views
+
+            probe = refit_on_views(run.probe_views, probe, run.train, X_train, y_train,
+                                   lambda views: extract_features(run.backbone, views, **extract))
         if config.unlabelled is not None:
             probe = pseudo_label_probe(run, probe, X_train, y_train, X_test, extract)
         if run.label_prior is not None and run.label_prior.prototypes is not None:
@@ -298,7 +309,8 @@ def _fit_probe(run: _FitRun) -> None:
         if config.calibrate:
             run.calibration = _calibrate_probe(run, probe.C_, X_train, y_train, X_val, y_val)
         run.proba = run.model.head_proba(X_test)
-    run.strategy_facts = {"probe_C": probe.C_, **run.strategy_facts}
+    run.strategy_facts = {"probe_C": probe.C_, **run.strategy_facts,
+                          **({"augmented_views": run.probe_views.facts()} if run.probe_views is not None else {})}
     run.strategy_metrics = {
         **run.strategy_metrics, "probe": {"C": probe.C_, "validation_scores": {str(k): v for k, v in probe.validation_scores_.items()},
                   "label_prior": prior is not None}}
