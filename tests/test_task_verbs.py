@@ -198,15 +198,17 @@ def test_distill_trains_a_student_of_the_teachers_task(task: str, measure: str, 
     out = tmp_path / "student"
     result = _invoke("distill", models[f"{task}-data"], "--teacher", models[task], "--student", tiny_text_model,
                      "--output", out, "--epochs", "1", "--batch-size", "16", "--no-report", "--lr", "1e-3",
-                     "--device", "cpu", "--tracking-uri", "off", "--work-dir", tmp_path / "work", "--compare-plain")
+                     "--device", "cpu", "--tracking-uri", "off", "--work-dir", tmp_path / "work",
+                     *(["--compare-plain"] if task == "regression" else []))  # the plain student once: time
     assert result.exit_code == 0, result.output
     assert f"{measure}" in result.output and "teacher" in result.output
-    assert f"distillation vs plain training ({measure})" in result.output  # the paired verdict on the task's measure
     student = tk.load_model(out)
     assert task_of(student).name == task and student.classes == tk.load_model(models[task]).classes
     metrics = json.loads((out / "metrics.json").read_text())
     assert measure in metrics["test"] and np.isfinite(metrics["teachers"][0][measure])
-    assert measure in metrics["plain_student"] and metrics["comparisons"][0]["baseline"] == "plain student"
+    if task == "regression":  # the plain student and the paired verdict on the task's measure
+        assert f"distillation vs plain training ({measure})" in result.output
+        assert measure in metrics["plain_student"] and metrics["comparisons"][0]["baseline"] == "plain student"
     log = (out / "training_log.csv").read_text()
     assert "train_soft_targets" in log and f"train_{hard_term}" in log
 
