@@ -5,9 +5,9 @@ examples per class, first teach the encoder that same-class examples belong toge
 SetFit samples sentence pairs and encodes both sides of each pair; here every pair of a batch comes from one
 forward pass (:class:`~transferkit.losses.contrastive.SupervisedContrastiveLoss` or
 :class:`~transferkit.losses.contrastive.CoSENTLoss`). By default every layer group trains, at a low learning rate
-(2e-5): on WordNet glosses at 8 per class (all-MiniLM-L6-v2) that measured 5 points above training the top three
-layers at 5e-5, and SupCon above CoSENT (``benchmarks/README.md``); ``top_layers`` k > 0 trains the top k groups
-only (a cheaper step on a CPU).
+(2e-5): on WordNet glosses at 8 per class (all-MiniLM-L6-v2, seed 0) that scored 0.616 against 0.598 for the top
+three layers at 5e-5, and SupCon measured above CoSENT (``benchmarks/README.md``); ``top_layers`` k > 0 trains the
+top k groups only (a cheaper step on a CPU).
 
 While the encoder trains, the head learns beside it on the *detached* embeddings (cross-entropy, no gradient into
 the backbone), so that the engine's validation accuracy, early stopping and checkpoint choice measure how well the
@@ -48,7 +48,7 @@ class ContrastiveTuning(TrainingStrategy):
     #: the first epochs: at 10 x the encoder's rate it stayed near chance, and early stopping kept an early epoch.
     default_head_lr = 1e-2
     #: The head's validation loss, not its accuracy: a few validation examples per class give an accuracy that
-    #: stops changing after two epochs (early stopping then kept the second epoch, 4 points below the tenth).
+    #: stops changing after two epochs (early stopping then kept the third epoch: 0.594 on WordNet, the tenth 0.616).
     monitor = "val_loss"
 
     def __init__(self, config: ContrastiveConfig | None = None, head_lr: float | None = None) -> None:
