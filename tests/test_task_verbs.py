@@ -198,12 +198,14 @@ def test_distill_trains_a_student_of_the_teachers_task(task: str, measure: str, 
     out = tmp_path / "student"
     result = _invoke("distill", models[f"{task}-data"], "--teacher", models[task], "--student", tiny_text_model,
                      "--output", out, "--epochs", "1", "--batch-size", "16", "--no-report", "--lr", "1e-3",
-                     "--device", "cpu", "--tracking-uri", "off", "--work-dir", tmp_path / "work",
+                     "--device", "cpu", "--tracking-uri", "off", "--work-dir", tmp_path / "work", "--interval", "0.8",
                      *(["--compare-plain"] if task == "regression" else []))  # the plain student once: time
     assert result.exit_code == 0, result.output
     assert f"{measure}" in result.output and "teacher" in result.output
     student = tk.load_model(out)
     assert task_of(student).name == task and student.classes == tk.load_model(models[task]).classes
+    assert (student.interval is not None) == (task == "regression")  # calibrated on the held-out part
+    assert student.interval is None or student.interval["level"] == 0.8
     metrics = json.loads((out / "metrics.json").read_text())
     assert measure in metrics["test"] and np.isfinite(metrics["teachers"][0][measure])
     if task == "regression":  # the plain student and the paired verdict on the task's measure

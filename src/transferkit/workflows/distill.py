@@ -37,6 +37,7 @@ from transferkit.workflows.steps import (
     clean_up_training,
     feature_cache,
     load_splits,
+    network_interval,
     save_early,
     timed,
     update_run_folder,
@@ -125,9 +126,15 @@ def distill(data: Any = None, *, teacher: Any = None, student: str | None = None
     strategy.check_options(backbone, augmented=config.augment != "none")
     with timed(timings, "training"):
         trained = train_with_strategy(config, backbone, train, val_ds, classes, strategy=strategy)
+    trained.model.interval = network_interval(trained.model, get_task(config.task), config, train, val_ds)
     output = _save_student(trained, config, student_name, train, timings)
 
     student_pred, metrics = _test_student(trained.model, test_ds, classes, config)
+    if trained.model.interval:
+        from transferkit.evaluation.conformal import interval_coverage
+
+        metrics["interval"] = interval_coverage(trained.model.interval, get_task(config.task).targets(test_ds, classes),
+                                                student_pred)
     teacher_rows, extra_facts = _test_teachers(teachers, test_ds, classes, config)
     resolved = config.resolved(backbone=student_name, classes=classes, modality=train.modality,
                                measure=get_task(config.task).measure, n_train=len(train), n_val=len(val_ds) if val_ds is not None else 0,

@@ -35,6 +35,7 @@ from transferkit.workflows.steps import (
     clean_up_training,
     feature_cache,
     load_splits,
+    network_interval,
     save_early,
     timed,
     training_requirement,
@@ -337,22 +338,6 @@ def _probe_interval(run: _FitRun, probe: Any, X_train: Any, y_train: Any, X_val:
                                     calibrated_on=f"out-of-fold predictions of the training data, {folds} folds")
 
 
-def _network_interval(run: _FitRun) -> Any:
-    """The task's prediction interval of a trained network: calibrated on the validation data, else on the part
-    of the training data that ``train_with_strategy`` held out for early stopping (never trained on)."""
-    from transferkit.data.splits import stratified_split
-
-    config, task = run.config, run.task
-    if not task.gives_intervals or config.interval == 0:
-        return None
-    held_out = run.val if run.val is not None else stratified_split(
-        run.train, config.val_fraction, config.seed, names=("train", "validation"))[1]
-    proba = run.model.predict_proba(held_out, batch_size=config.batch_size, device=config.device,
-                                    num_workers=config.num_workers, cache=None, progress=False)
-    where = "the validation data" if run.val is not None else "the part of the training data held out for early stopping"
-    return task.prediction_interval(task.targets(held_out, run.classes), proba, config.interval, calibrated_on=where)
-
-
 def _calibrate_probe(run: _FitRun, C: float, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> dict[str, Any]:
     """Temperature scaling of the probe's logits: on the validation features, else on out-of-fold logits of the
     training features (never on data the probe was fitted on)."""
@@ -376,7 +361,7 @@ def _train_network(run: _FitRun) -> None:
         trained = train_with_strategy(config, run.backbone, run.train, run.val, run.classes, callbacks=run.callbacks)
     run.model, run.is_main = trained.model, trained.is_main_process
     if run.is_main:
-        run.model.interval = _network_interval(run)
+        run.model.interval = network_interval(run.model, run.task, config, run.train, run.val)
     if config.calibrate and run.is_main:
         run.calibration = _calibrate_network(run)
     run.strategy_facts = {"training": {k: v for k, v in trained.facts.items() if k != "history"}}

@@ -197,6 +197,23 @@ class RunLog:
                 **({"pending": ", ".join(self.pending)} if self.pending else {})}
 
 
+def network_interval(model: Any, task: Any, config: Any, train: Dataset, val: Dataset | None) -> Any:
+    """The task's prediction interval (regression: split conformal at ``config.interval``) of a trained network:
+    calibrated on ``val``, else on the part of ``train`` that ``train_with_strategy`` held out for early stopping
+    (the same seeded split, never trained on); ``None`` for tasks without intervals or ``interval`` 0."""
+    from transferkit.data.splits import stratified_split
+
+    if not task.gives_intervals or not getattr(config, "interval", 0):
+        return None
+    held_out = val if val is not None else stratified_split(
+        train, config.val_fraction, config.seed, names=("train", "validation"))[1]
+    proba = model.predict_proba(held_out, batch_size=config.batch_size, device=config.device,
+                                num_workers=config.num_workers, cache=None, progress=False)
+    where = "the validation data" if val is not None else "the part of the training data held out for early stopping"
+    return task.prediction_interval(task.targets(held_out, model.classes), proba, config.interval,
+                                    calibrated_on=where)
+
+
 def save_early(model: Any, config: Any, run_config: dict[str, Any], metrics: dict[str, Any],
                extra_files: dict[str, str] | None = None) -> Path | None:
     """Save ``model`` in ``config.output`` as soon as it exists (``None`` when there is no output folder): the
