@@ -12,7 +12,7 @@ from transferkit.options import DataOptions, OutputOptions, RuntimeOptions, buil
 class ExplainConfig(DataOptions, RuntimeOptions, OutputOptions):
     """Everything that decides what ``explain`` does. ``None`` means "chosen for you"."""
 
-    method: list[str] | None = Field(None, description="attribution methods (images and audio: gradcam, integrated-gradients, smoothgrad; text: integrated-gradients, occlusion); default: the modality's first")
+    method: list[str] | None = Field(None, description="attribution methods (images and audio: gradcam, integrated-gradients, smoothgrad; text: integrated-gradients, occlusion); default: the modality's first that can explain the model")
     target: str | None = Field(None, description="class whose score is explained (default: each input's predicted class)")
     task: str | None = Field(None, description="the task to explain, for a multi-task model")
     faithfulness: bool = Field(True, description="measure deletion and insertion curves of each method against random orders of the same parts of the input")
