@@ -8,7 +8,10 @@ after a short warm-up. Every configuration runs its own server process (1 worker
 threads), started and stopped here; nothing leaves the machine.
 
 Per configuration: requests per second, latency p50 / p90 / p99 (ms), status codes (every 5xx is a failure),
-and the server's resident memory (RSS, sampled every second) at the start and end of the load.
+and the server's resident memory (RSS, sampled every second) at the start and end of the load. Beside them, in
+the same run, the reference: the model's own batched ONNX Runtime throughput in this process (backbone session
+and head on ready batches of 16 images at 224 px, ``--threads`` threads, no decoding, no HTTP), and each
+configuration's throughput as a fraction of it (target: >= 0.7 for the service's default).
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serve_load.py [--clients 16] [--seconds 45] [--threads 1]
       [--quick]
@@ -66,6 +69,28 @@ def build_model(folder: Path) -> tuple[Path, list[bytes]]:
         Image.fromarray(item).save(buffer, "PNG")
         images.append(buffer.getvalue())
     return folder / "lite0", images
+
+
+def onnx_reference(model: Path, images: list[bytes], threads: int, seconds: float) -> dict:
+    """Images per second of the model's backbone in ONNX Runtime plus its head, on one ready batch of 16 images
+    run again and again for ``seconds``: the ceiling a service of this model could reach on these threads."""
+    import numpy as np
+    from PIL import Image
+
+    from transferkit.backbones.onnx_graph import feature_session, onnx_feed
+    from transferkit.workflows.steps import resolve_model
+
+    loaded = resolve_model(str(model))
+    backbone = loaded.backbone
+    batch = backbone.collate([backbone.prepare(np.asarray(Image.open(io.BytesIO(b)))) for b in images[:16]])
+    session, _ = feature_session(backbone, threads)
+    feed = onnx_feed(batch, backbone.modality)
+    loaded.head_logits(session.run(None, feed)[0])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        loaded.head_logits(session.run(None, feed)[0])
+        done += 16
+    return {"images_per_s": round(done / (time.perf_counter() - start), 2), "batch": 16, "threads": threads}
 
 
 def free_port() -> int:
@@ -182,14 +207,18 @@ def main() -> None:
                   f"{lat['p99']:7.1f} ms  mean batch {outcome['mean_batch']:5.2f}  5xx {outcome['server_errors_5xx']}  "
                   f"conn.err {outcome['connection_errors']}  RSS {outcome['rss_mb']['start']:.0f} -> "
                   f"{outcome['rss_mb']['end']:.0f} MB (max {outcome['rss_mb']['max']:.0f})")
+        with BENCH.step("reference: batched ONNX Runtime"):
+            reference = onnx_reference(model, images, args.threads, seconds)
+        print(f"{'model alone, ONNX Runtime, batch 16':30s} {reference['images_per_s']:7.2f} images/s")
     base = results[0]["requests_per_s"]
     for r in results:
         r["speed_vs_torch_no_batching"] = round(r["requests_per_s"] / base, 3) if base else None
+        r["fraction_of_batched_onnx"] = round(r["requests_per_s"] / reference["images_per_s"], 3)
     report = {
         "model": "efficientnet_lite0 + linear probe (10 Fashion-MNIST classes)",
         "request": "one 28x28 PNG per request, multipart; resized to 224 px by the server",
         "clients": args.clients, "seconds_per_config": seconds, "warmup_s": args.warmup, "server_workers": 1,
-        "server_threads": args.threads, "results": results,
+        "server_threads": args.threads, "batched_onnx_reference": reference, "results": results,
     }
     BENCH.save("serve_load_quick" if args.quick else "serve_load", report, indent=1)
 
