@@ -76,3 +76,15 @@ def test_contrastive_trains_every_layer_group_by_default_and_its_head_learns_fas
     assert ContrastiveTuning().config.top_layers == 0 and ContrastiveTuning.default_lr == 2e-5
     assert ContrastiveTuning().head_learning_rate(2e-5) == ContrastiveTuning.default_head_lr == 1e-2
     assert ContrastiveTuning(head_lr=0.5).head_learning_rate(2e-5) == 0.5
+
+
+def test_timing_a_finetune_step_on_images_calls_the_model_as_the_engine_does(image_folder: Path) -> None:
+    from conftest import TINY_IMAGE_BACKBONE
+    from transferkit.backbones import create_backbone
+    from transferkit.data import load_data
+    from transferkit.strategies.finetune import FineTune
+    from transferkit.strategies.planner import time_training_step
+
+    backbone = create_backbone(TINY_IMAGE_BACKBONE)
+    data = load_data(str(image_folder))
+    assert time_training_step(backbone, data, list(data.classes), 4, "cpu", strategy=FineTune()) > 0

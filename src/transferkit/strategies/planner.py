@@ -108,8 +108,9 @@ def time_training_step(backbone, train: Dataset, classes: list[str], batch_size:
     items = [copy_.prepare(train.items[i]) for i in range(n)]
     batch = copy_.batch_to(copy_.collate(items), device_t)
     labels = torch.as_tensor(train.label_array(classes)[:n], device=device_t)
-    model = torch.nn.Module()
+    model = torch.nn.Sequential()  # what a strategy's step trains: head(backbone.forward_features(x))
     model.backbone, model.head = copy_, head
+    model.forward = lambda inputs: head(copy_.forward_features(inputs))
     if strategy is not None:
         strategy.prepare(model, {})
     params = [p for p in [*copy_.parameters(), *head.parameters()] if p.requires_grad]
