@@ -235,7 +235,8 @@ def _load_data(run: _FitRun, data: Any, val: Any, test: Any) -> None:
         from transferkit.modalities import get_modality
         from transferkit.workflows.probe_views import plan_probe_views
 
-        run.probe_views = plan_probe_views(run.config, get_modality(run.train.modality), run.train, run.classes)
+        run.probe_views = plan_probe_views(run.config, get_modality(run.train.modality),
+                                           run.task.targets(run.train, run.classes))
 
 
 def _choose_backbone(run: _FitRun) -> None:

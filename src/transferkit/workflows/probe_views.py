@@ -33,15 +33,15 @@ class ProbeViews:
         return {"views": self.views, "reason": self.reason}
 
 
-def plan_probe_views(config: Any, modality: Any, train: Any, classes: list[str]) -> ProbeViews:
-    """Before the backbone is built: the views the probe will use (``--probe-views on`` where the data has none, or
-    for a task without one class per example, is a ConfigError)."""
+def plan_probe_views(config: Any, modality: Any, targets: Any) -> ProbeViews:
+    """Before the backbone is built: the views the probe will use, given the training ``targets`` (the task's;
+    ``--probe-views on`` where the data has none, or for a task without one class per example, is a ConfigError)."""
     if config.probe_views == "off":
         return ProbeViews([], "--probe-views off")
     if not modality.probe_views:
         _refuse_on(config, f"{modality.name} data has no augmented views (images have)")
         return ProbeViews([], f"{modality.name} data has no augmented views")
-    y = np.asarray(train.label_array(classes)) if train.labels is not None else np.zeros(0)
+    y = np.asarray(targets)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) == 0:
         _refuse_on(config, "views are extra rows of a classification probe (one class per example)")
         return ProbeViews([], "the task has not one class per example")
