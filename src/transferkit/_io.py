@@ -53,31 +53,26 @@ def temporary_path(path: str | Path, tag: str = "partial") -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder (see the module docstring)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_exclusive(path.parent, f".{path.name}.", ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        keep_mode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(path, "wb") as handle:
+        handle.write(data)
 
 
-@contextlib.contextmanager
-def atomic_text_writer(path: str | Path) -> Iterator[Any]:
+def atomic_text_writer(path: str | Path) -> contextlib.AbstractContextManager[Any]:
     """A UTF-8 text file written in pieces (no newline translation) through a temporary file in the same folder,
     renamed onto ``path`` when the block ends without error and removed otherwise: for outputs too large to build
     in memory first. An earlier ``path`` is untouched until the rename."""
+    return _atomic_file(path, "w", encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str | Path, mode: str, **open_options: Any) -> Iterator[Any]:
+    """The open temporary file beside ``path``; flushed to disk and renamed onto ``path`` (keeping the mode of a
+    file it replaces) when the block ends without error, removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_exclusive(path.parent, f".{path.name}.", ".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(fd, mode, **open_options) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
