@@ -96,3 +96,30 @@ def frozen_features(backbone_name: str, dataset, *, image_size: int | None = Non
     options = get_modality(dataset.modality).backbone_options(max_length=max_length, image_size=image_size)
     backbone = create_backbone(backbone_name, **options)
     return extract_features(backbone, dataset, cache=FeatureCache(default_cache_dir()), device="cpu", progress=False)
+
+
+def text_transfer_parser(bench, quick: str, *, epochs: int):
+    """The options of the text-snippet transfer benchmarks (regression, multi-label): snippets per seed, fine-tuning
+    epochs and learning rate, tokens, probe only."""
+    parser = bench.parser(quick=quick, seeds="0,1,2", work=True)
+    parser.add_argument("--train", type=int, default=600, help="training snippets per seed (default 600)")
+    parser.add_argument("--test", type=int, default=600, help="test snippets per seed (default 600)")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"fine-tuning epochs (default {epochs})")
+    parser.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
+    parser.add_argument("--max-length", type=int, default=64, help="tokens per snippet (default 64)")
+    parser.add_argument("--no-finetune", action="store_true", help="the probe only")
+    return parser
+
+
+def probe_and_finetune(bench, run_fit, train, test, args, cache_dir: str, name: str) -> dict[str, Any]:
+    """``run_fit`` for the probe, then (unless ``--no-finetune``) for a fine-tuned model, each a timed step."""
+    run: dict[str, Any] = {}
+    with bench.step("probe"):
+        run["probe"] = run_fit(train, test, args, cache_dir)
+    if not args.no_finetune:
+        with bench.step("finetune"):
+            run["finetune"] = run_fit(train, test, args, cache_dir, strategy="finetune", epochs=args.epochs,
+                                      batch_size=32, lr=args.lr, patience=0,
+                                      work_dir=str(bench.work_folder() / f"ft-{name}"))
+    return run
+

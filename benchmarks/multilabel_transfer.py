@@ -26,6 +26,7 @@ import io
 import numpy as np
 
 from _harness import Benchmark
+from _tasks import probe_and_finetune, text_transfer_parser
 
 RT_FILE = "rotten-tomatoes/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("fresh", "intense", "negative", "positive")
@@ -112,14 +113,8 @@ def run_fit(train, test, args, cache_dir: str, **options) -> dict:
 
 def main() -> None:
     bench = Benchmark("multilabel_transfer", __doc__, threads=1)
-    parser = bench.parser(quick="200 training and 200 test snippets, 1 seed, 1 fine-tuning epoch (a smoke run)",
-                          seeds="0,1,2", work=True)
-    parser.add_argument("--train", type=int, default=600, help="training snippets per seed (default 600)")
-    parser.add_argument("--test", type=int, default=600, help="test snippets per seed (default 600)")
-    parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
-    parser.add_argument("--max-length", type=int, default=64, help="tokens per snippet (default 64)")
-    parser.add_argument("--no-finetune", action="store_true", help="the probe only")
+    parser = text_transfer_parser(bench, "200 training and 200 test snippets, 1 seed, 1 fine-tuning epoch (a smoke run)",
+                                  epochs=3)
     args = bench.parse(parser)
     if args.quick:
         args.train, args.test, args.seeds, args.epochs = 200, 200, [0], 1
@@ -132,14 +127,7 @@ def main() -> None:
     for seed in args.seeds:
         args.seed_of_run = seed
         train, test = split(data, args.train, args.test, seed)
-        run: dict = {"seed": seed}
-        with bench.step("probe"):
-            run["probe"] = run_fit(train, test, args, cache_dir)
-        if not args.no_finetune:
-            with bench.step("finetune"):
-                run["finetune"] = run_fit(train, test, args, cache_dir, strategy="finetune", epochs=args.epochs,
-                                          batch_size=32, lr=args.lr, patience=0,
-                                          work_dir=str(bench.work_folder() / f"ft-{seed}"))
+        run: dict = {"seed": seed, **probe_and_finetune(bench, run_fit, train, test, args, cache_dir, str(seed))}
         results["runs"].append(run)
         raw = run["probe"]["raw"]["macro_f1"]
         line = [f"seed {seed}: TF-IDF macro-F1 {raw['value']:.3f} [{raw['interval'][0]:.3f}, {raw['interval'][1]:.3f}]"]

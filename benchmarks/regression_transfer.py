@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from _harness import Benchmark
+from _tasks import probe_and_finetune, text_transfer_parser
 
 DOMAINS = ("movies", "amazon")
 CANDIDATES = ("all-MiniLM-L6-v2", "all-mpnet-base-v2", "random:all-MiniLM-L6-v2", "tfidf")
@@ -97,14 +98,8 @@ def rank_candidates(train, test, cache_dir: str, max_length: int) -> dict:
 
 def main() -> None:
     bench = Benchmark("regression_transfer", __doc__, threads=2)
-    parser = bench.parser(quick="100 training and 100 test snippets, 1 seed, 1 fine-tuning epoch (a smoke run)",
-                          seeds="0,1,2", work=True)
-    parser.add_argument("--train", type=int, default=600, help="training snippets per seed (default 600)")
-    parser.add_argument("--test", type=int, default=600, help="test snippets per seed (default 600)")
-    parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
-    parser.add_argument("--max-length", type=int, default=64, help="tokens per snippet (default 64)")
-    parser.add_argument("--no-finetune", action="store_true", help="the probe only")
+    parser = text_transfer_parser(bench, "100 training and 100 test snippets, 1 seed, 1 fine-tuning epoch (a smoke run)",
+                                  epochs=4)
     args = bench.parse(parser)
     if args.quick:
         args.train, args.test, args.seeds, args.epochs = 100, 100, [0], 1
@@ -115,14 +110,8 @@ def main() -> None:
         for seed in args.seeds:
             args.seed_of_run = seed
             train, test = split(domain, args.train, args.test, seed)
-            run = {"seed": seed, "mean": mean_predictor(train, test)}
-            with bench.step("probe"):
-                run["probe"] = run_fit(train, test, args, cache_dir)
-            if not args.no_finetune:
-                with bench.step("finetune"):
-                    run["finetune"] = run_fit(train, test, args, cache_dir, strategy="finetune", epochs=args.epochs,
-                                              batch_size=32, lr=args.lr, patience=0,
-                                              work_dir=str(bench.work_folder() / f"ft-{domain}-{seed}"))
+            run = {"seed": seed, "mean": mean_predictor(train, test),
+                   **probe_and_finetune(bench, run_fit, train, test, args, cache_dir, f"{domain}-{seed}")}
             runs.append(run)
             line = [f"{domain} seed {seed}: mean R2 {run['mean']['r2']['value']:+.3f}",
                     f"TF-IDF ridge R2 {run['probe']['raw']['r2']['value']:+.3f}"]
