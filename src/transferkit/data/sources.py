@@ -412,27 +412,32 @@ def _class_folders(root: Path) -> list[Path]:
 def load_image_folder(root: str | Path, *, normalize_labels: bool = False) -> Dataset:
     """A folder with one sub-folder per class; images anywhere below a class folder belong to that class (links:
     see the module docstring). The class name is the folder's name."""
+    return _load_class_folders(root, "image", _split_images, normalize_labels,
+                               no_classes="Put the images of each class in their own folder, e.g. {root}/cat/001.jpg "
+                                          "and {root}/dog/001.jpg.",
+                               empty_class="has no images. Add images or remove the folder.")
+
+
+def _load_class_folders(root: str | Path, modality: str, split: Any, normalize_labels: bool, *, no_classes: str,
+                        empty_class: str) -> Dataset:
+    """The files of each class folder of ``root`` that ``split`` keeps, labelled with the folder's name; no class
+    folder, or one with no such file, is a DataError ending with ``no_classes`` / ``empty_class``."""
     root = Path(root)
     class_dirs = _class_folders(root)
     if not class_dirs:
-        raise DataError(
-            f"{display_path(root)}: no class sub-folders found. Put the images of each class in their own folder, "
-            f"e.g. {display_path(root)}/cat/001.jpg and {display_path(root)}/dog/001.jpg."
-        )
+        raise DataError(f"{display_path(root)}: no class sub-folders found. "
+                        + no_classes.format(root=display_path(root)))
     paths: list[str] = []
     labels: list[str] = []
     for class_dir in class_dirs:
-        images = _split_images(_walk_files(class_dir), class_dir)
-        if not images:
-            raise DataError(
-                f"{display_path(class_dir)}: class folder '{display_path(class_dir.name)}' has no images. Add images "
-                "or remove the folder."
-            )
-        paths.extend(str(p) for p in images)
-        labels.extend([display_path(class_dir.name).strip()] * len(images))
+        files = split(_walk_files(class_dir), class_dir)
+        if not files:
+            raise DataError(f"{display_path(class_dir)}: class folder '{display_path(class_dir.name)}' {empty_class}")
+        paths.extend(str(p) for p in files)
+        labels.extend([display_path(class_dir.name).strip()] * len(files))
     row_ids = [display_path(p) for p in paths]
     labels = check_label_spellings(labels, row_ids, display_path(root), normalize_labels)
-    return Dataset("image", paths, labels, display_path(root), row_ids)
+    return Dataset(modality, paths, labels, display_path(root), row_ids)
 
 
 def image_files(paths: Sequence[str | os.PathLike], origin: str = "inputs") -> Dataset:
@@ -480,25 +485,11 @@ def _split_audio(files: list[Path], folder: Path) -> list[Path]:
 def load_audio_folder(root: str | Path, *, normalize_labels: bool = False) -> Dataset:
     """A folder with one sub-folder of clips per class (WAV, FLAC, OGG, AIFF, MP3, ...; links as for images). The
     class name is the folder's name. Clips are decoded and checked later, before any backbone runs."""
-    root = Path(root)
-    class_dirs = _class_folders(root)
-    if not class_dirs:
-        raise DataError(
-            f"{display_path(root)}: no class sub-folders found. Put the clips of each class in their own folder, "
-            f"e.g. {display_path(root)}/kick/001.wav and {display_path(root)}/snare/001.wav."
-        )
-    paths: list[str] = []
-    labels: list[str] = []
-    for class_dir in class_dirs:
-        clips = _split_audio(_walk_files(class_dir), class_dir)
-        if not clips:
-            raise DataError(f"{display_path(class_dir)}: class folder '{display_path(class_dir.name)}' has no audio "
-                            f"clips ({', '.join(sorted(AUDIO_SUFFIXES))}). Add clips or remove the folder.")
-        paths.extend(str(p) for p in clips)
-        labels.extend([display_path(class_dir.name).strip()] * len(clips))
-    row_ids = [display_path(p) for p in paths]
-    labels = check_label_spellings(labels, row_ids, display_path(root), normalize_labels)
-    return Dataset("audio", paths, labels, display_path(root), row_ids)
+    return _load_class_folders(root, "audio", _split_audio, normalize_labels,
+                               no_classes="Put the clips of each class in their own folder, e.g. {root}/kick/001.wav "
+                                          "and {root}/snare/001.wav.",
+                               empty_class=f"has no audio clips ({', '.join(sorted(AUDIO_SUFFIXES))}). Add clips or "
+                                           "remove the folder.")
 
 
 def load_unlabelled_audio_folder(root: str | Path) -> Dataset:

@@ -332,6 +332,21 @@ def load_predictor(settings: ServeConfig):
     return model
 
 
+def _request_kind(request: Request, model: Any) -> tuple[bool, str]:
+    """Whether the request carries files (else JSON texts), and its content type's parameters; a content type that
+    is not the model's is a 415 saying what to send."""
+    media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+    content_type = media_type.strip().lower()
+    files = get_modality(model.modality).service_request == "files"
+    expected = "multipart/form-data" if files else "application/json"
+    if content_type != expected:
+        how = ("multipart/form-data with one or more file parts named 'files'" if files
+               else 'application/json like {"texts": ["..."]}')
+        raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
+                          f"{content_type or '(none)'}.")
+    return files, parameters
+
+
 def create_app(settings: ServeConfig | None = None, predictor: Any = None) -> FastAPI:
     """The FastAPI application serving ``settings.model`` (default: the settings in the environment, as
     ``transferkit serve`` passes them to uvicorn's workers). ``predictor`` is a model already loaded (by
@@ -412,15 +427,7 @@ def _add_predict_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
     async def predict(request: Request) -> Any:
         model = state["predictor"]
         _refuse_recommender(model)
-        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
-        content_type = media_type.strip().lower()
-        files = get_modality(model.modality).service_request == "files"
-        expected = "multipart/form-data" if files else "application/json"
-        if content_type != expected:
-            how = ("multipart/form-data with one or more file parts named 'files'" if files
-                   else 'application/json like {"texts": ["..."]}')
-            raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
-                             f"{content_type or '(none)'}.")
+        files, parameters = _request_kind(request, model)
         body = await _read_body(request, settings.request_limit(model.modality))
         records = getattr(model, "predicts_records", False)  # a detector: boxes, classes and scores per image
         if files:
@@ -470,15 +477,7 @@ def _add_explain_route(app: FastAPI, settings: ServeConfig, state: dict[str, Any
         if getattr(model, "predicts_records", False):
             raise refuse(400, "this model is an object detector; /explain explains a classifier's class scores. "
                               "POST the images to /predict for their boxes, classes and scores.")
-        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
-        content_type = media_type.strip().lower()
-        files = get_modality(model.modality).service_request == "files"
-        expected = "multipart/form-data" if files else "application/json"
-        if content_type != expected:
-            how = ("multipart/form-data with one or more file parts named 'files'" if files
-                   else 'application/json like {"texts": ["..."]}')
-            raise refuse(415, f"this is a {model.modality} model: send {how}; got content type "
-                              f"{content_type or '(none)'}.")
+        files, parameters = _request_kind(request, model)
         body = await _read_body(request, settings.request_limit(model.modality))
         if files:
             items, names, _ = await _image_inputs(request, model, settings, state["decoders"],
