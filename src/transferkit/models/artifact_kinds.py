@@ -305,9 +305,11 @@ def save_ensemble(model: Any, folder: str | Path, *, metrics: dict | None = None
     description = {"strategy": "ensemble", "modality": model.modality, "classes": model.classes,
                    "members": [f"members/{i}" for i in range(len(model.members))],
                    "member_backbones": [m.backbone.name for m in model.members],
-                   "weights": [float(w) for w in model.weights], "combine": "weighted mean of probabilities"}
+                   "weights": [float(w) for w in model.weights], "task": model.task,
+                   "combine": "weighted mean of the members' outputs (class probabilities, values or per-label "
+                              "probabilities, as the task gives them)"}
     card = "\n".join([f"# transferkit ensemble of {len(model.members)} models", "",
-                      f"- {model.modality} classification, {len(model.classes)} classes",
+                      f"- {model.modality} {model.task}, {len(model.classes)} outputs",
                       "- members (weight, backbone, strategy): " + "; ".join(
                           f"{w:.3f} {m.backbone.name} {m.strategy}" for w, m in zip(model.weights, model.members)),
                       "", "Load it with `transferkit.load_model(folder)`.", ""])
