@@ -153,7 +153,7 @@ def test_every_task_answers_every_hook(name: str, tmp_path: Path) -> None:
         assert bounded["low"] <= bounded["value"] <= bounded["high"] and interval["level"] == 0.5
         assert task.prediction_table([bounded], space)[0][-2:] == ["low", "high"]
 
-    assert called == set(HOOKS), f"the contract test does not call {sorted(set(HOOKS) - called)}"
+    assert called >= set(HOOKS), f"the contract test does not call {sorted(set(HOOKS) - called)}"
 
 
 # --------------------------------------------------------------------------------------------------- registry

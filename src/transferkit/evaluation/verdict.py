@@ -63,6 +63,12 @@ def verdict_of(low: float, high: float) -> str:
     return HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
 
 
+def right_or_wrong(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """1.0 where the prediction is right, else 0.0 (their mean is the accuracy): the per-example score of
+    single-label classification."""
+    return (np.asarray(y_pred) == np.asarray(y_true)).astype(np.float64)
+
+
 def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str,
             confidence: float = 0.95, n_boot: int = 5000, seed: int = 0,
             scores: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Comparison:
@@ -71,9 +77,7 @@ def compare(y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarra
     ``per_example_scores``); by default 1 for a right prediction and 0 for a wrong one (accuracy)."""
     y_true, model_pred, baseline_pred = map(np.asarray, (y_true, model_pred, baseline_pred))
     if scores is None:
-        from transferkit.tasks import DEFAULT_TASK, get_task
-
-        scores = get_task(DEFAULT_TASK).per_example_scores
+        scores = right_or_wrong
     model_correct = np.asarray(scores(y_true, model_pred), dtype=np.float64)
     base_correct = np.asarray(scores(y_true, baseline_pred), dtype=np.float64)
     diff = model_correct - base_correct

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from transferkit.modalities.base import Modality, RawEncoder
+from transferkit.modalities.base import Modality, RawEncoder, check_files
 
 #: The raw baseline's and the report's view of a clip: 16 kHz, 25 ms windows every 10 ms, 64 mel bands.
 RAW_PREPROCESSING = {"sample_rate": 16000, "clip_seconds": 2.3, "n_fft": 400, "hop_length": 160, "n_mels": 64,
@@ -82,25 +82,9 @@ class AudioModality(Modality):
         return keys
 
     def check_items(self, dataset: Any) -> None:
-        from transferkit.data.audio import AudioClip, check_audio_file
-        from transferkit.errors import DataError
+        from transferkit.data.audio import check_audio_file
 
-        problems = []
-        for item, row in zip(dataset.items, dataset.row_ids):
-            if isinstance(item, AudioClip):
-                continue
-            problem = check_audio_file(item)
-            if problem:
-                where = item if row == item else f"{row} ({item})"
-                problems.append(f"{where} {problem}")
-        if problems:
-            more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-            raise DataError(
-                f"{dataset.origin}: {len(problems)} audio file(s) cannot be used:\n  "
-                + "\n  ".join(problems[:5])
-                + more
-                + "\nRemove or replace them and run again."
-            )
+        check_files(dataset, check_audio_file, "audio")  # decoded clips and arrays are not files: nothing to check
 
     def files_dataset(self, paths: Sequence[str], origin: str) -> Any:
         from transferkit.data.sources import audio_files

@@ -172,3 +172,26 @@ HOOKS = ("item_keys", "check_items", "batch_order", "files_dataset", "backbone_o
 ATTRIBUTES = ("name", "description", "default_backbone", "input_hint", "items_are_files", "strings_are_items",
               "mixes_batches", "augment_summary", "word_variants", "channels_last", "prefers_static_quantization",
               "service_request", "onnx_inputs")
+
+
+def check_files(dataset: Any, check: Callable[[Any], str | None], noun: str) -> None:
+    """Run ``check`` (a problem description or ``None``) on each file of ``dataset``; the problems found are one
+    DataError naming the first five files (with their rows) and how many more. Items that are not file paths (decoded
+    clips, arrays) are skipped: ``check`` is only called on strings and paths."""
+    import os
+
+    from transferkit.errors import DataError
+
+    problems = []
+    for item, row in zip(dataset.items, dataset.row_ids):
+        if not isinstance(item, (str, os.PathLike)):
+            continue
+        problem = check(item)
+        if problem:
+            where = item if row == item else f"{row} ({item})"
+            problems.append(f"{where} {problem}")
+    if problems:
+        more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise DataError(f"{dataset.origin}: {len(problems)} {noun} file(s) cannot be used:\n  "
+                        + "\n  ".join(problems[:5]) + more + "\nRemove or replace them and run again.")
+

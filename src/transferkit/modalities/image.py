@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from transferkit.modalities.base import Modality, RawEncoder
+from transferkit.modalities.base import Modality, RawEncoder, check_files
 
 #: The raw baseline's pixel grid: every image is resized to this many pixels a side (smaller arrays keep theirs).
 RAW_IMAGE_SIDE = 32
@@ -93,24 +93,8 @@ class ImageModality(Modality):
 
     def check_items(self, dataset: Any) -> None:
         from transferkit.data.images import check_image_file
-        from transferkit.errors import DataError
 
-        if isinstance(dataset.items, np.ndarray):
-            return
-        problems = []
-        for path, row in zip(dataset.items, dataset.row_ids):
-            problem = check_image_file(path)
-            if problem:
-                where = path if row == path else f"{row} ({path})"
-                problems.append(f"{where} {problem}")
-        if problems:
-            more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-            raise DataError(
-                f"{dataset.origin}: {len(problems)} image file(s) cannot be used:\n  "
-                + "\n  ".join(problems[:5])
-                + more
-                + "\nRemove or replace them and run again."
-            )
+        check_files(dataset, check_image_file, "image")  # decoded clips and arrays are not files: nothing to check
 
     def files_dataset(self, paths: Sequence[str], origin: str) -> Any:
         from transferkit.data.sources import image_files

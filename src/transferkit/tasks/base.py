@@ -170,10 +170,13 @@ class Task(ABC):
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """``(N,)`` scores whose mean is :attr:`measure`: the unit of the paired bootstrap of the verdict."""
 
-    @abstractmethod
     def compare(self, y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str, *,
                 seed: int = 0) -> Any:
-        """The verdict against one baseline on the same examples (a :class:`~transferkit.evaluation.verdict.Comparison`)."""
+        """The verdict against one baseline on the same examples (a :class:`~transferkit.evaluation.verdict.Comparison`):
+        the paired bootstrap of :meth:`per_example_scores`."""
+        from transferkit.evaluation.verdict import compare
+
+        return compare(y_true, model_pred, baseline_pred, baseline, seed=seed, scores=self.per_example_scores)
 
     @abstractmethod
     def evidence(self, train: Any, test: Any, y_true: np.ndarray, proba: np.ndarray, label_space: Sequence[str], *,

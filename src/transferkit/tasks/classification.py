@@ -160,13 +160,9 @@ class SingleLabelClassification(Task):
 
     def per_example_scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """1.0 where the prediction is right, else 0.0 (their mean is the accuracy)."""
-        return (np.asarray(y_pred) == np.asarray(y_true)).astype(np.float64)
+        from transferkit.evaluation.verdict import right_or_wrong
 
-    def compare(self, y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str, *,
-                seed: int = 0) -> Any:
-        from transferkit.evaluation.verdict import compare
-
-        return compare(y_true, model_pred, baseline_pred, baseline, seed=seed, scores=self.per_example_scores)
+        return right_or_wrong(y_true, y_pred)
 
     def evidence(self, train: Any, test: Any, y_true: np.ndarray, proba: np.ndarray, label_space: Sequence[str], *,
                  val: Any = None, seed: int = 0) -> dict[str, str]:

@@ -279,12 +279,6 @@ class MultiLabelClassification(Task):
 
         return example_f1_scores(y_true, y_pred)
 
-    def compare(self, y_true: np.ndarray, model_pred: np.ndarray, baseline_pred: np.ndarray, baseline: str, *,
-                seed: int = 0) -> Any:
-        from transferkit.evaluation.verdict import compare
-
-        return compare(y_true, model_pred, baseline_pred, baseline, seed=seed, scores=self.per_example_scores)
-
     def evidence(self, train: Any, test: Any, y_true: np.ndarray, proba: np.ndarray, label_space: Sequence[str], *,
                  val: Any = None, seed: int = 0) -> dict[str, str]:
         """``predictions.csv``: every test row with its true and predicted label sets and each label's
