@@ -58,6 +58,7 @@ from starlette.responses import Response
 from transferkit._version import __version__
 from transferkit.errors import TransferkitError
 from transferkit.modalities import get_modality
+from transferkit.serving.body import body_problems
 from transferkit.serving.settings import ServeConfig, from_environment
 from transferkit.tasks import task_of
 
@@ -667,16 +668,7 @@ def _text_inputs(body: bytes, parameters: str, request: Request, model: Any, set
     try:
         parsed = schema.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(body)"
-            if error["type"] == "extra_forbidden":
-                problems.append(f"unknown field '{where}' (allowed: {', '.join(schema.model_fields)})")
-            elif error["type"] == "missing":
-                problems.append(f"field '{where}' is required")
-            else:
-                problems.append(f"field '{where}': {error['msg']}")
-        raise refuse(422, "; ".join(problems) + f"; {example}.") from None
+        raise refuse(422, body_problems(exc, schema) + f"; {example}.") from None
     if not parsed.texts:
         raise refuse(422, "field 'texts' is empty; send one or more texts.")
     for i, text in enumerate(parsed.texts):

@@ -24,6 +24,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from transferkit.errors import ArtifactError, TransferkitError
+from transferkit.serving.body import body_problems
 
 #: The most items one answer lists.
 MAX_K = 1000
@@ -131,14 +132,7 @@ def parse_request(body: bytes) -> RecommendRequest:
     try:
         return RecommendRequest.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(body)"
-            if error["type"] == "extra_forbidden":
-                problems.append(f"unknown field '{where}' (allowed: {', '.join(RecommendRequest.model_fields)})")
-            else:
-                problems.append(f"field '{where}': {error['msg']}")
-        raise _unprocessable("; ".join(problems) + f"; {example}.") from None
+        raise _unprocessable(body_problems(exc, RecommendRequest) + f"; {example}.") from None
 
 
 def folder_recommends(folder: str | Path) -> bool:
